@@ -1,0 +1,133 @@
+"""Item keys the agent answers, one module per key family, all registered here.
+
+A check is a function `(key: ItemKey, ctx: CheckContext) -> str | int | float` registered with
+`@check("name")`. It raises NotSupported(reason) when it cannot answer; the reason is what
+zabbix_get prints after `ZBX_NOTSUPPORTED: `. `Checks.get(text)` is what the passive listener and
+the active scheduler call: it parses the key, applies AllowKey/DenyKey, runs UserParameters and
+formats the result as Zabbix does (floats with 6 decimals).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.protocol.itemkey import ItemKey, ItemKeyError, parse
+
+AGENT_VERSION = "6.0.14"  # what agent.version answers: the Zabbix protocol level we speak
+
+
+class NotSupported(Exception):
+    """The key cannot be answered; str(exc) is the reason shown to the user."""
+
+
+CheckFunc = Callable[[ItemKey, "CheckContext"], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    func: CheckFunc
+    params: bool  # False: the key must not have parameters ("Item does not allow parameters.")
+
+
+REGISTRY: dict[str, Check] = {}
+FAMILIES = ("agent", "system", "kernel", "proc", "vfs", "net", "web", "container", "userparam")
+
+
+def check(name: str, *, params: bool = True) -> Callable[[CheckFunc], CheckFunc]:
+    def register(func: CheckFunc) -> CheckFunc:
+        if name in REGISTRY:
+            raise RuntimeError(f"item key {name!r} registered twice")
+        REGISTRY[name] = Check(name, func, params)
+        return func
+
+    return register
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRule:
+    allow: bool
+    pattern: str  # a key pattern with `*` wildcards, matched against the whole key text
+
+    def matches(self, key: str) -> bool:
+        return fnmatch.fnmatchcase(key, self.pattern)
+
+
+@dataclass(frozen=True, slots=True)
+class UserParameter:
+    name: str
+    command: str
+    flexible: bool  # declared as `name[*]`: $1..$9 are replaced by the key's parameters
+
+
+@dataclass
+class CheckContext:
+    """What checks may need from the agent: its settings and the shared background collector."""
+
+    hostname: str = ""
+    timeout: float = 3.0
+    user_parameters: dict[str, UserParameter] = field(default_factory=dict)
+    unsafe_user_parameters: bool = False
+    collector: Any = None  # agent.checks.collector.Collector once started
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def format_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "1" if v else "0"
+    if isinstance(v, float):
+        return f"{v:.6f}"
+    return str(v)
+
+
+def load_families() -> None:
+    for fam in FAMILIES:
+        importlib.import_module(f"agent.checks.{fam}")
+
+
+class Checks:
+    """The agent's item keys with its AllowKey/DenyKey rules applied."""
+
+    def __init__(self, ctx: CheckContext, rules: list[KeyRule] | None = None) -> None:
+        load_families()
+        self.ctx = ctx
+        # system.run[*] is denied unless an AllowKey rule names it (Zabbix 5.0.2+ behaviour).
+        self.rules = list(rules or [])
+        if not any(r.allow and r.pattern.startswith("system.run") for r in self.rules):
+            self.rules.append(KeyRule(False, "system.run[*]"))
+
+    def allowed(self, key: str) -> bool:
+        for r in self.rules:
+            if r.matches(key):
+                return r.allow
+        return True
+
+    def get(self, text: str) -> str:
+        """The value of a key as text, or NotSupported with Zabbix's wording."""
+        try:
+            key = parse(text)
+        except ItemKeyError as e:
+            raise NotSupported(f"Invalid item key format: {e}.") from None
+        if not self.allowed(text):
+            raise NotSupported("Unsupported item key.")
+        up = self.ctx.user_parameters.get(key.name)
+        if up is not None:
+            return format_value(REGISTRY["__userparam__"].func(key, self.ctx))
+        c = REGISTRY.get(key.name)
+        if c is None or c.name.startswith("__"):
+            raise NotSupported("Unsupported item key.")
+        if key.has_brackets and not c.params:
+            raise NotSupported("Item does not allow parameters.")
+        try:
+            return format_value(c.func(key, self.ctx))
+        except NotSupported:
+            raise
+        except ItemKeyError as e:
+            raise NotSupported(f"Invalid parameter: {e}.") from None
+        except (OSError, ValueError) as e:
+            raise NotSupported(f"Cannot obtain {key.name}: {e}") from None

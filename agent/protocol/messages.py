@@ -1,0 +1,401 @@
+"""The JSON messages of the Zabbix 6 protocol as plain dataclasses.
+
+`parse_request` turns a frame body into one of the request types and fails with a ProtocolError
+naming the bad field; every type has `to_json()` giving the compact JSON Zabbix itself writes, with
+fields in Zabbix's order, so a captured message decodes and re-encodes byte-for-byte.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+SENDER_DATA = "sender data"
+AGENT_DATA = "agent data"
+ACTIVE_CHECKS = "active checks"
+NOT_SUPPORTED = "ZBX_NOTSUPPORTED"
+
+MAX_JSON_DEPTH = 64
+
+
+class ProtocolError(ValueError):
+    """A message that is valid JSON but not a valid request; names the offending field."""
+
+
+def dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _depth_ok(body: bytes, limit: int) -> bool:
+    # Counting brackets outside strings is cheaper than a recursive walk and stops the parser's
+    # recursion limit from ever being the one to say no.
+    depth = 0
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return True
+    in_str = esc = False
+    for ch in body:
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == 0x5C:
+                esc = True
+            elif ch == 0x22:
+                in_str = False
+        elif ch == 0x22:
+            in_str = True
+        elif ch in (0x5B, 0x7B):
+            depth += 1
+            if depth > limit:
+                return False
+        elif ch in (0x5D, 0x7D):
+            depth -= 1
+    return True
+
+
+def loads(body: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Parse a JSON body; ProtocolError with Zabbix's wording when it is not a JSON object."""
+    if not _depth_ok(body, max_depth):
+        raise ProtocolError(f"cannot parse as a valid JSON object: nesting deeper than {max_depth} levels")
+    try:
+        obj = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise ProtocolError(f"cannot parse as a valid JSON object: {e}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("cannot parse as a valid JSON object: the body is not an object")
+    return obj
+
+
+def _str(d: dict[str, Any], name: str, where: str, *, required: bool = True) -> str | None:
+    v = d.get(name)
+    if v is None:
+        if required:
+            raise ProtocolError(f"{where}: missing field {name!r}")
+        return None
+    if not isinstance(v, str):
+        raise ProtocolError(f"{where}: field {name!r} must be a string, got {type(v).__name__}")
+    return v
+
+
+def _int(d: dict[str, Any], name: str, where: str, *, lo: int = 0, hi: int = 2**63 - 1) -> int | None:
+    v = d.get(name)
+    if v is None:
+        return None
+    if isinstance(v, str) and v.isdigit():
+        v = int(v)
+    if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+        raise ProtocolError(f"{where}: field {name!r} must be an integer in {lo}..{hi}, got {v!r}")
+    return v
+
+
+def _value(d: dict[str, Any], where: str) -> str:
+    v = d.get("value")
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bool) or v is None or isinstance(v, dict | list):
+        raise ProtocolError(f"{where}: field 'value' must be a string or a number, got {json.dumps(v)}")
+    return str(v)
+
+
+# --- sender data --------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class SenderValue:
+    host: str
+    key: str
+    value: str
+    clock: int | None = None
+    ns: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"host": self.host, "key": self.key, "value": self.value}
+        if self.clock is not None:
+            d["clock"] = self.clock
+            if self.ns is not None:
+                d["ns"] = self.ns
+        return d
+
+
+@dataclass(slots=True)
+class SenderData:
+    data: list[SenderValue]
+    clock: int | None = None
+    ns: int | None = None
+    request: str = SENDER_DATA
+
+    def to_json(self) -> bytes:
+        d: dict[str, Any] = {"request": self.request, "data": [v.to_dict() for v in self.data]}
+        if self.clock is not None:
+            d["clock"] = self.clock
+            d["ns"] = self.ns or 0
+        return dumps(d)
+
+
+# --- agent data ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class AgentValue:
+    host: str
+    key: str
+    value: str | None
+    id: int
+    clock: int
+    ns: int
+    lastlogsize: int | None = None
+    mtime: int | None = None
+    state: int | None = None  # 1: not supported, `value` then holds the reason
+    timestamp: int | None = None  # log items: time parsed from the line
+    source: str | None = None  # eventlog fields, kept for symmetry with Zabbix
+    severity: int | None = None
+    eventid: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"host": self.host, "key": self.key}
+        if self.value is not None:
+            d["value"] = self.value
+        if self.state is not None:
+            d["state"] = self.state
+        if self.lastlogsize is not None:
+            d["lastlogsize"] = self.lastlogsize
+        if self.mtime is not None:
+            d["mtime"] = self.mtime
+        for name in ("timestamp", "source", "severity", "eventid"):
+            v = getattr(self, name)
+            if v is not None:
+                d[name] = v
+        d["id"] = self.id
+        d["clock"] = self.clock
+        d["ns"] = self.ns
+        return d
+
+
+@dataclass(slots=True)
+class AgentData:
+    session: str
+    data: list[AgentValue]
+    clock: int
+    ns: int
+    request: str = AGENT_DATA
+
+    def to_json(self) -> bytes:
+        return dumps(
+            {
+                "request": self.request,
+                "session": self.session,
+                "data": [v.to_dict() for v in self.data],
+                "clock": self.clock,
+                "ns": self.ns,
+            }
+        )
+
+
+# --- active checks ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ActiveChecksRequest:
+    host: str
+    host_metadata: str | None = None
+    ip: str | None = None
+    port: int | None = None
+    request: str = ACTIVE_CHECKS
+
+    def to_json(self) -> bytes:
+        d: dict[str, Any] = {"request": self.request, "host": self.host}
+        if self.host_metadata is not None:
+            d["host_metadata"] = self.host_metadata
+        if self.ip is not None:
+            d["ip"] = self.ip
+        if self.port is not None:
+            d["port"] = self.port
+        return dumps(d)
+
+
+@dataclass(slots=True)
+class ActiveCheck:
+    key: str
+    delay: int
+    lastlogsize: int = 0
+    mtime: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "delay": self.delay, "lastlogsize": self.lastlogsize, "mtime": self.mtime}
+
+
+@dataclass(slots=True)
+class ActiveChecksResponse:
+    data: list[ActiveCheck] = field(default_factory=list)
+
+    def to_json(self) -> bytes:
+        return dumps({"response": "success", "data": [c.to_dict() for c in self.data]})
+
+
+# --- replies ------------------------------------------------------------------------------------
+
+_INFO = re.compile(
+    r"processed: (\d+); failed: (\d+); total: (\d+); seconds spent: (\d+(?:\.\d+)?)"
+)
+
+
+@dataclass(slots=True)
+class ProcessedInfo:
+    processed: int
+    failed: int
+    total: int
+    seconds: float
+
+    def __str__(self) -> str:
+        return (
+            f"processed: {self.processed}; failed: {self.failed}; total: {self.total}; "
+            f"seconds spent: {self.seconds:.6f}"
+        )
+
+    @classmethod
+    def parse(cls, info: str) -> ProcessedInfo:
+        m = _INFO.fullmatch(info)
+        if not m:
+            raise ProtocolError(f"info: not a 'processed: N; failed: N; total: N; seconds spent: S' string: {info!r}")
+        return cls(int(m[1]), int(m[2]), int(m[3]), float(m[4]))
+
+
+@dataclass(slots=True)
+class Response:
+    response: str  # "success" | "failed"
+    info: str | None = None
+
+    def to_json(self) -> bytes:
+        d: dict[str, Any] = {"response": self.response}
+        if self.info is not None:
+            d["info"] = self.info
+        return dumps(d)
+
+    @property
+    def ok(self) -> bool:
+        return self.response == "success"
+
+
+def success(info: ProcessedInfo) -> bytes:
+    return Response("success", str(info)).to_json()
+
+
+def failure(info: str) -> bytes:
+    return Response("failed", info).to_json()
+
+
+# --- parsing ------------------------------------------------------------------------------------
+
+Request = SenderData | AgentData | ActiveChecksRequest
+
+
+def parse_sender_value(d: Any, i: int) -> SenderValue:
+    where = f"data[{i}]"
+    if not isinstance(d, dict):
+        raise ProtocolError(f"{where}: must be an object")
+    host = _str(d, "host", where)
+    key = _str(d, "key", where)
+    assert host is not None and key is not None
+    return SenderValue(host, key, _value(d, where), _int(d, "clock", where), _int(d, "ns", where, hi=999_999_999))
+
+
+def parse_agent_value(d: Any, i: int) -> AgentValue:
+    where = f"data[{i}]"
+    if not isinstance(d, dict):
+        raise ProtocolError(f"{where}: must be an object")
+    host = _str(d, "host", where)
+    key = _str(d, "key", where)
+    assert host is not None and key is not None
+    state = _int(d, "state", where, hi=1)
+    value = _value(d, where) if "value" in d else None
+    if value is None and state != 1:
+        raise ProtocolError(f"{where}: missing field 'value'")
+    vid = _int(d, "id", where)
+    clock = _int(d, "clock", where)
+    ns = _int(d, "ns", where, hi=999_999_999)
+    if vid is None or clock is None:
+        raise ProtocolError(f"{where}: missing field {'id' if vid is None else 'clock'!r}")
+    return AgentValue(
+        host, key, value, vid, clock, ns or 0,
+        lastlogsize=_int(d, "lastlogsize", where), mtime=_int(d, "mtime", where), state=state,
+        timestamp=_int(d, "timestamp", where), source=_str(d, "source", where, required=False),
+        severity=_int(d, "severity", where), eventid=_int(d, "eventid", where),
+    )
+
+
+def _data_list(obj: dict[str, Any]) -> list[Any]:
+    data = obj.get("data")
+    if not isinstance(data, list):
+        raise ProtocolError("field 'data' must be a list" if data is not None else "missing field 'data'")
+    return data
+
+
+def parse_request(obj: dict[str, Any]) -> Request:
+    """Turn a parsed JSON object into a request. Unknown requests raise ProtocolError."""
+    req = obj.get("request")
+    if req == SENDER_DATA:
+        data = _data_list(obj)
+        return SenderData(
+            [parse_sender_value(d, i) for i, d in enumerate(data)],
+            _int(obj, "clock", "request"), _int(obj, "ns", "request", hi=999_999_999),
+        )
+    if req == AGENT_DATA:
+        data = _data_list(obj)
+        session = _str(obj, "session", "request", required=False) or ""
+        clock = _int(obj, "clock", "request") or 0
+        return AgentData(session, [parse_agent_value(d, i) for i, d in enumerate(data)], clock,
+                         _int(obj, "ns", "request", hi=999_999_999) or 0)
+    if req == ACTIVE_CHECKS:
+        host = _str(obj, "host", "request")
+        assert host is not None
+        return ActiveChecksRequest(host, _str(obj, "host_metadata", "request", required=False),
+                                   _str(obj, "ip", "request", required=False), _int(obj, "port", "request", hi=65535))
+    if req is None:
+        raise ProtocolError("missing field 'request'")
+    raise ProtocolError(f"unknown request {req!r}")
+
+
+def parse_response(body: bytes) -> Response:
+    obj = loads(body)
+    resp = _str(obj, "response", "response")
+    assert resp is not None
+    return Response(resp, _str(obj, "info", "response", required=False))
+
+
+def parse_active_checks_response(body: bytes) -> ActiveChecksResponse | Response:
+    """A list of checks, or a Response('failed', info) when the server refused."""
+    obj = loads(body)
+    if obj.get("response") != "success":
+        return Response(str(obj.get("response")), _str(obj, "info", "response", required=False))
+    checks = []
+    for i, d in enumerate(_data_list(obj)):
+        where = f"data[{i}]"
+        if not isinstance(d, dict):
+            raise ProtocolError(f"{where}: must be an object")
+        key = _str(d, "key", where)
+        assert key is not None
+        delay = d.get("delay", 0)
+        if isinstance(delay, str):  # older servers send "30" or "30s"
+            delay = delay.rstrip("s")
+            if not delay.isdigit():
+                raise ProtocolError(f"{where}: field 'delay' must be seconds, got {d.get('delay')!r}")
+            delay = int(delay)
+        checks.append(ActiveCheck(key, int(delay), _int(d, "lastlogsize", where) or 0, _int(d, "mtime", where) or 0))
+    return ActiveChecksResponse(checks)
+
+
+def encode_passive_reply(value: str | None, error: str | None = None) -> bytes:
+    """Body of a passive-check reply: the value as text, or ZBX_NOTSUPPORTED NUL reason."""
+    if error is not None:
+        return NOT_SUPPORTED.encode() + b"\0" + error.encode()
+    return (value or "").encode()
+
+
+def decode_passive_reply(body: bytes) -> tuple[str | None, str | None]:
+    """(value, None) or (None, reason) for a ZBX_NOTSUPPORTED reply."""
+    if body.startswith(NOT_SUPPORTED.encode()):
+        rest = body[len(NOT_SUPPORTED):]
+        reason = rest[1:] if rest.startswith(b"\0") else rest.lstrip(b": ")
+        return None, reason.decode(errors="replace")
+    return body.decode(errors="replace"), None

@@ -1,0 +1,1 @@
+"""alerts room: built in a later issue (see ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""proxy room: built in a later issue (see ARCHITECTURE.md)."""

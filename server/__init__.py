@@ -1,0 +1,1 @@
+"""The Vigil server: configuration, store, ingest and the vigil admin CLI."""

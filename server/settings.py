@@ -1,0 +1,112 @@
+"""Typed settings from VIGIL_* environment variables, built in main() and checked against bounds.
+
+Every setting is listed in SETTINGS with its default, bounds and meaning; docs/settings.md is
+checked against this list by a test, so a setting cannot exist undocumented.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class SettingsError(ValueError):
+    """A VIGIL_* variable with a bad value; the message names the variable and what it takes."""
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    name: str
+    default: str
+    help: str
+    lo: float | None = None
+    hi: float | None = None
+
+
+SETTINGS: tuple[Spec, ...] = (
+    Spec("VIGIL_DATA_DIR", "./vigil-data", "Directory for the embedded SQLite store, logs and the local agent's files."),
+    Spec("VIGIL_DATABASE_URL", "", "Store URL: empty for SQLite in the data directory, or postgresql://user@host:port/db."),
+    Spec("VIGIL_LISTEN", "127.0.0.1:10051", "Address and port of the Zabbix-protocol ingest listener."),
+    Spec("VIGIL_WEB_LISTEN", "127.0.0.1:8080", "Address and port of the web UI (served once the web issue lands)."),
+    Spec("VIGIL_MAX_FRAME_BYTES", str(128 * 1024 * 1024), "Largest ZBXD frame accepted, in bytes.", 1024, 2**33),
+    Spec("VIGIL_TIMEOUT", "3", "Seconds a client may take to send a whole frame before it is dropped.", 0.1, 300),
+    Spec("VIGIL_MAX_CONNECTIONS", "1024", "Connections served at once; more wait in the kernel's backlog.", 1, 65536),
+    Spec("VIGIL_BATCH_MAX_VALUES", "50000", "Most values written in one transaction.", 1, 10_000_000),
+    Spec("VIGIL_CONFIG_REFRESH", "1", "Seconds between checks for configuration changes.", 0.05, 3600),
+    Spec("VIGIL_HOUSEKEEPING_INTERVAL", "3600", "Seconds between housekeeper runs (retention).", 1, 86400),
+    Spec("VIGIL_TRENDS_INTERVAL", "60", "Seconds between hourly-trend roll-ups.", 1, 3600),
+    Spec("VIGIL_LOCAL_AGENT", "1", "1: `vigil up` starts a vigil-agent watching this machine; 0: it does not.", 0, 1),
+    Spec("VIGIL_LOG_LEVEL", "info", "debug, info, warning or error."),
+)
+
+
+def parse_address(text: str, name: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not host:
+        raise SettingsError(f"{name}={text!r}: expected HOST:PORT with a port from 1 to 65535")
+    return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    listen: tuple[str, int]
+    web_listen: tuple[str, int]
+    max_frame_bytes: int
+    timeout: float
+    max_connections: int
+    batch_max_values: int
+    config_refresh: float
+    housekeeping_interval: float
+    trends_interval: float
+    local_agent: bool
+    log_level: str
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        env = os.environ if env is None else env
+        raw = {s.name: env.get(s.name, s.default) for s in SETTINGS}
+
+        def num(name: str, kind: type = float) -> float:
+            spec = next(s for s in SETTINGS if s.name == name)
+            try:
+                v = kind(raw[name])
+            except ValueError:
+                raise SettingsError(f"{name}={raw[name]!r}: expected a {kind.__name__}") from None
+            if (spec.lo is not None and v < spec.lo) or (spec.hi is not None and v > spec.hi):
+                raise SettingsError(f"{name}={raw[name]!r}: must be between {spec.lo:g} and {spec.hi:g}")
+            return v
+
+        data_dir = Path(raw["VIGIL_DATA_DIR"]).expanduser()
+        url = raw["VIGIL_DATABASE_URL"].strip() or f"sqlite:///{(data_dir / 'vigil.db').absolute()}"
+        if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise SettingsError(f"VIGIL_DATABASE_URL={url!r}: expected sqlite:///PATH or postgresql://…")
+        if url.startswith("postgres://"):
+            url = "postgresql://" + url[len("postgres://"):]
+        level = raw["VIGIL_LOG_LEVEL"].lower()
+        if level not in ("debug", "info", "warning", "error"):
+            raise SettingsError(f"VIGIL_LOG_LEVEL={level!r}: expected debug, info, warning or error")
+        values = dict(
+            data_dir=data_dir,
+            database_url=url,
+            listen=parse_address(raw["VIGIL_LISTEN"], "VIGIL_LISTEN"),
+            web_listen=parse_address(raw["VIGIL_WEB_LISTEN"], "VIGIL_WEB_LISTEN"),
+            max_frame_bytes=int(num("VIGIL_MAX_FRAME_BYTES", int)),
+            timeout=num("VIGIL_TIMEOUT"),
+            max_connections=int(num("VIGIL_MAX_CONNECTIONS", int)),
+            batch_max_values=int(num("VIGIL_BATCH_MAX_VALUES", int)),
+            config_refresh=num("VIGIL_CONFIG_REFRESH"),
+            housekeeping_interval=num("VIGIL_HOUSEKEEPING_INTERVAL"),
+            trends_interval=num("VIGIL_TRENDS_INTERVAL"),
+            local_agent=bool(num("VIGIL_LOCAL_AGENT", int)),
+            log_level=level,
+        )
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]

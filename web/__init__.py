@@ -1,0 +1,1 @@
+"""web room: built in a later issue (see ARCHITECTURE.md)."""
