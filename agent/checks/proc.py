@@ -1,0 +1,282 @@
+"""proc.num, proc.mem and proc.cpu.util on Linux, matching processes as zabbix_agentd 6.0 does.
+
+A process matches `<name>` if its name in /proc/PID/status (or stat) or the base name of its
+argv[0] equals it; `<user>` compares the process's user id with that user's (an unknown user
+matches nothing and the answer is 0); `<cmdline>` is a regular expression searched in the command
+line with its arguments joined by spaces. Zabbix uses PCRE: Python's `re` is close, and POSIX
+classes such as `[[:digit:]]` are translated. As in Zabbix, a regular expression that does not
+compile matches no process.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from agent.checks import CheckContext, NotSupported, check
+from agent.checks.collector import ensure_collector
+from agent.checks.keyparams import at_most, choice, text
+from agent.checks.system import read_meminfo
+from agent.protocol.itemkey import ItemKey
+
+PROC = Path("/proc")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+AVG_SECONDS = {"avg1": 60, "avg5": 300, "avg15": 900}
+STATES = {"all": "", "run": "R", "sleep": "S", "zomb": "Z", "disk": "D", "trace": "T"}
+
+# /proc/PID/status label per proc.mem memtype ("size" and "pmem" are computed)
+MEMTYPES = {
+    "vsize": "VmSize", "rss": "VmRSS", "peak": "VmPeak", "swap": "VmSwap", "lib": "VmLib",
+    "lck": "VmLck", "pin": "VmPin", "hwm": "VmHWM", "data": "VmData", "stk": "VmStk",
+    "exe": "VmExe", "pte": "VmPTE", "size": "", "pmem": "",
+}
+
+_POSIX_CLASSES = {
+    "[:alnum:]": "a-zA-Z0-9", "[:alpha:]": "a-zA-Z", "[:digit:]": "0-9", "[:lower:]": "a-z",
+    "[:upper:]": "A-Z", "[:space:]": r"\s", "[:blank:]": r" \t", "[:xdigit:]": "0-9A-Fa-f",
+    "[:word:]": r"\w", "[:punct:]": r"!-/:-@\[-`{-~", "[:cntrl:]": r"\x00-\x1f\x7f",
+    "[:print:]": r"\x20-\x7e", "[:graph:]": r"\x21-\x7e",
+}
+
+
+@lru_cache(maxsize=256)
+def compile_regex(pattern: str) -> re.Pattern[str] | None:
+    """The pattern compiled, or None if it is not a valid regular expression."""
+    for posix, py in _POSIX_CLASSES.items():
+        pattern = pattern.replace(posix, py)
+    try:
+        return re.compile(pattern)
+    except re.error:
+        return None
+
+
+def user_id(name: str) -> int | None:
+    """The uid of user `name`; None if there is no such user."""
+    try:
+        return pwd.getpwnam(name).pw_uid
+    except KeyError:
+        return None
+
+
+def pids() -> list[int]:
+    try:
+        return [int(e) for e in os.listdir(PROC) if e.isdigit()]
+    except OSError as e:
+        raise NotSupported(f"Cannot open /proc: {e.strerror}") from None
+
+
+def read_cmdline(pid: int) -> bytes:
+    with open(PROC / str(pid) / "cmdline", "rb") as f:
+        return f.read()
+
+
+def arg0_name(cmdline: bytes) -> str:
+    arg0 = cmdline.split(b"\0", 1)[0]
+    return arg0.rsplit(b"/", 1)[-1].decode(errors="replace")
+
+
+def cmdline_text(cmdline: bytes) -> str:
+    return cmdline.rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
+
+
+def read_status(pid: int) -> dict[str, str]:
+    out: dict[str, str] = {}
+    with open(PROC / str(pid) / "status", errors="replace") as f:
+        for line in f:
+            label, _, value = line.partition(":")
+            out[label] = value.strip()
+    return out
+
+
+def status_bytes(status: dict[str, str], label: str) -> int | None:
+    """'VmRSS: 1234 kB' as bytes; None if the process has no such line (kernel threads)."""
+    value = status.get(label)
+    if value is None:
+        return None
+    parts = value.split()
+    n = int(parts[0])
+    unit = parts[1].lower() if len(parts) > 1 else ""
+    return n << {"kb": 10, "mb": 20, "gb": 30, "tb": 40}.get(unit, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class ProcFilter:
+    """The <name>, <user>, <cmdline> parameters shared by the proc.* keys ('' matches any)."""
+
+    name: str
+    user: str
+    cmdline: str
+
+    def uid(self) -> int | None | bool:
+        """The uid to match, None for any user, False for a user that does not exist."""
+        if not self.user:
+            return None
+        uid = user_id(self.user)
+        return False if uid is None else uid
+
+    def matches_cmdline(self, cmdline: bytes, empty_matches: bool) -> bool:
+        if not self.cmdline:
+            return True
+        if not cmdline and not empty_matches:
+            return False
+        rx = compile_regex(self.cmdline)
+        return rx is not None and rx.search(cmdline_text(cmdline)) is not None
+
+
+def _filter(key: ItemKey) -> ProcFilter:
+    return ProcFilter(text(key, 0), text(key, 1), text(key, 3))
+
+
+def matching_status(flt: ProcFilter) -> list[dict[str, str]]:
+    """/proc/PID/status of each process matching the filter (proc.num and proc.mem)."""
+    uid = flt.uid()
+    if uid is False:
+        return []
+    out = []
+    for pid in pids():
+        try:
+            status = read_status(pid)
+            cmdline = read_cmdline(pid) if flt.name or flt.cmdline else b""
+        except OSError:
+            continue  # the process has gone
+        if flt.name and status.get("Name") != flt.name and arg0_name(cmdline) != flt.name:
+            continue
+        if uid is not None and int(status.get("Uid", "-1").split()[0]) != uid:
+            continue
+        if not flt.matches_cmdline(cmdline, empty_matches=True):
+            continue
+        out.append(status)
+    return out
+
+
+@check("proc.num")
+def proc_num(key: ItemKey, ctx: CheckContext) -> int:
+    at_most(key, 4)
+    flt = _filter(key)
+    state = STATES[choice(key, 2, STATES, "all")]
+    procs = matching_status(flt)
+    if state:
+        procs = [s for s in procs if s.get("State", "")[:1] == state]
+    return len(procs)
+
+
+@check("proc.mem")
+def proc_mem(key: ItemKey, ctx: CheckContext) -> int | float:
+    at_most(key, 5)
+    flt = _filter(key)
+    mode = choice(key, 2, ("sum", "avg", "max", "min"), "sum")
+    memtype = choice(key, 4, MEMTYPES, "vsize")
+    pct = memtype == "pmem"
+    total = 0
+    if pct and flt.uid() is not False:
+        total = read_meminfo().get("MemTotal", 0)
+        if total == 0:
+            raise NotSupported("Total memory reported is 0.")
+    label = {"size": "VmData", "pmem": "VmRSS"}.get(memtype) or MEMTYPES[memtype]
+    procs = matching_status(flt)
+    values: list[float] = []
+    for status in procs:
+        try:
+            if memtype == "size":
+                parts = [status_bytes(status, lb) for lb in ("VmData", "VmStk", "VmExe")]
+                v: float | None = None if None in parts else sum(p for p in parts if p is not None)
+            else:
+                v = status_bytes(status, label)
+        except (ValueError, IndexError):
+            raise NotSupported(f"Cannot get amount of \"{label}\" memory.") from None
+        if v is None:
+            continue
+        values.append(100.0 * v / total if pct else v)
+    if procs and not values:
+        raise NotSupported(f"Cannot get amount of \"{label}\" memory.")
+    if not values:
+        result: float = 0
+    elif mode == "max":
+        result = max(values)
+    elif mode == "min":
+        result = min(values)
+    else:
+        result = sum(values)
+    if mode == "avg":
+        return result / len(values) if values else 0.0
+    return float(result) if pct else int(result)
+
+
+# --- proc.cpu.util -------------------------------------------------------------------------------
+
+
+def read_stat_times(pid: int) -> tuple[str, int, int, int]:
+    """(comm, utime, stime, starttime) from /proc/PID/stat; times in clock ticks."""
+    with open(PROC / str(pid) / "stat", "rb") as f:
+        data = f.read()
+    lparen, rparen = data.index(b"("), data.rindex(b")")
+    fields = data[rparen + 2:].split()
+    # fields[0] is the state (field 3 of stat); utime, stime, starttime are fields 14, 15, 22
+    return data[lparen + 1:rparen].decode(errors="replace"), int(fields[11]), int(fields[12]), int(fields[19])
+
+
+class ProcCpuSampler:
+    """Cumulative CPU seconds (user, system) used by the processes matching a filter.
+
+    Between two samples a process seen both times adds its increase; a process new since the last
+    sample adds all its time (it started in between); a process that exited adds nothing more.
+    """
+
+    def __init__(self, flt: ProcFilter) -> None:
+        self.flt = flt
+        self.prev: dict[int, tuple[int, int, int]] | None = None
+        self.user = 0
+        self.system = 0
+
+    def matching(self) -> dict[int, tuple[int, int, int]]:
+        uid = self.flt.uid()
+        if uid is False:
+            return {}
+        out = {}
+        for pid in pids():
+            try:
+                if uid is not None and os.stat(PROC / str(pid)).st_uid != uid:
+                    continue
+                cmdline = read_cmdline(pid) if self.flt.name or self.flt.cmdline else b""
+                comm, utime, stime, start = read_stat_times(pid)
+            except (OSError, ValueError, IndexError):
+                continue
+            if self.flt.name and comm != self.flt.name and (not cmdline or arg0_name(cmdline) != self.flt.name):
+                continue
+            if not self.flt.matches_cmdline(cmdline, empty_matches=False):
+                continue
+            out[pid] = (start, utime, stime)
+        return out
+
+    def __call__(self) -> tuple[float, ...]:
+        cur = self.matching()
+        if self.prev is not None:
+            for pid, (start, utime, stime) in cur.items():
+                p = self.prev.get(pid)
+                if p is not None and p[0] == start:
+                    self.user += max(0, utime - p[1])
+                    self.system += max(0, stime - p[2])
+                else:
+                    self.user += utime
+                    self.system += stime
+        self.prev = cur
+        return self.user / CLK_TCK, self.system / CLK_TCK
+
+
+@check("proc.cpu.util")
+def proc_cpu_util(key: ItemKey, ctx: CheckContext) -> float:
+    # zabbix_agentd 6.0 takes five parameters; the sixth (<scope>) arrived in 6.4.
+    at_most(key, 5)
+    flt = _filter(key)
+    kind = choice(key, 2, ("total", "user", "system"), "total")
+    mode = choice(key, 4, AVG_SECONDS, "avg1")
+    collector = ensure_collector(ctx)
+    wkey = ("proc.cpu.util", flt)
+    collector.watch(wkey, lambda: ProcCpuSampler(flt))
+    (user, system), elapsed = collector.wait_rate(wkey, AVG_SECONDS[mode], ctx.timeout)
+    used = {"total": user + system, "user": user, "system": system}[kind]
+    return 0.0 if elapsed <= 0 else 100.0 * used / elapsed
