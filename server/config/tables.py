@@ -98,7 +98,29 @@ items = Table(
     Column("trends", String(64), nullable=False, server_default="365d"),
     Column("status", Integer, nullable=False, server_default="0"),
     Column("description", Text, nullable=False, server_default=""),
+    # The template item this one was copied from; changes to it reach every copy.
+    Column(
+        "templateid", Integer, ForeignKey("items.itemid", ondelete="CASCADE", name="items_templateid_fk"),
+        nullable=True, index=True,
+    ),
     UniqueConstraint("hostid", "key_", name="items_hostid_key"),
+)
+
+hosts_templates = Table(
+    "hosts_templates",
+    metadata,
+    Column("hostid", Integer, ForeignKey("hosts.hostid", ondelete="CASCADE"), primary_key=True),
+    Column("templateid", Integer, ForeignKey("hosts.hostid", ondelete="CASCADE"), primary_key=True),
+)
+
+host_macros = Table(
+    "host_macros",
+    metadata,
+    Column("hostmacroid", Integer, primary_key=True),
+    Column("hostid", Integer, ForeignKey("hosts.hostid", ondelete="CASCADE"), nullable=False),
+    Column("macro", String(255), nullable=False),
+    Column("value", String(2048), nullable=False, server_default=""),
+    UniqueConstraint("hostid", "macro", name="host_macros_hostid_macro"),
 )
 
 item_tags = Table(

@@ -1,0 +1,244 @@
+"""The configuration as plain dataclasses, and their validation from YAML/JSON documents.
+
+The document format (docs/config-format.md) is what `vigil config import` reads and
+`vigil config export` writes. Validation errors name the field by its path in the document,
+e.g. `hosts[0].items[2].value_type: 'flot' is not one of float, char, log, unsigned, text`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.protocol.itemkey import ItemKeyError
+from agent.protocol.itemkey import parse as parse_key
+from server.config.durations import seconds
+from server.config.tables import ITEM_TYPE_NAMES, VALUE_TYPE_NAMES, ItemType, ValueType
+
+ITEM_TYPE_LABELS = {v: k for k, v in ITEM_TYPE_NAMES.items()}
+VALUE_TYPE_LABELS = {v: k for k, v in VALUE_TYPE_NAMES.items()}
+_MACRO = re.compile(r"\{\$[A-Z0-9_.]+\}")
+
+
+class ConfigError(ValueError):
+    """A configuration document or request that cannot be applied; names the field."""
+
+
+@dataclass
+class ItemSpec:
+    key: str
+    type: ItemType = ItemType.TRAPPER
+    value_type: ValueType = ValueType.FLOAT
+    name: str = ""
+    units: str = ""
+    delay: str = "1m"
+    history: str = "31d"
+    trends: str = "365d"
+    enabled: bool = True
+    description: str = ""
+    tags: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class HostSpec:
+    host: str
+    name: str = ""
+    groups: list[str] = field(default_factory=list)
+    enabled: bool = True
+    description: str = ""
+    templates: list[str] = field(default_factory=list)
+    macros: dict[str, str] = field(default_factory=dict)
+    items: list[ItemSpec] = field(default_factory=list)
+
+
+@dataclass
+class TemplateSpec:
+    template: str
+    name: str = ""
+    groups: list[str] = field(default_factory=list)
+    description: str = ""
+    macros: dict[str, str] = field(default_factory=dict)
+    items: list[ItemSpec] = field(default_factory=list)
+
+
+@dataclass
+class ConfigDoc:
+    host_groups: list[str] = field(default_factory=list)
+    templates: list[TemplateSpec] = field(default_factory=list)
+    hosts: list[HostSpec] = field(default_factory=list)
+
+
+def _check_keys(d: dict[str, Any], allowed: set[str], where: str) -> None:
+    extra = sorted(set(d) - allowed)
+    if extra:
+        raise ConfigError(f"{where}: unknown field {extra[0]!r} (known: {', '.join(sorted(allowed))})")
+
+
+def _text(d: dict[str, Any], name: str, where: str, default: str | None = None, limit: int = 255) -> str:
+    v = d.get(name, default)
+    if v is None:
+        raise ConfigError(f"{where}.{name}: required")
+    if isinstance(v, bool) or not isinstance(v, str | int | float):
+        raise ConfigError(f"{where}.{name}: expected text, got {type(v).__name__}")
+    v = str(v)
+    if len(v) > limit:
+        raise ConfigError(f"{where}.{name}: longer than {limit} characters")
+    return v
+
+
+def _names(d: dict[str, Any], name: str, where: str) -> list[str]:
+    v = d.get(name, [])
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, list) or not all(isinstance(x, str) and x.strip() for x in v):
+        raise ConfigError(f"{where}.{name}: expected a list of names")
+    return [x.strip() for x in v]
+
+
+def _status(d: dict[str, Any], where: str) -> bool:
+    v = d.get("status", "enabled")
+    if v not in ("enabled", "disabled"):
+        raise ConfigError(f"{where}.status: {v!r} is not one of enabled, disabled")
+    return v == "enabled"
+
+
+def _macros(d: dict[str, Any], where: str) -> dict[str, str]:
+    v = d.get("macros", {})
+    if not isinstance(v, dict):
+        raise ConfigError(f"{where}.macros: expected a mapping of {{$NAME}}: value")
+    out = {}
+    for k, val in v.items():
+        if not isinstance(k, str) or not _MACRO.fullmatch(k):
+            raise ConfigError(f"{where}.macros: {k!r} is not a user macro like {{$NAME}}")
+        out[k] = "" if val is None else str(val)
+    return out
+
+
+def _tags(v: Any, where: str) -> list[tuple[str, str]]:
+    if v is None:
+        return []
+    if isinstance(v, dict):
+        return [(str(k), "" if x is None else str(x)) for k, x in v.items()]
+    if not isinstance(v, list):
+        raise ConfigError(f"{where}: expected a list of {{tag, value}} or a mapping")
+    out = []
+    for i, t in enumerate(v):
+        if not isinstance(t, dict) or "tag" not in t:
+            raise ConfigError(f"{where}[{i}]: expected {{tag: NAME, value: VALUE}}")
+        out.append((str(t["tag"]), str(t.get("value", ""))))
+    return out
+
+
+ITEM_FIELDS = {"key", "type", "value_type", "name", "units", "delay", "history", "trends", "status",
+               "description", "tags"}
+
+
+def item_from_doc(d: Any, where: str) -> ItemSpec:
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where}: expected a mapping with at least 'key'")
+    _check_keys(d, ITEM_FIELDS, where)
+    key = _text(d, "key", where, limit=2048)
+    try:
+        parse_key(key)
+    except ItemKeyError as e:
+        raise ConfigError(f"{where}.key: {key!r} is not a valid item key: {e}") from None
+    t = d.get("type", "trapper")
+    if t not in ITEM_TYPE_NAMES:
+        raise ConfigError(f"{where}.type: {t!r} is not one of {', '.join(ITEM_TYPE_NAMES)}")
+    vt = d.get("value_type", "float")
+    if vt not in VALUE_TYPE_NAMES:
+        raise ConfigError(f"{where}.value_type: {vt!r} is not one of {', '.join(VALUE_TYPE_NAMES)}")
+    spec = ItemSpec(
+        key=key, type=ITEM_TYPE_NAMES[t], value_type=VALUE_TYPE_NAMES[vt],
+        name=_text(d, "name", where, ""), units=_text(d, "units", where, ""),
+        delay=_text(d, "delay", where, "1m", 64), history=_text(d, "history", where, "31d", 64),
+        trends=_text(d, "trends", where, "365d", 64), enabled=_status(d, where),
+        description=_text(d, "description", where, "", 65535), tags=_tags(d.get("tags"), f"{where}.tags"),
+    )
+    for name in ("delay", "history", "trends"):
+        try:
+            seconds(getattr(spec, name), f"{where}.{name}")
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+    if spec.type != ItemType.TRAPPER and seconds(spec.delay) == 0:
+        raise ConfigError(f"{where}.delay: an {t} item needs an update interval above 0")
+    return spec
+
+
+def _items(d: dict[str, Any], where: str) -> list[ItemSpec]:
+    v = d.get("items", [])
+    if not isinstance(v, list):
+        raise ConfigError(f"{where}.items: expected a list")
+    items = [item_from_doc(x, f"{where}.items[{i}]") for i, x in enumerate(v)]
+    seen: set[str] = set()
+    for i, it in enumerate(items):
+        if it.key in seen:
+            raise ConfigError(f"{where}.items[{i}].key: {it.key!r} appears twice")
+        seen.add(it.key)
+    return items
+
+
+def doc_from_dict(doc: Any) -> ConfigDoc:
+    if doc is None:
+        return ConfigDoc()
+    if not isinstance(doc, dict):
+        raise ConfigError("the document must be a mapping with hosts:, templates: or host_groups:")
+    _check_keys(doc, {"hosts", "templates", "host_groups", "vigil"}, "document")
+    out = ConfigDoc(host_groups=_names(doc, "host_groups", "document"))
+    for i, t in enumerate(doc.get("templates") or []):
+        where = f"templates[{i}]"
+        if not isinstance(t, dict):
+            raise ConfigError(f"{where}: expected a mapping with at least 'template'")
+        _check_keys(t, {"template", "name", "groups", "description", "macros", "items"}, where)
+        out.templates.append(TemplateSpec(
+            template=_text(t, "template", where, limit=128), name=_text(t, "name", where, "", 128),
+            groups=_names(t, "groups", where), description=_text(t, "description", where, "", 65535),
+            macros=_macros(t, where), items=_items(t, where),
+        ))
+    for i, h in enumerate(doc.get("hosts") or []):
+        where = f"hosts[{i}]"
+        if not isinstance(h, dict):
+            raise ConfigError(f"{where}: expected a mapping with at least 'host'")
+        _check_keys(h, {"host", "name", "groups", "status", "description", "templates", "macros", "items"}, where)
+        host = _text(h, "host", where, limit=128)
+        if not re.fullmatch(r"[0-9A-Za-z_. \-]+", host):
+            raise ConfigError(f"{where}.host: {host!r} may contain only letters, digits, space, '.', '_' and '-'")
+        out.hosts.append(HostSpec(
+            host=host, name=_text(h, "name", where, "", 128), groups=_names(h, "groups", where),
+            enabled=_status(h, where), description=_text(h, "description", where, "", 65535),
+            templates=_names(h, "templates", where), macros=_macros(h, where), items=_items(h, where),
+        ))
+    for kind, names in (("hosts", [h.host for h in out.hosts]), ("templates", [t.template for t in out.templates])):
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ConfigError(f"{kind}: {sorted(dup)[0]!r} appears twice")
+    return out
+
+
+def item_to_doc(it: ItemSpec) -> dict[str, Any]:
+    d: dict[str, Any] = {"key": it.key, "type": ITEM_TYPE_LABELS[it.type], "value_type": VALUE_TYPE_LABELS[it.value_type]}
+    if it.name:
+        d["name"] = it.name
+    if it.units:
+        d["units"] = it.units
+    if it.type != ItemType.TRAPPER or it.delay != "1m":
+        d["delay"] = it.delay
+    if it.history != "31d":
+        d["history"] = it.history
+    if it.trends != "365d":
+        d["trends"] = it.trends
+    if not it.enabled:
+        d["status"] = "disabled"
+    if it.description:
+        d["description"] = it.description
+    if it.tags:
+        d["tags"] = [{"tag": t, "value": v} for t, v in it.tags]
+    return d
+
+
+def resolve_macros(text: str, macros: dict[str, str]) -> str:
+    """Replace {$NAME} with the host's (or its templates') value; unknown macros stay as written."""
+    if "{$" not in text:
+        return text
+    return _MACRO.sub(lambda m: macros.get(m.group(), m.group()), text)

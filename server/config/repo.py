@@ -1,0 +1,399 @@
+"""Reading and changing the configuration: all its SQL lives here (SQLAlchemy Core).
+
+Every change runs in one transaction and bumps `config_version`, which running servers poll to
+reload their configuration cache.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from server.config import tables as t
+from server.config.durations import seconds
+from server.config.model import (
+    ConfigDoc,
+    ConfigError,
+    HostSpec,
+    ItemSpec,
+    TemplateSpec,
+    item_to_doc,
+    resolve_macros,
+)
+from server.config.tables import HostStatus, ItemType, ValueType
+
+
+@dataclass
+class ImportReport:
+    hosts_created: int = 0
+    hosts_updated: int = 0
+    templates_created: int = 0
+    templates_updated: int = 0
+    items_created: int = 0
+    items_updated: int = 0
+    items_deleted: int = 0
+
+    def __str__(self) -> str:
+        return (
+            f"templates: {self.templates_created} created, {self.templates_updated} updated; "
+            f"hosts: {self.hosts_created} created, {self.hosts_updated} updated; "
+            f"items: {self.items_created} created, {self.items_updated} updated, {self.items_deleted} deleted"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ItemRef:
+    itemid: int
+    hostid: int
+    type: ItemType
+    value_type: ValueType
+    delay: int
+    key: str  # with the host's macros resolved
+
+
+@dataclass(frozen=True, slots=True)
+class HostRef:
+    hostid: int
+    host: str
+    enabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What ingest needs, read at once: hosts by name, items by (host, resolved key)."""
+
+    version: int
+    hosts: dict[str, HostRef]
+    items: dict[tuple[str, str], ItemRef]
+    active: dict[int, list[ItemRef]]  # hostid -> its enabled agent-active items
+
+
+def _item_row(it: ItemSpec) -> dict[str, Any]:
+    return {
+        "key_": it.key, "name": it.name, "type": int(it.type), "value_type": int(it.value_type),
+        "units": it.units, "delay": it.delay, "history": it.history, "trends": it.trends,
+        "status": 0 if it.enabled else 1, "description": it.description,
+    }
+
+
+class ConfigRepo:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # --- changes --------------------------------------------------------------------------------
+
+    def apply(self, doc: ConfigDoc, *, delete_missing: bool = False) -> ImportReport:
+        """Create or update everything in the document in one transaction."""
+        report = ImportReport()
+        with self.engine.begin() as c:
+            for g in doc.host_groups:
+                self._group(c, g)
+            for tpl in doc.templates:
+                self._apply_template(c, tpl, report)
+            for h in doc.hosts:
+                self._apply_host(c, h, report, delete_missing)
+            self._bump(c)
+        return report
+
+    def _bump(self, c: Connection) -> None:
+        c.execute(sa.update(t.config_version).where(t.config_version.c.id == 1)
+                  .values(version=t.config_version.c.version + 1))
+
+    def _group(self, c: Connection, name: str) -> int:
+        gid = c.execute(sa.select(t.host_groups.c.groupid).where(t.host_groups.c.name == name)).scalar()
+        if gid is None:
+            gid = c.execute(sa.insert(t.host_groups).values(name=name)).inserted_primary_key[0]
+        return int(gid)
+
+    def _set_groups(self, c: Connection, hostid: int, groups: list[str]) -> None:
+        c.execute(sa.delete(t.hosts_groups).where(t.hosts_groups.c.hostid == hostid))
+        for gid in {self._group(c, g) for g in groups}:
+            c.execute(sa.insert(t.hosts_groups).values(hostid=hostid, groupid=gid))
+
+    def _set_macros(self, c: Connection, hostid: int, macros: dict[str, str]) -> None:
+        c.execute(sa.delete(t.host_macros).where(t.host_macros.c.hostid == hostid))
+        for m, v in macros.items():
+            c.execute(sa.insert(t.host_macros).values(hostid=hostid, macro=m, value=v))
+
+    def _upsert_host(self, c: Connection, name: str, values: dict[str, Any], template: bool) -> tuple[int, bool]:
+        row = c.execute(sa.select(t.hosts.c.hostid, t.hosts.c.status).where(t.hosts.c.host == name)).first()
+        if row is not None:
+            if (row.status == HostStatus.TEMPLATE) != template:
+                what = "a template" if row.status == HostStatus.TEMPLATE else "a host"
+                raise ConfigError(f"{'template' if template else 'host'} {name!r}: the name is taken by {what}")
+            c.execute(sa.update(t.hosts).where(t.hosts.c.hostid == row.hostid).values(**values))
+            return int(row.hostid), False
+        hid = c.execute(sa.insert(t.hosts).values(host=name, **values)).inserted_primary_key[0]
+        return int(hid), True
+
+    def _set_tags(self, c: Connection, itemid: int, tags: list[tuple[str, str]]) -> None:
+        c.execute(sa.delete(t.item_tags).where(t.item_tags.c.itemid == itemid))
+        if tags:
+            c.execute(sa.insert(t.item_tags), [{"itemid": itemid, "tag": k, "value": v} for k, v in tags])
+
+    def _upsert_item(
+        self, c: Connection, hostid: int, it: ItemSpec, report: ImportReport, templateid: int | None = None
+    ) -> int:
+        row = c.execute(
+            sa.select(t.items.c.itemid, t.items.c.templateid)
+            .where(t.items.c.hostid == hostid, t.items.c.key_ == it.key)
+        ).first()
+        values = _item_row(it) | {"templateid": templateid}
+        if row is None:
+            itemid = int(c.execute(sa.insert(t.items).values(hostid=hostid, **values)).inserted_primary_key[0])
+            report.items_created += 1
+        else:
+            if templateid is None and row.templateid is not None:
+                raise ConfigError(f"item {it.key!r} comes from a linked template: change it in the template")
+            if templateid is not None and row.templateid not in (None, templateid):
+                raise ConfigError(f"item {it.key!r} already comes from another linked template")
+            itemid = int(row.itemid)
+            c.execute(sa.update(t.items).where(t.items.c.itemid == itemid).values(**values))
+            report.items_updated += 1
+        self._set_tags(c, itemid, it.tags)
+        return itemid
+
+    def _apply_template(self, c: Connection, tpl: TemplateSpec, report: ImportReport) -> None:
+        tid, created = self._upsert_host(
+            c, tpl.template,
+            {"name": tpl.name or tpl.template, "status": int(HostStatus.TEMPLATE), "description": tpl.description},
+            template=True,
+        )
+        if created:
+            report.templates_created += 1
+        else:
+            report.templates_updated += 1
+        self._set_groups(c, tid, tpl.groups or ["Templates"])
+        self._set_macros(c, tid, tpl.macros)
+        keys = {it.key for it in tpl.items}
+        gone = c.execute(sa.select(t.items.c.itemid).where(t.items.c.hostid == tid, t.items.c.key_.not_in(keys))).scalars().all()
+        if gone:
+            # Copies on linked hosts go with them (ON DELETE CASCADE on items.templateid).
+            report.items_deleted += c.execute(sa.delete(t.items).where(t.items.c.itemid.in_(gone))).rowcount
+        for it in tpl.items:
+            self._upsert_item(c, tid, it, report)
+        linked = c.execute(sa.select(t.hosts_templates.c.hostid).where(t.hosts_templates.c.templateid == tid)).scalars()
+        for hostid in list(linked):
+            self._copy_template_items(c, hostid, tid, report)
+
+    def _copy_template_items(self, c: Connection, hostid: int, templateid: int, report: ImportReport) -> None:
+        for it, titemid in self._items_of(c, templateid):
+            self._upsert_item(c, hostid, it, report, templateid=titemid)
+
+    def _items_of(self, c: Connection, hostid: int, own_only: bool = False) -> list[tuple[ItemSpec, int]]:
+        q = sa.select(t.items).where(t.items.c.hostid == hostid).order_by(t.items.c.itemid)
+        if own_only:
+            q = q.where(t.items.c.templateid.is_(None))
+        rows = c.execute(q).all()
+        tags: dict[int, list[tuple[str, str]]] = {}
+        if rows:
+            for r in c.execute(sa.select(t.item_tags).where(t.item_tags.c.itemid.in_([r.itemid for r in rows]))
+                               .order_by(t.item_tags.c.itemtagid)):
+                tags.setdefault(r.itemid, []).append((r.tag, r.value))
+        return [
+            (ItemSpec(key=r.key_, type=ItemType(r.type), value_type=ValueType(r.value_type), name=r.name,
+                      units=r.units, delay=r.delay, history=r.history, trends=r.trends, enabled=r.status == 0,
+                      description=r.description, tags=tags.get(r.itemid, [])), r.itemid)
+            for r in rows
+        ]
+
+    def _template_id(self, c: Connection, name: str, where: str) -> int:
+        row = c.execute(sa.select(t.hosts.c.hostid, t.hosts.c.status).where(t.hosts.c.host == name)).first()
+        if row is None or row.status != HostStatus.TEMPLATE:
+            raise ConfigError(f"{where}: no template named {name!r} (import it first or in the same file)")
+        return int(row.hostid)
+
+    def _apply_host(self, c: Connection, h: HostSpec, report: ImportReport, delete_missing: bool) -> None:
+        hid, created = self._upsert_host(
+            c, h.host,
+            {"name": h.name or h.host, "status": int(HostStatus.MONITORED if h.enabled else HostStatus.DISABLED),
+             "description": h.description},
+            template=False,
+        )
+        if created:
+            report.hosts_created += 1
+        else:
+            report.hosts_updated += 1
+        self._set_groups(c, hid, h.groups or ["Discovered hosts"])
+        self._set_macros(c, hid, h.macros)
+        self.set_templates(c, hid, [self._template_id(c, n, f"host {h.host!r}.templates") for n in h.templates], report)
+        for it in h.items:
+            self._upsert_item(c, hid, it, report)
+        if delete_missing:
+            keys = {it.key for it in h.items}
+            report.items_deleted += c.execute(
+                sa.delete(t.items).where(t.items.c.hostid == hid, t.items.c.templateid.is_(None),
+                                         t.items.c.key_.not_in(keys))
+            ).rowcount
+
+    def set_templates(self, c: Connection, hostid: int, templateids: list[int], report: ImportReport) -> None:
+        """Link exactly these templates: new ones bring their items, dropped ones take theirs away."""
+        have = set(c.execute(sa.select(t.hosts_templates.c.templateid)
+                             .where(t.hosts_templates.c.hostid == hostid)).scalars())
+        want = set(templateids)
+        for tid in have - want:
+            titems = sa.select(t.items.c.itemid).where(t.items.c.hostid == tid).scalar_subquery()
+            report.items_deleted += c.execute(
+                sa.delete(t.items).where(t.items.c.hostid == hostid, t.items.c.templateid.in_(titems))
+            ).rowcount
+            c.execute(sa.delete(t.hosts_templates).where(t.hosts_templates.c.hostid == hostid,
+                                                         t.hosts_templates.c.templateid == tid))
+        for tid in templateids:
+            if tid not in have:
+                c.execute(sa.insert(t.hosts_templates).values(hostid=hostid, templateid=tid))
+            self._copy_template_items(c, hostid, tid, report)
+
+    def link_template(self, host: str, template: str, *, link: bool = True) -> ImportReport:
+        report = ImportReport()
+        with self.engine.begin() as c:
+            hid = c.execute(sa.select(t.hosts.c.hostid).where(t.hosts.c.host == host,
+                                                              t.hosts.c.status != HostStatus.TEMPLATE)).scalar()
+            if hid is None:
+                raise ConfigError(f"host {host!r} not found")
+            tid = self._template_id(c, template, "template")
+            have = list(c.execute(sa.select(t.hosts_templates.c.templateid)
+                                  .where(t.hosts_templates.c.hostid == hid)).scalars())
+            want = sorted(set(have) | {tid}) if link else [x for x in have if x != tid]
+            self.set_templates(c, hid, want, report)
+            self._bump(c)
+        return report
+
+    def upsert_item(self, host: str, item: ItemSpec) -> ImportReport:
+        report = ImportReport()
+        with self.engine.begin() as c:
+            hid = c.execute(sa.select(t.hosts.c.hostid).where(t.hosts.c.host == host)).scalar()
+            if hid is None:
+                raise ConfigError(f"host {host!r} not found: create it first (vigil host create {host})")
+            self._upsert_item(c, int(hid), item, report)
+            if c.execute(sa.select(t.hosts.c.status).where(t.hosts.c.hostid == hid)).scalar() == HostStatus.TEMPLATE:
+                for linked in list(c.execute(sa.select(t.hosts_templates.c.hostid)
+                                             .where(t.hosts_templates.c.templateid == hid)).scalars()):
+                    self._copy_template_items(c, linked, int(hid), report)
+            self._bump(c)
+        return report
+
+    def host_exists(self, host: str) -> bool:
+        with self.engine.connect() as c:
+            return c.execute(sa.select(t.hosts.c.hostid).where(t.hosts.c.host == host)).first() is not None
+
+    def delete_host(self, host: str) -> bool:
+        with self.engine.begin() as c:
+            n = c.execute(sa.delete(t.hosts).where(t.hosts.c.host == host)).rowcount
+            self._bump(c)
+        return n > 0
+
+    # --- reads ----------------------------------------------------------------------------------
+
+    def version(self) -> int:
+        with self.engine.connect() as c:
+            return int(c.execute(sa.select(t.config_version.c.version)).scalar() or 0)
+
+    def export(self) -> dict[str, Any]:
+        with self.engine.connect() as c:
+            groups = dict(c.execute(sa.select(t.host_groups.c.groupid, t.host_groups.c.name)).all())
+            membership: dict[int, list[str]] = {}
+            for hid, gid in c.execute(sa.select(t.hosts_groups.c.hostid, t.hosts_groups.c.groupid)):
+                membership.setdefault(hid, []).append(groups[gid])
+            macros: dict[int, dict[str, str]] = {}
+            for r in c.execute(sa.select(t.host_macros).order_by(t.host_macros.c.macro)):
+                macros.setdefault(r.hostid, {})[r.macro] = r.value
+            names = dict(c.execute(sa.select(t.hosts.c.hostid, t.hosts.c.host)).all())
+            links: dict[int, list[str]] = {}
+            for hid, tid in c.execute(sa.select(t.hosts_templates.c.hostid, t.hosts_templates.c.templateid)):
+                links.setdefault(hid, []).append(names[tid])
+            out: dict[str, Any] = {"host_groups": sorted(groups.values())}
+            templates, hosts = [], []
+            for r in c.execute(sa.select(t.hosts).order_by(t.hosts.c.host)):
+                d: dict[str, Any] = {}
+                if r.status == HostStatus.TEMPLATE:
+                    d["template"] = r.host
+                else:
+                    d["host"] = r.host
+                if r.name and r.name != r.host:
+                    d["name"] = r.name
+                d["groups"] = sorted(membership.get(r.hostid, []))
+                if r.status == HostStatus.DISABLED:
+                    d["status"] = "disabled"
+                if r.description:
+                    d["description"] = r.description
+                if links.get(r.hostid):
+                    d["templates"] = sorted(links[r.hostid])
+                if macros.get(r.hostid):
+                    d["macros"] = macros[r.hostid]
+                d["items"] = [item_to_doc(it) for it, _ in self._items_of(c, r.hostid, own_only=True)]
+                (templates if r.status == HostStatus.TEMPLATE else hosts).append(d)
+            if templates:
+                out["templates"] = templates
+            out["hosts"] = hosts
+            return out
+
+    def snapshot(self) -> Snapshot:
+        with self.engine.connect() as c:
+            version = int(c.execute(sa.select(t.config_version.c.version)).scalar() or 0)
+            hosts: dict[str, HostRef] = {}
+            for r in c.execute(sa.select(t.hosts.c.hostid, t.hosts.c.host, t.hosts.c.status)
+                               .where(t.hosts.c.status != HostStatus.TEMPLATE)):
+                hosts[r.host] = HostRef(r.hostid, r.host, r.status == HostStatus.MONITORED)
+            macros = self._effective_macros(c)
+            items: dict[tuple[str, str], ItemRef] = {}
+            active: dict[int, list[ItemRef]] = {}
+            q = (sa.select(t.items.c.itemid, t.items.c.hostid, t.items.c.key_, t.items.c.type,
+                           t.items.c.value_type, t.items.c.delay, t.hosts.c.host)
+                 .join(t.hosts, t.hosts.c.hostid == t.items.c.hostid)
+                 .where(t.hosts.c.status == HostStatus.MONITORED, t.items.c.status == 0))
+            for r in c.execute(q):
+                key = resolve_macros(r.key_, macros.get(r.hostid, {}))
+                try:
+                    delay = seconds(resolve_macros(r.delay, macros.get(r.hostid, {})))
+                except ValueError:
+                    delay = 60
+                ref = ItemRef(r.itemid, r.hostid, ItemType(r.type), ValueType(r.value_type), delay, key)
+                items[(r.host, key)] = ref
+                if ref.type == ItemType.AGENT_ACTIVE:
+                    active.setdefault(r.hostid, []).append(ref)
+            return Snapshot(version, hosts, items, active)
+
+    def _effective_macros(self, c: Connection) -> dict[int, dict[str, str]]:
+        """Per host: its templates' macros overridden by its own."""
+        own: dict[int, dict[str, str]] = {}
+        for r in c.execute(sa.select(t.host_macros)):
+            own.setdefault(r.hostid, {})[r.macro] = r.value
+        out = {h: dict(m) for h, m in own.items()}
+        for hid, tid in c.execute(sa.select(t.hosts_templates.c.hostid, t.hosts_templates.c.templateid)):
+            merged = dict(own.get(tid, {}))
+            merged.update(out.get(hid, {}))
+            out[hid] = merged
+        return out
+
+    def log_positions(self, itemids: list[int]) -> dict[int, tuple[int, int]]:
+        if not itemids:
+            return {}
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(t.item_rtdata).where(t.item_rtdata.c.itemid.in_(itemids)))
+            return {r.itemid: (int(r.lastlogsize), int(r.mtime)) for r in rows}
+
+    def item(self, host: str, key: str) -> tuple[int, ValueType] | None:
+        with self.engine.connect() as c:
+            r = c.execute(
+                sa.select(t.items.c.itemid, t.items.c.value_type)
+                .join(t.hosts, t.hosts.c.hostid == t.items.c.hostid)
+                .where(t.hosts.c.host == host, t.items.c.key_ == key)
+            ).first()
+            return (int(r.itemid), ValueType(r.value_type)) if r else None
+
+    def retention(self) -> list[tuple[int, ValueType, int, int]]:
+        """(itemid, value_type, history seconds, trends seconds) for every item of a host."""
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(t.items.c.itemid, t.items.c.value_type, t.items.c.history, t.items.c.trends)
+                             .join(t.hosts, t.hosts.c.hostid == t.items.c.hostid)
+                             .where(t.hosts.c.status != HostStatus.TEMPLATE)).all()
+        out = []
+        for r in rows:
+            try:
+                out.append((r.itemid, ValueType(r.value_type), seconds(r.history), seconds(r.trends)))
+            except ValueError:
+                continue  # a macro in the retention: keep the item's data rather than guess
+        return out

@@ -1,0 +1,40 @@
+"""The configuration cache ingest reads instead of the database, reloaded when config changes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from server.config.repo import ConfigRepo, Snapshot
+
+log = logging.getLogger("vigil.ingest.config")
+
+
+class ConfigCache:
+    def __init__(self, repo: ConfigRepo) -> None:
+        self.repo = repo
+        self.snapshot: Snapshot = repo.snapshot()
+        log.info("configuration loaded: %d hosts, %d items", len(self.snapshot.hosts), len(self.snapshot.items))
+
+    def reload_if_changed(self) -> bool:
+        if self.repo.version() == self.snapshot.version:
+            return False
+        t0 = time.monotonic()
+        self.snapshot = self.repo.snapshot()
+        log.info("configuration reloaded: %d hosts, %d items in %.3f s",
+                 len(self.snapshot.hosts), len(self.snapshot.items), time.monotonic() - t0)
+        return True
+
+    async def run(self, interval: float, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), interval)
+            except TimeoutError:
+                pass
+            if stop.is_set():
+                return
+            try:
+                await asyncio.to_thread(self.reload_if_changed)
+            except Exception as e:  # the database may be briefly away; keep serving the old config
+                log.warning("cannot check for configuration changes: %s", e)

@@ -1,0 +1,125 @@
+"""`vigil up`: everything on one machine — ingest on the embedded store and a local agent.
+
+It migrates the store, imports the built-in "Linux by Vigil agent" template, makes sure this
+machine is a host linked to it, starts ingest, then a vigil-agent in active mode reporting to it
+(restarted if it dies). Later issues add pollers, triggers, alerts and the web UI here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from server.config.migrate import engine_for, upgrade
+from server.config.model import doc_from_dict
+from server.config.repo import ConfigRepo
+from server.ingest.server import serve
+from server.settings import Settings
+
+log = logging.getLogger("vigil.up")
+
+BUILTIN_TEMPLATE = "Linux by Vigil agent"
+
+
+def builtin_templates() -> dict:
+    text = resources.files("server.config").joinpath("builtin/linux-by-vigil-agent.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def local_hostname() -> str:
+    return socket.gethostname() or "localhost"
+
+
+def prepare(settings: Settings, hostname: str) -> None:
+    """Migrate, import the built-in template, and link it to this machine's host."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = engine_for(settings.database_url)
+    try:
+        upgrade(engine)
+        repo = ConfigRepo(engine)
+        repo.apply(doc_from_dict(builtin_templates()))
+        if not repo.host_exists(hostname):
+            repo.apply(doc_from_dict({"hosts": [{"host": hostname, "groups": ["Vigil servers"],
+                                                 "templates": [BUILTIN_TEMPLATE]}]}))
+            log.info("created host %s with the template %r", hostname, BUILTIN_TEMPLATE)
+    finally:
+        engine.dispose()
+
+
+def agent_config(settings: Settings, hostname: str) -> Path:
+    host, port = settings.listen
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    path = settings.data_dir / "vigil-agent.conf"
+    path.write_text(
+        "# Written by `vigil up` for the agent watching this machine; rewritten at every start.\n"
+        f"Hostname={hostname}\nServerActive={host}:{port}\nServer=\nStartAgents=0\n"
+        "RefreshActiveChecks=60\nBufferSend=5\n"
+        f"LogType=file\nLogFile={(settings.data_dir / 'vigil-agent.log').absolute()}\n"
+        f"PersistentBufferFile={(settings.data_dir / 'vigil-agent-buffer.db').absolute()}\n"
+    )
+    return path
+
+
+def _die_with_parent() -> None:  # runs in the child before exec
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+async def supervise_agent(conf: Path, stop: asyncio.Event) -> None:
+    delay = 1.0
+    while not stop.is_set():
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "agent.cli.agentd", "-c", str(conf),
+            stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent if os.name == "posix" else None,
+        )
+        log.info("local vigil-agent started (pid %d, config %s)", proc.pid, conf)
+        waiter = asyncio.create_task(proc.wait())
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if stop.is_set():
+            if proc.returncode is None:
+                proc.terminate()
+                try:
+                    await asyncio.wait_for(waiter, 10)
+                except TimeoutError:
+                    proc.kill()
+            return
+        stopper.cancel()
+        log.warning("local vigil-agent exited with %s; restarting in %.0f s", proc.returncode, delay)
+        try:
+            await asyncio.wait_for(stop.wait(), delay)
+        except TimeoutError:
+            pass
+        delay = min(delay * 2, 60)
+
+
+async def up(settings: Settings, stop: asyncio.Event) -> None:
+    hostname = local_hostname()
+    await asyncio.to_thread(prepare, settings, hostname)
+    tasks: list[asyncio.Task[None]] = []
+
+    async def ready() -> None:
+        if settings.local_agent:
+            tasks.append(asyncio.create_task(supervise_agent(agent_config(settings, hostname), stop)))
+        log.info("vigil up: ingest on %s:%d; data in %s", *settings.listen, settings.data_dir)
+
+    try:
+        await serve(settings, stop, on_ready=ready)
+    finally:
+        stop.set()
+        for t in tasks:
+            await t
