@@ -1,0 +1,26 @@
+"""The store: history, trends and their housekeeping behind one seam (see base.py for the contract)."""
+
+from __future__ import annotations
+
+from server.store.base import Store, StoreError
+
+
+def open_store(url: str) -> Store:
+    """The store for a Vigil database URL: `sqlite:///PATH` or `postgresql://…` (also `postgres://…`)."""
+    if not isinstance(url, str):
+        raise StoreError(f"store URL must be a string, got {url!r}")
+    if url.startswith("sqlite:///"):
+        from server.store.sqlite import SQLiteStore
+
+        path = url[len("sqlite:///"):]
+        if not path:
+            raise StoreError(f"store URL {url!r} names no file: expected sqlite:///PATH")
+        return SQLiteStore(path)
+    if url.startswith(("postgresql://", "postgres://")):
+        from server.store.postgres import PostgresStore
+
+        return PostgresStore(url)
+    raise StoreError(f"store URL {url[:80]!r} is neither sqlite:///PATH nor postgresql://…")
+
+
+__all__ = ["Store", "StoreError", "open_store"]

@@ -5,6 +5,10 @@ only once it is committed durably (SQLite WAL with synchronous=FULL, PostgreSQL 
 flushed). If it raises, nothing of the batch is stored. Ingest acknowledges values only after it
 returns. Each store object is used by one thread at a time; ingest owns one for writing, readers
 open their own.
+
+Unsigned values: history_uint and trends_uint are signed 64-bit columns on both backends, so values of
+2**63 and more are kept as their two's complement (`to_signed64`) and turned back on read
+(`from_signed64`); the stores do this, callers always see 0 <= value < 2**64.
 """
 
 from __future__ import annotations
@@ -14,9 +18,75 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from server.config.tables import ValueType
+from server.config.tables import HISTORY_TABLES, TREND_TABLES, ValueType
 
 HistoryRow = tuple[int, int, Any]  # clock, ns, value (log values: the text)
+
+UINT64_MAX = 2**64 - 1
+_TWO63 = 2**63
+_TWO64 = 2**64
+
+
+def to_signed64(value: int) -> int:
+    """An unsigned 64-bit value as the signed BIGINT that stores it."""
+    return value - _TWO64 if value >= _TWO63 else value
+
+
+def from_signed64(value: int) -> int:
+    """The unsigned value a signed BIGINT column holds."""
+    return value + _TWO64 if value < 0 else value
+
+
+_INT63_MAX = _TWO63 - 1
+
+
+def check_clocks(table: str, rows: list, clock_index: int = 1) -> tuple[int, int]:
+    try:
+        lo = min(r[clock_index] for r in rows)
+        hi = max(r[clock_index] for r in rows)
+    except TypeError as e:
+        raise StoreError(f"{table}: a clock is not an integer ({e})") from None
+    if lo < 0 or hi > 2**31 - 1:
+        bad = lo if lo < 0 else hi
+        raise StoreError(f"{table}: clock {bad} is outside 0..2147483647")
+    return lo, hi
+
+
+def encode_uints(rows: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
+    """Check the unsigned values and turn those of 2**63 and more into their signed form."""
+    try:
+        lo = min(r[3] for r in rows)
+        hi = max(r[3] for r in rows)
+    except TypeError as e:
+        raise StoreError(f"history_uint: a value is not an integer ({e})") from None
+    if lo < 0 or hi > UINT64_MAX:
+        bad = next(r for r in rows if not 0 <= r[3] <= UINT64_MAX)
+        raise StoreError(f"history_uint: value {bad[3]} of item {bad[0]} is outside 0..2**64-1")
+    if hi > _INT63_MAX:
+        return [(i, c, n, to_signed64(v)) for i, c, n, v in rows]
+    return rows
+
+
+def check_limit(limit: int | None) -> int:
+    if limit is None:
+        return -1
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise StoreError(f"limit must be a non-negative integer or None, got {limit!r}")
+    return limit
+
+
+def history_table(value_type: ValueType) -> str:
+    try:
+        return HISTORY_TABLES[ValueType(value_type)]
+    except ValueError:
+        raise StoreError(f"value_type {value_type!r} is not one of 0-4") from None
+
+
+def trend_table(value_type: ValueType) -> str:
+    try:
+        return TREND_TABLES[ValueType(value_type)]
+    except (ValueError, KeyError):
+        raise StoreError(f"value_type {value_type!r} has no trends (only float 0 and unsigned 3 do)") from None
 
 
 class StoreError(RuntimeError):
@@ -61,6 +131,19 @@ class Trend:
 
 
 @dataclass(frozen=True, slots=True)
+class LogEntry:
+    """A value of a log item with the fields the agent sent along."""
+
+    clock: int
+    ns: int
+    timestamp: int
+    source: str
+    severity: int
+    value: str
+    logeventid: int
+
+
+@dataclass(frozen=True, slots=True)
 class Retention:
     """Per-item retention in seconds; 0 keeps nothing (trends: none are rolled up)."""
 
@@ -86,7 +169,11 @@ class Store(ABC):
     def history(
         self, itemid: int, value_type: ValueType, start: int, end: int, limit: int | None = None
     ) -> list[HistoryRow]:
-        """Values with start <= clock <= end, oldest first (clock, then ns)."""
+        """Values with start <= clock <= end, oldest first (clock, then ns); at most the oldest `limit`."""
+
+    @abstractmethod
+    def log_history(self, itemid: int, start: int, end: int, limit: int | None = None) -> list[LogEntry]:
+        """Like history() for a log item, with every field of each entry."""
 
     @abstractmethod
     def trends(self, itemid: int, value_type: ValueType, start: int, end: int) -> list[Trend]:
@@ -98,11 +185,24 @@ class Store(ABC):
 
     @abstractmethod
     def rollup_trends(self, now: int) -> int:
-        """Recompute trends for every hour written since the last roll-up; returns hours done."""
+        """Recompute trends for every hour written since the last roll-up; returns hours done.
+
+        An hour is recomputed whole from history (so running it twice changes nothing, and a late value
+        recomputes its hour); its mark is cleared only once the hour has ended (hour + 3600 <= now).
+        """
 
     @abstractmethod
     def housekeep(self, now: int, retention: Iterable[Retention]) -> HousekeepReport:
-        """Delete history and trends older than each item's retention."""
+        """Delete history and trends older than each item's retention (clock < now - retention).
+
+        On PostgreSQL whole daily partitions older than the longest history retention of the items of
+        that value type are dropped (their names are reported); items not listed keep their rows
+        except where a partition goes.
+        """
+
+    @abstractmethod
+    def log_positions(self) -> dict[int, tuple[int, int]]:
+        """(lastlogsize, mtime) per log item, as the last batch with `logpos` for it left them."""
 
     @abstractmethod
     def sessions(self) -> dict[str, int]:

@@ -82,20 +82,36 @@ def upgrade() -> None:
     # History: no primary key (Zabbix has none either: two values may share a clock and ns), an
     # index on (itemid, clock) for range reads. On PostgreSQL the tables are partitioned by day on
     # clock; the store creates partitions as values arrive and the housekeeper drops them whole.
+    # history_uint holds unsigned 64-bit values in a signed BIGINT as two's complement (values of
+    # 2**63 and more read negative in SQL; the store converts both ways).
+    # The same CHECKs on both backends, so a batch fails the same way everywhere: floats must be
+    # finite (NaN and infinities are refused), SQLite gets the lengths PostgreSQL's VARCHARs enforce.
+    # history and history_uint also have an index on clock alone for the hourly trend roll-up (BRIN on
+    # PostgreSQL: values arrive roughly in clock order, so it costs next to nothing to keep).
     part = " PARTITION BY RANGE (clock)" if postgres else ""
-    types = {"history": "DOUBLE PRECISION" if postgres else "REAL", "history_uint": "BIGINT",
-             "history_str": "VARCHAR(255)", "history_text": "TEXT"}
-    for name, sqltype in types.items():
+    finite = "value BETWEEN -1.7976931348623157e308 AND 1.7976931348623157e308"
+    types = {
+        "history": ("DOUBLE PRECISION", finite) if postgres else ("REAL", finite),
+        "history_uint": ("BIGINT", "") if postgres else ("BIGINT", "typeof(value) = 'integer'"),
+        "history_str": ("VARCHAR(255)", "") if postgres else ("VARCHAR(255)", "length(value) <= 255"),
+        "history_text": ("TEXT", ""),
+    }
+    for name, (sqltype, check) in types.items():
+        check_sql = f", CONSTRAINT {name}_value CHECK ({check})" if check else ""
         op.execute(
             f"CREATE TABLE {name} (itemid INTEGER NOT NULL, clock INTEGER NOT NULL, "
-            f"ns INTEGER DEFAULT '0' NOT NULL, value {sqltype} NOT NULL){part}"
+            f"ns INTEGER DEFAULT '0' NOT NULL, value {sqltype} NOT NULL{check_sql}){part}"
         )
         op.execute(f"CREATE INDEX {name}_1 ON {name} (itemid, clock)")
+        if name in ("history", "history_uint"):
+            using = " USING brin" if postgres else ""
+            op.execute(f"CREATE INDEX {name}_2 ON {name}{using} (clock)")
+    log_check = "" if postgres else ", CONSTRAINT history_log_source CHECK (length(source) <= 64)"
     op.execute(
         "CREATE TABLE history_log (itemid INTEGER NOT NULL, clock INTEGER NOT NULL, "
         "ns INTEGER DEFAULT '0' NOT NULL, timestamp INTEGER DEFAULT '0' NOT NULL, "
         "source VARCHAR(64) DEFAULT '' NOT NULL, severity INTEGER DEFAULT '0' NOT NULL, "
-        f"value TEXT NOT NULL, logeventid INTEGER DEFAULT '0' NOT NULL){part}"
+        f"value TEXT NOT NULL, logeventid INTEGER DEFAULT '0' NOT NULL{log_check}){part}"
     )
     op.execute("CREATE INDEX history_log_1 ON history_log (itemid, clock)")
     for name, vtype in (("trends", sa.Float), ("trends_uint", sa.BigInteger)):

@@ -1,0 +1,230 @@
+"""The embedded store: SQLite through the stdlib driver (the hot path skips SQLAlchemy).
+
+WAL with synchronous=FULL, so a commit is on disk when write() returns. One writer at a time is
+SQLite's rule; `BEGIN IMMEDIATE` takes the write lock up front so a batch never fails half-way on a
+lock upgrade, and busy_timeout makes the other processes wait for it instead of failing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from server.config.tables import TREND_TABLES, ValueType
+from server.store import rollup
+from server.store.base import (
+    HistoryRow,
+    HousekeepReport,
+    LogEntry,
+    Retention,
+    Store,
+    StoreError,
+    Trend,
+    WriteBatch,
+    check_clocks,
+    check_limit,
+    encode_uints,
+    from_signed64,
+    history_table,
+    to_signed64,
+    trend_table,
+)
+
+DELETE_CHUNK = 10_000  # rows per housekeeping statement; the write lock is released in between
+
+
+class SQLiteStore(Store):
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if not Path(self.path).exists():
+            raise StoreError(f"no database at {self.path}: run `vigil db upgrade` first")
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        for pragma in ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=30000", "foreign_keys=ON"):
+            self._db.execute(f"PRAGMA {pragma}")
+        try:
+            self._db.execute("SELECT 1 FROM history, trend_dirty, agent_sessions LIMIT 0")
+        except sqlite3.OperationalError as e:
+            self._db.close()
+            raise StoreError(f"{self.path} is not a migrated Vigil database ({e}): run `vigil db upgrade`") from None
+
+    # -- writing ----------------------------------------------------------------------------------
+
+    def write(self, batch: WriteBatch) -> None:
+        if not len(batch) and not batch.logpos and not batch.sessions:
+            return
+        hours: set[int] = set()
+        uints = batch.uints
+        for table, rows in (("history", batch.floats), ("history_uint", uints)):
+            if rows:
+                lo, hi = check_clocks(table, rows)
+                hours |= rollup.span_buckets(lo, hi, (r[1] for r in rows), rollup.HOUR)
+        if uints:
+            uints = encode_uints(uints)
+        for table, rows in (("history_str", batch.strs), ("history_text", batch.texts),
+                            ("history_log", batch.logs)):
+            if rows:
+                check_clocks(table, rows)
+        db = self._db
+        step = "BEGIN"
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for table, sql, rows in (
+                    ("history", "INSERT INTO history VALUES (?,?,?,?)", batch.floats),
+                    ("history_uint", "INSERT INTO history_uint VALUES (?,?,?,?)", uints),
+                    ("history_str", "INSERT INTO history_str VALUES (?,?,?,?)", batch.strs),
+                    ("history_text", "INSERT INTO history_text VALUES (?,?,?,?)", batch.texts),
+                    ("history_log", "INSERT INTO history_log VALUES (?,?,?,?,?,?,?,?)", batch.logs),
+                ):
+                    if rows:
+                        step = table
+                        db.executemany(sql, rows)
+                if hours:
+                    step = "trend_dirty"
+                    db.executemany("INSERT OR IGNORE INTO trend_dirty (hour) VALUES (?)", [(h,) for h in hours])
+                if batch.logpos:
+                    step = "item_rtdata"
+                    db.executemany(
+                        "INSERT INTO item_rtdata (itemid, lastlogsize, mtime) "
+                        "SELECT itemid, ?, ? FROM items WHERE itemid = ? "
+                        "ON CONFLICT (itemid) DO UPDATE SET lastlogsize = excluded.lastlogsize, "
+                        "mtime = excluded.mtime",
+                        [(size, mtime, itemid) for itemid, (size, mtime) in batch.logpos.items()],
+                    )
+                if batch.sessions:
+                    step = "agent_sessions"
+                    now = int(time.time())
+                    db.executemany(
+                        "INSERT INTO agent_sessions (session, last_id, updated) VALUES (?, ?, ?) "
+                        "ON CONFLICT (session) DO UPDATE SET last_id = max(last_id, excluded.last_id), "
+                        "updated = excluded.updated",
+                        [(s, i, now) for s, i in batch.sessions.items()],
+                    )
+                step = "COMMIT"
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except (sqlite3.Error, OverflowError, TypeError, ValueError) as e:
+            raise StoreError(f"writing {len(batch)} values failed at {step}, nothing was stored: {e}") from None
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def _query(self, sql: str, params: Iterable[object]) -> list:
+        try:
+            return self._db.execute(sql, tuple(params)).fetchall()
+        except sqlite3.Error as e:
+            raise StoreError(f"query failed: {e}") from None
+
+    def history(
+        self, itemid: int, value_type: ValueType, start: int, end: int, limit: int | None = None
+    ) -> list[HistoryRow]:
+        table = history_table(value_type)
+        rows = self._query(
+            f"SELECT clock, ns, value FROM {table} WHERE itemid = ? AND clock >= ? AND clock <= ? "
+            "ORDER BY clock, ns LIMIT ?", (itemid, start, end, check_limit(limit)))
+        if value_type == ValueType.UNSIGNED:
+            return [(c, n, from_signed64(v)) for c, n, v in rows]
+        return rows
+
+    def log_history(self, itemid: int, start: int, end: int, limit: int | None = None) -> list[LogEntry]:
+        rows = self._query(
+            "SELECT clock, ns, timestamp, source, severity, value, logeventid FROM history_log "
+            "WHERE itemid = ? AND clock >= ? AND clock <= ? ORDER BY clock, ns LIMIT ?",
+            (itemid, start, end, check_limit(limit)))
+        return [LogEntry(*r) for r in rows]
+
+    def trends(self, itemid: int, value_type: ValueType, start: int, end: int) -> list[Trend]:
+        table = trend_table(value_type)
+        rows = self._query(
+            f"SELECT clock, num, value_min, value_avg, value_max FROM {table} "
+            "WHERE itemid = ? AND clock >= ? AND clock <= ? ORDER BY clock", (itemid, start, end))
+        if value_type == ValueType.UNSIGNED:
+            return [Trend(c, n, from_signed64(lo), from_signed64(a), from_signed64(hi)) for c, n, lo, a, hi in rows]
+        return [Trend(*r) for r in rows]
+
+    def latest(self, items: Mapping[int, ValueType]) -> dict[int, HistoryRow]:
+        out: dict[int, HistoryRow] = {}
+        for itemid, vt in items.items():
+            row = self._query(
+                f"SELECT clock, ns, value FROM {history_table(vt)} WHERE itemid = ? "
+                "ORDER BY clock DESC, ns DESC LIMIT 1", (itemid,))
+            if row:
+                c, n, v = row[0]
+                out[itemid] = (c, n, from_signed64(v) if vt == ValueType.UNSIGNED else v)
+        return out
+
+    def sessions(self) -> dict[str, int]:
+        return dict(self._query("SELECT session, last_id FROM agent_sessions", ()))
+
+    def log_positions(self) -> dict[int, tuple[int, int]]:
+        return {i: (s, m) for i, s, m in self._query("SELECT itemid, lastlogsize, mtime FROM item_rtdata", ())}
+
+    # -- trends -----------------------------------------------------------------------------------
+
+    def rollup_trends(self, now: int) -> int:
+        hours = [h for (h,) in self._query("SELECT hour FROM trend_dirty ORDER BY hour", ())]
+        db = self._db
+        for hour in hours:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._rollup_hour(hour)
+                    if rollup.hour_complete(hour, now):
+                        db.execute("DELETE FROM trend_dirty WHERE hour = ?", (hour,))
+                    db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as e:
+                raise StoreError(f"rolling up trends for the hour at {hour} failed: {e}") from None
+        return len(hours)
+
+    def _rollup_hour(self, hour: int) -> None:
+        db = self._db
+        end = hour + rollup.HOUR
+        db.execute("DELETE FROM trends WHERE clock = ?", (hour,))
+        db.execute(
+            "INSERT INTO trends (itemid, clock, num, value_min, value_avg, value_max) "
+            "SELECT itemid, ?, count(*), min(value), avg(value), max(value) FROM history "
+            "WHERE clock >= ? AND clock < ? GROUP BY itemid", (hour, hour, end))
+        # Unsigned sums overflow SQLite's integers, and values of 2**63 and more are stored negative:
+        # aggregate exactly in Python instead.
+        rows = db.execute("SELECT itemid, value FROM history_uint WHERE clock >= ? AND clock < ?", (hour, end))
+        aggs = rollup.aggregate_by_item((i, from_signed64(v)) for i, v in rows)
+        db.execute("DELETE FROM trends_uint WHERE clock = ?", (hour,))
+        db.executemany(
+            "INSERT INTO trends_uint (itemid, clock, num, value_min, value_avg, value_max) VALUES (?,?,?,?,?,?)",
+            [(i, hour, a.num, to_signed64(int(a.min)), to_signed64(a.avg_uint()), to_signed64(int(a.max)))
+             for i, a in aggs.items()])
+
+    # -- housekeeping -----------------------------------------------------------------------------
+
+    def housekeep(self, now: int, retention: Iterable[Retention]) -> HousekeepReport:
+        report = HousekeepReport()
+        for r in retention:
+            report.history_rows += self._delete_chunked(history_table(r.value_type), r.itemid, now - r.history)
+            if r.value_type in TREND_TABLES:
+                report.trend_rows += self._delete_chunked(TREND_TABLES[r.value_type], r.itemid, now - r.trends)
+        return report
+
+    def _delete_chunked(self, table: str, itemid: int, before: int) -> int:
+        total = 0
+        while True:
+            try:
+                cur = self._db.execute(
+                    f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} "
+                    "WHERE itemid = ? AND clock < ? LIMIT ?)", (itemid, before, DELETE_CHUNK))
+            except sqlite3.Error as e:
+                raise StoreError(f"housekeeping {table} for item {itemid} failed: {e}") from None
+            total += cur.rowcount
+            if cur.rowcount < DELETE_CHUNK:
+                return total
+
+    def close(self) -> None:
+        self._db.close()
+
