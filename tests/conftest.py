@@ -131,3 +131,100 @@ def zabbix_get(port: int, key: str, timeout: int = 5) -> str:
         capture_output=True, text=True, timeout=timeout + 10,
     )
     return (r.stdout + r.stderr).rstrip("\n")
+
+
+BIN = Path(__file__).resolve().parent.parent / ".venv" / "bin"
+
+
+def vigil_bin(name: str) -> str:
+    """A console script of this checkout: from the venv running the tests, else from PATH."""
+    import sys
+
+    here = Path(sys.executable).parent / name
+    if here.exists():
+        return str(here)
+    found = shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} is not installed: pip install -e '.[server]'")
+    return found
+
+
+class VigilServer:
+    """A real `vigil server` (or `vigil up`) process on a free port with its own store."""
+
+    def __init__(self, tmp: Path, database_url: str, command: str = "server", **env: str) -> None:
+        self.tmp = tmp
+        self.database_url = database_url
+        self.port = free_port()
+        self.command = command
+        self.env = dict(os.environ)
+        self.env.update({
+            "VIGIL_DATA_DIR": str(tmp / "data"),
+            "VIGIL_DATABASE_URL": database_url,
+            "VIGIL_LISTEN": f"127.0.0.1:{self.port}",
+            "VIGIL_WEB_LISTEN": f"127.0.0.1:{free_port()}",
+            "VIGIL_CONFIG_REFRESH": "0.2",
+            "VIGIL_LOCAL_AGENT": "0",
+        })
+        self.env.update(env)
+        self.proc: subprocess.Popen | None = None
+        self.log = tmp / f"vigil-{command}.log"
+
+    def cli(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+        r = subprocess.run([vigil_bin("vigil"), *args], env=self.env, capture_output=True, text=True,
+                           input=input, timeout=120)
+        if check and r.returncode != 0:
+            raise AssertionError(f"vigil {' '.join(args)} exited {r.returncode}: {r.stderr}{r.stdout}")
+        return r
+
+    def import_yaml(self, text: str) -> None:
+        path = self.tmp / f"config-{uuid.uuid4().hex[:6]}.yaml"
+        path.write_text(text)
+        self.cli("config", "import", str(path))
+
+    def start(self) -> VigilServer:
+        self.cli("db", "upgrade")
+        self.proc = subprocess.Popen([vigil_bin("vigil"), self.command], env=self.env, stdout=self.log.open("ab"),
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        wait_port(self.port, 30, self.proc)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+            self.proc = None
+
+    def kill(self) -> None:
+        import signal
+
+        if self.proc is not None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+            self.proc = None
+
+    def history(self, host: str, key: str, *extra: str) -> list[list[str]]:
+        r = self.cli("history", host, key, "--from", "0", "--to", str(2**31 - 1), *extra)
+        return [line.split("\t") for line in r.stdout.splitlines()]
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+@pytest.fixture
+def vigil_server(tmp_path: Path, database_url: str) -> Iterator[VigilServer]:
+    """A running `vigil server` on each backend (the test imports its configuration)."""
+    s = VigilServer(tmp_path, database_url).start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture
+def vigil_server_sqlite(tmp_path: Path) -> Iterator[VigilServer]:
+    """A running `vigil server` on SQLite only, for tests about something other than the store."""
+    s = VigilServer(tmp_path, f"sqlite:///{tmp_path / 'vigil.db'}").start()
+    try:
+        yield s
+    finally:
+        s.stop()
