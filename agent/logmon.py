@@ -1,0 +1,444 @@
+"""Log file monitoring for active items: log[], logrt[], log.count[] and logrt.count[].
+
+`parse_log_key` validates a key; a `LogMonitor` holds one item's position and reads new whole
+lines. Reading is two-phase so nothing is lost or repeated: `read()` returns a `LogBatch` without
+moving the monitor; the caller buffers as many values as fit, then `commit(batch.state_after(k))`
+moves the position to just after the k-th value taken (or past every line read when all fit).
+
+Positions: Zabbix's `lastlogsize` (byte offset after the last line) and `mtime` (modification time
+of the file it belongs to), plus our own map of known files (device, inode, a hash of the first
+bytes and the offset read to), kept as JSON so a rotated file is recognised under its new name and
+finished before the newer file is read. Files are ordered by modification time, oldest first.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+LOG_KEYS = ("log", "logrt", "log.count", "logrt.count")
+MAX_LINES = 1000  # maxlines of log/logrt, and MaxLinesPerSecond
+MAX_PROC_LINES = 10000  # maxproclines of log.count/logrt.count
+MAX_LINE_BYTES = 256 * 1024  # a longer line is cut and its parts read as lines
+HEAD_BYTES = 512  # the prefix hashed to tell a reused inode from the file we knew
+READ_CHUNK = 64 * 1024
+SCAN_FACTOR = 4  # log/logrt look at up to 4 x maxlines x delay lines per check for matches
+COUNT_FACTOR = 10  # log.count's maxproclines defaults to 10 x MaxLinesPerSecond
+OPTIONS = {"log": ("", "mtime-reread", "mtime-noreread"),
+           "logrt": ("", "rotate", "copytruncate", "mtime-reread", "mtime-noreread")}
+
+
+class LogKeyError(ValueError):
+    """A log key that cannot be monitored; the message names the bad parameter."""
+
+
+class LogReadError(OSError):
+    """The file or directory cannot be read now (may recover)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogItem:
+    key: str
+    rotate: bool  # logrt: the file name is a regexp in a directory
+    count: bool  # log.count: send the number of matching lines instead of the lines
+    path: str  # log: the file; logrt: the directory
+    name_re: re.Pattern[str] | None
+    regexp: re.Pattern[str] | None
+    codec: str
+    maxlines: int | None  # None: MaxLinesPerSecond (x10 for the count keys)
+    skip: bool  # mode=skip: a new item starts at the end of the file(s)
+    output: str
+    maxdelay: float
+    options: str
+    persistent_dir: str
+
+
+def _codec(name: str) -> str:
+    if not name:
+        return "utf-8"
+    try:
+        codec = codecs.lookup(name).name
+    except LookupError:
+        raise LogKeyError(f"Invalid third parameter: encoding {name!r} is not supported.") from None
+    # Zabbix reads UTF-16/32 without a byte order mark as little-endian.
+    return {"utf-16": "utf-16-le", "utf-32": "utf-32-le"}.get(codec, codec)
+
+
+def _int_param(text: str, n: str, lo: int, hi: int) -> int | None:
+    if text == "":
+        return None
+    if not text.isdigit() or not lo <= int(text) <= hi:
+        raise LogKeyError(f"Invalid {n} parameter: must be an integer in {lo}..{hi}, got {text!r}.")
+    return int(text)
+
+
+def parse_log_key(text: str) -> LogItem:
+    from agent.protocol.itemkey import ItemKeyError, parse
+
+    try:
+        key = parse(text)
+    except ItemKeyError as e:
+        raise LogKeyError(f"Invalid item key format: {e}.") from None
+    if key.name not in LOG_KEYS:
+        raise LogKeyError(f"{key.name!r} is not a log item key.")
+    count = key.name.endswith(".count")
+    rotate = key.name.startswith("logrt")
+    names = ["first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth"]
+    limit = 8 if count else 9
+    if len(key.params) > limit:
+        raise LogKeyError(f"Too many parameters: {key.name} takes at most {limit}.")
+    try:
+        p = [key.param(i) for i in range(limit)]
+    except ItemKeyError as e:
+        raise LogKeyError(f"Invalid parameter: {e}.") from None
+    if count:  # log.count[file,regexp,encoding,maxproclines,mode,maxdelay,options,persistent_dir]
+        p.insert(5, "")
+    path, rx, enc, maxlines, mode, output, maxdelay, options, pdir = p
+    if not path:
+        raise LogKeyError("Invalid first parameter: the file name is empty.")
+    if not os.path.isabs(path):
+        raise LogKeyError(f"Invalid first parameter: {path!r} is not an absolute path.")
+    name_re = None
+    if rotate:
+        directory, pattern = os.path.split(path)
+        if not pattern:
+            raise LogKeyError("Invalid first parameter: no file name regexp after the directory.")
+        try:
+            name_re = re.compile(pattern)
+        except re.error as e:
+            raise LogKeyError(f"Invalid first parameter: bad file name regexp {pattern!r}: {e}.") from None
+        path = directory or "/"
+    regexp = None
+    if rx:
+        if rx.startswith("@"):
+            raise LogKeyError(f"Invalid second parameter: global regular expression {rx!r} is not supported.")
+        try:
+            regexp = re.compile(rx)
+        except re.error as e:
+            raise LogKeyError(f"Invalid second parameter: bad regexp {rx!r}: {e}.") from None
+    lines = _int_param(maxlines, names[3], 1, MAX_PROC_LINES if count else MAX_LINES)
+    if mode not in ("", "all", "skip"):
+        raise LogKeyError(f"Invalid {names[4]} parameter: mode must be 'all' or 'skip', got {mode!r}.")
+    try:
+        delay = float(maxdelay) if maxdelay else 0.0
+    except ValueError:
+        delay = -1.0
+    if not 0.0 <= delay <= 86400.0:
+        raise LogKeyError(f"Invalid {names[5 if count else 6]} parameter: maxdelay must be 0..86400, got {maxdelay!r}.")
+    if options not in OPTIONS["logrt" if rotate else "log"]:
+        raise LogKeyError(f"Invalid {names[6 if count else 7]} parameter: unknown option {options!r}.")
+    if pdir and not os.path.isabs(pdir):
+        raise LogKeyError(f"Invalid {names[7 if count else 8]} parameter: {pdir!r} is not an absolute path.")
+    return LogItem(text, rotate, count, path, name_re, regexp, _codec(enc), lines, mode == "skip",
+                   output, delay, options, pdir)
+
+
+# --- position ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FileMark:
+    dev: int
+    ino: int
+    pos: int
+    head_len: int
+    head: str  # sha1 of the first head_len bytes
+
+    @property
+    def ident(self) -> str:
+        return f"{self.dev}:{self.ino}"
+
+
+@dataclass(slots=True)
+class LogState:
+    lastlogsize: int
+    mtime: int
+    files: dict[str, FileMark] | None = None  # None: not yet matched to the files on disk
+
+    def copy(self) -> LogState:
+        return LogState(self.lastlogsize, self.mtime, None if self.files is None else dict(self.files))
+
+    def to_extra(self) -> str:
+        if self.files is None:
+            return ""
+        return json.dumps([[m.dev, m.ino, m.pos, m.head_len, m.head] for m in self.files.values()])
+
+    @classmethod
+    def load(cls, lastlogsize: int, mtime: int, extra: str = "") -> LogState:
+        files = None
+        if extra:
+            try:
+                files = {f"{d}:{i}": FileMark(int(d), int(i), int(p), int(n), str(h))
+                         for d, i, p, n, h in json.loads(extra)}
+            except (ValueError, TypeError):
+                files = None  # unreadable: fall back to lastlogsize/mtime
+        return cls(lastlogsize, mtime, files)
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    value: str
+    lastlogsize: int
+    mtime: int
+    mark: FileMark | None  # the file position after this line (None for a count)
+
+
+@dataclass
+class LogBatch:
+    records: list[LogRecord]
+    initial: LogState
+    final: LogState
+    processed: int = 0  # lines looked at
+
+    def state_after(self, k: int) -> LogState:
+        """The position once the first `k` records are taken (all lines read when k is all of them)."""
+        if k >= len(self.records):
+            return self.final
+        st = self.initial.copy()
+        if k == 0:
+            return st
+        if st.files is None:
+            st.files = {}
+        for r in self.records[:k]:
+            if r.mark is not None:
+                st.files[r.mark.ident] = r.mark
+        last = self.records[k - 1]
+        st.lastlogsize, st.mtime = last.lastlogsize, last.mtime
+        if self.final.files is not None:  # forget files that are gone
+            st.files = {i: m for i, m in st.files.items() if i in self.final.files}
+        return st
+
+
+@dataclass(frozen=True, slots=True)
+class _File:
+    path: str
+    dev: int
+    ino: int
+    size: int
+    mtime_ns: int
+
+    @property
+    def ident(self) -> str:
+        return f"{self.dev}:{self.ino}"
+
+    @property
+    def mtime(self) -> int:
+        return self.mtime_ns // 1_000_000_000
+
+
+def _stat(path: str) -> _File:
+    st = os.stat(path)
+    return _File(path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _files(item: LogItem) -> list[_File]:
+    if not item.rotate:
+        try:
+            return [_stat(item.path)]
+        except OSError as e:
+            raise LogReadError(f"Cannot obtain information for file \"{item.path}\": {e.strerror}") from None
+    try:
+        names = os.listdir(item.path)
+    except OSError as e:
+        raise LogReadError(f"Cannot open directory \"{item.path}\": {e.strerror}") from None
+    found = []
+    assert item.name_re is not None
+    for n in names:
+        if not item.name_re.search(n):
+            continue
+        try:
+            f = _stat(os.path.join(item.path, n))
+        except OSError:
+            continue  # rotated away between listdir and stat
+        if os.path.isfile(f.path):
+            found.append(f)
+    found.sort(key=lambda f: (f.mtime_ns, f.path))
+    return found
+
+
+def _head(fh: BinaryIO, n: int) -> str:
+    fh.seek(0)
+    return hashlib.sha1(fh.read(n)).hexdigest()
+
+
+def _newline(codec: str) -> tuple[bytes, int]:
+    nl = "\n".encode(codec)
+    return nl, len(nl)
+
+
+@dataclass
+class LogMonitor:
+    """One log item's reader. Not thread-safe: one collector calls it."""
+
+    item: LogItem
+    state: LogState
+    new: bool = False  # a new item (server lastlogsize 0): mode=skip starts at the end
+    errors: int = field(default=0)
+
+    @classmethod
+    def start(cls, item: LogItem, lastlogsize: int, mtime: int, extra: str = "") -> LogMonitor:
+        return cls(item, LogState.load(lastlogsize, mtime, extra), new=lastlogsize == 0 and not extra)
+
+    def budgets(self, delay: float, max_lines_per_second: int) -> tuple[int, int]:
+        """(lines that may be sent, lines that may be looked at) in one check of this item."""
+        secs = max(1, round(delay))
+        if self.item.count:
+            per_sec = self.item.maxlines or COUNT_FACTOR * max_lines_per_second
+            return per_sec * secs, per_sec * secs
+        per_sec = self.item.maxlines or max_lines_per_second
+        return per_sec * secs, SCAN_FACTOR * per_sec * secs
+
+    def read(self, delay: float, max_lines_per_second: int, send_limit: int | None = None) -> LogBatch:
+        """New whole lines since the position, as values; the monitor's position does not move.
+
+        `send_limit` caps the values further (the room left in the buffer).
+        """
+        files = _files(self.item)
+        initial = self.state.copy()
+        st = self.state.copy()
+        if st.files is None:
+            st.files = self._initial_marks(files, st)
+        to_send, to_look = self.budgets(delay, max_lines_per_second)
+        if send_limit is not None:
+            to_send = min(to_send, send_limit)
+        records: list[LogRecord] = []
+        processed = matched = 0
+        for f in files:
+            if processed >= to_look or len(records) >= to_send:
+                break
+            try:
+                processed, matched = self._read_file(f, st, records, processed, matched, to_send, to_look)
+            except FileNotFoundError:
+                continue  # rotated away while we looked
+            except OSError as e:
+                raise LogReadError(f"Cannot read file \"{f.path}\": {e.strerror}") from None
+        present = {f.ident for f in files}
+        st.files = {i: m for i, m in st.files.items() if i in present}
+        if self.item.count:
+            # all or nothing: taking the count takes every line read (state_after(1) is final)
+            records = [LogRecord(str(matched), st.lastlogsize, st.mtime, None)]
+        return LogBatch(records, initial, st, processed)
+
+    def commit(self, state: LogState) -> None:
+        self.state = state
+        self.new = False
+
+    def _initial_marks(self, files: list[_File], st: LogState) -> dict[str, FileMark]:
+        """Match lastlogsize/mtime from the server (or a file without our map) to the files on disk."""
+        marks: dict[str, FileMark] = {}
+        skip_all = self.item.skip and self.new
+        current_found = False
+        for f in files:
+            if skip_all:
+                pos = f.size
+            elif not self.item.rotate:
+                pos = st.lastlogsize if f.size >= st.lastlogsize else 0
+            elif f.mtime < st.mtime:
+                pos = f.size  # older than the file the position belongs to: done before
+            elif not current_found:
+                current_found = True
+                pos = st.lastlogsize if f.size >= st.lastlogsize else 0
+            else:
+                pos = 0
+            marks[f.ident] = self._mark(f, pos)
+        return marks
+
+    def _mark(self, f: _File, pos: int) -> FileMark:
+        n = min(HEAD_BYTES, f.size)
+        try:
+            with open(f.path, "rb") as fh:
+                head = _head(fh, n)
+        except OSError:
+            n, head = 0, hashlib.sha1(b"").hexdigest()
+        return FileMark(f.dev, f.ino, pos, n, head)
+
+    def _read_file(self, f: _File, st: LogState, records: list[LogRecord], processed: int, matched: int,
+                   to_send: int, to_look: int) -> tuple[int, int]:
+        assert st.files is not None
+        item = self.item
+        with open(f.path, "rb") as fh:
+            mark = st.files.get(f.ident)
+            size = os.fstat(fh.fileno()).st_size
+            if mark is not None and (mark.head_len > size or _head(fh, mark.head_len) != mark.head):
+                mark = None  # same inode, different file: truncated and rewritten, or reused
+            pos = 0 if mark is None else mark.pos
+            if size < pos:
+                pos = 0  # truncated (copytruncate or rewritten in place)
+            head_len = min(HEAD_BYTES, size)
+            head = _head(fh, head_len)
+            if mark is None or mark.pos != pos or mark.head_len != head_len:
+                st.files[f.ident] = FileMark(f.dev, f.ino, pos, head_len, head)
+            if size <= pos:
+                return processed, matched
+            mtime = int(os.fstat(fh.fileno()).st_mtime) if item.rotate else 0
+            nl, width = _newline(item.codec)
+            fh.seek(pos)
+            buf = b""
+            base = pos  # file offset of buf[0]
+            eof = False
+            while processed < to_look and len(records) < to_send:
+                start = pos - base
+                i = _find(buf, nl, width, start)
+                if i < 0:
+                    if len(buf) - start >= MAX_LINE_BYTES:
+                        end = start + MAX_LINE_BYTES  # an over-long line: its parts are read as lines
+                        line = buf[start:end]
+                    elif eof:
+                        break  # a partial last line waits for its newline
+                    else:
+                        chunk = fh.read(READ_CHUNK)
+                        if not chunk:
+                            eof = True
+                        buf = buf[start:] + chunk
+                        base = pos
+                        continue
+                else:
+                    line, end = buf[start:i], i + len(nl)
+                pos = base + end
+                processed += 1
+                text = line.decode(item.codec, errors="replace").removesuffix("\r")
+                value = self._match(text)
+                st.lastlogsize, st.mtime = pos, mtime
+                m = FileMark(f.dev, f.ino, pos, head_len, head)
+                st.files[f.ident] = m
+                if value is not None:
+                    matched += 1
+                    if not item.count:
+                        records.append(LogRecord(value, pos, mtime, m))
+        return processed, matched
+
+    def _match(self, text: str) -> str | None:
+        rx = self.item.regexp
+        if rx is None:
+            return text
+        m = rx.search(text)
+        if m is None:
+            return None
+        if not self.item.output:
+            return text
+        return _expand(self.item.output, m)
+
+
+_GROUP_REF = re.compile(r"\\([0-9])")
+
+
+def _expand(template: str, m: re.Match[str]) -> str:
+    def ref(g: re.Match[str]) -> str:
+        n = int(g[1])
+        if n > (m.re.groups or 0):
+            return ""
+        return m.group(n) or ""
+
+    return _GROUP_REF.sub(ref, template)
+
+
+def _find(buf: bytes, nl: bytes, width: int, start: int) -> int:
+    i = buf.find(nl, start)
+    while width > 1 and i >= 0 and (i - start) % width:
+        i = buf.find(nl, i + 1)
+    return i
