@@ -9,8 +9,8 @@ formats the result as Zabbix does (floats with 6 decimals).
 
 from __future__ import annotations
 
-import fnmatch
 import importlib
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,7 +55,8 @@ class KeyRule:
     pattern: str  # a key pattern with `*` wildcards, matched against the whole key text
 
     def matches(self, key: str) -> bool:
-        return fnmatch.fnmatchcase(key, self.pattern)
+        # Only `*` is a wildcard in Zabbix key patterns; fnmatch would read `[*]` as a character class.
+        return re.fullmatch(".*".join(re.escape(p) for p in self.pattern.split("*")), key, re.S) is not None
 
 
 @dataclass(frozen=True, slots=True)
