@@ -71,7 +71,7 @@ class Watch:
     last_used: float = field(default_factory=time.monotonic)
 
 
-def _pick_base(times: list[float], seconds: float) -> int:
+def window_base(times: list[float], seconds: float) -> int:
     """Index of the sample to compare the newest one with: the oldest within `seconds` of it."""
     newest = times[-1]
     for i, t in enumerate(times[:-1]):
@@ -83,8 +83,9 @@ def _pick_base(times: list[float], seconds: float) -> int:
 class Collector:
     """Samples /proc/stat and the registered watches every `interval` seconds in a daemon thread."""
 
-    def __init__(self, interval: float = 1.0) -> None:
+    def __init__(self, interval: float = 1.0, max_watches: int = MAX_WATCHES) -> None:
         self.interval = interval
+        self.max_watches = max_watches
         self.ncpu = cpu_count_configured()
         self._cpu: deque[tuple[float, tuple[Counters | None, ...]]] = deque(maxlen=HISTORY)
         self._watches: dict[Hashable, Watch] = {}
@@ -173,7 +174,7 @@ class Collector:
             if len(times) == 1:
                 then: Counters = (0,) * len(CPU_STATES)
             else:
-                base = _pick_base(times, seconds)
+                base = window_base(times, seconds)
                 # the base may be missing if the CPU was offline then: use the next sample that has it
                 candidates = [c[idx] for _, c in list(self._cpu)[base:-1] if c[idx] is not None]
                 then = candidates[0] if candidates else (0,) * len(CPU_STATES)
@@ -190,8 +191,8 @@ class Collector:
             if w is not None:
                 w.last_used = time.monotonic()
                 return
-            if len(self._watches) >= MAX_WATCHES:
-                raise NotSupported(f"Too many collector queries (at most {MAX_WATCHES}).")
+            if len(self._watches) >= self.max_watches:
+                raise NotSupported(f"Too many collector queries (at most {self.max_watches}).")
             w = Watch(sampler())
             self._sample_watch(w)
             self._watches[key] = w
@@ -208,7 +209,7 @@ class Collector:
             if len(w.history) < 2:
                 return None
             hist = list(w.history)
-        base = _pick_base([t for t, _ in hist], seconds)
+        base = window_base([t for t, _ in hist], seconds)
         (t0, v0), (t1, v1) = hist[base], hist[-1]
         return tuple(b - a for a, b in zip(v0, v1, strict=True)), t1 - t0
 
