@@ -13,6 +13,7 @@ hour dirty again after the roll-up cleared it (the next run counts them). No val
 from __future__ import annotations
 
 import re
+import struct
 import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -51,6 +52,11 @@ _COLUMNS = {
     "history_text": "itemid, clock, ns, value",
     "history_log": "itemid, clock, ns, timestamp, source, severity, value, logeventid",
 }
+# COPY's binary format: a header, then per row the field count and each field as length + bytes.
+_BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+_BINARY_TRAILER = b"\xff\xff"
+_FLOAT_ROW = struct.Struct(">hiiiiiiid")  # 4 fields: int4 itemid, int4 clock, int4 ns, float8 value
+_UINT_ROW = struct.Struct(">hiiiiiiiq")  # … int8 value
 _UINT_DECODE = "CASE WHEN value < 0 THEN value + 18446744073709551616 ELSE value END"
 
 
@@ -69,12 +75,24 @@ def partition_name(table: str, day: int) -> str:
     return f"{table}_p{datetime.fromtimestamp(day, UTC):%Y%m%d}"
 
 
+def _copy_binary(table: str, rows: list) -> bytes:
+    """Numeric rows in COPY's binary format: one struct.pack per row, about 0.2 µs each."""
+    pack = (_FLOAT_ROW if table == "history" else _UINT_ROW).pack
+    try:
+        return b"".join([_BINARY_HEADER, *[pack(4, 4, i, 4, c, 4, n, 8, v) for i, c, n, v in rows], _BINARY_TRAILER])
+    except (struct.error, TypeError, ValueError):
+        for r in rows:
+            try:
+                pack(4, 4, r[0], 4, r[1], 4, r[2], 8, r[3])
+            except (struct.error, TypeError, ValueError) as e:
+                raise StoreError(f"{table}: row {r!r} cannot be stored ({e}); nothing was stored") from None
+        raise
+
+
 def _copy_text(table: str, rows: list) -> bytes:
     """Rows in COPY's text format, built with one f-string per row (the fastest way in CPython)."""
     try:
-        if table in ("history", "history_uint"):
-            text = "".join([f"{i}\t{c}\t{n}\t{v!r}\n" for i, c, n, v in rows])
-        elif table == "history_log":
+        if table == "history_log":
             text = "".join([f"{i}\t{c}\t{n}\t{t}\t{_esc(src)}\t{sev}\t{_esc(v)}\t{e}\n"
                             for i, c, n, t, src, sev, v, e in rows])
         else:
@@ -154,7 +172,10 @@ class PostgresStore(Store):
                 hours |= rollup.span_buckets(lo, hi, clocks, rollup.HOUR)
             if table == "history_uint":
                 rows = encode_uints(rows)
-            copies.append((table, _copy_text(table, rows)))
+            if table in ("history", "history_uint"):
+                copies.append((table, _copy_binary(table, rows)))
+            else:
+                copies.append((table, _copy_text(table, rows)))
         self._ensure_partitions(days)
         try:
             self._write(batch, copies, hours)
@@ -176,7 +197,8 @@ class PostgresStore(Store):
             if hours:
                 cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (ROLLUP_LOCK,))
             for table, data in copies:
-                with cur.copy(f"COPY {table} ({_COLUMNS[table]}) FROM STDIN") as cp:
+                binary = " (FORMAT BINARY)" if data.startswith(_BINARY_HEADER) else ""
+                with cur.copy(f"COPY {table} ({_COLUMNS[table]}) FROM STDIN{binary}") as cp:
                     cp.write(data)
             if hours:
                 cur.execute("INSERT INTO trend_dirty (hour) SELECT unnest(%s::int[]) ON CONFLICT DO NOTHING",
