@@ -345,11 +345,11 @@ class _Reader:
         if not value:
             raise ValueError("wrong value of 'Include': empty path")
         p = Path(value)
+        if any(c in str(p.parent) for c in "*?["):
+            raise ValueError(f"wrong value of 'Include': wildcards only in the file name: {value!r}")
         if p.is_dir():
             return sorted(str(f) for f in p.iterdir() if f.is_file())
         if any(c in p.name for c in "*?["):
-            if any(c in str(p.parent) for c in "*?["):
-                raise ValueError(f"wrong value of 'Include': wildcards only in the file name: {value!r}")
             if not p.parent.is_dir():
                 raise ValueError(f"Include {value!r}: directory {str(p.parent)!r} does not exist")
             return sorted(
