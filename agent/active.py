@@ -126,6 +126,13 @@ class ActiveWorker:
         self.last_sent = time.monotonic()
         self.send_failing = False
         self.refresh_failing = False
+        self._last_stamp = 0
+
+    def _stamp(self) -> tuple[int, int]:
+        """(clock, ns) now, strictly increasing: values of one item never share a timestamp."""
+        t = max(time.time_ns(), self._last_stamp + 1)
+        self._last_stamp = t
+        return divmod(t, 1_000_000_000)
 
     # --- check list ---------------------------------------------------------------------------
 
@@ -223,7 +230,7 @@ class ActiveWorker:
         if item.unsupported is not None:
             log.info("active check \"%s\" is supported again", item.key)
             item.unsupported = None
-        clock, ns = divmod(time.time_ns(), 1_000_000_000)
+        clock, ns = self._stamp()
         self.buffer.add(BufferedValue(item.key, value, clock, ns))
         return False
 
@@ -231,7 +238,7 @@ class ActiveWorker:
         if item.unsupported != reason:
             log.warning("active check \"%s\" is not supported: %s", item.key, reason)
             item.unsupported = reason
-        clock, ns = divmod(time.time_ns(), 1_000_000_000)
+        clock, ns = self._stamp()
         is_log = item.monitor is not None
         pos = item.monitor.state if item.monitor is not None else None
         self.buffer.add(BufferedValue(item.key, reason, clock, ns, state=1, is_log=is_log,
@@ -254,9 +261,8 @@ class ActiveWorker:
         mon.errors = 0
         if item.unsupported is not None:
             item.unsupported = None
-        clock, ns = divmod(time.time_ns(), 1_000_000_000)
         rotate = mon.item.rotate
-        values = [BufferedValue(item.key, r.value, clock, ns, lastlogsize=r.lastlogsize,
+        values = [BufferedValue(item.key, r.value, *self._stamp(), lastlogsize=r.lastlogsize,
                                 mtime=r.mtime if rotate else None, is_log=True) for r in batch.records]
 
         def position(taken: int) -> dict[str, LogPosition]:
@@ -265,7 +271,7 @@ class ActiveWorker:
 
         taken = self.buffer.add_many(values, position)
         mon.commit(batch.state_after(taken))
-        return taken < len(values)
+        return taken < len(values) or (not mon.item.count and len(values) >= room)  # more may wait
 
     # --- sending ------------------------------------------------------------------------------
 
