@@ -97,10 +97,10 @@ class Checks:
     def __init__(self, ctx: CheckContext, rules: list[KeyRule] | None = None) -> None:
         load_families()
         self.ctx = ctx
-        # system.run[*] is denied unless an AllowKey rule names it (Zabbix 5.0.2+ behaviour).
+        # zabbix_agentd 5.0.2+ ends the rules with an implicit DenyKey=system.run[*]: only system.run
+        # keys matched by an earlier AllowKey run (AllowKey=system.run[echo *] still denies system.run[id]).
         self.rules = list(rules or [])
-        if not any(r.allow and r.pattern.startswith("system.run") for r in self.rules):
-            self.rules.append(KeyRule(False, "system.run[*]"))
+        self.rules.append(KeyRule(False, "system.run[*]"))
 
     def allowed(self, key: str) -> bool:
         for r in self.rules:

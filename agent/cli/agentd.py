@@ -157,14 +157,22 @@ def value_type(value: str) -> str:
         return "t" if "\n" in value else "s"
 
 
-def print_key(key: str, get: Callable[[str], str], out: Any = None) -> None:
+def print_key(key: str, get: Callable[[str], str], text_keys: frozenset[str] = frozenset(),
+              out: Any = None) -> None:
+    """One line as zabbix_agentd -p/-t prints it; keys named in `text_keys` (UserParameters, whose
+    output Zabbix treats as text) are typed `t`."""
     out = out or sys.stdout
     try:
         value = get(key)
-        line = f"{key:<45} [{value_type(value)}|{value}]"
+        kind = "t" if key.split("[", 1)[0] in text_keys else value_type(value)
+        line = f"{key:<45} [{kind}|{value}]"
     except NotSupported as e:
         line = f"{key:<45} [m|ZBX_NOTSUPPORTED] [{e}]"
     print(line, file=out, flush=True)
+
+
+def user_parameter_names(cfg: AgentConfig) -> frozenset[str]:
+    return frozenset(u.name for u in cfg.user_parameters)
 
 
 def print_all(cfg: AgentConfig, checks: Checks) -> None:
@@ -174,7 +182,7 @@ def print_all(cfg: AgentConfig, checks: Checks) -> None:
             continue
         print_key(TEST_KEYS.get(name, name), get)
     for up in cfg.user_parameters:
-        print_key(up.name, get)
+        print_key(up.name, get, user_parameter_names(cfg))
 
 
 def write_pid_file(path: str) -> None:
@@ -313,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         except ConfError as e:
             return error(str(e))
         if args.test is not None:
-            print_key(args.test, getter(cfg, checks))
+            print_key(args.test, getter(cfg, checks), user_parameter_names(cfg))
         else:
             print_all(cfg, checks)
         return 0
