@@ -335,10 +335,13 @@ def test_values_reach_the_vigil_server_and_survive_an_outage(vigil_server_sqlite
         written += _write(log_path, 5, 5)
         time.sleep(3)  # the agent collects into its buffer while the server is down
         written += _write(log_path, 10, 5)
+        restarted = time.time()
         server.start()
         _wait(lambda: len(_lines(server, log_path)) >= len(written), what="lines after the outage")
         time.sleep(2)  # any late duplicate would show up now
-        assert _lines(server, log_path) == written
+        rows = server.history(HOST, f"log[{log_path}]")
+        assert [r[2] for r in rows] == written
+        assert all(int(r[0]) < restarted for r in rows)  # collected during the outage, sent after it
         pings = server.history(HOST, "agent.ping")
         _no_duplicates(pings)
         assert all(r[2] == "1" for r in pings)
@@ -403,12 +406,17 @@ def test_persistent_buffer_carries_values_across_an_agent_restart(vigil_server_s
     finally:
         agent.close()  # stops while the server is down: the final send fails, the file keeps them
     written += _write(log_path, 7, 3)  # written while the agent is down: read from the saved position
+    restarted = time.time()
     server.start()
     agent = Agent(settings)
     try:
         _wait(lambda: len(_lines(server, log_path)) >= len(written), what="lines after the restart")
         time.sleep(2)
-        assert _lines(server, log_path) == written
+        rows = server.history(HOST, f"log[{log_path}]")
+        assert [r[2] for r in rows] == written
+        # lines 3..6 come from the file buffer with their first timestamps, not re-read after the restart
+        assert all(int(r[0]) < restarted for r in rows[3:7])
+        assert all(int(r[0]) >= int(restarted) for r in rows[7:])
         _no_duplicates(server.history(HOST, "agent.ping"))
     finally:
         agent.close()
