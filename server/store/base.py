@@ -196,8 +196,9 @@ class Store(ABC):
         """Delete history and trends older than each item's retention (clock < now - retention).
 
         On PostgreSQL whole daily partitions older than the longest history retention of the items of
-        that value type are dropped (their names are reported); items not listed keep their rows
-        except where a partition goes.
+        that value type (of all items, for a type no listed item has) are dropped and their names
+        reported; items not listed keep their rows except where a partition goes. An empty list
+        deletes nothing.
         """
 
     @abstractmethod
