@@ -389,3 +389,47 @@ def test_a_partition_dropped_by_another_process_is_recreated(migrated_url: str) 
     finally:
         writer.close()
         keeper.close()
+
+
+def test_rollup_running_alongside_a_writer_counts_every_value(migrated_url: str) -> None:
+    writer, roller = open_store(migrated_url), open_store(migrated_url)
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def roll() -> None:
+        try:
+            while not done.is_set():
+                roller.rollup_trends(T0 + 10 * 3600)  # the hour is complete: marks get cleared
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    t = threading.Thread(target=roll)
+    t.start()
+    try:
+        for k in range(60):
+            writer.write(WriteBatch(floats=[(1, T0 + k, j, float(k)) for j in range(5)]))
+    finally:
+        done.set()
+        t.join(30)
+    roller.rollup_trends(T0 + 10 * 3600)
+    try:
+        assert errors == []
+        [trend] = roller.trends(1, F, 0, END)
+        assert (trend.num, trend.min, trend.max) == (300, 0.0, 59.0)
+    finally:
+        writer.close()
+        roller.close()
+
+
+def test_sqlite_is_opened_durable(migrated_url: str) -> None:
+    if not migrated_url.startswith("sqlite"):
+        pytest.skip("SQLite pragmas")
+    from server.store.sqlite import SQLiteStore
+
+    s = open_store(migrated_url)
+    try:
+        assert isinstance(s, SQLiteStore)
+        assert s._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert s._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    finally:
+        s.close()
