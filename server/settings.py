@@ -34,6 +34,7 @@ SETTINGS: tuple[Spec, ...] = (
     Spec("VIGIL_TIMEOUT", "3", "Seconds a client may take to send a whole frame before it is dropped.", 0.1, 300),
     Spec("VIGIL_MAX_CONNECTIONS", "1024", "Connections served at once; more wait in the kernel's backlog.", 1, 65536),
     Spec("VIGIL_BATCH_MAX_VALUES", "50000", "Most values written in one transaction.", 1, 10_000_000),
+    Spec("VIGIL_HISTORY_WRITERS", "0", "History writer threads; 0: 1 on SQLite, 2 on PostgreSQL.", 0, 16),
     Spec("VIGIL_CONFIG_REFRESH", "1", "Seconds between checks for configuration changes.", 0.05, 3600),
     Spec("VIGIL_HOUSEKEEPING_INTERVAL", "3600", "Seconds between housekeeper runs (retention).", 1, 86400),
     Spec("VIGIL_TRENDS_INTERVAL", "60", "Seconds between hourly-trend roll-ups.", 1, 3600),
@@ -59,6 +60,7 @@ class Settings:
     timeout: float
     max_connections: int
     batch_max_values: int
+    history_writers: int
     config_refresh: float
     housekeeping_interval: float
     trends_interval: float
@@ -102,6 +104,7 @@ class Settings:
             timeout=num("VIGIL_TIMEOUT"),
             max_connections=int(num("VIGIL_MAX_CONNECTIONS", int)),
             batch_max_values=int(num("VIGIL_BATCH_MAX_VALUES", int)),
+            history_writers=int(num("VIGIL_HISTORY_WRITERS", int)) or (1 if url.startswith("sqlite") else 2),
             config_refresh=num("VIGIL_CONFIG_REFRESH"),
             housekeeping_interval=num("VIGIL_HOUSEKEEPING_INTERVAL"),
             trends_interval=num("VIGIL_TRENDS_INTERVAL"),

@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _err(msg: str) -> None:
-    print(f"{PROG} [{os.getpid()}]: ERROR: {msg}", file=sys.stderr)
+    print(f"{PROG} [{os.getpid()}]: ERROR: {msg}")  # on standard output, as zabbix_sender does
 
 
 class Sender:

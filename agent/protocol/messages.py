@@ -28,28 +28,22 @@ def dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(rb"[\[\]{}]")
+
+
 def _depth_ok(body: bytes, limit: int) -> bool:
-    # Counting brackets outside strings is cheaper than a recursive walk and stops the parser's
-    # recursion limit from ever being the one to say no.
-    depth = 0
+    """False when brackets nest deeper than `limit`: checked before parsing so that the parser's
+    own recursion limit is never what says no."""
     if body.count(b"[") + body.count(b"{") <= limit:
         return True
-    in_str = esc = False
-    for ch in body:
-        if in_str:
-            if esc:
-                esc = False
-            elif ch == 0x5C:
-                esc = True
-            elif ch == 0x22:
-                in_str = False
-        elif ch == 0x22:
-            in_str = True
-        elif ch in (0x5B, 0x7B):
+    depth = 0
+    for m in _BRACKETS.finditer(_STRINGS.sub(b'""', body)):
+        if m.group() in (b"[", b"{"):
             depth += 1
             if depth > limit:
                 return False
-        elif ch in (0x5D, 0x7D):
+        else:
             depth -= 1
     return True
 

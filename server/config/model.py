@@ -13,7 +13,7 @@ from typing import Any
 
 from agent.protocol.itemkey import ItemKeyError
 from agent.protocol.itemkey import parse as parse_key
-from server.config.durations import seconds
+from server.config.durations import DurationError, history_seconds, seconds, trends_seconds
 from server.config.tables import ITEM_TYPE_NAMES, VALUE_TYPE_NAMES, ItemType, ValueType
 
 ITEM_TYPE_LABELS = {v: k for k, v in ITEM_TYPE_NAMES.items()}
@@ -156,12 +156,15 @@ def item_from_doc(d: Any, where: str) -> ItemSpec:
         trends=_text(d, "trends", where, "365d", 64), enabled=_status(d, where),
         description=_text(d, "description", where, "", 65535), tags=_tags(d.get("tags"), f"{where}.tags"),
     )
-    for name in ("delay", "history", "trends"):
+    for name, check in (("delay", seconds), ("history", history_seconds), ("trends", trends_seconds)):
+        value = getattr(spec, name)
+        if "{$" in value:
+            continue  # a user macro: checked once resolved for a host
         try:
-            seconds(getattr(spec, name), f"{where}.{name}")
-        except ValueError as e:
+            check(value, f"{where}.{name}")
+        except DurationError as e:
             raise ConfigError(str(e)) from None
-    if spec.type != ItemType.TRAPPER and seconds(spec.delay) == 0:
+    if spec.type != ItemType.TRAPPER and "{$" not in spec.delay and seconds(spec.delay) == 0:
         raise ConfigError(f"{where}.delay: an {t} item needs an update interval above 0")
     return spec
 
@@ -217,7 +220,8 @@ def doc_from_dict(doc: Any) -> ConfigDoc:
 
 
 def item_to_doc(it: ItemSpec) -> dict[str, Any]:
-    d: dict[str, Any] = {"key": it.key, "type": ITEM_TYPE_LABELS[it.type], "value_type": VALUE_TYPE_LABELS[it.value_type]}
+    d: dict[str, Any] = {"key": it.key, "type": ITEM_TYPE_LABELS[it.type],
+                         "value_type": VALUE_TYPE_LABELS[it.value_type]}
     if it.name:
         d["name"] = it.name
     if it.units:

@@ -169,7 +169,8 @@ class ConfigRepo:
         self._set_groups(c, tid, tpl.groups or ["Templates"])
         self._set_macros(c, tid, tpl.macros)
         keys = {it.key for it in tpl.items}
-        gone = c.execute(sa.select(t.items.c.itemid).where(t.items.c.hostid == tid, t.items.c.key_.not_in(keys))).scalars().all()
+        gone = c.execute(sa.select(t.items.c.itemid)
+                         .where(t.items.c.hostid == tid, t.items.c.key_.not_in(keys))).scalars().all()
         if gone:
             # Copies on linked hosts go with them (ON DELETE CASCADE on items.templateid).
             report.items_deleted += c.execute(sa.delete(t.items).where(t.items.c.itemid.in_(gone))).rowcount
@@ -384,16 +385,10 @@ class ConfigRepo:
             ).first()
             return (int(r.itemid), ValueType(r.value_type)) if r else None
 
-    def retention(self) -> list[tuple[int, ValueType, int, int]]:
-        """(itemid, value_type, history seconds, trends seconds) for every item of a host."""
+    def retention_rows(self) -> list[tuple[int, int, str, str]]:
+        """(itemid, value_type, history, trends) of every item of a host, as configured."""
         with self.engine.connect() as c:
-            rows = c.execute(sa.select(t.items.c.itemid, t.items.c.value_type, t.items.c.history, t.items.c.trends)
-                             .join(t.hosts, t.hosts.c.hostid == t.items.c.hostid)
-                             .where(t.hosts.c.status != HostStatus.TEMPLATE)).all()
-        out = []
-        for r in rows:
-            try:
-                out.append((r.itemid, ValueType(r.value_type), seconds(r.history), seconds(r.trends)))
-            except ValueError:
-                continue  # a macro in the retention: keep the item's data rather than guess
-        return out
+            q = (sa.select(t.items.c.itemid, t.items.c.value_type, t.items.c.history, t.items.c.trends)
+                 .join(t.hosts, t.hosts.c.hostid == t.items.c.hostid)
+                 .where(t.hosts.c.status != HostStatus.TEMPLATE))
+            return [(r.itemid, r.value_type, r.history, r.trends) for r in c.execute(q)]

@@ -21,7 +21,7 @@ log = logging.getLogger("vigil.ingest.batcher")
 
 
 class Batcher:
-    def __init__(self, open_store: Callable[[], Store], max_values: int) -> None:
+    def __init__(self, open_store: Callable[[], Store], max_values: int, writers: int = 1) -> None:
         self._open_store = open_store
         self._max_values = max_values
         self._max_pending = max_values * 4
@@ -30,14 +30,19 @@ class Batcher:
         self._cond = threading.Condition()
         self._room: asyncio.Event | None = None
         self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="history-writer", daemon=True)
+        # PostgreSQL commits in parallel: while one writer waits for its commit to be flushed the
+        # next batch is already being sent. SQLite allows one writer at a time, so it gets one.
+        self._threads = [threading.Thread(target=self._run, name=f"history-writer-{i}", daemon=True)
+                         for i in range(writers)]
+        self._stats_lock = threading.Lock()
         self.written_values = 0
         self.transactions = 0
 
     def start(self) -> None:
         self._room = asyncio.Event()
         self._room.set()
-        self._thread.start()
+        for t in self._threads:
+            t.start()
 
     async def submit(self, batch: WriteBatch) -> None:
         """Returns once the batch is committed; raises the store's error if it could not be."""
@@ -59,7 +64,8 @@ class Batcher:
         with self._cond:
             self._stopping = True
             self._cond.notify()
-        self._thread.join(timeout)
+        for t in self._threads:
+            t.join(timeout)
 
     def _take(self) -> list[tuple[WriteBatch, asyncio.Future[None], asyncio.AbstractEventLoop]] | None:
         with self._cond:
@@ -88,8 +94,9 @@ class Batcher:
                 error: BaseException | None = None
                 try:
                     store.write(merged)
-                    self.written_values += len(merged)
-                    self.transactions += 1
+                    with self._stats_lock:
+                        self.written_values += len(merged)
+                        self.transactions += 1
                 except Exception as e:  # the store names what failed; every waiter hears it
                     log.error("writing %d values failed, none were stored: %s", len(merged), e)
                     error = e

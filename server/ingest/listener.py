@@ -38,25 +38,15 @@ try:
 
     _JSON_ERRORS: tuple[type[Exception], ...] = (orjson.JSONDecodeError, ValueError)
 except ImportError:  # pragma: no cover - orjson comes with the server extra
-    import json
+    from agent.protocol.messages import ProtocolError
+    from agent.protocol.messages import loads as _loads
 
-    def _loads(body: bytes) -> Any:
-        return json.loads(body)
-
-    _JSON_ERRORS = (ValueError, UnicodeDecodeError)
+    _JSON_ERRORS = (ProtocolError,)
 
 log = logging.getLogger("vigil.ingest")
 
-MAX_JSON_DEPTH = 64
-
-
-def _too_deep(body: bytes) -> bool:
-    """True when brackets nest deeper than MAX_JSON_DEPTH (cheap check before parsing)."""
-    if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:
-        return False
-    from agent.protocol.messages import _depth_ok
-
-    return not _depth_ok(body, MAX_JSON_DEPTH)
+# orjson refuses nesting deeper than 1024 levels itself; the standard library's parser is given
+# the same bound by agent.protocol.messages.loads.
 
 
 class IngestServer:
@@ -111,9 +101,6 @@ class IngestServer:
 
     async def _dispatch(self, body: bytes, peer: str) -> bytes | None:
         started = time.perf_counter()
-        if _too_deep(body):
-            log.warning("refused JSON from %s: nested deeper than %d levels", peer, MAX_JSON_DEPTH)
-            return failure(f"cannot parse as a valid JSON object: nested deeper than {MAX_JSON_DEPTH} levels")
         try:
             obj = _loads(body)
         except _JSON_ERRORS as e:

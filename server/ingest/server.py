@@ -35,7 +35,8 @@ async def serve(settings: Settings, stop: asyncio.Event,
             store.close()
 
     last_ids = read_sessions()
-    batcher = Batcher(lambda: open_store(settings.database_url), settings.batch_max_values)
+    batcher = Batcher(lambda: open_store(settings.database_url), settings.batch_max_values,
+                      settings.history_writers)
     batcher.start()
     ingest = IngestServer(cache, repo, batcher, last_ids, read_sessions, max_frame=settings.max_frame_bytes,
                           timeout=settings.timeout, max_connections=settings.max_connections)
@@ -70,5 +71,10 @@ async def serve(settings: Settings, stop: asyncio.Event,
 
 def _housekeeper(settings: Settings, repo: ConfigRepo, stop: threading.Event) -> None:
     from server.store.housekeeper import run
+    from server.store.retention import from_items
 
-    run(lambda: open_store(settings.database_url), repo, settings, stop)
+    store = open_store(settings.database_url)
+    try:
+        run(store, settings, lambda: from_items(repo.retention_rows()), stop)
+    finally:
+        store.close()
