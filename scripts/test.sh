@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs everything the tests need and runs the whole suite:
+#   Debian packages for the real peers (zabbix-agent: zabbix_agentd, zabbix_sender;
+#   zabbix-proxy-sqlite3: zabbix_get), PostgreSQL and Redis started when not running,
+#   Python dependencies in ./.venv, then pytest. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { echo "== $*"; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+command -v zabbix_sender >/dev/null || missing+=(zabbix-agent)
+command -v zabbix_get >/dev/null || missing+=(zabbix-proxy-sqlite3)
+command -v psql >/dev/null || missing+=(postgresql postgresql-client)
+command -v redis-server >/dev/null || missing+=(redis-server)
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  as_root apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 \
+    || { as_root apt-get update -qq >/dev/null; as_root apt-get install -y -q "${missing[@]}" >/dev/null; }
+fi
+
+if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+  say "starting PostgreSQL"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main start
+  for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.2; done
+fi
+if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
+  say "starting Redis"
+  as_root redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv"
+  "$PY" -m venv .venv
+fi
+say "installing Vigil with its test dependencies into .venv"
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v '^WARNING: Location' || true
+.venv/bin/python -c "import server, agent, sqlalchemy, psycopg, pytest" \
+  || { echo "the .venv install is incomplete: see the pip output above"; exit 1; }
+
+say "ruff"
+.venv/bin/ruff check .
+say "pytest"
+exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
