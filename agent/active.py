@@ -3,7 +3,7 @@
 Per (ServerActive, Hostname) pair there is one `ActiveWorker`, as zabbix_agentd has one active-checks
 process per server: its own check list, buffer, session and two threads. The collector refreshes
 the list (`active checks`) at start and every RefreshActiveChecks seconds and runs each item at its
-own `delay`, start times spread over the first interval. The sender pushes the buffer as `agent
+own `delay`, first runs spread over the first few seconds. The sender pushes the buffer as `agent
 data` when BufferSend seconds passed, the buffer is full or half of it is log values, and drops the
 values only once the server answered "success"; a failure keeps them for a retry with back-off,
 and the retry carries the same session and ids so the server can drop what it already has.
@@ -39,6 +39,9 @@ log = logging.getLogger("vigil.agent.active")
 DEFAULT_AGENT_PORT = 10050
 REFRESH_RETRY = 60.0  # zabbix_agentd asks again after 60 s when the list could not be fetched
 LOG_ERRORS_SUPPRESSED = 2  # zabbix_agentd reports a log item unsupported on the third error in a row
+# zabbix_agentd runs a new check at once; spreading first runs over a few seconds keeps a long list
+# from firing in one burst without making an hourly item wait up to an hour for its first value.
+FIRST_RUN_SPREAD = 5.0
 
 
 class CheckSource(Protocol):
@@ -108,8 +111,8 @@ class _Item:
 
 
 def _spread(host: str, key: str, delay: int) -> float:
-    """A stable offset in [0, delay) so items with the same delay do not all fire together."""
-    return (zlib.crc32(f"{host}\0{key}".encode()) / 2**32) * delay
+    """A stable offset in [0, min(delay, FIRST_RUN_SPREAD)) so items do not all fire together."""
+    return (zlib.crc32(f"{host}\0{key}".encode()) / 2**32) * min(delay, FIRST_RUN_SPREAD)
 
 
 class ActiveWorker:

@@ -111,15 +111,23 @@ async def up(settings: Settings, stop: asyncio.Event) -> None:
     hostname = local_hostname()
     await asyncio.to_thread(prepare, settings, hostname)
     tasks: list[asyncio.Task[None]] = []
+    # Ingest stops only after the local agent has exited, so the agent's last send still lands.
+    ingest_stop = asyncio.Event()
 
     async def ready() -> None:
         if settings.local_agent:
             tasks.append(asyncio.create_task(supervise_agent(agent_config(settings, hostname), stop)))
         log.info("vigil up: ingest on %s:%d; data in %s", *settings.listen, settings.data_dir)
 
-    try:
-        await serve(settings, stop, on_ready=ready)
-    finally:
-        stop.set()
+    async def stop_in_order() -> None:
+        await stop.wait()
         for t in tasks:
             await t
+        ingest_stop.set()
+
+    stopper = asyncio.create_task(stop_in_order())
+    try:
+        await serve(settings, ingest_stop, on_ready=ready)
+    finally:
+        stop.set()
+        await stopper

@@ -212,10 +212,16 @@ def doc_from_dict(doc: Any) -> ConfigDoc:
             enabled=_status(h, where), description=_text(h, "description", where, "", 65535),
             templates=_names(h, "templates", where), macros=_macros(h, where), items=_items(h, where),
         ))
-    for kind, names in (("hosts", [h.host for h in out.hosts]), ("templates", [t.template for t in out.templates])):
-        dup = {n for n in names if names.count(n) > 1}
-        if dup:
-            raise ConfigError(f"{kind}: {sorted(dup)[0]!r} appears twice")
+    for kind, field_, names in (("templates", "template", [t.template for t in out.templates]),
+                                ("hosts", "host", [h.host for h in out.hosts])):
+        for i, n in enumerate(names):
+            if n in names[:i]:
+                raise ConfigError(f"{kind}[{i}].{field_}: {n!r} appears twice (also {kind}[{names.index(n)}])")
+    templates = [t.template for t in out.templates]
+    for i, h in enumerate(out.hosts):
+        if h.host in templates:
+            raise ConfigError(f"hosts[{i}].host: {h.host!r} is the name of a template "
+                              f"(templates[{templates.index(h.host)}])")
     return out
 
 

@@ -91,10 +91,10 @@ class ConfigRepo:
         with self.engine.begin() as c:
             for g in doc.host_groups:
                 self._group(c, g)
-            for tpl in doc.templates:
-                self._apply_template(c, tpl, report)
-            for h in doc.hosts:
-                self._apply_host(c, h, report, delete_missing)
+            for i, tpl in enumerate(doc.templates):
+                self._apply_template(c, tpl, report, f"templates[{i}]")
+            for i, h in enumerate(doc.hosts):
+                self._apply_host(c, h, report, delete_missing, f"hosts[{i}]")
             self._bump(c)
         return report
 
@@ -118,12 +118,13 @@ class ConfigRepo:
         for m, v in macros.items():
             c.execute(sa.insert(t.host_macros).values(hostid=hostid, macro=m, value=v))
 
-    def _upsert_host(self, c: Connection, name: str, values: dict[str, Any], template: bool) -> tuple[int, bool]:
+    def _upsert_host(self, c: Connection, name: str, values: dict[str, Any], template: bool,
+                     where: str) -> tuple[int, bool]:
         row = c.execute(sa.select(t.hosts.c.hostid, t.hosts.c.status).where(t.hosts.c.host == name)).first()
         if row is not None:
             if (row.status == HostStatus.TEMPLATE) != template:
                 what = "a template" if row.status == HostStatus.TEMPLATE else "a host"
-                raise ConfigError(f"{'template' if template else 'host'} {name!r}: the name is taken by {what}")
+                raise ConfigError(f"{where}: {name!r} is the name of {what} already")
             c.execute(sa.update(t.hosts).where(t.hosts.c.hostid == row.hostid).values(**values))
             return int(row.hostid), False
         hid = c.execute(sa.insert(t.hosts).values(host=name, **values)).inserted_primary_key[0]
@@ -156,11 +157,11 @@ class ConfigRepo:
         self._set_tags(c, itemid, it.tags)
         return itemid
 
-    def _apply_template(self, c: Connection, tpl: TemplateSpec, report: ImportReport) -> None:
+    def _apply_template(self, c: Connection, tpl: TemplateSpec, report: ImportReport, where: str) -> None:
         tid, created = self._upsert_host(
             c, tpl.template,
             {"name": tpl.name or tpl.template, "status": int(HostStatus.TEMPLATE), "description": tpl.description},
-            template=True,
+            template=True, where=f"{where}.template",
         )
         if created:
             report.templates_created += 1
@@ -207,12 +208,13 @@ class ConfigRepo:
             raise ConfigError(f"{where}: no template named {name!r} (import it first or in the same file)")
         return int(row.hostid)
 
-    def _apply_host(self, c: Connection, h: HostSpec, report: ImportReport, delete_missing: bool) -> None:
+    def _apply_host(self, c: Connection, h: HostSpec, report: ImportReport, delete_missing: bool,
+                    where: str) -> None:
         hid, created = self._upsert_host(
             c, h.host,
             {"name": h.name or h.host, "status": int(HostStatus.MONITORED if h.enabled else HostStatus.DISABLED),
              "description": h.description},
-            template=False,
+            template=False, where=f"{where}.host",
         )
         if created:
             report.hosts_created += 1
@@ -220,9 +222,13 @@ class ConfigRepo:
             report.hosts_updated += 1
         self._set_groups(c, hid, h.groups or ["Discovered hosts"])
         self._set_macros(c, hid, h.macros)
-        self.set_templates(c, hid, [self._template_id(c, n, f"host {h.host!r}.templates") for n in h.templates], report)
-        for it in h.items:
-            self._upsert_item(c, hid, it, report)
+        self.set_templates(c, hid, [self._template_id(c, n, f"{where}.templates[{i}]")
+                                    for i, n in enumerate(h.templates)], report)
+        for i, it in enumerate(h.items):
+            try:
+                self._upsert_item(c, hid, it, report)
+            except ConfigError as e:
+                raise ConfigError(f"{where}.items[{i}].key: {e}") from None
         if delete_missing:
             keys = {it.key for it in h.items}
             report.items_deleted += c.execute(
