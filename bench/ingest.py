@@ -3,9 +3,14 @@
 For each backend it starts a real server on a fresh store, provisions hosts and trapper items,
 and times the senders (each batch one connection, as zabbix_sender does). "acknowledged" counts
 values the server replied `processed` for; then the server is SIGKILLed and the values found in
-the store give "durable". Prints one `name: value unit` line per figure at the end.
+the store give "durable". Prints one `name: value unit` line per figure at the end, including the
+server's CPU use while the senders ran (100% = one core busy).
 
     python bench/ingest.py [--quick] [--backend sqlite|postgresql|both] [-K 4] [-N 1000000] [-B 250]
+                           [--profile DIR]
+
+--profile records the server with py-spy (from the same venv) during the run, into
+DIR/ingest-<backend>.txt (py-spy's raw collapsed stacks, one line per stack with its sample count).
 """
 
 from __future__ import annotations
@@ -84,14 +89,21 @@ def provision(env: dict[str, str], tmp: Path) -> None:
 def count_rows(url: str) -> int:
     if url.startswith("sqlite:///"):
         with sqlite3.connect(url[len("sqlite:///"):]) as c:
-            return c.execute("SELECT count(*) FROM history").fetchone()[0]
+            # Values not yet moved out of the staging table are committed too (see server/store/sqlite.py).
+            return sum(c.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("history", "history_stage"))
     import psycopg
 
     with psycopg.connect(url) as c:
         return c.execute("SELECT count(*) FROM history").fetchone()[0]
 
 
-def run(backend: str, k: int, n: int, batch: int) -> dict[str, float]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its threads, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run(backend: str, k: int, n: int, batch: int, profile: Path | None = None) -> dict[str, float]:
     tmp = Path(tempfile.mkdtemp(prefix="vigil-bench-"))
     dbname = None
     if backend == "sqlite":
@@ -128,6 +140,14 @@ def run(backend: str, k: int, n: int, batch: int) -> dict[str, float]:
         for p in procs:
             p.start()
         time.sleep(0.5)
+        spy = None
+        if profile is not None:
+            profile.mkdir(parents=True, exist_ok=True)
+            spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(proc.pid),
+                                    "-f", "raw", "-r", "200", "-o", str(profile / f"ingest-{backend}.txt")],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1)
+        cpu0 = cpu_seconds(proc.pid)
         t0 = time.perf_counter()
         start.set()
         acked = failed = 0
@@ -138,13 +158,18 @@ def run(backend: str, k: int, n: int, batch: int) -> dict[str, float]:
         for p in procs:
             p.join()
         elapsed = t_end - t0
+        cpu = cpu_seconds(proc.pid) - cpu0
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         proc = None
         durable = count_rows(url)
         print(f"  {backend}: {acked} acknowledged, {failed} failed, {durable} found after SIGKILL, "
-              f"{elapsed:.2f} s", file=sys.stderr)
-        return {"acked": acked / elapsed, "durable": min(durable, acked) / elapsed, "lost": acked - durable}
+              f"{elapsed:.2f} s, server CPU {cpu:.2f} s", file=sys.stderr)
+        return {"acked": acked / elapsed, "durable": min(durable, acked) / elapsed, "lost": acked - durable,
+                "cpu": 100 * cpu / elapsed}
     finally:
         if proc is not None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -164,18 +189,20 @@ def main() -> None:
     ap.add_argument("-K", type=int, default=4, help="concurrent sender processes (default 4)")
     ap.add_argument("-N", type=int, help="values in all (default 1,000,000; --quick 200,000)")
     ap.add_argument("-B", type=int, default=250, help="values per batch/connection (default 250)")
+    ap.add_argument("--profile", type=Path, metavar="DIR", help="record the server with py-spy into DIR")
     args = ap.parse_args()
     n = args.N or (200_000 if args.quick else 1_000_000)
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     print(f"ingest: {args.K} senders x {args.B}-value batches, {n} values, {HOSTS * ITEMS} items", file=sys.stderr)
     figures = {}
     for b in backends:
-        figures[b] = run(b, args.K, n, args.B)
+        figures[b] = run(b, args.K, n, args.B, args.profile)
     for b in backends:
         name = "postgres" if b == "postgresql" else b
         print(f"ingest_{name}_acknowledged: {figures[b]['acked']:.0f} values/s")
         print(f"ingest_{name}_durable: {figures[b]['durable']:.0f} values/s")
         print(f"ingest_{name}_lost_after_sigkill: {figures[b]['lost']:.0f} values")
+        print(f"ingest_{name}_server_cpu: {figures[b]['cpu']:.0f} %")
 
 
 if __name__ == "__main__":

@@ -175,6 +175,16 @@ def _history(name: str, value_col: Column) -> Table:
 history = _history("history", Column("value", Float, nullable=False))
 history_uint = _history("history_uint", Column("value", BigInteger, nullable=False))
 history_str = _history("history_str", Column("value", String(255), nullable=False))
+# Unindexed staging for numeric history: the SQLite store commits values here and moves them into
+# history in large sorted chunks (see migration 0003); readers look at both. Unused on PostgreSQL.
+history_stage = Table("history_stage", metadata, Column("itemid", Integer, nullable=False),
+                      Column("clock", Integer, nullable=False),
+                      Column("ns", Integer, nullable=False, server_default="0"),
+                      Column("value", Float, nullable=False))
+history_uint_stage = Table("history_uint_stage", metadata, Column("itemid", Integer, nullable=False),
+                           Column("clock", Integer, nullable=False),
+                           Column("ns", Integer, nullable=False, server_default="0"),
+                           Column("value", BigInteger, nullable=False))
 history_text = _history("history_text", Column("value", Text, nullable=False))
 history_log = Table(
     "history_log",

@@ -5,6 +5,9 @@ writes it with `store.write()` (durable on return), and only then resolves the h
 so a reply goes out only for committed values. While one transaction commits, the next one fills
 up: the busier the server, the bigger the batches. Pending values are bounded; past the bound
 `submit` waits (backpressure on the senders) rather than dropping anything.
+
+After the futures are settled (and when idle for a second) the writer calls `store.maintain()`,
+where a store does deferred work (SQLite moves staged values into history) off the reply path.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from collections.abc import Callable
 from server.store.base import Store, WriteBatch
 
 log = logging.getLogger("vigil.ingest.batcher")
+
+IDLE_WAIT = 1.0  # seconds a writer waits for work before it calls store.maintain() anyway
 
 
 class Batcher:
@@ -63,16 +68,17 @@ class Batcher:
     def stop(self, timeout: float = 30) -> None:
         with self._cond:
             self._stopping = True
-            self._cond.notify()
+            self._cond.notify_all()
         for t in self._threads:
             t.join(timeout)
 
     def _take(self) -> list[tuple[WriteBatch, asyncio.Future[None], asyncio.AbstractEventLoop]] | None:
+        """What to write next: [] after IDLE_WAIT seconds without work, None once stopping and drained."""
         with self._cond:
-            while not self._pending and not self._stopping:
-                self._cond.wait()
+            if not self._pending and not self._stopping:
+                self._cond.wait(IDLE_WAIT)
             if not self._pending:
-                return None
+                return None if self._stopping else []
             taken, n = [], 0
             while self._pending and (n == 0 or n + len(self._pending[0][0]) <= self._max_values):
                 item = self._pending.pop(0)
@@ -87,6 +93,9 @@ class Batcher:
         busy = 0.0
         try:
             while (taken := self._take()) is not None:
+                if not taken:
+                    self._maintain(store)
+                    continue
                 merged = WriteBatch()
                 for b, _, _ in taken:
                     merged.extend(b)
@@ -105,6 +114,9 @@ class Batcher:
                     loop.call_soon_threadsafe(_settle, fut, error)
                 for loop in {lp for _, _, lp in taken}:
                     loop.call_soon_threadsafe(self._wake)
+                t0 = time.monotonic()
+                self._maintain(store)
+                busy += time.monotonic() - t0
                 now = time.monotonic()
                 if now - last_report >= 60:
                     log.info("history writer: %d values in %d transactions, busy %.1f%% of the last %.0f s",
@@ -112,7 +124,15 @@ class Batcher:
                              now - last_report)
                     last_report, busy = now, 0.0
         finally:
+            self._maintain(store)
             store.close()
+
+    @staticmethod
+    def _maintain(store: Store) -> None:
+        try:
+            store.maintain()
+        except Exception as e:  # the values stay where they are; the next call tries again
+            log.error("history upkeep failed: %s", e)
 
     def _wake(self) -> None:
         if self._room is not None and self._pending_values < self._max_pending:

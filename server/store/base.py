@@ -209,5 +209,13 @@ class Store(ABC):
     def sessions(self) -> dict[str, int]:
         """Highest accepted id per active-agent session (for dropping resent values)."""
 
+    def maintain(self) -> None:
+        """Deferred upkeep, called by the history writer after its replies went out and when idle.
+
+        The SQLite store moves staged rows into history here; the default does nothing. It must not
+        lose or hide a committed value if it fails or is interrupted.
+        """
+        return None
+
     @abstractmethod
     def close(self) -> None: ...
