@@ -184,9 +184,18 @@ class VigilServer:
 
     def start(self) -> VigilServer:
         self.cli("db", "upgrade")
-        self.proc = subprocess.Popen([vigil_bin("vigil"), self.command], env=self.env, stdout=self.log.open("ab"),
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        wait_port(self.port, 30, self.proc)
+        for attempt in range(3):
+            self.proc = subprocess.Popen([vigil_bin("vigil"), self.command], env=self.env,
+                                         stdout=self.log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+            try:
+                wait_port(self.port, 30, self.proc)
+                return self
+            except RuntimeError:
+                # Another process on this machine took the free port we picked: pick again.
+                if "cannot listen" not in self.log_text() or attempt == 2:
+                    raise RuntimeError(f"vigil {self.command} did not start: {self.log_text()[-2000:]}") from None
+                self.port = free_port()
+                self.env["VIGIL_LISTEN"] = f"127.0.0.1:{self.port}"
         return self
 
     def stop(self) -> None:
