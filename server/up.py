@@ -97,6 +97,8 @@ async def supervise_agent(conf: Path, stop: asyncio.Event) -> None:
                     await asyncio.wait_for(waiter, 10)
                 except TimeoutError:
                     proc.kill()
+                    await waiter
+            log.info("local vigil-agent stopped (exit code %s)", proc.returncode)
             return
         stopper.cancel()
         log.warning("local vigil-agent exited with %s; restarting in %.0f s", proc.returncode, delay)
