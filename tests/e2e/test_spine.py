@@ -8,13 +8,15 @@ import subprocess
 import threading
 import time
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from agent.protocol import zbxd
 from agent.protocol.messages import ProcessedInfo, parse_response
-from tests.conftest import VigilServer, require, vigil_bin
+from tests.conftest import VigilServer, drop_pg_database, new_pg_database, require, vigil_bin
 
 CONFIG = """
 hosts:
@@ -46,11 +48,48 @@ def processed(out: str) -> ProcessedInfo:
     return ProcessedInfo.parse(line.split('": "', 1)[1].rstrip('"'))
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def spine_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VigilServer]:
+    """One server per backend for the tests of this module; `server` empties its history between tests."""
+    tmp = tmp_path_factory.mktemp(f"spine-{request.param}")
+    name = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp / 'vigil.db'}"
+    else:
+        name, url = new_pg_database()
+    s = VigilServer(tmp, url).start()
+    try:
+        s.import_yaml(CONFIG)
+        time.sleep(0.5)  # the server polls for configuration changes every 0.2 s in tests
+        yield s
+    finally:
+        s.stop()
+        if name:
+            drop_pg_database(name)
+
+
+def _empty_history(url: str) -> None:
+    from server.config.migrate import engine_for
+
+    engine = engine_for(url)
+    tables = [t for t in sa.inspect(engine).get_table_names()
+              if t.startswith(("history", "trend")) and not t[-9:].startswith("_p") or t == "agent_sessions"]
+    with engine.begin() as c:
+        for table in tables:
+            c.execute(sa.text(f"DELETE FROM {table}"))
+    engine.dispose()
+
+
 @pytest.fixture
-def server(vigil_server: VigilServer) -> VigilServer:
-    vigil_server.import_yaml(CONFIG)
-    time.sleep(0.5)  # the server polls for configuration changes every 0.2 s in tests
-    return vigil_server
+def server(spine_server: VigilServer) -> VigilServer:
+    _empty_history(spine_server.database_url)
+    spine_server.log_mark = len(spine_server.log_text())
+    return spine_server
+
+
+def new_log(server: VigilServer) -> str:
+    """What the server logged since the test began."""
+    return server.log_text()[getattr(server, "log_mark", 0):]
 
 
 TOOLS = ["zabbix_sender", "vigil-sender"]
@@ -196,9 +235,9 @@ def test_bad_frames(server: VigilServer, data: bytes, expect_reply: str | None, 
         r = reply(out)
         assert r["response"] == "failed" and expect_reply in r["info"], r
     deadline = time.monotonic() + 5
-    while log_words not in server.log_text() and time.monotonic() < deadline:
+    while log_words not in new_log(server) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert log_words in server.log_text()
+    assert log_words in new_log(server)
     still_serving(server)
 
 
@@ -210,7 +249,7 @@ def test_stalled_client_is_dropped_and_others_are_served(server: VigilServer) ->
         t0 = time.monotonic()
         assert s.recv(100) == b""  # closed by the server, without a reply
         assert time.monotonic() - t0 < 14
-    assert "sent no whole frame within" in server.log_text()
+    assert "sent no whole frame within" in new_log(server)
 
 
 def test_compressed_and_large_frames_get_replies_in_kind(server: VigilServer) -> None:
