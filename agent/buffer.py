@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import threading
 import uuid
 from collections.abc import Callable, Iterable
@@ -83,6 +82,8 @@ class FileStore:
             raise ValueError(f"PersistentBufferFile: directory {parent!r} does not exist")
         self.path = path
         self.lock = threading.Lock()
+        import sqlite3  # here, not at the top: an agent without PersistentBufferFile saves its memory
+
         try:
             self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
             self.db.execute("PRAGMA journal_mode=WAL")

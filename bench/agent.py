@@ -8,6 +8,9 @@ Prints `name: value unit` lines:
   zabbix_agentd_passive_rps   the same for zabbix_agentd 6.0 (StartAgents=3), same clients
   agent_rss                   vigil-agent resident memory after start, and after the load
   agent_idle_cpu              vigil-agent CPU share while idle (collector running)
+  agent_active_rss            vigil-agent in active mode, 100 items every 10 s, to a real `vigil server`
+  agent_active_cpu            its CPU share of one core over the run (60 s; 20 s with --quick)
+  agent_active_values         values of those items that landed in the server's store
 
 Clients are separate processes (one Python process cannot generate much more than ~6k
 connections/s), each keeping `--conns` connections in flight with one request per connection.
@@ -143,11 +146,128 @@ def idle_cpu_percent(pid: int, seconds: float) -> float:
     return 100.0 * ((after.user - before.user) + (after.system - before.system)) / seconds
 
 
+# --- active mode: 100 items at 10 s against a real Vigil server ---------------------------------
+
+ACTIVE_HOST = "bench-active"
+ACTIVE_ITEMS = 100
+ACTIVE_DELAY = 10
+
+
+def active_keys(tmp: Path, n: int = ACTIVE_ITEMS) -> list[tuple[str, str]]:
+    """n distinct cheap keys with their value types; files made here give distinct parameters."""
+    keys: list[tuple[str, str]] = [("agent.ping", "unsigned"), ("agent.version", "char"),
+                                   ("agent.hostname", "char"), ("system.uptime", "unsigned"),
+                                   ("system.boottime", "unsigned"), ("system.localtime", "unsigned"),
+                                   ("system.cpu.num", "unsigned"), ("system.cpu.num[max]", "unsigned"),
+                                   ("system.cpu.intr", "unsigned"), ("system.cpu.switches", "unsigned"),
+                                   ("kernel.maxproc", "unsigned"), ("kernel.maxfiles", "unsigned"),
+                                   ("proc.num", "unsigned"), ("proc.num[,,run]", "unsigned"),
+                                   ("proc.num[,root]", "unsigned")]
+    keys += [(f"system.cpu.load[{cpu},{avg}]", "float") for cpu in ("all", "percpu")
+             for avg in ("avg1", "avg5", "avg15")]
+    keys += [(f"vm.memory.size[{m}]", "float")
+             for m in ("total", "free", "available", "pavailable", "used", "pused", "buffers", "cached")]
+    keys += [(f"system.swap.size[,{m}]", "float") for m in ("total", "free", "used", "pfree")]
+    keys += [(f"vfs.fs.{kind}[/,{m}]", "float") for kind in ("size", "inode")
+             for m in ("total", "free", "used", "pfree", "pused")]
+    keys += [(f"net.if.{d}[lo,{m}]", "unsigned") for d in ("in", "out", "total")
+             for m in ("bytes", "packets", "errors", "dropped")]
+    files = tmp / "active-files"
+    files.mkdir(exist_ok=True)
+    i = 0
+    while len(keys) < n:
+        f = files / f"f{i}"
+        f.write_text("x" * i)
+        keys.append((f"vfs.file.size[{f}]", "unsigned"))
+        i += 1
+    return keys[:n]
+
+
+def _vigil_env(tmp: Path, port: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"VIGIL_DATA_DIR": str(tmp / "vigil-data"), "VIGIL_DATABASE_URL": f"sqlite:///{tmp / 'vigil.db'}",
+                "VIGIL_LISTEN": f"127.0.0.1:{port}", "VIGIL_WEB_LISTEN": f"127.0.0.1:{free_port()}",
+                "VIGIL_LOCAL_AGENT": "0", "VIGIL_LOG_LEVEL": "warning"})
+    return env
+
+
+def _vigil(env: dict[str, str], *args: str) -> None:
+    exe = Path(sys.executable).parent / "vigil"
+    r = subprocess.run([str(exe), *args], env=env, capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        raise RuntimeError(f"vigil {' '.join(args)} exited {r.returncode}: {r.stderr}{r.stdout}")
+
+
+def _values_stored(url: str, host: str) -> int:
+    from server.config.migrate import engine_for
+    from server.config.repo import ConfigRepo
+    from server.store import open_store
+
+    engine = engine_for(url)
+    store = open_store(url)
+    try:
+        snap = ConfigRepo(engine).snapshot()
+        return sum(len(store.history(ref.itemid, ref.value_type, 0, 2**31 - 1))
+                   for (h, _), ref in snap.items.items() if h == host)
+    finally:
+        store.close()
+        engine.dispose()
+
+
 def measure_active_footprint(args: argparse.Namespace, tmp: Path) -> list[str]:
-    """Hook for the active-mode footprint: vigil-agent with 100 active items at a 10 s interval
-    against a Vigil server (RSS, CPU share, values/s sent). Needs the server's active-checks
-    ingest; until a bench fixture for it exists this returns no lines."""
-    return []
+    """vigil-agent with 100 active items at a 10 s interval against a real `vigil server` (SQLite):
+    its resident memory (highest seen), its CPU share over the run and how many values landed."""
+    import yaml
+
+    tmp = tmp / "active"
+    tmp.mkdir()
+    port = free_port()
+    env = _vigil_env(tmp, port)
+    keys = active_keys(tmp)
+    doc = {"hosts": [{"host": ACTIVE_HOST, "items": [
+        {"key": k, "type": "agent_active", "value_type": vt, "delay": f"{ACTIVE_DELAY}s"} for k, vt in keys]}]}
+    (tmp / "config.yaml").write_text(yaml.safe_dump(doc))
+    _vigil(env, "db", "upgrade")
+    _vigil(env, "config", "import", str(tmp / "config.yaml"))
+    server_log = (tmp / "vigil-server.log").open("ab")
+    server = subprocess.Popen([str(Path(sys.executable).parent / "vigil"), "server"], env=env, stdout=server_log,
+                              stderr=subprocess.STDOUT)
+    agent = None
+    try:
+        wait_port(port, 30, server)
+        conf = tmp / "vigil_agentd.conf"
+        conf.write_text(
+            f"ServerActive=127.0.0.1:{port}\nHostname={ACTIVE_HOST}\nStartAgents=0\nRefreshActiveChecks=60\n"
+            f"BufferSend=5\nLogType=file\nLogFile={tmp}/vigil-agent.log\n"
+        )
+        exe = Path(sys.executable).parent / "vigil-agent"
+        cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "agent.cli.agentd"]
+        agent = subprocess.Popen([*cmd, "-c", str(conf)], cwd=ROOT)
+        # Past the start: imports done, check list fetched, every item run once (first runs spread over 5 s).
+        time.sleep(8.0)
+        seconds = 20.0 if args.quick else 60.0
+        proc = psutil.Process(agent.pid)
+        rss = proc.memory_info().rss
+        before_cpu, before = cpu_seconds(agent.pid), time.monotonic()
+        deadline = before + seconds
+        while time.monotonic() < deadline:
+            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+            rss = max(rss, proc.memory_info().rss)
+        cpu = 100.0 * (cpu_seconds(agent.pid) - before_cpu) / (time.monotonic() - before)
+        time.sleep(6.0)  # BufferSend=5: the last values of the run reach the store
+        stored = _values_stored(env["VIGIL_DATABASE_URL"], ACTIVE_HOST)
+        expected = len(keys) * (1 + int((8.0 + seconds) // ACTIVE_DELAY))
+        return [
+            f"agent_active_rss: {rss / 2**20:.1f} MB",
+            f"agent_active_cpu: {cpu:.2f} % of a core",
+            f"agent_active_values: {stored} values ({len(keys)} items every {ACTIVE_DELAY} s; "
+            f"about {expected} expected)",
+        ]
+    finally:
+        if agent is not None:
+            stop_process(agent)
+        stop_process(server)
+        server_log.close()
 
 
 def main(argv: list[str] | None = None) -> int:
