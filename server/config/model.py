@@ -47,8 +47,9 @@ class HostSpec:
     groups: list[str] = field(default_factory=list)
     enabled: bool = True
     description: str = ""
-    templates: list[str] = field(default_factory=list)
-    macros: dict[str, str] = field(default_factory=dict)
+    # None: the document does not say, so an existing host keeps what it has.
+    templates: list[str] | None = None
+    macros: dict[str, str] | None = None
     items: list[ItemSpec] = field(default_factory=list)
 
 
@@ -210,7 +211,8 @@ def doc_from_dict(doc: Any) -> ConfigDoc:
         out.hosts.append(HostSpec(
             host=host, name=_text(h, "name", where, "", 128), groups=_names(h, "groups", where),
             enabled=_status(h, where), description=_text(h, "description", where, "", 65535),
-            templates=_names(h, "templates", where), macros=_macros(h, where), items=_items(h, where),
+            templates=_names(h, "templates", where) if "templates" in h else None,
+            macros=_macros(h, where) if "macros" in h else None, items=_items(h, where),
         ))
     for kind, field_, names in (("templates", "template", [t.template for t in out.templates]),
                                 ("hosts", "host", [h.host for h in out.hosts])):

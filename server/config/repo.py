@@ -220,10 +220,13 @@ class ConfigRepo:
             report.hosts_created += 1
         else:
             report.hosts_updated += 1
-        self._set_groups(c, hid, h.groups or ["Discovered hosts"])
-        self._set_macros(c, hid, h.macros)
-        self.set_templates(c, hid, [self._template_id(c, n, f"{where}.templates[{i}]")
-                                    for i, n in enumerate(h.templates)], report)
+        if h.groups or created:
+            self._set_groups(c, hid, h.groups or ["Discovered hosts"])
+        if h.macros is not None:
+            self._set_macros(c, hid, h.macros)
+        if h.templates is not None:
+            self.set_templates(c, hid, [self._template_id(c, n, f"{where}.templates[{i}]")
+                                        for i, n in enumerate(h.templates)], report)
         for i, it in enumerate(h.items):
             try:
                 self._upsert_item(c, hid, it, report)

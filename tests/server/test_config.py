@@ -322,3 +322,23 @@ def test_builtin_template_imports_and_links(repo: ConfigRepo) -> None:
     keys = {i.key for i in snap.active[snap.hosts["me"].hostid]}
     assert {"agent.ping", "system.cpu.num", "vfs.fs.size[/,total]", "system.cpu.load[all,avg1]"} <= keys
     assert len(keys) == len(doc.templates[0].items)
+
+
+def test_reimport_without_templates_or_macros_keeps_them(migrated_url: str) -> None:
+    """A document that leaves out `templates:`/`macros:`/`groups:` does not unlink or clear them."""
+    from server.config.migrate import engine_for
+    from server.config.model import doc_from_dict
+    from server.config.repo import ConfigRepo
+
+    repo = ConfigRepo(engine_for(migrated_url))
+    repo.apply(doc_from_dict({
+        "templates": [{"template": "T", "items": [{"key": "t.k", "type": "agent_active", "delay": "30s"}]}],
+        "hosts": [{"host": "h", "groups": ["G"], "templates": ["T"], "macros": {"{$X}": "1"}}],
+    }))
+    repo.apply(doc_from_dict({"hosts": [{"host": "h", "items": [{"key": "own.k"}]}]}))
+    host = next(h for h in repo.export()["hosts"] if h["host"] == "h")
+    assert host["templates"] == ["T"] and host["macros"] == {"{$X}": "1"} and host["groups"] == ["G"]
+    assert ("h", "t.k") in repo.snapshot().items
+    repo.apply(doc_from_dict({"hosts": [{"host": "h", "templates": []}]}))
+    assert ("h", "t.k") not in repo.snapshot().items and ("h", "own.k") in repo.snapshot().items
+    repo.engine.dispose()
