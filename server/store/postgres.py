@@ -203,34 +203,50 @@ class PostgresStore(Store):
                 raise StoreError(f"writing {len(batch)} values failed, nothing was stored: {_describe(e)}") from None
 
     def _write(self, batch: WriteBatch, copies: list[tuple[str, bytes]], hours: set[int]) -> None:
-        conn = self._conn
-        with conn.transaction(), conn.cursor() as cur:
-            if hours:
-                cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (ROLLUP_LOCK,))
-            for table, data in copies:
-                binary = " (FORMAT BINARY)" if data.startswith(_BINARY_HEADER) else ""
-                with cur.copy(f"COPY {table} ({_COLUMNS[table]}) FROM STDIN{binary}") as cp:
-                    cp.write(data)
-            if hours:
-                cur.execute("INSERT INTO trend_dirty (hour) SELECT unnest(%s::int[]) ON CONFLICT DO NOTHING",
-                            (sorted(hours),))
-            if batch.logpos:
-                ids = list(batch.logpos)
-                cur.execute(
-                    "INSERT INTO item_rtdata (itemid, lastlogsize, mtime) "
-                    "SELECT v.itemid, v.lastlogsize, v.mtime "
-                    "FROM unnest(%s::int[], %s::bigint[], %s::int[]) AS v(itemid, lastlogsize, mtime) "
-                    "WHERE EXISTS (SELECT 1 FROM items i WHERE i.itemid = v.itemid) "
-                    "ON CONFLICT (itemid) DO UPDATE SET lastlogsize = EXCLUDED.lastlogsize, mtime = EXCLUDED.mtime",
-                    (ids, [batch.logpos[i][0] for i in ids], [batch.logpos[i][1] for i in ids]))
-            if batch.sessions:
-                names = list(batch.sessions)
-                cur.execute(
-                    "INSERT INTO agent_sessions (session, last_id, updated) "
-                    "SELECT s, i, %s FROM unnest(%s::text[], %s::bigint[]) AS v(s, i) "
-                    "ON CONFLICT (session) DO UPDATE SET "
-                    "last_id = GREATEST(agent_sessions.last_id, EXCLUDED.last_id), updated = EXCLUDED.updated",
-                    (int(time.time()), names, [batch.sessions[s] for s in names]))
+        # Round trips are most of a small transaction's time: the first one opens it, takes the
+        # roll-up lock and marks the hours (several statements in one simple query: no parameters,
+        # the hours are integers computed here), then one per COPY and one to commit.
+        head = "BEGIN"
+        if hours:
+            marks = ",".join(f"({int(h)})" for h in sorted(hours))
+            head += (f"; SELECT pg_advisory_xact_lock_shared({ROLLUP_LOCK}); "
+                     f"INSERT INTO trend_dirty (hour) VALUES {marks} ON CONFLICT DO NOTHING")
+        with self._conn.cursor() as cur:
+            cur.execute(head)
+            try:
+                self._write_rows(cur, batch, copies)
+                cur.execute("COMMIT")
+            except BaseException:
+                if self._conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    try:
+                        cur.execute("ROLLBACK")
+                    except psycopg.Error:
+                        pass  # the connection is broken: the server rolls back on its own
+                raise
+
+    @staticmethod
+    def _write_rows(cur: psycopg.Cursor, batch: WriteBatch, copies: list[tuple[str, bytes]]) -> None:
+        for table, data in copies:
+            binary = " (FORMAT BINARY)" if data.startswith(_BINARY_HEADER) else ""
+            with cur.copy(f"COPY {table} ({_COLUMNS[table]}) FROM STDIN{binary}") as cp:
+                cp.write(data)
+        if batch.logpos:
+            ids = list(batch.logpos)
+            cur.execute(
+                "INSERT INTO item_rtdata (itemid, lastlogsize, mtime) "
+                "SELECT v.itemid, v.lastlogsize, v.mtime "
+                "FROM unnest(%s::int[], %s::bigint[], %s::int[]) AS v(itemid, lastlogsize, mtime) "
+                "WHERE EXISTS (SELECT 1 FROM items i WHERE i.itemid = v.itemid) "
+                "ON CONFLICT (itemid) DO UPDATE SET lastlogsize = EXCLUDED.lastlogsize, mtime = EXCLUDED.mtime",
+                (ids, [batch.logpos[i][0] for i in ids], [batch.logpos[i][1] for i in ids]))
+        if batch.sessions:
+            names = list(batch.sessions)
+            cur.execute(
+                "INSERT INTO agent_sessions (session, last_id, updated) "
+                "SELECT s, i, %s FROM unnest(%s::text[], %s::bigint[]) AS v(s, i) "
+                "ON CONFLICT (session) DO UPDATE SET "
+                "last_id = GREATEST(agent_sessions.last_id, EXCLUDED.last_id), updated = EXCLUDED.updated",
+                (int(time.time()), names, [batch.sessions[s] for s in names]))
 
     # -- reading ----------------------------------------------------------------------------------
 
