@@ -249,9 +249,12 @@ def run(cfg: AgentConfig) -> int:
     except ConfError as e:
         return error(str(e))
     stop = threading.Event()
+    received: list[int] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("Got signal [%s]. Exiting ...", signal.Signals(signum).name)
+        # No logging here: the handler may interrupt the main thread inside a log write, and a
+        # log file's buffer refuses the re-entrant call. The main loop logs it instead.
+        received.append(signum)
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -285,6 +288,8 @@ def run(cfg: AgentConfig) -> int:
             active = start_active(cfg, checks, stop)
         while not stop.wait(1.0):
             pass
+        if received:
+            log.info("Got signal [%s]. Exiting ...", signal.Signals(received[0]).name)
         return 0
     except ConfError as e:
         log.critical("%s", e)
