@@ -168,7 +168,8 @@ def cmd_host_link(args: argparse.Namespace) -> int:
         report = _repo(_settings()).link_template(args.host, args.template, link=args.command_name == "link")
     except ConfigError as e:
         raise CliError(str(e)) from None
-    print(f"{args.command_name}ed {args.template} {'to' if args.command_name == 'link' else 'from'} {args.host}: {report}")
+    to = "to" if args.command_name == "link" else "from"
+    print(f"{args.command_name}ed {args.template} {to} {args.host}: {report}")
     return 0
 
 

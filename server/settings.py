@@ -26,7 +26,8 @@ class Spec:
 
 
 SETTINGS: tuple[Spec, ...] = (
-    Spec("VIGIL_DATA_DIR", "./vigil-data", "Directory for the embedded SQLite store, logs and the local agent's files."),
+    Spec("VIGIL_DATA_DIR", "./vigil-data",
+         "Directory for the embedded SQLite store, logs and the local agent's files."),
     Spec("VIGIL_DATABASE_URL", "", "Store URL: empty for SQLite in the data directory, or postgresql://user@host:port/db."),
     Spec("VIGIL_LISTEN", "127.0.0.1:10051", "Address and port of the Zabbix-protocol ingest listener."),
     Spec("VIGIL_WEB_LISTEN", "127.0.0.1:8080", "Address and port of the web UI (served once the web issue lands)."),

@@ -207,8 +207,14 @@ def main(argv: list[str] | None = None) -> int:
         servers[0] = (servers[0][0], args.port)
     host = args.host or hostname
     single = args.key is not None or args.value is not None
-    if not servers or (single and (args.key is None or args.value is None or not host)) or (single and args.input) \
-            or (not single and not args.input) or not 1 <= args.timeout <= 300 or (args.with_ns and not args.with_timestamps):
+    usable = (
+        bool(servers)
+        and (args.key is not None and args.value is not None and bool(host) and not args.input
+             if single else bool(args.input))
+        and 1 <= args.timeout <= 300
+        and (args.with_timestamps or not args.with_ns)
+    )
+    if not usable:
         print(f"{PROG} [{os.getpid()}]: too few or mutually exclusive options used", file=sys.stderr)
         build_parser().print_usage(sys.stderr)
         return 1

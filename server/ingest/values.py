@@ -28,14 +28,20 @@ def _add(batch: WriteBatch, vt: ValueType, itemid: int, clock: int, ns: int, tex
         batch.floats.append((itemid, clock, ns, to_float(text)))
     elif vt == UNSIGNED:
         batch.uints.append((itemid, clock, ns, to_uint(text)))
-    elif vt == CHAR:
-        batch.strs.append((itemid, clock, ns, text[:255]))
-    elif vt == TEXT:
-        batch.texts.append((itemid, clock, ns, text[:TEXT_LIMIT]))
     else:
-        d = d or {}
-        batch.logs.append((itemid, clock, ns, _int(d.get("timestamp")), str(d.get("source") or "")[:64],
-                           _int(d.get("severity")), text, _int(d.get("eventid"))))
+        if "\x00" in text:
+            # PostgreSQL text cannot hold NUL; dropping it here keeps both stores alike and keeps one
+            # value from failing the whole transaction it shares with other senders' values.
+            text = text.replace("\x00", "")
+        if vt == CHAR:
+            batch.strs.append((itemid, clock, ns, text[:255]))
+        elif vt == TEXT:
+            batch.texts.append((itemid, clock, ns, text[:TEXT_LIMIT]))
+        else:
+            d = d or {}
+            source = str(d.get("source") or "").replace("\x00", "")[:64]
+            batch.logs.append((itemid, clock, ns, _int(d.get("timestamp")), source,
+                               _int(d.get("severity")), text, _int(d.get("eventid"))))
 
 
 def _int(v: Any) -> int:

@@ -158,6 +158,33 @@ def test_values_that_fail(server: VigilServer, tool: str, tmp_path: Path) -> Non
     assert server.history("web01", "agent.only") == []
 
 
+def test_odd_values_do_not_fail_their_neighbours(server: VigilServer) -> None:
+    """NUL bytes, over-long strings, numbers as JSON numbers, hostile shapes: each value is judged alone."""
+    data = [
+        {"host": "web01", "key": "app.body", "value": "a\u0000b"},
+        {"host": "web01", "key": "app.status", "value": "x" * 300},
+        {"host": "web01", "key": "app.requests", "value": 7},
+        {"host": "web01", "key": "app.requests", "value": "1e999"},
+        {"host": "web01", "key": "app.requests", "value": "nan"},
+        {"host": ["web01"], "key": "app.requests", "value": "1"},
+        "not an object",
+        {"host": "web01", "key": "app.count", "value": "5", "clock": -1},
+        {"host": "web01", "key": "app.count", "value": "6", "clock": 1700000000, "ns": 10**10},
+        {"host": "web01", "key": "app.log", "value": "line", "source": "s\u0000rc"},
+    ]
+    import json
+
+    raw = raw_exchange(server.port, zbxd.encode(json.dumps({"request": "sender data", "data": data}).encode()),
+                       close_write=False)
+    info = ProcessedInfo.parse(parse_response(zbxd.decode(raw)[1]).info or "")
+    assert (info.processed, info.failed) == (4, 6)
+    assert server.history("web01", "app.body")[0][2] == "ab"
+    assert server.history("web01", "app.status")[0][2] == "x" * 255
+    assert server.history("web01", "app.requests")[0][2] == "7.0"
+    assert server.history("web01", "app.count") == []
+    assert server.history("web01", "app.log")[0][2] == "line"
+
+
 def test_sender_errors_like_zabbix_sender(server: VigilServer, tmp_path: Path) -> None:
     """Input and connection errors: same exit codes and message shapes from both tools."""
     bad = tmp_path / "bad.txt"
