@@ -209,8 +209,9 @@ class Store(ABC):
     def sessions(self) -> dict[str, int]:
         """Highest accepted id per active-agent session (for dropping resent values)."""
 
-    def maintain(self) -> None:
+    def maintain(self, force: bool = False) -> None:
         """Deferred upkeep, called by the history writer after its replies went out and when idle.
+        `force` does all of it now (an idle server's writer gets there within a second anyway).
 
         The SQLite store moves staged rows into history here; the default does nothing. It must not
         lose or hide a committed value if it fails or is interrupted.

@@ -128,8 +128,8 @@ class SQLiteStore(Store):
             raise StoreError(f"writing {len(batch)} values failed at {step}, nothing was stored: {e}") from None
         self._staged += len(batch.floats) + len(uints)
 
-    def maintain(self) -> None:
-        if self._staged >= STAGE_MOVE_ROWS or (
+    def maintain(self, force: bool = False) -> None:
+        if force or self._staged >= STAGE_MOVE_ROWS or (
                 self._staged and time.monotonic() - self._moved_at >= STAGE_MAX_AGE):
             self.move_staged()
 
