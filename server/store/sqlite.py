@@ -14,9 +14,10 @@ committed like any other: every read, the trend roll-up and housekeeping look at
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from server.config.tables import TREND_TABLES, ValueType
@@ -85,8 +86,7 @@ class SQLiteStore(Store):
         db = self._db
         step = "BEGIN"
         try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction():
                 for table, sql, rows in (
                     ("history", "INSERT INTO history_stage VALUES (?,?,?,?)", batch.floats),
                     ("history_uint", "INSERT INTO history_uint_stage VALUES (?,?,?,?)", uints),
@@ -119,14 +119,22 @@ class SQLiteStore(Store):
                         [(s, i, now) for s, i in batch.sessions.items()],
                     )
                 step = "COMMIT"
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
         except (sqlite3.Error, OverflowError, TypeError, ValueError) as e:
             raise StoreError(f"writing {len(batch)} values failed at {step}, nothing was stored: {e}") from None
         self._staged += len(batch.floats) + len(uints)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE … COMMIT, rolled back on any error (the error goes on to the caller)."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
 
     def maintain(self, force: bool = False) -> None:
         if force or self._staged >= STAGE_MOVE_ROWS or (
@@ -137,17 +145,11 @@ class SQLiteStore(Store):
         """Move every staged value (this process's and any other's) into history, in one transaction."""
         db = self._db
         try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction():
                 for table, stage in STAGE.items():
                     db.execute(f"INSERT INTO {table} (itemid, clock, ns, value) "
                                f"SELECT itemid, clock, ns, value FROM {stage} ORDER BY itemid, clock")
                     db.execute(f"DELETE FROM {stage}")
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
         except sqlite3.Error as e:
             raise StoreError(f"moving staged values into history failed (they stay staged and readable): {e}") from None
         self._staged = 0
@@ -231,16 +233,10 @@ class SQLiteStore(Store):
         db = self._db
         for hour in hours:
             try:
-                db.execute("BEGIN IMMEDIATE")
-                try:
+                with self._transaction():
                     self._rollup_hour(hour)
                     if rollup.hour_complete(hour, now):
                         db.execute("DELETE FROM trend_dirty WHERE hour = ?", (hour,))
-                    db.execute("COMMIT")
-                except BaseException:
-                    if db.in_transaction:
-                        db.execute("ROLLBACK")
-                    raise
             except sqlite3.Error as e:
                 raise StoreError(f"rolling up trends for the hour at {hour} failed: {e}") from None
         return len(hours)
