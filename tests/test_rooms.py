@@ -1,0 +1,40 @@
+"""Imports point one way (ARCHITECTURE.md): agent imports nothing of ours and only the standard
+library and psutil, since it goes on every host; server imports agent but no later room."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ROOMS = {"agent", "server", "proxy", "alerts", "web"}
+MAY_IMPORT = {"agent": set(), "server": {"agent"}, "proxy": {"agent", "server"}, "alerts": {"server"},
+              "web": {"server", "alerts"}}
+
+
+def _imports(path: Path) -> set[str]:
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            out.add(node.module.split(".")[0])
+    return out
+
+
+def test_rooms_import_only_what_they_may() -> None:
+    wrong = []
+    for room, allowed in MAY_IMPORT.items():
+        for path in (ROOT / room).rglob("*.py"):
+            for top in _imports(path) & ROOMS - {room} - allowed:
+                wrong.append(f"{path.relative_to(ROOT)} imports {top}")
+    assert wrong == []
+
+
+def test_agent_needs_only_the_standard_library_and_psutil() -> None:
+    extra = []
+    for path in (ROOT / "agent").rglob("*.py"):
+        for top in _imports(path) - set(sys.stdlib_module_names) - {"agent", "psutil"}:
+            extra.append(f"{path.relative_to(ROOT)} imports {top}")
+    assert extra == []
