@@ -337,6 +337,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except ModuleNotFoundError as e:
+        if e.name in ("sqlalchemy", "alembic", "psycopg", "yaml", "orjson"):
+            print(f"vigil: the server's dependencies are not installed (no module {e.name!r}): "
+                  "pip install -e '.[server]'", file=sys.stderr)
+            return 1
+        raise
     except Exception as e:  # the database is down or similar: say so without a traceback
         from sqlalchemy.exc import OperationalError
 
