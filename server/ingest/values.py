@@ -140,6 +140,8 @@ def agent_values(snap: Snapshot, session: str, data: list[Any], last_ids: dict[s
                 batch.logpos[ref.itemid] = (_int_big(lastlogsize), _int(d.get("mtime")))
             if d.get("state") == 1:
                 continue  # not supported on the agent: counted as processed, nothing to store
+            if "value" not in d and lastlogsize is not None:
+                continue  # a log item's position with no line (zabbix_agentd's "meta" value)
             value = d["value"]
             if not isinstance(value, str):
                 if isinstance(value, bool) or not isinstance(value, int | float):

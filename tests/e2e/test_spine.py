@@ -185,6 +185,30 @@ def test_odd_values_do_not_fail_their_neighbours(server: VigilServer) -> None:
     assert server.history("web01", "app.log")[0][2] == "line"
 
 
+def test_agent_data_meta_value_moves_the_log_position(server: VigilServer) -> None:
+    """zabbix_agentd reports a log item's new position without a value when no line matched."""
+    import json
+
+    def agent_data(session: str, rows: list[dict]) -> ProcessedInfo:
+        body = {"request": "agent data", "session": session, "data": rows, "clock": 1, "ns": 0}
+        raw = raw_exchange(server.port, zbxd.encode(json.dumps(body).encode()), close_write=False)
+        return ProcessedInfo.parse(parse_response(zbxd.decode(raw)[1]).info or "")
+
+    server.import_yaml("hosts:\n  - host: web01\n    items:\n"
+                       "      - {key: 'log[/tmp/x.log]', type: agent_active, value_type: log, delay: 5s}\n")
+    time.sleep(0.5)
+    meta = {"host": "web01", "key": "log[/tmp/x.log]", "lastlogsize": 4096, "mtime": 0, "id": 1,
+            "clock": 1700000000, "ns": 5}
+    info = agent_data("a" * 32, [meta])
+    assert (info.processed, info.failed) == (1, 0)
+    body = json.dumps({"request": "active checks", "host": "web01"}).encode()
+    checks = json.loads(zbxd.decode(raw_exchange(server.port, zbxd.encode(body), close_write=False))[1])
+    assert {"key": "log[/tmp/x.log]", "delay": 5, "lastlogsize": 4096, "mtime": 0} in checks["data"]
+    assert server.history("web01", "log[/tmp/x.log]") == []
+    again = agent_data("a" * 32, [meta])  # the same (session, id) once more: dropped
+    assert (again.processed, again.failed) == (0, 1)
+
+
 def test_sender_errors_like_zabbix_sender(server: VigilServer, tmp_path: Path) -> None:
     """Input and connection errors: same exit codes and message shapes from both tools."""
     bad = tmp_path / "bad.txt"
