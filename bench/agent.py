@@ -74,6 +74,13 @@ async def _client(port: int, conns: int, seconds: float) -> int:
     return sum(counts)
 
 
+
+def spawn_agent(conf: Path) -> subprocess.Popen:
+    """vigil-agent from the venv running the bench (or the module when no script is installed)."""
+    exe = Path(sys.executable).parent / "vigil-agent"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "agent.cli.agentd"]
+    return subprocess.Popen([*cmd, "-c", str(conf)], cwd=ROOT)
+
 def _client_process(port: int, conns: int, seconds: float, start: mp.Event, out: mp.Queue) -> None:
     start.wait()
     out.put(asyncio.run(_client(port, conns, seconds)))
@@ -103,9 +110,7 @@ def start_vigil_agent(tmp: Path, port: int, start_agents: int = 3) -> subprocess
         f"Server=127.0.0.1\nServerActive=\nListenIP=127.0.0.1\nListenPort={port}\nHostname=bench\n"
         f"StartAgents={start_agents}\nLogType=file\nLogFile={tmp}/vigil-agent.log\n"
     )
-    exe = Path(sys.executable).parent / "vigil-agent"
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "agent.cli.agentd"]
-    proc = subprocess.Popen([*cmd, "-c", str(conf)], cwd=ROOT)
+    proc = spawn_agent(conf)
     wait_port(port, proc=proc)
     return proc
 
@@ -240,9 +245,7 @@ def measure_active_footprint(args: argparse.Namespace, tmp: Path) -> list[str]:
             f"ServerActive=127.0.0.1:{port}\nHostname={ACTIVE_HOST}\nStartAgents=0\nRefreshActiveChecks=60\n"
             f"BufferSend=5\nLogType=file\nLogFile={tmp}/vigil-agent.log\n"
         )
-        exe = Path(sys.executable).parent / "vigil-agent"
-        cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "agent.cli.agentd"]
-        agent = subprocess.Popen([*cmd, "-c", str(conf)], cwd=ROOT)
+        agent = spawn_agent(conf)
         # Past the start: imports done, check list fetched, every item run once (first runs spread over 5 s).
         time.sleep(8.0)
         seconds = 20.0 if args.quick else 60.0

@@ -14,20 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from agent.checks import CheckContext, Checks, NotSupported
+from agent.checks import Checks, NotSupported
 from agent.checks.collector import Collector
 from tests.conftest import stop_process, zabbix_get
 
 INT = re.compile(r"^\d+$")
 FLOAT = re.compile(r"^-?\d+\.\d{6}$")
-
-
-@pytest.fixture
-def checks() -> Iterator[Checks]:
-    ctx = CheckContext(hostname="x")
-    yield Checks(ctx)
-    if ctx.collector is not None:
-        ctx.collector.stop()
 
 
 def ours(checks: Checks, key: str) -> str:

@@ -13,17 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.checks import CheckContext, Checks, NotSupported
+from agent.checks import Checks, NotSupported
 from agent.checks.container import cgroup_dir, cgroup_root, discover
 from tests.conftest import stop_process
-
-
-@pytest.fixture
-def checks() -> Iterator[Checks]:
-    ctx = CheckContext(hostname="x")
-    yield Checks(ctx)
-    if ctx.collector is not None:
-        ctx.collector.stop()
 
 
 def _mounts(tmp_path: Path, text: str) -> Path:

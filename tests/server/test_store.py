@@ -8,7 +8,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,15 +23,6 @@ DAY = 86400
 T0 = 1_700_000_000 - 1_700_000_000 % DAY + 3 * 3600  # 03:00 UTC on some day
 END = 2**31 - 1
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def store(migrated_url: str) -> Iterator[Store]:
-    s = open_store(migrated_url)
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def _count(url: str, table: str) -> int:

@@ -23,15 +23,6 @@ END = 2**31 - 1
 
 
 @pytest.fixture
-def store(migrated_url: str) -> Iterator[Store]:
-    s = open_store(migrated_url)
-    try:
-        yield s
-    finally:
-        s.close()
-
-
-@pytest.fixture
 def lite(migrated_url: str) -> Iterator[sqlite.SQLiteStore]:
     if not migrated_url.startswith("sqlite"):
         pytest.skip("staging is SQLite's")
