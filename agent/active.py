@@ -21,10 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from agent.buffer import BufferedValue, FileStore, LogPosition, ValueBuffer
-from agent.logmon import LOG_KEYS, LogKeyError, LogMonitor, LogReadError, parse_log_key
-from agent.protocol import zbxd
-from agent.protocol.messages import (
+from vigil.agent.buffer import BufferedValue, FileStore, LogPosition, ValueBuffer
+from vigil.agent.logmon import LOG_KEYS, LogKeyError, LogMonitor, LogReadError, parse_log_key
+from vigil.agent.protocol import zbxd
+from vigil.agent.protocol.messages import (
     ActiveCheck,
     ActiveChecksRequest,
     ActiveChecksResponse,

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from agent.protocol.messages import AgentValue
+from vigil.agent.protocol.messages import AgentValue
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.checks import KeyRule, UserParameter
+from vigil.agent.checks import KeyRule, UserParameter
 
 log = logging.getLogger("vigil.agent.conf")
 

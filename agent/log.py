@@ -11,7 +11,7 @@ import logging.handlers
 import os
 import sys
 
-from agent.conf import AgentConfig, ConfError
+from vigil.agent.conf import AgentConfig, ConfError
 
 LEVELS = {0: logging.CRITICAL, 1: logging.CRITICAL, 2: logging.ERROR, 3: logging.INFO, 4: logging.DEBUG,
           5: logging.DEBUG}

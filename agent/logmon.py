@@ -78,7 +78,7 @@ def _int_param(text: str, n: str, lo: int, hi: int) -> int | None:
 
 
 def parse_log_key(text: str) -> LogItem:
-    from agent.protocol.itemkey import ItemKeyError, parse
+    from vigil.agent.protocol.itemkey import ItemKeyError, parse
 
     try:
         key = parse(text)

@@ -23,10 +23,10 @@ import struct
 import threading
 from collections.abc import Callable, Sequence
 
-from agent.checks import NotSupported
-from agent.conf import AgentConfig
-from agent.protocol import zbxd
-from agent.protocol.messages import encode_passive_reply
+from vigil.agent.checks import NotSupported
+from vigil.agent.conf import AgentConfig
+from vigil.agent.protocol import zbxd
+from vigil.agent.protocol.messages import encode_passive_reply
 
 log = logging.getLogger("vigil.agent.passive")
 

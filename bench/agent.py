@@ -78,7 +78,7 @@ async def _client(port: int, conns: int, seconds: float) -> int:
 def spawn_agent(conf: Path) -> subprocess.Popen:
     """vigil-agent from the venv running the bench (or the module when no script is installed)."""
     exe = Path(sys.executable).parent / "vigil-agent"
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "agent.cli.agentd"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "vigil.agent.cli.agentd"]
     return subprocess.Popen([*cmd, "-c", str(conf)], cwd=ROOT)
 
 def _client_process(port: int, conns: int, seconds: float, start: mp.Event, out: mp.Queue) -> None:
@@ -204,9 +204,9 @@ def _vigil(env: dict[str, str], *args: str) -> None:
 
 
 def _values_stored(url: str, host: str) -> int:
-    from server.config.migrate import engine_for
-    from server.config.repo import ConfigRepo
-    from server.store import open_store
+    from vigil.server.config.migrate import engine_for
+    from vigil.server.config.repo import ConfigRepo
+    from vigil.server.store import open_store
 
     engine = engine_for(url)
     store = open_store(url)

@@ -32,8 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from agent.protocol import zbxd  # noqa: E402
-from agent.protocol.messages import ProcessedInfo, SenderData, SenderValue, parse_response  # noqa: E402
+from vigil.agent.protocol import zbxd  # noqa: E402
+from vigil.agent.protocol.messages import ProcessedInfo, SenderData, SenderValue, parse_response  # noqa: E402
 
 PG_ADMIN = os.environ.get("VIGIL_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 HOSTS, ITEMS = 10, 100

@@ -28,10 +28,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from server.config.migrate import engine_for, upgrade  # noqa: E402
-from server.config.tables import ValueType  # noqa: E402
-from server.store import open_store  # noqa: E402
-from server.store.base import Store, WriteBatch  # noqa: E402
+from vigil.server.config.migrate import engine_for, upgrade  # noqa: E402
+from vigil.server.config.tables import ValueType  # noqa: E402
+from vigil.server.store import open_store  # noqa: E402
+from vigil.server.store.base import Store, WriteBatch  # noqa: E402
 
 PG_ADMIN = os.environ.get("VIGIL_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 DAY, HOUR, YEAR_HOURS = 86400, 3600, 8760

@@ -38,7 +38,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 say "installing Vigil with its test dependencies into .venv"
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v '^WARNING: Location' || true
-.venv/bin/python -c "import server, agent, sqlalchemy, psycopg, pytest" \
+.venv/bin/python -c "import vigil.server, vigil.agent, sqlalchemy, psycopg, pytest" \
   || { echo "the .venv install is incomplete: see the pip output above"; exit 1; }
 
 say "ruff"

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from server.settings import Settings, SettingsError
+from vigil.server.settings import Settings, SettingsError
 
 log = logging.getLogger("vigil")
 
@@ -23,7 +23,7 @@ class CliError(Exception):
 
 def parse_time(text: str, now: float | None = None) -> int:
     """Unix seconds, `now`, `now-1h`/`-30m` style offsets, or an ISO date/time (UTC unless given)."""
-    from server.config.durations import seconds
+    from vigil.server.config.durations import seconds
 
     now = time.time() if now is None else now
     s = text.strip()
@@ -55,7 +55,7 @@ def _settings() -> Settings:
 
 
 def _engine(settings: Settings, *, migrated: bool = True):  # type: ignore[no-untyped-def]
-    from server.config.migrate import check_current, engine_for
+    from vigil.server.config.migrate import check_current, engine_for
 
     engine = engine_for(settings.database_url)
     if migrated:
@@ -67,7 +67,7 @@ def _engine(settings: Settings, *, migrated: bool = True):  # type: ignore[no-un
 
 
 def _repo(settings: Settings):  # type: ignore[no-untyped-def]
-    from server.config.repo import ConfigRepo
+    from vigil.server.config.repo import ConfigRepo
 
     return ConfigRepo(_engine(settings))
 
@@ -76,7 +76,7 @@ def _repo(settings: Settings):  # type: ignore[no-untyped-def]
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from server.config.migrate import current_revision, head_revision, upgrade
+    from vigil.server.config.migrate import current_revision, head_revision, upgrade
 
     settings = _settings()
     engine = _engine(settings, migrated=False)
@@ -92,7 +92,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_db_current(args: argparse.Namespace) -> int:
-    from server.config.migrate import current_revision, head_revision
+    from vigil.server.config.migrate import current_revision, head_revision
 
     engine = _engine(_settings(), migrated=False)
     print(f"current: {current_revision(engine) or 'none'}; code expects: {head_revision()}")
@@ -115,7 +115,7 @@ def load_document(path: str) -> Any:
 
 
 def cmd_config_import(args: argparse.Namespace) -> int:
-    from server.config.model import ConfigError, doc_from_dict
+    from vigil.server.config.model import ConfigError, doc_from_dict
 
     raw = load_document(args.file)
     try:
@@ -139,7 +139,7 @@ def cmd_config_export(args: argparse.Namespace) -> int:
 
 
 def cmd_host_create(args: argparse.Namespace) -> int:
-    from server.config.model import ConfigError, doc_from_dict
+    from vigil.server.config.model import ConfigError, doc_from_dict
 
     try:
         doc = doc_from_dict({"hosts": [{"host": args.host, "groups": args.group or [],
@@ -162,7 +162,7 @@ def cmd_host_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_host_link(args: argparse.Namespace) -> int:
-    from server.config.model import ConfigError
+    from vigil.server.config.model import ConfigError
 
     try:
         report = _repo(_settings()).link_template(args.host, args.template, link=args.command_name == "link")
@@ -174,7 +174,7 @@ def cmd_host_link(args: argparse.Namespace) -> int:
 
 
 def cmd_item_create(args: argparse.Namespace) -> int:
-    from server.config.model import ConfigError, item_from_doc
+    from vigil.server.config.model import ConfigError, item_from_doc
 
     item: dict[str, Any] = {"key": args.key, "type": args.type, "value_type": args.value_type}
     for name in ("units", "delay", "history", "trends", "name"):
@@ -196,8 +196,8 @@ def cmd_item_create(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from server.config.tables import TREND_TABLES
-    from server.store import open_store
+    from vigil.server.config.tables import TREND_TABLES
+    from vigil.server.store import open_store
 
     settings = _settings()
     repo = _repo(settings)
@@ -252,13 +252,13 @@ def _run_async(main: Any) -> int:
 
 
 def cmd_server(args: argparse.Namespace) -> int:
-    from server.ingest.server import serve
+    from vigil.server.ingest.server import serve
 
     return _run_async(serve)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from server.up import up
+    from vigil.server.up import up
 
     return _run_async(up)
 

@@ -20,12 +20,11 @@ from importlib import resources
 from pathlib import Path
 
 import yaml
-
-from server.config.migrate import engine_for, upgrade
-from server.config.model import doc_from_dict
-from server.config.repo import ConfigRepo
-from server.ingest.server import serve
-from server.settings import Settings
+from vigil.server.config.migrate import engine_for, upgrade
+from vigil.server.config.model import doc_from_dict
+from vigil.server.config.repo import ConfigRepo
+from vigil.server.ingest.server import serve
+from vigil.server.settings import Settings
 
 log = logging.getLogger("vigil.up")
 
@@ -33,7 +32,7 @@ BUILTIN_TEMPLATE = "Linux by Vigil agent"
 
 
 def builtin_templates() -> dict:
-    text = resources.files("server.config").joinpath("builtin/linux-by-vigil-agent.yaml").read_text()
+    text = resources.files("vigil.server.config").joinpath("builtin/linux-by-vigil-agent.yaml").read_text()
     return yaml.safe_load(text)
 
 
@@ -83,7 +82,7 @@ async def supervise_agent(conf: Path, stop: asyncio.Event) -> None:
     delay = 1.0
     while not stop.is_set():
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "agent.cli.agentd", "-c", str(conf),
+            sys.executable, "-m", "vigil.agent.cli.agentd", "-c", str(conf),
             stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent if os.name == "posix" else None,
         )
         log.info("local vigil-agent started (pid %d, config %s)", proc.pid, conf)

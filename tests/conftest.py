@@ -98,7 +98,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 @pytest.fixture
 def migrated_url(database_url: str) -> str:
     """A database of each backend migrated to head."""
-    from server.config.migrate import engine_for, upgrade
+    from vigil.server.config.migrate import engine_for, upgrade
 
     engine = engine_for(database_url)
     upgrade(engine)

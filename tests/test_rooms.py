@@ -1,5 +1,6 @@
 """Imports point one way (ARCHITECTURE.md): agent imports nothing of ours and only the standard
-library and psutil, since it goes on every host; server imports agent but no later room."""
+library and psutil, since it goes on every host; server imports agent but no later room. The rooms
+install as vigil.agent, vigil.server, …, and are imported by those names only."""
 
 from __future__ import annotations
 
@@ -13,14 +14,24 @@ MAY_IMPORT = {"agent": set(), "server": {"agent"}, "proxy": {"agent", "server"},
               "web": {"server", "alerts"}}
 
 
-def _imports(path: Path) -> set[str]:
+def _top(module: str) -> str:
+    """The room of `vigil.server.x` is `server`; anything else is named by its first part."""
+    parts = module.split(".")
+    return parts[1] if parts[0] == "vigil" and len(parts) > 1 else parts[0]
+
+
+def _modules(path: Path) -> set[str]:
     out = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
-            out |= {a.name.split(".")[0] for a in node.names}
+            out |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
-            out.add(node.module.split(".")[0])
+            out.add(node.module)
     return out
+
+
+def _imports(path: Path) -> set[str]:
+    return {_top(m) for m in _modules(path)}
 
 
 def test_rooms_import_only_what_they_may() -> None:
@@ -32,9 +43,20 @@ def test_rooms_import_only_what_they_may() -> None:
     assert wrong == []
 
 
+def test_rooms_are_imported_through_the_vigil_namespace() -> None:
+    bare = []
+    for path in [*ROOT.glob("*/**/*.py"), *ROOT.glob("*.py")]:
+        if ".venv" in path.parts:
+            continue
+        for m in _modules(path):
+            if m.split(".")[0] in ROOMS:
+                bare.append(f"{path.relative_to(ROOT)} imports {m} (write vigil.{m})")
+    assert bare == []
+
+
 def test_agent_needs_only_the_standard_library_and_psutil() -> None:
     extra = []
     for path in (ROOT / "agent").rglob("*.py"):
-        for top in _imports(path) - set(sys.stdlib_module_names) - {"agent", "psutil"}:
+        for top in _imports(path) - set(sys.stdlib_module_names) - {"vigil", "agent", "psutil"}:
             extra.append(f"{path.relative_to(ROOT)} imports {top}")
     assert extra == []

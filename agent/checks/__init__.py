@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.protocol.itemkey import ItemKey, ItemKeyError, parse
+from vigil.agent.protocol.itemkey import ItemKey, ItemKeyError, parse
 
 AGENT_VERSION = "6.0.14"  # what agent.version answers: the Zabbix protocol level we speak
 
@@ -88,7 +88,7 @@ def format_value(v: Any) -> str:
 
 def load_families() -> None:
     for fam in FAMILIES:
-        importlib.import_module(f"agent.checks.{fam}")
+        importlib.import_module(f"{__name__}.{fam}")
 
 
 class Checks:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from agent.checks import AGENT_VERSION, CheckContext, check
-from agent.protocol.itemkey import ItemKey
+from vigil.agent.checks import AGENT_VERSION, CheckContext, check
+from vigil.agent.protocol.itemkey import ItemKey
 
 
 @check("agent.ping", params=False)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.checks import CheckContext, NotSupported
+from vigil.agent.checks import CheckContext, NotSupported
 
 log = logging.getLogger(__name__)
 

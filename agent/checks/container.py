@@ -22,10 +22,10 @@ import os
 import re
 from pathlib import Path
 
-from agent.checks import CheckContext, NotSupported, check
-from agent.checks.collector import ensure_collector
-from agent.checks.keyparams import at_most, invalid, text
-from agent.protocol.itemkey import ItemKey
+from vigil.agent.checks import CheckContext, NotSupported, check
+from vigil.agent.checks.collector import ensure_collector
+from vigil.agent.checks.keyparams import at_most, invalid, text
+from vigil.agent.protocol.itemkey import ItemKey
 
 MOUNTS = Path("/proc/self/mounts")
 PREFERRED_ROOT = "/sys/fs/cgroup"

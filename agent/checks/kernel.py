@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.checks import CheckContext, NotSupported, check
-from agent.protocol.itemkey import ItemKey
+from vigil.agent.checks import CheckContext, NotSupported, check
+from vigil.agent.protocol.itemkey import ItemKey
 
 PROC_SYS = Path("/proc/sys")
 

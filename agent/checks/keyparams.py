@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from agent.checks import NotSupported
-from agent.protocol.itemkey import ItemKey
+from vigil.agent.checks import NotSupported
+from vigil.agent.protocol.itemkey import ItemKey
 
 ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import socket
 
-from agent.checks import CheckContext, NotSupported, check
-from agent.protocol.itemkey import ItemKey
+from vigil.agent.checks import CheckContext, NotSupported, check
+from vigil.agent.protocol.itemkey import ItemKey
 
 NET_DEV = "/proc/net/dev"
 
@@ -90,7 +90,7 @@ def if_collisions(key: ItemKey, ctx: CheckContext) -> int:
 
 @check("net.if.discovery", params=False)
 def if_discovery(key: ItemKey, ctx: CheckContext) -> str:
-    from agent.checks.vfs import zbx_json
+    from vigil.agent.checks.vfs import zbx_json
 
     return zbx_json([{"{#IFNAME}": name} for name in _net_dev()])
 

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from agent.checks import CheckContext, NotSupported, check
-from agent.checks.collector import ensure_collector
-from agent.checks.keyparams import at_most, choice, text
-from agent.checks.system import read_meminfo
-from agent.protocol.itemkey import ItemKey
+from vigil.agent.checks import CheckContext, NotSupported, check
+from vigil.agent.checks.collector import ensure_collector
+from vigil.agent.checks.keyparams import at_most, choice, text
+from vigil.agent.checks.system import read_meminfo
+from vigil.agent.protocol.itemkey import ItemKey
 
 PROC = Path("/proc")
 CLK_TCK = os.sysconf("SC_CLK_TCK")

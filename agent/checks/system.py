@@ -8,11 +8,10 @@ import time
 from pathlib import Path
 
 import psutil
-
-from agent.checks import CheckContext, NotSupported, check
-from agent.checks.collector import CPU_STATES, ensure_collector
-from agent.checks.keyparams import at_most, choice, invalid, text
-from agent.protocol.itemkey import ItemKey
+from vigil.agent.checks import CheckContext, NotSupported, check
+from vigil.agent.checks.collector import CPU_STATES, ensure_collector
+from vigil.agent.checks.keyparams import at_most, choice, invalid, text
+from vigil.agent.protocol.itemkey import ItemKey
 
 PROC = Path("/proc")
 AVG_SECONDS = {"avg1": 60, "avg5": 300, "avg15": 900}

@@ -13,8 +13,8 @@ import signal
 import subprocess
 import threading
 
-from agent.checks import CheckContext, NotSupported, check
-from agent.protocol.itemkey import ItemKey
+from vigil.agent.checks import CheckContext, NotSupported, check
+from vigil.agent.protocol.itemkey import ItemKey
 
 SHELL = "/bin/sh"
 MAX_OUTPUT = 16 * 1024 * 1024

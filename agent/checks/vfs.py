@@ -16,8 +16,8 @@ from collections import deque
 from collections.abc import Iterator
 from typing import IO, Any
 
-from agent.checks import CheckContext, NotSupported, check
-from agent.protocol.itemkey import ItemKey
+from vigil.agent.checks import CheckContext, NotSupported, check
+from vigil.agent.protocol.itemkey import ItemKey
 
 MAX_CONTENTS_SIZE = 64 * 1024  # vfs.file.contents refuses larger files, as zabbix_agentd does
 CHUNK = 64 * 1024

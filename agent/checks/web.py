@@ -13,9 +13,9 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 
-from agent.checks import AGENT_VERSION, CheckContext, NotSupported, check
-from agent.checks.vfs import regsub
-from agent.protocol.itemkey import ItemKey
+from vigil.agent.checks import AGENT_VERSION, CheckContext, NotSupported, check
+from vigil.agent.checks.vfs import regsub
+from vigil.agent.protocol.itemkey import ItemKey
 
 MAX_BODY = 16 * 1024 * 1024  # bound what one check may hold in memory
 MAX_REGEXP_OUTPUT = 64 * 1024  # web.page.regexp's default (and largest) length

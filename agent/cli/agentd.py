@@ -18,9 +18,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from agent.checks import AGENT_VERSION, REGISTRY, CheckContext, Checks, NotSupported
-from agent.conf import AgentConfig, ConfError, load
-from agent.log import setup_logging
+from vigil.agent.checks import AGENT_VERSION, REGISTRY, CheckContext, Checks, NotSupported
+from vigil.agent.conf import AgentConfig, ConfError, load
+from vigil.agent.log import setup_logging
 
 PROG = "vigil-agent"
 DEFAULT_CONFIG = "/etc/vigil/vigil_agentd.conf"
@@ -208,7 +208,7 @@ def write_pid_file(path: str) -> None:
 
 def start_collector(ctx: CheckContext) -> Any:
     try:
-        from agent.checks.collector import Collector
+        from vigil.agent.checks.collector import Collector
     except ImportError:
         log.warning("no background collector available: system.cpu.util and similar keys are unsupported")
         return None
@@ -220,7 +220,7 @@ def start_collector(ctx: CheckContext) -> Any:
 
 def start_active(cfg: AgentConfig, checks: Checks, stop: threading.Event) -> threading.Thread | None:
     try:
-        active = importlib.import_module("agent.active")
+        active = importlib.import_module("vigil.agent.active")
         run_active = active.run_active
     except (ImportError, AttributeError) as e:
         log.warning("active checks are configured (ServerActive) but not available in this build: %s", e)
@@ -239,7 +239,7 @@ def start_active(cfg: AgentConfig, checks: Checks, stop: threading.Event) -> thr
 
 def run(cfg: AgentConfig) -> int:
     """Run the agent until SIGTERM or SIGINT. Returns the exit code."""
-    from agent.passive import PassiveListener
+    from vigil.agent.passive import PassiveListener
 
     if not cfg.passive_enabled and not cfg.active_enabled:
         return error("nothing to do: passive checks need Server (and StartAgents > 0), "

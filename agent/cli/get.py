@@ -11,9 +11,9 @@ import os
 import socket
 import sys
 
-from agent.checks import AGENT_VERSION
-from agent.protocol import zbxd
-from agent.protocol.messages import decode_passive_reply
+from vigil.agent.checks import AGENT_VERSION
+from vigil.agent.protocol import zbxd
+from vigil.agent.protocol.messages import decode_passive_reply
 
 PROG = "vigil-get"
 MAX_REPLY = 128 * 1024 * 1024

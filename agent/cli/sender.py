@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TextIO
 
-from agent.protocol import zbxd
-from agent.protocol.messages import ProcessedInfo, ProtocolError, SenderData, SenderValue, parse_response
+from vigil.agent.protocol import zbxd
+from vigil.agent.protocol.messages import ProcessedInfo, ProtocolError, SenderData, SenderValue, parse_response
 
 BATCH = 250  # values per connection, as zabbix_sender
 PROG = "vigil-sender"

@@ -11,10 +11,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.protocol.itemkey import ItemKeyError
-from agent.protocol.itemkey import parse as parse_key
-from server.config.durations import DurationError, history_seconds, seconds, trends_seconds
-from server.config.tables import ITEM_TYPE_NAMES, VALUE_TYPE_NAMES, ItemType, ValueType
+from vigil.agent.protocol.itemkey import ItemKeyError
+from vigil.agent.protocol.itemkey import parse as parse_key
+from vigil.server.config.durations import DurationError, history_seconds, seconds, trends_seconds
+from vigil.server.config.tables import ITEM_TYPE_NAMES, VALUE_TYPE_NAMES, ItemType, ValueType
 
 ITEM_TYPE_LABELS = {v: k for k, v in ITEM_TYPE_NAMES.items()}
 VALUE_TYPE_LABELS = {v: k for k, v in VALUE_TYPE_NAMES.items()}

@@ -11,10 +11,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-
-from server.config import tables as t
-from server.config.durations import seconds
-from server.config.model import (
+from vigil.server.config import tables as t
+from vigil.server.config.durations import seconds
+from vigil.server.config.model import (
     ConfigDoc,
     ConfigError,
     HostSpec,
@@ -23,7 +22,7 @@ from server.config.model import (
     item_to_doc,
     resolve_macros,
 )
-from server.config.tables import HostStatus, ItemType, ValueType
+from vigil.server.config.tables import HostStatus, ItemType, ValueType
 
 
 @dataclass

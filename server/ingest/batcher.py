@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from server.store.base import Store, WriteBatch
+from vigil.server.store.base import Store, WriteBatch
 
 log = logging.getLogger("vigil.ingest.batcher")
 

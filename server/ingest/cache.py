@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 
-from server.config.repo import ConfigRepo, Snapshot
+from vigil.server.config.repo import ConfigRepo, Snapshot
 
 log = logging.getLogger("vigil.ingest.config")
 

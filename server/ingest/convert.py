@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from server.config.tables import ValueType
+from vigil.server.config.tables import ValueType
 
 UINT_MAX = 2**64 - 1
 CHAR_LIMIT = 255  # history_str.value, as Zabbix: longer values are cut, not refused

@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from agent.protocol import zbxd
-from agent.protocol.messages import (
+from vigil.agent.protocol import zbxd
+from vigil.agent.protocol.messages import (
     ACTIVE_CHECKS,
     AGENT_DATA,
     SENDER_DATA,
@@ -25,10 +25,10 @@ from agent.protocol.messages import (
     failure,
     success,
 )
-from server.config.repo import ConfigRepo
-from server.ingest.batcher import Batcher
-from server.ingest.cache import ConfigCache
-from server.ingest.values import agent_values, sender_values
+from vigil.server.config.repo import ConfigRepo
+from vigil.server.ingest.batcher import Batcher
+from vigil.server.ingest.cache import ConfigCache
+from vigil.server.ingest.values import agent_values, sender_values
 
 try:
     import orjson
@@ -38,8 +38,8 @@ try:
 
     _JSON_ERRORS: tuple[type[Exception], ...] = (orjson.JSONDecodeError, ValueError)
 except ImportError:  # pragma: no cover - orjson comes with the server extra
-    from agent.protocol.messages import ProtocolError
-    from agent.protocol.messages import loads as _loads
+    from vigil.agent.protocol.messages import ProtocolError
+    from vigil.agent.protocol.messages import loads as _loads
 
     _JSON_ERRORS = (ProtocolError,)
 

@@ -8,13 +8,13 @@ import socket
 import threading
 from collections.abc import Awaitable, Callable
 
-from server.config.migrate import check_current, engine_for
-from server.config.repo import ConfigRepo
-from server.ingest.batcher import Batcher
-from server.ingest.cache import ConfigCache
-from server.ingest.listener import IngestServer
-from server.settings import Settings
-from server.store import open_store
+from vigil.server.config.migrate import check_current, engine_for
+from vigil.server.config.repo import ConfigRepo
+from vigil.server.ingest.batcher import Batcher
+from vigil.server.ingest.cache import ConfigCache
+from vigil.server.ingest.listener import IngestServer
+from vigil.server.settings import Settings
+from vigil.server.store import open_store
 
 log = logging.getLogger("vigil.server")
 
@@ -70,8 +70,8 @@ async def serve(settings: Settings, stop: asyncio.Event,
 
 
 def _housekeeper(settings: Settings, repo: ConfigRepo, stop: threading.Event) -> None:
-    from server.store.housekeeper import run
-    from server.store.retention import from_items
+    from vigil.server.store.housekeeper import run
+    from vigil.server.store.retention import from_items
 
     store = open_store(settings.database_url)
     try:

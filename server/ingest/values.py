@@ -11,10 +11,10 @@ import logging
 import math
 from typing import Any
 
-from server.config.repo import Snapshot
-from server.config.tables import ItemType, ValueType
-from server.ingest.convert import TEXT_LIMIT, ConversionError, to_float, to_uint
-from server.store.base import WriteBatch
+from vigil.server.config.repo import Snapshot
+from vigil.server.config.tables import ItemType, ValueType
+from vigil.server.ingest.convert import TEXT_LIMIT, ConversionError, to_float, to_uint
+from vigil.server.store.base import WriteBatch
 
 log = logging.getLogger("vigil.ingest.values")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.store.base import Store, StoreError
+from vigil.server.store.base import Store, StoreError
 
 
 def open_store(url: str) -> Store:
@@ -10,14 +10,14 @@ def open_store(url: str) -> Store:
     if not isinstance(url, str):
         raise StoreError(f"store URL must be a string, got {url!r}")
     if url.startswith("sqlite:///"):
-        from server.store.sqlite import SQLiteStore
+        from vigil.server.store.sqlite import SQLiteStore
 
         path = url[len("sqlite:///"):]
         if not path:
             raise StoreError(f"store URL {url!r} names no file: expected sqlite:///PATH")
         return SQLiteStore(path)
     if url.startswith(("postgresql://", "postgres://")):
-        from server.store.postgres import PostgresStore
+        from vigil.server.store.postgres import PostgresStore
 
         return PostgresStore(url)
     raise StoreError(f"store URL {url[:80]!r} is neither sqlite:///PATH nor postgresql://…")

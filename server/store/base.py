@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from server.config.tables import HISTORY_TABLES, TREND_TABLES, ValueType
+from vigil.server.config.tables import HISTORY_TABLES, TREND_TABLES, ValueType
 
 HistoryRow = tuple[int, int, Any]  # clock, ns, value (log values: the text)
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from server.store.base import Retention, Store, StoreError
+from vigil.server.store.base import Retention, Store, StoreError
 
 log = logging.getLogger("vigil.housekeeper")
 

@@ -21,10 +21,9 @@ from datetime import UTC, datetime
 
 import psycopg
 from psycopg import errors, sql
-
-from server.config.tables import HISTORY_TABLES, TREND_TABLES, ValueType
-from server.store import rollup
-from server.store.base import (
+from vigil.server.config.tables import HISTORY_TABLES, TREND_TABLES, ValueType
+from vigil.server.store import rollup
+from vigil.server.store.base import (
     HistoryRow,
     HousekeepReport,
     LogEntry,

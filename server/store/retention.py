@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from server.config.durations import DurationError, history_seconds, seconds, trends_seconds
-from server.config.tables import ValueType
-from server.store.base import Retention
+from vigil.server.config.durations import DurationError, history_seconds, seconds, trends_seconds
+from vigil.server.config.tables import ValueType
+from vigil.server.store.base import Retention
 
 log = logging.getLogger("vigil.store.retention")
 

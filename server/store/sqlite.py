@@ -20,9 +20,9 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
-from server.config.tables import TREND_TABLES, ValueType
-from server.store import rollup
-from server.store.base import (
+from vigil.server.config.tables import TREND_TABLES, ValueType
+from vigil.server.store import rollup
+from vigil.server.store.base import (
     HistoryRow,
     HousekeepReport,
     LogEntry,

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
-from agent.checks import CheckContext, Checks
+from vigil.agent.checks import CheckContext, Checks
 
 
 @pytest.fixture

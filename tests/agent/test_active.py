@@ -15,12 +15,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from vigil.agent.active import ActiveSettings, ActiveWorker, run_active, settings_from_config
+from vigil.agent.buffer import FileStore
+from vigil.agent.checks import CheckContext, Checks
+from vigil.agent.protocol import zbxd
+from vigil.agent.protocol.messages import ActiveCheck, loads
 
-from agent.active import ActiveSettings, ActiveWorker, run_active, settings_from_config
-from agent.buffer import FileStore
-from agent.checks import CheckContext, Checks
-from agent.protocol import zbxd
-from agent.protocol.messages import ActiveCheck, loads
 from tests.conftest import VigilServer
 
 HOST = "agent-e2e"
@@ -117,7 +117,7 @@ def test_settings_reject_bad_values() -> None:
 
 
 def test_settings_from_agent_config(tmp_path: Path) -> None:
-    from agent.conf import load
+    from vigil.agent.conf import load
 
     conf = tmp_path / "agent.conf"
     conf.write_text("ServerActive=127.0.0.1:20051,[::1]\nServer=127.0.0.1\nHostname=a,b\nHostMetadata=meta\n"

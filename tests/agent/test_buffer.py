@@ -11,8 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from agent.buffer import BufferedValue, FileStore, LogPosition, ValueBuffer
+from vigil.agent.buffer import BufferedValue, FileStore, LogPosition, ValueBuffer
 
 
 def v(key: str, value: str = "1", *, log: bool = False, lastlogsize: int | None = None) -> BufferedValue:
@@ -167,7 +166,7 @@ def test_bad_file_is_refused_with_its_name(tmp_path: Path) -> None:
 
 WRITER = textwrap.dedent("""
     import sys
-    from agent.buffer import BufferedValue, FileStore, ValueBuffer
+    from vigil.agent.buffer import BufferedValue, FileStore, ValueBuffer
     buf = ValueBuffer(65535, "t", FileStore(sys.argv[1]))
     print(buf.session, flush=True)
     i = 0

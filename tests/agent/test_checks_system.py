@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from vigil.agent.checks import Checks, NotSupported
+from vigil.agent.checks.collector import Collector
 
-from agent.checks import Checks, NotSupported
-from agent.checks.collector import Collector
 from tests.conftest import stop_process, zabbix_get
 
 INT = re.compile(r"^\d+$")

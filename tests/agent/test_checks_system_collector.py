@@ -6,9 +6,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
-
-from agent.checks import CheckContext, Checks, NotSupported
-from agent.checks.collector import CPU_STATES, Collector, ensure_collector, read_cpu_counters, window_base
+from vigil.agent.checks import CheckContext, Checks, NotSupported
+from vigil.agent.checks.collector import CPU_STATES, Collector, ensure_collector, read_cpu_counters, window_base
 
 
 @pytest.fixture

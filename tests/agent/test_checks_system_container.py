@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from vigil.agent.checks import Checks, NotSupported
+from vigil.agent.checks.container import cgroup_dir, cgroup_root, discover
 
-from agent.checks import Checks, NotSupported
-from agent.checks.container import cgroup_dir, cgroup_root, discover
 from tests.conftest import stop_process
 
 

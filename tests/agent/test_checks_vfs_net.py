@@ -20,9 +20,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from vigil.agent.checks import CheckContext, Checks, KeyRule, NotSupported, UserParameter
+from vigil.agent.checks.vfs import DiskSampler, PosixCksum
 
-from agent.checks import CheckContext, Checks, KeyRule, NotSupported, UserParameter
-from agent.checks.vfs import DiskSampler, PosixCksum
 from tests.conftest import free_port, require, stop_process, wait_port, zabbix_get
 
 TIMEOUT = 2  # the agent's Timeout, in both agents, so the timeout cases stay short

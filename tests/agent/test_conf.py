@@ -6,9 +6,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from vigil.agent.checks import KeyRule, UserParameter
+from vigil.agent.conf import AgentConfig, ConfError, load
 
-from agent.checks import KeyRule, UserParameter
-from agent.conf import AgentConfig, ConfError, load
 from tests.conftest import require
 
 DEBIAN_CONF = Path("/etc/zabbix/zabbix_agentd.conf")

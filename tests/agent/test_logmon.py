@@ -6,8 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-
-from agent.logmon import (
+from vigil.agent.logmon import (
     MAX_LINE_BYTES,
     LogKeyError,
     LogMonitor,

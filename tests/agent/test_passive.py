@@ -12,10 +12,10 @@ import zlib
 from collections.abc import Callable, Iterator
 
 import pytest
+from vigil.agent.checks import CheckContext, Checks, UserParameter
+from vigil.agent.passive import MAX_REQUEST, PassiveListener, PeerFilter
+from vigil.agent.protocol import zbxd
 
-from agent.checks import CheckContext, Checks, UserParameter
-from agent.passive import MAX_REQUEST, PassiveListener, PeerFilter
-from agent.protocol import zbxd
 from tests.conftest import free_port, zabbix_get
 
 Factory = Callable[..., PassiveListener]

@@ -9,10 +9,9 @@ import zlib
 from pathlib import Path
 
 import pytest
-
-from agent.protocol import zbxd
-from agent.protocol.itemkey import ItemKeyError, parse
-from agent.protocol.messages import (
+from vigil.agent.protocol import zbxd
+from vigil.agent.protocol.itemkey import ItemKeyError, parse
+from vigil.agent.protocol.messages import (
     ActiveChecksRequest,
     AgentData,
     ProcessedInfo,

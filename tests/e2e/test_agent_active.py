@@ -12,10 +12,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from vigil.server.config.migrate import engine_for
+from vigil.server.config.repo import ConfigRepo
+from vigil.server.store import open_store
 
-from server.config.migrate import engine_for
-from server.config.repo import ConfigRepo
-from server.store import open_store
 from tests.conftest import VigilServer, require, stop_process, vigil_bin
 
 HOST = "active-peer"

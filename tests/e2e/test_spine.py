@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from vigil.agent.protocol import zbxd
+from vigil.agent.protocol.messages import ProcessedInfo, parse_response
 
-from agent.protocol import zbxd
-from agent.protocol.messages import ProcessedInfo, parse_response
 from tests.conftest import VigilServer, drop_pg_database, new_pg_database, require, vigil_bin
 
 CONFIG = """
@@ -69,7 +69,7 @@ def spine_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 
 
 def _empty_history(url: str) -> None:
-    from server.config.migrate import engine_for
+    from vigil.server.config.migrate import engine_for
 
     engine = engine_for(url)
     tables = [t for t in sa.inspect(engine).get_table_names()

@@ -31,7 +31,7 @@ def wait_for(cond: Callable[[], bool], what: str, timeout: float = 60) -> None:
 
 def local_agents(up: subprocess.Popen[bytes]) -> list[psutil.Process]:
     return [p for p in psutil.Process(up.pid).children(recursive=True)
-            if "agent.cli.agentd" in " ".join(p.cmdline())]
+            if "vigil.agent.cli.agentd" in " ".join(p.cmdline())]
 
 
 def test_vigil_up_collects_from_the_local_agent_and_stops_it(tmp_path: Path) -> None:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
-from server.store import open_store
-from server.store.base import Store
+from vigil.server.store import open_store
+from vigil.server.store.base import Store
 
 
 @pytest.fixture

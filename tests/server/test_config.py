@@ -8,13 +8,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 import yaml
-
-from server.config import tables as t
-from server.config.migrate import engine_for
-from server.config.model import ConfigError, doc_from_dict
-from server.config.repo import ConfigRepo, Snapshot
-from server.config.tables import ItemType, ValueType
-from server.up import BUILTIN_TEMPLATE, builtin_templates
+from vigil.server.config import tables as t
+from vigil.server.config.migrate import engine_for
+from vigil.server.config.model import ConfigError, doc_from_dict
+from vigil.server.config.repo import ConfigRepo, Snapshot
+from vigil.server.config.tables import ItemType, ValueType
+from vigil.server.up import BUILTIN_TEMPLATE, builtin_templates
 
 
 @pytest.fixture
@@ -94,7 +93,7 @@ def test_yaml_round_trip(repo: ConfigRepo, tmp_path: Any) -> None:
     # the export imports into an empty database and exports the same again
     text = yaml.safe_dump(exported, sort_keys=False)
     other_url = f"sqlite:///{tmp_path / 'other.db'}"
-    from server.config.migrate import upgrade
+    from vigil.server.config.migrate import upgrade
 
     engine = engine_for(other_url)
     try:
@@ -245,7 +244,7 @@ templates:
         assert items["agent.ping"][1:] == ("10s", int(ValueType.FLOAT))
     assert "own.metric" in host_items(repo, "h1")
     # a single item changed on the template through the item API reaches the hosts too
-    from server.config.model import item_from_doc
+    from vigil.server.config.model import item_from_doc
 
     repo.upsert_item("Base", item_from_doc({"key": "agent.ping", "type": "agent_active", "value_type": "unsigned",
                                             "delay": "20s"}, "item"))
@@ -326,9 +325,9 @@ def test_builtin_template_imports_and_links(repo: ConfigRepo) -> None:
 
 def test_reimport_without_templates_or_macros_keeps_them(migrated_url: str) -> None:
     """A document that leaves out `templates:`/`macros:`/`groups:` does not unlink or clear them."""
-    from server.config.migrate import engine_for
-    from server.config.model import doc_from_dict
-    from server.config.repo import ConfigRepo
+    from vigil.server.config.migrate import engine_for
+    from vigil.server.config.model import doc_from_dict
+    from vigil.server.config.repo import ConfigRepo
 
     repo = ConfigRepo(engine_for(migrated_url))
     repo.apply(doc_from_dict({

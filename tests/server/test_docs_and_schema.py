@@ -9,11 +9,10 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-
-from server.cli import build_parser
-from server.config.migrate import engine_for, head_revision, upgrade
-from server.config.tables import metadata
-from server.settings import SETTINGS, Settings, SettingsError
+from vigil.server.cli import build_parser
+from vigil.server.config.migrate import engine_for, head_revision, upgrade
+from vigil.server.config.tables import metadata
+from vigil.server.settings import SETTINGS, Settings, SettingsError
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-
-from server.config.migrate import engine_for
-from server.config.tables import ValueType
-from server.store import open_store
-from server.store.base import LogEntry, Retention, Store, StoreError, WriteBatch
+from vigil.server.config.migrate import engine_for
+from vigil.server.config.tables import ValueType
+from vigil.server.store import open_store
+from vigil.server.store.base import LogEntry, Retention, Store, StoreError, WriteBatch
 
 F, U, S, T, L = ValueType.FLOAT, ValueType.UNSIGNED, ValueType.CHAR, ValueType.TEXT, ValueType.LOG
 DAY = 86400
@@ -261,7 +260,7 @@ def test_housekeeping_by_item_retention(store: Store, migrated_url: str) -> None
         # Partitions of days wholly older than the longest float retention (7 days) went, with the unlisted
         # item 9's rows in them; the char table's only item keeps 2 days.
         day = lambda age: (now - age) - (now - age) % DAY  # noqa: E731
-        from server.store.postgres import partition_name
+        from vigil.server.store.postgres import partition_name
 
         assert sorted(report.partitions_dropped) == sorted([
             partition_name("history", day(15 * DAY)), partition_name("history", day(10 * DAY)),
@@ -291,8 +290,8 @@ def test_housekeeping_zero_history_keeps_nothing(store: Store) -> None:
 def test_write_is_durable_when_it_returns(migrated_url: str) -> None:
     code = textwrap.dedent(f"""
         import sys, time
-        from server.store import open_store
-        from server.store.base import WriteBatch
+        from vigil.server.store import open_store
+        from vigil.server.store.base import WriteBatch
         s = open_store({migrated_url!r})
         s.write(WriteBatch(floats=[(77, {T0}, 1, 3.25)], sessions={{"dur": 4}}))
         print("written", flush=True)
@@ -324,7 +323,7 @@ def test_values_across_a_day_boundary(store: Store, migrated_url: str) -> None:
     assert [c for c, _, _ in store.history(1, F, 0, END)] == clocks
     assert [c for c, _, _ in store.history(2, L, midnight - 1, midnight)] == [midnight - 1, midnight]
     if migrated_url.startswith("postgresql"):
-        from server.store.postgres import PostgresStore, partition_name
+        from vigil.server.store.postgres import PostgresStore, partition_name
 
         assert isinstance(store, PostgresStore)
         assert sorted(store.partitions()) == sorted(
@@ -414,7 +413,7 @@ def test_rollup_running_alongside_a_writer_counts_every_value(migrated_url: str)
 def test_sqlite_is_opened_durable(migrated_url: str) -> None:
     if not migrated_url.startswith("sqlite"):
         pytest.skip("SQLite pragmas")
-    from server.store.sqlite import SQLiteStore
+    from vigil.server.store.sqlite import SQLiteStore
 
     s = open_store(migrated_url)
     try:

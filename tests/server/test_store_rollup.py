@@ -7,12 +7,11 @@ import threading
 from pathlib import Path
 
 import pytest
-
-from server.config.migrate import engine_for, upgrade
-from server.config.tables import ValueType
-from server.store import housekeeper, open_store, rollup
-from server.store.base import Retention, WriteBatch, from_signed64, to_signed64
-from server.store.retention import RetentionError, from_items, history_seconds, parse_duration, trends_seconds
+from vigil.server.config.migrate import engine_for, upgrade
+from vigil.server.config.tables import ValueType
+from vigil.server.store import housekeeper, open_store, rollup
+from vigil.server.store.base import Retention, WriteBatch, from_signed64, to_signed64
+from vigil.server.store.retention import RetentionError, from_items, history_seconds, parse_duration, trends_seconds
 
 
 def test_hour_and_day_buckets() -> None:

@@ -11,10 +11,9 @@ import sqlite3
 from collections.abc import Iterator
 
 import pytest
-
-from server.config.tables import ValueType
-from server.store import open_store, sqlite
-from server.store.base import Retention, Store, StoreError, WriteBatch
+from vigil.server.config.tables import ValueType
+from vigil.server.store import open_store, sqlite
+from vigil.server.store.base import Retention, Store, StoreError, WriteBatch
 
 F, U = ValueType.FLOAT, ValueType.UNSIGNED
 DAY = 86400

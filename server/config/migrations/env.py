@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
-
-from server.config.tables import metadata
+from vigil.server.config.tables import metadata
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)

@@ -1,0 +1,14 @@
+"""The rooms are top-level folders (agent/, server/, …) installed as one namespace: vigil.agent, vigil.server, …
+
+Everything else about the package is in pyproject.toml; this only maps folders to package names,
+which pyproject's static tables cannot do for a whole tree.
+"""
+
+from setuptools import find_packages, setup
+
+ROOMS = ("agent", "server", "proxy", "alerts", "web")
+
+setup(
+    packages=[f"vigil.{p}" for p in find_packages(include=[f"{r}" for r in ROOMS] + [f"{r}.*" for r in ROOMS])],
+    package_dir={f"vigil.{r}": r for r in ROOMS},
+)
