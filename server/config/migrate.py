@@ -40,7 +40,19 @@ def engine_for(url: str) -> Engine:
             cur.close()
 
         return engine
-    return sa.create_engine(sqlalchemy_url(url), pool_pre_ping=True)
+    engine = sa.create_engine(sqlalchemy_url(url), pool_pre_ping=True)
+
+    @sa.event.listens_for(engine, "connect")
+    def _durable(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        # An administrator may make asynchronous commit the database's or role's default; a
+        # configuration change we report done must survive a crash all the same. Set outside a
+        # transaction so the pool's rollback on return does not undo it.
+        autocommit = dbapi_conn.autocommit
+        dbapi_conn.autocommit = True
+        dbapi_conn.execute("SET synchronous_commit = on")
+        dbapi_conn.autocommit = autocommit
+
+    return engine
 
 
 def _config(connection: sa.Connection) -> Config:
