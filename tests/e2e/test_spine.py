@@ -292,12 +292,11 @@ def test_bad_frames(server: VigilServer, data: bytes, expect_reply: str | None, 
 
 def test_stalled_client_is_dropped_and_others_are_served(server: VigilServer) -> None:
     """A client that stops mid-frame is cut off after VIGIL_TIMEOUT; others are served meanwhile."""
+    # The socket's own time-out (15 s, against the server's 3 s) is the deadline: recv raises past it.
     with socket.create_connection(("127.0.0.1", server.port), timeout=15) as s:
         s.sendall(b"ZBXD\x01" + struct.pack("<II", 100, 0) + b'{"request":')
         still_serving(server)  # served while the stalled one waits
-        t0 = time.monotonic()
         assert s.recv(100) == b""  # closed by the server, without a reply
-        assert time.monotonic() - t0 < 14
     assert "sent no whole frame within" in new_log(server)
 
 
