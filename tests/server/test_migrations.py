@@ -151,6 +151,15 @@ def _partitions(conn: sa.Connection, tables: sa.MetaData, rows: dict[str, list[d
                                  f"FOR VALUES FROM ({day}) TO ({day + DAY})")
 
 
+def _advance_sequences(conn: sa.Connection, tables: sa.MetaData) -> None:
+    """Rows inserted with their ids leave the serial sequences behind; the application's would not."""
+    for table in tables.sorted_tables:
+        for col in table.primary_key.columns:
+            seq = conn.exec_driver_sql("SELECT pg_get_serial_sequence(%s, %s)", (table.name, col.name)).scalar()
+            if seq is not None:
+                conn.exec_driver_sql(f"SELECT setval('{seq}', (SELECT max({col.name}) FROM {table.name}))")
+
+
 def seed(engine: sa.Engine) -> None:
     """Fill every table of the database's current revision with rows (SEED's, else generated)."""
     with engine.begin() as conn:
@@ -168,6 +177,8 @@ def seed(engine: sa.Engine) -> None:
         for table in tables.sorted_tables:
             if table.name in rows:
                 conn.execute(table.insert(), rows[table.name])
+        if engine.dialect.name == "postgresql":
+            _advance_sequences(conn, tables)
         for name, (values, where) in UPDATES.items():
             if name in tables.tables:
                 t = tables.tables[name]
@@ -310,7 +321,7 @@ def test_sqlite_migration_that_breaks_a_foreign_key_is_refused_and_rolled_back(
         engine.dispose()
 
 
-def test_seed_fills_a_table_a_new_migration_adds(database_url: str) -> None:
+def test_seed_fills_a_table_a_new_migration_adds_and_moves_the_ids_on(database_url: str) -> None:
     # So the next migration after one that adds a table is tested on rows in that table too.
     engine = engine_for(database_url)
     try:
@@ -323,5 +334,8 @@ def test_seed_fills_a_table_a_new_migration_adds(database_url: str) -> None:
         cols, rows = snapshot(engine)["item_notes"]
         assert cols == {"noteid", "itemid", "note", "weight"}
         assert list(rows) == [(("itemid", 10), ("note", "seed"), ("noteid", 1), ("weight", 0.5))]
+        with engine.begin() as conn:  # the next id is past the seeded ones, as after real use
+            new = conn.exec_driver_sql("INSERT INTO hosts (host) VALUES ('new') RETURNING hostid").scalar()
+        assert new == max(h["hostid"] for h in SEED["hosts"]) + 1
     finally:
         engine.dispose()
