@@ -93,11 +93,13 @@ _KEY_NAME = re.compile(r"[0-9A-Za-z_.\-]+")
 class ConfError(ValueError):
     """A configuration that cannot be used; the message starts with `file:line:` when known."""
 
-    def __init__(self, message: str, path: str | None = None, line: int | None = None) -> None:
+    def __init__(self, message: str, path: str | None = None, line: int | None = None,
+                 warnings: tuple[str, ...] = ()) -> None:
         where = f"{path}:{line}: " if path is not None and line is not None else (f"{path}: " if path else "")
         super().__init__(where + message)
         self.path = path
         self.line = line
+        self.warnings = warnings  # what was warned about before the error, to print before it
 
 
 @dataclass(frozen=True, slots=True)
@@ -452,7 +454,7 @@ def load(path: str | os.PathLike[str]) -> AgentConfig:
     try:
         access = KeyRules.build(r.key_rules, r.warnings)
     except KeyRulesError as e:
-        raise ConfError(str(e), os.fspath(path)) from None
+        raise ConfError(str(e), os.fspath(path), warnings=tuple(r.warnings)) from None
 
     cfg = AgentConfig(
         server=parse_server(v.get("Server", "")),

@@ -108,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def print_warnings(warnings: tuple[str, ...]) -> None:
+    """Start-up warnings, as zabbix_agentd prints them: on stderr, before the log is open."""
+    for w in warnings:
+        print(f"{PROG} [{os.getpid()}]: Warning: {w}", file=sys.stderr)
+
+
 def error(message: str) -> int:
     print(f"{PROG} [{os.getpid()}]: {message}", file=sys.stderr)
     return 1
@@ -364,9 +370,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load(args.config)
     except ConfError as e:
+        print_warnings(e.warnings)
         return error(str(e))
-    for w in cfg.warnings:  # as zabbix_agentd, on stderr before the log is open
-        print(f"{PROG} [{os.getpid()}]: Warning: {w}", file=sys.stderr)
+    print_warnings(cfg.warnings)
     if args.print or args.test is not None:
         logging.basicConfig(level=logging.ERROR, stream=sys.stderr, format="%(message)s")
         checks = build_checks(cfg)
