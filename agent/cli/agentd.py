@@ -188,9 +188,10 @@ def user_parameter_names(cfg: AgentConfig) -> frozenset[str]:
 def print_all(cfg: AgentConfig, checks: Checks) -> None:
     get = getter(cfg, checks)
     for name in sorted(REGISTRY):
-        if name.startswith("__"):
+        key = TEST_KEYS.get(name, name)
+        if name.startswith("__") or not checks.allowed(key):  # zabbix_agentd -p leaves denied keys out
             continue
-        print_key(TEST_KEYS.get(name, name), get)
+        print_key(key, get)
     for up in cfg.user_parameters:
         print_key(up.name, get, user_parameter_names(cfg))
 

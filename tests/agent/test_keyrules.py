@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -295,3 +297,34 @@ def test_log_remote_commands_logs_the_command_and_its_caller(caplog: pytest.LogC
     with caplog.at_level("WARNING", logger="vigil.agent"):
         quiet.get("system.run[echo hi]")
     assert not [r for r in caplog.records if "Executing command" in r.getMessage()]
+
+
+def test_log_remote_commands_names_the_active_server(caplog: pytest.LogCaptureFixture) -> None:
+    checks = Checks(CheckContext(hostname="h", log_remote_commands=True), [KeyRule(True, "system.run[*]")])
+    settings = ActiveSettings(servers=(("127.0.0.1", 1),), hostnames=("h",), timeout=1)
+    w = ActiveWorker(settings, ("127.0.0.1", 1), "h", checks)
+    w.apply([ActiveCheck("system.run[echo from-active]", 1)], time.monotonic())
+    w.next_refresh = time.monotonic() + 3600  # the list is given here; no server to ask
+    stop = threading.Event()
+    with caplog.at_level("WARNING", logger="vigil.agent"):
+        t = threading.Thread(target=w.collector_loop, args=(stop,), daemon=True)
+        t.start()
+        deadline = time.monotonic() + 15
+        while not len(w.buffer) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stop.set()
+        t.join(10)
+    assert [v.value for v in w.buffer.batch(10)][:1] == ["from-active"]
+    (rec,) = [r for r in caplog.records if "Executing command 'echo from-active'" in r.getMessage()]
+    assert "active checks from [127.0.0.1:1]" in rec.getMessage()
+
+
+def test_print_leaves_denied_keys_out_as_zabbix_agentd(tmp_path: Path) -> None:
+    conf = write_conf(tmp_path, "DenyKey=vfs.file.*[*]\nDenyKey=agent.version")
+    outputs = []
+    for cmd in ([require("zabbix_agentd")], [VIGIL_AGENT]):
+        r = subprocess.run([*cmd, "-c", str(conf), "-p"], capture_output=True, text=True, timeout=120)
+        outputs.append({line.split("[", 1)[0].split()[0] for line in r.stdout.splitlines() if line.strip()})
+    for names in outputs:
+        assert "agent.ping" in names and "agent.version" not in names
+        assert not [n for n in names if n.startswith("vfs.file.")]
