@@ -96,8 +96,12 @@ class Checks:
         self.rules = rules if isinstance(rules, KeyRules) else KeyRules.build(rules or ())
 
     def allowed(self, key: str) -> bool:
-        """Whether AllowKey/DenyKey let `key` (text) be evaluated; a malformed key is not."""
-        return self.rules.allowed_text(key)
+        """False when AllowKey/DenyKey deny `key` (text). A key that cannot be parsed is not denied
+        here: it never runs, and evaluating it reports "Invalid item key format" as zabbix_agentd."""
+        try:
+            return self.rules.allowed(parse(key))
+        except ItemKeyError:
+            return True
 
     def get(self, text: str, local: bool = False) -> str:
         """The value of a key as text, or NotSupported with Zabbix's wording.
