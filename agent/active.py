@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from vigil.agent.buffer import BufferedValue, FileStore, LogPosition, ValueBuffer
+from vigil.agent.checks import CALLER
 from vigil.agent.logmon import LOG_KEYS, LogKeyError, LogMonitor, LogReadError, parse_log_key
 from vigil.agent.protocol import zbxd
 from vigil.agent.protocol.messages import (
@@ -186,9 +187,23 @@ class ActiveWorker:
         self.items = new
         self.buffer.forget_positions(k for k, i in new.items() if i.monitor is not None)
 
+    # --- key access rules (AllowKey/DenyKey): the hook before an item runs ----------------------
+
+    def _denied(self, item: _Item) -> bool:
+        """True when AllowKey/DenyKey deny this item. They hold for active items as for passive ones,
+        log[]/logrt[] included (zabbix_agentd checks them in process_log_check too); other keys are
+        checked after Alias, as Checks.get does."""
+        allowed = getattr(self.checks, "allowed", None)
+        if allowed is None:
+            return False
+        key = item.key
+        if key.split("[", 1)[0] not in LOG_KEYS and self.settings.resolve_alias is not None:
+            key = self.settings.resolve_alias(key)
+        return not allowed(key)
+
     def _attach_log(self, item: _Item) -> None:
         name = item.key.split("[", 1)[0]
-        if name not in LOG_KEYS:
+        if name not in LOG_KEYS or self._denied(item):  # a denied log file is never opened
             return
         try:
             parsed = parse_log_key(item.key)
@@ -216,6 +231,9 @@ class ActiveWorker:
         return min((i.nextcheck for i in self.items.values()), default=now + 1.0)
 
     def _run(self, item: _Item) -> bool:
+        if self._denied(item):
+            self._unsupported(item, "Unsupported item key.")
+            return False
         if item.key_error is not None:
             self._unsupported(item, item.key_error)
             return False
@@ -310,6 +328,7 @@ class ActiveWorker:
     # --- threads ------------------------------------------------------------------------------
 
     def collector_loop(self, stop: threading.Event) -> None:
+        CALLER.set(f"active checks from [{self.name}]")  # for LogRemoteCommands
         while not stop.is_set():
             now = time.monotonic()
             try:

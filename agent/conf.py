@@ -1,11 +1,14 @@
 """zabbix_agentd.conf-style configuration: `Key=Value` lines into one frozen, typed AgentConfig.
 
 A real Zabbix 6.0 agent file works as is: every parameter zabbix_agentd 6.0 knows is accepted;
-those Vigil does not implement (TLS*, User, AllowRoot, LogFileSize, ...) are ignored with a debug
-log. An unknown name, a line without `=`, a bad number or a value out of Zabbix's range raises
-ConfError naming the file and line, as zabbix_agentd refuses to start on them too. A parameter
-given twice keeps the last value (as Zabbix), except the repeatable ones (UserParameter, Alias,
-AllowKey, DenyKey, Include). Relative Include paths are taken from the working directory, as
+those Vigil does not implement and that do not weaken security (SourceIP, LoadModule, ...) are
+ignored with a debug log. TLS parameters are refused (agent/tls.py) rather than served in plain
+text. AllowKey/DenyKey (and EnableRemoteCommands, which 6.0 maps to them) are parsed at their line
+and compiled once at the end (agent/keyrules.py). An unknown name, a line without `=`, a bad
+number or a value out of Zabbix's range raises ConfError naming the file and line, as
+zabbix_agentd refuses to start on them too. A parameter given twice keeps the last value (as
+Zabbix), except the repeatable ones (UserParameter, Alias, AllowKey, DenyKey, EnableRemoteCommands,
+Include). Relative Include paths are taken from the working directory, as
 zabbix_agentd does.
 """
 
@@ -21,7 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vigil.agent.checks import KeyRule, UserParameter
+from vigil.agent.checks import REGISTRY, UserParameter, load_families
+from vigil.agent.keyrules import KeyRule, KeyRules, KeyRulesError, enable_remote_commands
+from vigil.agent.tls import TLS_PARAMETERS, check_tls_parameter
 
 log = logging.getLogger("vigil.agent.conf")
 
@@ -47,21 +52,39 @@ BOUNDS: dict[str, tuple[int, int]] = {
     "LogRemoteCommands": (0, 1),
 }
 
-# Known to zabbix_agentd 6.0 but not implemented here: accepted and ignored.
+# Known to zabbix_agentd 6.0 but not implemented here, none of them a security option: ignored.
 IGNORED = frozenset({
-    "AllowRoot", "User", "EnableRemoteCommands", "LogRemoteCommands", "LogFileSize", "SourceIP",
-    "HostInterface", "HostInterfaceItem", "LoadModule", "LoadModulePath", "UserParameterDir",
-    "TLSAccept", "TLSCAFile", "TLSCRLFile", "TLSCertFile", "TLSCipherAll", "TLSCipherAll13",
-    "TLSCipherCert", "TLSCipherCert13", "TLSCipherPSK", "TLSCipherPSK13", "TLSConnect", "TLSKeyFile",
-    "TLSPSKFile", "TLSPSKIdentity", "TLSServerCertIssuer", "TLSServerCertSubject",
+    "SourceIP", "HostInterface", "HostInterfaceItem", "LoadModule", "LoadModulePath", "UserParameterDir",
 })
 
 STRINGS = frozenset({
     "Server", "ServerActive", "Hostname", "HostnameItem", "HostMetadata", "HostMetadataItem",
-    "ListenIP", "LogFile", "LogType", "PidFile", "PersistentBufferFile",
+    "ListenIP", "LogFile", "LogType", "PidFile", "PersistentBufferFile", "User",
 })
-REPEATABLE = frozenset({"UserParameter", "Alias", "AllowKey", "DenyKey", "Include"})
-KNOWN = frozenset(BOUNDS) | IGNORED | STRINGS | REPEATABLE
+# EnableRemoteCommands may be given more than once too: each is a rule at its place.
+REPEATABLE = frozenset({"UserParameter", "Alias", "AllowKey", "DenyKey", "Include", "EnableRemoteCommands"})
+KNOWN = frozenset(BOUNDS) | IGNORED | STRINGS | REPEATABLE | TLS_PARAMETERS
+
+# Every item key zabbix_agentd 6.0 has built in (Linux build), whether or not Vigil implements it yet:
+# a UserParameter may not take one of these names, as zabbix_agentd refuses it at start.
+ZABBIX_BUILTIN_KEYS = frozenset({
+    "agent.hostmetadata", "agent.hostname", "agent.ping", "agent.variant", "agent.version", "eventlog",
+    "kernel.maxfiles", "kernel.maxproc", "kernel.openfiles", "log", "log.count", "logrt", "logrt.count",
+    "modbus.get", "net.dns", "net.dns.record", "net.if.collisions", "net.if.discovery", "net.if.in",
+    "net.if.out", "net.if.total", "net.tcp.dns", "net.tcp.dns.query", "net.tcp.listen", "net.tcp.port",
+    "net.tcp.service", "net.tcp.service.perf", "net.tcp.socket.count", "net.udp.listen", "net.udp.service",
+    "net.udp.service.perf", "net.udp.socket.count", "proc.cpu.util", "proc.get", "proc.mem", "proc.num",
+    "sensor", "system.boottime", "system.cpu.discovery", "system.cpu.intr", "system.cpu.load",
+    "system.cpu.num", "system.cpu.switches", "system.cpu.util", "system.hostname", "system.hw.chassis",
+    "system.hw.cpu", "system.hw.devices", "system.hw.macaddr", "system.localtime", "system.run",
+    "system.sw.arch", "system.sw.os", "system.sw.packages", "system.swap.in", "system.swap.out",
+    "system.swap.size", "system.uname", "system.uptime", "system.users.num", "vfs.dev.discovery",
+    "vfs.dev.read", "vfs.dev.write", "vfs.dir.count", "vfs.dir.get", "vfs.dir.size", "vfs.file.cksum",
+    "vfs.file.contents", "vfs.file.exists", "vfs.file.get", "vfs.file.md5sum", "vfs.file.owner",
+    "vfs.file.permissions", "vfs.file.regexp", "vfs.file.regmatch", "vfs.file.size", "vfs.file.time",
+    "vfs.fs.discovery", "vfs.fs.get", "vfs.fs.inode", "vfs.fs.size", "vm.memory.size", "web.page.get",
+    "web.page.perf", "web.page.regexp", "zabbix.stats",
+})
 
 _HOSTNAME = re.compile(r"[0-9A-Za-z._ \-]{1,128}")
 _KEY_NAME = re.compile(r"[0-9A-Za-z_.\-]+")
@@ -70,11 +93,13 @@ _KEY_NAME = re.compile(r"[0-9A-Za-z_.\-]+")
 class ConfError(ValueError):
     """A configuration that cannot be used; the message starts with `file:line:` when known."""
 
-    def __init__(self, message: str, path: str | None = None, line: int | None = None) -> None:
+    def __init__(self, message: str, path: str | None = None, line: int | None = None,
+                 warnings: tuple[str, ...] = ()) -> None:
         where = f"{path}:{line}: " if path is not None and line is not None else (f"{path}: " if path else "")
         super().__init__(where + message)
         self.path = path
         self.line = line
+        self.warnings = warnings  # what was warned about before the error, to print before it
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +126,8 @@ class AgentConfig:
     timeout: int = 3
     user_parameters: tuple[UserParameter, ...] = ()
     unsafe_user_parameters: bool = False
-    key_rules: tuple[KeyRule, ...] = ()
+    key_rules: tuple[KeyRule, ...] = ()  # as configured, in order (EnableRemoteCommands included)
+    access: KeyRules = field(default_factory=lambda: KeyRules.build(()), compare=False)  # compiled
     aliases: tuple[Alias, ...] = ()
     log_file: str = ""
     log_type: str = "console"  # LogType unset: "file" when LogFile is set, else "console"
@@ -109,7 +135,12 @@ class AgentConfig:
     pid_file: str = ""  # Vigil writes no PID file unless asked (zabbix_agentd: /tmp/zabbix_agentd.pid)
     max_lines_per_second: int = 20
     persistent_buffer_file: str = ""
+    user: str = ""  # User=; unset: `zabbix`, else `nobody` (see agent/privileges.py)
+    allow_root: bool = False
+    log_remote_commands: bool = False
+    log_file_size: int = 1  # MB; 0: no rotation
     files: tuple[str, ...] = field(default=(), compare=False)  # every file read, in order
+    warnings: tuple[str, ...] = field(default=(), compare=False)  # what zabbix_agentd warns about at start
 
     @property
     def hostname(self) -> str:
@@ -240,7 +271,8 @@ def parse_listen_ip(value: str) -> tuple[str, ...]:
 
 
 def parse_user_parameter(value: str) -> UserParameter:
-    """`key,command` or `key[*],command`; the command may be empty, as in Zabbix."""
+    """`key,command` or `key[*],command`; the command may be empty, as in Zabbix. A built-in key's
+    name is refused: a UserParameter cannot shadow it."""
     if "," not in value:
         raise ValueError(f"user parameter {value!r}: not comma-separated (expected key,command)")
     key, command = value.split(",", 1)
@@ -249,6 +281,10 @@ def parse_user_parameter(value: str) -> UserParameter:
     name = key[:-3] if flexible else key
     if not _KEY_NAME.fullmatch(name):
         raise ValueError(f"user parameter {value!r}: syntax error in key {key!r}")
+    load_families()
+    if name in ZABBIX_BUILTIN_KEYS or (name in REGISTRY and not name.startswith("__")):
+        raise ValueError(f"cannot load user parameters: user parameter {value!r}: key {name!r} already exists "
+                         "(a built-in item key; choose another name)")
     return UserParameter(name, command.strip(), flexible)
 
 
@@ -264,7 +300,10 @@ def parse_alias(value: str) -> Alias:
 def parse_key_rule(name: str, value: str) -> KeyRule:
     if not value:
         raise ValueError(f"wrong value of {name!r}: empty key pattern")
-    return KeyRule(name == "AllowKey", value)
+    try:
+        return KeyRule(name == "AllowKey", value, name)
+    except ValueError as e:
+        raise ValueError(f"wrong value of {name!r}: failed to process access rule {value!r}: {e}") from None
 
 
 # --- reading files ----------------------------------------------------------------------------
@@ -278,6 +317,7 @@ class _Reader:
         self.aliases: dict[str, Alias] = {}
         self.files: list[str] = []
         self.stack: list[str] = []
+        self.warnings: list[str] = []
 
     def read(self, path: str, depth: int = 0) -> None:
         real = os.path.realpath(path)
@@ -321,6 +361,9 @@ class _Reader:
         if name in IGNORED:
             log.debug("parameter %s is not implemented by vigil-agent: ignored", name)
             return
+        if name in TLS_PARAMETERS:
+            check_tls_parameter(name, value)
+            return
         if name == "Include":
             for inc in self.include_files(value):
                 self.read(inc, depth + 1)
@@ -331,6 +374,10 @@ class _Reader:
             self.user_parameters[up.name] = up
         elif name in ("AllowKey", "DenyKey"):
             self.key_rules.append(parse_key_rule(name, value))
+        elif name == "EnableRemoteCommands":
+            self.key_rules.append(enable_remote_commands(value))
+            self.warnings.append("EnableRemoteCommands parameter is deprecated, use AllowKey=system.run[*] or "
+                                 "DenyKey=system.run[*] instead")
         elif name == "Alias":
             a = parse_alias(value)
             if a.name in self.aliases:
@@ -404,6 +451,11 @@ def load(path: str | os.PathLike[str]) -> AgentConfig:
     def num(name: str, default: int) -> int:
         return _int(name, v[name]) if name in v else default
 
+    try:
+        access = KeyRules.build(r.key_rules, r.warnings)
+    except KeyRulesError as e:
+        raise ConfError(str(e), os.fspath(path), warnings=tuple(r.warnings)) from None
+
     cfg = AgentConfig(
         server=parse_server(v.get("Server", "")),
         server_active=parse_server_active(v.get("ServerActive", "")),
@@ -422,6 +474,7 @@ def load(path: str | os.PathLike[str]) -> AgentConfig:
         user_parameters=tuple(r.user_parameters.values()),
         unsafe_user_parameters=bool(num("UnsafeUserParameters", 0)),
         key_rules=tuple(r.key_rules),
+        access=access,
         aliases=tuple(r.aliases.values()),
         log_file=v.get("LogFile", ""),
         log_type=v.get("LogType", "file" if v.get("LogFile") else "console"),
@@ -429,7 +482,12 @@ def load(path: str | os.PathLike[str]) -> AgentConfig:
         pid_file=v.get("PidFile", ""),
         max_lines_per_second=num("MaxLinesPerSecond", 20),
         persistent_buffer_file=v.get("PersistentBufferFile", ""),
+        user=v.get("User", ""),
+        allow_root=bool(num("AllowRoot", 0)),
+        log_remote_commands=bool(num("LogRemoteCommands", 0)),
+        log_file_size=num("LogFileSize", 1),
         files=tuple(r.files),
+        warnings=tuple(r.warnings),
     )
     if cfg.start_agents > 0 and not cfg.server and "StartAgents" in v:
         log.debug("StartAgents=%d but Server is empty: passive checks are off", cfg.start_agents)

@@ -10,7 +10,9 @@ agent.ping, zabbix_agentd ~35 us.
 
 Every request is bounded: peers not in Server are closed unanswered, a request must start with the
 ZBXD header and fit in MAX_REQUEST bytes, and must arrive within Timeout seconds. Each rejection is
-logged with the peer's address, as zabbix_agentd does, and the listener carries on.
+logged with the peer's address, as zabbix_agentd does, and the listener carries on; peers refused by
+Server are logged at most once per peer every REJECT_LOG_INTERVAL seconds, with a count of the
+refusals in between, so a port scan cannot fill the disk.
 """
 
 from __future__ import annotations
@@ -23,14 +25,16 @@ import struct
 import threading
 from collections.abc import Callable, Sequence
 
-from vigil.agent.checks import NotSupported
+from vigil.agent.checks import CALLER, NotSupported
 from vigil.agent.conf import AgentConfig
+from vigil.agent.log import RateLimit
 from vigil.agent.protocol import zbxd
 from vigil.agent.protocol.messages import encode_passive_reply
 
 log = logging.getLogger("vigil.agent.passive")
 
 MAX_REQUEST = 64 * 1024  # a passive request is one key; zabbix_agentd would take up to 1 GiB
+REJECT_LOG_INTERVAL = 60.0
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -160,6 +164,7 @@ class PassiveListener:
         self.stopping = threading.Event()
         self._timeval = struct.pack("ll", int(timeout), int((timeout % 1) * 1_000_000))
         self.served = 0  # replies sent; approximate (not locked), for the log on stop
+        self.rejections = RateLimit(REJECT_LOG_INTERVAL)
 
     @classmethod
     def from_config(cls, cfg: AgentConfig, get: Callable[[str], str]) -> PassiveListener:
@@ -245,8 +250,7 @@ class PassiveListener:
         """Serve one connection and close it; never raises."""
         try:
             if not self.peers.allows(host):
-                log.warning('failed to accept an incoming connection: connection from "%s" rejected, '
-                            'allowed hosts: "%s"', host, self.peers.text)
+                self._log_rejected(host)
                 return
             # Kernel-side timeouts keep the socket blocking: socket.settimeout() would add a poll()
             # before every recv and send, a measurable share of a request that takes ~100 us.
@@ -269,6 +273,15 @@ class PassiveListener:
         finally:
             conn.close()
 
+    def _log_rejected(self, host: str) -> None:
+        log_now, suppressed, key = self.rejections.check(host)
+        if not log_now:
+            return
+        more = f" ({suppressed} more rejected since the last such line)" if suppressed else ""
+        who = host if key == host else f"{host} {key}"
+        log.warning('failed to accept an incoming connection: connection from "%s" rejected, allowed hosts: "%s"%s',
+                    who, self.peers.text, more)
+
     def answer(self, body: bytes, host: str) -> bytes:
         """The reply body for a request body: the value, or ZBX_NOTSUPPORTED NUL reason."""
         try:
@@ -276,6 +289,7 @@ class PassiveListener:
         except UnicodeDecodeError:
             return encode_passive_reply(None, "Invalid item key format: the key is not UTF-8 text.")
         log.debug("Requested [%s] from %s", key if len(key) <= 256 else key[:256] + "...", host)
+        CALLER.set(f"passive check from {host}")
         try:
             return encode_passive_reply(self.get(key))
         except NotSupported as e:

@@ -10,12 +10,13 @@ formats the result as Zabbix does (floats with 6 decimals).
 from __future__ import annotations
 
 import importlib
-import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+from vigil.agent.keyrules import KeyRule, KeyRules
 from vigil.agent.protocol.itemkey import ItemKey, ItemKeyError, parse
 
 AGENT_VERSION = "6.0.14"  # what agent.version answers: the Zabbix protocol level we speak
@@ -36,6 +37,9 @@ class Check:
 
 
 REGISTRY: dict[str, Check] = {}
+# Who asked for the key being evaluated in this thread ("127.0.0.1", "active checks from [host:port]"),
+# set by the passive listener and the active checks, for LogRemoteCommands.
+CALLER: ContextVar[str] = ContextVar("vigil_agent_caller", default="")
 FAMILIES = ("agent", "system", "kernel", "proc", "vfs", "net", "web", "container", "userparam")
 
 
@@ -47,16 +51,6 @@ def check(name: str, *, params: bool = True) -> Callable[[CheckFunc], CheckFunc]
         return func
 
     return register
-
-
-@dataclass(frozen=True, slots=True)
-class KeyRule:
-    allow: bool
-    pattern: str  # a key pattern with `*` wildcards, matched against the whole key text
-
-    def matches(self, key: str) -> bool:
-        # Only `*` is a wildcard in Zabbix key patterns; fnmatch would read `[*]` as a character class.
-        return re.fullmatch(".*".join(re.escape(p) for p in self.pattern.split("*")), key, re.S) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +68,7 @@ class CheckContext:
     timeout: float = 3.0
     user_parameters: dict[str, UserParameter] = field(default_factory=dict)
     unsafe_user_parameters: bool = False
+    log_remote_commands: bool = False
     collector: Any = None  # agent.checks.collector.Collector once started
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -94,27 +89,31 @@ def load_families() -> None:
 class Checks:
     """The agent's item keys with its AllowKey/DenyKey rules applied."""
 
-    def __init__(self, ctx: CheckContext, rules: list[KeyRule] | None = None) -> None:
+    def __init__(self, ctx: CheckContext, rules: KeyRules | Sequence[KeyRule] | None = None) -> None:
         load_families()
         self.ctx = ctx
-        # zabbix_agentd 5.0.2+ ends the rules with an implicit DenyKey=system.run[*]: only system.run
-        # keys matched by an earlier AllowKey run (AllowKey=system.run[echo *] still denies system.run[id]).
-        self.rules = list(rules or [])
-        self.rules.append(KeyRule(False, "system.run[*]"))
+        # KeyRules ends the list with zabbix_agentd's implicit DenyKey=system.run[*].
+        self.rules = rules if isinstance(rules, KeyRules) else KeyRules.build(rules or ())
 
     def allowed(self, key: str) -> bool:
-        for r in self.rules:
-            if r.matches(key):
-                return r.allow
-        return True
+        """False when AllowKey/DenyKey deny `key` (text). A key that cannot be parsed is not denied
+        here: it never runs, and evaluating it reports "Invalid item key format" as zabbix_agentd."""
+        try:
+            return self.rules.allowed(parse(key))
+        except ItemKeyError:
+            return True
 
-    def get(self, text: str) -> str:
-        """The value of a key as text, or NotSupported with Zabbix's wording."""
+    def get(self, text: str, local: bool = False) -> str:
+        """The value of a key as text, or NotSupported with Zabbix's wording.
+
+        `local`: the agent's own use (HostnameItem, HostMetadataItem), which zabbix_agentd exempts
+        from the access rules.
+        """
         try:
             key = parse(text)
         except ItemKeyError as e:
             raise NotSupported(f"Invalid item key format: {e}.") from None
-        if not self.allowed(text):
+        if not local and not self.rules.allowed(key):
             raise NotSupported("Unsupported item key.")
         up = self.ctx.user_parameters.get(key.name)
         if up is not None:

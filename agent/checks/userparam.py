@@ -7,13 +7,14 @@ after the agent's Timeout is killed with its whole process group.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
 import subprocess
 import threading
 
-from vigil.agent.checks import CheckContext, NotSupported, check
+from vigil.agent.checks import CALLER, CheckContext, NotSupported, check
 from vigil.agent.protocol.itemkey import ItemKey
 
 SHELL = "/bin/sh"
@@ -23,6 +24,7 @@ WHITESPACE = " \t\r\n"
 SPECIAL = "\\'\"`*?[]{}~$!&;()<>|#@\n"
 SPECIAL_TEXT = ", ".join("0x0a" if c == "\n" else c for c in SPECIAL)
 _PARAM_REF = re.compile(r"\$([0-9])")
+log = logging.getLogger("vigil.agent.checks.userparam")
 
 
 def run_shell(command: str, timeout: float) -> str:
@@ -76,12 +78,15 @@ def system_run(key: ItemKey, ctx: CheckContext) -> str | int:
     if not command:
         raise NotSupported("Invalid first parameter.")
     mode = key.param(1, "wait")
+    if mode not in ("wait", "nowait"):
+        raise NotSupported("Invalid second parameter.")
+    # LogRemoteCommands=1: zabbix_agentd logs the command as a warning; we add who asked for it.
+    log.log(logging.WARNING if ctx.log_remote_commands else logging.DEBUG,
+            "Executing command '%s' (%s, requested by %s)", command, mode, CALLER.get() or "the agent itself")
     if mode == "wait":
         return run_shell(command, ctx.timeout)
-    if mode == "nowait":
-        start_detached(command)
-        return 1
-    raise NotSupported("Invalid second parameter.")
+    start_detached(command)
+    return 1
 
 
 def expand(command: str, params: list[str]) -> str:

@@ -7,6 +7,7 @@ Options follow zabbix_agentd: -c FILE, -f (accepted; the agent always runs in th
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import logging
 import os
@@ -18,9 +19,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from vigil.agent.checks import AGENT_VERSION, REGISTRY, CheckContext, Checks, NotSupported
+from vigil.agent.checks import AGENT_VERSION, REGISTRY, CheckContext, Checks, NotSupported, load_families
 from vigil.agent.conf import AgentConfig, ConfError, load
 from vigil.agent.log import setup_logging
+from vigil.agent.privileges import PrivilegeError, drop_privileges
 
 PROG = "vigil-agent"
 DEFAULT_CONFIG = "/etc/vigil/vigil_agentd.conf"
@@ -106,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def print_warnings(warnings: tuple[str, ...]) -> None:
+    """Start-up warnings, as zabbix_agentd prints them: on stderr, before the log is open."""
+    for w in warnings:
+        print(f"{PROG} [{os.getpid()}]: Warning: {w}", file=sys.stderr)
+
+
 def error(message: str) -> int:
     print(f"{PROG} [{os.getpid()}]: {message}", file=sys.stderr)
     return 1
@@ -120,8 +128,9 @@ def build_checks(cfg: AgentConfig) -> Checks:
         timeout=float(cfg.timeout),
         user_parameters={u.name: u for u in cfg.user_parameters},
         unsafe_user_parameters=cfg.unsafe_user_parameters,
+        log_remote_commands=cfg.log_remote_commands,
     )
-    return Checks(ctx, list(cfg.key_rules))
+    return Checks(ctx, cfg.access)
 
 
 def resolve_hostname(cfg: AgentConfig, checks: Checks) -> str:
@@ -129,7 +138,8 @@ def resolve_hostname(cfg: AgentConfig, checks: Checks) -> str:
     if cfg.hostname:
         return cfg.hostname
     try:
-        value = checks.get(cfg.hostname_item)
+        # the agent's own use: exempt from AllowKey/DenyKey, as zabbix_agentd does
+        value = checks.get(cfg.resolve_alias(cfg.hostname_item), local=True)
     except NotSupported as e:
         raise ConfError(f"cannot get the host name from HostnameItem {cfg.hostname_item!r}: {e}") from None
     if len(value) > 128:
@@ -178,9 +188,10 @@ def user_parameter_names(cfg: AgentConfig) -> frozenset[str]:
 def print_all(cfg: AgentConfig, checks: Checks) -> None:
     get = getter(cfg, checks)
     for name in sorted(REGISTRY):
-        if name.startswith("__"):
+        key = TEST_KEYS.get(name, name)
+        if name.startswith("__") or not checks.allowed(key):  # zabbix_agentd -p leaves denied keys out
             continue
-        print_key(TEST_KEYS.get(name, name), get)
+        print_key(key, get)
     for up in cfg.user_parameters:
         print_key(up.name, get, user_parameter_names(cfg))
 
@@ -218,6 +229,19 @@ def start_collector(ctx: CheckContext) -> Any:
     return collector
 
 
+def active_config(cfg: AgentConfig, checks: Checks) -> AgentConfig:
+    """The config for active checks with HostnameItem / HostMetadataItem already evaluated here, as
+    the agent's own (local) use that AllowKey/DenyKey do not apply to."""
+    hostnames = cfg.hostnames or (checks.ctx.hostname,)
+    metadata = cfg.host_metadata
+    if not metadata and cfg.host_metadata_item:
+        try:
+            metadata = checks.get(cfg.resolve_alias(cfg.host_metadata_item), local=True)[:255]
+        except NotSupported as e:
+            log.warning("cannot get host metadata from HostMetadataItem %r: %s", cfg.host_metadata_item, e)
+    return dataclasses.replace(cfg, hostnames=hostnames, host_metadata=metadata)
+
+
 def start_active(cfg: AgentConfig, checks: Checks, stop: threading.Event) -> threading.Thread | None:
     try:
         active = importlib.import_module("vigil.agent.active")
@@ -237,6 +261,22 @@ def start_active(cfg: AgentConfig, checks: Checks, stop: threading.Event) -> thr
     return t
 
 
+def preload(cfg: AgentConfig) -> None:
+    import encodings.idna  # noqa: F401  (host names in sockets are encoded with it)
+
+    import psutil  # noqa: F401
+    import vigil.agent.passive  # noqa: F401
+
+    load_families()
+    for name in ("vigil.agent.active", "vigil.agent.checks.collector"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+    if cfg.persistent_buffer_file:
+        import sqlite3  # noqa: F401
+
+
 def run(cfg: AgentConfig) -> int:
     """Run the agent until SIGTERM or SIGINT. Returns the exit code."""
     from vigil.agent.passive import PassiveListener
@@ -244,10 +284,24 @@ def run(cfg: AgentConfig) -> int:
     if not cfg.passive_enabled and not cfg.active_enabled:
         return error("nothing to do: passive checks need Server (and StartAgents > 0), "
                      "active checks need ServerActive")
+    # As zabbix_agentd: leave root before the PID file, the log and the listening socket exist,
+    # and before any thread starts. What the agent imports later is imported now, while the files
+    # are surely readable (a Python installed under /root is not, for the unprivileged user).
+    preload(cfg)
+    try:
+        user = drop_privileges(cfg.user, cfg.allow_root)
+    except PrivilegeError as e:
+        for line in str(e).splitlines():
+            error(line)
+        return 1
     try:
         setup_logging(cfg)
     except ConfError as e:
         return error(str(e))
+    for w in cfg.warnings:
+        log.warning("%s", w)
+    if user is not None:
+        log.info("running as user %s (started as root; set AllowRoot=1 to keep root)", user)
     stop = threading.Event()
     received: list[int] = []
 
@@ -285,7 +339,7 @@ def run(cfg: AgentConfig) -> int:
         else:
             log.info("passive checks are off (Server is empty or StartAgents=0)")
         if cfg.active_enabled:
-            active = start_active(cfg, checks, stop)
+            active = start_active(active_config(cfg, checks), checks, stop)
         while not stop.wait(1.0):
             pass
         if received:
@@ -317,7 +371,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load(args.config)
     except ConfError as e:
+        print_warnings(e.warnings)
         return error(str(e))
+    print_warnings(cfg.warnings)
     if args.print or args.test is not None:
         logging.basicConfig(level=logging.ERROR, stream=sys.stderr, format="%(message)s")
         checks = build_checks(cfg)

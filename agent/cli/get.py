@@ -12,11 +12,20 @@ import socket
 import sys
 
 from vigil.agent.checks import AGENT_VERSION
+from vigil.agent.cli.usage import Options, UsageError, check, fail
 from vigil.agent.protocol import zbxd
 from vigil.agent.protocol.messages import decode_passive_reply
 
 PROG = "vigil-get"
 MAX_REPLY = 128 * 1024 * 1024
+USAGE = f"""usage:
+  {PROG} -s host-name-or-IP [-p port-number] [-I IP-address] [-t timeout]
+               -k item-key
+  {PROG} -h
+  {PROG} -V
+"""
+OPTIONS = Options("spIkt", "hV", frozenset({"host", "port", "source-address", "key", "timeout"}),
+                  frozenset({"help", "version"}))
 
 
 class GetError(Exception):
@@ -95,11 +104,14 @@ def get_value(host: str, port: int, key: str, timeout: float, source: str | None
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        check(argv, OPTIONS)
+    except UsageError as e:
+        return fail(PROG, USAGE, e, try_help=True)
+    args = build_parser().parse_args(argv)
     if not args.host or args.key is None:
-        parser.print_usage(sys.stderr)
-        return 1
+        return fail(PROG, USAGE, UsageError(), try_help=True)
     pid = os.getpid()
     if not args.timeout.isdigit() or not 1 <= int(args.timeout) <= 30:
         print(f"{PROG} [{pid}]: Invalid timeout, valid range 1:30 seconds", file=sys.stderr)

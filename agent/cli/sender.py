@@ -14,12 +14,31 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TextIO
 
+from vigil.agent.cli.usage import Options, UsageError, check, fail
 from vigil.agent.protocol import zbxd
 from vigil.agent.protocol.messages import ProcessedInfo, ProtocolError, SenderData, SenderValue, parse_response
 
 BATCH = 250  # values per connection, as zabbix_sender
 PROG = "vigil-sender"
 VERSION = "vigil-sender (Vigil) 0.1.0, Zabbix protocol 6.0"
+_C = " " * (len(PROG) + 4)
+USAGE = f"""usage:
+  {PROG} [-v] -z server [-p port] [-I IP-address] [-t timeout] -s host
+{_C}-k key -o value
+  {PROG} [-v] -z server [-p port] [-I IP-address] [-t timeout] [-s host]
+{_C}[-T] [-N] [-r] -i input-file
+  {PROG} [-v] -c config-file [-z server] [-p port] [-I IP-address]
+{_C}[-t timeout] [-s host] -k key -o value
+  {PROG} [-v] -c config-file [-z server] [-p port] [-I IP-address]
+{_C}[-t timeout] [-s host] [-T] [-N] [-r] -i input-file
+  {PROG} -h
+  {PROG} -V
+"""
+OPTIONS = Options(
+    "czpItskoi", "TNrvhV",
+    frozenset({"config", "zabbix-server", "port", "source-address", "timeout", "host", "key", "value", "input-file"}),
+    frozenset({"with-timestamps", "with-ns", "real-time", "verbose", "help", "version"}),
+)
 
 
 class InputError(ValueError):
@@ -136,9 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, add_help=False, description="Send values to a Vigil or Zabbix server.")
     p.add_argument("-c", "--config", help="agent configuration file (ServerActive, Hostname, SourceIP)")
     p.add_argument("-z", "--zabbix-server", dest="server", help="server or proxy to send to")
-    p.add_argument("-p", "--port", type=int, help="server port (default: 10051)")
+    p.add_argument("-p", "--port", help="server port (default: 10051)")
     p.add_argument("-I", "--source-address", dest="source", help="source IP address")
-    p.add_argument("-t", "--timeout", type=int, default=60, help="timeout in seconds, 1-300 (default: 60)")
+    p.add_argument("-t", "--timeout", default="60", help="timeout in seconds, 1-300 (default: 60)")
     p.add_argument("-s", "--host", help="host name the item belongs to")
     p.add_argument("-k", "--key", help="item key")
     p.add_argument("-o", "--value", help="item value")
@@ -190,8 +209,29 @@ def _values(args: argparse.Namespace, default_host: str | None) -> Iterator[Send
             f.close()
 
 
-def main(argv: list[str] | None = None) -> int:
+def _usage_checks(argv: list[str]) -> argparse.Namespace:
+    """The options, or UsageError as zabbix_sender words it (checked in its order)."""
+    check(argv, OPTIONS)
     args = build_parser().parse_args(argv)
+    if args.port is not None:
+        if not args.port.isdigit() or not 1 <= int(args.port) <= 65535:
+            raise UsageError(f'option "-p" used with invalid port number "{args.port}", valid port numbers are 1-65535',
+                             usage=False)
+        args.port = int(args.port)
+    if not args.timeout.isdigit() or not 1 <= int(args.timeout) <= 300:
+        raise UsageError("Invalid timeout, valid range 1:300 seconds", usage=False)
+    args.timeout = int(args.timeout)
+    if not args.config and not args.server:
+        raise UsageError("either '-c' or '-z' option must be specified")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args = _usage_checks(argv)
+    except UsageError as e:
+        return fail(PROG, USAGE, e, try_help=False)
     servers: list[tuple[str, int]] = []
     hostname = source = None
     try:
@@ -211,13 +251,10 @@ def main(argv: list[str] | None = None) -> int:
         bool(servers)
         and (args.key is not None and args.value is not None and bool(host) and not args.input
              if single else bool(args.input))
-        and 1 <= args.timeout <= 300
         and (args.with_timestamps or not args.with_ns)
     )
     if not usable:
-        print(f"{PROG} [{os.getpid()}]: too few or mutually exclusive options used", file=sys.stderr)
-        build_parser().print_usage(sys.stderr)
-        return 1
+        return fail(PROG, USAGE, UsageError("too few or mutually exclusive options used"), try_help=False)
     server, port = servers[0]
     sender = Sender(server, port, args.timeout, args.source or source, args.verbose, sys.stdout)
     try:

@@ -13,6 +13,16 @@ from dataclasses import dataclass
 MAX_KEY_LENGTH = 2048
 _NAME = re.compile(r"[0-9A-Za-z_.\-]+")
 
+
+
+class ArrayParam(list[str]):
+    """An array parameter `[a,"b"]`: its items, and `text` as zabbix_agentd hands the whole array to
+    access rules and UserParameters (`a,"b"`: items joined by commas, quotes kept, spaces around
+    items dropped)."""
+
+    text: str = ""
+
+
 Param = str | list[str]
 
 
@@ -88,8 +98,13 @@ def _params(key: str, pos: int, nested: bool) -> tuple[list[Param], int]:
         elif c == "[":
             if nested:
                 raise ItemKeyError("arrays may not be nested", pos)
+            start = pos
             inner, pos = _params(key, pos + 1, nested=True)
-            params.append([p for p in inner if isinstance(p, str)])
+            arr = ArrayParam(p for p in inner if isinstance(p, str))
+            arr.text = _array_text(key[start + 1:pos - 1])
+            params.append(arr)
+            while pos < n and key[pos] == " ":
+                pos += 1
         else:
             start = pos
             while pos < n and key[pos] not in ",]":
@@ -122,3 +137,29 @@ def _quoted(key: str, pos: int) -> tuple[str, int]:
         out.append(c)
         i += 1
     raise ItemKeyError("unterminated quoted parameter", pos)
+
+
+def _array_text(inner: str) -> str:
+    """The text of an array's items as Zabbix's get_param() gives it: the raw items, quotes and
+    escapes kept, spaces before an item and after a quoted item dropped, commas kept."""
+    out: list[str] = []
+    i, n = 0, len(inner)
+    while i < n:
+        c = inner[i]
+        if c == " ":
+            i += 1
+        elif c == ",":
+            out.append(c)
+            i += 1
+        elif c == '"':
+            j = i + 1
+            while j < n and inner[j] != '"':
+                j += 2 if inner[j] == "\\" and j + 1 < n and inner[j + 1] == '"' else 1
+            out.append(inner[i:j + 1])
+            i = j + 1
+        else:
+            j = inner.find(",", i)
+            j = n if j < 0 else j
+            out.append(inner[i:j])
+            i = j
+    return "".join(out)

@@ -23,7 +23,7 @@ def agent_conf(tmp_path: Path, port: int, extra: str = "") -> Path:
     conf = tmp_path / "vigil_agentd.conf"
     conf.write_text(
         f"Server=127.0.0.1\nServerActive=\nListenIP=127.0.0.1\nListenPort={port}\nHostname=vigil-test\n"
-        f"LogType=file\nLogFile={tmp_path}/agent.log\nPidFile={tmp_path}/agent.pid\nStartAgents=2\n"
+        f"LogType=file\nLogFile={tmp_path}/agent.log\nPidFile={tmp_path}/agent.pid\nStartAgents=2\nAllowRoot=1\n"
         'UserParameter=up.join[*],echo "$1+$2"\n' + extra
     )
     return conf
@@ -125,7 +125,7 @@ def test_config_typo_exits_1_naming_file_and_line(tmp_path: Path) -> None:
     conf = agent_conf(tmp_path, free_port(), "Timout=3\n")
     r = subprocess.run([VIGIL_AGENT, "-c", str(conf)], capture_output=True, text=True, timeout=20)
     assert r.returncode == 1
-    assert f"{conf}:11: unknown parameter 'Timout'" in r.stderr
+    assert f"{conf}:12: unknown parameter 'Timout'" in r.stderr
     assert r.stderr.startswith("vigil-agent [")
 
 
@@ -134,7 +134,7 @@ def test_missing_config_and_nothing_to_do(tmp_path: Path) -> None:
                        timeout=20)
     assert r.returncode == 1 and "cannot open config file" in r.stderr
     conf = tmp_path / "idle.conf"
-    conf.write_text("Server=\nServerActive=\nLogType=console\n")
+    conf.write_text("Server=\nServerActive=\nLogType=console\nAllowRoot=1\n")
     r = subprocess.run([VIGIL_AGENT, "-c", str(conf)], capture_output=True, text=True, timeout=20)
     assert r.returncode == 1 and "nothing to do" in r.stderr
 
@@ -142,7 +142,7 @@ def test_missing_config_and_nothing_to_do(tmp_path: Path) -> None:
 def test_port_in_use_exits_1(agent, tmp_path: Path) -> None:
     port, _ = agent()
     conf = tmp_path / "second.conf"
-    conf.write_text(f"Server=127.0.0.1\nListenIP=127.0.0.1\nListenPort={port}\nHostname=x\nLogType=console\n")
+    conf.write_text(f"Server=127.0.0.1\nAllowRoot=1\nListenIP=127.0.0.1\nListenPort={port}\nHostname=x\nLogType=console\n")
     r = subprocess.run([VIGIL_AGENT, "-c", str(conf)], capture_output=True, text=True, timeout=20)
     assert r.returncode == 1 and f"cannot listen on port {port}" in r.stderr
 
@@ -150,7 +150,7 @@ def test_port_in_use_exits_1(agent, tmp_path: Path) -> None:
 def test_running_pid_file_refuses_second_start(agent, tmp_path: Path) -> None:
     port, proc = agent()
     conf = tmp_path / "second.conf"
-    conf.write_text(f"Server=127.0.0.1\nListenPort={free_port()}\nLogType=console\nPidFile={tmp_path}/agent.pid\n")
+    conf.write_text(f"Server=127.0.0.1\nAllowRoot=1\nListenPort={free_port()}\nLogType=console\nPidFile={tmp_path}/agent.pid\n")
     r = subprocess.run([VIGIL_AGENT, "-c", str(conf)], capture_output=True, text=True, timeout=20)
     assert r.returncode == 1 and f"already running with PID {proc.pid}" in r.stderr
 

@@ -97,7 +97,8 @@ HostInterface=web01.example.com
     )
     assert cfg.unsafe_user_parameters
     assert cfg.key_rules == (KeyRule(True, "system.run[echo *]"), KeyRule(False, "system.run[*]"),
-                             KeyRule(False, "vfs.file.contents[/etc/shadow]"))
+                             KeyRule(False, "vfs.file.contents[/etc/shadow]"), KeyRule(False, "system.run[*]"))
+    assert (cfg.allow_root, cfg.user, cfg.log_file_size) == (True, "zabbix", 0)
     assert cfg.resolve_alias("ping") == "agent.ping"
     assert cfg.resolve_alias("cpu[all,idle]") == "system.cpu.util[all,idle]"
     assert cfg.resolve_alias("agent.version") == "agent.version"

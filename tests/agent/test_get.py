@@ -71,12 +71,6 @@ def test_errors_same_shape_as_zabbix_get(args: tuple[str, ...]) -> None:
     assert shape(ours.stderr) == shape(theirs.stderr)
 
 
-def test_missing_options_print_usage() -> None:
-    for args in ((), ("-s", "127.0.0.1"), ("-k", "agent.ping")):
-        r = run(VIGIL_GET, *args)
-        assert r.returncode == 1 and "usage:" in r.stderr
-
-
 def test_bad_port_number() -> None:
     r = run(VIGIL_GET, "-s", "127.0.0.1", "-p", "99999", "-k", "agent.ping")
     assert r.returncode == 1 and "Invalid port number '99999'" in r.stderr

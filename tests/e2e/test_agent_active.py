@@ -32,7 +32,7 @@ class ActiveAgent:
         self.conf.write_text(
             f"ServerActive=127.0.0.1:{server_port}\nHostname={hostname}\nStartAgents=0\n"
             f"RefreshActiveChecks=60\nBufferSend=1\nLogType=console\nPidFile={tmp}/{kind}-{n}.pid\n"
-            + ("AllowRoot=1\n" if kind == "zabbix_agentd" else "")
+            + "AllowRoot=1\n"
         )
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -58,7 +58,7 @@ def agents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int]
     for name, cmd in (("vigil", [vigil_bin("vigil-agent"), "-c"]), ("zabbix", [require("zabbix_agentd"), "-f", "-c"])):
         port = free_port()
         conf = d / f"{name}.conf"
-        conf.write_text(CONF.format(port=port, pid=d / f"{name}.pid") + ("AllowRoot=1\n" if name == "zabbix" else ""))
+        conf.write_text(CONF.format(port=port, pid=d / f"{name}.pid") + "AllowRoot=1\n")
         procs.append(subprocess.Popen([*cmd, str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         wait_port(port, 15, procs[-1])
         ports.append(port)
