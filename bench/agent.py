@@ -108,7 +108,7 @@ def start_vigil_agent(tmp: Path, port: int, start_agents: int = 3) -> subprocess
     conf = tmp / "vigil_agentd.conf"
     conf.write_text(
         f"Server=127.0.0.1\nServerActive=\nListenIP=127.0.0.1\nListenPort={port}\nHostname=bench\n"
-        f"StartAgents={start_agents}\nLogType=file\nLogFile={tmp}/vigil-agent.log\n"
+        f"StartAgents={start_agents}\nLogType=file\nLogFile={tmp}/vigil-agent.log\nAllowRoot=1\n"
     )
     proc = spawn_agent(conf)
     wait_port(port, proc=proc)
@@ -243,7 +243,7 @@ def measure_active_footprint(args: argparse.Namespace, tmp: Path) -> list[str]:
         conf = tmp / "vigil_agentd.conf"
         conf.write_text(
             f"ServerActive=127.0.0.1:{port}\nHostname={ACTIVE_HOST}\nStartAgents=0\nRefreshActiveChecks=60\n"
-            f"BufferSend=5\nLogType=file\nLogFile={tmp}/vigil-agent.log\n"
+            f"BufferSend=5\nLogType=file\nLogFile={tmp}/vigil-agent.log\nAllowRoot=1\n"
         )
         agent = spawn_agent(conf)
         # Past the start: imports done, check list fetched, every item run once (first runs spread over 5 s).

@@ -67,6 +67,9 @@ def agent_config(settings: Settings, hostname: str) -> Path:
         "# Written by `vigil up` for the agent watching this machine; rewritten at every start.\n"
         f"Hostname={hostname}\nServerActive={host}:{port}\nServer=\nStartAgents=0\n"
         "RefreshActiveChecks=60\nBufferSend=5\n"
+        # The agent is part of `vigil up` and runs as whoever started it; leaving root would lock it
+        # out of its own log and buffer in the data directory.
+        "AllowRoot=1\n"
         f"LogType=file\nLogFile={(settings.data_dir / 'vigil-agent.log').absolute()}\n"
         f"PersistentBufferFile={(settings.data_dir / 'vigil-agent-buffer.db').absolute()}\n"
     )
