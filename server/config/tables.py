@@ -211,6 +211,8 @@ def _trends(name: str, value_type: type) -> Table:
         Column("value_min", value_type, nullable=False),
         Column("value_avg", value_type, nullable=False),
         Column("value_max", value_type, nullable=False),
+        # 1 once the history of this hour is gone: late values merge in (see migration 0004).
+        Column("closed", Integer, nullable=False, server_default="0"),
     )
 
 
@@ -222,6 +224,14 @@ trend_dirty = Table(
     "trend_dirty",
     metadata,
     Column("hour", Integer, primary_key=True),
+)
+
+# Hours a roll-up has taken the dirty mark of and not yet committed trends for.
+trend_rollup = Table(
+    "trend_rollup",
+    metadata,
+    Column("hour", Integer, primary_key=True, autoincrement=False),
+    Column("token", BigInteger, nullable=False),
 )
 
 HISTORY_TABLES = {

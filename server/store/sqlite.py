@@ -15,6 +15,8 @@ committed like any other: every read, the trend roll-up and housekeeping look at
 from __future__ import annotations
 
 import contextlib
+import json
+import secrets
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -196,28 +198,38 @@ class SQLiteStore(Store):
             return [Trend(c, n, from_signed64(lo), from_signed64(a), from_signed64(hi)) for c, n, lo, a, hi in rows]
         return [Trend(*r) for r in rows]
 
-    def latest(self, items: Mapping[int, ValueType]) -> dict[int, HistoryRow]:
-        out: dict[int, HistoryRow] = {}
-        staged: dict[str, dict[int, HistoryRow]] = {}
+    def latest(self, items: Mapping[int, ValueType], since: int | None = None) -> dict[int, HistoryRow]:
+        by_type: dict[ValueType, list[int]] = {}
         for itemid, vt in items.items():
+            history_table(vt)
+            by_type.setdefault(ValueType(vt), []).append(int(itemid))
+        if not by_type:
+            return {}
+        lo = 0 if since is None else int(since)
+        parts: list[str] = []
+        params: list[object] = []
+        for vt, ids in by_type.items():
             table = history_table(vt)
-            row = self._query(
-                f"SELECT clock, ns, value FROM {table} WHERE itemid = ? "
-                "ORDER BY clock DESC, ns DESC LIMIT 1", (itemid,))
-            best = row[0] if row else None
+            ids_json = json.dumps(ids)
+            # The newest clock through the (itemid, clock) index, then the highest ns at that clock.
+            parts.append(
+                f"SELECT {int(vt)}, h.itemid, h.clock, h.ns, h.value FROM json_each(?) j JOIN {table} h ON h.rowid = "
+                f"(SELECT rowid FROM {table} WHERE itemid = j.value AND clock = (SELECT max(clock) FROM {table} "
+                "WHERE itemid = j.value AND clock >= ?) ORDER BY ns DESC LIMIT 1)")
+            params += [ids_json, lo]
             if table in STAGE:
-                if table not in staged:
-                    # One pass over the (small) staging table for all items; SQLite returns the other
-                    # columns of the row that has the max().
-                    staged[table] = {i: (c, n, v) for i, c, n, v, _ in self._query(
-                        f"SELECT itemid, clock, ns, value, max(clock * 1000000000 + ns) FROM {STAGE[table]} "
-                        "GROUP BY itemid", ())}
-                s = staged[table].get(itemid)
-                if s is not None and (best is None or s[:2] > best[:2]):
-                    best = s
-            if best is not None:
-                c, n, v = best
-                out[itemid] = (c, n, from_signed64(v) if vt == ValueType.UNSIGNED else v)
+                # One pass over the (small) staging table; SQLite returns the other columns of the row
+                # that has the max().
+                parts.append(
+                    f"SELECT {int(vt)}, itemid, clock, ns, value FROM (SELECT itemid, clock, ns, value, "
+                    f"max(clock * 1000000000 + ns) FROM {STAGE[table]} WHERE clock >= ? "
+                    "AND itemid IN (SELECT value FROM json_each(?)) GROUP BY itemid)")
+                params += [lo, ids_json]
+        out: dict[int, HistoryRow] = {}
+        for vt, itemid, clock, ns, value in self._query(" UNION ALL ".join(parts), params):
+            best = out.get(itemid)
+            if best is None or (clock, ns) > best[:2]:
+                out[itemid] = (clock, ns, from_signed64(value) if vt == ValueType.UNSIGNED else value)
         return out
 
     def sessions(self) -> dict[str, int]:
@@ -229,35 +241,77 @@ class SQLiteStore(Store):
     # -- trends -----------------------------------------------------------------------------------
 
     def rollup_trends(self, now: int) -> int:
-        hours = [h for (h,) in self._query("SELECT hour FROM trend_dirty ORDER BY hour", ())]
-        db = self._db
-        for hour in hours:
+        hours = [h for (h,) in self._query("SELECT hour FROM trend_dirty UNION SELECT hour FROM trend_rollup", ())]
+        for hour in sorted(hours):
             try:
-                with self._transaction():
-                    self._rollup_hour(hour)
-                    if rollup.hour_complete(hour, now):
-                        db.execute("DELETE FROM trend_dirty WHERE hour = ?", (hour,))
+                self._rollup_hour(hour, rollup.hour_complete(hour, now))
             except sqlite3.Error as e:
                 raise StoreError(f"rolling up trends for the hour at {hour} failed: {e}") from None
         return len(hours)
 
-    def _rollup_hour(self, hour: int) -> None:
+    def _rollup_hour(self, hour: int, complete: bool) -> None:
+        """Clear the mark (a short write), read the hour (no lock: WAL readers do not stop writers),
+        then write the trends in another short write. A writer that commits a value for the hour after
+        the mark was cleared marks it again, so the next roll-up counts it."""
         db = self._db
-        end = hour + rollup.HOUR
-        db.execute("DELETE FROM trends WHERE clock = ?", (hour,))
-        db.execute(
-            "INSERT INTO trends (itemid, clock, num, value_min, value_avg, value_max) "
-            f"SELECT itemid, :h, count(*), min(value), avg(value), max(value) FROM ({_hour_rows('history')}) "
-            "GROUP BY itemid", {"h": hour, "e": end})
-        # Unsigned sums overflow SQLite's integers, and values of 2**63 and more are stored negative:
-        # aggregate exactly in Python instead.
-        rows = db.execute(_hour_rows("history_uint"), {"h": hour, "e": end})
-        aggs = rollup.aggregate_by_item((i, from_signed64(v)) for i, v in rows)
-        db.execute("DELETE FROM trends_uint WHERE clock = ?", (hour,))
-        db.executemany(
-            "INSERT INTO trends_uint (itemid, clock, num, value_min, value_avg, value_max) VALUES (?,?,?,?,?,?)",
-            [(i, hour, a.num, to_signed64(int(a.min)), to_signed64(a.avg_uint()), to_signed64(int(a.max)))
-             for i, a in aggs.items()])
+        token = None
+        if complete:
+            token = claim_token()
+            with self._transaction():
+                db.execute("DELETE FROM trend_dirty WHERE hour = ?", (hour,))
+                db.execute("INSERT INTO trend_rollup (hour, token) VALUES (?, ?) "
+                           "ON CONFLICT (hour) DO UPDATE SET token = excluded.token", (hour, token))
+        p = {"h": hour, "e": hour + rollup.HOUR, "t": rollup.BIG, "s": rollup.SCALE}
+        floats = db.execute(
+            "SELECT itemid, count(*), min(value), max(value), "
+            "sum(CASE WHEN abs(value) > :t THEN value * :s ELSE 0.0 END), "
+            "sum(CASE WHEN abs(value) > :t THEN 0.0 ELSE value END) "
+            f"FROM ({_hour_rows('history', 'trends')}) GROUP BY itemid", p).fetchall()
+        uints = rollup.aggregate_by_item(
+            (i, from_signed64(v)) for i, v in db.execute(_hour_rows("history_uint", "trends_uint"), p))
+        with self._transaction():
+            if token is not None:
+                row = db.execute("SELECT token FROM trend_rollup WHERE hour = ?", (hour,)).fetchone()
+                if row is None or row[0] != token:
+                    return  # another roll-up took the hour over after us: its results are newer
+            db.executemany(_UPSERT.format(table="trends"), [
+                (i, hour, n, lo, rollup.float_mean(n, lo, hi, big, small), hi) for i, n, lo, hi, big, small in floats])
+            db.executemany(_UPSERT.format(table="trends_uint"), [
+                (i, hour, a.num, to_signed64(int(a.min)), to_signed64(a.avg_uint()), to_signed64(int(a.max)))
+                for i, a in uints.items()])
+            self._merge_late(hour)
+            if token is not None:
+                db.execute("DELETE FROM trend_rollup WHERE hour = ?", (hour,))
+
+    def _merge_late(self, hour: int) -> None:
+        """Late values of items whose trend row for the hour is closed (its history is gone): merged
+        into the row and removed from history, so that no later roll-up counts them twice."""
+        db = self._db
+        p = {"h": hour, "e": hour + rollup.HOUR}
+        for table, trends, uint in (("history", "trends", False), ("history_uint", "trends_uint", True)):
+            closed = _hour_rows(table, trends, closed=True, stage=False, cols="rowid")
+            rows = db.execute(f"DELETE FROM {table} WHERE rowid IN ({closed}) RETURNING itemid, value", p).fetchall()
+            rows += db.execute(
+                f"DELETE FROM {STAGE[table]} WHERE clock >= :h AND clock < :e AND EXISTS (SELECT 1 FROM {trends} t "
+                f"WHERE t.itemid = {STAGE[table]}.itemid AND t.clock = :h AND t.closed = 1) RETURNING itemid, value",
+                p).fetchall()
+            if not rows:
+                continue
+            late = rollup.aggregate_by_item((i, from_signed64(v)) if uint else (i, v) for i, v in rows)
+            old = {r[0]: r[1:] for r in db.execute(
+                f"SELECT itemid, num, value_min, value_avg, value_max FROM {trends} WHERE clock = ? AND closed = 1 "
+                f"AND itemid IN ({','.join('?' * len(late))})", (hour, *late))}
+            out = []
+            for i, agg in late.items():
+                if uint:
+                    n, lo, avg, hi = rollup.merge_uint_trend(
+                        tuple(from_signed64(x) if k else x for k, x in enumerate(old[i])), agg)  # type: ignore[arg-type]
+                    out.append((n, to_signed64(lo), to_signed64(avg), to_signed64(hi), i, hour))
+                else:
+                    n, lo, avg, hi = rollup.merge_trends(old[i], (agg.num, agg.min, agg.avg_float(), agg.max))
+                    out.append((n, lo, avg, hi, i, hour))
+            db.executemany(f"UPDATE {trends} SET num = ?, value_min = ?, value_avg = ?, value_max = ? "
+                           "WHERE itemid = ? AND clock = ?", out)
 
     # -- housekeeping -----------------------------------------------------------------------------
 
@@ -265,10 +319,44 @@ class SQLiteStore(Store):
         report = HousekeepReport()
         self.move_staged()  # so that old staged values are deleted now, not at the next run
         for r in retention:
-            report.history_rows += self._delete_chunked(history_table(r.value_type), r.itemid, now - r.history)
+            table = history_table(r.value_type)
             if r.value_type in TREND_TABLES:
-                report.trend_rows += self._delete_chunked(TREND_TABLES[r.value_type], r.itemid, now - r.trends)
+                trends = TREND_TABLES[r.value_type]
+                report.history_rows += self._delete_numeric(table, trends, r.itemid, rollup.hour_of(now - r.history))
+                report.trend_rows += self._delete_chunked(trends, r.itemid, now - r.trends)
+            else:
+                report.history_rows += self._delete_chunked(table, r.itemid, now - r.history)
         return report
+
+    def _delete_numeric(self, table: str, trends: str, itemid: int, before: int) -> int:
+        """Delete an item's numeric history before `before` (an hour's start), whole hours at a time,
+        closing the trend rows of those hours in the same transaction. Hours not rolled up yet keep
+        their history (their values are not in the trends yet)."""
+        db = self._db
+        total, span, start = 0, rollup.HOUR, None
+        while True:
+            try:
+                with self._transaction():
+                    if start is None:
+                        (first,) = db.execute(f"SELECT min(clock) FROM {table} WHERE itemid = ? AND clock < ?",
+                                              (itemid, before)).fetchone()
+                        if first is None:
+                            return total
+                        start = rollup.hour_of(first)
+                    end = min(before, start + span)
+                    gone = db.execute(
+                        f"DELETE FROM {table} WHERE itemid = ? AND clock >= ? AND clock < ? AND (clock - clock % 3600) "
+                        f"NOT IN ({_PENDING}) RETURNING clock", (itemid, start, end)).fetchall()
+                    hours = {rollup.hour_of(c) for (c,) in gone}
+                    db.executemany(f"UPDATE {trends} SET closed = 1 WHERE itemid = ? AND clock = ? AND closed = 0",
+                                   [(itemid, h) for h in sorted(hours)])
+            except sqlite3.Error as e:
+                raise StoreError(f"housekeeping {table} for item {itemid} failed: {e}") from None
+            total += len(gone)
+            if end >= before:
+                return total
+            start = end
+            span = span * 2 if len(gone) < DELETE_CHUNK // 2 else max(rollup.HOUR, span // 2)
 
     def _delete_chunked(self, table: str, itemid: int, before: int) -> int:
         total = 0
@@ -287,17 +375,33 @@ class SQLiteStore(Store):
         self._db.close()
 
 
-def _hour_rows(table: str) -> str:
-    """(itemid, value) of a history table and its staging table with :h <= clock < :e.
+_PENDING = "SELECT hour FROM trend_dirty UNION ALL SELECT hour FROM trend_rollup"  # hours not rolled up yet
+_UPSERT = ("INSERT INTO {table} (itemid, clock, num, value_min, value_avg, value_max) VALUES (?,?,?,?,?,?) "
+           "ON CONFLICT (itemid, clock) DO UPDATE SET num = excluded.num, value_min = excluded.value_min, "
+           "value_avg = excluded.value_avg, value_max = excluded.value_max")
+
+
+def claim_token() -> int:
+    return secrets.randbits(62) + 1
+
+
+def _hour_rows(table: str, trends: str, closed: bool = False, stage: bool = True, cols: str = "itemid, value") -> str:
+    """(itemid, value) of a history table and its staging table with :h <= clock < :e, for the items
+    whose trend row for the hour is open (none yet, or computed from history that is still there), or
+    with `closed` for those whose row is closed.
 
     History has no index on clock alone (see migration 0003): the item ids are walked through the
     (itemid, clock) index one by one (a skip scan: one probe per item), then each item's hour is a
     range of that index.
     """
-    return (
+    test = f"{'' if closed else 'NOT '}EXISTS (SELECT 1 FROM {trends} t WHERE t.itemid = {{0}} AND t.clock = :h " \
+        "AND t.closed = 1)"
+    sql = (
         f"WITH RECURSIVE ids(itemid) AS (SELECT min(itemid) FROM {table} UNION ALL "
         f"SELECT (SELECT min(itemid) FROM {table} WHERE itemid > ids.itemid) FROM ids WHERE ids.itemid IS NOT NULL) "
-        f"SELECT h.itemid, h.value FROM ids CROSS JOIN {table} h "
-        "ON h.itemid = ids.itemid AND h.clock >= :h AND h.clock < :e "
-        f"UNION ALL SELECT itemid, value FROM {STAGE[table]} WHERE clock >= :h AND clock < :e")
-
+        f"SELECT {', '.join('h.' + c.strip() for c in cols.split(','))} FROM ids CROSS JOIN {table} h "
+        f"ON h.itemid = ids.itemid AND h.clock >= :h AND h.clock < :e WHERE {test.format('ids.itemid')}")
+    if stage:
+        sql += (f" UNION ALL SELECT s.itemid, s.value FROM {STAGE[table]} s WHERE s.clock >= :h AND s.clock < :e "
+                f"AND {test.format('s.itemid')}")
+    return sql

@@ -277,11 +277,16 @@ def test_housekeeping_by_item_retention(store: Store, migrated_url: str) -> None
     assert (again.history_rows, again.trend_rows, again.partitions_dropped) == (0, 0, [])
 
 
-def test_housekeeping_zero_history_keeps_nothing(store: Store) -> None:
+def test_housekeeping_zero_history_keeps_nothing_once_in_trends(store: Store) -> None:
     now = T0 + DAY
     store.write(WriteBatch(uints=[(1, now - 10, 0, 1), (1, now, 0, 2)]))
-    store.housekeep(now + 1, [Retention(1, U, 0, 0)])
+    store.housekeep(now + 1, [Retention(1, U, 0, DAY)])
+    # Not rolled up yet: the values stay until they are in the trends.
+    assert [v for _, _, v in store.history(1, U, 0, END)] == [1, 2]
+    store.rollup_trends(now + 3600)
+    store.housekeep(now + 3600, [Retention(1, U, 0, DAY)])
     assert store.history(1, U, 0, END) == []
+    assert [(t.clock, t.num, t.avg) for t in store.trends(1, U, 0, END)] == [(now - 3600, 1, 1), (now, 1, 2)]
 
 
 # -- durability and partitions --------------------------------------------------------------------
