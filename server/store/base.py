@@ -158,6 +158,7 @@ class HousekeepReport:
     history_rows: int = 0
     trend_rows: int = 0
     partitions_dropped: list[str] = field(default_factory=list)
+    partitions_created: list[str] = field(default_factory=list)  # made ahead for the next days
 
 
 class Store(ABC):

@@ -7,6 +7,7 @@ average is an integer, the sum divided by the count rounded down, computed exact
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -39,6 +40,12 @@ def span_buckets(lo: int, hi: int, clocks: Iterable[int], size: int) -> set[int]
 
 def hour_complete(hour: int, now: int) -> bool:
     return hour + HOUR <= now
+
+
+def claim_token() -> int:
+    """A roll-up's mark on an hour it is recomputing (trend_rollup.token): another roll-up that
+    takes the hour over replaces it, and the first then leaves the hour's trends to it."""
+    return secrets.randbits(62) + 1
 
 
 # Float averages must not overflow (1e308 + 1e308 is past the float range) nor lose subnormals, and

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import secrets
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -256,7 +255,7 @@ class SQLiteStore(Store):
         db = self._db
         token = None
         if complete:
-            token = claim_token()
+            token = rollup.claim_token()
             with self._transaction():
                 db.execute("DELETE FROM trend_dirty WHERE hour = ?", (hour,))
                 db.execute("INSERT INTO trend_rollup (hour, token) VALUES (?, ?) "
@@ -379,10 +378,6 @@ _PENDING = "SELECT hour FROM trend_dirty UNION ALL SELECT hour FROM trend_rollup
 _UPSERT = ("INSERT INTO {table} (itemid, clock, num, value_min, value_avg, value_max) VALUES (?,?,?,?,?,?) "
            "ON CONFLICT (itemid, clock) DO UPDATE SET num = excluded.num, value_min = excluded.value_min, "
            "value_avg = excluded.value_avg, value_max = excluded.value_max")
-
-
-def claim_token() -> int:
-    return secrets.randbits(62) + 1
 
 
 def _hour_rows(table: str, trends: str, closed: bool = False, stage: bool = True, cols: str = "itemid, value") -> str:
