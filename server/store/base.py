@@ -143,14 +143,29 @@ class LogEntry:
     logeventid: int
 
 
+KEEP_FOREVER = 2**31  # a retention longer than any clock: nothing of the item is ever old enough to go
+
+
 @dataclass(frozen=True, slots=True)
 class Retention:
-    """Per-item retention in seconds; 0 keeps nothing (trends: none are rolled up)."""
+    """Per-item retention in seconds; 0 keeps nothing (trends: none are rolled up).
+
+    An item whose periods cannot be resolved is listed with `Retention.keep()`: it keeps all its
+    data, and on PostgreSQL no partition of its value type is dropped while it is listed so.
+    """
 
     itemid: int
     value_type: ValueType
     history: int
     trends: int
+
+    @classmethod
+    def keep(cls, itemid: int, value_type: ValueType) -> Retention:
+        return cls(itemid, value_type, KEEP_FOREVER, KEEP_FOREVER)
+
+    @property
+    def kept_forever(self) -> bool:
+        return self.history >= KEEP_FOREVER
 
 
 @dataclass(slots=True)
