@@ -1,13 +1,17 @@
 """The production store: PostgreSQL through psycopg 3, history written with COPY into daily partitions.
 
 History tables are `PARTITION BY RANGE (clock)` parents; a partition per table and UTC day
-(`history_p20240131`, `history_uint_p20240131`, …) is created the first time a batch touches that day,
-in its own short transaction before the batch's, so the batch never holds the catalog lock.
+(`history_p20240131`, `history_uint_p20240131`, …). The housekeeper makes those of today and the next
+PARTITIONS_AHEAD_DAYS days ahead, each waiting at most PARTITION_LOCK_TIMEOUT for the parent's lock,
+so writers find them at midnight; a batch with a clock outside that window creates its partition
+itself, in its own short transaction before the batch's, so the batch never holds the catalog lock.
 
 Trend roll-up and concurrent writers: a writer holds a shared advisory lock for the length of its
-transaction; the roll-up takes it exclusively for a moment while it clears an hour's dirty mark. So
-every writer either committed before the roll-up read the hour (its values are counted) or marks the
-hour dirty again after the roll-up cleared it (the next run counts them). No value is left out.
+transaction; the roll-up takes it exclusively only for the instant it clears an hour's dirty mark,
+in a transaction of its own (the hour is claimed in trend_rollup meanwhile), and recomputes the hour
+afterwards. So every writer either committed before the roll-up read the hour (its values are
+counted) or marks the hour dirty again after the roll-up cleared it (the next run counts them); no
+value is left out and no writer waits for a recomputation.
 """
 
 from __future__ import annotations

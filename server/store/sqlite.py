@@ -10,6 +10,9 @@ that spans many items straight into history's (itemid, clock) index dirties one 
 value: ~4 MB of WAL to write and fsync per 1000 values. Staged, the same batch appends a few
 pages, and a move of 50,000 values touches one or two leaf pages per item. A staged value is
 committed like any other: every read, the trend roll-up and housekeeping look at both tables.
+
+The trend roll-up holds the write lock only to clear an hour's mark and to write its trends; it reads
+the hour in between with no lock (WAL readers do not stop writers).
 """
 
 from __future__ import annotations
