@@ -211,8 +211,6 @@ def _trends(name: str, value_type: type) -> Table:
         Column("value_min", value_type, nullable=False),
         Column("value_avg", value_type, nullable=False),
         Column("value_max", value_type, nullable=False),
-        # 1 once the history of this hour is gone: late values merge in (see migration 0004).
-        Column("closed", Integer, nullable=False, server_default="0"),
     )
 
 
@@ -224,6 +222,15 @@ trend_dirty = Table(
     "trend_dirty",
     metadata,
     Column("hour", Integer, primary_key=True),
+)
+
+# Per item, the first hour whose history is kept: trends of earlier hours take late values in by
+# merging, not by being recomputed from history (see migration 0004).
+history_horizon = Table(
+    "history_horizon",
+    metadata,
+    Column("itemid", Integer, primary_key=True, autoincrement=False),
+    Column("clock", Integer, nullable=False),
 )
 
 # Hours a roll-up has taken the dirty mark of and not yet committed trends for.

@@ -208,13 +208,14 @@ class Store(ABC):
     def rollup_trends(self, now: int) -> int:
         """Recompute trends for every hour written since the last roll-up; returns hours done.
 
-        A trend row is open while the history it was computed from is there: the roll-up recomputes
-        it whole from history (so running it twice changes nothing, and a late value recomputes its
-        hour). Once housekeeping removed that history the row is closed: a late value is merged into
-        it (count, min, max, average weighted; unsigned averages in exact integers) and removed from
-        history, so it is counted once. An hour's mark is cleared only once the hour has ended
-        (hour + 3600 <= now), in a short transaction of its own before the hour is read: writers never
-        wait for the recomputation, and one that commits a value for the hour after that marks it again.
+        Each item has a horizon: the first hour whose history housekeeping kept. An hour at or after
+        it is recomputed whole from history (so running it twice changes nothing, and a late value
+        recomputes its hour). For an hour before it, whose history is gone, a late value is merged
+        into the trend row (count, min, max, average weighted; unsigned averages in exact integers)
+        and removed from history, so it is counted once. An hour's mark is cleared only once the hour
+        has ended (hour + 3600 <= now), in a short transaction of its own before the hour is read:
+        writers never wait for the recomputation, and one that commits a value for the hour after
+        that marks it again.
         Float averages cannot overflow and are computed alike on both stores (rollup.float_mean).
         """
 
@@ -223,7 +224,7 @@ class Store(ABC):
         """Delete history and trends older than each item's retention (clock < now - retention).
 
         Numeric history goes in whole hours (clock < the start of the hour of now - retention), and
-        only for hours already rolled up; the trend rows of those hours are closed with it. On
+        only up to the first hour not rolled up yet; the item's horizon moves with it. On
         PostgreSQL the partitions of today and the next days are made first (`partitions_created`),
         and whole daily partitions older than the shortest cutoff of the items of that value type
         (of all items, for a type no listed item has) are dropped and their names reported, except a

@@ -408,8 +408,9 @@ class PostgresStore(Store):
                 cur.execute("DELETE FROM trend_rollup WHERE hour = %s", (hour,))
 
     def _rollup_table(self, cur: psycopg.Cursor, hour: int, part: str, trends: str) -> None:
-        """Trends of one hour of one history partition: open rows recomputed from history, closed ones
-        (their history is gone) merged with the late values, which then leave history."""
+        """Trends of one hour of one history partition: recomputed from history for the items whose
+        history of the hour is whole; for those whose history of it is gone (the hour is before their
+        horizon) the late values are merged into the trend row and leave history."""
         uint = trends == "trends_uint"
         p = {"h": hour, "e": hour + rollup.HOUR, "t": rollup.BIG, "s": rollup.SCALE}
         value = f"({_UINT_DECODE})" if uint else "h.value"
@@ -417,8 +418,8 @@ class PostgresStore(Store):
             "sum(CASE WHEN abs(h.value) > %(t)s THEN h.value * %(s)s ELSE 0 END), "
             "sum(CASE WHEN abs(h.value) > %(t)s THEN 0 ELSE h.value END)")
         rows = cur.execute(
-            f"{_skip_scan(part)} SELECT ids.itemid, EXISTS (SELECT 1 FROM {trends} t WHERE t.itemid = ids.itemid "
-            f"AND t.clock = %(h)s AND t.closed = 1), count(*), min({value}), max({value}), {sums} "
+            f"{_skip_scan(part)} SELECT ids.itemid, EXISTS (SELECT 1 FROM history_horizon z "
+            f"WHERE z.itemid = ids.itemid AND z.clock > %(h)s), count(*), min({value}), max({value}), {sums} "
             f"FROM ids JOIN {part} h ON h.itemid = ids.itemid AND h.clock >= %(h)s AND h.clock < %(e)s "
             "GROUP BY ids.itemid", p).fetchall()
         out: list[tuple] = []
@@ -438,8 +439,8 @@ class PostgresStore(Store):
                 f"INSERT INTO {trends} (itemid, clock, num, value_min, value_avg, value_max) "
                 f"SELECT i, %s, n, lo, a, hi FROM unnest(%s::int[], %s::int[], %s::{kind}[], %s::{kind}[], "
                 f"%s::{kind}[]) AS v(i, n, lo, a, hi) ON CONFLICT (itemid, clock) DO UPDATE SET num = EXCLUDED.num, "
-                "value_min = EXCLUDED.value_min, value_avg = EXCLUDED.value_avg, value_max = EXCLUDED.value_max "
-                f"WHERE {trends}.closed = 0", (hour, *map(list, zip(*out, strict=True))))
+                "value_min = EXCLUDED.value_min, value_avg = EXCLUDED.value_avg, value_max = EXCLUDED.value_max",
+                (hour, *map(list, zip(*out, strict=True))))
         if late:
             self._merge_late(cur, hour, part, trends, late)
 
@@ -457,16 +458,20 @@ class PostgresStore(Store):
         out: list[tuple] = []
         for i, agg in aggs.items():
             if uint:
-                n, lo, avg, hi = rollup.merge_uint_trend(
+                fresh = (agg.num, int(agg.min), agg.avg_uint(), int(agg.max))
+                n, lo, avg, hi = fresh if i not in old else rollup.merge_uint_trend(
                     (old[i][0], *(from_signed64(x) for x in old[i][1:])), agg)  # type: ignore[arg-type]
                 out.append((i, n, to_signed64(lo), to_signed64(avg), to_signed64(hi)))
             else:
-                out.append((i, *rollup.merge_trends(old[i], (agg.num, agg.min, agg.avg_float(), agg.max))))
+                fresh_f = (agg.num, agg.min, agg.avg_float(), agg.max)
+                out.append((i, *(fresh_f if i not in old else rollup.merge_trends(old[i], fresh_f))))
         kind = "bigint" if uint else "float8"
         cur.execute(
-            f"UPDATE {trends} t SET num = v.n, value_min = v.lo, value_avg = v.a, value_max = v.hi "
-            f"FROM unnest(%s::int[], %s::int[], %s::{kind}[], %s::{kind}[], %s::{kind}[]) AS v(i, n, lo, a, hi) "
-            "WHERE t.itemid = v.i AND t.clock = %s", (*map(list, zip(*out, strict=True)), hour))
+            f"INSERT INTO {trends} (itemid, clock, num, value_min, value_avg, value_max) "
+            f"SELECT i, %s, n, lo, a, hi FROM unnest(%s::int[], %s::int[], %s::{kind}[], %s::{kind}[], "
+            f"%s::{kind}[]) AS v(i, n, lo, a, hi) ON CONFLICT (itemid, clock) DO UPDATE SET num = EXCLUDED.num, "
+            "value_min = EXCLUDED.value_min, value_avg = EXCLUDED.value_avg, value_max = EXCLUDED.value_max",
+            (hour, *map(list, zip(*out, strict=True))))
 
     def _hour_partition(self, table: str, day: int) -> str | None:
         """The quoted partition of `table` for the UTC day, or None if there is none (no values)."""
@@ -487,7 +492,7 @@ class PostgresStore(Store):
         if not items:
             return report
         # History goes before `cutoff`: numeric history in whole hours, so an hour's trend row is
-        # either computed from all its history or closed (its history gone, late values merged in).
+        # either computed from all its history or past the item's horizon (late values merge in).
         cutoff: dict[str, dict[int, list[int]]] = {}
         for r in items:
             table = history_table(r.value_type)
@@ -526,35 +531,36 @@ class PostgresStore(Store):
         if table not in _TRENDS_OF:
             return self._conn.execute(f"DELETE FROM {table} WHERE itemid = ANY(%s) AND clock < %s",
                                       (ids, before)).rowcount
-        # One statement, one snapshot: hours not rolled up yet keep their history (their values are
-        # not in the trends yet), and the trend rows of the hours whose history goes are closed.
-        trends = _TRENDS_OF[table]
+        # One statement, one snapshot: history goes up to the first hour not rolled up yet (its
+        # values, and those of later hours, are not all in the trends yet), and the horizon of each
+        # item that lost rows moves to where it stopped.
         row = self._conn.execute(
-            f"WITH gone AS (DELETE FROM {table} WHERE itemid = ANY(%s) AND clock < %s "
-            f"AND clock - clock %% 3600 NOT IN ({_PENDING}) RETURNING itemid, clock - clock %% 3600 AS hour), "
-            f"closed AS (UPDATE {trends} t SET closed = 1 FROM (SELECT DISTINCT itemid, hour FROM gone) g "
-            "WHERE t.itemid = g.itemid AND t.clock = g.hour AND t.closed = 0) SELECT count(*) FROM gone",
-            (ids, before)).fetchone()
+            f"WITH lim AS (SELECT LEAST(%s, (SELECT min(hour) FROM ({_PENDING}) p)) AS c), "
+            f"gone AS (DELETE FROM {table} WHERE itemid = ANY(%s) AND clock < (SELECT c FROM lim) RETURNING itemid), "
+            "hz AS (INSERT INTO history_horizon (itemid, clock) SELECT DISTINCT itemid, (SELECT c FROM lim) FROM gone "
+            "ON CONFLICT (itemid) DO UPDATE SET clock = EXCLUDED.clock WHERE history_horizon.clock < EXCLUDED.clock) "
+            "SELECT count(*) FROM gone", (before, ids)).fetchone()
         return int(row[0]) if row else 0
 
     def _drop_partition(self, name: str, table: str, day: int) -> bool:
-        """Drop a day's partition unless an hour of it is still to be rolled up; its trend rows are
-        closed in the same transaction. Dropping locks the parent table: waited for at most
-        PARTITION_LOCK_TIMEOUT, and holding it keeps writers out while the hours are checked."""
+        """Drop a day's partition unless an hour of it or before it is still to be rolled up; the
+        horizon of its items moves past the day in the same transaction. Dropping locks the parent
+        table: waited for at most PARTITION_LOCK_TIMEOUT, and holding it keeps writers out while the
+        hours are checked."""
         try:
             with self._conn.transaction(), self._conn.cursor() as cur:
                 cur.execute(f"SET LOCAL lock_timeout = '{PARTITION_LOCK_TIMEOUT}'")
                 cur.execute(sql.SQL("LOCK TABLE ONLY {} IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(table)))
                 part = sql.Identifier(name).as_string(self._conn)
                 if table in _TRENDS_OF:
-                    p = {"d": day, "e": day + rollup.DAY}
-                    if cur.execute(f"SELECT 1 FROM ({_PENDING}) p WHERE hour >= %(d)s AND hour < %(e)s LIMIT 1",
-                                   p).fetchone():
-                        log.info("partition %s kept until its hours are rolled up", name)
+                    if cur.execute(f"SELECT 1 FROM ({_PENDING}) p WHERE hour < %s LIMIT 1",
+                                   (day + rollup.DAY,)).fetchone():
+                        log.info("partition %s kept until its hours and those before are rolled up", name)
                         return False
-                    cur.execute(f"{_skip_scan(part)} UPDATE {_TRENDS_OF[table]} t SET closed = 1 FROM ids "
-                                "WHERE t.itemid = ids.itemid AND t.clock >= %(d)s AND t.clock < %(e)s "
-                                "AND t.closed = 0", p)
+                    cur.execute(f"{_skip_scan(part)} INSERT INTO history_horizon (itemid, clock) "
+                                "SELECT itemid, %s FROM ids WHERE itemid IS NOT NULL ON CONFLICT (itemid) DO UPDATE "
+                                "SET clock = EXCLUDED.clock WHERE history_horizon.clock < EXCLUDED.clock",
+                                (day + rollup.DAY,))
                 cur.execute(f"DROP TABLE IF EXISTS {part}")
         except errors.LockNotAvailable as e:
             log.warning("partition %s not dropped (tried again at the next run): %s", name, _describe(e))

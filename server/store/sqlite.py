@@ -268,9 +268,9 @@ class SQLiteStore(Store):
             "SELECT itemid, count(*), min(value), max(value), "
             "sum(CASE WHEN abs(value) > :t THEN value * :s ELSE 0.0 END), "
             "sum(CASE WHEN abs(value) > :t THEN 0.0 ELSE value END) "
-            f"FROM ({_hour_rows('history', 'trends')}) GROUP BY itemid", p).fetchall()
+            f"FROM ({_hour_rows('history')}) GROUP BY itemid", p).fetchall()
         uints = rollup.aggregate_by_item(
-            (i, from_signed64(v)) for i, v in db.execute(_hour_rows("history_uint", "trends_uint"), p))
+            (i, from_signed64(v)) for i, v in db.execute(_hour_rows("history_uint"), p))
         with self._transaction():
             if token is not None:
                 row = db.execute("SELECT token FROM trend_rollup WHERE hour = ?", (hour,)).fetchone()
@@ -286,34 +286,35 @@ class SQLiteStore(Store):
                 db.execute("DELETE FROM trend_rollup WHERE hour = ?", (hour,))
 
     def _merge_late(self, hour: int) -> None:
-        """Late values of items whose trend row for the hour is closed (its history is gone): merged
-        into the row and removed from history, so that no later roll-up counts them twice."""
+        """Late values of items whose history of the hour is gone (the hour is before their horizon):
+        merged into the trend row and removed from history, so that no later roll-up counts them twice."""
         db = self._db
         p = {"h": hour, "e": hour + rollup.HOUR}
         for table, trends, uint in (("history", "trends", False), ("history_uint", "trends_uint", True)):
-            closed = _hour_rows(table, trends, closed=True, stage=False, cols="rowid")
+            closed = _hour_rows(table, closed=True, stage=False, cols="rowid")
             rows = db.execute(f"DELETE FROM {table} WHERE rowid IN ({closed}) RETURNING itemid, value", p).fetchall()
             rows += db.execute(
-                f"DELETE FROM {STAGE[table]} WHERE clock >= :h AND clock < :e AND EXISTS (SELECT 1 FROM {trends} t "
-                f"WHERE t.itemid = {STAGE[table]}.itemid AND t.clock = :h AND t.closed = 1) RETURNING itemid, value",
+                f"DELETE FROM {STAGE[table]} WHERE clock >= :h AND clock < :e AND EXISTS (SELECT 1 FROM "
+                f"history_horizon z WHERE z.itemid = {STAGE[table]}.itemid AND z.clock > :h) RETURNING itemid, value",
                 p).fetchall()
             if not rows:
                 continue
             late = rollup.aggregate_by_item((i, from_signed64(v)) if uint else (i, v) for i, v in rows)
             old = {r[0]: r[1:] for r in db.execute(
-                f"SELECT itemid, num, value_min, value_avg, value_max FROM {trends} WHERE clock = ? AND closed = 1 "
+                f"SELECT itemid, num, value_min, value_avg, value_max FROM {trends} WHERE clock = ? "
                 f"AND itemid IN ({','.join('?' * len(late))})", (hour, *late))}
             out = []
             for i, agg in late.items():
                 if uint:
-                    n, lo, avg, hi = rollup.merge_uint_trend(
-                        tuple(from_signed64(x) if k else x for k, x in enumerate(old[i])), agg)  # type: ignore[arg-type]
-                    out.append((n, to_signed64(lo), to_signed64(avg), to_signed64(hi), i, hour))
+                    fresh = (agg.num, int(agg.min), agg.avg_uint(), int(agg.max))
+                    n, lo, avg, hi = fresh if i not in old else rollup.merge_uint_trend(
+                        (old[i][0], *(from_signed64(x) for x in old[i][1:])), agg)  # type: ignore[arg-type]
+                    out.append((i, hour, n, to_signed64(lo), to_signed64(avg), to_signed64(hi)))
                 else:
-                    n, lo, avg, hi = rollup.merge_trends(old[i], (agg.num, agg.min, agg.avg_float(), agg.max))
-                    out.append((n, lo, avg, hi, i, hour))
-            db.executemany(f"UPDATE {trends} SET num = ?, value_min = ?, value_avg = ?, value_max = ? "
-                           "WHERE itemid = ? AND clock = ?", out)
+                    fresh_f = (agg.num, agg.min, agg.avg_float(), agg.max)
+                    n, lo, avg, hi = fresh_f if i not in old else rollup.merge_trends(old[i], fresh_f)
+                    out.append((i, hour, n, lo, avg, hi))
+            db.executemany(_UPSERT.format(table=trends), out)
 
     # -- housekeeping -----------------------------------------------------------------------------
 
@@ -324,41 +325,44 @@ class SQLiteStore(Store):
             table = history_table(r.value_type)
             if r.value_type in TREND_TABLES:
                 trends = TREND_TABLES[r.value_type]
-                report.history_rows += self._delete_numeric(table, trends, r.itemid, rollup.hour_of(now - r.history))
+                report.history_rows += self._delete_numeric(table, r.itemid, rollup.hour_of(now - r.history))
                 report.trend_rows += self._delete_chunked(trends, r.itemid, now - r.trends)
             else:
                 report.history_rows += self._delete_chunked(table, r.itemid, now - r.history)
         return report
 
-    def _delete_numeric(self, table: str, trends: str, itemid: int, before: int) -> int:
+    def _delete_numeric(self, table: str, itemid: int, before: int) -> int:
         """Delete an item's numeric history before `before` (an hour's start), whole hours at a time,
-        closing the trend rows of those hours in the same transaction. Hours not rolled up yet keep
-        their history (their values are not in the trends yet)."""
+        oldest first, moving the item's horizon along in the same transaction. It stops at the first
+        hour not rolled up yet: its values are not in the trends yet, nor are those of later hours."""
         db = self._db
         total, span, start = 0, rollup.HOUR, None
         while True:
             try:
                 with self._transaction():
+                    (pending,) = db.execute(f"SELECT min(hour) FROM ({_PENDING})").fetchone()
+                    limit = before if pending is None else min(before, pending)
                     if start is None:
                         (first,) = db.execute(f"SELECT min(clock) FROM {table} WHERE itemid = ? AND clock < ?",
-                                              (itemid, before)).fetchone()
+                                              (itemid, limit)).fetchone()
                         if first is None:
                             return total
                         start = rollup.hour_of(first)
-                    end = min(before, start + span)
-                    gone = db.execute(
-                        f"DELETE FROM {table} WHERE itemid = ? AND clock >= ? AND clock < ? AND (clock - clock % 3600) "
-                        f"NOT IN ({_PENDING}) RETURNING clock", (itemid, start, end)).fetchall()
-                    hours = {rollup.hour_of(c) for (c,) in gone}
-                    db.executemany(f"UPDATE {trends} SET closed = 1 WHERE itemid = ? AND clock = ? AND closed = 0",
-                                   [(itemid, h) for h in sorted(hours)])
+                    end = min(limit, start + span)
+                    if end <= start:
+                        return total
+                    gone = db.execute(f"DELETE FROM {table} WHERE itemid = ? AND clock >= ? AND clock < ?",
+                                      (itemid, start, end)).rowcount
+                    if gone:
+                        db.execute("INSERT INTO history_horizon (itemid, clock) VALUES (?, ?) ON CONFLICT (itemid) "
+                                   "DO UPDATE SET clock = max(clock, excluded.clock)", (itemid, end))
             except sqlite3.Error as e:
                 raise StoreError(f"housekeeping {table} for item {itemid} failed: {e}") from None
-            total += len(gone)
-            if end >= before:
+            total += gone
+            if end >= limit:
                 return total
             start = end
-            span = span * 2 if len(gone) < DELETE_CHUNK // 2 else max(rollup.HOUR, span // 2)
+            span = span * 2 if gone < DELETE_CHUNK // 2 else max(rollup.HOUR, span // 2)
 
     def _delete_chunked(self, table: str, itemid: int, before: int) -> int:
         total = 0
@@ -383,17 +387,16 @@ _UPSERT = ("INSERT INTO {table} (itemid, clock, num, value_min, value_avg, value
            "value_avg = excluded.value_avg, value_max = excluded.value_max")
 
 
-def _hour_rows(table: str, trends: str, closed: bool = False, stage: bool = True, cols: str = "itemid, value") -> str:
+def _hour_rows(table: str, closed: bool = False, stage: bool = True, cols: str = "itemid, value") -> str:
     """(itemid, value) of a history table and its staging table with :h <= clock < :e, for the items
-    whose trend row for the hour is open (none yet, or computed from history that is still there), or
-    with `closed` for those whose row is closed.
+    whose history of the hour is whole (the hour is at or after their horizon), or with `closed` for
+    those whose history of it was removed (only late values are left).
 
     History has no index on clock alone (see migration 0003): the item ids are walked through the
     (itemid, clock) index one by one (a skip scan: one probe per item), then each item's hour is a
     range of that index.
     """
-    test = f"{'' if closed else 'NOT '}EXISTS (SELECT 1 FROM {trends} t WHERE t.itemid = {{0}} AND t.clock = :h " \
-        "AND t.closed = 1)"
+    test = f"{'' if closed else 'NOT '}EXISTS (SELECT 1 FROM history_horizon z WHERE z.itemid = {{0}} AND z.clock > :h)"
     sql = (
         f"WITH RECURSIVE ids(itemid) AS (SELECT min(itemid) FROM {table} UNION ALL "
         f"SELECT (SELECT min(itemid) FROM {table} WHERE itemid > ids.itemid) FROM ids WHERE ids.itemid IS NOT NULL) "

@@ -1,9 +1,11 @@
-"""Trends that survive housekeeping: closed trend rows, and roll-up claims.
+"""Trends that survive housekeeping: how far each item's history is gone, and roll-up claims.
 
-`trends.closed` / `trends_uint.closed` is 1 once the housekeeper has removed the history the row
-was computed from (rows deleted by retention, or a dropped partition). The roll-up recomputes an
-open row from history; into a closed one it merges late values (and removes them from history), as
-Zabbix merges late values into trends, instead of replacing the row with the late values alone.
+`history_horizon` holds, per item, the start of the first hour whose history the housekeeper has
+kept: everything before it went (rows deleted by retention, or a dropped partition), and only after
+its hours were rolled up. The roll-up recomputes an hour from history when it lies at or after the
+item's horizon; a late value for an hour before it is merged into the trend row (and removed from
+history), as Zabbix merges late values into trends, instead of replacing the row with the late
+values alone.
 
 `trend_rollup` holds the hours whose dirty mark a roll-up has cleared but whose trends it has not
 yet committed: the mark is cleared in its own short transaction, so writers never wait for the
@@ -23,8 +25,11 @@ down_revision = "0003"
 
 
 def upgrade() -> None:
-    for table in ("trends", "trends_uint"):
-        op.add_column(table, sa.Column("closed", sa.Integer, nullable=False, server_default="0"))
+    op.create_table(
+        "history_horizon",
+        sa.Column("itemid", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("clock", sa.Integer, nullable=False),
+    )
     op.create_table(
         "trend_rollup",
         sa.Column("hour", sa.Integer, primary_key=True, autoincrement=False),
@@ -37,6 +42,4 @@ def downgrade() -> None:
     op.execute("INSERT INTO trend_dirty (hour) SELECT hour FROM trend_rollup "
                "WHERE hour NOT IN (SELECT hour FROM trend_dirty)")
     op.drop_table("trend_rollup")
-    for table in ("trends", "trends_uint"):
-        with op.batch_alter_table(table) as batch:
-            batch.drop_column("closed")
+    op.drop_table("history_horizon")
