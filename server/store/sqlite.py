@@ -302,7 +302,7 @@ class SQLiteStore(Store):
             late = rollup.aggregate_by_item((i, from_signed64(v)) if uint else (i, v) for i, v in rows)
             old = {r[0]: r[1:] for r in db.execute(
                 f"SELECT itemid, num, value_min, value_avg, value_max FROM {trends} WHERE clock = ? "
-                f"AND itemid IN ({','.join('?' * len(late))})", (hour, *late))}
+                "AND itemid IN (SELECT value FROM json_each(?))", (hour, json.dumps(list(late))))}
             out = []
             for i, agg in late.items():
                 if uint:

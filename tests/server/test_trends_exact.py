@@ -158,6 +158,39 @@ def test_a_late_value_into_a_dropped_partition_merges(migrated_url: str, store: 
     assert isinstance(store, PostgresStore)
 
 
+def test_housekeeping_keeps_history_not_yet_in_the_trends(store: Store, migrated_url: str) -> None:
+    now = T0 + 10 * DAY
+    store.write(WriteBatch(floats=[(1, T0, 0, 1.0), (1, T0 + DAY, 0, 2.0), (2, T0 + DAY, 0, 4.0)]))
+    report = store.housekeep(now, [Retention(1, F, DAY, 30 * DAY), Retention(2, F, DAY, 30 * DAY)])
+    assert report.history_rows == 0 and report.partitions_dropped == []  # not rolled up yet: kept
+    assert len(store.history(1, F, 0, END)) == 2
+    store.rollup_trends(now)
+    report = store.housekeep(now, [Retention(1, F, DAY, 30 * DAY), Retention(2, F, DAY, 30 * DAY)])
+    assert store.history(1, F, 0, END) == [] and store.history(2, F, 0, END) == []
+    if migrated_url.startswith("postgresql"):
+        assert len(report.partitions_dropped) == 2
+    assert [t[:2] for t in _trends(store, 1).values()] == [(1, 1.0), (1, 2.0)]
+    assert _trends(store, 2)[T0 + DAY] == (1, 4.0, 4.0, 4.0)
+
+
+def test_an_hour_left_claimed_by_a_failed_rollup_is_finished_by_the_next(store: Store, migrated_url: str) -> None:
+    store.write(WriteBatch(floats=[(1, T0, 0, 1.0), (1, T0 + 1, 0, 3.0)]))
+    store.rollup_trends(T0 + HOUR)
+    import sqlalchemy as sa
+    from vigil.server.config.migrate import engine_for
+
+    engine = engine_for(migrated_url)
+    try:
+        with engine.begin() as c:  # as a roll-up that died after clearing the mark leaves it
+            c.execute(sa.text("DELETE FROM trends"))
+            c.execute(sa.text("INSERT INTO trend_rollup (hour, token) VALUES (:h, 12345)"), {"h": T0})
+    finally:
+        engine.dispose()
+    assert store.rollup_trends(T0 + 2 * HOUR) == 1
+    assert _trends(store, 1)[T0] == (2, 1.0, 2.0, 3.0)
+    assert store.rollup_trends(T0 + 2 * HOUR) == 0
+
+
 # -- a writer during a slow roll-up ---------------------------------------------------------------
 
 
