@@ -487,7 +487,10 @@ class PostgresStore(Store):
 
     def housekeep(self, now: int, retention: Iterable[Retention]) -> HousekeepReport:
         report = HousekeepReport()
-        report.partitions_created = self.make_partitions_ahead(now)
+        try:
+            report.partitions_created = self.make_partitions_ahead(now)
+        except psycopg.Error as e:
+            raise StoreError(f"housekeeping failed listing partitions: {_describe(e)}") from None
         items = list(retention)
         if not items:
             return report
