@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from vigil.server.config.tables import ValueType
-from vigil.server.store import open_store
+from vigil.server.store import open_store, rollup
 from vigil.server.store.base import Retention, Store, WriteBatch
 
 from tests.conftest import VigilServer
@@ -53,6 +53,21 @@ def _check_trend(got: tuple, values: list[float]) -> None:
 
 def _trends(store: Store, itemid: int, vt: ValueType = F) -> dict[int, tuple]:
     return {t.clock: (t.num, t.min, t.avg, t.max) for t in store.trends(itemid, vt, 0, END)}
+
+
+def test_trend_maths_without_overflow() -> None:
+    for values in EXTREME.values():
+        agg = rollup.Aggregate.of(values)
+        assert agg is not None
+        _check_trend((agg.num, agg.min, agg.avg_float(), agg.max), values)
+    assert rollup.merge_trends((2, 1e308, 1e308, 1e308), (1, 1e308, 1e308, 1e308)) == (3, 1e308, 1e308, 1e308)
+    assert rollup.merge_trends((1, -MAX, -MAX, -MAX), (1, MAX, MAX, MAX)) == (2, -MAX, 0.0, MAX)
+    assert rollup.merge_trends((3, TINY, TINY, TINY), (1, TINY, TINY, TINY)) == (4, TINY, TINY, TINY)
+    late = rollup.Aggregate.of([2**64 - 1, 2**64 - 1])
+    assert late is not None
+    assert rollup.merge_uint_trend((2, 2**64 - 2, 2**64 - 2, 2**64 - 2), late) == (4, 2**64 - 2, 2**64 - 2, 2**64 - 1)
+    with pytest.raises(ValueError, match="no values"):
+        rollup.float_mean(0, 0.0, 0.0, 0.0, 0.0)
 
 
 def test_extreme_floats_roll_up_on_both_stores(store: Store) -> None:
