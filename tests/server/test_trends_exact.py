@@ -305,3 +305,68 @@ def test_a_writer_is_not_blocked_by_a_slow_rollup(migrated_url: str) -> None:
     finally:
         writer.close()
         roller.close()
+
+
+def test_two_rollups_of_one_hour_keep_the_newer_result(migrated_url: str) -> None:
+    """A roll-up stalled part-way while another does the same hour over: the trend is the newer one's."""
+    writer, first, second = open_store(migrated_url), open_store(migrated_url), open_store(migrated_url)
+    writer.write(WriteBatch(floats=[(1, T0 + k, 0, 1.0) for k in range(3000)]))
+    errors: list[BaseException] = []
+    release, paused = threading.Event(), threading.Event()
+    holder = None
+    if migrated_url.startswith("postgresql"):
+        import psycopg
+
+        holder = psycopg.connect(migrated_url)
+        holder.execute("LOCK TABLE trends IN EXCLUSIVE MODE")
+        first_pid = first._conn.info.backend_pid  # type: ignore[attr-defined]
+        is_paused: Callable[[], bool] = lambda: _pg_waiting_on_lock(migrated_url, first_pid)  # noqa: E731
+    else:
+        calls = 0
+
+        def progress() -> int:
+            nonlocal calls
+            calls += 1
+            if calls == 40:
+                paused.set()
+                release.wait(60)
+            return 0
+
+        first._db.set_progress_handler(progress, 1000)  # type: ignore[attr-defined]
+        is_paused = paused.is_set
+
+    def roll(store: Store) -> None:
+        try:
+            store.rollup_trends(T0 + 10 * HOUR)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    a = threading.Thread(target=roll, args=(first,))
+    a.start()
+    b = threading.Thread(target=roll, args=(second,))
+    try:
+        _wait(lambda: is_paused() or not a.is_alive(), "the first roll-up to stall")
+        assert a.is_alive()
+        writer.write(WriteBatch(floats=[(1, T0 + 3500, 0, 50.0)]))  # after the first one read the hour
+        b.start()
+        if holder is None:
+            b.join(60)  # SQLite: the second one does the hour over while the first is stalled
+            assert not b.is_alive()
+        else:
+            second_pid = second._conn.info.backend_pid  # type: ignore[attr-defined]
+            _wait(lambda: not b.is_alive() or _pg_waiting_on_lock(migrated_url, second_pid), "the second roll-up")
+    finally:
+        release.set()
+        if holder is not None:
+            holder.rollback()
+            holder.close()
+        a.join(60)
+        if b.ident is not None:
+            b.join(60)
+    try:
+        assert errors == []
+        [trend] = writer.trends(1, F, 0, END)
+        assert (trend.num, trend.max) == (3001, 50.0)
+    finally:
+        for s in (writer, first, second):
+            s.close()
