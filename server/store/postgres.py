@@ -548,25 +548,32 @@ class PostgresStore(Store):
     def _drop_partition(self, name: str, table: str, day: int) -> bool:
         """Drop a day's partition unless an hour of it or before it is still to be rolled up; the
         horizon of its items moves past the day in the same transaction. Dropping locks the parent
-        table: waited for at most PARTITION_LOCK_TIMEOUT, and holding it keeps writers out while the
-        hours are checked."""
+        table: waited for at most PARTITION_LOCK_TIMEOUT; while it is held (writers wait) only the
+        items written since the first pass are looked for, the hours checked and the table dropped."""
+        part = sql.Identifier(name).as_string(self._conn)
+        horizon = (f"{_skip_scan(part)} INSERT INTO history_horizon (itemid, clock) SELECT itemid, %s FROM ids "
+                   "WHERE itemid IS NOT NULL ON CONFLICT (itemid) DO UPDATE SET clock = EXCLUDED.clock "
+                   "WHERE history_horizon.clock < EXCLUDED.clock")
+        dropped = False
         try:
             with self._conn.transaction(), self._conn.cursor() as cur:
                 cur.execute(f"SET LOCAL lock_timeout = '{PARTITION_LOCK_TIMEOUT}'")
+                numeric = table in _TRENDS_OF
+                if numeric:
+                    cur.execute(horizon, (day + rollup.DAY,))
                 cur.execute(sql.SQL("LOCK TABLE ONLY {} IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(table)))
-                part = sql.Identifier(name).as_string(self._conn)
-                if table in _TRENDS_OF:
+                if numeric:
                     if cur.execute(f"SELECT 1 FROM ({_PENDING}) p WHERE hour < %s LIMIT 1",
                                    (day + rollup.DAY,)).fetchone():
                         log.info("partition %s kept until its hours and those before are rolled up", name)
-                        return False
-                    cur.execute(f"{_skip_scan(part)} INSERT INTO history_horizon (itemid, clock) "
-                                "SELECT itemid, %s FROM ids WHERE itemid IS NOT NULL ON CONFLICT (itemid) DO UPDATE "
-                                "SET clock = EXCLUDED.clock WHERE history_horizon.clock < EXCLUDED.clock",
-                                (day + rollup.DAY,))
+                        raise psycopg.Rollback()
+                    cur.execute(horizon, (day + rollup.DAY,))  # items first written to the day meanwhile
                 cur.execute(f"DROP TABLE IF EXISTS {part}")
+                dropped = True
         except errors.LockNotAvailable as e:
             log.warning("partition %s not dropped (tried again at the next run): %s", name, _describe(e))
+            return False
+        if not dropped:
             return False
         self._partitions.discard(name)
         return True
