@@ -109,17 +109,20 @@ def test_a_writer_at_midnight_uses_the_partition_made_ahead(pg_url: str, reader)
         keeper.close()
 
 
-def test_making_partitions_ahead_gives_up_on_a_held_lock(pg_url: str, reader) -> None:  # noqa: ANN001
+def test_making_and_dropping_partitions_give_up_on_a_held_lock(pg_url: str, reader) -> None:  # noqa: ANN001
     from vigil.server.store.postgres import PostgresStore, partition_name
 
     keeper = open_store(pg_url)
     assert isinstance(keeper, PostgresStore)
+    old = NOW - 40 * DAY
+    keeper.write(WriteBatch(floats=[(1, old, 0, 1.0)], uints=[(2, old, 0, 1)]))
+    keeper.rollup_trends(NOW)
     reader.execute("LOCK TABLE ONLY history IN ACCESS SHARE MODE")
     result: list = []
 
     def housekeep() -> None:
         try:
-            result.append(keeper.housekeep(NOW, [Retention(1, F, DAY, DAY)]))
+            result.append(keeper.housekeep(NOW, [Retention(1, F, DAY, DAY), Retention(2, U, DAY, DAY)]))
         except BaseException as e:  # noqa: BLE001 - reported below
             result.append(e)
 
@@ -137,7 +140,12 @@ def test_making_partitions_ahead_gives_up_on_a_held_lock(pg_url: str, reader) ->
         today = NOW - NOW % DAY
         assert partition_name("history", today) not in report.partitions_created
         assert partition_name("history_uint", today) in report.partitions_created
-        assert partition_name("history", today) in keeper.housekeep(NOW, []).partitions_created  # the next run
+        assert partition_name("history_uint", old - old % DAY) in report.partitions_dropped
+        assert partition_name("history", old - old % DAY) not in report.partitions_dropped
+        assert partition_name("history", old - old % DAY) in keeper.partitions()  # its rows went one by one
+        again = keeper.housekeep(NOW, [Retention(1, F, DAY, DAY)])  # the next run, the lock released
+        assert partition_name("history", today) in again.partitions_created
+        assert again.partitions_dropped == [partition_name("history", old - old % DAY)]
     finally:
         keeper.close()
 
