@@ -9,7 +9,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -29,6 +29,15 @@ def free_port() -> int:
                 continue
             return p
     raise RuntimeError("no free port found in 20000-32000")
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> None:
+    """Return once `predicate()` is true; fail naming `what` was awaited if it is not within `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
 
 
 def wait_port(port: int, timeout: float = 10.0, proc: subprocess.Popen | None = None) -> None:
@@ -181,6 +190,33 @@ class VigilServer:
         path = self.tmp / f"config-{uuid.uuid4().hex[:6]}.yaml"
         path.write_text(text)
         self.cli("config", "import", str(path))
+
+    def active_checks(self, host: str) -> dict:
+        """The server's answer to an active agent's "active checks" request for `host`."""
+        import json
+
+        from vigil.agent.protocol import zbxd
+
+        body = zbxd.encode(json.dumps({"request": "active checks", "host": host}).encode())
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
+            s.sendall(body)
+            raw = b""
+            while chunk := s.recv(65536):
+                raw += chunk
+        return json.loads(zbxd.decode(raw)[1])
+
+    def wait_for_config(self, host: str, active_key: str | None = None, timeout: float = 10) -> None:
+        """Wait until the running server's configuration cache (reloaded every VIGIL_CONFIG_REFRESH)
+        knows `host` and, if given, its active item `active_key`: the cache is replaced whole, so then
+        everything imported with them is loaded too."""
+        def loaded() -> bool:
+            answer = self.active_checks(host)
+            if answer.get("response") != "success":
+                return False
+            return active_key is None or any(c.get("key") == active_key for c in answer.get("data", []))
+
+        what = f"the server to load host {host!r}" + (f" with active item {active_key!r}" if active_key else "")
+        wait_until(loaded, timeout, what)
 
     def start(self) -> VigilServer:
         self.cli("db", "upgrade")

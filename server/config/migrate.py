@@ -14,6 +14,10 @@ from sqlalchemy.engine import Engine
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+class MigrationError(RuntimeError):
+    """A migration could not be applied; the database is left at the revision it had."""
+
+
 def sqlalchemy_url(url: str) -> str:
     """Our URLs are the drivers' own (postgresql://…); SQLAlchemy wants the driver named."""
     if url.startswith("postgresql://"):
@@ -36,7 +40,19 @@ def engine_for(url: str) -> Engine:
             cur.close()
 
         return engine
-    return sa.create_engine(sqlalchemy_url(url), pool_pre_ping=True)
+    engine = sa.create_engine(sqlalchemy_url(url), pool_pre_ping=True)
+
+    @sa.event.listens_for(engine, "connect")
+    def _durable(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        # An administrator may make asynchronous commit the database's or role's default; a
+        # configuration change we report done must survive a crash all the same. Set outside a
+        # transaction so the pool's rollback on return does not undo it.
+        autocommit = dbapi_conn.autocommit
+        dbapi_conn.autocommit = True
+        dbapi_conn.execute("SET synchronous_commit = on")
+        dbapi_conn.autocommit = autocommit
+
+    return engine
 
 
 def _config(connection: sa.Connection) -> Config:
@@ -47,8 +63,45 @@ def _config(connection: sa.Connection) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Migrate to `revision` in one transaction: all of it or, if anything fails, none of it."""
+    if engine.dialect.name == "sqlite":
+        _upgrade_sqlite(engine, revision)
+        return
     with engine.begin() as conn:
         command.upgrade(_config(conn), revision)
+
+
+def _upgrade_sqlite(engine: Engine, revision: str) -> None:
+    """SQLite's documented procedure for schema changes (lang_altertable.html, "other kinds of changes").
+
+    Foreign keys off (outside a transaction, else the PRAGMA does nothing), the changes, then
+    `PRAGMA foreign_key_check` before the commit, foreign keys on again. With them on, batch mode's
+    rebuild of a table (create a copy, drop the original, rename the copy) deletes every row of
+    the tables that reference it through ON DELETE CASCADE: migration 0002 emptied item_tags and
+    item_rtdata that way.
+    """
+    with engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        conn.commit()
+        # The driver opens a transaction only before INSERT/UPDATE/DELETE and runs DDL outside one:
+        # take over so every statement of the migration is in our BEGIN … COMMIT.
+        legacy = raw.isolation_level  # type: ignore[union-attr]
+        raw.isolation_level = None  # type: ignore[union-attr]
+        try:
+            with conn.begin():
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                command.upgrade(_config(conn), revision)
+                broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    rows = ", ".join(f"{table} row {rowid} -> {parent}" for table, rowid, parent, _ in broken[:10])
+                    raise MigrationError(
+                        f"migrating to {revision} would leave {len(broken)} rows referring to rows that do not "
+                        f"exist ({rows}); nothing was changed")
+        finally:
+            raw.isolation_level = legacy  # type: ignore[union-attr]
+            conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+            conn.commit()
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -59,7 +59,7 @@ def test_history_and_trends_through_a_running_server(tmp_path: Path) -> None:
     try:
         srv.import_yaml("hosts:\n  - host: h1\n    items:\n      - {key: t.f, value_type: float}\n"
                         "      - {key: t.u, value_type: unsigned}\n")
-        time.sleep(0.5)
+        srv.wait_for_config("h1")
         hour = (int(time.time()) // 3600 - 3) * 3600
         lines = [f"h1 t.f {hour + i * 600} {v}" for i, v in enumerate([1, 2, 3, 4, 5, 6, 10, 20])]
         lines += [f"h1 t.u {hour + 60} 5", f"h1 t.u {hour + 120} 7"]

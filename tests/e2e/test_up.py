@@ -8,25 +8,19 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 import yaml
 
-from tests.conftest import VigilServer, vigil_bin, wait_port
+from tests.conftest import VigilServer, vigil_bin, wait_port, wait_until
 
 TEMPLATE = "Linux by Vigil agent"
 
 
 def wait_for(cond: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    wait_until(cond, timeout, what, interval=0.5)  # each check runs `vigil history`: not too often
 
 
 def local_agents(up: subprocess.Popen[bytes]) -> list[psutil.Process]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import re
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from vigil.server.cli import build_parser
 from vigil.server.config.migrate import engine_for, head_revision, upgrade
 from vigil.server.config.tables import metadata
 from vigil.server.settings import SETTINGS, Settings, SettingsError
+
+from tests.test_rooms import MAY_IMPORT
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -81,3 +84,38 @@ def test_migrations_create_exactly_the_declared_tables(database_url: str) -> Non
     assert tables_and_columns == []
     assert set(sa.inspect(engine).get_table_names()) >= {t for t in metadata.tables}
     engine.dispose()
+
+
+def _resolves(dotted: str) -> bool:
+    """`vigil.server.ingest.batcher.Batcher`: the longest importable module, then attributes."""
+    parts = dotted.split(".")
+    for i in range(len(parts), 1, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for attr in parts[i:]:
+            if not hasattr(obj, attr):
+                return False
+            obj = getattr(obj, attr)
+        return True
+    return False
+
+
+def test_architecture_names_only_what_exists() -> None:
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    names = set(re.findall(r"`([^`\s]+)`", doc))
+    paths = {n for n in names if "/" in n or n.endswith(".py")}
+    dotted = {n for n in names if n.startswith("vigil.")}
+    settings = {n for n in names if re.fullmatch(r"VIGIL_[A-Z_]+", n)}
+    assert len(paths) > 20 and len(dotted) > 10, "the checks below would check next to nothing"
+    assert sorted(p for p in paths if not (ROOT / p).exists()) == []
+    assert sorted(d for d in dotted if not _resolves(d)) == []
+    assert settings - {s.name for s in SETTINGS} == set()
+
+
+def test_architecture_rooms_are_the_enforced_ones() -> None:
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    rows = re.findall(r"^\| `(\w+)` \|.*\| ([^|]+) \|$", doc, re.M)
+    assert {room: set(re.findall(r"`(\w+)`", allowed)) for room, allowed in rows} == MAY_IMPORT
+    assert "docs/architecture.md" in (ROOT / "README.md").read_text()

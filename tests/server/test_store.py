@@ -300,7 +300,7 @@ def test_write_is_durable_when_it_returns(migrated_url: str) -> None:
         s = open_store({migrated_url!r})
         s.write(WriteBatch(floats=[(77, {T0}, 1, 3.25)], sessions={{"dur": 4}}))
         print("written", flush=True)
-        time.sleep(60)
+        time.sleep(60)  # alive, not waiting on anything: the test SIGKILLs it right after "written"
     """)
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, cwd=ROOT, text=True)
     try:
