@@ -13,18 +13,12 @@ from vigil.server.config.tables import ValueType
 from vigil.server.store import open_store
 from vigil.server.store.base import Retention, Store, WriteBatch
 
+from tests.conftest import wait_until
+
 F, U, S, T, L = ValueType.FLOAT, ValueType.UNSIGNED, ValueType.CHAR, ValueType.TEXT, ValueType.LOG
 DAY = 86400
 NOW = int(time.time())
 TABLES = ("history", "history_uint", "history_str", "history_text", "history_log")
-
-
-def _wait(cond: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 @pytest.fixture
@@ -97,7 +91,7 @@ def test_a_writer_at_midnight_uses_the_partition_made_ahead(pg_url: str, reader)
         pid = writer._conn.info.backend_pid  # type: ignore[attr-defined]
         t = threading.Thread(target=write)
         t.start()
-        _wait(lambda: done.is_set() or _waiting_on_lock(pg_url, pid), "the write")
+        wait_until(lambda: done.is_set() or _waiting_on_lock(pg_url, pid), 30, "the write")
         assert done.is_set(), "the writer waits for a lock: it is creating a partition on the write path"
         t.join(30)
         assert errors == []

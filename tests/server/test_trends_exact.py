@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import sqlite3
 import threading
-import time
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -16,7 +15,7 @@ from vigil.server.config.tables import ValueType
 from vigil.server.store import open_store, rollup
 from vigil.server.store.base import Retention, Store, WriteBatch
 
-from tests.conftest import VigilServer
+from tests.conftest import VigilServer, wait_until
 
 F, U = ValueType.FLOAT, ValueType.UNSIGNED
 DAY = 86400
@@ -209,14 +208,6 @@ def test_an_hour_left_claimed_by_a_failed_rollup_is_finished_by_the_next(store: 
 # -- a writer during a slow roll-up ---------------------------------------------------------------
 
 
-def _wait(cond: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
-
-
 def _pg_waiting_on_lock(url: str, pid: int) -> bool:
     import psycopg
 
@@ -265,7 +256,7 @@ def test_a_writer_is_not_blocked_by_a_slow_rollup(migrated_url: str) -> None:
     rolling = threading.Thread(target=roll)
     rolling.start()
     try:
-        _wait(lambda: is_paused() or not rolling.is_alive(), "the roll-up to stall")
+        wait_until(lambda: is_paused() or not rolling.is_alive(), 30, "the roll-up to stall")
         assert rolling.is_alive(), "the roll-up finished before it could be stalled"
         if holder is None:
             probe = sqlite3.connect(migrated_url[len("sqlite:///"):], timeout=0, isolation_level=None)
@@ -287,7 +278,7 @@ def test_a_writer_is_not_blocked_by_a_slow_rollup(migrated_url: str) -> None:
 
             w = threading.Thread(target=write)
             w.start()
-            _wait(lambda: done.is_set() or _pg_waiting_on_lock(migrated_url, writer_pid), "the write")
+            wait_until(lambda: done.is_set() or _pg_waiting_on_lock(migrated_url, writer_pid), 30, "the write")
             assert done.is_set(), "the writer waits on a lock held by the roll-up"
             w.join(30)
         assert rolling.is_alive()
@@ -345,7 +336,7 @@ def test_two_rollups_of_one_hour_keep_the_newer_result(migrated_url: str) -> Non
     a.start()
     b = threading.Thread(target=roll, args=(second,))
     try:
-        _wait(lambda: is_paused() or not a.is_alive(), "the first roll-up to stall")
+        wait_until(lambda: is_paused() or not a.is_alive(), 30, "the first roll-up to stall")
         assert a.is_alive()
         writer.write(WriteBatch(floats=[(1, T0 + 3500, 0, 50.0)]))  # after the first one read the hour
         b.start()
@@ -354,7 +345,8 @@ def test_two_rollups_of_one_hour_keep_the_newer_result(migrated_url: str) -> Non
             assert not b.is_alive()
         else:
             second_pid = second._conn.info.backend_pid  # type: ignore[attr-defined]
-            _wait(lambda: not b.is_alive() or _pg_waiting_on_lock(migrated_url, second_pid), "the second roll-up")
+            wait_until(lambda: not b.is_alive() or _pg_waiting_on_lock(migrated_url, second_pid), 30,
+                       "the second roll-up")
     finally:
         release.set()
         if holder is not None:
