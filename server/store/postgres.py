@@ -191,21 +191,20 @@ class PostgresStore(Store):
         self._load_partitions()
         created: list[str] = []
         today = rollup.day_of(now)
-        for d in range(days + 1):
-            day = today + d * rollup.DAY
-            if day > _INT32_MAX:
-                break
-            for table in HISTORY_TABLES.values():
+        for table in HISTORY_TABLES.values():
+            for d in range(days + 1):
+                day = today + d * rollup.DAY
                 name = partition_name(table, day)
-                if name in self._partitions:
+                if day > _INT32_MAX or name in self._partitions:
                     continue
                 try:
                     with self._conn.transaction():
                         self._conn.execute(f"SET LOCAL lock_timeout = '{PARTITION_LOCK_TIMEOUT}'")
                         self._conn.execute(self._create_partition_sql(table, day))
                 except psycopg.Error as e:
+                    # The next days of this table wait for the next run: one wait per table at most.
                     log.warning("partition %s not made ahead (tried again at the next run): %s", name, _describe(e))
-                    continue
+                    break
                 self._partitions.add(name)
                 created.append(name)
         if created:
