@@ -394,9 +394,13 @@ class ConfigRepo:
             return (int(r.itemid), ValueType(r.value_type)) if r else None
 
     def retention_rows(self) -> list[tuple[int, int, str, str]]:
-        """(itemid, value_type, history, trends) of every item of a host, as configured."""
+        """(itemid, value_type, history, trends) of every item of a host, user macros resolved through
+        the host's macros and its templates'; a macro neither defines stays as written."""
         with self.engine.connect() as c:
-            q = (sa.select(t.items.c.itemid, t.items.c.value_type, t.items.c.history, t.items.c.trends)
+            macros = self._effective_macros(c)
+            q = (sa.select(t.items.c.itemid, t.items.c.hostid, t.items.c.value_type, t.items.c.history,
+                           t.items.c.trends)
                  .join(t.hosts, t.hosts.c.hostid == t.items.c.hostid)
                  .where(t.hosts.c.status != HostStatus.TEMPLATE))
-            return [(r.itemid, r.value_type, r.history, r.trends) for r in c.execute(q)]
+            return [(r.itemid, r.value_type, resolve_macros(r.history, macros.get(r.hostid, {})),
+                     resolve_macros(r.trends, macros.get(r.hostid, {}))) for r in c.execute(q)]

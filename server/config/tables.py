@@ -224,6 +224,23 @@ trend_dirty = Table(
     Column("hour", Integer, primary_key=True),
 )
 
+# Per item, the first hour whose history is kept: trends of earlier hours take late values in by
+# merging, not by being recomputed from history (see migration 0004).
+history_horizon = Table(
+    "history_horizon",
+    metadata,
+    Column("itemid", Integer, primary_key=True, autoincrement=False),
+    Column("clock", Integer, nullable=False),
+)
+
+# Hours a roll-up has taken the dirty mark of and not yet committed trends for.
+trend_rollup = Table(
+    "trend_rollup",
+    metadata,
+    Column("hour", Integer, primary_key=True, autoincrement=False),
+    Column("token", BigInteger, nullable=False),
+)
+
 HISTORY_TABLES = {
     ValueType.FLOAT: "history",
     ValueType.UNSIGNED: "history_uint",

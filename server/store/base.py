@@ -143,14 +143,29 @@ class LogEntry:
     logeventid: int
 
 
+KEEP_FOREVER = 2**31  # a retention longer than any clock: nothing of the item is ever old enough to go
+
+
 @dataclass(frozen=True, slots=True)
 class Retention:
-    """Per-item retention in seconds; 0 keeps nothing (trends: none are rolled up)."""
+    """Per-item retention in seconds; 0 keeps nothing (trends: none are rolled up).
+
+    An item whose periods cannot be resolved is listed with `Retention.keep()`: it keeps all its
+    data, and on PostgreSQL no partition of its value type is dropped while it is listed so.
+    """
 
     itemid: int
     value_type: ValueType
     history: int
     trends: int
+
+    @classmethod
+    def keep(cls, itemid: int, value_type: ValueType) -> Retention:
+        return cls(itemid, value_type, KEEP_FOREVER, KEEP_FOREVER)
+
+    @property
+    def kept_forever(self) -> bool:
+        return self.history >= KEEP_FOREVER
 
 
 @dataclass(slots=True)
@@ -158,6 +173,7 @@ class HousekeepReport:
     history_rows: int = 0
     trend_rows: int = 0
     partitions_dropped: list[str] = field(default_factory=list)
+    partitions_created: list[str] = field(default_factory=list)  # made ahead for the next days
 
 
 class Store(ABC):
@@ -180,24 +196,40 @@ class Store(ABC):
         """Hourly trends whose hour starts in [start, end], oldest first."""
 
     @abstractmethod
-    def latest(self, items: Mapping[int, ValueType]) -> dict[int, HistoryRow]:
-        """The newest value of each item that has one."""
+    def latest(self, items: Mapping[int, ValueType], since: int | None = None) -> dict[int, HistoryRow]:
+        """The newest value of each item that has one with clock >= `since` (None: however old).
+
+        One query for all the items, whatever their number and types. Pass `since` (e.g. now minus
+        the longest age worth showing): on PostgreSQL only the partitions from that day on are read,
+        so a dead item costs no search through years of history.
+        """
 
     @abstractmethod
     def rollup_trends(self, now: int) -> int:
         """Recompute trends for every hour written since the last roll-up; returns hours done.
 
-        An hour is recomputed whole from history (so running it twice changes nothing, and a late value
-        recomputes its hour); its mark is cleared only once the hour has ended (hour + 3600 <= now).
+        Each item has a horizon: the first hour whose history housekeeping kept. An hour at or after
+        it is recomputed whole from history (so running it twice changes nothing, and a late value
+        recomputes its hour). For an hour before it, whose history is gone, a late value is merged
+        into the trend row (count, min, max, average weighted; unsigned averages in exact integers)
+        and removed from history, so it is counted once. An hour's mark is cleared only once the hour
+        has ended (hour + 3600 <= now), in a short transaction of its own before the hour is read:
+        writers never wait for the recomputation, and one that commits a value for the hour after
+        that marks it again.
+        Float averages cannot overflow and are computed alike on both stores (rollup.float_mean).
         """
 
     @abstractmethod
     def housekeep(self, now: int, retention: Iterable[Retention]) -> HousekeepReport:
         """Delete history and trends older than each item's retention (clock < now - retention).
 
-        On PostgreSQL whole daily partitions older than the longest history retention of the items of
-        that value type (of all items, for a type no listed item has) are dropped and their names
-        reported; items not listed keep their rows except where a partition goes. An empty list
+        Numeric history goes in whole hours (clock < the start of the hour of now - retention), and
+        only up to the first hour not rolled up yet; the item's horizon moves with it. On
+        PostgreSQL the partitions of today and the next days are made first (`partitions_created`),
+        and whole daily partitions older than the shortest cutoff of the items of that value type
+        (of all items, for a type no listed item has) are dropped and their names reported, except a
+        day with an hour not yet rolled up; an item listed with Retention.keep() keeps its type's
+        partitions. Items not listed keep their rows except where a partition goes. An empty list
         deletes nothing.
         """
 

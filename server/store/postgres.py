@@ -1,17 +1,22 @@
 """The production store: PostgreSQL through psycopg 3, history written with COPY into daily partitions.
 
 History tables are `PARTITION BY RANGE (clock)` parents; a partition per table and UTC day
-(`history_p20240131`, `history_uint_p20240131`, …) is created the first time a batch touches that day,
-in its own short transaction before the batch's, so the batch never holds the catalog lock.
+(`history_p20240131`, `history_uint_p20240131`, …). The housekeeper makes those of today and the next
+PARTITIONS_AHEAD_DAYS days ahead, each waiting at most PARTITION_LOCK_TIMEOUT for the parent's lock,
+so writers find them at midnight; a batch with a clock outside that window creates its partition
+itself, in its own short transaction before the batch's, so the batch never holds the catalog lock.
 
 Trend roll-up and concurrent writers: a writer holds a shared advisory lock for the length of its
-transaction; the roll-up takes it exclusively for a moment while it clears an hour's dirty mark. So
-every writer either committed before the roll-up read the hour (its values are counted) or marks the
-hour dirty again after the roll-up cleared it (the next run counts them). No value is left out.
+transaction; the roll-up takes it exclusively only for the instant it clears an hour's dirty mark,
+in a transaction of its own (the hour is claimed in trend_rollup meanwhile), and recomputes the hour
+afterwards. So every writer either committed before the roll-up read the hour (its values are
+counted) or marks the hour dirty again after the roll-up cleared it (the next run counts them); no
+value is left out and no writer waits for a recomputation.
 """
 
 from __future__ import annotations
 
+import logging
 import operator
 import re
 import struct
@@ -37,13 +42,19 @@ from vigil.server.store.base import (
     encode_uints,
     from_signed64,
     history_table,
+    to_signed64,
     trend_table,
 )
 
+PARTITIONS_AHEAD_DAYS = 3  # the housekeeper keeps partitions for today and this many days ahead
+PARTITION_LOCK_TIMEOUT = "1s"  # most a partition's creation or drop waits for its parent's lock
 ROLLUP_LOCK = 0x76_69_67_69_6C_74  # advisory lock key shared by writers and the trend roll-up ("vigilt")
 _INT32_MAX = 2**31 - 1
+log = logging.getLogger("vigil.store.postgres")
 _PARTITION = re.compile(r"(history(?:_uint|_str|_text|_log)?)_p(\d{8})")
 _ITEMS_PER_DELETE = 1000
+_TRENDS_OF = {"history": "trends", "history_uint": "trends_uint"}
+_PENDING = "SELECT hour FROM trend_dirty UNION ALL SELECT hour FROM trend_rollup"  # hours not rolled up yet
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _COLUMNS = {
     "history": "itemid, clock, ns, value",
@@ -141,14 +152,23 @@ class PostgresStore(Store):
         self._load_partitions()
         return sorted(self._partitions, key=lambda n: (n.rsplit("_p", 1)[1], n))
 
+    @staticmethod
+    def _create_partition_sql(table: str, day: int) -> sql.Composed:
+        upper = sql.SQL("MAXVALUE") if day + rollup.DAY > _INT32_MAX else sql.Literal(day + rollup.DAY)
+        return sql.SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})").format(
+            sql.Identifier(partition_name(table, day)), sql.Identifier(table), sql.Literal(day), upper)
+
     def _ensure_partitions(self, wanted: Iterable[tuple[str, int]]) -> None:
-        for table, day in sorted(wanted):
+        """The write path's fallback: the housekeeper makes the partitions of the next days ahead
+        (make_partitions_ahead), so this creates one only for a clock outside that window."""
+        wanted = sorted(wanted)
+        if any(partition_name(t, d) not in self._partitions for t, d in wanted):
+            self._load_partitions()  # made ahead by the housekeeper since we last looked
+        for table, day in wanted:
             name = partition_name(table, day)
             if name in self._partitions:
                 continue
-            upper = sql.SQL("MAXVALUE") if day + rollup.DAY > _INT32_MAX else sql.Literal(day + rollup.DAY)
-            stmt = sql.SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})").format(
-                sql.Identifier(name), sql.Identifier(table), sql.Literal(day), upper)
+            stmt = self._create_partition_sql(table, day)
             for attempt in range(3):
                 try:
                     self._conn.execute(stmt)
@@ -160,6 +180,36 @@ class PostgresStore(Store):
                 except psycopg.Error as e:
                     raise StoreError(f"cannot create partition {name} of {table}: {e}") from None
             self._partitions.add(name)
+
+    def make_partitions_ahead(self, now: int, days: int = PARTITIONS_AHEAD_DAYS) -> list[str]:
+        """Create the partitions of today and the next `days` days that are missing; returns their names.
+
+        Creating a partition locks its parent table exclusively, so each waits at most
+        PARTITION_LOCK_TIMEOUT for readers and writers in flight (and holds up the writers queued
+        behind it no longer than that); one that cannot get the lock is tried again at the next run.
+        """
+        self._load_partitions()
+        created: list[str] = []
+        today = rollup.day_of(now)
+        for table in HISTORY_TABLES.values():
+            for d in range(days + 1):
+                day = today + d * rollup.DAY
+                name = partition_name(table, day)
+                if day > _INT32_MAX or name in self._partitions:
+                    continue
+                try:
+                    with self._conn.transaction():
+                        self._conn.execute(f"SET LOCAL lock_timeout = '{PARTITION_LOCK_TIMEOUT}'")
+                        self._conn.execute(self._create_partition_sql(table, day))
+                except psycopg.Error as e:
+                    # The next days of this table wait for the next run: one wait per table at most.
+                    log.warning("partition %s not made ahead (tried again at the next run): %s", name, _describe(e))
+                    break
+                self._partitions.add(name)
+                created.append(name)
+        if created:
+            log.info("made partitions ahead: %s", ", ".join(created))
+        return created
 
     # -- writing ----------------------------------------------------------------------------------
 
@@ -286,19 +336,22 @@ class PostgresStore(Store):
             return [Trend(c, n, from_signed64(lo), from_signed64(a), from_signed64(hi)) for c, n, lo, a, hi in rows]
         return [Trend(*r) for r in rows]
 
-    def latest(self, items: Mapping[int, ValueType]) -> dict[int, HistoryRow]:
+    def latest(self, items: Mapping[int, ValueType], since: int | None = None) -> dict[int, HistoryRow]:
         by_type: dict[ValueType, list[int]] = {}
         for itemid, vt in items.items():
+            history_table(vt)
             by_type.setdefault(ValueType(vt), []).append(itemid)
         if not by_type:
             return {}
+        lo = 0 if since is None else int(since)
         parts, params = [], []
         for vt, ids in by_type.items():
+            # `clock >= since` lets PostgreSQL skip the partitions of older days altogether.
             parts.append(
                 f"SELECT {int(vt)} AS vt, i.itemid, h.clock, h.ns, h.value::text FROM unnest(%s::int[]) AS i(itemid) "
                 f"CROSS JOIN LATERAL (SELECT clock, ns, value FROM {HISTORY_TABLES[vt]} "
-                "WHERE itemid = i.itemid ORDER BY clock DESC, ns DESC LIMIT 1) h")
-            params.append(ids)
+                "WHERE itemid = i.itemid AND clock >= %s ORDER BY clock DESC, ns DESC LIMIT 1) h")
+            params += [ids, lo]
         out: dict[int, HistoryRow] = {}
         for vt, itemid, clock, ns, text in self._query(" UNION ALL ".join(parts), params):
             if vt == ValueType.FLOAT:
@@ -319,7 +372,8 @@ class PostgresStore(Store):
     # -- trends -----------------------------------------------------------------------------------
 
     def rollup_trends(self, now: int) -> int:
-        hours = [h for (h,) in self._query("SELECT hour FROM trend_dirty ORDER BY hour", ())]
+        hours = [h for (h,) in self._query(
+            "SELECT hour FROM trend_dirty UNION SELECT hour FROM trend_rollup ORDER BY 1", ())]
         for hour in hours:
             try:
                 self._rollup_hour(hour, rollup.hour_complete(hour, now))
@@ -328,32 +382,95 @@ class PostgresStore(Store):
         return len(hours)
 
     def _rollup_hour(self, hour: int, complete: bool) -> None:
-        p = {"h": hour, "e": hour + rollup.HOUR}
-        with self._conn.transaction(), self._conn.cursor() as cur:
-            if complete:
-                # Wait for writers in flight (they may hold values for this hour), clear the mark, let
-                # writers go on: from now on a value for this hour marks it dirty again.
-                cur.execute("SELECT pg_advisory_lock(%s)", (ROLLUP_LOCK,))
-                try:
-                    cur.execute("DELETE FROM trend_dirty WHERE hour = %s", (hour,))
-                finally:
-                    cur.execute("SELECT pg_advisory_unlock(%s)", (ROLLUP_LOCK,))
-            upsert = ("ON CONFLICT (itemid, clock) DO UPDATE SET num = EXCLUDED.num, "
-                      "value_min = EXCLUDED.value_min, value_avg = EXCLUDED.value_avg, value_max = EXCLUDED.value_max")
+        token = None
+        if complete:
+            token = rollup.claim_token()
+            with self._conn.transaction(), self._conn.cursor() as cur:
+                # Claim the hour first (this waits only for another roll-up of it), then wait for the
+                # writers in flight (they may hold values for this hour) and clear the mark, and commit:
+                # the writers' lock is held exclusively only for that instant, and from then on a value
+                # for this hour marks it dirty again. The recomputation runs in its own transaction.
+                cur.execute("INSERT INTO trend_rollup (hour, token) VALUES (%s, %s) "
+                            "ON CONFLICT (hour) DO UPDATE SET token = EXCLUDED.token", (hour, token))
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (ROLLUP_LOCK,))
+                cur.execute("DELETE FROM trend_dirty WHERE hour = %s", (hour,))
+        with self._conn.transaction(), self._conn.cursor(binary=True) as cur:
+            if token is not None:
+                row = cur.execute("SELECT token FROM trend_rollup WHERE hour = %s FOR UPDATE", (hour,)).fetchone()
+                if row is None or row[0] != token:
+                    return  # another roll-up took the hour over after us: its results are newer
             day = hour - hour % rollup.DAY
-            if (part := self._hour_partition("history", day)) is not None:
-                cur.execute(
-                    f"{_skip_scan(part)} INSERT INTO trends (itemid, clock, num, value_min, value_avg, value_max) "
-                    "SELECT h.itemid, %(h)s, count(*), min(h.value), avg(h.value), max(h.value) "
-                    f"FROM ids JOIN {part} h ON h.itemid = ids.itemid AND h.clock >= %(h)s AND h.clock < %(e)s "
-                    f"GROUP BY h.itemid {upsert}", p)
-            if (part := self._hour_partition("history_uint", day)) is not None:
-                cur.execute(
-                    f"{_skip_scan(part)} INSERT INTO trends_uint (itemid, clock, num, value_min, value_avg, value_max) "
-                    f"SELECT itemid, %(h)s, count(*), {_enc('min(u)')}, {_enc('div(sum(u), count(*))')}, "
-                    f"{_enc('max(u)')} FROM (SELECT h.itemid, {_UINT_DECODE} AS u FROM ids JOIN {part} h "
-                    "ON h.itemid = ids.itemid AND h.clock >= %(h)s AND h.clock < %(e)s) s "
-                    f"GROUP BY itemid {upsert}", p)
+            for table, trends in (("history", "trends"), ("history_uint", "trends_uint")):
+                if (part := self._hour_partition(table, day)) is not None:
+                    self._rollup_table(cur, hour, part, trends)
+            if token is not None:
+                cur.execute("DELETE FROM trend_rollup WHERE hour = %s", (hour,))
+
+    def _rollup_table(self, cur: psycopg.Cursor, hour: int, part: str, trends: str) -> None:
+        """Trends of one hour of one history partition: recomputed from history for the items whose
+        history of the hour is whole; for those whose history of it is gone (the hour is before their
+        horizon) the late values are merged into the trend row and leave history."""
+        uint = trends == "trends_uint"
+        p = {"h": hour, "e": hour + rollup.HOUR, "t": rollup.BIG, "s": rollup.SCALE}
+        value = f"({_UINT_DECODE})" if uint else "h.value"
+        sums = f"sum({value})" if uint else (
+            "sum(CASE WHEN abs(h.value) > %(t)s THEN h.value * %(s)s ELSE 0 END), "
+            "sum(CASE WHEN abs(h.value) > %(t)s THEN 0 ELSE h.value END)")
+        rows = cur.execute(
+            f"{_skip_scan(part)} SELECT ids.itemid, EXISTS (SELECT 1 FROM history_horizon z "
+            f"WHERE z.itemid = ids.itemid AND z.clock > %(h)s), count(*), min({value}), max({value}), {sums} "
+            f"FROM ids JOIN {part} h ON h.itemid = ids.itemid AND h.clock >= %(h)s AND h.clock < %(e)s "
+            "GROUP BY ids.itemid", p).fetchall()
+        out: list[tuple] = []
+        late: list[int] = []
+        for r in rows:
+            if r[1]:
+                late.append(r[0])
+            elif uint:
+                itemid, _, n, lo, hi, total = r
+                out.append((itemid, n, to_signed64(int(lo)), to_signed64(int(total) // n), to_signed64(int(hi))))
+            else:
+                itemid, _, n, lo, hi, big, small = r
+                out.append((itemid, n, lo, rollup.float_mean(n, lo, hi, big, small), hi))
+        if out:
+            kind = "bigint" if uint else "float8"
+            cur.execute(
+                f"INSERT INTO {trends} (itemid, clock, num, value_min, value_avg, value_max) "
+                f"SELECT i, %s, n, lo, a, hi FROM unnest(%s::int[], %s::int[], %s::{kind}[], %s::{kind}[], "
+                f"%s::{kind}[]) AS v(i, n, lo, a, hi) ON CONFLICT (itemid, clock) DO UPDATE SET num = EXCLUDED.num, "
+                "value_min = EXCLUDED.value_min, value_avg = EXCLUDED.value_avg, value_max = EXCLUDED.value_max",
+                (hour, *map(list, zip(*out, strict=True))))
+        if late:
+            self._merge_late(cur, hour, part, trends, late)
+
+    @staticmethod
+    def _merge_late(cur: psycopg.Cursor, hour: int, part: str, trends: str, ids: list[int]) -> None:
+        uint = trends == "trends_uint"
+        gone = cur.execute(f"DELETE FROM {part} WHERE itemid = ANY(%s) AND clock >= %s AND clock < %s "
+                           "RETURNING itemid, value", (ids, hour, hour + rollup.HOUR)).fetchall()
+        aggs = rollup.aggregate_by_item((i, from_signed64(v)) if uint else (i, v) for i, v in gone)
+        if not aggs:
+            return
+        old = {r[0]: r[1:] for r in cur.execute(
+            f"SELECT itemid, num, value_min, value_avg, value_max FROM {trends} WHERE itemid = ANY(%s) "
+            "AND clock = %s FOR UPDATE", (list(aggs), hour))}
+        out: list[tuple] = []
+        for i, agg in aggs.items():
+            if uint:
+                fresh = (agg.num, int(agg.min), agg.avg_uint(), int(agg.max))
+                n, lo, avg, hi = fresh if i not in old else rollup.merge_uint_trend(
+                    (old[i][0], *(from_signed64(x) for x in old[i][1:])), agg)  # type: ignore[arg-type]
+                out.append((i, n, to_signed64(lo), to_signed64(avg), to_signed64(hi)))
+            else:
+                fresh_f = (agg.num, agg.min, agg.avg_float(), agg.max)
+                out.append((i, *(fresh_f if i not in old else rollup.merge_trends(old[i], fresh_f))))
+        kind = "bigint" if uint else "float8"
+        cur.execute(
+            f"INSERT INTO {trends} (itemid, clock, num, value_min, value_avg, value_max) "
+            f"SELECT i, %s, n, lo, a, hi FROM unnest(%s::int[], %s::int[], %s::{kind}[], %s::{kind}[], "
+            f"%s::{kind}[]) AS v(i, n, lo, a, hi) ON CONFLICT (itemid, clock) DO UPDATE SET num = EXCLUDED.num, "
+            "value_min = EXCLUDED.value_min, value_avg = EXCLUDED.value_avg, value_max = EXCLUDED.value_max",
+            (hour, *map(list, zip(*out, strict=True))))
 
     def _hour_partition(self, table: str, day: int) -> str | None:
         """The quoted partition of `table` for the UTC day, or None if there is none (no values)."""
@@ -369,14 +486,21 @@ class PostgresStore(Store):
 
     def housekeep(self, now: int, retention: Iterable[Retention]) -> HousekeepReport:
         report = HousekeepReport()
+        try:
+            report.partitions_created = self.make_partitions_ahead(now)
+        except psycopg.Error as e:
+            raise StoreError(f"housekeeping failed listing partitions: {_describe(e)}") from None
         items = list(retention)
         if not items:
             return report
-        longest: dict[str, int] = {}
+        # History goes before `cutoff`: numeric history in whole hours, so an hour's trend row is
+        # either computed from all its history or past the item's horizon (late values merge in).
+        cutoff: dict[str, dict[int, list[int]]] = {}
         for r in items:
-            t = history_table(r.value_type)
-            longest[t] = max(longest.get(t, 0), r.history)
-        overall = max(longest.values())
+            table = history_table(r.value_type)
+            before = rollup.hour_of(now - r.history) if table in _TRENDS_OF else now - r.history
+            cutoff.setdefault(table, {}).setdefault(before, []).append(r.itemid)
+        overall = min(min(c) for c in cutoff.values())
         try:
             self._load_partitions()
             for name in sorted(self._partitions):
@@ -384,27 +508,74 @@ class PostgresStore(Store):
                 if m is None:
                     continue
                 day = int(datetime.strptime(m[2], "%Y%m%d").replace(tzinfo=UTC).timestamp())
-                if day + rollup.DAY <= now - longest.get(m[1], overall):
-                    self._conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
-                    self._partitions.discard(name)
+                # A day goes whole only once every listed item of its type is past it (an item whose
+                # retention is not known is listed as kept for ever, so its days stay).
+                if day + rollup.DAY <= min(cutoff.get(m[1], {overall: []})) and self._drop_partition(name, m[1], day):
                     report.partitions_dropped.append(name)
-            groups: dict[tuple[str, int], list[int]] = {}
+            for table, groups in sorted(cutoff.items()):
+                for before, ids in sorted(groups.items()):
+                    for i in range(0, len(ids), _ITEMS_PER_DELETE):
+                        report.history_rows += self._delete_history(table, ids[i:i + _ITEMS_PER_DELETE], before)
+            trend_groups: dict[tuple[str, int], list[int]] = {}
             for r in items:
-                groups.setdefault((history_table(r.value_type), now - r.history), []).append(r.itemid)
                 if r.value_type in TREND_TABLES:
-                    groups.setdefault((TREND_TABLES[r.value_type], now - r.trends), []).append(r.itemid)
-            for (table, before), ids in sorted(groups.items()):
+                    trend_groups.setdefault((TREND_TABLES[r.value_type], now - r.trends), []).append(r.itemid)
+            for (table, before), ids in sorted(trend_groups.items()):
                 for i in range(0, len(ids), _ITEMS_PER_DELETE):
-                    cur = self._conn.execute(
-                        f"DELETE FROM {table} WHERE itemid = ANY(%s) AND clock < %s",
-                        (ids[i:i + _ITEMS_PER_DELETE], before))
-                    if table.startswith("trends"):
-                        report.trend_rows += cur.rowcount
-                    else:
-                        report.history_rows += cur.rowcount
+                    cur = self._conn.execute(f"DELETE FROM {table} WHERE itemid = ANY(%s) AND clock < %s",
+                                             (ids[i:i + _ITEMS_PER_DELETE], before))
+                    report.trend_rows += cur.rowcount
         except psycopg.Error as e:
             raise StoreError(f"housekeeping failed: {_describe(e)}") from None
         return report
+
+    def _delete_history(self, table: str, ids: list[int], before: int) -> int:
+        if table not in _TRENDS_OF:
+            return self._conn.execute(f"DELETE FROM {table} WHERE itemid = ANY(%s) AND clock < %s",
+                                      (ids, before)).rowcount
+        # One statement, one snapshot: history goes up to the first hour not rolled up yet (its
+        # values, and those of later hours, are not all in the trends yet), and the horizon of each
+        # item that lost rows moves to where it stopped.
+        row = self._conn.execute(
+            f"WITH lim AS (SELECT LEAST(%s, (SELECT min(hour) FROM ({_PENDING}) p)) AS c), "
+            f"gone AS (DELETE FROM {table} WHERE itemid = ANY(%s) AND clock < (SELECT c FROM lim) RETURNING itemid), "
+            "hz AS (INSERT INTO history_horizon (itemid, clock) SELECT DISTINCT itemid, (SELECT c FROM lim) FROM gone "
+            "ON CONFLICT (itemid) DO UPDATE SET clock = EXCLUDED.clock WHERE history_horizon.clock < EXCLUDED.clock) "
+            "SELECT count(*) FROM gone", (before, ids)).fetchone()
+        return int(row[0]) if row else 0
+
+    def _drop_partition(self, name: str, table: str, day: int) -> bool:
+        """Drop a day's partition unless an hour of it or before it is still to be rolled up; the
+        horizon of its items moves past the day in the same transaction. Dropping locks the parent
+        table: waited for at most PARTITION_LOCK_TIMEOUT; while it is held (writers wait) only the
+        items written since the first pass are looked for, the hours checked and the table dropped."""
+        part = sql.Identifier(name).as_string(self._conn)
+        horizon = (f"{_skip_scan(part)} INSERT INTO history_horizon (itemid, clock) SELECT itemid, %s FROM ids "
+                   "WHERE itemid IS NOT NULL ON CONFLICT (itemid) DO UPDATE SET clock = EXCLUDED.clock "
+                   "WHERE history_horizon.clock < EXCLUDED.clock")
+        dropped = False
+        try:
+            with self._conn.transaction(), self._conn.cursor() as cur:
+                cur.execute(f"SET LOCAL lock_timeout = '{PARTITION_LOCK_TIMEOUT}'")
+                numeric = table in _TRENDS_OF
+                if numeric:
+                    cur.execute(horizon, (day + rollup.DAY,))
+                cur.execute(sql.SQL("LOCK TABLE ONLY {} IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(table)))
+                if numeric:
+                    if cur.execute(f"SELECT 1 FROM ({_PENDING}) p WHERE hour < %s LIMIT 1",
+                                   (day + rollup.DAY,)).fetchone():
+                        log.info("partition %s kept until its hours and those before are rolled up", name)
+                        raise psycopg.Rollback()
+                    cur.execute(horizon, (day + rollup.DAY,))  # items first written to the day meanwhile
+                cur.execute(f"DROP TABLE IF EXISTS {part}")
+                dropped = True
+        except errors.LockNotAvailable as e:
+            log.warning("partition %s not dropped (tried again at the next run): %s", name, _describe(e))
+            return False
+        if not dropped:
+            return False
+        self._partitions.discard(name)
+        return True
 
     def close(self) -> None:
         self._conn.close()

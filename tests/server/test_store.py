@@ -277,11 +277,16 @@ def test_housekeeping_by_item_retention(store: Store, migrated_url: str) -> None
     assert (again.history_rows, again.trend_rows, again.partitions_dropped) == (0, 0, [])
 
 
-def test_housekeeping_zero_history_keeps_nothing(store: Store) -> None:
+def test_housekeeping_zero_history_keeps_nothing_once_in_trends(store: Store) -> None:
     now = T0 + DAY
     store.write(WriteBatch(uints=[(1, now - 10, 0, 1), (1, now, 0, 2)]))
-    store.housekeep(now + 1, [Retention(1, U, 0, 0)])
+    store.housekeep(now + 1, [Retention(1, U, 0, DAY)])
+    # Not rolled up yet: the values stay until they are in the trends.
+    assert [v for _, _, v in store.history(1, U, 0, END)] == [1, 2]
+    store.rollup_trends(now + 3600)
+    store.housekeep(now + 3600, [Retention(1, U, 0, DAY)])
     assert store.history(1, U, 0, END) == []
+    assert [(t.clock, t.num, t.avg) for t in store.trends(1, U, 0, END)] == [(now - 3600, 1, 1), (now, 1, 2)]
 
 
 # -- durability and partitions --------------------------------------------------------------------
@@ -371,6 +376,7 @@ def test_a_partition_dropped_by_another_process_is_recreated(migrated_url: str) 
     writer, keeper = open_store(migrated_url), open_store(migrated_url)
     try:
         writer.write(WriteBatch(floats=[(1, T0, 0, 1.0)]))
+        keeper.rollup_trends(T0 + 40 * DAY)  # a day goes only once its hours are in the trends
         report = keeper.housekeep(T0 + 40 * DAY, [Retention(1, F, 31 * DAY, 0)])
         assert len(report.partitions_dropped) == 1
         writer.write(WriteBatch(floats=[(1, T0 + 1, 0, 2.0)]))  # its cache still names the dropped one

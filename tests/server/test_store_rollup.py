@@ -74,11 +74,13 @@ def test_retention_bounds() -> None:
         parse_duration(True)  # type: ignore[arg-type]
 
 
-def test_retention_from_items_skips_bad_ones(caplog: pytest.LogCaptureFixture) -> None:
+def test_retention_from_items_keeps_unresolved_ones(caplog: pytest.LogCaptureFixture) -> None:
     rows = [(1, 0, "31d", "365d"), (2, 1, "7d", "365d"), (3, 3, "{$H}", "1d"), (4, 9, "1d", "1d")]
     with caplog.at_level(logging.WARNING):
         got = from_items(rows)
-    assert got == [Retention(1, ValueType.FLOAT, 31 * 86400, 365 * 86400), Retention(2, ValueType.CHAR, 7 * 86400, 0)]
+    assert got == [Retention(1, ValueType.FLOAT, 31 * 86400, 365 * 86400), Retention(2, ValueType.CHAR, 7 * 86400, 0),
+                   Retention.keep(3, ValueType.UNSIGNED)]
+    assert got[2].kept_forever and not got[0].kept_forever
     assert "item 3 history" in caplog.text and "item 4" in caplog.text
 
 
