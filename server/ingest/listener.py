@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import socket
 import time
 from collections.abc import Callable
@@ -56,6 +57,7 @@ T = TypeVar("T")
 INLINE_BYTES = 64 * 1024
 DECODE_THREADS = 2  # also bounds how many big bodies are held parsed at once
 DISCARD_CHUNK = 64 * 1024
+PRESCAN_HEAD = 1 << 20  # bytes looked at first when counting a big body's values
 LOG_EVERY = 60.0  # seconds between two "connection limit reached" (or accept error) log lines
 ACCEPT_RETRY = 0.1  # seconds before accepting again after the process ran out of file descriptors
 
@@ -213,6 +215,14 @@ class IngestServer:
             return
         del payload
         self.stats["requests"] += 1
+        if len(body) > INLINE_BYTES and await self._off_loop(_more_objects_than, body, self.max_values + 1):
+            # Parsed, a body of many small values costs ~16x its size: count them before parsing.
+            log.warning("request from %s: more than %d values, over VIGIL_MAX_REQUEST_VALUES: none stored", peer,
+                        self.max_values)
+            writer.write(zbxd.encode_like(failure(f"request of more than {self.max_values} values is over the "
+                                                  f"maximum of {self.max_values}; none were stored"), header.flags))
+            await _drain(writer, self.timeout)
+            return
         reply = await self._dispatch(body, peer)
         if reply is not None:
             writer.write(zbxd.encode_like(reply, header.flags))
@@ -238,7 +248,7 @@ class IngestServer:
             if len(data) > self.max_values:
                 log.warning("%s from %s: %d values, over VIGIL_MAX_REQUEST_VALUES (%d): none stored", request, peer,
                             len(data), self.max_values)
-                return failure(f"{len(data)} values in one request is over the maximum of {self.max_values}; "
+                return failure(f"request of {len(data)} values is over the maximum of {self.max_values}; "
                                "none were stored")
             now = time.time_ns()
             now_s, now_ns = divmod(now, 1_000_000_000)
@@ -331,6 +341,23 @@ class Listener:
     async def __aexit__(self, *exc: object) -> None:
         self.close()
         await self.wait_closed()
+
+
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+
+
+def _more_objects_than(body: bytes, limit: int) -> bool:
+    """Whether the JSON text holds more than `limit` objects (a value of sender/agent data is one)."""
+    if body.count(b"{") <= limit:
+        return False  # the usual answer, without looking inside strings
+    # A flood of small values shows in its first MiB already; a '"' left once the strings are cut
+    # out opens one the prefix cut in two, and braces after it are inside that string.
+    head = _STRING.sub(b"", body[:PRESCAN_HEAD])
+    if len(body) > PRESCAN_HEAD and b'"' in head:
+        head = head[:head.rindex(b'"')]
+    if head.count(b"{") > limit:
+        return True
+    return _STRING.sub(b"", body).count(b"{") > limit
 
 
 async def _discard(reader: asyncio.StreamReader, n: int) -> None:
