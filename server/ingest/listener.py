@@ -153,6 +153,14 @@ class IngestServer:
             self.open_connections -= 1
             self._room.set()
 
+    async def finish(self) -> None:
+        """Once nothing is accepted any more: wait up to the timeout for open connections, cancel the rest."""
+        if self._connections:
+            _, late = await asyncio.wait(set(self._connections), timeout=self.timeout)
+            for task in late:
+                task.cancel()
+        self._decoder.shutdown(wait=False, cancel_futures=True)
+
     def _rate_log(self, what: str, message: str, *args: object) -> None:
         now = time.monotonic()
         if now - self._logged.get(what, -LOG_EVERY) >= LOG_EVERY:
@@ -206,17 +214,16 @@ class IngestServer:
             return
         try:
             if len(payload) <= INLINE_BYTES and header.body_length <= INLINE_BYTES:
-                body = zbxd.decode_body(header, payload)
+                body, too_many = zbxd.decode_body(header, payload), False
             else:
-                body = await self._off_loop(zbxd.decode_body, header, payload)
+                body, too_many = await self._off_loop(_decode_big, header, payload, self.max_values)
         except zbxd.FrameError as e:
             self.stats["refused"] += 1
             log.warning("refused a frame from %s: %s", peer, e)
             return
         del payload
         self.stats["requests"] += 1
-        if len(body) > INLINE_BYTES and await self._off_loop(_more_objects_than, body, self.max_values + 1):
-            # Parsed, a body of many small values costs ~16x its size: count them before parsing.
+        if too_many:
             log.warning("request from %s: more than %d values, over VIGIL_MAX_REQUEST_VALUES: none stored", peer,
                         self.max_values)
             writer.write(zbxd.encode_like(failure(f"request of more than {self.max_values} values is over the "
@@ -328,12 +335,7 @@ class Listener:
     async def wait_closed(self) -> None:
         """Wait for the accept loops to end and, up to the timeout, for open connections to finish."""
         await asyncio.gather(*self._accepting, return_exceptions=True)
-        open_now = set(self.ingest._connections)
-        if open_now:
-            _, late = await asyncio.wait(open_now, timeout=self.ingest.timeout)
-            for task in late:
-                task.cancel()
-        self.ingest._decoder.shutdown(wait=False, cancel_futures=True)
+        await self.ingest.finish()
 
     async def __aenter__(self) -> Listener:
         return self
@@ -344,6 +346,13 @@ class Listener:
 
 
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+
+
+def _decode_big(header: zbxd.Header, payload: bytes, max_values: int) -> tuple[bytes, bool]:
+    """The body, and whether it holds more values than allowed: parsed, a body of many small values
+    costs ~16x its size, so they are counted before it is parsed (the top object is one more)."""
+    body = zbxd.decode_body(header, payload)
+    return body, _more_objects_than(body, max_values + 1)
 
 
 def _more_objects_than(body: bytes, limit: int) -> bool:
