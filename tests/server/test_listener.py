@@ -14,7 +14,6 @@ import resource
 import socket
 import struct
 import threading
-import time
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,7 +32,7 @@ from vigil.server.ingest.cache import ConfigCache
 from vigil.server.ingest.listener import IngestServer
 from vigil.server.store import open_store
 
-from tests.conftest import VigilServer
+from tests.conftest import VigilServer, wait_until
 
 CONFIG = """
 hosts:
@@ -45,17 +44,6 @@ hosts:
 """
 MiB = 1024 * 1024
 DEADLINE = 60.0
-
-
-def wait_for(what: str, condition: Callable[[], Any], timeout: float = DEADLINE) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:g} s: {what}")
-        time.sleep(0.02)
 
 
 def sender_body(values: list[dict[str, Any]]) -> bytes:
@@ -77,6 +65,11 @@ def exchange(port: int, raw: bytes, timeout: float = 30) -> dict[str, Any] | Non
         except EOFError:
             return None
         return json.loads(body)
+
+
+def processed_one(port: int, frame: bytes) -> bool:
+    reply = exchange(port, frame)
+    return reply is not None and "processed: 1;" in reply.get("info", "")
 
 
 class LiveIngest:
@@ -192,7 +185,7 @@ def test_bad_requests_get_a_failed_reply_naming_the_problem(
         live: LiveIngest, caplog: pytest.LogCaptureFixture, raw: bytes, reply_words: str, log_words: str) -> None:
     caplog.set_level(logging.INFO, logger="vigil.ingest")
     assert_failed(exchange(live.port, raw), reply_words)
-    wait_for(f"log line with {log_words!r}", lambda: logged(caplog, log_words))
+    wait_until(lambda: logged(caplog, log_words), DEADLINE, f"log line with {log_words!r}")
     assert live.stored("app.requests", ValueType.FLOAT) == 0
 
 
@@ -218,7 +211,7 @@ def test_unreadable_frames_close_the_connection_with_a_log_line(
         s.sendall(raw)
         s.shutdown(socket.SHUT_WR)
         assert s.recv(100) == b""
-    wait_for(f"log line with {log_words!r}", lambda: logged(caplog, log_words))
+    wait_until(lambda: logged(caplog, log_words), DEADLINE, f"log line with {log_words!r}")
     assert exchange(live.port, zbxd.encode(sender_body([{"host": "web01", "key": "app.requests", "value": "1"}]))
                     )["response"] == "success"  # type: ignore[index]
 
@@ -230,8 +223,8 @@ def test_a_client_that_sends_no_whole_frame_is_dropped_after_the_timeout(
             socket.create_connection(("127.0.0.1", live.port), timeout=30) as partial:
         partial.sendall(b"ZBXD\x01" + struct.pack("<II", 100, 0) + b'{"request":')
         assert idle.recv(100) == b"" and partial.recv(100) == b""
-    wait_for("two time-out log lines",
-             lambda: sum("sent no whole frame within 1 s" in r.getMessage() for r in caplog.records) == 2)
+    wait_until(lambda: sum("sent no whole frame within 1 s" in r.getMessage() for r in caplog.records) == 2,
+               DEADLINE, "two time-out log lines")
     assert live.ingest is not None and live.ingest.stats["refused"] == 2
 
 
@@ -310,7 +303,7 @@ def server(tmp_path: Path) -> Iterator[VigilServer]:
     try:
         s.import_yaml(CONFIG)
         probe = zbxd.encode(sender_body([{"host": "web01", "key": "app.requests", "value": "0"}]))
-        wait_for("configuration loaded", lambda: "processed: 1;" in (exchange(s.port, probe) or {}).get("info", ""))
+        wait_until(lambda: processed_one(s.port, probe), DEADLINE, "configuration loaded")
         yield s
     finally:
         s.stop()
@@ -361,16 +354,16 @@ def test_max_connections_limits_open_sockets(tmp_path: Path) -> None:
             counts.append(server_sockets(s.proc.pid, s.port))  # type: ignore[union-attr]
             return counts[-1] >= 1024
 
-        wait_for("1,024 connections open in the server", full)
+        wait_until(full, DEADLINE, "1,024 connections open in the server")
         for _ in range(20):  # held there while the idle ones time out and queued ones take their place
             counts.append(server_sockets(s.proc.pid, s.port))
         assert max(counts) <= 1024, max(counts)
-        wait_for("the limit logged", lambda: "accepting no more until one closes" in s.log_text())
+        wait_until(lambda: "accepting no more until one closes" in s.log_text(), DEADLINE, "the limit logged")
         for c in flood:
             c.close()
         flood.clear()
         probe = zbxd.encode(sender_body([{"host": "web01", "key": "app.requests", "value": "1"}]))
-        wait_for("a normal sender served", lambda: "processed: 1;" in (exchange(s.port, probe) or {}).get("info", ""))
+        wait_until(lambda: processed_one(s.port, probe), DEADLINE, "a normal sender served")
         assert s.log_text().count("accepting no more until one closes") == 1  # rate-limited
     finally:
         for c in flood:
@@ -386,14 +379,14 @@ def small_request_during(server: VigilServer, big: bytes) -> dict[str, Any] | No
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
         s.sendall(small[:20])
         mine = s.getsockname()[1]
-        wait_for("small client accepted",
-                 lambda: any(c.raddr and c.raddr.port == mine for c in proc.net_connections("tcp")))
+        wait_until(lambda: any(c.raddr and c.raddr.port == mine for c in proc.net_connections("tcp")),
+                   DEADLINE, "small client accepted")
         replies: list[dict[str, Any] | None] = []
         before = proc.memory_info().rss
         t = threading.Thread(target=lambda: replies.append(exchange(server.port, big)))
         t.start()
         # Go on once the server is busy with the big one (its memory grows) or done with it.
-        wait_for("big frame taken up", lambda: replies or proc.memory_info().rss > before + 8 * MiB)
+        wait_until(lambda: replies or proc.memory_info().rss > before + 8 * MiB, DEADLINE, "big frame taken up")
         s.sendall(small[20:])
         try:
             _, body = zbxd.recv_frame(s)
@@ -438,5 +431,5 @@ def test_accepting_keeps_up_with_many_short_connections(live: LiveIngest) -> Non
         t.join(120)
     assert not errors, errors[0]
     assert live.ingest is not None
-    wait_for("every connection closed", lambda: live.ingest.open_connections == 0)  # type: ignore[union-attr]
+    wait_until(lambda: live.ingest.open_connections == 0, DEADLINE, "every connection closed")  # type: ignore[union-attr]
     assert live.ingest.stats["requests"] == 400
