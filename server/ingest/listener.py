@@ -59,6 +59,7 @@ DECODE_THREADS = 2  # also bounds how many big bodies are held parsed at once
 DISCARD_CHUNK = 64 * 1024
 PRESCAN_HEAD = 1 << 20  # bytes looked at first when counting a big body's values
 LOG_EVERY = 60.0  # seconds between two "connection limit reached" (or accept error) log lines
+FILES_BESIDE_CONNECTIONS = 64  # store, log, decoding threads' and the loop's own descriptors
 ACCEPT_RETRY = 0.1  # seconds before accepting again after the process ran out of file descriptors
 
 # orjson refuses nesting deeper than 1024 levels itself; the standard library's parser is given
@@ -106,6 +107,7 @@ class IngestServer:
             for sock in socks:
                 sock.close()
             raise
+        _check_file_limit(self.max_connections)
         return Listener(self, socks, [loop.create_task(self._accept(s)) for s in socks])
 
     async def _accept(self, sock: socket.socket) -> None:
@@ -315,6 +317,17 @@ class IngestServer:
             for i in items
         ]
         return dumps({"response": "success", "data": data})
+
+
+def _check_file_limit(max_connections: int) -> None:
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on Unix
+        return
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < max_connections + FILES_BESIDE_CONNECTIONS:
+        log.warning("VIGIL_MAX_CONNECTIONS is %d but this process may open only %d files (ulimit -n): past that, "
+                    "connections wait in the backlog as if the limit were lower", max_connections, soft)
 
 
 class Listener:

@@ -13,6 +13,7 @@ import logging
 import resource
 import socket
 import struct
+import subprocess
 import threading
 import zlib
 from collections.abc import Callable, Iterator
@@ -32,7 +33,7 @@ from vigil.server.ingest.cache import ConfigCache
 from vigil.server.ingest.listener import IngestServer
 from vigil.server.store import open_store
 
-from tests.conftest import VigilServer, wait_until
+from tests.conftest import VigilServer, require, wait_until
 
 CONFIG = """
 hosts:
@@ -433,3 +434,26 @@ def test_accepting_keeps_up_with_many_short_connections(live: LiveIngest) -> Non
     assert live.ingest is not None
     wait_until(lambda: live.ingest.open_connections == 0, DEADLINE, "every connection closed")  # type: ignore[union-attr]
     assert live.ingest.stats["requests"] == 400
+
+
+def test_zabbix_senders_fullest_batch_fits_the_body_limit(live: LiveIngest, tmp_path: Path) -> None:
+    """The real zabbix_sender sends at most 250 values a connection: 250 at Zabbix's 65,535-byte text
+    limit, with timestamps, are under VIGIL_MAX_BODY_BYTES's default and stored whole."""
+    lines = [f"web01 app.body {1_700_000_000 + i} {chr(97 + i % 26) * 65_535}" for i in range(250)]
+    (tmp_path / "values.txt").write_text("\n".join(lines) + "\n")
+    r = subprocess.run([require("zabbix_sender"), "-z", "127.0.0.1", "-p", str(live.port), "-T", "-i",
+                        str(tmp_path / "values.txt")], capture_output=True, text=True, timeout=120)
+    assert "processed: 250; failed: 0; total: 250" in r.stdout, r.stdout + r.stderr
+    assert live.stored("app.body", ValueType.TEXT) == 250
+
+
+def test_a_connection_limit_over_the_file_limit_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="vigil.ingest")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1000, hard))
+    try:
+        srv = LiveIngest(tmp_path, max_connections=1024).start()
+        srv.stop()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert logged(caplog, "VIGIL_MAX_CONNECTIONS is 1024 but this process may open only 1000 files")
