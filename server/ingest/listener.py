@@ -55,7 +55,7 @@ T = TypeVar("T")
 
 # Bodies up to this size are inflated and parsed inline: a hop to a thread costs more than that work.
 INLINE_BYTES = 64 * 1024
-DECODE_THREADS = 2  # also bounds how many big bodies are held parsed at once
+DECODE_THREADS = 2  # also bounds how many big bodies are inflated or parsed at once
 DISCARD_CHUNK = 64 * 1024
 PRESCAN_HEAD = 1 << 20  # bytes looked at first when counting a big body's values
 LOG_EVERY = 60.0  # seconds between two "connection limit reached" (or accept error) log lines
