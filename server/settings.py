@@ -33,7 +33,15 @@ SETTINGS: tuple[Spec, ...] = (
     Spec("VIGIL_WEB_LISTEN", "127.0.0.1:8080", "Address and port of the web UI (served once the web issue lands)."),
     Spec("VIGIL_MAX_FRAME_BYTES", str(128 * 1024 * 1024), "Largest ZBXD frame accepted, in bytes.", 1024, 2**33),
     Spec("VIGIL_TIMEOUT", "3", "Seconds a client may take to send a whole frame before it is dropped.", 0.1, 300),
-    Spec("VIGIL_MAX_CONNECTIONS", "1024", "Connections served at once; more wait in the kernel's backlog.", 1, 65536),
+    Spec("VIGIL_MAX_BODY_BYTES", str(16 * 1024 * 1024),
+         "Largest sender/agent data body accepted once decompressed, in bytes (checked while inflating); "
+         "holds zabbix_sender's fullest batch, 250 values at Zabbix's 64 KiB text limit.", 1024, 2**33),
+    Spec("VIGIL_MAX_REQUEST_VALUES", "10000",
+         "Most values in one sender/agent data request; a request with more gets `failed` and nothing of it "
+         "is stored. Keep it at least an agent's BufferSize.", 1, 10_000_000),
+    Spec("VIGIL_MAX_CONNECTIONS", "1024",
+         "Open ingest connections at most; while this many are open no more are accepted, so new ones wait "
+         "in the kernel's listen backlog.", 1, 65536),
     Spec("VIGIL_BATCH_MAX_VALUES", "50000", "Most values written in one transaction.", 1, 10_000_000),
     Spec("VIGIL_HISTORY_WRITERS", "0", "History writer threads; 0: 1 on SQLite, 2 on PostgreSQL.", 0, 16),
     Spec("VIGIL_CONFIG_REFRESH", "1", "Seconds between checks for configuration changes.", 0.05, 3600),
@@ -60,6 +68,8 @@ class Settings:
     max_frame_bytes: int
     timeout: float
     max_connections: int
+    max_body_bytes: int
+    max_request_values: int
     batch_max_values: int
     history_writers: int
     config_refresh: float
@@ -104,6 +114,8 @@ class Settings:
             max_frame_bytes=int(num("VIGIL_MAX_FRAME_BYTES", int)),
             timeout=num("VIGIL_TIMEOUT"),
             max_connections=int(num("VIGIL_MAX_CONNECTIONS", int)),
+            max_body_bytes=int(num("VIGIL_MAX_BODY_BYTES", int)),
+            max_request_values=int(num("VIGIL_MAX_REQUEST_VALUES", int)),
             batch_max_values=int(num("VIGIL_BATCH_MAX_VALUES", int)),
             history_writers=int(num("VIGIL_HISTORY_WRITERS", int)) or (1 if url.startswith("sqlite") else 2),
             config_refresh=num("VIGIL_CONFIG_REFRESH"),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import threading
 from collections.abc import Awaitable, Callable
 
@@ -39,11 +38,11 @@ async def serve(settings: Settings, stop: asyncio.Event,
                       settings.history_writers)
     batcher.start()
     ingest = IngestServer(cache, repo, batcher, last_ids, read_sessions, max_frame=settings.max_frame_bytes,
-                          timeout=settings.timeout, max_connections=settings.max_connections)
+                          timeout=settings.timeout, max_connections=settings.max_connections,
+                          max_body=settings.max_body_bytes, max_values=settings.max_request_values)
     host, port = settings.listen
     try:
-        server = await asyncio.start_server(ingest.handle, host, port, backlog=1024, reuse_address=True,
-                                            family=socket.AF_UNSPEC)
+        server = await ingest.start_server(host, port, backlog=1024)
     except OSError as e:
         batcher.stop()
         raise RuntimeError(f"cannot listen on {host}:{port} (VIGIL_LISTEN): {e.strerror or e}") from None
