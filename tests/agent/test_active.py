@@ -120,11 +120,11 @@ def test_settings_from_agent_config(tmp_path: Path) -> None:
     from vigil.agent.conf import load
 
     conf = tmp_path / "agent.conf"
-    conf.write_text("ServerActive=127.0.0.1:20051,[::1]\nServer=127.0.0.1\nHostname=a,b\nHostMetadata=meta\n"
+    conf.write_text("ServerActive=127.0.0.1:20051;127.0.0.1:20052,[::1]\nServer=127.0.0.1\nHostname=a,b\nHostMetadata=meta\n"
                     "ListenIP=127.0.0.1\nListenPort=20050\nBufferSend=2\nBufferSize=50\n"
                     "PersistentBufferFile=/tmp/x.db\nMaxLinesPerSecond=7\n")
     s = settings_from_config(load(conf))
-    assert s.servers == (("127.0.0.1", 20051), ("::1", 10051))
+    assert s.servers == ((("127.0.0.1", 20051), ("127.0.0.1", 20052)), (("::1", 10051),))  # `;`: one HA cluster
     assert s.hostnames == ("a", "b") and s.host_metadata == "meta"
     assert (s.listen_ip, s.listen_port) == ("127.0.0.1", 20050)
     assert (s.buffer_send, s.buffer_size, s.max_lines_per_second) == (2, 50, 7)
