@@ -1,12 +1,13 @@
 """Active checks: fetch the check list from each ServerActive, run the items on schedule, push values.
 
-Per (ServerActive, Hostname) pair there is one `ActiveWorker`, as zabbix_agentd has one active-checks
-process per server: its own check list, buffer, session and two threads. The collector refreshes
-the list (`active checks`) at start and every RefreshActiveChecks seconds and runs each item at its
-own `delay`, first runs spread over the first few seconds. The sender pushes the buffer as `agent
-data` when BufferSend seconds passed, the buffer is full or half of it is log values, and drops the
-values only once the server answered "success"; a failure keeps them for a retry with back-off,
-and the retry carries the same session and ids so the server can drop what it already has.
+Per (ServerActive cluster, Hostname) pair there is one `ActiveWorker`, as zabbix_agentd has one
+active-checks process per server: its own check list, buffer, session and two threads. The collector
+runs each item at its own `delay`, first runs spread over the first few seconds; it never waits on
+the network. The sender fetches the list (`active checks`) at start and every RefreshActiveChecks
+seconds, handing it to the collector, and pushes the buffer as `agent data` when BufferSend seconds
+passed, the buffer is full or half of it is log values, and drops the values only once the server
+answered "success"; a failure keeps them for a retry with back-off, and the retry carries the same
+session and ids so the server can drop what it already has.
 
 Not-supported items are sent as zabbix_agentd 6.0 does: `state: 1` and the reason as the value.
 
@@ -38,6 +39,7 @@ from vigil.agent.protocol.messages import (
     ActiveChecksResponse,
     AgentData,
     ProtocolError,
+    Response,
     parse_active_checks_response,
     parse_response,
 )
@@ -163,11 +165,18 @@ class ActiveWorker:
         self.refresh_failing = False
         self._skipped: set[str] = set()
         self._last_stamp = 0
+        self._lock = threading.Lock()
+        self._incoming: ActiveChecksResponse | Response | None = None  # fetched, for the collector to use
+        self._wake = threading.Event()  # set by a new list and by stop
         saved = store.load_checks(self.target) if store is not None else None
         if saved:
             log.info("active checks for [%s@%s]: %d checks from the saved list until the server answers",
                      host, self.name, len(saved))
             self.apply(saved, time.monotonic())
+
+    def wake(self) -> None:
+        """Make the collector look now (a new list, or stop)."""
+        self._wake.set()
 
     def _stamp(self) -> tuple[int, int]:
         """(clock, ns) now, strictly increasing: values of one item never share a timestamp."""
@@ -200,6 +209,12 @@ class ActiveWorker:
     # --- check list ---------------------------------------------------------------------------
 
     def refresh(self, now: float) -> bool:
+        """Fetch the check list and use it at once; True when the server sent one."""
+        reply = self.fetch(now)
+        return reply is not None and self.use(reply, now)
+
+    def fetch(self, now: float) -> ActiveChecksResponse | Response | None:
+        """Ask for the check list (the network part; sets next_refresh). None when no answer came."""
         s = self.settings
         req = ActiveChecksRequest(self.host, s.host_metadata, s.listen_ip, s.listen_port)
         try:
@@ -210,15 +225,20 @@ class ActiveWorker:
             self.refresh_failing = True
             self.next_refresh = now + self.refresh_wait
             self.refresh_wait = min(self.refresh_wait * 2, s.retry_max, s.refresh_active_checks)
-            return False
+            return None
         self.refresh_wait = FIRST_RETRY
         if self.refresh_failing:
             log.warning("active check configuration update from [%s] is working again", self.name)
             self.refresh_failing = False
+        ok = isinstance(reply, ActiveChecksResponse)
+        self.next_refresh = now + (s.refresh_active_checks if ok else min(REFRESH_RETRY, s.refresh_active_checks))
+        return reply
+
+    def use(self, reply: ActiveChecksResponse | Response, now: float) -> bool:
+        """Take a reply from `fetch` (on the collector's thread: it owns `items`)."""
         if not isinstance(reply, ActiveChecksResponse):
             log.warning("no active checks on server [%s]: %s", self.name, reply.info or reply.response)
             self._use([], now)
-            self.next_refresh = now + min(REFRESH_RETRY, s.refresh_active_checks)
             return False
         skipped = set(reply.skipped)
         for reason in reply.skipped:  # a new list logs its bad rows once, not at every refresh
@@ -226,7 +246,6 @@ class ActiveWorker:
                 "active check list from [%s]: row skipped, %s", self.name, reason)
         self._skipped = skipped
         self._use(reply.data, now)
-        self.next_refresh = now + s.refresh_active_checks
         return True
 
     def _use(self, checks: list[ActiveCheck], now: float) -> None:
@@ -384,21 +403,36 @@ class ActiveWorker:
     def collector_loop(self, stop: threading.Event) -> None:
         while not stop.is_set():
             now = time.monotonic()
+            self._wake.clear()
             try:
-                if now >= self.next_refresh:
-                    self.refresh(now)
+                with self._lock:
+                    reply, self._incoming = self._incoming, None
+                if reply is not None:
+                    self.use(reply, now)
                 next_due = self.run_due(time.monotonic())
             except Exception:
                 log.exception("active checks for [%s] failed; continuing", self.name)
                 next_due = now + 1.0
-            wait = min(next_due, self.next_refresh) - time.monotonic()
-            stop.wait(max(0.01, min(wait, 1.0)))
+            self._wake.wait(max(0.01, min(next_due - time.monotonic(), 1.0)))
 
     def sender_loop(self, stop: threading.Event) -> None:
+        """Sends values and fetches the check list: a server that hangs never holds up collection."""
         backoff = 1.0
         retry_at = 0.0
         while not stop.is_set():
             now = time.monotonic()
+            if now >= self.next_refresh:
+                try:
+                    reply = self.fetch(now)
+                except Exception:
+                    log.exception("active check configuration update from [%s] failed; continuing", self.name)
+                    reply = None
+                    self.next_refresh = now + self.settings.retry_max
+                if reply is not None:
+                    with self._lock:
+                        self._incoming = reply
+                    self.wake()
+                continue
             if now >= retry_at and self.buffer.due(now, self.last_sent, self.settings.buffer_send):
                 try:
                     ok = self.send()
@@ -413,7 +447,7 @@ class ActiveWorker:
                     backoff = min(backoff * 2, self.settings.retry_max)
                 continue
             with self.buffer.cond:
-                self.buffer.cond.wait(0.2)
+                self.buffer.cond.wait(max(0.01, min(0.2, self.next_refresh - now)))
 
     def flush(self, attempts: int = 1) -> None:
         """At shutdown: one last try to hand over what is buffered."""
@@ -464,6 +498,8 @@ class ActiveChecks:
             stop.wait()
         finally:
             stop.set()
+            for w in self.workers:
+                w.wake()
             for t in threads:
                 t.join(settings.timeout + 5)
             for w in self.workers:

@@ -311,3 +311,33 @@ def test_second_active_checks_on_one_buffer_file_is_refused(tmp_path: Path) -> N
             ActiveChecks(s, _checks())
     finally:
         first.close()
+
+
+def test_a_server_that_hangs_does_not_hold_up_collection(peers: Callable[..., Peer], tmp_path: Path) -> None:
+    release = threading.Event()
+    held = threading.Event()
+
+    def hang(conn: socket.socket, n: int) -> None:
+        zbxd.recv_frame(conn)
+        held.set()
+        release.wait(60)  # accepts, reads, never answers (until the test is over)
+
+    p = peers(hang)
+    path = str(tmp_path / "buf.db")
+    store = FileStore(path)
+    store.save_checks(f"{HOST}@127.0.0.1:{p.port}", [ActiveCheck("agent.ping", 1)])
+    store.close()
+    active = ActiveChecks(_settings((("127.0.0.1", p.port),), persistent_buffer_file=path, timeout=60), _checks())
+    stop = threading.Event()
+    runner = threading.Thread(target=active.run, args=(stop,), daemon=True)
+    runner.start()
+    try:
+        _wait(held.is_set, "the check list request, left hanging")
+        (w,) = active.workers
+        _wait(lambda: len(w.buffer) >= 3, "values collected while the request hangs", 20)
+        assert held.is_set() and not release.is_set()
+    finally:
+        release.set()
+        stop.set()
+        runner.join(30)
+    assert not runner.is_alive()
