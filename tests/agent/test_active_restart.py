@@ -247,9 +247,10 @@ def test_cluster_fails_over_between_two_vigil_servers_on_one_store(
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     first, second = VigilServer(tmp_path / "a", url), VigilServer(tmp_path / "b", url)
+    second.cli("db", "upgrade")
+    second.import_yaml(PING_HOST)  # before the start: the server's first look at its store finds the host
     second.start()
     try:
-        second.import_yaml(PING_HOST)
         # the first node is down (as a 6.0 standby node, it does not answer): the agent uses the second
         agents(_settings(((("127.0.0.1", first.port), ("127.0.0.1", second.port)),)))
         _wait(lambda: len(second.history(HOST, "agent.ping")) >= 2, "values through the second node")

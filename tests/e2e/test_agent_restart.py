@@ -93,6 +93,21 @@ hosts:
 """
 
 
+def import_items(server: VigilServer, log_path: Path | None = None) -> None:
+    """Import the host and wait until the running server hands out its checks (it reloads every 0.2 s)."""
+    server.import_yaml(items_yaml(log_path))
+
+    def known() -> bool:
+        req = json.dumps({"request": "active checks", "host": HOST}).encode()
+        try:
+            reply = json.loads(zbxd.exchange("127.0.0.1", server.port, req, timeout=5))
+        except (OSError, EOFError, zbxd.FrameError):
+            return False
+        return reply.get("response") == "success" and bool(reply.get("data"))
+
+    wait_for(known, "the server to know the host")
+
+
 def buffered(path: Path, key_like: str) -> list[tuple[int, int, str]]:
     """(clock, ns, value) of the values waiting in a PersistentBufferFile, oldest first."""
     if not path.exists():
@@ -162,7 +177,7 @@ class Relay:
 def test_macro_item_is_checked_by_key_and_reported_under_key_orig(
         vigil_server_sqlite: VigilServer, agents: Callable[..., AgentProc], kind: str) -> None:
     server = vigil_server_sqlite
-    server.import_yaml(items_yaml())
+    import_items(server)
     relay = Relay(server.port)
     try:
         agent = agents(f"127.0.0.1:{relay.port}", kind=kind)
@@ -192,7 +207,7 @@ def test_agent_restarted_mid_outage_goes_on_collecting_and_every_value_arrives_o
     log_path = tmp_path / "app.log"
     log_path.touch()
     log_key = f"log[{log_path}]"
-    server.import_yaml(items_yaml(log_path))
+    import_items(server, log_path)
     buf = tmp_path / "buffer.db"
     extra = f"PersistentBufferFile={buf}\n"
     agent = agents(f"127.0.0.1:{server.port}", extra)
@@ -234,7 +249,7 @@ def test_agent_restarted_mid_outage_goes_on_collecting_and_every_value_arrives_o
 def test_server_active_cluster_with_its_first_node_down(vigil_server_sqlite: VigilServer,
                                                        agents: Callable[..., AgentProc]) -> None:
     server = vigil_server_sqlite
-    server.import_yaml(items_yaml())
+    import_items(server)
     agent = agents(f"127.0.0.1:{free_port()};127.0.0.1:{server.port}")
     wait_for(lambda: len(server.history(HOST, "agent.ping")) >= 2, f"values through the second node\n"
              f"{agent.text()[-2000:]}")
@@ -248,7 +263,7 @@ def test_corrupt_buffer_file_is_moved_aside_and_the_agent_runs(vigil_server_sqli
                                                               agents: Callable[..., AgentProc],
                                                               tmp_path: Path) -> None:
     server = vigil_server_sqlite
-    server.import_yaml(items_yaml())
+    import_items(server)
     buf = tmp_path / "buffer.db"
     junk = b"SQLite format 3\x00" + os.urandom(3000)  # a header and then garbage: a torn file
     buf.write_bytes(junk)
