@@ -246,14 +246,16 @@ def test_agent_restarted_mid_outage_goes_on_collecting_and_every_value_arrives_o
 # --- HA cluster ---------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("kind", ["zabbix_agentd", "vigil-agent"])
 def test_server_active_cluster_with_its_first_node_down(vigil_server_sqlite: VigilServer,
-                                                       agents: Callable[..., AgentProc]) -> None:
+                                                       agents: Callable[..., AgentProc], kind: str) -> None:
     server = vigil_server_sqlite
     import_items(server)
-    agent = agents(f"127.0.0.1:{free_port()};127.0.0.1:{server.port}")
-    wait_for(lambda: len(server.history(HOST, "agent.ping")) >= 2, f"values through the second node\n"
+    agent = agents(f"127.0.0.1:{free_port()};127.0.0.1:{server.port}", kind=kind)
+    wait_for(lambda: len(server.history(HOST, "agent.ping")) >= 2, f"values through the second node from {kind}\n"
              f"{agent.text()[-2000:]}")
-    assert "now talking to node" in agent.text()
+    if kind == "vigil-agent":
+        assert "now talking to node" in agent.text()
 
 
 # --- the buffer file ----------------------------------------------------------------------------
