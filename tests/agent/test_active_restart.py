@@ -25,7 +25,7 @@ from vigil.agent.protocol import zbxd
 from vigil.agent.protocol.messages import ActiveCheck, ActiveChecksResponse, parse_active_checks_response
 
 from tests.agent.test_active import Peer
-from tests.conftest import VigilServer, free_port
+from tests.conftest import VigilServer, free_port, wait_until
 
 HOST = "agent-restart"
 OK = b'{"response":"success","info":"processed: 1; failed: 0; total: 1; seconds spent: 0.000100"}'
@@ -43,12 +43,7 @@ def _checks() -> Checks:
 
 
 def _wait(cond: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    wait_until(cond, timeout, what, interval=0.1)
 
 
 def _serve_list(rows: bytes, bodies: list[dict[str, object]] | None = None) -> Callable[[socket.socket, int], None]:

@@ -22,18 +22,13 @@ from pathlib import Path
 import pytest
 from vigil.agent.protocol import zbxd
 
-from tests.conftest import VigilServer, free_port, require, stop_process, vigil_bin
+from tests.conftest import VigilServer, free_port, require, stop_process, vigil_bin, wait_until
 
 HOST = "restart-peer"
 
 
 def wait_for(cond: Callable[[], bool], what: str, timeout: float = 40) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    wait_until(cond, timeout, what, interval=0.2)
 
 
 class AgentProc:
@@ -94,18 +89,8 @@ hosts:
 
 
 def import_items(server: VigilServer, log_path: Path | None = None) -> None:
-    """Import the host and wait until the running server hands out its checks (it reloads every 0.2 s)."""
     server.import_yaml(items_yaml(log_path))
-
-    def known() -> bool:
-        req = json.dumps({"request": "active checks", "host": HOST}).encode()
-        try:
-            reply = json.loads(zbxd.exchange("127.0.0.1", server.port, req, timeout=5))
-        except (OSError, EOFError, zbxd.FrameError):
-            return False
-        return reply.get("response") == "success" and bool(reply.get("data"))
-
-    wait_for(known, "the server to know the host")
+    server.wait_for_config(HOST, "agent.ping")
 
 
 def buffered(path: Path, key_like: str) -> list[tuple[int, int, str]]:
