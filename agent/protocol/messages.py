@@ -210,18 +210,35 @@ class ActiveChecksRequest:
 
 @dataclass(slots=True)
 class ActiveCheck:
+    """One row of an `active checks` reply.
+
+    `key` has the server's macros expanded and is what the agent evaluates; `key_orig` is the key as
+    configured (`vfs.fs.size[{$FS},pused]`) and is what values are reported under. The server sends
+    `key_orig` only when the two differ; empty means the same as `key`.
+    """
+
     key: str
     delay: int
     lastlogsize: int = 0
     mtime: int = 0
+    key_orig: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.key_orig:
+            self.key_orig = self.key
 
     def to_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "delay": self.delay, "lastlogsize": self.lastlogsize, "mtime": self.mtime}
+        d: dict[str, Any] = {"key": self.key}
+        if self.key_orig != self.key:
+            d["key_orig"] = self.key_orig
+        d.update(delay=self.delay, lastlogsize=self.lastlogsize, mtime=self.mtime)
+        return d
 
 
 @dataclass(slots=True)
 class ActiveChecksResponse:
     data: list[ActiveCheck] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # why rows were left out, one line each
 
     def to_json(self) -> bytes:
         return dumps({"response": "success", "data": [c.to_dict() for c in self.data]})
@@ -358,25 +375,50 @@ def parse_response(body: bytes) -> Response:
 
 
 def parse_active_checks_response(body: bytes) -> ActiveChecksResponse | Response:
-    """A list of checks, or a Response('failed', info) when the server refused."""
+    """A list of checks, or a Response('failed', info) when the server refused.
+
+    A row that cannot be used is left out and its reason added to `skipped`; the other rows stand,
+    as zabbix_agentd skips a row with a missing tag and runs the rest.
+    """
     obj = loads(body)
     if obj.get("response") != "success":
         return Response(str(obj.get("response")), _str(obj, "info", "response", required=False))
     checks = []
+    skipped = []
     for i, d in enumerate(_data_list(obj)):
-        where = f"data[{i}]"
-        if not isinstance(d, dict):
-            raise ProtocolError(f"{where}: must be an object")
-        key = _str(d, "key", where)
-        assert key is not None
-        delay = d.get("delay", 0)
-        if isinstance(delay, str):  # older servers send "30" or "30s"
-            delay = delay.rstrip("s")
-            if not delay.isdigit():
-                raise ProtocolError(f"{where}: field 'delay' must be seconds, got {d.get('delay')!r}")
-            delay = int(delay)
-        checks.append(ActiveCheck(key, int(delay), _int(d, "lastlogsize", where) or 0, _int(d, "mtime", where) or 0))
-    return ActiveChecksResponse(checks)
+        try:
+            checks.append(parse_active_check(d, f"data[{i}]"))
+        except ProtocolError as e:
+            skipped.append(str(e))
+    return ActiveChecksResponse(checks, skipped)
+
+
+def parse_active_check(d: Any, where: str) -> ActiveCheck:
+    if not isinstance(d, dict):
+        raise ProtocolError(f"{where}: must be an object")
+    key = _str(d, "key", where)
+    if not key:
+        raise ProtocolError(f"{where}: field 'key' is empty")
+    key_orig = _str(d, "key_orig", where, required=False) or key
+    return ActiveCheck(key, _delay(d, where), _int(d, "lastlogsize", where) or 0, _int(d, "mtime", where) or 0,
+                       key_orig)
+
+
+def _delay(d: dict[str, Any], where: str) -> int:
+    """Seconds, as a 6.0 server sends them (an integer; older servers: a string of digits, maybe with `s`).
+
+    Anything else ("1m", a flexible interval) is refused rather than guessed: zabbix_agentd's atoi()
+    would read "1m" as 1 second and poll sixty times too often.
+    """
+    v = d.get("delay")
+    if isinstance(v, str):
+        text = v[:-1] if v.endswith("s") else v
+        if text.isdigit():
+            v = int(text)
+    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 86400 * 365:
+        shown = "missing" if v is None else repr(d.get("delay"))
+        raise ProtocolError(f"{where}: field 'delay' must be a number of seconds, got {shown} (key {d.get('key')!r})")
+    return v
 
 
 def encode_passive_reply(value: str | None, error: str | None = None) -> bytes:

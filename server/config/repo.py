@@ -51,6 +51,7 @@ class ItemRef:
     value_type: ValueType
     delay: int
     key: str  # with the host's macros resolved
+    key_orig: str = ""  # as configured, macros and all
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +63,7 @@ class HostRef:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """What ingest needs, read at once: hosts by name, items by (host, resolved key)."""
+    """What ingest needs, read at once: hosts by name, items by (host, resolved key) and (host, key as configured)."""
 
     version: int
     hosts: dict[str, HostRef]
@@ -359,8 +360,10 @@ class ConfigRepo:
                     delay = seconds(resolve_macros(r.delay, macros.get(r.hostid, {})))
                 except ValueError:
                     delay = 60
-                ref = ItemRef(r.itemid, r.hostid, ItemType(r.type), ValueType(r.value_type), delay, key)
+                ref = ItemRef(r.itemid, r.hostid, ItemType(r.type), ValueType(r.value_type), delay, key, r.key_)
                 items[(r.host, key)] = ref
+                if r.key_ != key:  # a value may come under either: agents report under key_orig, as for Zabbix
+                    items.setdefault((r.host, r.key_), ref)
                 if ref.type == ItemType.AGENT_ACTIVE:
                     active.setdefault(r.hostid, []).append(ref)
             return Snapshot(version, hosts, items, active)

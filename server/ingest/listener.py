@@ -311,11 +311,14 @@ class IngestServer:
             return failure(f"host [{host}] not monitored")
         items = snap.active.get(ref.hostid, [])
         positions = await asyncio.to_thread(self.repo.log_positions, [i.itemid for i in items]) if items else {}
-        data = [
-            {"key": i.key, "delay": i.delay, "lastlogsize": positions.get(i.itemid, (0, 0))[0],
-             "mtime": positions.get(i.itemid, (0, 0))[1]}
-            for i in items
-        ]
+        data = []
+        for i in items:  # as Zabbix: `key` with macros expanded, `key_orig` as configured when it differs
+            row: dict[str, Any] = {"key": i.key}
+            if i.key_orig and i.key_orig != i.key:
+                row["key_orig"] = i.key_orig
+            lastlogsize, mtime = positions.get(i.itemid, (0, 0))
+            row.update(delay=i.delay, lastlogsize=lastlogsize, mtime=mtime)
+            data.append(row)
         return dumps({"response": "success", "data": data})
 
 
