@@ -43,7 +43,7 @@ class AgentProc:
         self.conf.write_text(
             f"ServerActive={server_active}\nHostname={HOST}\nStartAgents=0\nRefreshActiveChecks=60\n"
             f"BufferSend=1\nLogType=file\nLogFile={self.log}\nPidFile={tmp}/{name}.pid\n" + extra
-            + ("AllowRoot=1\n" if kind == "zabbix_agentd" else ""))
+            + "AllowRoot=1\n")  # root in the tests; both agents keep it
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> AgentProc:
