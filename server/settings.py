@@ -10,6 +10,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vigil.server.store.base import PgTimeouts
 
 
 class SettingsError(ValueError):
@@ -39,6 +43,12 @@ SETTINGS: tuple[Spec, ...] = (
     Spec("VIGIL_CONFIG_REFRESH", "1", "Seconds between checks for configuration changes.", 0.05, 3600),
     Spec("VIGIL_HOUSEKEEPING_INTERVAL", "3600", "Seconds between housekeeper runs (retention).", 1, 86400),
     Spec("VIGIL_TRENDS_INTERVAL", "60", "Seconds between hourly-trend roll-ups.", 1, 3600),
+    Spec("VIGIL_PG_CONNECT_TIMEOUT", "10", "Seconds to wait for a connection to PostgreSQL before the attempt fails.",
+         1, 600),
+    Spec("VIGIL_PG_STATEMENT_TIMEOUT", "300",
+         "Seconds a PostgreSQL statement may run before it is cancelled; 0: no limit.", 0, 86400),
+    Spec("VIGIL_PG_LOCK_TIMEOUT", "10",
+         "Seconds a PostgreSQL statement may wait for a lock before it fails; 0: no limit.", 0, 3600),
     Spec("VIGIL_LOCAL_AGENT", "1", "1: `vigil up` starts a vigil-agent watching this machine; 0: it does not.", 0, 1),
     Spec("VIGIL_LOG_LEVEL", "info", "debug, info, warning or error."),
 )
@@ -65,12 +75,21 @@ class Settings:
     config_refresh: float
     housekeeping_interval: float
     trends_interval: float
+    pg_connect_timeout: float
+    pg_statement_timeout: float
+    pg_lock_timeout: float
     local_agent: bool
     log_level: str
 
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def pg_timeouts(self) -> PgTimeouts:
+        from vigil.server.store.base import PgTimeouts
+
+        return PgTimeouts(self.pg_connect_timeout, self.pg_statement_timeout, self.pg_lock_timeout)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -109,6 +128,9 @@ class Settings:
             config_refresh=num("VIGIL_CONFIG_REFRESH"),
             housekeeping_interval=num("VIGIL_HOUSEKEEPING_INTERVAL"),
             trends_interval=num("VIGIL_TRENDS_INTERVAL"),
+            pg_connect_timeout=num("VIGIL_PG_CONNECT_TIMEOUT"),
+            pg_statement_timeout=num("VIGIL_PG_STATEMENT_TIMEOUT"),
+            pg_lock_timeout=num("VIGIL_PG_LOCK_TIMEOUT"),
             local_agent=bool(num("VIGIL_LOCAL_AGENT", int)),
             log_level=level,
         )
