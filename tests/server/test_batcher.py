@@ -196,6 +196,40 @@ def test_an_expected_store_error_fails_that_batch_only(sqlite_url: str, run_batc
     assert opened[0] == 1
 
 
+class Stuck:
+    """A real store whose first write blocks until released (a writer waiting on a lock)."""
+
+    def __init__(self, inner: Store, release: threading.Event, entered: threading.Event) -> None:
+        self.inner, self.release, self.entered = inner, release, entered
+
+    def write(self, batch: WriteBatch) -> None:
+        if not self.entered.is_set():
+            self.entered.set()
+            self.release.wait(GUARD)
+        self.inner.write(batch)
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self.inner, name)
+
+
+def test_a_batch_no_writer_takes_fails_within_the_timeout_and_is_not_stored(sqlite_url: str, run_batcher) -> None:
+    release, entered = threading.Event(), threading.Event()
+    b = Batcher(lambda: Stuck(open_store(sqlite_url), release, entered), max_values=1,  # type: ignore[arg-type]
+                timeout=0.3)
+
+    async def body() -> None:
+        first = asyncio.ensure_future(b.submit(batch(1.0)))
+        await asyncio.to_thread(entered.wait, GUARD)
+        with pytest.raises(StoreError, match=r"no history writer took them within 0.3 s \(VIGIL_TIMEOUT\)"):
+            await asyncio.wait_for(b.submit(batch(2.0, itemid=2)), GUARD)
+        release.set()
+        await asyncio.wait_for(first, GUARD)  # taken before the timeout: its outcome, not the timeout
+
+    run_batcher(b, body)
+    assert stored(sqlite_url, 1) == [1.0]
+    assert stored(sqlite_url, 2) == []
+
+
 def test_stop_fails_clients_no_writer_can_serve(run_batcher) -> None:
     def cannot_open() -> Store:
         raise StoreError("cannot connect")
