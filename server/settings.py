@@ -36,7 +36,8 @@ SETTINGS: tuple[Spec, ...] = (
     Spec("VIGIL_LISTEN", "127.0.0.1:10051", "Address and port of the Zabbix-protocol ingest listener."),
     Spec("VIGIL_WEB_LISTEN", "127.0.0.1:8080", "Address and port of the web UI (served once the web issue lands)."),
     Spec("VIGIL_MAX_FRAME_BYTES", str(128 * 1024 * 1024), "Largest ZBXD frame accepted, in bytes.", 1024, 2**33),
-    Spec("VIGIL_TIMEOUT", "3", "Seconds a client may take to send a whole frame before it is dropped.", 0.1, 300),
+    Spec("VIGIL_TIMEOUT", "3", "Seconds a client may take to send a whole frame before it is dropped, and that its "
+         "values may wait for a history writer before the reply is `failed`.", 0.1, 300),
     Spec("VIGIL_MAX_CONNECTIONS", "1024", "Connections served at once; more wait in the kernel's backlog.", 1, 65536),
     Spec("VIGIL_BATCH_MAX_VALUES", "50000", "Most values written in one transaction.", 1, 10_000_000),
     Spec("VIGIL_HISTORY_WRITERS", "0", "History writer threads; 0: 1 on SQLite, 2 on PostgreSQL.", 0, 16),
