@@ -44,8 +44,8 @@ SETTINGS: tuple[Spec, ...] = (
     Spec("VIGIL_CONFIG_REFRESH", "1", "Seconds between checks for configuration changes.", 0.05, 3600),
     Spec("VIGIL_HOUSEKEEPING_INTERVAL", "3600", "Seconds between housekeeper runs (retention).", 1, 86400),
     Spec("VIGIL_TRENDS_INTERVAL", "60", "Seconds between hourly-trend roll-ups.", 1, 3600),
-    Spec("VIGIL_PG_CONNECT_TIMEOUT", "10", "Seconds to wait for a connection to PostgreSQL before the attempt fails.",
-         1, 600),
+    Spec("VIGIL_PG_CONNECT_TIMEOUT", "10", "Seconds to wait for a connection to PostgreSQL before the attempt fails, "
+         "and for the network to acknowledge data sent on one before it counts as broken.", 1, 600),
     Spec("VIGIL_PG_STATEMENT_TIMEOUT", "300",
          "Seconds a PostgreSQL statement may run before it is cancelled; 0: no limit.", 0, 86400),
     Spec("VIGIL_PG_LOCK_TIMEOUT", "10",

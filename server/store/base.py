@@ -106,7 +106,10 @@ class PgTimeouts:
         """Keyword arguments for psycopg.connect (and SQLAlchemy's connect_args): libpq's own parameters."""
         options = f"-c statement_timeout={round(self.statement * 1000)} -c lock_timeout={round(self.lock * 1000)}"
         # libpq takes whole seconds and treats 1 as 2; round up so a time-out is never shorter than asked.
-        return {"connect_timeout": max(2, math.ceil(self.connect)), "options": options}
+        # tcp_user_timeout: a connection whose sent data the network has not acknowledged for as long (the
+        # database host vanished) counts as broken, instead of blocking its writer for the kernel's ~15 min.
+        return {"connect_timeout": max(2, math.ceil(self.connect)), "options": options,
+                "tcp_user_timeout": round(self.connect * 1000)}
 
 
 @dataclass(slots=True)

@@ -1,5 +1,8 @@
-"""PostgreSQL time-outs from VIGIL_PG_*: a write that waits on a held lock fails after the lock
-time-out instead of hanging its writer (and every client behind it), on the store and on the engine."""
+"""The PostgreSQL store's connection: time-outs from VIGIL_PG_* (a write that waits on a held lock
+fails after the lock time-out instead of hanging its writer and every client behind it), and a
+connection the server ended is replaced by the next write or read, without storing anything twice.
+
+A restarted or stopped server is tested in test_pg_restart.py, on a cluster of the test's own."""
 
 from __future__ import annotations
 
@@ -77,7 +80,9 @@ def test_the_timeouts_reach_every_connection_of_the_server(pg_url: str) -> None:
         conn = store._conn  # type: ignore[attr-defined]
         assert conn.execute("SHOW statement_timeout").fetchone() == ("7500ms",)
         assert conn.execute("SHOW lock_timeout").fetchone() == ("2s",)
-        assert conn.info.get_parameters()["connect_timeout"] == "4"
+        params = conn.info.get_parameters()
+        assert params["connect_timeout"] == "4"
+        assert params["tcp_user_timeout"] == "4000"  # what was sent on a connection: acknowledged within it
     finally:
         store.close()
     engine = engine_for(pg_url, s.pg_timeouts)
@@ -96,6 +101,47 @@ def test_a_statement_past_the_statement_timeout_is_cancelled(pg_url: str) -> Non
         with pytest.raises(StoreError, match="statement timeout"):
             store._query("SELECT pg_sleep(30)", ())  # type: ignore[attr-defined]
         assert store.sessions() == {}
+    finally:
+        store.close()
+
+
+def terminate(url: str, store: object) -> None:
+    pid = store._conn.info.backend_pid  # type: ignore[attr-defined]
+    with psycopg.connect(url, autocommit=True) as c:
+        assert c.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone() == (True,)
+        c.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,))
+
+
+def test_a_store_whose_connection_was_ended_writes_and_reads_again(pg_url: str) -> None:
+    store = open_store(pg_url)
+    try:
+        store.write(WriteBatch(floats=[(1, T0, 0, 1.0)], sessions={"s1": 5}))
+        terminate(pg_url, store)
+        # Ended before the write began: nothing of it was sent, so a fresh connection takes it.
+        store.write(WriteBatch(floats=[(1, T0 + 1, 0, 2.0)], sessions={"s1": 9}))
+        terminate(pg_url, store)
+        assert store.sessions() == {"s1": 9}
+        assert [v for _, _, v in store.history(1, 0, 0, 2**31 - 1)] == [1.0, 2.0]
+    finally:
+        store.close()
+
+
+def test_a_store_that_cannot_reconnect_fails_fast_and_waits_before_trying_again(pg_url: str) -> None:
+    store = open_store(pg_url)
+    try:
+        store.write(WriteBatch(floats=[(1, T0, 0, 1.0)]))
+        good_url = store.url  # type: ignore[attr-defined]
+        store.url = good_url.rsplit("/", 1)[0] + "/vigil_no_such_database"  # type: ignore[attr-defined]
+        terminate(pg_url, store)
+        with pytest.raises(StoreError, match="cannot connect to PostgreSQL"):
+            store.write(WriteBatch(floats=[(1, T0 + 1, 0, 2.0)]))
+        # Within the pause after a failed attempt: no new attempt, an error that says when the next one is.
+        with pytest.raises(StoreError, match="unreachable; next connection attempt in"):
+            store.write(WriteBatch(floats=[(1, T0 + 2, 0, 3.0)]))
+        store.url = good_url  # type: ignore[attr-defined]
+        store._retry_at = 0.0  # type: ignore[attr-defined]  # the pause is over
+        store.write(WriteBatch(floats=[(1, T0 + 3, 0, 4.0)]))
+        assert [v for _, _, v in store.history(1, 0, 0, 2**31 - 1)] == [1.0, 4.0]
     finally:
         store.close()
 
