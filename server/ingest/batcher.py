@@ -193,7 +193,7 @@ class Batcher:
                             if top > self._committed_sessions.get(session, -1):
                                 self._committed_sessions[session] = top
                 except StoreError as e:  # the store names what failed; every waiter hears it
-                    log.error("writing %d values failed, none were stored: %s", len(merged), e)
+                    log.error("writing %d values failed: %s", len(merged), e)
                     error = e
                 busy += time.monotonic() - t0
             except BaseException as e:
