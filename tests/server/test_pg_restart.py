@@ -180,7 +180,9 @@ def test_ingest_survives_a_restarted_and_a_stopped_postgresql(cluster: PgCluster
             f"      - {{key: \"log[{log_path}]\", type: agent_active, value_type: log, delay: 1s}}\n")
         conf = tmp_path / "agentd.conf"
         conf.write_text(f"ServerActive=127.0.0.1:{server.port}\nHostname={HOST}\nStartAgents=0\n"
-                        "RefreshActiveChecks=60\nBufferSend=1\nBufferSize=65535\nLogType=console\n"
+                        # Timeout above VIGIL_TIMEOUT: the agent hears the server's `failed` rather than giving
+                        # up and resending while its first request is still in flight (another fault's test).
+                        "RefreshActiveChecks=60\nBufferSend=1\nBufferSize=65535\nTimeout=10\nLogType=console\n"
                         f"PidFile={tmp_path}/agentd.pid\nAllowRoot=1\n")
         with Pusher(server.port, "pushed", hour) as pusher:
             wait_for(lambda: pusher.ok_after(0) >= 5, f"values stored before any fault\n{server.log_text()[-3000:]}")
