@@ -82,7 +82,7 @@ class Batcher:
                         self._room.clear()
                         await self._room.wait()
             except TimeoutError:
-                raise StoreError(self._not_taken("no room for more values")) from None
+                raise StoreError(self._not_taken("the history writers made no room for more values")) from None
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
         entry = (batch, fut, loop)
@@ -125,7 +125,7 @@ class Batcher:
     def _not_taken(self, what: str) -> str:
         with self._cond:
             why = "; ".join(f"writer {i}: {e}" for i, e in sorted(self._failing.items()))
-        return (f"values not stored: {what} within {self._timeout:g} s (VIGIL_TIMEOUT)"
+        return (f"{what} within {self._timeout:g} s (VIGIL_TIMEOUT)"
                 + (f"; the history writers are failing ({why})" if why else ""))
 
     def _take(self) -> list[_Entry] | None:
