@@ -13,6 +13,7 @@ Unsigned values: history_uint and trends_uint are signed 64-bit columns on both 
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -91,6 +92,24 @@ def trend_table(value_type: ValueType) -> str:
 
 class StoreError(RuntimeError):
     """The store could not do what was asked; the message says what and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class PgTimeouts:
+    """PostgreSQL time-outs in seconds (VIGIL_PG_*); 0 for a statement or lock time-out means none."""
+
+    connect: float = 10.0
+    statement: float = 0.0
+    lock: float = 0.0
+
+    def connect_args(self) -> dict[str, Any]:
+        """Keyword arguments for psycopg.connect (and SQLAlchemy's connect_args): libpq's own parameters."""
+        options = f"-c statement_timeout={round(self.statement * 1000)} -c lock_timeout={round(self.lock * 1000)}"
+        # libpq takes whole seconds and treats 1 as 2; round up so a time-out is never shorter than asked.
+        # tcp_user_timeout: a connection whose sent data the network has not acknowledged for as long (the
+        # database host vanished) counts as broken, instead of blocking its writer for the kernel's ~15 min.
+        return {"connect_timeout": max(2, math.ceil(self.connect)), "options": options,
+                "tcp_user_timeout": round(self.connect * 1000)}
 
 
 @dataclass(slots=True)
