@@ -18,7 +18,9 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 
-SESSION_EXPIRY = 86400  # seconds of silence after which a session is forgotten
+from vigil.server.store.base import Store
+
+SESSION_EXPIRY = Store.SESSION_EXPIRY
 
 
 class AgentSessions:
