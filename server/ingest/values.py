@@ -23,7 +23,6 @@ from vigil.server.config.tables import ItemType, ValueType
 from vigil.server.ingest.convert import (
     CHAR_LIMIT,
     FLOAT_MAX,
-    FLOAT_SYNTAX,
     LOG_LIMIT,
     TEXT_LIMIT,
     ConversionError,
@@ -37,6 +36,7 @@ log = logging.getLogger("vigil.ingest.values")
 FLOAT, UNSIGNED, CHAR, TEXT, LOG = (ValueType.FLOAT, ValueType.UNSIGNED, ValueType.CHAR, ValueType.TEXT,
                                     ValueType.LOG)
 LOG_SOURCE_LIMIT = 64
+NAN = float("nan")
 _NS = 1_000_000_000
 
 
@@ -144,27 +144,43 @@ def sender_values(snap: Snapshot, data: list[Any], now_s: int, now_ns: int, peer
     times = _Times(snap, len(data), now_s, now_ns, window)
     lo, hi = times.lo, times.hi
     floats = batch.floats
-    plain_float = FLOAT_SYNTAX.fullmatch
-    # The hot loop: float items sent as plain numbers in strings with int clock/ns inside the window
-    # are handled inline; anything else takes the general path through times.of and _add.
+    float_max, ns_max, nan = FLOAT_MAX, NS_MAX, NAN
+    now_c, now_n = divmod(times.next_stamp, _NS)  # the receive stamps this request reserved
+    # The hot loop (well under 1 µs a value) handles inline what most senders send: int clock and ns
+    # inside the window, or no clock; float items with plain numbers in strings. float() takes more
+    # than Zabbix does, but not once the text is ASCII without "_" or white space at its ends and the
+    # number is within ±1e308: that is Zabbix's syntax (str.strip returns the string itself when there
+    # is nothing to strip). Anything else goes through times.of and _add.
     for i, d in enumerate(data):
         try:
             if type(d) is not dict:
                 raise ValueError("must be an object")
-            ref = items.get((d.get("host"), d.get("key")))
+            ref = items.get((d["host"], d["key"]))
             if ref is None or ref.type != trapper:
                 failed += 1
                 continue
-            value = d.get("value")
             clock = d.get("clock")
-            ns = d.get("ns")
-            if (ref.value_type == FLOAT and type(value) is str and type(clock) is int and type(ns) is int
-                    and lo <= clock <= hi and 0 <= ns <= NS_MAX and plain_float(value) is not None):
-                v = float(value)
-                if -FLOAT_MAX <= v <= FLOAT_MAX:
-                    floats.append((ref.itemid, clock, ns, v))
+            if clock is None:
+                c, n = now_c, now_n
+                now_n += 1
+                if now_n > ns_max:
+                    now_c, now_n = now_c + 1, 0
+            else:
+                n = d.get("ns")
+                if type(clock) is int and type(n) is int and lo <= clock <= hi and 0 <= n <= ns_max:
+                    c = clock
+                else:
+                    c, n = times.of(d)
+            value = d.get("value")
+            if ref.value_type == FLOAT and type(value) is str and value.isascii() and "_" not in value \
+                    and value.strip() is value:
+                try:
+                    v = float(value)
+                except ValueError:
+                    v = nan
+                if -float_max <= v <= float_max:
+                    floats.append((ref.itemid, c, n, v))
                     continue
-            c, n = times.of(d)
             _add(batch, ref.value_type, ref.itemid, c, n, _text(value))
         except (KeyError, TypeError, ValueError) as e:
             failed += 1
