@@ -50,7 +50,8 @@ def _items() -> list[tuple[str, int]]:
     items = [(f"u.{i}", peer.UNSIGNED) for i in range(len(UNSIGNED_TABLE))]
     items += [(f"f.{i}", peer.FLOAT) for i in range(len(FLOAT_TABLE))]
     items += [(f"clk.{i}", peer.UNSIGNED) for i in range(len(CLOCK_CASES))]
-    items += [("seq", peer.UNSIGNED), ("nsq", peer.UNSIGNED), ("c", peer.CHAR), ("t", peer.TEXT), ("l", peer.LOG)]
+    items += [("ready", peer.UNSIGNED), ("seq", peer.UNSIGNED), ("nsq", peer.UNSIGNED)]
+    items += [("c", peer.CHAR), ("t", peer.TEXT), ("l", peer.LOG)]
     return items
 
 
@@ -89,8 +90,8 @@ def vigil(request: pytest.FixtureRequest,
         items = "\n".join(f"      - {{key: '{k}', type: trapper, value_type: {VIGIL_TYPES[vt]}, history: 90d}}"
                           for k, vt in _items())
         s.import_yaml(f"hosts:\n  - host: {host}\n    items:\n{items}\n")
-        _wait(lambda: _reply(s.port, [{"host": host, "key": "seq", "value": "x"}])["info"].startswith(
-            "processed: 0; failed: 1"), "Vigil to load its configuration")  # known item, bad value
+        _wait(lambda: _reply(s.port, [{"host": host, "key": "ready", "value": "1"}])["info"].startswith(
+            "processed: 1"), "Vigil to load its configuration")
         yield s, host
     finally:
         s.stop()
