@@ -50,7 +50,8 @@ def _items() -> list[tuple[str, int]]:
     items = [(f"u.{i}", peer.UNSIGNED) for i in range(len(UNSIGNED_TABLE))]
     items += [(f"f.{i}", peer.FLOAT) for i in range(len(FLOAT_TABLE))]
     items += [(f"clk.{i}", peer.UNSIGNED) for i in range(len(CLOCK_CASES))]
-    items += [("ready", peer.UNSIGNED), ("seq", peer.UNSIGNED), ("nsq", peer.UNSIGNED)]
+    items += [("old", peer.UNSIGNED), ("ahead", peer.UNSIGNED), ("ready", peer.UNSIGNED)]
+    items += [("seq", peer.UNSIGNED), ("nsq", peer.UNSIGNED)]
     items += [("c", peer.CHAR), ("t", peer.TEXT), ("l", peer.LOG)]
     return items
 
@@ -238,3 +239,21 @@ def test_text_values_cut_alike(zabbix: tuple[ZabbixServer, dict], vigil: tuple[V
     theirs = {k: [len(r[2]) for r in z.history(ids[(host, k)], vt)] for k, vt in vts.items()}
     ours = {k: [len(r[2]) for r in _vigil_rows(v, host, k)] for k in vts}
     assert ours == theirs == {"c": [255], "t": [65535], "l": [65535]}
+
+
+def test_clocks_out_of_the_window(zabbix: tuple[ZabbixServer, dict], vigil: tuple[VigilServer, str]) -> None:
+    """Older than the items' history period: neither server stores it (zabbix_server counts it processed,
+    Vigil failed). An hour ahead: zabbix_server stores it, Vigil refuses it (VIGIL_MAX_CLOCK_AHEAD, on
+    purpose: a clock years ahead would make partitions no one asked for)."""
+    z, ids = zabbix
+    v, host = vigil
+    data = [{"host": host, "key": "old", "value": "1", "clock": NOW - 100 * 86400},
+            {"host": host, "key": "ahead", "value": "2", "clock": NOW + 3600},
+            {"host": host, "key": "ready", "value": "3"}]
+    assert _reply(z.port, data)["info"].startswith("processed: 3; failed: 0")
+    assert _reply(v.port, data)["info"].startswith("processed: 1; failed: 2")
+    _wait(lambda: len(z.history(ids[(host, "ahead")], peer.UNSIGNED)) == 1, "zabbix_server to store a value")
+    ready = ids[(host, "ready")]
+    _wait(lambda: any(r[2] == 3 for r in z.history(ready, peer.UNSIGNED)), "zabbix_server to store a value")
+    assert z.history(ids[(host, "old")], peer.UNSIGNED) == _vigil_rows(v, host, "old") == []
+    assert _vigil_rows(v, host, "ahead") == []
