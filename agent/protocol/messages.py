@@ -85,10 +85,18 @@ def read_uint(v: Any, name: str, hi: int = 2**64 - 1) -> int:
     elif type(v) is int:
         n = v
     else:
-        raise ProtocolError(f"field {name!r} must be an integer from 0 to {hi}, got {json.dumps(v)[:64]}")
+        raise ProtocolError(f"field {name!r} must be an integer from 0 to {hi}, got {_shown(v)}")
     if not 0 <= n <= hi:
-        raise ProtocolError(f"field {name!r} must be an integer from 0 to {hi}, got {json.dumps(v)[:64]}")
+        raise ProtocolError(f"field {name!r} must be an integer from 0 to {hi}, got {_shown(v)}")
     return n
+
+
+def _shown(v: Any) -> str:
+    try:
+        text = json.dumps(v, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(v)
+    return text if len(text) <= 64 else text[:61] + "..."
 
 
 def _int(d: dict[str, Any], name: str, where: str, *, hi: int = 2**63 - 1) -> int | None:
