@@ -24,6 +24,7 @@ from vigil.server.ingest.convert import (
     CHAR_LIMIT,
     FLOAT_MAX,
     LOG_LIMIT,
+    NUMBER_TEXT_LIMIT,
     TEXT_LIMIT,
     ConversionError,
     to_float,
@@ -144,7 +145,7 @@ def sender_values(snap: Snapshot, data: list[Any], now_s: int, now_ns: int, peer
     times = _Times(snap, len(data), now_s, now_ns, window)
     lo, hi = times.lo, times.hi
     floats = batch.floats
-    float_max, ns_max, nan = FLOAT_MAX, NS_MAX, NAN
+    float_max, ns_max, nan, number_limit = FLOAT_MAX, NS_MAX, NAN, NUMBER_TEXT_LIMIT
     now_c, now_n = divmod(times.next_stamp, _NS)  # the receive stamps this request reserved
     # The hot loop (well under 1 µs a value) handles inline what most senders send: int clock and ns
     # inside the window, or no clock; float items with plain numbers in strings. float() takes more
@@ -173,7 +174,7 @@ def sender_values(snap: Snapshot, data: list[Any], now_s: int, now_ns: int, peer
                     c, n = times.of(d)
             value = d.get("value")
             if ref.value_type == FLOAT and type(value) is str and value.isascii() and "_" not in value \
-                    and value.strip() is value:
+                    and value.strip() is value and len(value) <= number_limit:
                 try:
                     v = float(value)
                 except ValueError:

@@ -118,6 +118,19 @@ def test_numeric_values_are_converted_on_every_path(snap: Snapshot) -> None:
     assert failed == 7
 
 
+def test_sender_values_convert_by_the_table(snap: Snapshot) -> None:
+    """sender_values' inline float path takes exactly what to_float takes."""
+    for table, key in ((FLOAT_TABLE, "f"), (UNSIGNED_TABLE, "u")):
+        data = [v(key, text, clock=NOW, ns=i) for i, (text, _) in enumerate(table)]
+        batch, failed = sv(snap, data)
+        got = {r[2]: r[3] for r in batch.floats + batch.uints}
+        assert {i: got.get(i) for i in range(len(table))} == {i: want for i, (_, want) in enumerate(table)}
+        assert failed == sum(want is None for _, want in table)
+    long_ones = ["1" + "0" * 2100, "0." + "0" * 2100 + "1", "1" + " " * 2100]
+    batch, failed = sv(snap, [v("f", text, clock=NOW, ns=0) for text in long_ones])
+    assert ([r[3] for r in batch.floats], failed) == ([0.0, 1.0], 1)  # read as its first 2047 characters
+
+
 def test_text_values_are_cut_at_zabbixs_limits_in_characters(snap: Snapshot) -> None:
     long = "é" * 70_000
     batch, failed = sv(snap, [v("c", long), v("t", long), v("l", long)])
