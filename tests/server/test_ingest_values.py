@@ -306,7 +306,7 @@ class GatedStore:
 Scenario = Callable[[IngestServer, GatedStore], Awaitable[None]]
 
 
-def run_ingest(url: str, scenario: Scenario) -> None:
+def run_ingest(url: str, scenario: Scenario, window: ClockWindow = DEFAULT_WINDOW) -> None:
     """Run `scenario` against an IngestServer on a real store whose writes go through a GatedStore."""
     engine = engine_for(url)
     repo = ConfigRepo(engine)
@@ -318,7 +318,7 @@ def run_ingest(url: str, scenario: Scenario) -> None:
         batcher = Batcher(lambda: gated, 1000, writers=1)  # type: ignore[arg-type, return-value]
         batcher.start()
         server = IngestServer(ConfigCache(repo), repo, batcher, {}, gated.sessions, max_frame=2**20, timeout=3,
-                              max_connections=8)
+                              max_connections=8, clock_window=window)
         try:
             await scenario(server, gated)
         finally:
@@ -420,6 +420,17 @@ async def _an_element_that_is_not_an_object_gets_a_reply(server: IngestServer, g
     body = json.dumps({"request": "sender data", "data": [None, v("u", "4")]}).encode()
     r = reply(await server._dispatch(body, "sender"))
     assert r["response"] == "success" and r["info"].startswith("processed: 1; failed: 1; total: 2")
+
+
+def test_the_listener_applies_its_clock_window(migrated_url: str) -> None:
+    async def scenario(server: IngestServer, gated: GatedStore) -> None:
+        gated.gate.set()
+        body = json.dumps({"request": "sender data", "data": [v("u", "1", clock=NOW + 60), v("u", "2", clock=NOW),
+                                                              v("u", "3", clock=NOW - 7200)]}).encode()
+        r = reply(await server._dispatch(body, "sender"))
+        assert r["info"].startswith("processed: 1; failed: 2")
+
+    run_ingest(migrated_url, scenario, ClockWindow(ahead=30, age=3600))
 
 
 def _itemid(server: IngestServer, key: str) -> int:
