@@ -247,8 +247,9 @@ def test_clocks_out_of_the_window(zabbix: tuple[ZabbixServer, dict], vigil: tupl
     purpose: a clock years ahead would make partitions no one asked for)."""
     z, ids = zabbix
     v, host = vigil
-    data = [{"host": host, "key": "old", "value": "1", "clock": NOW - 100 * 86400},
-            {"host": host, "key": "ahead", "value": "2", "clock": NOW + 3600},
+    now = int(time.time())
+    data = [{"host": host, "key": "old", "value": "1", "clock": now - 100 * 86400},
+            {"host": host, "key": "ahead", "value": "2", "clock": now + 3600},
             {"host": host, "key": "ready", "value": "3"}]
     assert _reply(z.port, data)["info"].startswith("processed: 3; failed: 0")
     assert _reply(v.port, data)["info"].startswith("processed: 1; failed: 2")

@@ -425,8 +425,9 @@ async def _an_element_that_is_not_an_object_gets_a_reply(server: IngestServer, g
 def test_the_listener_applies_its_clock_window(migrated_url: str) -> None:
     async def scenario(server: IngestServer, gated: GatedStore) -> None:
         gated.gate.set()
-        body = json.dumps({"request": "sender data", "data": [v("u", "1", clock=NOW + 60), v("u", "2", clock=NOW),
-                                                              v("u", "3", clock=NOW - 7200)]}).encode()
+        now = int(time.time())
+        body = json.dumps({"request": "sender data", "data": [v("u", "1", clock=now + 60), v("u", "2", clock=now),
+                                                              v("u", "3", clock=now - 7200)]}).encode()
         r = reply(await server._dispatch(body, "sender"))
         assert r["info"].startswith("processed: 1; failed: 2")
 
