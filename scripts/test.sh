@@ -31,6 +31,12 @@ if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
   as_root redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
 fi
 
+say "the real zabbix_server 6.0, the oracle of tests/e2e/test_value_rules.py"
+if ! bash tests/peers/zabbix_server/setup.sh; then
+  echo "!! setting up zabbix_server failed (output above): tests/e2e/test_value_rules.py will fail until" \
+       "bash tests/peers/zabbix_server/setup.sh succeeds"
+fi
+
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   say "creating .venv"

@@ -49,6 +49,11 @@ SETTINGS: tuple[Spec, ...] = (
          "in the kernel's listen backlog.", 1, 65536),
     Spec("VIGIL_BATCH_MAX_VALUES", "50000", "Most values written in one transaction.", 1, 10_000_000),
     Spec("VIGIL_HISTORY_WRITERS", "0", "History writer threads; 0: 1 on SQLite, 2 on PostgreSQL.", 0, 16),
+    Spec("VIGIL_MAX_CLOCK_AHEAD", "600",
+         "Seconds a value's clock may be ahead of the server's; later ones are refused.", 0, 2**31 - 1),
+    Spec("VIGIL_MAX_CLOCK_AGE", "0",
+         "Seconds a value's clock may be behind the server's; 0: the longest history retention of the items.",
+         0, 2**31 - 1),
     Spec("VIGIL_CONFIG_REFRESH", "1", "Seconds between checks for configuration changes.", 0.05, 3600),
     Spec("VIGIL_HOUSEKEEPING_INTERVAL", "3600", "Seconds between housekeeper runs (retention).", 1, 86400),
     Spec("VIGIL_TRENDS_INTERVAL", "60", "Seconds between hourly-trend roll-ups.", 1, 3600),
@@ -83,6 +88,8 @@ class Settings:
     max_request_values: int
     batch_max_values: int
     history_writers: int
+    max_clock_ahead: int
+    max_clock_age: int
     config_refresh: float
     housekeeping_interval: float
     trends_interval: float
@@ -138,6 +145,8 @@ class Settings:
             max_request_values=int(num("VIGIL_MAX_REQUEST_VALUES", int)),
             batch_max_values=int(num("VIGIL_BATCH_MAX_VALUES", int)),
             history_writers=int(num("VIGIL_HISTORY_WRITERS", int)) or (1 if url.startswith("sqlite") else 2),
+            max_clock_ahead=int(num("VIGIL_MAX_CLOCK_AHEAD", int)),
+            max_clock_age=int(num("VIGIL_MAX_CLOCK_AGE", int)),
             config_refresh=num("VIGIL_CONFIG_REFRESH"),
             housekeeping_interval=num("VIGIL_HOUSEKEEPING_INTERVAL"),
             trends_interval=num("VIGIL_TRENDS_INTERVAL"),

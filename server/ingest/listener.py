@@ -34,7 +34,9 @@ from vigil.agent.protocol.messages import (
 from vigil.server.config.repo import ConfigRepo
 from vigil.server.ingest.batcher import Batcher
 from vigil.server.ingest.cache import ConfigCache
-from vigil.server.ingest.values import agent_values, sender_values
+from vigil.server.ingest.sessions import AgentSessions
+from vigil.server.ingest.values import DEFAULT_WINDOW, ClockWindow, agent_values, sender_values
+from vigil.server.store.base import WriteBatch
 
 try:
     import orjson
@@ -70,8 +72,10 @@ class IngestServer:
     def __init__(self, cache: ConfigCache, repo: ConfigRepo, batcher: Batcher, last_ids: dict[str, int],
                  read_sessions: Callable[[], dict[str, int]], *,
                  max_frame: int, timeout: float, max_connections: int, max_body: int = 16 * 1024 * 1024,
-                 max_values: int = 10_000) -> None:
+                 max_values: int = 10_000, clock_window: ClockWindow = DEFAULT_WINDOW) -> None:
         self.read_sessions = read_sessions
+        self.sessions = AgentSessions(last_ids)
+        self.clock_window = clock_window
         self.cache = cache
         self.repo = repo
         self.batcher = batcher
@@ -263,21 +267,21 @@ class IngestServer:
             now_s, now_ns = divmod(now, 1_000_000_000)
             snap = self.cache.snapshot
             if request == SENDER_DATA:
-                batch, failed = sender_values(snap, data, now_s, now_ns, peer)
+                batch, failed = sender_values(snap, data, now_s, now_ns, peer, self.clock_window)
+                error = await self._store(batch, request, peer)
             else:
                 session = obj.get("session")
                 if not isinstance(session, str) or len(session) > 64:
                     session = ""
-                batch, failed = agent_values(snap, session, data, self.last_ids, now_s, now_ns, peer)
-            if len(batch) or batch.logpos or batch.sessions:
-                try:
-                    await self.batcher.submit(batch)
-                except Exception as e:
-                    log.error("%s from %s: not stored: %s", request, peer, e)
-                    if batch.sessions:
-                        # The ids were marked as seen before the write; forget what did not land.
-                        await self._reload_sessions()
-                    return failure(f"values were not stored: {e}")
+                # One batch per session in flight: a resend waits for the first batch's commit.
+                async with self.sessions.turn(session):
+                    batch, failed = agent_values(snap, session, data, self.last_ids, now_s, now_ns, peer,
+                                                 self.clock_window)
+                    error = await self._store(batch, request, peer)
+                    if error is None and batch.sessions:
+                        self.sessions.committed(batch.sessions)
+            if error is not None:
+                return failure(f"values were not stored: {error}")
             self.stats["values"] += len(data) - failed
             self.stats["failed"] += failed
             info = ProcessedInfo(len(data) - failed, failed, len(data), time.perf_counter() - started)
@@ -288,14 +292,14 @@ class IngestServer:
         what = "missing field 'request'" if request is None else f"unknown request {str(request)[:64]!r}"
         return failure(what)
 
-    async def _reload_sessions(self) -> None:
-        try:
-            fresh = await asyncio.to_thread(self.read_sessions)
-        except Exception as e:
-            log.error("cannot reload agent sessions: %s", e)
-            return
-        self.last_ids.clear()
-        self.last_ids.update(fresh)
+    async def _store(self, batch: WriteBatch, request: str, peer: str) -> Exception | None:
+        if len(batch) or batch.logpos or batch.sessions:
+            try:
+                await self.batcher.submit(batch)
+            except Exception as e:
+                log.error("%s from %s: not stored: %s", request, peer, e)
+                return e
+        return None
 
     async def _active_checks(self, obj: dict[str, Any], peer: str) -> bytes:
         host = obj.get("host")

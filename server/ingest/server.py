@@ -13,6 +13,7 @@ from vigil.server.config.repo import ConfigRepo
 from vigil.server.ingest.batcher import Batcher
 from vigil.server.ingest.cache import ConfigCache
 from vigil.server.ingest.listener import IngestServer
+from vigil.server.ingest.values import ClockWindow
 from vigil.server.settings import Settings
 from vigil.server.store import StoreError, open_store
 from vigil.server.store.base import Retention
@@ -51,7 +52,8 @@ async def serve(settings: Settings, stop: asyncio.Event,
     batcher.start()
     ingest = IngestServer(cache, repo, batcher, last_ids, read_sessions, max_frame=settings.max_frame_bytes,
                           timeout=settings.timeout, max_connections=settings.max_connections,
-                          max_body=settings.max_body_bytes, max_values=settings.max_request_values)
+                          max_body=settings.max_body_bytes, max_values=settings.max_request_values,
+                          clock_window=ClockWindow(settings.max_clock_ahead, settings.max_clock_age))
     host, port = settings.listen
     try:
         server = await ingest.start_server(host, port, backlog=1024)

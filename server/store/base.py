@@ -90,6 +90,16 @@ def trend_table(value_type: ValueType) -> str:
         raise StoreError(f"value_type {value_type!r} has no trends (only float 0 and unsigned 3 do)") from None
 
 
+# A log item's position is only moved forward, whatever order two writers commit in: a later mtime
+# (logrt[] went on to a newer file, even a smaller one) or the same mtime and a size not smaller.
+# zabbix_agentd sends no mtime for log[] items (stored as 0): there a smaller size is how the agent
+# reports a truncated file, and Zabbix's server takes the newest value's position as it comes, so
+# it is taken here too; batches of one agent session are never in flight together (ingest.sessions),
+# so those positions arrive in order.
+LOGPOS_FORWARD = ("excluded.mtime = 0 OR excluded.mtime > item_rtdata.mtime OR "
+                  "(excluded.mtime = item_rtdata.mtime AND excluded.lastlogsize >= item_rtdata.lastlogsize)")
+
+
 class StoreError(RuntimeError):
     """The store could not do what was asked; the message says what and why."""
 
@@ -196,6 +206,7 @@ class HousekeepReport:
 
 
 class Store(ABC):
+    SESSION_EXPIRY = 86400  # an agent session silent this many seconds is forgotten, as Zabbix's server does
     @abstractmethod
     def write(self, batch: WriteBatch) -> None:
         """Store the batch in one durable transaction (see the module's contract)."""
@@ -259,6 +270,10 @@ class Store(ABC):
     @abstractmethod
     def sessions(self) -> dict[str, int]:
         """Highest accepted id per active-agent session (for dropping resent values)."""
+
+    @abstractmethod
+    def prune_sessions(self, before: int) -> int:
+        """Forget agent sessions last written before `before` (epoch seconds); returns how many."""
 
     def maintain(self, force: bool = False) -> None:
         """Deferred upkeep, called by the history writer after its replies went out and when idle.

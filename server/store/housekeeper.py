@@ -32,6 +32,7 @@ def housekeep_once(store: Store, retention_source: Callable[[], Iterable[Retenti
     t0 = time.monotonic()
     retention = list(retention_source())
     report = store.housekeep(now, retention)
+    store.prune_sessions(now - store.SESSION_EXPIRY)
     dropped = f", dropped {len(report.partitions_dropped)} partitions ({', '.join(report.partitions_dropped)})" \
         if report.partitions_dropped else ""
     log.info("housekeeper deleted %d history rows, %d trend rows of %d items%s in %.3f sec",

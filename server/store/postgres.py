@@ -29,6 +29,7 @@ from psycopg import errors, sql
 from vigil.server.config.tables import HISTORY_TABLES, TREND_TABLES, ValueType
 from vigil.server.store import rollup
 from vigil.server.store.base import (
+    LOGPOS_FORWARD,
     HistoryRow,
     HousekeepReport,
     LogEntry,
@@ -341,7 +342,8 @@ class PostgresStore(Store):
                 "SELECT v.itemid, v.lastlogsize, v.mtime "
                 "FROM unnest(%s::int[], %s::bigint[], %s::int[]) AS v(itemid, lastlogsize, mtime) "
                 "WHERE EXISTS (SELECT 1 FROM items i WHERE i.itemid = v.itemid) "
-                "ON CONFLICT (itemid) DO UPDATE SET lastlogsize = EXCLUDED.lastlogsize, mtime = EXCLUDED.mtime",
+                "ON CONFLICT (itemid) DO UPDATE SET lastlogsize = EXCLUDED.lastlogsize, mtime = EXCLUDED.mtime "
+                f"WHERE {LOGPOS_FORWARD}",
                 (ids, [batch.logpos[i][0] for i in ids], [batch.logpos[i][1] for i in ids]))
         if batch.sessions:
             names = list(batch.sessions)
@@ -425,6 +427,14 @@ class PostgresStore(Store):
 
     def sessions(self) -> dict[str, int]:
         return dict(self._query("SELECT session, last_id FROM agent_sessions", ()))
+
+    def prune_sessions(self, before: int) -> int:
+        try:
+            with self._conn.transaction(), self._conn.cursor() as cur:
+                cur.execute("DELETE FROM agent_sessions WHERE updated < %s", (before,))
+                return cur.rowcount
+        except psycopg.Error as e:
+            raise StoreError(f"pruning agent sessions failed: {_describe(e)}") from None
 
     def log_positions(self) -> dict[int, tuple[int, int]]:
         return {i: (s, m) for i, s, m in self._query("SELECT itemid, lastlogsize, mtime FROM item_rtdata", ())}
