@@ -17,10 +17,13 @@ from vigil.agent.logmon import (
 
 
 def _collect(mon: LogMonitor, *, delay: float = 1, mlps: int = 1000, limit: int | None = None) -> list[str]:
-    """One check that takes everything it read (the buffer has room)."""
-    batch = mon.read(delay, mlps, send_limit=limit)
+    """One check on schedule (`delay` after the last) that takes everything it read (the buffer has room).
+
+    The lines only: a position-only value at the end is taken too but not returned."""
+    now = (mon.last_read or 0.0) + delay
+    batch = mon.read(delay, mlps, send_limit=limit, now=now)
     mon.commit(batch.state_after(len(batch.records)))
-    return [r.value for r in batch.records]
+    return batch.values
 
 
 def _drain(mon: LogMonitor, **kw: object) -> list[str]:
@@ -211,9 +214,11 @@ def test_non_matching_lines_scanned_up_to_four_times_maxlines(tmp_path: Path) ->
     _append(f, *(["noise"] * 100), "MATCH")
     mon = LogMonitor.start(parse_log_key(f"log[{f},MATCH,,10]"), 0, 0)
     batch = mon.read(1, 1000)
-    assert batch.processed == 40 and batch.records == []
-    mon.commit(batch.state_after(0))
-    assert mon.state.lastlogsize == 40 * 6  # the scanned noise is passed even without values
+    assert batch.processed == 40 and batch.values == []
+    # the scanned noise is passed even without values, and the server is told (a position-only value)
+    assert [(r.value, r.lastlogsize) for r in batch.records] == [(None, 40 * 6)]
+    mon.commit(batch.state_after(1))
+    assert mon.state.lastlogsize == 40 * 6
     assert _drain(mon) == ["MATCH"]
 
 
