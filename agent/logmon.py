@@ -479,7 +479,9 @@ class LogMonitor:
             if holding.get(f.ident):
                 continue
             pos: int | None = None
-            if self.item.options == "copytruncate":
+            # only a new inode can be a copy: a known one that changed was truncated in place (it may
+            # start as the copy does, with the same banner, and must still be read from its start)
+            if self.item.options == "copytruncate" and f.ident not in st.files:
                 pos = self._copy_position(f, st.files, holding, by_ident)
                 if pos == _WAIT:
                     skipped.add(f.ident)

@@ -639,3 +639,20 @@ def test_posix_classes_in_the_line_and_file_name_regexps(tmp_path: Path) -> None
     mon = LogMonitor.start(parse_log_key(
         rf'logrt["{tmp_path}/^app[[:digit:]]+\.log$","code ([[:digit:]]+)|^[[:space:]]+[[:alpha:]]+$"]'), 0, 0)
     assert _drain(mon) == ["code 500 at x", "  indented"]
+
+
+def test_copytruncate_original_rewritten_with_the_copys_first_line_is_read(tmp_path: Path) -> None:
+    """The truncated original starts again with the same line as its copy: it is not taken for a copy."""
+    f = tmp_path / "app.log"
+    _append(f, "app started", "1")
+    mon = LogMonitor.start(parse_log_key(CT_KEY.format(d=tmp_path)), 0, 0)
+    assert _collect(mon) == ["app started", "1"]
+    _copytruncate(tmp_path)
+    _append(f, "2")
+    _bump(f, 10_000_000)
+    assert _drain(mon) == ["2"]
+    with f.open("r+") as fh:  # truncated in place again, and the application starts over
+        fh.truncate(0)
+    _append(f, "app started")
+    _bump(f, 20_000_000)
+    assert _drain(mon) == ["app started"]
