@@ -264,9 +264,9 @@ class ActiveWorker:
         mon.errors = 0
         if item.unsupported is not None:
             item.unsupported = None
-        rotate = mon.item.rotate
+        # mtime for log[] too: logmon keeps its fingerprint of the file there (see logmon._fingerprint)
         values = [BufferedValue(item.key, r.value, *self._stamp(), lastlogsize=r.lastlogsize,
-                                mtime=r.mtime if rotate else None, is_log=True) for r in batch.records]
+                                mtime=r.mtime, is_log=True) for r in batch.records]
 
         def position(taken: int) -> dict[str, LogPosition]:
             st = batch.state_after(taken)

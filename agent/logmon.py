@@ -173,7 +173,7 @@ class FileMark:
 @dataclass(slots=True)
 class LogState:
     lastlogsize: int
-    mtime: int
+    mtime: int  # logrt: the file's modification time; log: a fingerprint of the bytes before lastlogsize
     files: dict[str, FileMark] | None = None  # None: not yet matched to the files on disk
 
     def copy(self) -> LogState:
@@ -306,6 +306,16 @@ def _holds(fh: BinaryIO, size: int, mark: FileMark) -> bool:
     return not mark.tail or _tail(fh, mark.pos) == mark.tail
 
 
+def _fingerprint(tail: str) -> int:
+    """log[]'s `mtime`: 31 bits of the hash of the bytes before lastlogsize, never 0.
+
+    zabbix_agentd ignores mtime for log[] (since 5.0.2) and the server only keeps and returns it,
+    so it can carry what tells, after a restart without local state, whether the file at
+    lastlogsize is still the one we read.
+    """
+    return (int(tail[:8], 16) & 0x7FFFFFFF) or 1 if tail else 0
+
+
 def _newline(codec: str) -> tuple[bytes, int]:
     nl = "\n".encode(codec)
     return nl, len(nl)
@@ -415,30 +425,36 @@ class LogMonitor:
         for f in files:
             if skip_all:
                 pos = f.size
-                st.lastlogsize, st.mtime = f.size, f.mtime if self.item.rotate else 0
-            elif not self.item.rotate:
-                pos = self._resume_at(f, st.lastlogsize)
+                mark = self._mark(f, pos)
+                st.lastlogsize, st.mtime = f.size, f.mtime if self.item.rotate else _fingerprint(mark.tail)
+                marks[f.ident] = mark
+                continue
+            if not self.item.rotate:
+                pos = self._resume_at(f, st.lastlogsize, st.mtime)
             elif f.mtime < st.mtime:
                 pos = f.size  # older than the file the position belongs to: done before
             elif not current_found:
                 current_found = True
-                pos = self._resume_at(f, st.lastlogsize)
+                pos = self._resume_at(f, st.lastlogsize, 0)
             else:
                 pos = 0
             marks[f.ident] = self._mark(f, pos)
         return marks
 
-    def _resume_at(self, f: _File, lastlogsize: int) -> int:
-        """Where to go on in `f` from a bare lastlogsize: there, if a line ends there; else from the start.
+    def _resume_at(self, f: _File, lastlogsize: int, fingerprint: int) -> int:
+        """Where to go on in `f` from the server's lastlogsize (and, for log[], our fingerprint in mtime).
 
         A file truncated and written past the old size while the agent was away would otherwise
-        lose the lines before it; a position that does not follow a newline cannot be ours.
+        lose the lines before lastlogsize: go on there only if the bytes before it are those we read
+        (the fingerprint), or, without one (a position from zabbix_agentd, or logrt), if a line ends there.
         """
         if lastlogsize == 0 or f.size < lastlogsize:
             return 0
-        nl, width = _newline(self.item.codec)
         try:
             with open(f.path, "rb") as fh:
+                if fingerprint:
+                    return lastlogsize if _fingerprint(_tail(fh, lastlogsize)) == fingerprint else 0
+                nl, width = _newline(self.item.codec)
                 fh.seek(lastlogsize - width)
                 return lastlogsize if fh.read(width) == nl else 0
         except OSError:
@@ -578,14 +594,19 @@ class LogMonitor:
                 moved = True
                 text = line.decode(item.codec, errors="replace").removesuffix("\r")
                 value = self._match(text)
-                st.lastlogsize, st.mtime = pos, mtime
+                st.lastlogsize = pos
+                if item.rotate:
+                    st.mtime = mtime
                 if value is not None:
                     matched += 1
                     if not item.count:
                         m = FileMark(f.dev, f.ino, pos, head_len, head, tail_at(end))
-                        records.append(LogRecord(value, pos, mtime, m))
+                        records.append(LogRecord(value, pos, mtime if item.rotate else _fingerprint(m.tail), m))
             if moved:
-                st.files[f.ident] = FileMark(f.dev, f.ino, pos, head_len, head, tail_at(pos - base))
+                final = FileMark(f.dev, f.ino, pos, head_len, head, tail_at(pos - base))
+                st.files[f.ident] = final
+                if not item.rotate:
+                    st.mtime = _fingerprint(final.tail)
         return processed, matched
 
     def _match(self, text: str) -> str | None:

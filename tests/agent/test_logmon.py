@@ -656,3 +656,31 @@ def test_copytruncate_original_rewritten_with_the_copys_first_line_is_read(tmp_p
     _append(f, "app started")
     _bump(f, 20_000_000)
     assert _drain(mon) == ["app started"]
+
+
+def test_truncated_and_rewritten_to_a_line_end_at_the_old_position(tmp_path: Path) -> None:
+    """Lines of one length: the old position is a line end in the new content too. log[]'s mtime
+    carries a fingerprint of the bytes before lastlogsize, so the server's position alone tells."""
+    f = tmp_path / "app.log"
+    _append(f, *(f"before {i}" for i in range(6)))
+    mon = LogMonitor.start(parse_log_key(f"log[{f}]"), 0, 0)
+    batch = mon.read(1, 100, now=1)
+    mon.commit(batch.state_after(len(batch.records)))
+    server = (batch.records[-1].lastlogsize, batch.records[-1].mtime)  # what the last value told the server
+    assert server[1] != 0
+    f.write_text("")
+    after = [f"after{i:03d}" for i in range(300)]
+    _append(f, *after)
+    assert f.read_bytes()[server[0] - 1:server[0]] == b"\n"
+    assert _drain(LogMonitor.start(mon.item, *server)) == after
+
+
+def test_log_restart_from_server_position_and_fingerprint_goes_on(tmp_path: Path) -> None:
+    f = tmp_path / "app.log"
+    _append(f, "1", "noise", "2")
+    mon = LogMonitor.start(parse_log_key(f"log[{f},\"^[0-9]\"]"), 0, 0)
+    batch = mon.read(1, 100, now=1)
+    mon.commit(batch.state_after(len(batch.records)))
+    _append(f, "3")
+    last = batch.records[-1]
+    assert _drain(LogMonitor.start(mon.item, last.lastlogsize, last.mtime)) == ["3"]

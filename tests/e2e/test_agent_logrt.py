@@ -109,3 +109,51 @@ def test_posix_classes_in_log_regexps(vigil_server_sqlite: VigilServer, kind: st
                    f"the matching lines from {kind}\n{agent.output()[-2000:]}")
     finally:
         store.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("persistent", [False, True])
+def test_truncated_and_rewritten_while_the_agent_is_stopped_loses_no_line(
+        vigil_server_sqlite: VigilServer, tmp_path: Path, persistent: bool,
+        agents: Callable[[str, int], ActiveAgent]) -> None:
+    """Lines of one length (the old position is a line end in the new content too), with and without
+    a persistent buffer. zabbix_agentd goes on from lastlogsize and loses the lines before it."""
+    server = vigil_server_sqlite
+    app = tmp_path / "app.log"
+    app.touch()
+    key = f"log[{app}]"
+    server.import_yaml(f"hosts:\n  - host: {HOST}\n    items:\n"
+                       f"      - {{key: '{key}', type: agent_active, value_type: log, delay: 1s}}\n")
+    server.wait_for_config(HOST, key)
+    store = Store(server.database_url)
+
+    def got() -> list[str]:
+        return [r[2] for r in store.rows(key)]
+
+    def start() -> ActiveAgent:
+        a = ActiveAgent("vigil-agent", tmp_path, server.port, HOST, 0)
+        if persistent:
+            with a.conf.open("a") as f:
+                f.write(f"PersistentBufferFile={tmp_path}/buffer.db\n")
+        return a.start()
+
+    try:
+        before = [f"1764600000.{i:03d} before {i}" for i in range(6)]
+        _write(app, *before)
+        agent = start()
+        wait_until(lambda: got() == before, 30, f"the first lines\n{agent.output()[-2000:]}")
+        agent.stop()
+        _write(app, "written while stopped, then truncated away")
+        app.write_text("")
+        after = [f"1764600100.{i:03d} after {i:03d}"[:len(before[0])] for i in range(300)]
+        _write(app, *after)
+        assert app.read_bytes()[len("".join(x + "\n" for x in before)) - 1:][:1] == b"\n"
+        agent = start()
+        wait_until(lambda: len(got()) >= len(before) + len(after), 30,
+                   f"the lines written after the truncation\n{agent.output()[-2000:]}")
+        _write(app, "the last line")
+        wait_until(lambda: got()[-1:] == ["the last line"], 30, "a later line")
+        assert got() == [*before, *after, "the last line"]
+        agent.stop()
+    finally:
+        store.close()
