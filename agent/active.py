@@ -246,7 +246,7 @@ class ActiveWorker:
         pos = item.monitor.state if item.monitor is not None else None
         self.buffer.add(BufferedValue(item.key, reason, clock, ns, state=1, is_log=is_log,
                                       lastlogsize=pos.lastlogsize if pos else None,
-                                      mtime=pos.mtime if pos and item.monitor and item.monitor.item.rotate else None))
+                                      mtime=pos.mtime if pos else None))
 
     def _run_log(self, item: _Item, mon: LogMonitor) -> bool:
         room = self.buffer.log_room
