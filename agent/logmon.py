@@ -5,10 +5,15 @@ lines. Reading is two-phase so nothing is lost or repeated: `read()` returns a `
 moving the monitor; the caller buffers as many values as fit, then `commit(batch.state_after(k))`
 moves the position to just after the k-th value taken (or past every line read when all fit).
 
-Positions: Zabbix's `lastlogsize` (byte offset after the last line) and `mtime` (modification time
-of the file it belongs to), plus our own map of known files (device, inode, a hash of the first
-bytes and the offset read to), kept as JSON so a rotated file is recognised under its new name and
-finished before the newer file is read. Files are ordered by modification time, oldest first.
+Positions: Zabbix's `lastlogsize` (byte offset after the last line) and `mtime` (logrt: modification
+time of the file it belongs to; log: a fingerprint of the bytes before lastlogsize), plus our own map
+of known files (device, inode, the offset read to, hashes of the first block and of the block before
+the offset, as zabbix_agentd's MD5s of the same blocks), kept as JSON so a rotated file is
+recognised under its new name and finished before the newer file is read, a copytruncate copy goes
+on where its original stood, and a file truncated and rewritten is read from its start. Files are
+ordered by modification time, oldest first. Lines that match nothing still move the position; a
+position-only record (value None) tells the server, as zabbix_agentd's "meta" values do.
+See docs/log-monitoring.md.
 """
 
 from __future__ import annotations
