@@ -684,3 +684,31 @@ def test_log_restart_from_server_position_and_fingerprint_goes_on(tmp_path: Path
     _append(f, "3")
     last = batch.records[-1]
     assert _drain(LogMonitor.start(mon.item, last.lastlogsize, last.mtime)) == ["3"]
+
+
+def test_active_worker_blocked_log_item_keeps_to_max_lines_per_second(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker reruns a log item blocked by a full buffer every second; over those reruns it sends
+    at most one interval's lines plus MaxLinesPerSecond a second (before: a fresh interval's each time)."""
+    from vigil.agent import logmon
+    from vigil.agent.active import ActiveSettings, ActiveWorker
+    from vigil.agent.checks import CheckContext, Checks
+    from vigil.agent.protocol.messages import ActiveCheck
+
+    f = tmp_path / "app.log"
+    _append(f, *(f"l{i}" for i in range(2000)))
+    clock = [1000.0]
+    monkeypatch.setattr(logmon.time, "monotonic", lambda: clock[0])
+    settings = ActiveSettings(servers=(("127.0.0.1", 1),), hostnames=("h",), buffer_size=40, max_lines_per_second=5)
+    worker = ActiveWorker(settings, ("127.0.0.1", 1), "h", Checks(CheckContext(hostname="h")))
+    worker.apply([ActiveCheck(key=f"log[{f}]", delay=10, lastlogsize=0, mtime=0)], clock[0])
+    sent = 0
+    for _ in range(30):  # 30 s: the sender empties the buffer between two runs
+        worker.run_due(clock[0])
+        batch = worker.buffer.batch(100)
+        sent += sum(v.value is not None for v in batch)
+        worker.buffer.ack(batch)
+        clock[0] += 1.0
+    # the first run comes within 5 s (spread), later ones on schedule or a second apart when blocked
+    assert sent >= 10 * 5 * 2  # it keeps going: at least two intervals' lines in 30 s
+    assert sent <= 10 * 5 + 5 * 30  # at most one interval's lines, then 5 a second (before: 20 every second)
