@@ -14,6 +14,7 @@ import os
 import pwd
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from vigil.agent import regex
@@ -35,6 +36,7 @@ MEMTYPES = {
     "exe": "VmExe", "pte": "VmPTE", "size": "", "pmem": "",
 }
 
+@lru_cache(maxsize=256)
 def compile_regex(pattern: str) -> re.Pattern[str] | None:
     """The pattern compiled, or None if it is not a valid regular expression."""
     try:
