@@ -36,6 +36,7 @@ MEMTYPES = {
     "exe": "VmExe", "pte": "VmPTE", "size": "", "pmem": "",
 }
 
+
 @lru_cache(maxsize=256)
 def compile_regex(pattern: str) -> re.Pattern[str] | None:
     """The pattern compiled, or None if it is not a valid regular expression."""
