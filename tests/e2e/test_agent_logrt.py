@@ -4,13 +4,13 @@ line arrives once, in order, and the server's position follows unmatched lines t
 
 from __future__ import annotations
 
-import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import VigilServer, wait_until
+from tests.conftest import VigilServer, require, wait_until
 from tests.e2e.test_agent_active import HOST, ActiveAgent, Store
 
 
@@ -36,10 +36,13 @@ def _write(path: Path, *lines: str) -> None:
 
 
 def _copytruncate(d: Path) -> None:
-    """What logrotate's copytruncate does: copy app.log to app.log.1, then truncate app.log in place."""
-    shutil.copyfile(d / "app.log", d / "app.log.1")
-    with (d / "app.log").open("r+") as f:
-        f.truncate(0)
+    """The real logrotate with copytruncate: app.log is copied to app.log.1, then truncated in place."""
+    conf = d.parent / "logrotate.conf"
+    conf.write_text(f"{d}/app.log {{\n  copytruncate\n  rotate 5\n  nocompress\n  missingok\n}}\n")
+    r = subprocess.run([require("logrotate"), "-f", "-s", str(d.parent / "logrotate.state"), str(conf)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert (d / "app.log.1").exists() and (d / "app.log").stat().st_size == 0
 
 
 @pytest.mark.slow
