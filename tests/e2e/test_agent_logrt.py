@@ -110,6 +110,9 @@ def test_posix_classes_in_log_regexps(vigil_server_sqlite: VigilServer, kind: st
         want = ["id=42 ok", "\tindented", "ERROR 500: boom"]
         wait_until(lambda: [r[2] for r in store.rows(key)] == want, 30,
                    f"the matching lines from {kind}\n{agent.output()[-2000:]}")
+        # log[]'s mtime: zabbix_agentd sends none (the server keeps 0); vigil-agent's fingerprint is never 0
+        mtime = next(c["mtime"] for c in server.active_checks(HOST)["data"] if c["key"] == key)
+        assert (mtime == 0) == (kind == "zabbix_agentd")
     finally:
         store.close()
 
