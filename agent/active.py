@@ -356,7 +356,7 @@ class ActiveWorker:
         pos = item.monitor.state if item.monitor is not None else None
         self.buffer.add(BufferedValue(item.key_orig, reason, clock, ns, state=1, is_log=is_log,
                                       lastlogsize=pos.lastlogsize if pos else None,
-                                      mtime=pos.mtime if pos and item.monitor and item.monitor.item.rotate else None))
+                                      mtime=pos.mtime if pos else None))
 
     def _run_log(self, item: _Item, mon: LogMonitor) -> bool:
         room = self.buffer.log_room
@@ -374,9 +374,9 @@ class ActiveWorker:
         mon.errors = 0
         if item.unsupported is not None:
             item.unsupported = None
-        rotate = mon.item.rotate
+        # mtime for log[] too: logmon keeps its fingerprint of the file there (see logmon._fingerprint)
         values = [BufferedValue(item.key_orig, r.value, *self._stamp(), lastlogsize=r.lastlogsize,
-                                mtime=r.mtime if rotate else None, is_log=True) for r in batch.records]
+                                mtime=r.mtime, is_log=True) for r in batch.records]
 
         def position(taken: int) -> dict[str, LogPosition]:
             st = batch.state_after(taken)
