@@ -90,13 +90,14 @@ def trend_table(value_type: ValueType) -> str:
         raise StoreError(f"value_type {value_type!r} has no trends (only float 0 and unsigned 3 do)") from None
 
 
-# A log item's position is only moved forward, whatever order two writers commit in: a later mtime
-# (logrt[] went on to a newer file, even a smaller one) or the same mtime and a size not smaller.
-# zabbix_agentd sends no mtime for log[] items (stored as 0): there a smaller size is how the agent
-# reports a truncated file, and Zabbix's server takes the newest value's position as it comes, so
-# it is taken here too; batches of one agent session are never in flight together (ingest.sessions),
-# so those positions arrive in order.
-LOGPOS_FORWARD = ("excluded.mtime = 0 OR excluded.mtime > item_rtdata.mtime OR "
+# A logrt[] item's position is only moved forward, whatever order two writers commit in: a later
+# mtime (the agent went on to a newer file, even a smaller one) or the same mtime and a size not
+# smaller. A log[] item's position is taken as it comes, as Zabbix's server does: a smaller size is
+# how the agent reports a truncated file, and its mtime is no time (zabbix_agentd sends none,
+# vigil-agent its fingerprint of the file's content); batches of one agent session are never in
+# flight together (ingest.sessions), so those positions arrive in order.
+LOGPOS_FORWARD = ("substr((SELECT i.key_ FROM items i WHERE i.itemid = excluded.itemid), 1, 5) <> 'logrt' OR "
+                  "excluded.mtime > item_rtdata.mtime OR "
                   "(excluded.mtime = item_rtdata.mtime AND excluded.lastlogsize >= item_rtdata.lastlogsize)")
 
 

@@ -10,13 +10,13 @@ from vigil.server.config.migrate import engine_for
 from vigil.server.store.base import Store, WriteBatch
 
 
-def _log_items(url: str, *itemids: int) -> None:
+def _log_items(url: str, *itemids: int, key: str = "logrt") -> None:
     engine = engine_for(url)
     with engine.begin() as c:
         c.execute(sa.text("INSERT INTO hosts (hostid, host) VALUES (1, 'h')"))
         for i in itemids:
             c.execute(sa.text("INSERT INTO items (itemid, hostid, key_, type, value_type) "
-                              f"VALUES ({i}, 1, 'logrt[/var/log/x{i}]', 7, 2)"))
+                              f"VALUES ({i}, 1, '{key}[/var/log/x{i}]', 7, 2)"))
     engine.dispose()
 
 
@@ -42,10 +42,18 @@ def test_a_rotated_file_may_start_smaller(store: Store, migrated_url: str) -> No
 
 def test_a_truncated_log_file_restarts_its_position(store: Store, migrated_url: str) -> None:
     """log[]: zabbix_agentd sends no mtime; after a truncation it sends the smaller size, which Zabbix takes."""
-    _log_items(migrated_url, 10)
+    _log_items(migrated_url, 10, key="log")
     store.write(WriteBatch(logpos={10: (1000, 0)}))
     store.write(WriteBatch(logpos={10: (30, 0)}))
     assert store.log_positions() == {10: (30, 0)}
+
+
+def test_a_log_items_mtime_is_no_time(store: Store, migrated_url: str) -> None:
+    """log[]: vigil-agent keeps its fingerprint of the file in mtime; positions are taken as they come."""
+    _log_items(migrated_url, 10, key="log")
+    store.write(WriteBatch(logpos={10: (1000, 987654)}))
+    store.write(WriteBatch(logpos={10: (1200, 123)}))  # grew: another fingerprint, a smaller number
+    assert store.log_positions() == {10: (1200, 123)}
 
 
 def test_sessions_silent_for_a_day_are_pruned(store: Store, migrated_url: str) -> None:
