@@ -15,6 +15,7 @@ import socket
 import struct
 import subprocess
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -45,6 +46,8 @@ hosts:
 """
 MiB = 1024 * 1024
 DEADLINE = 60.0
+
+CLOCK = int(time.time()) - 3600  # recent: ingest refuses clocks older than the longest retention
 
 
 def sender_body(values: list[dict[str, Any]]) -> bytes:
@@ -233,7 +236,7 @@ def test_big_bodies_are_decoded_off_the_loop_and_stored(live: LiveIngest) -> Non
     """Bodies over 64 KiB, plain and compressed, go through the decoding threads and are stored whole."""
     text = "x" * 1000
     for compress in (False, True):
-        values = [{"host": "web01", "key": "app.body", "value": text, "clock": 1_700_000_000, "ns": i}
+        values = [{"host": "web01", "key": "app.body", "value": text, "clock": CLOCK, "ns": i}
                   for i in range(2000)]
         reply = exchange(live.port, zbxd.encode(sender_body(values), compress=compress))
         assert reply is not None and reply["response"] == "success", reply
@@ -255,7 +258,7 @@ def agent_body(values: list[dict[str, Any]]) -> bytes:
     lambda vs: zbxd.encode(agent_body(vs)),
 ], ids=["sender", "sender-compressed", "agent"])
 def test_a_request_over_the_value_limit_is_refused_whole(live: LiveIngest, build: Callable[[list], bytes]) -> None:
-    values = [{"host": "web01", "key": "app.requests", "value": str(i), "clock": 1_700_000_000, "ns": i}
+    values = [{"host": "web01", "key": "app.requests", "value": str(i), "clock": CLOCK, "ns": i}
               for i in range(10_001)]
     assert_failed(exchange(live.port, build(values)), "over the maximum of 10000; none were stored")
     assert live.stored("app.requests", ValueType.FLOAT) == 0
@@ -405,7 +408,7 @@ def test_a_big_client_does_not_stall_a_small_one(server: VigilServer) -> None:
     and parse on its event loop for ~10 s; then a 10 MB plain one, parsed off the loop and stored."""
     assert_failed(small_request_during(server, zbxd.encode(tiny_values_body(2_500_000), compress=True)),
                   "once decompressed is over the maximum")
-    values = [{"host": "web01", "key": "app.body", "value": "y" * 1000, "clock": 1_700_000_000, "ns": i}
+    values = [{"host": "web01", "key": "app.body", "value": "y" * 1000, "clock": CLOCK, "ns": i}
               for i in range(10_000)]
     reply = small_request_during(server, zbxd.encode(sender_body(values)))
     assert reply is not None and "processed: 10000; failed: 0" in reply["info"], reply
@@ -439,7 +442,7 @@ def test_accepting_keeps_up_with_many_short_connections(live: LiveIngest) -> Non
 def test_zabbix_senders_fullest_batch_fits_the_body_limit(live: LiveIngest, tmp_path: Path) -> None:
     """The real zabbix_sender sends at most 250 values a connection: 250 at Zabbix's 65,535-byte text
     limit, with timestamps, are under VIGIL_MAX_BODY_BYTES's default and stored whole."""
-    lines = [f"web01 app.body {1_700_000_000 + i} {chr(97 + i % 26) * 65_535}" for i in range(250)]
+    lines = [f"web01 app.body {CLOCK + i} {chr(97 + i % 26) * 65_535}" for i in range(250)]
     (tmp_path / "values.txt").write_text("\n".join(lines) + "\n")
     r = subprocess.run([require("zabbix_sender"), "-z", "127.0.0.1", "-p", str(live.port), "-T", "-i",
                         str(tmp_path / "values.txt")], capture_output=True, text=True, timeout=120)
