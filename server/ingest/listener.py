@@ -314,7 +314,11 @@ class IngestServer:
         if not ref.enabled:
             return failure(f"host [{host}] not monitored")
         items = snap.active.get(ref.hostid, [])
-        positions = await asyncio.to_thread(self.repo.log_positions, [i.itemid for i in items]) if items else {}
+        try:
+            positions = await asyncio.to_thread(self.repo.log_positions, [i.itemid for i in items]) if items else {}
+        except Exception as e:  # the database is away: the agent keeps its last list and asks again
+            log.warning("active checks from %s for [%s]: cannot read log positions: %s", peer, host, e)
+            return failure(f"cannot read the active checks of host [{host}]: the database is not available")
         data = []
         for i in items:  # as Zabbix: `key` with macros expanded, `key_orig` as configured when it differs
             row: dict[str, Any] = {"key": i.key}

@@ -460,3 +460,25 @@ def test_a_connection_limit_over_the_file_limit_is_logged(tmp_path: Path, caplog
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert logged(caplog, "VIGIL_MAX_CONNECTIONS is 1024 but this process may open only 1000 files")
+
+
+def test_active_checks_while_the_database_is_away_get_a_failed_reply(tmp_path: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """The check list comes from the cached configuration, its log positions from the database: when that
+    is unreachable the agent hears `failed` (and keeps its last list) instead of a dropped connection."""
+    doc = CONFIG + "      - {key: 'log[/var/log/app.log]', type: agent_active, value_type: log}\n"
+    srv = LiveIngest(tmp_path)
+    srv.repo.apply(doc_from_dict(yaml.safe_load(doc)))
+    srv.start()
+    try:
+        request = zbxd.encode(b'{"request":"active checks","host":"web01"}')
+        reply = exchange(srv.port, request)
+        assert reply is not None and reply["response"] == "success", reply
+        # The same repository, its database now unreachable: nothing listens on port 1.
+        srv.repo.engine = engine_for("postgresql://postgres@127.0.0.1:1/vigil")
+        with caplog.at_level(logging.WARNING, "vigil.ingest"):
+            assert_failed(exchange(srv.port, request), "database is not available")
+        assert logged(caplog, "cannot read log positions")
+    finally:
+        srv.engine.dispose()
+        srv.stop()
