@@ -7,7 +7,6 @@ import logging
 import socket
 import struct
 import threading
-import time
 import zlib
 from collections.abc import Callable, Iterator
 
@@ -157,10 +156,11 @@ def test_silent_client_times_out_and_others_are_served(start: Factory, caplog: p
 
 
 def test_slow_check_does_not_block_other_requests(start: Factory, checks: Checks) -> None:
-    release = threading.Event()
+    release, entered = threading.Event(), threading.Event()
 
     def get(key: str) -> str:
         if key == "slow":
+            entered.set()
             release.wait(10)
             return "late"
         return checks.get(key)
@@ -170,7 +170,7 @@ def test_slow_check_does_not_block_other_requests(start: Factory, checks: Checks
     t = threading.Thread(target=lambda: result.append(ask(port, "slow")))
     t.start()
     try:
-        time.sleep(0.2)  # let the slow request reach its worker (ordering only, not a timing assert)
+        assert entered.wait(10), "the slow request never reached a worker"
         assert ask(port, "agent.ping") == b"1"
         assert t.is_alive() and not result  # the slow one is still being worked on
     finally:
