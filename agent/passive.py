@@ -194,6 +194,11 @@ class PassiveListener:
                 # accept() itself then wakes every Timeout seconds, which is harmless.
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, self._timeval)
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, self._timeval)
+                if hasattr(socket, "TCP_DEFER_ACCEPT"):
+                    # accept() hands over a connection once its request has arrived, so a worker does not
+                    # sit in recv() while the peer gets round to sending; a silent peer is handed over
+                    # after a second and then gets Timeout as before
+                    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 1)
                 s.bind((ip, self.port))
                 s.listen(self.backlog)
         except OSError:

@@ -155,6 +155,19 @@ def test_silent_client_times_out_and_others_are_served(start: Factory, caplog: p
     assert any("timed out after 5 bytes" in r.getMessage() for r in caplog.records)
 
 
+def test_peer_that_sends_nothing_is_closed_and_others_are_served(start: Factory) -> None:
+    # the listener defers accept() until a request has arrived; a silent peer still gets Timeout
+    port = start(workers=1, timeout=3.0).port
+    with socket.create_connection(("127.0.0.1", port), 15) as silent:
+        assert ask(port, "agent.ping") == b"1"
+        # answered while the silent peer is still open: the only worker was not waiting on it
+        silent.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            silent.recv(100)
+        silent.setblocking(True)
+        assert silent.recv(100) == b""  # and then closed by the agent, unanswered
+
+
 def test_slow_check_does_not_block_other_requests(start: Factory, checks: Checks) -> None:
     release, entered = threading.Event(), threading.Event()
 

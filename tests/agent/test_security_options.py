@@ -249,11 +249,14 @@ def test_rate_limit_counts_what_it_suppressed() -> None:
 
 
 def _knock(port: int, source: str) -> None:
-    """Connect from `source` and wait until the agent closes the connection unanswered."""
+    """A connect scan's knock from `source`: connect, close our side (as nmap -sT does), and wait
+    until the agent closes the connection unanswered. (A peer that stays silent is handed to the
+    agent by the kernel only after a second: the listener uses TCP_DEFER_ACCEPT.)"""
     with socket.socket() as s:
         s.bind((source, 0))
         s.settimeout(10)
         s.connect(("127.0.0.1", port))
+        s.shutdown(socket.SHUT_WR)
         assert s.recv(1) == b""
 
 
