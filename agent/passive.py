@@ -5,8 +5,10 @@ serving its connection from start to end. This mirrors zabbix_agentd's StartAgen
 slow check holds one worker while the others keep answering. Measured
 on 2 cores with 3 client processes, a bare blocking-accept server answered ~10k req/s and the
 same server on asyncio (streams or bare protocols) ~5.7k: the event loop's per-connection objects
-and callbacks cost more than the check. The full listener (bench/agent.py) uses ~70 us of CPU per
-agent.ping, zabbix_agentd ~35 us.
+and callbacks cost more than the check. The full listener (bench/agent.py, StartAgents=3 for both)
+uses ~33 us of CPU per agent.ping, zabbix_agentd ~28 us, and answers about as many requests per
+second (agent_passive_ratio_vs_zabbix ~1.0; 0.8 before accepts were deferred until the request has
+arrived and the socket module's Python layer was left out of the per-connection path).
 
 Every request is bounded: peers not in Server are closed unanswered, a request must start with the
 ZBXD header and fit in MAX_REQUEST bytes, and must arrive within Timeout seconds. Each rejection is
