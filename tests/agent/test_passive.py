@@ -243,6 +243,16 @@ def test_two_listen_ips(start: Factory) -> None:
         assert zbxd.exchange(ip, lst.port, b"agent.ping") == b"1"
 
 
+def test_two_listen_ips_keep_the_timeout(start: Factory) -> None:
+    # the connections inherit Timeout from each listening socket
+    lst = start(server=("127.0.0.0/8",), listen_ips=("127.0.0.1", "127.0.0.3"), workers=1, timeout=1.0)
+    for ip in ("127.0.0.1", "127.0.0.3"):
+        with socket.create_connection((ip, lst.port), 10) as slow:
+            slow.sendall(b"ZBXD\x01")  # and then nothing
+            assert slow.recv(100) == b""  # closed by the agent after Timeout
+        assert zbxd.exchange(ip, lst.port, b"agent.ping") == b"1"
+
+
 def test_stop_releases_the_port(start: Factory) -> None:
     lst = start()
     assert ask(lst.port, "agent.ping") == b"1"
