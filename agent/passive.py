@@ -5,8 +5,10 @@ serving its connection from start to end. This mirrors zabbix_agentd's StartAgen
 slow check holds one worker while the others keep answering. Measured
 on 2 cores with 3 client processes, a bare blocking-accept server answered ~10k req/s and the
 same server on asyncio (streams or bare protocols) ~5.7k: the event loop's per-connection objects
-and callbacks cost more than the check. The full listener (bench/agent.py) uses ~70 us of CPU per
-agent.ping, zabbix_agentd ~35 us.
+and callbacks cost more than the check. The full listener (bench/agent.py, StartAgents=3 for both)
+uses ~33 us of CPU per agent.ping, zabbix_agentd ~28 us, and answers about as many requests per
+second (agent_passive_ratio_vs_zabbix ~1.0; 0.8 before accepts were deferred until the request has
+arrived and the socket module's Python layer was left out of the per-connection path).
 
 Every request is bounded: peers not in Server are closed unanswered, a request must start with the
 ZBXD header and fit in MAX_REQUEST bytes, and must arrive within Timeout seconds. Each rejection is
@@ -17,6 +19,7 @@ refusals in between, so a port scan cannot fill the disk.
 
 from __future__ import annotations
 
+import _socket
 import ipaddress
 import logging
 import selectors
@@ -91,7 +94,7 @@ class PeerFilter:
         return any(ip in n for n in self.networks if n.version == ip.version)
 
 
-def read_request(conn: socket.socket, max_size: int = MAX_REQUEST) -> bytes:
+def read_request(conn: _socket.socket, max_size: int = MAX_REQUEST) -> bytes:
     """Read one ZBXD frame from `conn` (its timeout applies) and return the body.
 
     Raises RequestError with the reason for anything that does not deserve a reply.
@@ -188,6 +191,16 @@ class PassiveListener:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 if family == socket.AF_INET6 and ip == "::":
                     s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+                # Kernel-side timeouts, set here once: accepted sockets inherit them, and they stay
+                # blocking (socket.settimeout() would add a poll() before every recv and send).
+                # accept() itself then wakes every Timeout seconds, which is harmless.
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, self._timeval)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, self._timeval)
+                if hasattr(socket, "TCP_DEFER_ACCEPT"):
+                    # accept() hands over a connection once its request has arrived, so a worker does not
+                    # sit in recv() while the peer gets round to sending; a silent peer is handed over
+                    # after a second and then gets Timeout as before
+                    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 1)
                 s.bind((ip, self.port))
                 s.listen(self.backlog)
         except OSError:
@@ -218,15 +231,20 @@ class PassiveListener:
 
     def _accept_one(self) -> None:
         sock = self.sockets[0]
+        family = sock.family
         while not self.stopping.is_set():
             try:
-                conn, addr = sock.accept()
+                # the C-level accept and socket: socket.socket's Python layer (enum conversions when
+                # made, reference bookkeeping when closed) costs more than a passive request's own work
+                fd, addr = sock._accept()  # type: ignore[attr-defined]
+            except BlockingIOError:  # SO_RCVTIMEO: nobody connected for Timeout seconds
+                continue
             except OSError:
                 if self.stopping.is_set():
                     return
                 log.warning("failed to accept an incoming connection", exc_info=True)
                 continue
-            self.handle(conn, addr[0])
+            self.handle(_socket.socket(family, socket.SOCK_STREAM, 0, fd), addr[0])
 
     def _accept_many(self) -> None:
         with selectors.DefaultSelector() as sel:
@@ -246,16 +264,12 @@ class PassiveListener:
                     conn.setblocking(True)
                     self.handle(conn, addr[0])
 
-    def handle(self, conn: socket.socket, host: str) -> None:
+    def handle(self, conn: _socket.socket, host: str) -> None:
         """Serve one connection and close it; never raises."""
         try:
             if not self.peers.allows(host):
                 self._log_rejected(host)
                 return
-            # Kernel-side timeouts keep the socket blocking: socket.settimeout() would add a poll()
-            # before every recv and send, a measurable share of a request that takes ~100 us.
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, self._timeval)
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, self._timeval)
             try:
                 body = read_request(conn, self.max_request)
             except RequestError as e:

@@ -1,11 +1,13 @@
 """Agent footprint and passive throughput: vigil-agent beside the real zabbix_agentd, in one run.
 
-    python bench/agent.py [--quick] [--clients 3] [--conns 8] [--seconds 5]
+    python bench/agent.py [--quick] [--clients 3] [--conns 8] [--seconds 4] [--start-agents 3] [--rounds 5]
 
 Prints `name: value unit` lines:
-  agent_passive_rps           agent.ping answered per second by vigil-agent (StartAgents=3, --start-agents)
+  agent_passive_rps           agent.ping answered per second by vigil-agent (best round)
   *_cpu_per_request           CPU time the agent spent per answered request (all its processes)
-  zabbix_agentd_passive_rps   the same for zabbix_agentd 6.0 (StartAgents=3), same clients
+  zabbix_agentd_passive_rps   the same for zabbix_agentd 6.0, same StartAgents, same clients
+  agent_passive_ratio_vs_zabbix  vigil-agent's req/s over zabbix_agentd's: the median over the
+                              rounds of each vigil round over the zabbix round run right after it
   agent_rss                   vigil-agent resident memory after start, and after the load
   agent_idle_cpu              vigil-agent CPU share while idle (collector running)
   agent_active_rss            vigil-agent in active mode, 100 items every 10 s, to a real `vigil server`
@@ -25,6 +27,7 @@ import multiprocessing as mp
 import os
 import shutil
 import socket
+import statistics
 import struct
 import subprocess
 import sys
@@ -81,7 +84,8 @@ def spawn_agent(conf: Path) -> subprocess.Popen:
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "vigil.agent.cli.agentd"]
     return subprocess.Popen([*cmd, "-c", str(conf)], cwd=ROOT)
 
-def _client_process(port: int, conns: int, seconds: float, start: mp.Event, out: mp.Queue) -> None:
+def _client_process(port: int, conns: int, seconds: float, start: mp.Event, ready: mp.Queue, out: mp.Queue) -> None:
+    ready.put(None)
     start.wait()
     out.put(asyncio.run(_client(port, conns, seconds)))
 
@@ -89,11 +93,13 @@ def _client_process(port: int, conns: int, seconds: float, start: mp.Event, out:
 def passive_rps(port: int, clients: int, conns: int, seconds: float) -> float:
     """agent.ping answers per second from `clients` processes with `conns` connections each."""
     ctx = mp.get_context("fork")
-    start, out = ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_client_process, args=(port, conns, seconds, start, out)) for _ in range(clients)]
+    start, ready, out = ctx.Event(), ctx.Queue(), ctx.Queue()
+    procs = [ctx.Process(target=_client_process, args=(port, conns, seconds, start, ready, out))
+             for _ in range(clients)]
     for p in procs:
         p.start()
-    time.sleep(0.3)  # all clients imported and waiting
+    for _ in procs:
+        ready.get(timeout=60)  # every client is up and waiting: they start together
     start.set()
     total = sum(out.get(timeout=seconds + 60) for _ in procs)
     for p in procs:
@@ -115,14 +121,14 @@ def start_vigil_agent(tmp: Path, port: int, start_agents: int = 3) -> subprocess
     return proc
 
 
-def start_zabbix_agentd(tmp: Path, port: int) -> subprocess.Popen[bytes] | None:
+def start_zabbix_agentd(tmp: Path, port: int, start_agents: int = 3) -> subprocess.Popen[bytes] | None:
     binary = shutil.which("zabbix_agentd") or "/usr/sbin/zabbix_agentd"
     if not os.path.exists(binary):
         return None
     conf = tmp / "zabbix_agentd.conf"
     conf.write_text(
         f"Server=127.0.0.1\nServerActive=\nListenIP=127.0.0.1\nListenPort={port}\nHostname=bench\n"
-        f"StartAgents=3\nLogType=file\nLogFile={tmp}/zabbix_agentd.log\nPidFile={tmp}/zabbix_agentd.pid\n"
+        f"StartAgents={start_agents}\nLogType=file\nLogFile={tmp}/zabbix_agentd.log\nPidFile={tmp}/zabbix_agentd.pid\n"
         "AllowRoot=1\n"
     )
     proc = subprocess.Popen([binary, "-f", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -279,9 +285,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", type=int, default=3, help="client processes (default 3)")
     ap.add_argument("--conns", type=int, default=8, help="connections in flight per client (default 8)")
     ap.add_argument("--seconds", type=float, default=4.0, help="length of each throughput run")
-    ap.add_argument("--start-agents", type=int, default=3, help="vigil-agent's StartAgents (default 3)")
-    ap.add_argument("--rounds", type=int, default=3,
-                    help="alternating rounds per agent; the best round is reported (default 3)")
+    ap.add_argument("--start-agents", type=int, default=3, help="StartAgents of both agents (default 3)")
+    ap.add_argument("--passive-only", action="store_true", help="skip the 60 s active-mode footprint run")
+    ap.add_argument("--rounds", type=int, default=5,
+                    help="interleaved rounds per agent (vigil, zabbix, vigil, ...; default 5)")
     args = ap.parse_args(argv)
     seconds = 1.5 if args.quick else args.seconds
     rounds = 1 if args.quick else args.rounds
@@ -293,12 +300,13 @@ def main(argv: list[str] | None = None) -> int:
         agent = start_vigil_agent(tmp, vport, args.start_agents)
         zabbix = None
         try:
-            zabbix = start_zabbix_agentd(tmp, zport)
-            time.sleep(1.0)
+            zabbix = start_zabbix_agentd(tmp, zport, args.start_agents)
+            time.sleep(1.0)  # past the start-up work, so the idle figures are idle
             print(f"agent_rss_start: {rss_mb(agent.pid):.1f} MB", flush=True)
             print(f"agent_idle_cpu: {idle_cpu_percent(agent.pid, idle):.2f} %", flush=True)
             targets = {"agent": vport} | ({"zabbix_agentd": zport} if zabbix else {})
             best = dict.fromkeys(targets, 0.0)
+            per_round: dict[str, list[float]] = {name: [] for name in targets}
             pids = {"agent": agent.pid} | ({"zabbix_agentd": zabbix.pid} if zabbix else {})
             cpu_us = dict.fromkeys(targets, 0.0)
             for port in targets.values():
@@ -308,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
                 for name, port in targets.items():
                     before = cpu_seconds(pids[name])
                     rps = passive_rps(port, args.clients, args.conns, seconds)
+                    per_round[name].append(rps)
                     if rps > best[name]:
                         best[name] = rps
                         cpu_us[name] = 1e6 * (cpu_seconds(pids[name]) - before) / max(1.0, rps * seconds)
@@ -316,8 +325,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name}_cpu_per_request: {cpu_us[name]:.0f} us", flush=True)
             if not zabbix:
                 print("zabbix_agentd_passive_rps: n/a (zabbix_agentd not installed)")
-            elif best["zabbix_agentd"]:
-                print(f"agent_vs_zabbix_agentd: {100 * best['agent'] / best['zabbix_agentd']:.0f} %")
+            elif all(per_round["zabbix_agentd"]):
+                ratios = [a / z for a, z in zip(per_round["agent"], per_round["zabbix_agentd"], strict=True)]
+                print("rounds (vigil/zabbix req/s): " + ", ".join(
+                    f"{a:.0f}/{z:.0f}" for a, z in zip(per_round["agent"], per_round["zabbix_agentd"], strict=True)),
+                    file=sys.stderr)
+                print(f"agent_passive_ratio_vs_zabbix: {statistics.median(ratios):.2f} "
+                      f"(StartAgents={args.start_agents}, {len(ratios)} rounds, "
+                      f"min {min(ratios):.2f}, max {max(ratios):.2f})", flush=True)
             print(f"agent_rss: {rss_mb(agent.pid):.1f} MB", flush=True)
             if zabbix:
                 procs = [psutil.Process(zabbix.pid), *psutil.Process(zabbix.pid).children()]
@@ -328,8 +343,9 @@ def main(argv: list[str] | None = None) -> int:
             if zabbix:
                 stop_process(zabbix)
 
-        for line in measure_active_footprint(args, tmp):
-            print(line, flush=True)
+        if not args.passive_only:
+            for line in measure_active_footprint(args, tmp):
+                print(line, flush=True)
     return 0
 
 

@@ -8,13 +8,12 @@ import socket
 import struct
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, require, stop_process, wait_port, zabbix_get
+from tests.conftest import free_port, require, stop_process, wait_port, wait_until, zabbix_get
 
 VIGIL_AGENT = str(Path(sys.executable).parent / "vigil-agent")
 
@@ -115,9 +114,7 @@ def test_rejected_peer_is_logged(agent, tmp_path: Path) -> None:
     port, _ = agent("Server=127.0.0.2\n")
     out = zabbix_get(port, "agent.ping")
     assert "Check access restrictions" in out and "1" not in out.split(":")[-1]
-    deadline = time.monotonic() + 5
-    while "rejected" not in log_text(tmp_path) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: "rejected" in log_text(tmp_path), 5, "the rejected peer in the agent's log")
     assert 'connection from "127.0.0.1" rejected, allowed hosts: "127.0.0.2"' in log_text(tmp_path)
 
 

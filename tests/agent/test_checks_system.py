@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 from vigil.agent.checks import Checks, NotSupported
-from vigil.agent.checks.collector import Collector
+from vigil.agent.checks.collector import Collector, read_cpu_counters
 
-from tests.conftest import stop_process, zabbix_get
+from tests.conftest import stop_process, wait_until, zabbix_get
 
 INT = re.compile(r"^\d+$")
 FLOAT = re.compile(r"^-?\d+\.\d{6}$")
@@ -174,7 +174,14 @@ def sleepers(tmp_path: Path) -> Iterator[tuple[str, list[subprocess.Popen]]]:
     exe = tmp_path / name
     shutil.copy(shutil.which("sleep") or "/bin/sleep", exe)
     procs = [subprocess.Popen([str(exe), "60"]) for _ in range(2)]
-    time.sleep(0.2)  # let exec finish so /proc shows the new name
+
+    def named() -> bool:  # exec has finished once /proc shows the copy's name
+        try:
+            return all(Path(f"/proc/{p.pid}/comm").read_text().strip() == name for p in procs)
+        except OSError:
+            return False
+
+    wait_until(named, 10, f"both {name} processes to exec")
     try:
         yield name, procs
     finally:
@@ -232,7 +239,14 @@ def test_cpu_util_states_add_up_to_100(checks: Checks) -> None:
     # a collector that never ticks by itself: every value below comes from the same two samples
     checks.ctx.collector = Collector(interval=3600)
     checks.ctx.collector.start()
-    time.sleep(0.5)  # let the CPU counters move
+    ncpu = checks.ctx.collector.ncpu
+    base = read_cpu_counters(ncpu)
+
+    def moved() -> bool:  # all CPUs' and cpu0's counters advanced since the collector's first sample
+        now = read_cpu_counters(ncpu)
+        return all(now[i] and base[i] and sum(now[i]) > sum(base[i]) for i in (0, 1))  # type: ignore[arg-type]
+
+    wait_until(moved, 10, "the CPU counters in /proc/stat to move")
     checks.ctx.collector.tick()
     for cpu in ["", "0"]:
         values = [checks.get(f"system.cpu.util[{cpu},{s},avg1]") for s in states]

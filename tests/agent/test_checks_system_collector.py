@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
 from vigil.agent.checks import CheckContext, Checks, NotSupported
 from vigil.agent.checks.collector import CPU_STATES, Collector, ensure_collector, read_cpu_counters, window_base
+
+from tests.conftest import wait_until
 
 
 @pytest.fixture
@@ -96,9 +97,6 @@ def test_started_lazily_by_the_first_check_and_stopped() -> None:
     c = ctx.collector
     assert isinstance(c, Collector) and c.running
     assert ensure_collector(ctx) is c  # one collector per agent
-    deadline = time.monotonic() + 5
-    while c.ticks == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert c.ticks > 0  # the thread samples by itself
+    wait_until(lambda: c.ticks > 0, 5, "the collector thread to sample by itself")
     c.stop()
     assert not c.running

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 from vigil.agent.checks import Checks, NotSupported
 from vigil.agent.checks.container import cgroup_dir, cgroup_root, discover
 
-from tests.conftest import stop_process
+from tests.conftest import stop_process, wait_until
 
 
 def _mounts(tmp_path: Path, text: str) -> Path:
@@ -102,12 +101,15 @@ def busy_cgroup() -> Iterator[tuple[Path, str, subprocess.Popen]]:
         yield path, f"/{name}", busy
     finally:
         stop_process(busy)
-        for _ in range(50):  # the cgroup can be removed once the killed process is reaped
+
+        def removed() -> bool:  # the cgroup can be removed once the killed process is reaped
             try:
                 path.rmdir()
-                break
             except OSError:
-                time.sleep(0.1)
+                return False
+            return True
+
+        wait_until(removed, 5, f"the test cgroup {path} to be removable")
 
 
 def test_container_keys_on_a_real_cgroup(checks: Checks, busy_cgroup: tuple[Path, str, subprocess.Popen]) -> None:

@@ -20,10 +20,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from vigil.agent.checks import CheckContext, Checks, KeyRule, NotSupported, UserParameter
+from vigil.agent.checks import CheckContext, Checks, KeyRule, NotSupported, UserParameter, vfs
 from vigil.agent.checks.vfs import DiskSampler, PosixCksum
 
-from tests.conftest import free_port, require, stop_process, wait_port, zabbix_get
+from tests.conftest import free_port, require, stop_process, wait_port, wait_until, zabbix_get
 
 TIMEOUT = 2  # the agent's Timeout, in both agents, so the timeout cases stay short
 
@@ -321,6 +321,60 @@ def test_disk_sampler_rates() -> None:
     assert s.rate("x", 0, "avg15") == pytest.approx(2.0)  # less than 15 minutes known: all of it
     q.append((400.0, [0, 0, 0, 0]))  # a counter reset never gives a negative rate
     assert s.rate("x", 1, "avg1") == 0.0
+
+
+IO_BYTES = 8 * 2**20
+
+
+def _block_device_of(path: Path) -> str:
+    """The kernel's name of the block device holding `path`, as /proc/diskstats lists it."""
+    st = os.stat(path)
+    for major, minor, name, _ in vfs._diskstats():
+        if (major, minor) == (os.major(st.st_dev), os.minor(st.st_dev)) and Path("/dev", name).exists():
+            return name
+    pytest.skip(f"{path} is on no block device of /proc/diskstats with a /dev node (tmpfs, overlay?)")
+
+
+def _write_synced(path: Path) -> None:
+    with path.open("wb") as f:
+        f.write(os.urandom(IO_BYTES))
+        f.flush()
+        os.fsync(f.fileno())  # returns once the device has completed the writes: they are counted
+
+
+def _read_uncached(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # the pages are clean (fsynced): dropped
+        while os.read(fd, 2**20):
+            pass
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("direction", ["write", "read"])
+def test_dev_rates_follow_real_io(direction: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Known I/O on the device holding tmp_path moves vfs.dev.read/write: the rate in sectors/s over
+    the sampler's own interval accounts for at least the bytes that went to the device."""
+    dev = _block_device_of(tmp_path)
+    data = tmp_path / "io.bin"
+    if direction == "read":
+        _write_synced(data)  # on the device before the first sample
+    sps, ops = f"vfs.dev.{direction}[{dev},sps]", f"vfs.dev.{direction}[/dev/{dev},ops]"
+
+    def counted() -> bool:
+        # A fresh sampler each try, sampled only here: the interval spans this try's I/O and no more,
+        # so the other processes' I/O on a busy machine cannot add up to the amount looked for.
+        sampler = DiskSampler(interval=3600)
+        monkeypatch.setattr(vfs, "SAMPLER", sampler)
+        assert ours(sps) == "0.000000" and ours(ops) == "0.000000"  # one sample: no rate yet, as zabbix_agentd
+        (_write_synced if direction == "write" else _read_uncached)(data)
+        sampler.sample()
+        samples = sampler._samples[dev]
+        interval = samples[-1][0] - samples[0][0]
+        return float(ours(sps)) * interval >= IO_BYTES / 512 - 1 and float(ours(ops)) > 0
+
+    wait_until(counted, 20, f"{IO_BYTES} bytes of {direction}s on {dev} in {sps} and {ops}")
 
 
 def test_cksum_matches_posix_cksum_program(files: Path) -> None:

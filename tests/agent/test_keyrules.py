@@ -23,7 +23,7 @@ from vigil.agent.conf import ConfError, load
 from vigil.agent.keyrules import KeyRule, KeyRules, KeyRulesError
 from vigil.agent.protocol.messages import ActiveCheck
 
-from tests.conftest import free_port, require, stop_process, wait_port, zabbix_get
+from tests.conftest import free_port, require, stop_process, wait_port, wait_until, zabbix_get
 
 VIGIL_AGENT = str(Path(sys.executable).parent / "vigil-agent")
 DENIED = "[m|ZBX_NOTSUPPORTED] [Unsupported item key.]"
@@ -309,11 +309,11 @@ def test_log_remote_commands_names_the_active_server(caplog: pytest.LogCaptureFi
     with caplog.at_level("WARNING", logger="vigil.agent"):
         t = threading.Thread(target=w.collector_loop, args=(stop,), daemon=True)
         t.start()
-        deadline = time.monotonic() + 15
-        while not len(w.buffer) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        stop.set()
-        t.join(10)
+        try:
+            wait_until(lambda: len(w.buffer), 15, "the active system.run value")
+        finally:
+            stop.set()
+            t.join(10)
     assert [v.value for v in w.buffer.batch(10)][:1] == ["from-active"]
     (rec,) = [r for r in caplog.records if "Executing command 'echo from-active'" in r.getMessage()]
     assert "active checks from [127.0.0.1:1]" in rec.getMessage()

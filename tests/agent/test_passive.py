@@ -7,7 +7,6 @@ import logging
 import socket
 import struct
 import threading
-import time
 import zlib
 from collections.abc import Callable, Iterator
 
@@ -156,11 +155,25 @@ def test_silent_client_times_out_and_others_are_served(start: Factory, caplog: p
     assert any("timed out after 5 bytes" in r.getMessage() for r in caplog.records)
 
 
+def test_peer_that_sends_nothing_is_closed_and_others_are_served(start: Factory) -> None:
+    # the listener defers accept() until a request has arrived; a silent peer still gets Timeout
+    port = start(workers=1, timeout=3.0).port
+    with socket.create_connection(("127.0.0.1", port), 15) as silent:
+        assert ask(port, "agent.ping") == b"1"
+        # answered while the silent peer is still open: the only worker was not waiting on it
+        silent.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            silent.recv(100)
+        silent.setblocking(True)
+        assert silent.recv(100) == b""  # and then closed by the agent, unanswered
+
+
 def test_slow_check_does_not_block_other_requests(start: Factory, checks: Checks) -> None:
-    release = threading.Event()
+    release, entered = threading.Event(), threading.Event()
 
     def get(key: str) -> str:
         if key == "slow":
+            entered.set()
             release.wait(10)
             return "late"
         return checks.get(key)
@@ -170,7 +183,7 @@ def test_slow_check_does_not_block_other_requests(start: Factory, checks: Checks
     t = threading.Thread(target=lambda: result.append(ask(port, "slow")))
     t.start()
     try:
-        time.sleep(0.2)  # let the slow request reach its worker (ordering only, not a timing assert)
+        assert entered.wait(10), "the slow request never reached a worker"
         assert ask(port, "agent.ping") == b"1"
         assert t.is_alive() and not result  # the slow one is still being worked on
     finally:
@@ -227,6 +240,16 @@ def test_ipv6_listener(start: Factory) -> None:
 def test_two_listen_ips(start: Factory) -> None:
     lst = start(server=("127.0.0.0/8",), listen_ips=("127.0.0.1", "127.0.0.3"))
     for ip in ("127.0.0.1", "127.0.0.3"):
+        assert zbxd.exchange(ip, lst.port, b"agent.ping") == b"1"
+
+
+def test_two_listen_ips_keep_the_timeout(start: Factory) -> None:
+    # the connections inherit Timeout from each listening socket
+    lst = start(server=("127.0.0.0/8",), listen_ips=("127.0.0.1", "127.0.0.3"), workers=1, timeout=1.0)
+    for ip in ("127.0.0.1", "127.0.0.3"):
+        with socket.create_connection((ip, lst.port), 10) as slow:
+            slow.sendall(b"ZBXD\x01")  # and then nothing
+            assert slow.recv(100) == b""  # closed by the agent after Timeout
         assert zbxd.exchange(ip, lst.port, b"agent.ping") == b"1"
 
 

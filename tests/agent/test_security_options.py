@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -24,18 +23,13 @@ import pytest
 from vigil.agent.conf import ConfError, load
 from vigil.agent.log import MB, LogFileHandler, RateLimit
 
-from tests.conftest import free_port, require, stop_process, wait_port, zabbix_get
+from tests.conftest import free_port, require, stop_process, wait_port, wait_until, zabbix_get
 
 VIGIL_AGENT = str(Path(sys.executable).parent / "vigil-agent")
 
 
 def wait_for(cond: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    wait_until(cond, timeout, what)
 
 
 @pytest.fixture
@@ -255,11 +249,14 @@ def test_rate_limit_counts_what_it_suppressed() -> None:
 
 
 def _knock(port: int, source: str) -> None:
-    """Connect from `source` and wait until the agent closes the connection unanswered."""
+    """A connect scan's knock from `source`: connect, close our side (as nmap -sT does), and wait
+    until the agent closes the connection unanswered. (A peer that stays silent is handed to the
+    agent by the kernel only after a second: the listener uses TCP_DEFER_ACCEPT.)"""
     with socket.socket() as s:
         s.bind((source, 0))
         s.settimeout(10)
         s.connect(("127.0.0.1", port))
+        s.shutdown(socket.SHUT_WR)
         assert s.recv(1) == b""
 
 

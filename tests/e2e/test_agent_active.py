@@ -16,7 +16,7 @@ from vigil.server.config.migrate import engine_for
 from vigil.server.config.repo import ConfigRepo
 from vigil.server.store import open_store
 
-from tests.conftest import VigilServer, require, stop_process, vigil_bin
+from tests.conftest import VigilServer, require, stop_process, vigil_bin, wait_until
 
 HOST = "active-peer"
 
@@ -72,12 +72,7 @@ def active_agents(tmp_path: Path) -> Iterator[Callable[..., ActiveAgent]]:
 
 
 def wait_for(cond: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    wait_until(cond, timeout, what, interval=0.2)
 
 
 def config(log_path: Path) -> str:
@@ -151,7 +146,7 @@ def test_active_agent_values_land_in_the_store(vigil_server: VigilServer, store:
     log_path = tmp_path / "app.log"
     log_path.touch()
     server.import_yaml(config(log_path))
-    time.sleep(0.5)  # the server's configuration cache reloads every 0.2 s
+    server.wait_for_config(HOST, f"log[{log_path}]")
     written = write_lines(log_path, 0, 3)
     agent = active_agents(kind, server.port)
     log_key = f"log[{log_path}]"
@@ -179,7 +174,9 @@ def test_active_agent_values_land_in_the_store(vigil_server: VigilServer, store:
     wait_for(lambda: len(got(log_key)) >= len(written), f"lines after the restart of {kind}")
     written += write_lines(log_path, 7, 2)
     wait_for(lambda: len(got(log_key)) >= len(written), f"lines appended later to {kind}")
-    time.sleep(1.5)  # a duplicate sent late would show up now
+    # a duplicate sent late would be in one of the agent's next sends: wait until two more have landed
+    pings = len(got("agent.ping"))
+    wait_for(lambda: len(got("agent.ping")) >= pings + 2, f"two more sends from {kind}")
     rows = server.history(HOST, log_key)
     assert [r[2] for r in rows] == written
     stamps = [(int(r[0]), int(r[1])) for r in rows]
@@ -194,7 +191,9 @@ def test_unknown_host_gets_no_checks_and_the_agent_says_so(vigil_server_sqlite: 
     server = vigil_server_sqlite
     server.import_yaml(f"hosts: [{{host: {HOST}, status: disabled, "
                        "items: [{key: agent.ping, type: agent_active, value_type: unsigned, delay: 1s}]}]")
-    time.sleep(0.5)
+    # a disabled host has no checks to wait for: the cache knows it once it is "not monitored", not "not found"
+    wait_for(lambda: server.active_checks(HOST).get("info") == f"host [{HOST}] not monitored",
+             "the server to load the disabled host")
     unknown = active_agents(kind, server.port, "nobody-here")
     disabled = active_agents(kind, server.port, HOST)
     wait_for(lambda: "host [nobody-here] not found" in unknown.output(), f"{kind} logging the unknown host")
