@@ -338,16 +338,20 @@ class Target:
         self.conn.execute("TRUNCATE history")
         pids, db = self.server_pids(), self.db_pids()
         cpu0, db0 = cpu_of(pids), cpu_of(db)
+        busy0, total0 = machine_busy()
         t0 = time.perf_counter()
         processed, failed = send_all(self.port, files)
         t_acked = time.perf_counter()
         rows, t_durable = self.wait_rows(processed, 120)
         cpu, db_cpu = cpu_of(pids) - cpu0, cpu_of(db) - db0
+        busy, total = machine_busy()
+        machine = 100 * (busy - busy0) / (total - total0)
         r = {"acked": processed / (t_acked - t0), "durable": min(rows, processed) / (t_durable - t0),
              "cpu_100k": 1e5 * cpu / max(rows, 1), "db_cpu_100k": 1e5 * db_cpu / max(rows, 1)}
         print(f"  {self.name}: {processed} processed, {failed} failed, {rows} rows; acknowledged in "
               f"{t_acked - t0:.2f} s, durable in {t_durable - t0:.2f} s ({r['durable']:.0f} values/s); CPU: server "
-              f"{cpu:.2f} s, its PostgreSQL backends {db_cpu:.2f} s", file=sys.stderr)
+              f"{cpu:.2f} s, its PostgreSQL backends {db_cpu:.2f} s, machine {machine:.0f}% busy",
+              file=sys.stderr)
         if failed or rows < processed:
             print(f"  {self.name}: WARNING: {failed} values failed, {processed - rows} processed values not in the "
                   "database after 120 s", file=sys.stderr)

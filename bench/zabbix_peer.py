@@ -146,7 +146,7 @@ class ZabbixPeer:
             if self.proc.poll() is None:
                 os.killpg(self.proc.pid, signal.SIGTERM)
                 try:
-                    self.proc.wait(15)
+                    self.proc.wait(5)  # it writes its history cache out first: not needed here
                 except subprocess.TimeoutExpired:
                     pass
             try:
