@@ -40,6 +40,7 @@ import argparse
 import multiprocessing as mp
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -306,6 +307,12 @@ def cpu_of(pids: list[int]) -> float:
     return total
 
 
+def _children_cpu() -> float:
+    """CPU of the child processes waited for so far (the senders; the servers are waited for only at the end)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 class Target:
     """One server under test: where to send, how to count its rows, whose CPU to read."""
 
@@ -339,9 +346,11 @@ class Target:
         pids, db = self.server_pids(), self.db_pids()
         cpu0, db0 = cpu_of(pids), cpu_of(db)
         busy0, total0 = machine_busy()
+        senders0 = _children_cpu()
         t0 = time.perf_counter()
         processed, failed = send_all(self.port, files)
         t_acked = time.perf_counter()
+        senders = _children_cpu() - senders0
         rows, t_durable = self.wait_rows(processed, 120)
         cpu, db_cpu = cpu_of(pids) - cpu0, cpu_of(db) - db0
         busy, total = machine_busy()
@@ -350,7 +359,8 @@ class Target:
              "cpu_100k": 1e5 * cpu / max(rows, 1), "db_cpu_100k": 1e5 * db_cpu / max(rows, 1)}
         print(f"  {self.name}: {processed} processed, {failed} failed, {rows} rows; acknowledged in "
               f"{t_acked - t0:.2f} s, durable in {t_durable - t0:.2f} s ({r['durable']:.0f} values/s); CPU: server "
-              f"{cpu:.2f} s, its PostgreSQL backends {db_cpu:.2f} s, machine {machine:.0f}% busy",
+              f"{cpu:.2f} s, its PostgreSQL backends {db_cpu:.2f} s, senders {senders:.2f} s; "
+              f"machine {machine:.0f}% busy",
               file=sys.stderr)
         if failed or rows < processed:
             print(f"  {self.name}: WARNING: {failed} values failed, {processed - rows} processed values not in the "
