@@ -31,7 +31,9 @@ PostgreSQL backends serving it. The median ratio is printed to stderr too. Print
     ingest_{postgres,zabbix}_db_cpu_per_100k_values, ingest_{postgres,zabbix}_acknowledged
 
 With --profile, py-spy records `vigil server` over all rounds into DIR/ingest-vs-zabbix-vigil.txt
-(sampling slows it down: take the ratio from a run without it).
+(sampling slows it down: take the ratio from a run without it). zabbix_server's history syncers
+write about once a second, so short rounds (--quick: 200,000 values, a few seconds) favour vigil;
+and on a machine shared with other work the figures of one run vary by 2x: compare ratios, repeated.
 """
 
 from __future__ import annotations
