@@ -81,7 +81,7 @@ def read_uint(v: Any, name: str, hi: int = 2**64 - 1) -> int:
     The codec and the server's ingest both read fields through this one function."""
     if type(v) is str and v.isascii() and v.isdigit():
         digits = v.lstrip("0")
-        n = int(digits) if len(digits) <= 20 else hi + 1
+        n = int(digits or "0") if len(digits) <= 20 else hi + 1
     elif type(v) is int:
         n = v
     else:

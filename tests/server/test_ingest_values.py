@@ -201,6 +201,7 @@ def test_ns_digit_strings(snap: Snapshot, ns: Any, ok: bool) -> None:
 
 def test_read_uint_takes_ascii_digits_only() -> None:
     assert read_uint("00042", "id") == 42
+    assert read_uint("0", "clock") == 0 and read_uint("000", "ns") == 0  # nothing left after the zeros
     for bad in ("٤٢", "²", "4_2", "+4", "", " 4", "4.0", 4.0, None, False):
         with pytest.raises(ProtocolError, match="field 'id'"):
             read_uint(bad, "id")
