@@ -22,6 +22,7 @@ from tests.conftest import free_port, require, stop_process, vigil_bin, wait_por
 def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("keys")
     (d / "f.txt").write_text("alpha 1\nbeta 22\ngamma 333\n")
+    (d / "nonl.txt").write_text("b" * 100000 + "XYZ" + "c" * 100000)  # no newline: read 64 KiB at a time
     return d
 
 
@@ -85,6 +86,9 @@ EXACT = [
     "web.page.regexp[127.0.0.1,/,{web},page (\\d+),,\\1]", "system.run[echo vigil]", "system.run[id]",
     "vfs.fs.size[/no/such/fs,free]", "vfs.file.contents[/nonexistent]", "no.such.key", "agent.ping[extra]",
     "system.cpu.load[all,avg99]", "vm.memory.size[bogus]", "proc.num[,,bogus]",
+    "vfs.file.regexp[{f}/nonl.txt,XYZ]", "vfs.file.regexp[{f}/nonl.txt,c+,,,,\\0]",
+    "vfs.file.regexp[{f}/nonl.txt,^c+,,,,\\0]", "vfs.file.regexp[{f}/nonl.txt,XYZ,,2,,\\0]",
+    "vfs.file.regmatch[{f}/nonl.txt,XYZ,,3]",
 ]
 # Values that move between the two asks: same kind, close enough.
 CLOSE = {
