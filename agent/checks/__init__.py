@@ -48,8 +48,10 @@ INLINE = frozenset({"agent.ping", "agent.version", "agent.hostname"})
 # Shell commands have their own Timeout (the process group is killed); the runner's deadline comes
 # a little later, only for a command whose output pipe stays open after the kill.
 SHELL_GRACE = 1.0
+CHECK_GRACE = 0.5
 SHELL_TIMEOUT_MESSAGE = "Timeout while executing a shell script."
-FAMILIES = ("agent", "system", "kernel", "proc", "vfs", "net", "web", "container", "userparam")
+FAMILIES = ("agent", "system", "kernel", "proc", "vfs", "files", "software", "netsvc", "net", "web", "container",
+            "userparam")
 
 
 def check(name: str, *, params: bool = True) -> Callable[[CheckFunc], CheckFunc]:
@@ -145,7 +147,9 @@ class Checks:
             raise NotSupported(f"Cannot obtain {key.name}: {e}") from None
 
     def _run(self, text: str, func: CheckFunc, key: ItemKey, shell: bool) -> Any:
-        timeout = self.ctx.timeout + SHELL_GRACE if shell else self.ctx.timeout
+        # a little past Timeout: a check's own timeout (a socket's, a subprocess's) answers first, in
+        # its own words ("Timeout was reached.", 0 for a silent service), as zabbix_agentd does
+        timeout = self.ctx.timeout + (SHELL_GRACE if shell else CHECK_GRACE)
         try:
             if shell:
                 return self.runner.run(text, lambda: func(key, self.ctx), timeout, SHELL_TIMEOUT_MESSAGE)
