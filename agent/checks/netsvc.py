@@ -108,8 +108,9 @@ def _ntp(host: str, port: int, timeout: float) -> bool:
         family, _, _, _, addr = infos[0]
         with socket.socket(family, socket.SOCK_DGRAM) as s:
             s.settimeout(timeout)
-            s.sendto(request, addr)
-            data, _ = s.recvfrom(1024)
+            s.connect(addr)  # connected: a closed port answers ECONNREFUSED at once
+            s.send(request)
+            data = s.recv(1024)
     except (OSError, UnicodeError, IndexError):
         return False
     if len(data) < 48:

@@ -22,6 +22,12 @@ from tests.conftest import free_port, require, stop_process, vigil_bin, wait_por
 def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("keys")
     (d / "f.txt").write_text("alpha 1\nbeta 22\ngamma 333\n")
+    tree = d / "tree"  # the directory keys' own tree: nothing else touches it
+    (tree / "sub").mkdir(parents=True)
+    (tree / "a.txt").write_text("hello\n")
+    (tree / "sub" / "b.txt").write_text("hi\n")
+    (tree / "sub" / "c.log").write_text("x" * 5000)
+    (tree / "l").symlink_to("a.txt")
     (d / "nonl.txt").write_text("b" * 100000 + "XYZ" + "c" * 100000)  # no newline: read 64 KiB at a time
     return d
 
@@ -33,6 +39,9 @@ def web() -> Iterator[int]:
             body = b"<html>vigil test page 42</html>"
             self.send_response(200)
             self.send_header("Content-Type", "text/html")
+            self.send_header("x-lower", " spaced  value")  # sent as "x-lower:  spaced  value"
+            self.send_header("X-Twice", "1")
+            self.send_header("X-Twice", "2")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -89,6 +98,26 @@ EXACT = [
     "vfs.file.regexp[{f}/nonl.txt,XYZ]", "vfs.file.regexp[{f}/nonl.txt,c+,,,,\\0]",
     "vfs.file.regexp[{f}/nonl.txt,^c+,,,,\\0]", "vfs.file.regexp[{f}/nonl.txt,XYZ,,2,,\\0]",
     "vfs.file.regmatch[{f}/nonl.txt,XYZ,,3]",
+    # keys operators expect (issue 11)
+    "system.sw.arch", "system.sw.os", "system.sw.os[name]", "system.sw.os[short]", "system.sw.os[bad]",
+    "system.hw.cpu", "system.hw.cpu[0,vendor]", "system.hw.cpu[0,model]", "system.hw.cpu[all,maxfreq]",
+    "system.hw.cpu[99]", "system.hw.cpu[all,bogus]",
+    "vfs.file.owner[{f}/tree/a.txt]", "vfs.file.owner[{f}/tree/a.txt,group,id]", "vfs.file.owner[{f}/tree/a.txt,bad]",
+    "vfs.file.permissions[{f}/tree/a.txt]", "vfs.file.permissions[{f}/tree]", "vfs.file.permissions[/nonexistent]",
+    "vfs.file.get[{f}/tree/a.txt]", "vfs.file.get[{f}/tree/l]", "vfs.file.get[{f}/tree/sub]",
+    "vfs.file.get[/nonexistent]",
+    "vfs.dir.count[{f}/tree]", "vfs.dir.count[{f}/tree,,,file]", "vfs.dir.count[{f}/tree,,,,dir,0]",
+    "vfs.dir.count[{f}/tree,txt$]", "vfs.dir.count[{f}/tree,,^a]", "vfs.dir.count[{f}/tree,,,,,,,,,,sub]",
+    "vfs.dir.count[{f}/tree,,,,,,4]", "vfs.dir.count[{f}/tree,,,,,,1K]", "vfs.dir.count[{f}/tree,,,bogus]",
+    "vfs.dir.count[/nonexistent]", "vfs.dir.count[{f}/f.txt]",
+    "vfs.dir.size[{f}/tree]", "vfs.dir.size[{f}/tree,,,disk]", "vfs.dir.size[{f}/tree,txt$]",
+    "vfs.dir.size[{f}/tree,,,,0]", "vfs.dir.size[{f}/tree,,,bogus]", "vfs.dir.size[/nonexistent]",
+    "net.tcp.service[tcp,,{web}]", "net.tcp.service[http,127.0.0.1,{web}]", "net.tcp.service[tcp,127.0.0.1,1]",
+    "net.tcp.service[ssh,127.0.0.1,{web}]", "net.tcp.service[tcp]", "net.tcp.service[bogus]",
+    "net.tcp.service.perf[tcp,127.0.0.1,1]", "net.udp.service[ntp,127.0.0.1,1]", "net.udp.service[bogus]",
+    "net.tcp.socket.count[,{web},,,listen]", "net.tcp.socket.count[,,,,bogus]", "net.udp.socket.count[,1]",
+    "sensor[x,y]", "system.sw.packages[^bash$,,short]", "system.sw.packages[^bash,dpkg]", "system.sw.packages[^zzz]",
+    "system.sw.packages[,bogus]", "proc.get",
 ]
 # Values that move between the two asks: same kind, close enough.
 CLOSE = {
@@ -101,6 +130,8 @@ CLOSE = {
     "net.if.in[lo]": 0.5, "net.if.out[lo,packets]": 0.5, "net.if.total[lo]": 0.5,
     "proc.num": 0.5, "proc.num[,root]": 0.5, "proc.mem[,root]": 0.5,
     "proc.cpu.util[,root]": 400, "web.page.perf[127.0.0.1,/,{web}]": 1,
+    "net.tcp.service.perf[tcp,127.0.0.1,{web}]": 1, "net.tcp.socket.count[127.0.0.1]": 0.5,
+    "system.hw.cpu[0,curfreq]": 0.2,
 }
 JSON_SETS = ["vfs.fs.discovery", "net.if.discovery", "vfs.fs.get"]
 
@@ -112,7 +143,8 @@ def _key(k: str, files: Path, web: int) -> str:
 @pytest.mark.parametrize("key", EXACT)
 def test_same_answer(agents: tuple[int, int], files: Path, web: int, key: str) -> None:
     k = _key(key, files, web)
-    assert zabbix_get(agents[0], k) == zabbix_get(agents[1], k)
+    # longer than the agents' Timeout (5 s): a silent service answers 0 only after it
+    assert zabbix_get(agents[0], k, timeout=10) == zabbix_get(agents[1], k, timeout=10)
 
 
 @pytest.mark.parametrize("key", sorted(CLOSE))
@@ -138,7 +170,24 @@ def test_json_lists(agents: tuple[int, int], key: str) -> None:
 def test_web_page_get(agents: tuple[int, int], web: int) -> None:
     ours, theirs = (zabbix_get(p, f"web.page.get[127.0.0.1,/,{web}]") for p in agents)
     assert ours.startswith("HTTP/1.") and ours.endswith("<html>vigil test page 42</html>")
-    assert ours.split("\n")[0] == theirs.split("\n")[0] and ours.rsplit("\n", 1)[1] == theirs.rsplit("\n", 1)[1]
+    # headers as received, in order, spacing and repeats kept (Date moves between the two asks)
+    assert "x-lower:  spaced  value\n" in ours and ours.count("X-Twice: ") == 2
+
+    def undated(text: str) -> list[str]:
+        return [line for line in text.split("\n") if not line.startswith("Date: ")]
+    assert undated(ours) == undated(theirs)
+
+
+def test_dir_get_lists_the_tree_as_zabbix_agentd(agents: tuple[int, int], files: Path) -> None:
+    for key in (f"vfs.dir.get[{files}/tree]", f"vfs.dir.get[{files}/tree,,,file]",
+                f"vfs.dir.get[{files}/tree,,,,,0]", "vfs.dir.get[/nonexistent]"):
+        ours, theirs = (zabbix_get(p, key) for p in agents)
+        if theirs.startswith("ZBX_NOTSUPPORTED"):
+            assert ours == theirs
+            continue
+        a, b = json.loads(ours), json.loads(theirs)
+        assert len(a) > 0
+        assert sorted(a, key=lambda e: e["pathname"]) == sorted(b, key=lambda e: e["pathname"]), key
 
 
 @pytest.mark.parametrize("key", ["container.discovery", "container.cpu.util[/]", "container.memory.usage[/]",
