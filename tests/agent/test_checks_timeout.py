@@ -238,3 +238,13 @@ def test_web_page_get_on_a_dripping_server_times_out(drip: Callable[..., Drip]) 
     r = _in_thread(lambda: checks.get(f"web.page.get[127.0.0.1,/,{d.port}]"))
     assert isinstance(r, NotSupported) and "Timeout" in str(r), r
     wait_until(lambda: checks.runner.abandoned == 0, 10, "web.page.get to give up by itself")
+
+
+def test_tcp_service_on_a_dripping_server_answers_0_by_itself(drip: Callable[..., Drip]) -> None:
+    checks = Checks(_ctx())
+    d = drip(b"", b"S")  # never a whole greeting line
+    r = _in_thread(lambda: checks.get(f"net.tcp.service[smtp,127.0.0.1,{d.port}]"))
+    assert r == "0"
+    assert checks.runner.abandoned == 0
+    silent = drip(b"", b"")
+    assert _in_thread(lambda: checks.get(f"net.tcp.service.perf[ssh,127.0.0.1,{silent.port}]")) == "0.000000"

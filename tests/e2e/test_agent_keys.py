@@ -206,3 +206,42 @@ def test_container_keys_answer_or_say_why(agents: tuple[int, int], key: str) -> 
 
 def test_agent_hostname_comes_from_the_config(agents: tuple[int, int]) -> None:
     assert zabbix_get(agents[0], "agent.hostname") == "keys-host"
+
+
+@pytest.fixture(scope="module")
+def https_web(tmp_path_factory: pytest.TempPathFactory, web: int) -> Iterator[int]:
+    """An https server with a self-signed certificate for another name: nothing would verify it."""
+    import ssl
+
+    d = tmp_path_factory.mktemp("tls")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=not-this-host.example", "-keyout", str(d / "k.pem"), "-out", str(d / "c.pem")],
+                   check=True, capture_output=True)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            body = b"secure page 7"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(d / "c.pem", d / "k.pem")
+    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield httpd.server_address[1]
+    httpd.shutdown()
+
+
+def test_web_page_does_not_verify_tls_certificates(agents: tuple[int, int], https_web: int) -> None:
+    for key in (f"web.page.regexp[https://127.0.0.1:{https_web}/,,,page (\\d+),,\\1]",
+                f"net.tcp.service[https,127.0.0.1,{https_web}]"):
+        ours, theirs = (zabbix_get(p, key) for p in agents)
+        assert ours == theirs, key
+    ours = zabbix_get(agents[0], f"web.page.get[https://127.0.0.1:{https_web}/]")
+    assert ours.startswith("HTTP/1.0 200 OK") and ours.endswith("secure page 7")
