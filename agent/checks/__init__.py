@@ -50,8 +50,8 @@ INLINE = frozenset({"agent.ping", "agent.version", "agent.hostname"})
 SHELL_GRACE = 1.0
 CHECK_GRACE = 0.5
 SHELL_TIMEOUT_MESSAGE = "Timeout while executing a shell script."
-FAMILIES = ("agent", "system", "kernel", "proc", "vfs", "files", "software", "netsvc", "net", "web", "container",
-            "userparam")
+FAMILIES = ("agent", "system", "kernel", "proc", "procget", "vfs", "files", "software", "netsvc", "net", "web",
+            "container", "userparam")
 
 
 def check(name: str, *, params: bool = True) -> Callable[[CheckFunc], CheckFunc]:
