@@ -45,10 +45,19 @@ REGISTRY: dict[str, Check] = {}
 CALLER: ContextVar[str] = ContextVar("vigil_agent_caller", default="")
 # Keys that only read the agent's own state: not worth a thread hand-off (agent.ping is the hot path).
 INLINE = frozenset({"agent.ping", "agent.version", "agent.hostname"})
-# Shell commands have their own Timeout (the process group is killed); the runner's deadline comes
-# a little later, only for a command whose output pipe stays open after the kill.
+# Keys that bound their own waits by Timeout (sockets, subprocesses, the collector) and answer in
+# their own words when it passes ("Timeout was reached.", 0 for a silent service, the shell's
+# message), as zabbix_agentd does: the runner's deadline comes a little after theirs, as a safety net
+# (a DNS lookup, a pipe left open by a command's grandchild). Every other key gets exactly Timeout,
+# as zabbix_agentd's alarm does for its threaded checks.
+OWN_TIMEOUT = frozenset({
+    "web.page.get", "web.page.perf", "web.page.regexp", "net.tcp.port", "net.tcp.service", "net.tcp.service.perf",
+    "net.udp.service", "net.udp.service.perf", "proc.cpu.util", "system.cpu.util", "container.cpu.util",
+    "system.sw.packages", "vfs.dir.count", "vfs.dir.size", "vfs.dir.get", "vfs.file.size", "vfs.file.regexp",
+    "vfs.file.regmatch", "vfs.file.cksum", "vfs.file.md5sum",
+})
+OWN_GRACE = 0.5
 SHELL_GRACE = 1.0
-CHECK_GRACE = 0.5
 SHELL_TIMEOUT_MESSAGE = "Timeout while executing a shell script."
 FAMILIES = ("agent", "system", "kernel", "proc", "procget", "vfs", "files", "software", "netsvc", "net", "web",
             "container", "userparam")
@@ -129,7 +138,7 @@ class Checks:
             raise NotSupported("Unsupported item key.")
         up = self.ctx.user_parameters.get(key.name)
         if up is not None:
-            return format_value(self._run(text, REGISTRY["__userparam__"].func, key, shell=True))
+            return format_value(self._run(text, REGISTRY["__userparam__"].func, key, shell=True, grace=SHELL_GRACE))
         c = REGISTRY.get(key.name)
         if c is None or c.name.startswith("__"):
             raise NotSupported("Unsupported item key.")
@@ -138,7 +147,8 @@ class Checks:
         try:
             if c.name in INLINE:
                 return format_value(c.func(key, self.ctx))
-            return format_value(self._run(text, c.func, key, shell=c.name == "system.run"))
+            return format_value(self._run(text, c.func, key, shell=c.name == "system.run",
+                                          grace=OWN_GRACE if c.name in OWN_TIMEOUT else 0.0))
         except NotSupported:
             raise
         except ItemKeyError as e:
@@ -146,10 +156,8 @@ class Checks:
         except (OSError, ValueError) as e:
             raise NotSupported(f"Cannot obtain {key.name}: {e}") from None
 
-    def _run(self, text: str, func: CheckFunc, key: ItemKey, shell: bool) -> Any:
-        # a little past Timeout: a check's own timeout (a socket's, a subprocess's) answers first, in
-        # its own words ("Timeout was reached.", 0 for a silent service), as zabbix_agentd does
-        timeout = self.ctx.timeout + (SHELL_GRACE if shell else CHECK_GRACE)
+    def _run(self, text: str, func: CheckFunc, key: ItemKey, shell: bool, grace: float) -> Any:
+        timeout = self.ctx.timeout + (SHELL_GRACE if shell else grace)
         try:
             if shell:
                 return self.runner.run(text, lambda: func(key, self.ctx), timeout, SHELL_TIMEOUT_MESSAGE)

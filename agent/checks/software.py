@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -109,10 +110,11 @@ def sw_packages(key: ItemKey, ctx: CheckContext) -> str:
     except re.error:
         raise invalid(0) from None
     managers = list(MANAGERS) if manager == "all" else [m for m in MANAGERS if m == manager]
+    end = time.monotonic() + ctx.timeout
     parts = []
     found = False
     for m in managers:
-        names = _list(m, ctx.timeout)
+        names = _list(m, max(0.1, end - time.monotonic()))
         if names is None:
             continue
         found = True

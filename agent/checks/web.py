@@ -90,6 +90,9 @@ class _Recorder:
         self.deadline = deadline
         self.head: list[bytes] | None = []
 
+    def __getattr__(self, name: str) -> Any:  # flush, fileno, ...: the socket file's own
+        return getattr(self.fp, name)
+
     def _check(self) -> None:
         if time.monotonic() > self.deadline:
             raise TimeoutError
