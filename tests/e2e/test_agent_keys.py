@@ -245,3 +245,25 @@ def test_web_page_does_not_verify_tls_certificates(agents: tuple[int, int], http
         assert ours == theirs, key
     ours = zabbix_get(agents[0], f"web.page.get[https://127.0.0.1:{https_web}/]")
     assert ours.startswith("HTTP/1.0 200 OK") and ours.endswith("secure page 7")
+
+
+def test_a_check_stuck_on_a_fifo_answers_the_timeout(agents: tuple[int, int], tmp_path: Path) -> None:
+    """zabbix_agentd 6.0.14 never answers this one: its listener stays blocked in open(2), and once
+    StartAgents such requests came in it answers nothing at all. vigil-agent answers at Timeout (5 s
+    here) with zabbix_agentd's words for a check it gives up on, and goes on answering."""
+    import os
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    try:
+        assert zabbix_get(agents[0], f"vfs.file.contents[{fifo}]", timeout=15) == \
+            "ZBX_NOTSUPPORTED: Timeout while waiting for data."
+        assert zabbix_get(agents[0], f"vfs.file.regmatch[{fifo},x]", timeout=15) == \
+            "ZBX_NOTSUPPORTED: Timeout while waiting for data."
+        assert zabbix_get(agents[0], "agent.ping") == "1"
+    finally:
+        for _ in range(2):  # let the two blocked opens return
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                break
