@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vigil.agent.checks import CheckContext, NotSupported, check
-from vigil.agent.checks.keyparams import at_most, invalid
+from vigil.agent.checks.keyparams import ORDINALS, at_most, invalid
 from vigil.agent.checks.vfs import oserror_text
 from vigil.agent.protocol.itemkey import ItemKey
 
@@ -34,6 +34,14 @@ TYPE_WORDS = {v: k for k, v in TYPE_NAMES.items()}
 def _lstat(path: str) -> os.stat_result:
     try:
         return os.lstat(path)
+    except OSError as e:
+        raise NotSupported(f"Cannot obtain file information: {oserror_text(e)}") from None
+
+
+def _stat(path: str) -> os.stat_result:
+    """stat(2), following a link: vfs.file.owner and vfs.file.permissions describe the target."""
+    try:
+        return os.stat(path)
     except OSError as e:
         raise NotSupported(f"Cannot obtain file information: {oserror_text(e)}") from None
 
@@ -62,7 +70,8 @@ def _iso(t: float) -> str:
 
 def file_info(path: str, st: os.stat_result) -> dict[str, Any]:
     """One entry of vfs.file.get / vfs.dir.get, fields in zabbix_agentd's order."""
-    dirname, basename = os.path.split(path.rstrip("/") or "/")
+    path = path.rstrip("/") or "/"
+    dirname, basename = os.path.split(path)
     times = {"access": int(st.st_atime), "modify": int(st.st_mtime), "change": int(st.st_ctime)}
     return {
         "basename": basename or "/",
@@ -108,7 +117,7 @@ def vfs_file_owner(key: ItemKey, ctx: CheckContext) -> str | int:
     result = key.param(2, "name")
     if result not in ("name", "id"):
         raise invalid(2)
-    st = _lstat(path)
+    st = _stat(path)
     ident = st.st_uid if owner == "user" else st.st_gid
     if result == "id":
         return ident
@@ -118,10 +127,20 @@ def vfs_file_owner(key: ItemKey, ctx: CheckContext) -> str | int:
 @check("vfs.file.permissions")
 def vfs_file_permissions(key: ItemKey, ctx: CheckContext) -> str:
     at_most(key, 1)
-    return _permissions(_lstat(_path_param(key)))
+    return _permissions(_stat(_path_param(key)))
 
 
 # --- directories ---------------------------------------------------------------------------------
+
+
+# Python's words for the commonest regexp errors, in PCRE2's, which zabbix_agentd reports
+_PCRE_WORDS = {
+    "missing ), unterminated subpattern": "missing closing parenthesis",
+    "unbalanced parenthesis": "unmatched closing parenthesis",
+    "unterminated character set": "missing terminating ] for character class",
+    "nothing to repeat": "quantifier does not follow a repeatable item",
+    "multiple repeat": "quantifier does not follow a repeatable item",
+}
 
 
 def _regex(key: ItemKey, i: int) -> re.Pattern[str] | None:
@@ -130,8 +149,9 @@ def _regex(key: ItemKey, i: int) -> re.Pattern[str] | None:
         return None
     try:
         return re.compile(text)
-    except re.error:
-        raise invalid(i) from None
+    except re.error as e:
+        why = _PCRE_WORDS.get(e.msg, e.msg)
+        raise NotSupported(f"Invalid regular expression in {ORDINALS[i]} parameter: {why}") from None
 
 
 def _types(text: str, i: int) -> set[int]:

@@ -43,7 +43,7 @@ def _service_params(key: ItemKey) -> tuple[str, str, int]:
     host = key.param(1, "127.0.0.1")
     port_text = key.param(2)
     if port_text:
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        if not port_text.isdigit() or int(port_text) > 65535:
             raise invalid(2)
         port = int(port_text)
     else:
@@ -159,10 +159,7 @@ def _addr_param(key: ItemKey, i: int) -> ipaddress.IPv4Network | ipaddress.IPv6N
     try:
         return ipaddress.ip_network(text, strict=False)
     except ValueError:
-        try:
-            return ipaddress.ip_network(socket.gethostbyname(text))
-        except (OSError, UnicodeError):
-            raise invalid(i) from None
+        raise NotSupported(f'IP is not supported: "{text}"') from None
 
 
 def _port_param(key: ItemKey, i: int, proto: str) -> int | None:
@@ -171,12 +168,12 @@ def _port_param(key: ItemKey, i: int, proto: str) -> int | None:
         return None
     if text.isdigit():
         if int(text) > 65535:
-            raise invalid(i)
+            raise NotSupported(f"Invalid port number: {text}")
         return int(text)
     try:
         return socket.getservbyname(text, proto)
     except OSError:
-        raise invalid(i) from None
+        raise NotSupported(f'The service "{text}" is not available for the requested socket type.') from None
 
 
 def _hex_addr(text: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]:

@@ -108,7 +108,7 @@ def sw_packages(key: ItemKey, ctx: CheckContext) -> str:
     try:
         rx = re.compile(pattern) if pattern else None
     except re.error:
-        raise invalid(0) from None
+        rx = re.compile(r"(?!)")  # zabbix_agentd: a regexp that does not compile matches no package
     managers = list(MANAGERS) if manager == "all" else [m for m in MANAGERS if m == manager]
     end = time.monotonic() + ctx.timeout
     parts = []
@@ -194,18 +194,21 @@ def hw_cpu(key: ItemKey, ctx: CheckContext) -> str | int:
         ci = cpus[n]
         if info == "full":
             values.append(_cpu_line(n, ci))
-        elif info == "vendor" and "vendor_id" in ci:
-            values.append(ci["vendor_id"])
-        elif info == "model" and "model name" in ci:
-            values.append(ci["model name"])
-        elif info == "curfreq" and (f := _curfreq(ci)) is not None:
-            values.append(str(f))
-        elif info == "maxfreq" and (f := _maxfreq(n)) is not None:
-            values.append(str(f))
+            continue
+        if info == "vendor":
+            v = ci.get("vendor_id")
+        elif info == "model":
+            v = ci.get("model name")
+        else:
+            f = _curfreq(ci) if info == "curfreq" else _maxfreq(n)
+            if f is not None and which != "all":
+                return f
+            v = None if f is None else f"{f // 1_000_000}MHz"
+        if v is None:
+            continue
+        values.append(v if which != "all" else f"processor {n}: {v}")
     if not values:
         raise NotSupported("Cannot obtain CPU information.")
-    if info in ("curfreq", "maxfreq") and which != "all":
-        return int(values[0])
     return "\n".join(values)
 
 

@@ -117,7 +117,13 @@ EXACT = [
     "net.tcp.service.perf[tcp,127.0.0.1,1]", "net.udp.service[ntp,127.0.0.1,1]", "net.udp.service[bogus]",
     "net.tcp.socket.count[,{web},,,listen]", "net.tcp.socket.count[,,,,bogus]", "net.udp.socket.count[,1]",
     "sensor[x,y]", "system.sw.packages[^bash$,,short]", "system.sw.packages[^bash,dpkg]", "system.sw.packages[^zzz]",
-    "system.sw.packages[,bogus]",
+    "system.sw.packages[,bogus]", "system.sw.packages[(]", "system.hw.cpu[all,vendor]", "system.hw.cpu[all,curfreq]",
+    "vfs.file.get[{f}/tree/]", "vfs.file.permissions[{f}/tree/l]", "vfs.file.owner[{f}/tree/l,,id]",
+    "vfs.dir.count[{f}/tree,(]", "vfs.dir.count[{f}/tree,,,,,,,,,,(]", "vfs.dir.size[{f}/tree,,,,,(]",
+    "vfs.dir.count[{f}/tree,,,sym]", "vfs.dir.size[{f}/tree,,,,,sub]", "vfs.dir.count[{f}/tree,,,,,,,,1h]",
+    "vfs.dir.count[{f}/tree,,,,,,,,,1h]", "vfs.dir.count[{f}/tree,,,,,-1]", "vfs.dir.size[{f}/tree/]",
+    "net.tcp.socket.count[,nosuchservice]", "net.tcp.socket.count[localhost]", "net.tcp.socket.count[,70000]",
+    "net.tcp.service[tcp,127.0.0.1,0]", "net.udp.socket.count[,,,,established]",
 ]
 # Values that move between the two asks: same kind, close enough.
 CLOSE = {
