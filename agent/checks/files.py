@@ -15,6 +15,7 @@ import pwd
 import re
 import stat
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -257,11 +258,12 @@ def _open_dir(path: str) -> os.stat_result:
 
 def walk(root: str, max_depth: int, excl_dir: re.Pattern[str] | None, timeout: float
          ) -> Iterator[tuple[str, str, os.stat_result]]:
-    """(path, name, lstat) of everything under `root`, depth-first, without following links."""
+    """(path, name, lstat) of everything under `root` without following links, breadth-first in
+    directory order as zabbix_agentd lists it."""
     end = time.monotonic() + timeout
-    stack: list[tuple[str, int]] = [(root, 0)]
-    while stack:
-        d, depth = stack.pop()
+    queue: deque[tuple[str, int]] = deque([(root, 0)])
+    while queue:
+        d, depth = queue.popleft()
         try:
             with os.scandir(d) as it:
                 entries = list(it)
@@ -280,7 +282,7 @@ def walk(root: str, max_depth: int, excl_dir: re.Pattern[str] | None, timeout: f
                 continue  # neither listed nor entered
             yield path, e.name, st
             if is_dir and (max_depth < 0 or depth < max_depth):
-                stack.append((path, depth + 1))
+                queue.append((path, depth + 1))
 
 
 def _root(key: ItemKey) -> str:
