@@ -17,6 +17,16 @@ Abandoned threads are bounded twice:
 
 A check whose deadline passed before a thread took it is dropped, never run late. The caller's
 context variables (who asked, for LogRemoteCommands) are carried into the thread.
+
+Checks.get (agent/checks/__init__.py) gives each key exactly Timeout, except keys that bound their
+own waits by Timeout (sockets, subprocesses, the collector, file scans): those get half a second
+more, so their own answer ("Timeout was reached.", 0 for a silent service) comes first and this
+deadline only catches what they cannot bound (a DNS lookup, a blocked open or read). agent.ping,
+agent.version and agent.hostname run in the caller's thread: they cannot block.
+
+Other designs and why not: opening files with O_NONBLOCK only covers FIFOs, not NFS or DNS; a
+process per check (zabbix_agentd's fork for its threaded checks) costs milliseconds per value and
+breaks the shared collector; signal.alarm works only in the main thread.
 """
 
 from __future__ import annotations
