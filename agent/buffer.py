@@ -10,19 +10,26 @@ they fill half of the buffer no further log value is accepted (log reading waits
 
 With a `FileStore`, each value (and each log position that moved with it) is written in the same
 SQLite transaction before `add` returns; the buffer is rebuilt from the file on start, with the
-values' original session and ids, so a restart neither loses nor repeats anything.
+values' original session and ids, so a restart neither loses nor repeats anything. The file also
+keeps the last check list each server sent, so an agent started while its server is down goes on
+collecting. One agent at a time: the file is locked (flock) while open. A file SQLite cannot read
+at start is renamed aside (`NAME.corrupt-TIME`) and a fresh one made, with a warning.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
-from vigil.agent.protocol.messages import AgentValue
+from vigil.agent.protocol.messages import ActiveCheck, AgentValue, ProtocolError, parse_active_check
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +75,35 @@ CREATE INDEX IF NOT EXISTS value_target ON value (target, seq);
 CREATE TABLE IF NOT EXISTS logpos (
     target TEXT NOT NULL, key TEXT NOT NULL, lastlogsize INTEGER NOT NULL, mtime INTEGER NOT NULL,
     extra TEXT NOT NULL, PRIMARY KEY (target, key));
+CREATE TABLE IF NOT EXISTS checklist (
+    target TEXT PRIMARY KEY, checks TEXT NOT NULL, saved INTEGER NOT NULL);
 """
+
+
+class BufferFileError(ValueError):
+    """PersistentBufferFile cannot be used (in use by another agent, no such directory, no access)."""
+
+
+def _unreadable(sqlite3: Any, e: Exception) -> bool:
+    """True when the file's content is the problem (not SQLite, damaged, or another program's tables)."""
+    if not isinstance(e, sqlite3.OperationalError):
+        return True  # SQLITE_NOTADB, SQLITE_CORRUPT, our own integrity-check failure
+    return getattr(e, "sqlite_errorname", "") == "SQLITE_ERROR"  # no such table/column: a foreign schema
+
+
+def _aside(path: str) -> str:
+    """Rename `path` (and its -wal/-shm files, which must not meet a fresh file) out of the way."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    target = f"{path}.corrupt-{stamp}"
+    n = 1
+    while os.path.exists(target):
+        n += 1
+        target = f"{path}.corrupt-{stamp}-{n}"
+    os.replace(path, target)
+    for suffix in ("-wal", "-shm", "-journal"):
+        if os.path.exists(path + suffix):
+            os.replace(path + suffix, target + suffix)
+    return target
 
 
 class FileStore:
@@ -76,25 +111,95 @@ class FileStore:
 
     def __init__(self, path: str) -> None:
         if not path:
-            raise ValueError("PersistentBufferFile: empty path")
+            raise BufferFileError("PersistentBufferFile: empty path")
         parent = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(parent):
-            raise ValueError(f"PersistentBufferFile: directory {parent!r} does not exist")
+            raise BufferFileError(f"PersistentBufferFile: directory {parent!r} does not exist")
         self.path = path
         self.lock = threading.Lock()
+        self.moved_aside: str | None = None
+        self._lock_fd = self._take_lock()
         import sqlite3  # here, not at the top: an agent without PersistentBufferFile saves its memory
 
         try:
-            self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")
-            self.db.executescript(_SCHEMA)
+            self.db = self._open(sqlite3)
         except sqlite3.DatabaseError as e:
-            raise ValueError(f"PersistentBufferFile {path!r}: cannot open as a SQLite buffer: {e}") from None
+            os.close(self._lock_fd)
+            if not _unreadable(sqlite3, e):  # no access, disk full, ...: the file may be fine, leave it
+                raise BufferFileError(f"PersistentBufferFile {path!r}: cannot open: {e}") from None
+            self.moved_aside = _aside(path)
+            log.warning("PersistentBufferFile %r cannot be read (%s): moved aside to %r; starting with an empty "
+                        "buffer", path, e, self.moved_aside)
+            self._lock_fd = self._take_lock()
+            try:
+                self.db = self._open(sqlite3)
+            except sqlite3.DatabaseError as e2:
+                os.close(self._lock_fd)
+                raise BufferFileError(f"PersistentBufferFile {path!r}: cannot create a fresh buffer: {e2}") from None
+
+    def _take_lock(self) -> int:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as e:
+            raise BufferFileError(f"PersistentBufferFile {self.path!r}: cannot open: {e.strerror or e}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise BufferFileError(f"PersistentBufferFile {self.path!r} is in use by another running agent; "
+                                  "give each agent its own file") from None
+        return fd
+
+    def _open(self, sqlite3: Any) -> Any:
+        """Open and check the file: a truncated or foreign file fails here, not at the first write."""
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            row = db.execute("PRAGMA quick_check").fetchone()
+            if row is None or row[0] != "ok":
+                raise sqlite3.DatabaseError(f"integrity check: {row[0] if row else 'no answer'}")
+            db.executescript(_SCHEMA)
+            db.execute("SELECT seq, target, id, key, value, state, lastlogsize, mtime, clock, ns, is_log "
+                       "FROM value LIMIT 1").fetchall()
+            db.execute("SELECT target, key, lastlogsize, mtime, extra FROM logpos LIMIT 1").fetchall()
+            db.execute("SELECT target, session, next_id FROM session LIMIT 1").fetchall()
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     def close(self) -> None:
         with self.lock:
             self.db.close()
+            if self._lock_fd >= 0:
+                os.close(self._lock_fd)
+                self._lock_fd = -1
+
+    def save_checks(self, target: str, checks: list[ActiveCheck]) -> None:
+        """Keep the last check list from `target`'s server (written only when it changed)."""
+        text = json.dumps([c.to_dict() for c in checks], separators=(",", ":"))
+        with self.lock:
+            row = self.db.execute("SELECT checks FROM checklist WHERE target=?", (target,)).fetchone()
+            if row is not None and row[0] == text:
+                return
+            self.db.execute("INSERT OR REPLACE INTO checklist VALUES (?, ?, ?)", (target, text, int(time.time())))
+
+    def load_checks(self, target: str) -> list[ActiveCheck] | None:
+        """The saved check list, None when there is none (an unreadable row counts as none)."""
+        with self.lock:
+            row = self.db.execute("SELECT checks FROM checklist WHERE target=?", (target,)).fetchone()
+        if row is None:
+            return None
+        out = []
+        try:
+            for i, d in enumerate(json.loads(row[0])):
+                out.append(parse_active_check(d, f"saved check {i}"))
+        except (ValueError, TypeError, ProtocolError) as e:
+            log.warning("saved check list for %s in %s is unreadable (%s); waiting for the server's", target,
+                        self.path, e)
+            return None
+        return out
 
     def session(self, target: str) -> tuple[str, int]:
         """(session, next id) for `target`, created on first use."""

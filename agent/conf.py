@@ -111,7 +111,8 @@ class Alias:
 @dataclass(frozen=True, slots=True)
 class AgentConfig:
     server: tuple[str, ...] = ()
-    server_active: tuple[tuple[str, int], ...] = ()
+    server_active: tuple[tuple[str, int], ...] = ()  # every node of every cluster
+    server_active_clusters: tuple[tuple[tuple[str, int], ...], ...] = ()  # `a;b,c`: ((a, b), (c,))
     hostnames: tuple[str, ...] = ()  # empty: taken from HostnameItem at start
     hostname_item: str = "system.hostname"
     host_metadata: str = ""
@@ -214,37 +215,55 @@ def _valid_dns_name(s: str) -> bool:
 
 
 def parse_server_active(value: str) -> tuple[tuple[str, int], ...]:
-    """ServerActive=: `host`, `host:port`, `[v6]:port` or a bare IPv6 address; default port 10051."""
-    out: list[tuple[str, int]] = []
-    for item in _split(value):
-        if not item:
-            raise ValueError("wrong value of 'ServerActive': empty entry in the list")
-        host, port_text = item, ""
-        if item.startswith("["):
-            end = item.find("]")
-            if end < 0:
-                raise ValueError(f"wrong value of 'ServerActive': {item!r} has no closing ']'")
-            host, rest = item[1:end], item[end + 1:]
-            if rest and not rest.startswith(":"):
-                raise ValueError(f"wrong value of 'ServerActive': unexpected {rest!r} in {item!r}")
-            port_text = rest[1:]
-            if not _is_ip(host):
-                raise ValueError(f"wrong value of 'ServerActive': {host!r} is not an IP address")
-        elif item.count(":") == 1:
-            host, port_text = item.split(":")
-        elif item.count(":") > 1 and not _is_ip(item):
-            raise ValueError(f"wrong value of 'ServerActive': address {item!r} is invalid")
-        port = DEFAULT_ACTIVE_PORT
-        if port_text or item.endswith(":"):
-            if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-                raise ValueError(f"wrong value of 'ServerActive': address {item!r} has an invalid port")
-            port = int(port_text)
-        if not host or not (_is_ip(host) or _valid_dns_name(host)):
-            raise ValueError(f"wrong value of 'ServerActive': address {item!r} is invalid")
-        if (host, port) in out:
-            raise ValueError(f"wrong value of 'ServerActive': {item!r} is listed twice")
-        out.append((host, port))
-    return tuple(out)
+    """Every address ServerActive= names, in order (see `parse_server_active_clusters`)."""
+    return tuple(node for cluster in parse_server_active_clusters(value) for node in cluster)
+
+
+def parse_server_active_clusters(value: str) -> tuple[tuple[tuple[str, int], ...], ...]:
+    """ServerActive=: clusters separated by `,`, the nodes of one (6.0 HA) cluster by `;`.
+
+    A node is `host`, `host:port`, `[v6]:port` or a bare IPv6 address; default port 10051.
+    """
+    seen: set[tuple[str, int]] = set()
+    clusters = []
+    for entry in _split(value):
+        nodes = []
+        for item in entry.split(";"):
+            node = _active_address(item.strip())
+            if node in seen:
+                raise ValueError(f"wrong value of 'ServerActive': {item.strip()!r} is listed twice")
+            seen.add(node)
+            nodes.append(node)
+        clusters.append(tuple(nodes))
+    return tuple(clusters)
+
+
+def _active_address(item: str) -> tuple[str, int]:
+    if not item:
+        raise ValueError("wrong value of 'ServerActive': empty entry in the list")
+    host, port_text = item, ""
+    if item.startswith("["):
+        end = item.find("]")
+        if end < 0:
+            raise ValueError(f"wrong value of 'ServerActive': {item!r} has no closing ']'")
+        host, rest = item[1:end], item[end + 1:]
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"wrong value of 'ServerActive': unexpected {rest!r} in {item!r}")
+        port_text = rest[1:]
+        if not _is_ip(host):
+            raise ValueError(f"wrong value of 'ServerActive': {host!r} is not an IP address")
+    elif item.count(":") == 1:
+        host, port_text = item.split(":")
+    elif item.count(":") > 1 and not _is_ip(item):
+        raise ValueError(f"wrong value of 'ServerActive': address {item!r} is invalid")
+    port = DEFAULT_ACTIVE_PORT
+    if port_text or item.endswith(":"):
+        if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+            raise ValueError(f"wrong value of 'ServerActive': address {item!r} has an invalid port")
+        port = int(port_text)
+    if not host or not (_is_ip(host) or _valid_dns_name(host)):
+        raise ValueError(f"wrong value of 'ServerActive': address {item!r} is invalid")
+    return host, port
 
 
 def parse_hostnames(value: str) -> tuple[str, ...]:
@@ -459,6 +478,7 @@ def load(path: str | os.PathLike[str]) -> AgentConfig:
     cfg = AgentConfig(
         server=parse_server(v.get("Server", "")),
         server_active=parse_server_active(v.get("ServerActive", "")),
+        server_active_clusters=parse_server_active_clusters(v.get("ServerActive", "")),
         hostnames=parse_hostnames(v.get("Hostname", "")),
         hostname_item=v.get("HostnameItem", "system.hostname"),
         host_metadata=v.get("HostMetadata", ""),

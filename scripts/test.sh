@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the tests need and runs the whole suite:
 #   Debian packages for the real peers (zabbix-agent: zabbix_agentd, zabbix_sender;
-#   zabbix-proxy-sqlite3: zabbix_get), PostgreSQL and Redis started when not running,
+#   zabbix-proxy-sqlite3: zabbix_get; logrotate for the log rotation tests), PostgreSQL and Redis
+#   started when not running,
 #   Python dependencies in ./.venv, then pytest. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,7 @@ command -v zabbix_sender >/dev/null || missing+=(zabbix-agent)
 command -v zabbix_get >/dev/null || missing+=(zabbix-proxy-sqlite3)
 command -v psql >/dev/null || missing+=(postgresql postgresql-client)
 command -v redis-server >/dev/null || missing+=(redis-server)
+command -v logrotate >/dev/null || missing+=(logrotate)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -29,6 +31,12 @@ fi
 if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
   say "starting Redis"
   as_root redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
+fi
+
+say "the real zabbix_server 6.0, the oracle of tests/e2e/test_value_rules.py"
+if ! bash tests/peers/zabbix_server/setup.sh; then
+  echo "!! setting up zabbix_server failed (output above): tests/e2e/test_value_rules.py will fail until" \
+       "bash tests/peers/zabbix_server/setup.sh succeeds"
 fi
 
 PY=${PYTHON:-python3}

@@ -10,6 +10,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vigil.server.store.base import PgTimeouts
 
 
 class SettingsError(ValueError):
@@ -32,13 +36,33 @@ SETTINGS: tuple[Spec, ...] = (
     Spec("VIGIL_LISTEN", "127.0.0.1:10051", "Address and port of the Zabbix-protocol ingest listener."),
     Spec("VIGIL_WEB_LISTEN", "127.0.0.1:8080", "Address and port of the web UI (served once the web issue lands)."),
     Spec("VIGIL_MAX_FRAME_BYTES", str(128 * 1024 * 1024), "Largest ZBXD frame accepted, in bytes.", 1024, 2**33),
-    Spec("VIGIL_TIMEOUT", "3", "Seconds a client may take to send a whole frame before it is dropped.", 0.1, 300),
-    Spec("VIGIL_MAX_CONNECTIONS", "1024", "Connections served at once; more wait in the kernel's backlog.", 1, 65536),
+    Spec("VIGIL_TIMEOUT", "3", "Seconds a client may take to send a whole frame before it is dropped, and that its "
+         "values may wait for a history writer before the reply is `failed`.", 0.1, 300),
+    Spec("VIGIL_MAX_BODY_BYTES", str(16 * 1024 * 1024),
+         "Largest sender/agent data body accepted once decompressed, in bytes (checked while inflating); "
+         "holds zabbix_sender's fullest batch, 250 values at Zabbix's 64 KiB text limit.", 1024, 2**33),
+    Spec("VIGIL_MAX_REQUEST_VALUES", "10000",
+         "Most values in one sender/agent data request; a request with more gets `failed` and nothing of it "
+         "is stored. Keep it at least an agent's BufferSize.", 1, 10_000_000),
+    Spec("VIGIL_MAX_CONNECTIONS", "1024",
+         "Open ingest connections at most; while this many are open no more are accepted, so new ones wait "
+         "in the kernel's listen backlog.", 1, 65536),
     Spec("VIGIL_BATCH_MAX_VALUES", "50000", "Most values written in one transaction.", 1, 10_000_000),
     Spec("VIGIL_HISTORY_WRITERS", "0", "History writer threads; 0: 1 on SQLite, 2 on PostgreSQL.", 0, 16),
+    Spec("VIGIL_MAX_CLOCK_AHEAD", "600",
+         "Seconds a value's clock may be ahead of the server's; later ones are refused.", 0, 2**31 - 1),
+    Spec("VIGIL_MAX_CLOCK_AGE", "0",
+         "Seconds a value's clock may be behind the server's; 0: the longest history retention of the items.",
+         0, 2**31 - 1),
     Spec("VIGIL_CONFIG_REFRESH", "1", "Seconds between checks for configuration changes.", 0.05, 3600),
     Spec("VIGIL_HOUSEKEEPING_INTERVAL", "3600", "Seconds between housekeeper runs (retention).", 1, 86400),
     Spec("VIGIL_TRENDS_INTERVAL", "60", "Seconds between hourly-trend roll-ups.", 1, 3600),
+    Spec("VIGIL_PG_CONNECT_TIMEOUT", "10", "Seconds to wait for a connection to PostgreSQL before the attempt fails, "
+         "and for the network to acknowledge data sent on one before it counts as broken.", 1, 600),
+    Spec("VIGIL_PG_STATEMENT_TIMEOUT", "300",
+         "Seconds a PostgreSQL statement may run before it is cancelled; 0: no limit.", 0, 86400),
+    Spec("VIGIL_PG_LOCK_TIMEOUT", "10",
+         "Seconds a PostgreSQL statement may wait for a lock before it fails; 0: no limit.", 0, 3600),
     Spec("VIGIL_LOCAL_AGENT", "1", "1: `vigil up` starts a vigil-agent watching this machine; 0: it does not.", 0, 1),
     Spec("VIGIL_LOG_LEVEL", "info", "debug, info, warning or error."),
 )
@@ -60,17 +84,30 @@ class Settings:
     max_frame_bytes: int
     timeout: float
     max_connections: int
+    max_body_bytes: int
+    max_request_values: int
     batch_max_values: int
     history_writers: int
+    max_clock_ahead: int
+    max_clock_age: int
     config_refresh: float
     housekeeping_interval: float
     trends_interval: float
+    pg_connect_timeout: float
+    pg_statement_timeout: float
+    pg_lock_timeout: float
     local_agent: bool
     log_level: str
 
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def pg_timeouts(self) -> PgTimeouts:
+        from vigil.server.store.base import PgTimeouts
+
+        return PgTimeouts(self.pg_connect_timeout, self.pg_statement_timeout, self.pg_lock_timeout)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -104,11 +141,18 @@ class Settings:
             max_frame_bytes=int(num("VIGIL_MAX_FRAME_BYTES", int)),
             timeout=num("VIGIL_TIMEOUT"),
             max_connections=int(num("VIGIL_MAX_CONNECTIONS", int)),
+            max_body_bytes=int(num("VIGIL_MAX_BODY_BYTES", int)),
+            max_request_values=int(num("VIGIL_MAX_REQUEST_VALUES", int)),
             batch_max_values=int(num("VIGIL_BATCH_MAX_VALUES", int)),
             history_writers=int(num("VIGIL_HISTORY_WRITERS", int)) or (1 if url.startswith("sqlite") else 2),
+            max_clock_ahead=int(num("VIGIL_MAX_CLOCK_AHEAD", int)),
+            max_clock_age=int(num("VIGIL_MAX_CLOCK_AGE", int)),
             config_refresh=num("VIGIL_CONFIG_REFRESH"),
             housekeeping_interval=num("VIGIL_HOUSEKEEPING_INTERVAL"),
             trends_interval=num("VIGIL_TRENDS_INTERVAL"),
+            pg_connect_timeout=num("VIGIL_PG_CONNECT_TIMEOUT"),
+            pg_statement_timeout=num("VIGIL_PG_STATEMENT_TIMEOUT"),
+            pg_lock_timeout=num("VIGIL_PG_LOCK_TIMEOUT"),
             local_agent=bool(num("VIGIL_LOCAL_AGENT", int)),
             log_level=level,
         )

@@ -4,8 +4,8 @@ A process matches `<name>` if its name in /proc/PID/status (or stat) or the base
 argv[0] equals it; `<user>` compares the process's user id with that user's (an unknown user
 matches nothing and the answer is 0); `<cmdline>` is a regular expression searched in the command
 line with its arguments joined by spaces. Zabbix uses PCRE: Python's `re` is close, and POSIX
-classes such as `[[:digit:]]` are translated. As in Zabbix, a regular expression that does not
-compile matches no process.
+classes such as `[[:digit:]]` are translated (agent/regex.py, as for every key). As in Zabbix, a
+regular expression that does not compile matches no process.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from vigil.agent import regex
 from vigil.agent.checks import CheckContext, NotSupported, check
 from vigil.agent.checks.collector import ensure_collector
 from vigil.agent.checks.keyparams import at_most, choice, text
@@ -37,21 +38,12 @@ MEMTYPES = {
     "exe": "VmExe", "pte": "VmPTE", "size": "", "pmem": "",
 }
 
-_POSIX_CLASSES = {
-    "[:alnum:]": "a-zA-Z0-9", "[:alpha:]": "a-zA-Z", "[:digit:]": "0-9", "[:lower:]": "a-z",
-    "[:upper:]": "A-Z", "[:space:]": r"\s", "[:blank:]": r" \t", "[:xdigit:]": "0-9A-Fa-f",
-    "[:word:]": r"\w", "[:punct:]": r"!-/:-@\[-`{-~", "[:cntrl:]": r"\x00-\x1f\x7f",
-    "[:print:]": r"\x20-\x7e", "[:graph:]": r"\x21-\x7e",
-}
-
 
 @lru_cache(maxsize=256)
 def compile_regex(pattern: str) -> re.Pattern[str] | None:
     """The pattern compiled, or None if it is not a valid regular expression."""
-    for posix, py in _POSIX_CLASSES.items():
-        pattern = pattern.replace(posix, py)
     try:
-        return re.compile(pattern)
+        return regex.compile(pattern)
     except re.error:
         return None
 

@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Iterator
 from typing import IO, Any
 
+from vigil.agent import regex
 from vigil.agent.checks import CheckContext, NotSupported, check
 from vigil.agent.protocol.itemkey import ItemKey
 
@@ -580,7 +581,7 @@ def _line_range(key: ItemKey) -> tuple[int, int]:
 
 def _compile(pattern: str) -> re.Pattern[str]:
     try:
-        return re.compile(pattern, re.MULTILINE)
+        return regex.compile(pattern, re.MULTILINE)
     except re.error as e:
         raise NotSupported(f"Invalid regular expression in the second parameter: {e}.") from None
 

@@ -231,6 +231,8 @@ def page_perf(key: ItemKey, ctx: CheckContext) -> float:
 def page_regexp(key: ItemKey, ctx: CheckContext) -> str:
     import re
 
+    from vigil.agent import regex
+
     _too_many(key, 6)
     if len(key.params) < 4:
         raise NotSupported("Invalid number of parameters.")
@@ -242,7 +244,7 @@ def page_regexp(key: ItemKey, ctx: CheckContext) -> str:
     length = min(int(length_text), MAX_REGEXP_OUTPUT) if length_text else MAX_REGEXP_OUTPUT
     template = key.param(5) or "\\0"
     try:
-        rx = re.compile(pattern)
+        rx = regex.compile(pattern)
     except re.error as e:
         raise NotSupported(f"Invalid regular expression in the fourth parameter: {e}.") from None
     head, body = fetch(target, ctx.timeout)

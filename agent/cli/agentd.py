@@ -245,14 +245,18 @@ def active_config(cfg: AgentConfig, checks: Checks) -> AgentConfig:
 def start_active(cfg: AgentConfig, checks: Checks, stop: threading.Event) -> threading.Thread | None:
     try:
         active = importlib.import_module("vigil.agent.active")
-        run_active = active.run_active
+        make = active.ActiveChecks
     except (ImportError, AttributeError) as e:
         log.warning("active checks are configured (ServerActive) but not available in this build: %s", e)
         return None
+    try:  # here, not in the thread: a buffer file another agent holds stops the start
+        prepared = make(cfg, checks)
+    except ValueError as e:
+        raise ConfError(str(e)) from None
 
     def run() -> None:
         try:
-            run_active(cfg, checks, stop)
+            prepared.run(stop)
         except Exception:
             log.exception("active checks stopped with an error")
 

@@ -18,6 +18,9 @@ ACTIVE_CHECKS = "active checks"
 NOT_SUPPORTED = "ZBX_NOTSUPPORTED"
 
 MAX_JSON_DEPTH = 64
+CLOCK_MAX = 2**31 - 1  # Zabbix reads clock as a 31-bit unsigned number
+NS_MAX = 999_999_999
+ID_MAX = 2**63 - 1  # ids are kept in a signed 64-bit column
 
 
 class ProtocolError(ValueError):
@@ -72,15 +75,38 @@ def _str(d: dict[str, Any], name: str, where: str, *, required: bool = True) -> 
     return v
 
 
-def _int(d: dict[str, Any], name: str, where: str, *, lo: int = 0, hi: int = 2**63 - 1) -> int | None:
+def read_uint(v: Any, name: str, hi: int = 2**64 - 1) -> int:
+    """An integer field (clock, ns, id, ...) as Zabbix reads it: a JSON integer, or a JSON string of
+    ASCII digits only (leading zeros allowed; no sign, spaces, fraction or exponent), from 0 to `hi`.
+    The codec and the server's ingest both read fields through this one function."""
+    if type(v) is str and v.isascii() and v.isdigit():
+        digits = v.lstrip("0")
+        n = int(digits) if len(digits) <= 20 else hi + 1
+    elif type(v) is int:
+        n = v
+    else:
+        raise ProtocolError(f"field {name!r} must be an integer from 0 to {hi}, got {_shown(v)}")
+    if not 0 <= n <= hi:
+        raise ProtocolError(f"field {name!r} must be an integer from 0 to {hi}, got {_shown(v)}")
+    return n
+
+
+def _shown(v: Any) -> str:
+    try:
+        text = json.dumps(v, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(v)
+    return text if len(text) <= 64 else text[:61] + "..."
+
+
+def _int(d: dict[str, Any], name: str, where: str, *, hi: int = 2**63 - 1) -> int | None:
     v = d.get(name)
     if v is None:
         return None
-    if isinstance(v, str) and v.isdigit():
-        v = int(v)
-    if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
-        raise ProtocolError(f"{where}: field {name!r} must be an integer in {lo}..{hi}, got {v!r}")
-    return v
+    try:
+        return read_uint(v, name, hi)
+    except ProtocolError as e:
+        raise ProtocolError(f"{where}: {e}") from None
 
 
 def _value(d: dict[str, Any], where: str) -> str:
@@ -210,18 +236,35 @@ class ActiveChecksRequest:
 
 @dataclass(slots=True)
 class ActiveCheck:
+    """One row of an `active checks` reply.
+
+    `key` has the server's macros expanded and is what the agent evaluates; `key_orig` is the key as
+    configured (`vfs.fs.size[{$FS},pused]`) and is what values are reported under. The server sends
+    `key_orig` only when the two differ; empty means the same as `key`.
+    """
+
     key: str
     delay: int
     lastlogsize: int = 0
     mtime: int = 0
+    key_orig: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.key_orig:
+            self.key_orig = self.key
 
     def to_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "delay": self.delay, "lastlogsize": self.lastlogsize, "mtime": self.mtime}
+        d: dict[str, Any] = {"key": self.key}
+        if self.key_orig != self.key:
+            d["key_orig"] = self.key_orig
+        d.update(delay=self.delay, lastlogsize=self.lastlogsize, mtime=self.mtime)
+        return d
 
 
 @dataclass(slots=True)
 class ActiveChecksResponse:
     data: list[ActiveCheck] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # why rows were left out, one line each
 
     def to_json(self) -> bytes:
         return dumps({"response": "success", "data": [c.to_dict() for c in self.data]})
@@ -291,7 +334,8 @@ def parse_sender_value(d: Any, i: int) -> SenderValue:
     host = _str(d, "host", where)
     key = _str(d, "key", where)
     assert host is not None and key is not None
-    return SenderValue(host, key, _value(d, where), _int(d, "clock", where), _int(d, "ns", where, hi=999_999_999))
+    return SenderValue(host, key, _value(d, where), _int(d, "clock", where, hi=CLOCK_MAX),
+                       _int(d, "ns", where, hi=NS_MAX))
 
 
 def parse_agent_value(d: Any, i: int) -> AgentValue:
@@ -305,9 +349,9 @@ def parse_agent_value(d: Any, i: int) -> AgentValue:
     value = _value(d, where) if "value" in d else None
     if value is None and state != 1:
         raise ProtocolError(f"{where}: missing field 'value'")
-    vid = _int(d, "id", where)
-    clock = _int(d, "clock", where)
-    ns = _int(d, "ns", where, hi=999_999_999)
+    vid = _int(d, "id", where, hi=ID_MAX)
+    clock = _int(d, "clock", where, hi=CLOCK_MAX)
+    ns = _int(d, "ns", where, hi=NS_MAX)
     if vid is None or clock is None:
         raise ProtocolError(f"{where}: missing field {'id' if vid is None else 'clock'!r}")
     return AgentValue(
@@ -332,14 +376,14 @@ def parse_request(obj: dict[str, Any]) -> Request:
         data = _data_list(obj)
         return SenderData(
             [parse_sender_value(d, i) for i, d in enumerate(data)],
-            _int(obj, "clock", "request"), _int(obj, "ns", "request", hi=999_999_999),
+            _int(obj, "clock", "request", hi=CLOCK_MAX), _int(obj, "ns", "request", hi=NS_MAX),
         )
     if req == AGENT_DATA:
         data = _data_list(obj)
         session = _str(obj, "session", "request", required=False) or ""
-        clock = _int(obj, "clock", "request") or 0
+        clock = _int(obj, "clock", "request", hi=CLOCK_MAX) or 0
         return AgentData(session, [parse_agent_value(d, i) for i, d in enumerate(data)], clock,
-                         _int(obj, "ns", "request", hi=999_999_999) or 0)
+                         _int(obj, "ns", "request", hi=NS_MAX) or 0)
     if req == ACTIVE_CHECKS:
         host = _str(obj, "host", "request")
         assert host is not None
@@ -358,25 +402,50 @@ def parse_response(body: bytes) -> Response:
 
 
 def parse_active_checks_response(body: bytes) -> ActiveChecksResponse | Response:
-    """A list of checks, or a Response('failed', info) when the server refused."""
+    """A list of checks, or a Response('failed', info) when the server refused.
+
+    A row that cannot be used is left out and its reason added to `skipped`; the other rows stand,
+    as zabbix_agentd skips a row with a missing tag and runs the rest.
+    """
     obj = loads(body)
     if obj.get("response") != "success":
         return Response(str(obj.get("response")), _str(obj, "info", "response", required=False))
     checks = []
+    skipped = []
     for i, d in enumerate(_data_list(obj)):
-        where = f"data[{i}]"
-        if not isinstance(d, dict):
-            raise ProtocolError(f"{where}: must be an object")
-        key = _str(d, "key", where)
-        assert key is not None
-        delay = d.get("delay", 0)
-        if isinstance(delay, str):  # older servers send "30" or "30s"
-            delay = delay.rstrip("s")
-            if not delay.isdigit():
-                raise ProtocolError(f"{where}: field 'delay' must be seconds, got {d.get('delay')!r}")
-            delay = int(delay)
-        checks.append(ActiveCheck(key, int(delay), _int(d, "lastlogsize", where) or 0, _int(d, "mtime", where) or 0))
-    return ActiveChecksResponse(checks)
+        try:
+            checks.append(parse_active_check(d, f"data[{i}]"))
+        except ProtocolError as e:
+            skipped.append(str(e))
+    return ActiveChecksResponse(checks, skipped)
+
+
+def parse_active_check(d: Any, where: str) -> ActiveCheck:
+    if not isinstance(d, dict):
+        raise ProtocolError(f"{where}: must be an object")
+    key = _str(d, "key", where)
+    if not key:
+        raise ProtocolError(f"{where}: field 'key' is empty")
+    key_orig = _str(d, "key_orig", where, required=False) or key
+    return ActiveCheck(key, _delay(d, where), _int(d, "lastlogsize", where) or 0, _int(d, "mtime", where) or 0,
+                       key_orig)
+
+
+def _delay(d: dict[str, Any], where: str) -> int:
+    """Seconds, as a 6.0 server sends them (an integer; older servers: a string of digits, maybe with `s`).
+
+    Anything else ("1m", a flexible interval) is refused rather than guessed: zabbix_agentd's atoi()
+    would read "1m" as 1 second and poll sixty times too often.
+    """
+    v = d.get("delay")
+    if isinstance(v, str):
+        text = v[:-1] if v.endswith("s") else v
+        if text.isdigit():
+            v = int(text)
+    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 86400 * 365:
+        shown = "missing" if v is None else repr(d.get("delay"))
+        raise ProtocolError(f"{where}: field 'delay' must be a number of seconds, got {shown} (key {d.get('key')!r})")
+    return v
 
 
 def encode_passive_reply(value: str | None, error: str | None = None) -> bytes:

@@ -34,6 +34,14 @@ class FrameError(ValueError):
         self.offset = offset
 
 
+class FrameTooLarge(FrameError):
+    """A well-formed header announcing more than the receiver takes; a reply can still be sent."""
+
+    def __init__(self, message: str, offset: int, header: Header) -> None:
+        super().__init__(message, offset)
+        self.header = header
+
+
 @dataclass(frozen=True, slots=True)
 class Header:
     flags: int
@@ -54,8 +62,11 @@ def header_size(flags: int) -> int:
     return 5 + (16 if flags & FLAG_LARGE else 8)
 
 
-def parse_header(data: bytes, max_size: int = DEFAULT_MAX_FRAME) -> Header:
-    """Parse a header from the first bytes of `data` (at least 5, and the lengths once flags are known)."""
+def parse_header(data: bytes, max_size: int = DEFAULT_MAX_FRAME, max_body: int | None = None) -> Header:
+    """Parse a header from the first bytes of `data` (at least 5, and the lengths once flags are known).
+
+    `max_size` bounds what is read off the wire, `max_body` (if given) the body once decompressed.
+    """
     if len(data) < 5:
         raise FrameError(f"truncated header: {len(data)} of at least 13 bytes", len(data))
     if data[:4] != MAGIC:
@@ -70,9 +81,13 @@ def parse_header(data: bytes, max_size: int = DEFAULT_MAX_FRAME) -> Header:
     data_length, reserved = fmt.unpack_from(data, 5)
     header = Header(flags, data_length, reserved)
     if data_length > max_size:
-        raise FrameError(f"frame of {data_length} bytes is over the maximum of {max_size}", 5)
+        raise FrameTooLarge(f"frame of {data_length} bytes is over the maximum of {max_size}", 5, header)
     if flags & FLAG_COMPRESSED and reserved > max_size:
-        raise FrameError(f"uncompressed size {reserved} is over the maximum of {max_size}", 5 + fmt.size // 2)
+        raise FrameTooLarge(f"uncompressed size {reserved} is over the maximum of {max_size}", 5 + fmt.size // 2,
+                            header)
+    if max_body is not None and header.body_length > max_body:
+        raise FrameTooLarge(f"body of {header.body_length} bytes once decompressed is over the maximum of "
+                            f"{max_body}", 5 + fmt.size // 2 if flags & FLAG_COMPRESSED else 5, header)
     return header
 
 
@@ -96,6 +111,7 @@ def encode_like(body: bytes, flags: int) -> bytes:
 
 
 def decode_body(header: Header, payload: bytes) -> bytes:
+    """The body of a frame; a compressed one is inflated to at most its stated size (+1 to see a lie)."""
     if not header.flags & FLAG_COMPRESSED:
         return bytes(payload)
     try:
@@ -126,6 +142,18 @@ async def read_frame(
     reader: asyncio.StreamReader, max_size: int = DEFAULT_MAX_FRAME
 ) -> tuple[Header, bytes]:
     """Read one frame from a stream. Raises FrameError on bad input, EOFError on a clean close."""
+    header, payload = await read_raw_frame(reader, max_size)
+    return header, decode_body(header, payload)
+
+
+async def read_raw_frame(
+    reader: asyncio.StreamReader, max_size: int = DEFAULT_MAX_FRAME, max_body: int | None = None
+) -> tuple[Header, bytes]:
+    """Read one frame's header and payload, still compressed if it was (decode_body inflates it).
+
+    Raises FrameTooLarge before reading a payload over `max_size` or a body over `max_body`,
+    FrameError on other bad input, EOFError on a clean close.
+    """
     import asyncio
 
     try:
@@ -141,14 +169,14 @@ async def read_frame(
         rest = await reader.readexactly(need - 5)
     except asyncio.IncompleteReadError as e:
         raise FrameError(f"truncated header: {5 + len(e.partial)} of {need} bytes", 5 + len(e.partial)) from None
-    header = parse_header(first + rest, max_size)
+    header = parse_header(first + rest, max_size, max_body)
     try:
         payload = await reader.readexactly(header.data_length)
     except asyncio.IncompleteReadError as e:
         raise FrameError(
             f"truncated body: {len(e.partial)} of {header.data_length} bytes", header.size + len(e.partial)
         ) from None
-    return header, decode_body(header, payload)
+    return header, payload
 
 
 def _recv_exactly(sock: socket.socket, n: int, offset: int, what: str) -> bytes:

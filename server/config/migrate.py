@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from alembic import command
@@ -10,6 +11,9 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
+
+if TYPE_CHECKING:
+    from vigil.server.store.base import PgTimeouts
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -25,7 +29,8 @@ def sqlalchemy_url(url: str) -> str:
     return url
 
 
-def engine_for(url: str) -> Engine:
+def engine_for(url: str, pg: PgTimeouts | None = None) -> Engine:
+    """An engine for the URL; `pg` sets the time-outs of its PostgreSQL connections (none by default)."""
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(url)
@@ -40,7 +45,8 @@ def engine_for(url: str) -> Engine:
             cur.close()
 
         return engine
-    engine = sa.create_engine(sqlalchemy_url(url), pool_pre_ping=True)
+    # pool_pre_ping: a connection the database dropped (restarted) is replaced when next taken from the pool.
+    engine = sa.create_engine(sqlalchemy_url(url), pool_pre_ping=True, connect_args=pg.connect_args() if pg else {})
 
     @sa.event.listens_for(engine, "connect")
     def _durable(dbapi_conn, _record):  # type: ignore[no-untyped-def]

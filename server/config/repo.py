@@ -51,6 +51,7 @@ class ItemRef:
     value_type: ValueType
     delay: int
     key: str  # with the host's macros resolved
+    key_orig: str = ""  # as configured, macros and all
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +63,13 @@ class HostRef:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """What ingest needs, read at once: hosts by name, items by (host, resolved key)."""
+    """What ingest needs, read at once: hosts by name, items by (host, resolved key) and (host, key as configured)."""
 
     version: int
     hosts: dict[str, HostRef]
     items: dict[tuple[str, str], ItemRef]
     active: dict[int, list[ItemRef]]  # hostid -> its enabled agent-active items
+    max_history: int = 0  # longest history retention of the enabled items, in seconds (0: none known)
 
 
 def _item_row(it: ItemSpec) -> dict[str, Any]:
@@ -349,8 +351,10 @@ class ConfigRepo:
             macros = self._effective_macros(c)
             items: dict[tuple[str, str], ItemRef] = {}
             active: dict[int, list[ItemRef]] = {}
+            periods: dict[str | tuple[str, int], int] = {}
+            max_history = 0
             q = (sa.select(t.items.c.itemid, t.items.c.hostid, t.items.c.key_, t.items.c.type,
-                           t.items.c.value_type, t.items.c.delay, t.hosts.c.host)
+                           t.items.c.value_type, t.items.c.delay, t.items.c.history, t.hosts.c.host)
                  .join(t.hosts, t.hosts.c.hostid == t.items.c.hostid)
                  .where(t.hosts.c.status == HostStatus.MONITORED, t.items.c.status == 0))
             for r in c.execute(q):
@@ -359,11 +363,21 @@ class ConfigRepo:
                     delay = seconds(resolve_macros(r.delay, macros.get(r.hostid, {})))
                 except ValueError:
                     delay = 60
-                ref = ItemRef(r.itemid, r.hostid, ItemType(r.type), ValueType(r.value_type), delay, key)
+                ref = ItemRef(r.itemid, r.hostid, ItemType(r.type), ValueType(r.value_type), delay, key, r.key_)
                 items[(r.host, key)] = ref
+                if r.key_ != key:  # a value may come under either: agents report under key_orig, as for Zabbix
+                    items.setdefault((r.host, r.key_), ref)
+                # A period with a macro may mean something else on each host.
+                period = (r.history, r.hostid) if "{$" in r.history else r.history
+                if period not in periods:
+                    try:
+                        periods[period] = seconds(resolve_macros(r.history, macros.get(r.hostid, {})))
+                    except ValueError:
+                        periods[period] = 0  # an unresolved macro: retention keeps such items' data
+                max_history = max(max_history, periods[period])
                 if ref.type == ItemType.AGENT_ACTIVE:
                     active.setdefault(r.hostid, []).append(ref)
-            return Snapshot(version, hosts, items, active)
+            return Snapshot(version, hosts, items, active, max_history)
 
     def _effective_macros(self, c: Connection) -> dict[int, dict[str, str]]:
         """Per host: its templates' macros overridden by its own."""

@@ -8,6 +8,9 @@ up: the busier the server, the bigger the batches. Pending values are bounded; p
 
 After the futures are settled (and when idle for a second) the writer calls `store.maintain()`,
 where a store does deferred work (SQLite moves staged values into history) off the reply path.
+
+Writers are supervised (server/supervise.py): one whose store cannot open, or that fails with
+anything but a StoreError, settles what it holds with that error, is logged and starts again.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from vigil.server.store.base import Store, WriteBatch
+from vigil.server.store.base import Store, StoreError, WriteBatch
+from vigil.server.supervise import supervise
 
 log = logging.getLogger("vigil.ingest.batcher")
 
@@ -26,22 +30,36 @@ IDLE_WAIT = 1.0  # seconds a writer waits for work before it calls store.maintai
 
 
 class Batcher:
-    def __init__(self, open_store: Callable[[], Store], max_values: int, writers: int = 1) -> None:
+    # A writer that failed starts again after this pause, doubled each time up to the cap.
+    RESTART_FIRST = 0.25
+    RESTART_MAX = 5.0
+
+    def __init__(self, open_store: Callable[[], Store], max_values: int, writers: int = 1,
+                 timeout: float = 3.0, sessions: dict[str, int] | None = None) -> None:
         self._open_store = open_store
         self._max_values = max_values
         self._max_pending = max_values * 4
-        self._pending: list[tuple[WriteBatch, asyncio.Future[None], asyncio.AbstractEventLoop]] = []
+        self._timeout = timeout
+        self._pending: list[_Entry] = []
         self._pending_values = 0
         self._cond = threading.Condition()
         self._room: asyncio.Event | None = None
         self._stopping = False
+        self._stop = threading.Event()
+        self._failing: dict[int, BaseException] = {}  # writer number -> why it is not running
         # PostgreSQL commits in parallel: while one writer waits for its commit to be flushed the
         # next batch is already being sent. SQLite allows one writer at a time, so it gets one.
-        self._threads = [threading.Thread(target=self._run, name=f"history-writer-{i}", daemon=True)
+        self._threads = [threading.Thread(target=self._supervised, args=(i,), name=f"history-writer-{i}", daemon=True)
                          for i in range(writers)]
         self._stats_lock = threading.Lock()
         self.written_values = 0
         self.transactions = 0
+        self._committed_sessions = dict(sessions or {})
+
+    def committed_sessions(self) -> dict[str, int]:
+        """Agent sessions' highest ids as committed: those given at start, then every write's that returned."""
+        with self._stats_lock:
+            return dict(self._committed_sessions)
 
     def start(self) -> None:
         self._room = asyncio.Event()
@@ -50,29 +68,67 @@ class Batcher:
             t.start()
 
     async def submit(self, batch: WriteBatch) -> None:
-        """Returns once the batch is committed; raises the store's error if it could not be."""
+        """Returns once the batch is committed; raises the store's error if it could not be.
+
+        A batch no writer has taken within the timeout (VIGIL_TIMEOUT) fails with StoreError, so a
+        client hears `failed` rather than waiting on a writer that cannot reach the store. Once a
+        writer has taken it, the store's own time-outs bound the wait.
+        """
         assert self._room is not None
-        while self._pending_values >= self._max_pending:
-            self._room.clear()
-            await self._room.wait()
+        if self._pending_values >= self._max_pending:
+            try:
+                async with asyncio.timeout(self._timeout):
+                    while self._pending_values >= self._max_pending:
+                        self._room.clear()
+                        await self._room.wait()
+            except TimeoutError:
+                raise StoreError(self._not_taken("the history writers made no room for more values")) from None
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
+        entry = (batch, fut, loop)
         with self._cond:
             if self._stopping:
                 raise RuntimeError("the server is shutting down")
-            self._pending.append((batch, fut, loop))
+            self._pending.append(entry)
             self._pending_values += len(batch)
             self._cond.notify()
-        await fut
+        expiry = loop.call_later(self._timeout, self._expire, entry)
+        try:
+            await fut
+        finally:
+            expiry.cancel()
 
     def stop(self, timeout: float = 30) -> None:
         with self._cond:
             self._stopping = True
+            self._stop.set()
             self._cond.notify_all()
         for t in self._threads:
             t.join(timeout)
+        with self._cond:  # left by writers that could not run: their clients must not wait forever
+            left, self._pending, self._pending_values = self._pending, [], 0
+        _settle_all(left, RuntimeError("the server is shutting down: values not stored"))
 
-    def _take(self) -> list[tuple[WriteBatch, asyncio.Future[None], asyncio.AbstractEventLoop]] | None:
+    def _expire(self, entry: _Entry) -> None:
+        """On the event loop, after the timeout: fail the entry if it is still waiting for a writer."""
+        with self._cond:
+            for k, e in enumerate(self._pending):
+                if e is entry:
+                    del self._pending[k]
+                    self._pending_values -= len(entry[0])
+                    break
+            else:
+                return  # a writer has it: its outcome settles the future
+        _settle(entry[1], StoreError(self._not_taken("no history writer took them")))
+        self._wake()
+
+    def _not_taken(self, what: str) -> str:
+        with self._cond:
+            why = "; ".join(f"writer {i}: {e}" for i, e in sorted(self._failing.items()))
+        return (f"{what} within {self._timeout:g} s (VIGIL_TIMEOUT)"
+                + (f"; the history writers are failing ({why})" if why else ""))
+
+    def _take(self) -> list[_Entry] | None:
         """What to write next: [] after IDLE_WAIT seconds without work, None once stopping and drained."""
         with self._cond:
             if not self._pending and not self._stopping:
@@ -87,56 +143,98 @@ class Batcher:
             self._pending_values -= n
             return taken
 
-    def _run(self) -> None:
-        store = self._open_store()
+    def _supervised(self, i: int) -> None:
+        supervise(f"history writer {i}", lambda: self._run(i), self._stop,
+                  first_backoff=self.RESTART_FIRST, max_backoff=self.RESTART_MAX)
+
+    def _run(self, i: int) -> None:
+        """One writer's life with one store: returns once stopping and drained, raises when the store
+        cannot open or fails in a way it does not name (not a StoreError): the supervisor restarts it."""
+        try:
+            store = self._open_store()
+        except Exception as e:
+            with self._cond:
+                self._failing[i] = e
+            raise
+        with self._cond:
+            self._failing.pop(i, None)
+        try:
+            self._serve(store)
+        except Exception as e:
+            with self._cond:
+                self._failing[i] = e
+            raise
+        finally:
+            self._maintain(store)
+            try:
+                store.close()
+            except Exception as e:
+                log.warning("closing the history store failed: %s", e)
+
+    def _serve(self, store: Store) -> None:
         last_report = time.monotonic()
         busy = 0.0
-        try:
-            while (taken := self._take()) is not None:
-                if not taken:
-                    self._maintain(store)
-                    continue
+        while (taken := self._take()) is not None:
+            if not taken:
+                self._maintain(store)
+                continue
+            error: BaseException | None = None
+            try:
                 merged = WriteBatch()
                 for b, _, _ in taken:
                     merged.extend(b)
                 t0 = time.monotonic()
-                error: BaseException | None = None
                 try:
                     store.write(merged)
                     with self._stats_lock:
                         self.written_values += len(merged)
                         self.transactions += 1
-                except Exception as e:  # the store names what failed; every waiter hears it
-                    log.error("writing %d values failed, none were stored: %s", len(merged), e)
+                        for session, top in merged.sessions.items():
+                            if top > self._committed_sessions.get(session, -1):
+                                self._committed_sessions[session] = top
+                except StoreError as e:  # the store names what failed; every waiter hears it
+                    log.error("writing %d values failed: %s", len(merged), e)
                     error = e
                 busy += time.monotonic() - t0
-                for _, fut, loop in taken:
-                    loop.call_soon_threadsafe(_settle, fut, error)
-                for loop in {lp for _, _, lp in taken}:
-                    loop.call_soon_threadsafe(self._wake)
-                t0 = time.monotonic()
-                self._maintain(store)
-                busy += time.monotonic() - t0
-                now = time.monotonic()
-                if now - last_report >= 60:
-                    log.info("history writer: %d values in %d transactions, busy %.1f%% of the last %.0f s",
-                             self.written_values, self.transactions, 100 * busy / (now - last_report),
-                             now - last_report)
-                    last_report, busy = now, 0.0
-        finally:
+            except BaseException as e:
+                _settle_all(taken, e)  # then the supervisor logs it with its traceback
+                raise
+            _settle_all(taken, error)
+            for loop in {lp for _, _, lp in taken}:
+                loop.call_soon_threadsafe(self._wake)
+            t0 = time.monotonic()
             self._maintain(store)
-            store.close()
+            busy += time.monotonic() - t0
+            now = time.monotonic()
+            if now - last_report >= 60:
+                log.info("history writer: %d values in %d transactions, busy %.1f%% of the last %.0f s",
+                         self.written_values, self.transactions, 100 * busy / (now - last_report),
+                         now - last_report)
+                last_report, busy = now, 0.0
 
     @staticmethod
     def _maintain(store: Store) -> None:
         try:
             store.maintain()
-        except Exception as e:  # the values stay where they are; the next call tries again
+        except StoreError as e:  # the values stay where they are; the next call tries again
             log.error("history upkeep failed: %s", e)
+        except Exception:
+            log.exception("history upkeep failed unexpectedly")
 
     def _wake(self) -> None:
         if self._room is not None and self._pending_values < self._max_pending:
             self._room.set()
+
+
+_Entry = tuple[WriteBatch, "asyncio.Future[None]", asyncio.AbstractEventLoop]
+
+
+def _settle_all(entries: list[_Entry], error: BaseException | None) -> None:
+    for _, fut, loop in entries:
+        try:
+            loop.call_soon_threadsafe(_settle, fut, error)
+        except RuntimeError:
+            pass  # that client's event loop is closed: nobody is waiting any more
 
 
 def _settle(fut: asyncio.Future[None], error: BaseException | None) -> None:

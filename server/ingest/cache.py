@@ -27,6 +27,7 @@ class ConfigCache:
         return True
 
     async def run(self, interval: float, stop: asyncio.Event) -> None:
+        failures = 0
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), interval)
@@ -36,5 +37,12 @@ class ConfigCache:
                 return
             try:
                 await asyncio.to_thread(self.reload_if_changed)
-            except Exception as e:  # the database may be briefly away; keep serving the old config
-                log.warning("cannot check for configuration changes: %s", e)
+            except Exception as e:  # the database may be away; keep serving the old config
+                if failures == 0:  # once per outage, not every interval; the engine reconnects by itself
+                    log.warning("cannot check for configuration changes (serving the configuration loaded "
+                                "before): %s", str(e).splitlines()[0] if str(e) else repr(e))
+                failures += 1
+                continue
+            if failures:
+                log.info("configuration checks work again after %d failed", failures)
+                failures = 0

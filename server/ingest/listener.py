@@ -1,19 +1,25 @@
 """The Zabbix-protocol ingest listener (port 10051): sender data, active checks, agent data.
 
 One request and one reply per connection, as Zabbix does. Every connection is bounded: the whole
-frame must arrive within the timeout, frames over the maximum are refused, at most
-max_connections are served at once. Bad input gets a `failed` reply naming the problem when the
-frame could be read, otherwise the connection is closed; either way a log line names the peer and
-the problem, and the server goes on serving everyone else.
+frame must arrive within the timeout; frames over the maximum, bodies over max_body once
+decompressed and requests of more than max_values values are refused; at most max_connections
+sockets are open at once (past that the listener stops accepting and the kernel's backlog holds
+the rest). Bodies over INLINE_BYTES are inflated and parsed on a small thread pool, off the event
+loop. Bad input gets a `failed` reply naming the problem when the frame could be read, otherwise
+the connection is closed; either way a log line names the peer and the problem, and the server
+goes on serving everyone else.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import socket
 import time
 from collections.abc import Callable
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from vigil.agent.protocol import zbxd
 from vigil.agent.protocol.messages import (
@@ -28,7 +34,9 @@ from vigil.agent.protocol.messages import (
 from vigil.server.config.repo import ConfigRepo
 from vigil.server.ingest.batcher import Batcher
 from vigil.server.ingest.cache import ConfigCache
-from vigil.server.ingest.values import agent_values, sender_values
+from vigil.server.ingest.sessions import AgentSessions
+from vigil.server.ingest.values import DEFAULT_WINDOW, ClockWindow, agent_values, sender_values
+from vigil.server.store.base import WriteBatch
 
 try:
     import orjson
@@ -45,6 +53,17 @@ except ImportError:  # pragma: no cover - orjson comes with the server extra
 
 log = logging.getLogger("vigil.ingest")
 
+T = TypeVar("T")
+
+# Bodies up to this size are inflated and parsed inline: a hop to a thread costs more than that work.
+INLINE_BYTES = 64 * 1024
+DECODE_THREADS = 2  # also bounds how many big bodies are inflated or parsed at once
+DISCARD_CHUNK = 64 * 1024
+PRESCAN_HEAD = 1 << 20  # bytes looked at first when counting a big body's values
+LOG_EVERY = 60.0  # seconds between two "connection limit reached" (or accept error) log lines
+FILES_BESIDE_CONNECTIONS = 64  # store, log, decoding threads' and the loop's own descriptors
+ACCEPT_RETRY = 0.1  # seconds before accepting again after the process ran out of file descriptors
+
 # orjson refuses nesting deeper than 1024 levels itself; the standard library's parser is given
 # the same bound by agent.protocol.messages.loads.
 
@@ -52,51 +71,171 @@ log = logging.getLogger("vigil.ingest")
 class IngestServer:
     def __init__(self, cache: ConfigCache, repo: ConfigRepo, batcher: Batcher, last_ids: dict[str, int],
                  read_sessions: Callable[[], dict[str, int]], *,
-                 max_frame: int, timeout: float, max_connections: int) -> None:
+                 max_frame: int, timeout: float, max_connections: int, max_body: int = 16 * 1024 * 1024,
+                 max_values: int = 10_000, clock_window: ClockWindow = DEFAULT_WINDOW) -> None:
         self.read_sessions = read_sessions
+        self.sessions = AgentSessions(last_ids)
+        self.clock_window = clock_window
         self.cache = cache
         self.repo = repo
         self.batcher = batcher
         self.last_ids = last_ids
         self.max_frame = max_frame
+        self.max_body = max_body
+        self.max_values = max_values
         self.timeout = timeout
-        self._slots = asyncio.Semaphore(max_connections)
-        self.stats = {"requests": 0, "values": 0, "failed": 0, "refused": 0}
+        self.max_connections = max_connections
+        self.open_connections = 0  # sockets accepted and not yet closed
+        self._room = asyncio.Event()
+        self._connections: set[asyncio.Task[None]] = set()
+        self._decoder = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="ingest-decode")
+        self._logged: dict[str, float] = {}
+        self.stats = {"requests": 0, "values": 0, "failed": 0, "refused": 0, "paused": 0, "peak_connections": 0}
+
+    async def start_server(self, host: str, port: int, *, backlog: int = 1024) -> Listener:
+        """Listen on every address of `host` and serve connections, at most max_connections at once."""
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        socks: list[socket.socket] = []
+        try:
+            for family, kind, proto, _, address in dict.fromkeys(infos):
+                sock = socket.socket(family, kind, proto)
+                socks.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(address)
+                sock.listen(backlog)
+                sock.setblocking(False)
+        except BaseException:
+            for sock in socks:
+                sock.close()
+            raise
+        _check_file_limit(self.max_connections)
+        return Listener(self, socks, [loop.create_task(self._accept(s)) for s in socks])
+
+    async def _accept(self, sock: socket.socket) -> None:
+        # Not asyncio.start_server: it accepts whatever the kernel has queued, so a limit could only
+        # queue sockets inside the process (each an open fd and buffers). Here nothing is accepted
+        # while the limit is reached; the kernel's listen backlog holds the rest.
+        loop = asyncio.get_running_loop()
+        while True:
+            if self.open_connections >= self.max_connections:
+                self.stats["paused"] += 1
+                self._rate_log("full", "%d connections open (VIGIL_MAX_CONNECTIONS): accepting no more until one "
+                               "closes; new ones wait in the kernel's listen backlog", self.open_connections)
+                self._room.clear()
+                await self._room.wait()
+                continue
+            try:
+                conn, _ = await loop.sock_accept(sock)
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                continue
+            except OSError as e:
+                if sock.fileno() == -1:
+                    return  # the listener was closed
+                # Out of file descriptors (EMFILE) or memory: the connection stays in the backlog.
+                self._rate_log("accept", "cannot accept a connection: %s (%d open); retrying", e,
+                               self.open_connections)
+                await asyncio.sleep(ACCEPT_RETRY)
+                continue
+            self.open_connections += 1
+            if self.open_connections > self.stats["peak_connections"]:
+                self.stats["peak_connections"] = self.open_connections
+            task = loop.create_task(self._connection(conn))
+            self._connections.add(task)
+            task.add_done_callback(self._connections.discard)
+
+    async def _connection(self, conn: socket.socket) -> None:
+        try:
+            try:
+                reader, writer = await asyncio.open_connection(sock=conn)
+            except OSError as e:
+                conn.close()
+                log.info("cannot set up an accepted connection: %s", e)
+                return
+            await self.handle(reader, writer)
+        finally:
+            self.open_connections -= 1
+            self._room.set()
+
+    async def finish(self) -> None:
+        """Once nothing is accepted any more: wait up to the timeout for open connections, cancel the rest."""
+        if self._connections:
+            _, late = await asyncio.wait(set(self._connections), timeout=self.timeout)
+            for task in late:
+                task.cancel()
+        self._decoder.shutdown(wait=False, cancel_futures=True)
+
+    def _rate_log(self, what: str, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._logged.get(what, -LOG_EVERY) >= LOG_EVERY:
+            self._logged[what] = now
+            log.warning(message, *args)
+
+    async def _off_loop(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._decoder, fn, *args)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = _peer(writer)
-        async with self._slots:
+        try:
+            await self._serve(reader, writer, peer)
+        except (ConnectionError, OSError) as e:
+            log.info("connection from %s lost: %s", peer, e)
+        finally:
+            writer.close()
             try:
-                await self._serve(reader, writer, peer)
-            except (ConnectionError, OSError) as e:
-                log.info("connection from %s lost: %s", peer, e)
-            finally:
-                writer.close()
-                try:
-                    await writer.wait_closed()
-                except (ConnectionError, OSError):
-                    pass
+                await writer.wait_closed()
+            except (ConnectionError, OSError):
+                pass
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str) -> None:
         try:
             # asyncio.timeout, not wait_for: wait_for wraps the read in a task of its own, which cost
             # ~10% of the event loop's time per connection.
             async with asyncio.timeout(self.timeout):
-                header, body = await zbxd.read_frame(reader, self.max_frame)
+                try:
+                    header, payload = await zbxd.read_raw_frame(reader, self.max_frame, self.max_body)
+                except zbxd.FrameTooLarge as e:
+                    if e.header.data_length <= self.max_body:
+                        # Read what was sent, so the client gets the reply rather than a reset.
+                        await _discard(reader, e.header.data_length)
+                    raise
         except EOFError:
             return
         except TimeoutError:
             self.stats["refused"] += 1
             log.warning("%s sent no whole frame within %g s: connection closed", peer, self.timeout)
             return
+        except zbxd.FrameTooLarge as e:
+            self.stats["refused"] += 1
+            log.warning("refused a frame from %s: %s (VIGIL_MAX_FRAME_BYTES %d, VIGIL_MAX_BODY_BYTES %d)", peer, e,
+                        self.max_frame, self.max_body)
+            writer.write(zbxd.encode(failure(str(e))))
+            await _drain(writer, self.timeout)
+            return
         except zbxd.FrameError as e:
             self.stats["refused"] += 1
             log.warning("refused a frame from %s: %s", peer, e)
-            if e.offset > 0 and "over the maximum" in str(e):
-                writer.write(zbxd.encode(failure(str(e))))
-                await _drain(writer, self.timeout)
             return
+        try:
+            if len(payload) <= INLINE_BYTES and header.body_length <= INLINE_BYTES:
+                body, too_many = zbxd.decode_body(header, payload), False
+            else:
+                body, too_many = await self._off_loop(_decode_big, header, payload, self.max_values)
+        except zbxd.FrameError as e:
+            self.stats["refused"] += 1
+            log.warning("refused a frame from %s: %s", peer, e)
+            return
+        del payload
         self.stats["requests"] += 1
+        if too_many:
+            log.warning("request from %s: more than %d values, over VIGIL_MAX_REQUEST_VALUES: none stored", peer,
+                        self.max_values)
+            writer.write(zbxd.encode_like(failure(f"request of more than {self.max_values} values is over the "
+                                                  f"maximum of {self.max_values}; none were stored"), header.flags))
+            await _drain(writer, self.timeout)
+            return
         reply = await self._dispatch(body, peer)
         if reply is not None:
             writer.write(zbxd.encode_like(reply, header.flags))
@@ -105,7 +244,7 @@ class IngestServer:
     async def _dispatch(self, body: bytes, peer: str) -> bytes | None:
         started = time.perf_counter()
         try:
-            obj = _loads(body)
+            obj = _loads(body) if len(body) <= INLINE_BYTES else await self._off_loop(_loads, body)
         except _JSON_ERRORS as e:
             log.warning("invalid JSON from %s: %s", peer, e)
             return failure(f"cannot parse as a valid JSON object: {e}")
@@ -119,25 +258,30 @@ class IngestServer:
                 log.warning("%s from %s: field 'data' is %s", request, peer,
                             "missing" if data is None else "not a list")
                 return failure("field 'data' must be a list" if data is not None else "missing field 'data'")
+            if len(data) > self.max_values:
+                log.warning("%s from %s: %d values, over VIGIL_MAX_REQUEST_VALUES (%d): none stored", request, peer,
+                            len(data), self.max_values)
+                return failure(f"request of {len(data)} values is over the maximum of {self.max_values}; "
+                               "none were stored")
             now = time.time_ns()
             now_s, now_ns = divmod(now, 1_000_000_000)
             snap = self.cache.snapshot
             if request == SENDER_DATA:
-                batch, failed = sender_values(snap, data, now_s, now_ns, peer)
+                batch, failed = sender_values(snap, data, now_s, now_ns, peer, self.clock_window)
+                error = await self._store(batch, request, peer)
             else:
                 session = obj.get("session")
                 if not isinstance(session, str) or len(session) > 64:
                     session = ""
-                batch, failed = agent_values(snap, session, data, self.last_ids, now_s, now_ns, peer)
-            if len(batch) or batch.logpos or batch.sessions:
-                try:
-                    await self.batcher.submit(batch)
-                except Exception as e:
-                    log.error("%s from %s: not stored: %s", request, peer, e)
-                    if batch.sessions:
-                        # The ids were marked as seen before the write; forget what did not land.
-                        await self._reload_sessions()
-                    return failure(f"values were not stored: {e}")
+                # One batch per session in flight: a resend waits for the first batch's commit.
+                async with self.sessions.turn(session):
+                    batch, failed = agent_values(snap, session, data, self.last_ids, now_s, now_ns, peer,
+                                                 self.clock_window)
+                    error = await self._store(batch, request, peer)
+                    if error is None and batch.sessions:
+                        self.sessions.committed(batch.sessions)
+            if error is not None:
+                return failure(f"values were not stored: {error}")
             self.stats["values"] += len(data) - failed
             self.stats["failed"] += failed
             info = ProcessedInfo(len(data) - failed, failed, len(data), time.perf_counter() - started)
@@ -148,14 +292,14 @@ class IngestServer:
         what = "missing field 'request'" if request is None else f"unknown request {str(request)[:64]!r}"
         return failure(what)
 
-    async def _reload_sessions(self) -> None:
-        try:
-            fresh = await asyncio.to_thread(self.read_sessions)
-        except Exception as e:
-            log.error("cannot reload agent sessions: %s", e)
-            return
-        self.last_ids.clear()
-        self.last_ids.update(fresh)
+    async def _store(self, batch: WriteBatch, request: str, peer: str) -> Exception | None:
+        if len(batch) or batch.logpos or batch.sessions:
+            try:
+                await self.batcher.submit(batch)
+            except Exception as e:
+                log.error("%s from %s: not stored: %s", request, peer, e)
+                return e
+        return None
 
     async def _active_checks(self, obj: dict[str, Any], peer: str) -> bytes:
         host = obj.get("host")
@@ -171,12 +315,86 @@ class IngestServer:
             return failure(f"host [{host}] not monitored")
         items = snap.active.get(ref.hostid, [])
         positions = await asyncio.to_thread(self.repo.log_positions, [i.itemid for i in items]) if items else {}
-        data = [
-            {"key": i.key, "delay": i.delay, "lastlogsize": positions.get(i.itemid, (0, 0))[0],
-             "mtime": positions.get(i.itemid, (0, 0))[1]}
-            for i in items
-        ]
+        data = []
+        for i in items:  # as Zabbix: `key` with macros expanded, `key_orig` as configured when it differs
+            row: dict[str, Any] = {"key": i.key}
+            if i.key_orig and i.key_orig != i.key:
+                row["key_orig"] = i.key_orig
+            lastlogsize, mtime = positions.get(i.itemid, (0, 0))
+            row.update(delay=i.delay, lastlogsize=lastlogsize, mtime=mtime)
+            data.append(row)
         return dumps({"response": "success", "data": data})
+
+
+def _check_file_limit(max_connections: int) -> None:
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on Unix
+        return
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < max_connections + FILES_BESIDE_CONNECTIONS:
+        log.warning("VIGIL_MAX_CONNECTIONS is %d but this process may open only %d files (ulimit -n): past that, "
+                    "connections wait in the backlog as if the limit were lower", max_connections, soft)
+
+
+class Listener:
+    """The listening sockets of an IngestServer and their accept loops, used like an asyncio.Server."""
+
+    def __init__(self, ingest: IngestServer, sockets: list[socket.socket], accepting: list[asyncio.Task[None]]) -> None:
+        self.ingest = ingest
+        self.sockets = sockets
+        self._accepting = accepting
+
+    def close(self) -> None:
+        """Stop accepting; connections already open are served to the end."""
+        for task in self._accepting:
+            task.cancel()
+        for sock in self.sockets:
+            sock.close()
+
+    async def wait_closed(self) -> None:
+        """Wait for the accept loops to end and, up to the timeout, for open connections to finish."""
+        await asyncio.gather(*self._accepting, return_exceptions=True)
+        await self.ingest.finish()
+
+    async def __aenter__(self) -> Listener:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+        await self.wait_closed()
+
+
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+
+
+def _decode_big(header: zbxd.Header, payload: bytes, max_values: int) -> tuple[bytes, bool]:
+    """The body, and whether it holds more values than allowed: parsed, a body of many small values
+    costs ~16x its size, so they are counted before it is parsed (the top object is one more)."""
+    body = zbxd.decode_body(header, payload)
+    return body, _more_objects_than(body, max_values + 1)
+
+
+def _more_objects_than(body: bytes, limit: int) -> bool:
+    """Whether the JSON text holds more than `limit` objects (a value of sender/agent data is one)."""
+    if body.count(b"{") <= limit:
+        return False  # the usual answer, without looking inside strings
+    # A flood of small values shows in its first MiB already; a '"' left once the strings are cut
+    # out opens one the prefix cut in two, and braces after it are inside that string.
+    head = _STRING.sub(b"", body[:PRESCAN_HEAD])
+    if len(body) > PRESCAN_HEAD and b'"' in head:
+        head = head[:head.rindex(b'"')]
+    if head.count(b"{") > limit:
+        return True
+    return _STRING.sub(b"", body).count(b"{") > limit
+
+
+async def _discard(reader: asyncio.StreamReader, n: int) -> None:
+    while n > 0:
+        chunk = await reader.read(min(n, DISCARD_CHUNK))
+        if not chunk:
+            return
+        n -= len(chunk)
 
 
 async def _drain(writer: asyncio.StreamWriter, timeout: float) -> None:

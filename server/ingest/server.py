@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import threading
 from collections.abc import Awaitable, Callable
 
+import sqlalchemy as sa
 from vigil.server.config.migrate import check_current, engine_for
 from vigil.server.config.repo import ConfigRepo
 from vigil.server.ingest.batcher import Batcher
 from vigil.server.ingest.cache import ConfigCache
 from vigil.server.ingest.listener import IngestServer
+from vigil.server.ingest.values import ClockWindow
 from vigil.server.settings import Settings
-from vigil.server.store import open_store
+from vigil.server.store import StoreError, open_store
+from vigil.server.store.base import Retention
 
 log = logging.getLogger("vigil.server")
 
@@ -22,28 +24,39 @@ log = logging.getLogger("vigil.server")
 async def serve(settings: Settings, stop: asyncio.Event,
                 on_ready: Callable[[], Awaitable[None]] | None = None) -> None:
     """Run ingest until `stop` is set. Raises if the database is not migrated or the port is taken."""
-    engine = engine_for(settings.database_url)
+    pg = settings.pg_timeouts
+    engine = engine_for(settings.database_url, pg)
     check_current(engine)
     repo = ConfigRepo(engine)
     cache = ConfigCache(repo)
 
-    def read_sessions() -> dict[str, int]:
-        store = open_store(settings.database_url)
+    def stored_sessions() -> dict[str, int]:
+        store = open_store(settings.database_url, pg)
         try:
             return store.sessions()
         finally:
             store.close()
 
-    last_ids = read_sessions()
-    batcher = Batcher(lambda: open_store(settings.database_url), settings.batch_max_values,
-                      settings.history_writers)
+    def read_sessions() -> dict[str, int]:
+        # After a failed write the listener forgets the ids it marked as seen: from the database, or,
+        # while it is away, from what this process committed, so a resend is neither dropped nor doubled.
+        try:
+            return stored_sessions()
+        except StoreError as e:
+            log.warning("agent sessions read from the history writers' record: %s", e)
+            return batcher.committed_sessions()
+
+    last_ids = stored_sessions()
+    batcher = Batcher(lambda: open_store(settings.database_url, pg), settings.batch_max_values,
+                      settings.history_writers, timeout=settings.timeout, sessions=last_ids)
     batcher.start()
     ingest = IngestServer(cache, repo, batcher, last_ids, read_sessions, max_frame=settings.max_frame_bytes,
-                          timeout=settings.timeout, max_connections=settings.max_connections)
+                          timeout=settings.timeout, max_connections=settings.max_connections,
+                          max_body=settings.max_body_bytes, max_values=settings.max_request_values,
+                          clock_window=ClockWindow(settings.max_clock_ahead, settings.max_clock_age))
     host, port = settings.listen
     try:
-        server = await asyncio.start_server(ingest.handle, host, port, backlog=1024, reuse_address=True,
-                                            family=socket.AF_UNSPEC)
+        server = await ingest.start_server(host, port, backlog=1024)
     except OSError as e:
         batcher.stop()
         raise RuntimeError(f"cannot listen on {host}:{port} (VIGIL_LISTEN): {e.strerror or e}") from None
@@ -70,11 +83,13 @@ async def serve(settings: Settings, stop: asyncio.Event,
 
 
 def _housekeeper(settings: Settings, repo: ConfigRepo, stop: threading.Event) -> None:
-    from vigil.server.store.housekeeper import run
+    from vigil.server.store.housekeeper import supervised
     from vigil.server.store.retention import from_items
 
-    store = open_store(settings.database_url)
-    try:
-        run(store, settings, lambda: from_items(repo.retention_rows()), stop)
-    finally:
-        store.close()
+    def retention() -> list[Retention]:
+        try:
+            return from_items(repo.retention_rows())
+        except sa.exc.OperationalError as e:  # the database is away: the next run tries again
+            raise StoreError(f"cannot read the items' retention periods: {e.orig or e}") from None
+
+    supervised(lambda: open_store(settings.database_url, settings.pg_timeouts), settings, retention, stop)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from vigil.server.store.base import Store, StoreError
+from vigil.server.store.base import PgTimeouts, Store, StoreError
 
 
-def open_store(url: str) -> Store:
-    """The store for a Vigil database URL: `sqlite:///PATH` or `postgresql://…` (also `postgres://…`)."""
+def open_store(url: str, pg: PgTimeouts | None = None) -> Store:
+    """The store for a Vigil database URL: `sqlite:///PATH` or `postgresql://…` (also `postgres://…`).
+
+    `pg`: the connection's time-outs on PostgreSQL (Settings.pg_timeouts); ignored on SQLite.
+    """
     if not isinstance(url, str):
         raise StoreError(f"store URL must be a string, got {url!r}")
     if url.startswith("sqlite:///"):
@@ -19,8 +22,8 @@ def open_store(url: str) -> Store:
     if url.startswith(("postgresql://", "postgres://")):
         from vigil.server.store.postgres import PostgresStore
 
-        return PostgresStore(url)
+        return PostgresStore(url, pg)
     raise StoreError(f"store URL {url[:80]!r} is neither sqlite:///PATH nor postgresql://…")
 
 
-__all__ = ["Store", "StoreError", "open_store"]
+__all__ = ["PgTimeouts", "Store", "StoreError", "open_store"]

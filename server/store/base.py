@@ -13,6 +13,7 @@ Unsigned values: history_uint and trends_uint are signed 64-bit columns on both 
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -89,8 +90,37 @@ def trend_table(value_type: ValueType) -> str:
         raise StoreError(f"value_type {value_type!r} has no trends (only float 0 and unsigned 3 do)") from None
 
 
+# A logrt[] item's position is only moved forward, whatever order two writers commit in: a later
+# mtime (the agent went on to a newer file, even a smaller one) or the same mtime and a size not
+# smaller. A log[] item's position is taken as it comes, as Zabbix's server does: a smaller size is
+# how the agent reports a truncated file, and its mtime is no time (zabbix_agentd sends none,
+# vigil-agent its fingerprint of the file's content); batches of one agent session are never in
+# flight together (ingest.sessions), so those positions arrive in order.
+LOGPOS_FORWARD = ("substr((SELECT i.key_ FROM items i WHERE i.itemid = excluded.itemid), 1, 5) <> 'logrt' OR "
+                  "excluded.mtime > item_rtdata.mtime OR "
+                  "(excluded.mtime = item_rtdata.mtime AND excluded.lastlogsize >= item_rtdata.lastlogsize)")
+
+
 class StoreError(RuntimeError):
     """The store could not do what was asked; the message says what and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class PgTimeouts:
+    """PostgreSQL time-outs in seconds (VIGIL_PG_*); 0 for a statement or lock time-out means none."""
+
+    connect: float = 10.0
+    statement: float = 0.0
+    lock: float = 0.0
+
+    def connect_args(self) -> dict[str, Any]:
+        """Keyword arguments for psycopg.connect (and SQLAlchemy's connect_args): libpq's own parameters."""
+        options = f"-c statement_timeout={round(self.statement * 1000)} -c lock_timeout={round(self.lock * 1000)}"
+        # libpq takes whole seconds and treats 1 as 2; round up so a time-out is never shorter than asked.
+        # tcp_user_timeout: a connection whose sent data the network has not acknowledged for as long (the
+        # database host vanished) counts as broken, instead of blocking its writer for the kernel's ~15 min.
+        return {"connect_timeout": max(2, math.ceil(self.connect)), "options": options,
+                "tcp_user_timeout": round(self.connect * 1000)}
 
 
 @dataclass(slots=True)
@@ -177,6 +207,7 @@ class HousekeepReport:
 
 
 class Store(ABC):
+    SESSION_EXPIRY = 86400  # an agent session silent this many seconds is forgotten, as Zabbix's server does
     @abstractmethod
     def write(self, batch: WriteBatch) -> None:
         """Store the batch in one durable transaction (see the module's contract)."""
@@ -240,6 +271,10 @@ class Store(ABC):
     @abstractmethod
     def sessions(self) -> dict[str, int]:
         """Highest accepted id per active-agent session (for dropping resent values)."""
+
+    @abstractmethod
+    def prune_sessions(self, before: int) -> int:
+        """Forget agent sessions last written before `before` (epoch seconds); returns how many."""
 
     def maintain(self, force: bool = False) -> None:
         """Deferred upkeep, called by the history writer after its replies went out and when idle.

@@ -29,9 +29,11 @@ from psycopg import errors, sql
 from vigil.server.config.tables import HISTORY_TABLES, TREND_TABLES, ValueType
 from vigil.server.store import rollup
 from vigil.server.store.base import (
+    LOGPOS_FORWARD,
     HistoryRow,
     HousekeepReport,
     LogEntry,
+    PgTimeouts,
     Retention,
     Store,
     StoreError,
@@ -46,11 +48,12 @@ from vigil.server.store.base import (
     trend_table,
 )
 
+log = logging.getLogger("vigil.store.postgres")
+
 PARTITIONS_AHEAD_DAYS = 3  # the housekeeper keeps partitions for today and this many days ahead
 PARTITION_LOCK_TIMEOUT = "1s"  # most a partition's creation or drop waits for its parent's lock
 ROLLUP_LOCK = 0x76_69_67_69_6C_74  # advisory lock key shared by writers and the trend roll-up ("vigilt")
 _INT32_MAX = 2**31 - 1
-log = logging.getLogger("vigil.store.postgres")
 _PARTITION = re.compile(r"(history(?:_uint|_str|_text|_log)?)_p(\d{8})")
 _ITEMS_PER_DELETE = 1000
 _TRENDS_OF = {"history": "trends", "history_uint": "trends_uint"}
@@ -122,20 +125,61 @@ def _copy_text(table: str, rows: list) -> bytes:
 
 
 class PostgresStore(Store):
-    def __init__(self, url: str) -> None:
+    # After a failed connection attempt the next one waits this long, doubled each time up to the cap:
+    # a database that is away costs an attempt every few seconds, one that is back is found soon.
+    RECONNECT_FIRST = 0.25
+    RECONNECT_MAX = 5.0
+
+    def __init__(self, url: str, timeouts: PgTimeouts | None = None) -> None:
         self.url = url
-        try:
-            self._conn = psycopg.connect(url, autocommit=True)
-        except psycopg.Error as e:
-            raise StoreError(f"cannot connect to PostgreSQL at {_safe(url)}: {e}") from None
-        try:
-            self._conn.execute("SET synchronous_commit = on")
-            self._conn.execute("SELECT 1 FROM history, trend_dirty, agent_sessions LIMIT 0")
-        except psycopg.Error as e:
-            self._conn.close()
-            raise StoreError(f"{_safe(url)} is not a migrated Vigil database ({e}): run `vigil db upgrade`") from None
+        self._connect_args = (timeouts or PgTimeouts()).connect_args()
+        self._pause = 0.0
+        self._retry_at = 0.0
+        self._attempts = 0
+        self._pg = self._connect()
         self._partitions: set[str] = set()
         self._load_partitions()
+
+    def _connect(self) -> psycopg.Connection:
+        try:
+            conn = psycopg.connect(self.url, autocommit=True, **self._connect_args)
+        except psycopg.Error as e:
+            raise StoreError(f"cannot connect to PostgreSQL at {_safe(self.url)}: {e}") from None
+        try:
+            conn.execute("SET synchronous_commit = on")
+            conn.execute("SELECT 1 FROM history, trend_dirty, agent_sessions LIMIT 0")
+        except errors.UndefinedTable as e:
+            conn.close()
+            raise StoreError(
+                f"{_safe(self.url)} is not a migrated Vigil database ({e}): run `vigil db upgrade`") from None
+        except psycopg.Error as e:
+            conn.close()
+            raise StoreError(f"cannot connect to PostgreSQL at {_safe(self.url)}: {e}") from None
+        return conn
+
+    @property
+    def _conn(self) -> psycopg.Connection:
+        """The connection; one that broke (server restarted, network gone) is opened again, at most
+        one attempt per pause. While it cannot be, every operation fails at once with StoreError."""
+        if not self._pg.closed:
+            return self._pg
+        now = time.monotonic()
+        if now < self._retry_at:
+            raise StoreError(f"PostgreSQL at {_safe(self.url)} is unreachable; "
+                             f"next connection attempt in {self._retry_at - now:.1f} s")
+        if self._attempts == 0:
+            log.warning("lost the connection to PostgreSQL at %s: reconnecting", _safe(self.url))
+        self._attempts += 1
+        try:
+            self._pg = self._connect()
+        except StoreError:
+            self._pause = min(self.RECONNECT_MAX, max(self.RECONNECT_FIRST, 2 * self._pause))
+            self._retry_at = time.monotonic() + self._pause
+            raise
+        log.info("reconnected to PostgreSQL at %s (attempt %d)", _safe(self.url), self._attempts)
+        self._pause = self._retry_at = 0.0
+        self._attempts = 0
+        return self._pg
 
     # -- partitions -------------------------------------------------------------------------------
 
@@ -240,11 +284,14 @@ class PostgresStore(Store):
         try:
             self._write(batch, copies, hours)
         except psycopg.Error as first:
-            # A partition we believed in may have been dropped by a housekeeper in another process.
-            self._load_partitions()
-            if all(partition_name(t, d) in self._partitions for t, d in days):
-                raise StoreError(
-                    f"writing {len(batch)} values failed, nothing was stored: {_describe(first)}") from None
+            if not self._pg.closed:
+                # A partition we believed in may have been dropped by a housekeeper in another process.
+                self._load_partitions()
+                if all(partition_name(t, d) in self._partitions for t, d in days):
+                    raise StoreError(
+                        f"writing {len(batch)} values failed, nothing was stored: {_describe(first)}") from None
+            # else the connection broke before COMMIT: nothing was stored, and a fresh connection (the
+            # database restarted and is back) may take the batch at once.
             self._ensure_partitions(days)
             try:
                 self._write(batch, copies, hours)
@@ -260,13 +307,22 @@ class PostgresStore(Store):
             marks = ",".join(f"({int(h)})" for h in sorted(hours))
             head += (f"; SELECT pg_advisory_xact_lock_shared({ROLLUP_LOCK}); "
                      f"INSERT INTO trend_dirty (hour) VALUES {marks} ON CONFLICT DO NOTHING")
-        with self._conn.cursor() as cur:
+        conn = self._conn
+        committing = False
+        with conn.cursor() as cur:
             cur.execute(head)
             try:
                 self._write_rows(cur, batch, copies)
+                committing = True
                 cur.execute("COMMIT")
-            except BaseException:
-                if self._conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            except BaseException as e:
+                if conn.closed:
+                    if committing:
+                        # The commit may have reached the server before the connection went: unknowable here.
+                        raise StoreError(
+                            f"the connection to PostgreSQL broke while committing {len(batch)} values: they may "
+                            f"or may not be stored ({_describe(e) if isinstance(e, psycopg.Error) else e})") from None
+                elif conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                     try:
                         cur.execute("ROLLBACK")
                     except psycopg.Error:
@@ -286,7 +342,8 @@ class PostgresStore(Store):
                 "SELECT v.itemid, v.lastlogsize, v.mtime "
                 "FROM unnest(%s::int[], %s::bigint[], %s::int[]) AS v(itemid, lastlogsize, mtime) "
                 "WHERE EXISTS (SELECT 1 FROM items i WHERE i.itemid = v.itemid) "
-                "ON CONFLICT (itemid) DO UPDATE SET lastlogsize = EXCLUDED.lastlogsize, mtime = EXCLUDED.mtime",
+                "ON CONFLICT (itemid) DO UPDATE SET lastlogsize = EXCLUDED.lastlogsize, mtime = EXCLUDED.mtime "
+                f"WHERE {LOGPOS_FORWARD}",
                 (ids, [batch.logpos[i][0] for i in ids], [batch.logpos[i][1] for i in ids]))
         if batch.sessions:
             names = list(batch.sessions)
@@ -301,11 +358,16 @@ class PostgresStore(Store):
 
     def _query(self, query: str, params: Iterable[object] | Mapping[str, object], binary: bool = False) -> list:
         """All rows; binary=True fetches numbers in binary, which parses ~40% faster for long ranges."""
-        try:
-            with self._conn.cursor(binary=binary) as cur:
-                return cur.execute(query, params).fetchall()  # type: ignore[arg-type]
-        except psycopg.Error as e:
-            raise StoreError(f"query failed: {_describe(e)}") from None
+        for attempt in (1, 2):
+            conn = self._conn
+            try:
+                with conn.cursor(binary=binary) as cur:
+                    return cur.execute(query, params).fetchall()  # type: ignore[arg-type]
+            except psycopg.Error as e:
+                if attempt == 1 and conn.closed:
+                    continue  # the connection broke: a read is safe to ask again on a fresh one
+                raise StoreError(f"query failed: {_describe(e)}") from None
+        raise AssertionError("unreachable")
 
     def history(
         self, itemid: int, value_type: ValueType, start: int, end: int, limit: int | None = None
@@ -365,6 +427,14 @@ class PostgresStore(Store):
 
     def sessions(self) -> dict[str, int]:
         return dict(self._query("SELECT session, last_id FROM agent_sessions", ()))
+
+    def prune_sessions(self, before: int) -> int:
+        try:
+            with self._conn.transaction(), self._conn.cursor() as cur:
+                cur.execute("DELETE FROM agent_sessions WHERE updated < %s", (before,))
+                return cur.rowcount
+        except psycopg.Error as e:
+            raise StoreError(f"pruning agent sessions failed: {_describe(e)}") from None
 
     def log_positions(self) -> dict[int, tuple[int, int]]:
         return {i: (s, m) for i, s, m in self._query("SELECT itemid, lastlogsize, mtime FROM item_rtdata", ())}
@@ -578,7 +648,7 @@ class PostgresStore(Store):
         return True
 
     def close(self) -> None:
-        self._conn.close()
+        self._pg.close()
 
 
 def _skip_scan(part: str) -> str:

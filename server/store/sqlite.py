@@ -27,6 +27,7 @@ from pathlib import Path
 from vigil.server.config.tables import TREND_TABLES, ValueType
 from vigil.server.store import rollup
 from vigil.server.store.base import (
+    LOGPOS_FORWARD,
     HistoryRow,
     HousekeepReport,
     LogEntry,
@@ -110,7 +111,7 @@ class SQLiteStore(Store):
                         "INSERT INTO item_rtdata (itemid, lastlogsize, mtime) "
                         "SELECT itemid, ?, ? FROM items WHERE itemid = ? "
                         "ON CONFLICT (itemid) DO UPDATE SET lastlogsize = excluded.lastlogsize, "
-                        "mtime = excluded.mtime",
+                        f"mtime = excluded.mtime WHERE {LOGPOS_FORWARD}",
                         [(size, mtime, itemid) for itemid, (size, mtime) in batch.logpos.items()],
                     )
                 if batch.sessions:
@@ -236,6 +237,13 @@ class SQLiteStore(Store):
 
     def sessions(self) -> dict[str, int]:
         return dict(self._query("SELECT session, last_id FROM agent_sessions", ()))
+
+    def prune_sessions(self, before: int) -> int:
+        try:
+            with self._transaction():
+                return self._db.execute("DELETE FROM agent_sessions WHERE updated < ?", (before,)).rowcount
+        except sqlite3.Error as e:
+            raise StoreError(f"pruning agent sessions failed: {e}") from None
 
     def log_positions(self) -> dict[int, tuple[int, int]]:
         return {i: (s, m) for i, s, m in self._query("SELECT itemid, lastlogsize, mtime FROM item_rtdata", ())}

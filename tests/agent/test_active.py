@@ -15,13 +15,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from vigil.agent.active import ActiveSettings, ActiveWorker, run_active, settings_from_config
-from vigil.agent.buffer import FileStore
+from vigil.agent.active import ActiveChecks, ActiveSettings, ActiveWorker, settings_from_config
+from vigil.agent.buffer import BufferedValue, FileStore
 from vigil.agent.checks import CheckContext, Checks
 from vigil.agent.protocol import zbxd
 from vigil.agent.protocol.messages import ActiveCheck, loads
 
-from tests.conftest import VigilServer
+from tests.conftest import VigilServer, wait_until
 
 HOST = "agent-e2e"
 
@@ -38,12 +38,7 @@ def _checks() -> Checks:
 
 
 def _wait(cond: Callable[[], bool], timeout: float = 30, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    wait_until(cond, timeout, what, interval=0.2)
 
 
 class Peer:
@@ -120,11 +115,11 @@ def test_settings_from_agent_config(tmp_path: Path) -> None:
     from vigil.agent.conf import load
 
     conf = tmp_path / "agent.conf"
-    conf.write_text("ServerActive=127.0.0.1:20051,[::1]\nServer=127.0.0.1\nHostname=a,b\nHostMetadata=meta\n"
+    conf.write_text("ServerActive=127.0.0.1:20051;127.0.0.1:20052,[::1]\nServer=127.0.0.1\nHostname=a,b\nHostMetadata=meta\n"
                     "ListenIP=127.0.0.1\nListenPort=20050\nBufferSend=2\nBufferSize=50\n"
                     "PersistentBufferFile=/tmp/x.db\nMaxLinesPerSecond=7\n")
     s = settings_from_config(load(conf))
-    assert s.servers == (("127.0.0.1", 20051), ("::1", 10051))
+    assert s.servers == ((("127.0.0.1", 20051), ("127.0.0.1", 20052)), (("::1", 10051),))  # `;`: one HA cluster
     assert s.hostnames == ("a", "b") and s.host_metadata == "meta"
     assert (s.listen_ip, s.listen_port) == ("127.0.0.1", 20050)
     assert (s.buffer_send, s.buffer_size, s.max_lines_per_second) == (2, 50, 7)
@@ -306,8 +301,16 @@ def _write(path: Path, start: int, n: int) -> list[str]:
 class Agent:
     def __init__(self, settings: ActiveSettings) -> None:
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=run_active, args=(settings, _checks(), self.stop), daemon=True)
+        self.active = ActiveChecks(settings, _checks())
+        self.thread = threading.Thread(target=self.active.run, args=(self.stop,), daemon=True)
         self.thread.start()
+
+    def buffered(self, key_prefix: str = "") -> list[BufferedValue]:
+        return [v for w in self.active.workers for v in w.buffer.batch(10**6) if v.key.startswith(key_prefix)]
+
+    def settled(self, before: float) -> bool:
+        """Nothing collected before `before` is still waiting: it was all acknowledged, none can come again."""
+        return not [v for v in self.buffered() if v.clock < before]
 
     def close(self) -> None:
         self.stop.set()
@@ -333,12 +336,13 @@ def test_values_reach_the_vigil_server_and_survive_an_outage(vigil_server_sqlite
         _wait(lambda: len(server.history(HOST, "agent.ping")) >= 2, what="agent.ping values")
         server.stop()
         written += _write(log_path, 5, 5)
-        time.sleep(3)  # the agent collects into its buffer while the server is down
+        _wait(lambda: len(agent.buffered("log[")) >= 5, what="lines collected into the buffer while the server is down")
         written += _write(log_path, 10, 5)
         restarted = time.time()
         server.start()
         _wait(lambda: len(_lines(server, log_path)) >= len(written), what="lines after the outage")
-        time.sleep(2)  # any late duplicate would show up now
+        seen_all = time.time()
+        _wait(lambda: agent.settled(seen_all), what="the buffer acknowledged")  # no late duplicate can follow
         rows = server.history(HOST, f"log[{log_path}]")
         assert [r[2] for r in rows] == written
         assert all(int(r[0]) < restarted for r in rows[5:10])  # collected during the outage, sent after it
@@ -374,7 +378,8 @@ def test_lost_reply_is_resent_and_the_server_drops_the_duplicates(vigil_server_s
         written += _write(log_path, 3, 3)
         _wait(lambda: lost["n"] >= 2, what="second lost reply")
         _wait(lambda: len(_lines(server, log_path)) >= len(written), what="all lines")
-        time.sleep(2)
+        seen_all = time.time()
+        _wait(lambda: agent.settled(seen_all), what="the buffer acknowledged")  # no late duplicate can follow
         assert _lines(server, log_path) == written
         _no_duplicates(server.history(HOST, "agent.ping"))
     finally:
@@ -411,7 +416,8 @@ def test_persistent_buffer_carries_values_across_an_agent_restart(vigil_server_s
     agent = Agent(settings)
     try:
         _wait(lambda: len(_lines(server, log_path)) >= len(written), what="lines after the restart")
-        time.sleep(2)
+        seen_all = time.time()
+        _wait(lambda: agent.settled(seen_all), what="the buffer acknowledged")  # no late duplicate can follow
         rows = server.history(HOST, f"log[{log_path}]")
         assert [r[2] for r in rows] == written
         # lines 3..6 come from the file buffer with their first timestamps, not re-read after the restart

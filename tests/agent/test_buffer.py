@@ -155,13 +155,114 @@ def test_position_saved_with_values_counts_only_those_taken(tmp_path: Path) -> N
     store.close()
 
 
-def test_bad_file_is_refused_with_its_name(tmp_path: Path) -> None:
-    junk = tmp_path / "junk.db"
-    junk.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(ValueError, match="junk.db"):
-        FileStore(str(junk))
+def test_missing_directory_is_refused_with_its_name(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="does not exist"):
         FileStore(str(tmp_path / "no" / "dir" / "buf.db"))
+
+
+def test_junk_file_is_moved_aside_and_a_fresh_buffer_made(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not sqlite" * 100)
+    store = FileStore(str(junk))
+    try:
+        (aside,) = tmp_path.glob("junk.db.corrupt-*")
+        assert aside.read_bytes() == b"this is not sqlite" * 100  # kept for a look, not deleted
+        assert store.moved_aside == str(aside)
+        assert "junk.db" in caplog.text and "moved aside" in caplog.text
+        buf = ValueBuffer(10, "t", store)
+        buf.add(v("a"))
+        assert len(buf) == 1
+    finally:
+        store.close()
+    store = FileStore(str(junk))  # the fresh file is a good one: nothing moved this time
+    try:
+        assert store.moved_aside is None and keys(ValueBuffer(10, "t", store)) == ["a"]
+    finally:
+        store.close()
+
+
+def test_truncated_file_is_moved_aside(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "buf.db"
+    store = FileStore(str(path))
+    buf = ValueBuffer(65535, "t", store)
+    buf.add_many([v(f"key{i % 50}", "x" * 100) for i in range(3000)])
+    store.close()
+    with path.open("r+b") as f:
+        f.truncate(path.stat().st_size // 2)  # a crash of the disk, not of the agent
+    store = FileStore(str(path))
+    try:
+        assert store.moved_aside is not None and "moved aside" in caplog.text
+        assert len(ValueBuffer(65535, "t", store)) == 0
+    finally:
+        store.close()
+
+
+def test_another_programs_database_is_moved_aside_not_written_into(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE value (x TEXT)")
+        db.execute("INSERT INTO value VALUES ('theirs')")
+    db.close()
+    store = FileStore(str(path))
+    try:
+        assert store.moved_aside is not None
+        with sqlite3.connect(store.moved_aside) as db:
+            assert db.execute("SELECT x FROM value").fetchall() == [("theirs",)]
+        db.close()
+    finally:
+        store.close()
+
+
+def test_second_store_on_the_same_file_is_refused(tmp_path: Path) -> None:
+    path = str(tmp_path / "buf.db")
+    first = FileStore(path)
+    try:
+        with pytest.raises(ValueError, match="in use by another running agent"):
+            FileStore(path)
+    finally:
+        first.close()
+    FileStore(path).close()  # free again once the first is closed
+
+
+HOLDER = textwrap.dedent("""
+    import sys, time
+    from vigil.agent.buffer import FileStore
+    store = FileStore(sys.argv[1])
+    print("locked", flush=True)
+    time.sleep(60)
+""")
+
+
+def test_file_held_by_another_process_is_refused(tmp_path: Path) -> None:
+    path = str(tmp_path / "buf.db")
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, path], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+        with pytest.raises(ValueError, match="in use"):
+            FileStore(path)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    FileStore(path).close()  # the lock died with its holder
+
+
+def test_check_list_is_kept_per_target(tmp_path: Path) -> None:
+    from vigil.agent.protocol.messages import ActiveCheck
+
+    path = str(tmp_path / "buf.db")
+    store = FileStore(path)
+    assert store.load_checks("h@s:1") is None
+    checks = [ActiveCheck("vfs.fs.size[/,pused]", 30, key_orig="vfs.fs.size[{$FS},pused]"),
+              ActiveCheck("log[/tmp/x.log]", 1, lastlogsize=42, mtime=7)]
+    store.save_checks("h@s:1", checks)
+    store.save_checks("h@s:2", [])
+    store.close()
+    store = FileStore(path)
+    try:
+        assert store.load_checks("h@s:1") == checks
+        assert store.load_checks("h@s:2") == []
+    finally:
+        store.close()
 
 
 WRITER = textwrap.dedent("""

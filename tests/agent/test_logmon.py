@@ -17,10 +17,13 @@ from vigil.agent.logmon import (
 
 
 def _collect(mon: LogMonitor, *, delay: float = 1, mlps: int = 1000, limit: int | None = None) -> list[str]:
-    """One check that takes everything it read (the buffer has room)."""
-    batch = mon.read(delay, mlps, send_limit=limit)
+    """One check on schedule (`delay` after the last) that takes everything it read (the buffer has room).
+
+    The lines only: a position-only value at the end is taken too but not returned."""
+    now = (mon.last_read or 0.0) + delay
+    batch = mon.read(delay, mlps, send_limit=limit, now=now)
     mon.commit(batch.state_after(len(batch.records)))
-    return [r.value for r in batch.records]
+    return batch.values
 
 
 def _drain(mon: LogMonitor, **kw: object) -> list[str]:
@@ -211,9 +214,11 @@ def test_non_matching_lines_scanned_up_to_four_times_maxlines(tmp_path: Path) ->
     _append(f, *(["noise"] * 100), "MATCH")
     mon = LogMonitor.start(parse_log_key(f"log[{f},MATCH,,10]"), 0, 0)
     batch = mon.read(1, 1000)
-    assert batch.processed == 40 and batch.records == []
-    mon.commit(batch.state_after(0))
-    assert mon.state.lastlogsize == 40 * 6  # the scanned noise is passed even without values
+    assert batch.processed == 40 and batch.values == []
+    # the scanned noise is passed even without values, and the server is told (a position-only value)
+    assert [(r.value, r.lastlogsize) for r in batch.records] == [(None, 40 * 6)]
+    mon.commit(batch.state_after(1))
+    assert mon.state.lastlogsize == 40 * 6
     assert _drain(mon) == ["MATCH"]
 
 
@@ -295,12 +300,16 @@ def test_logrt_values_carry_mtime_of_their_file(tmp_path: Path) -> None:
 
 
 def test_logrt_copytruncate(tmp_path: Path) -> None:
+    """The copy (app.log.1, a new inode holding lines already sent) is not read again; the truncated
+    original is read from its start."""
     f = tmp_path / "app.log"
     _append(f, "1", "2", "3")
-    mon = LogMonitor.start(parse_log_key(rf"logrt[{tmp_path}/app\.log$,,,,,,,copytruncate]"), 0, 0)
+    mon = LogMonitor.start(parse_log_key(rf"logrt[{tmp_path}/app\.log.*,,,,,,,copytruncate]"), 0, 0)
     assert _collect(mon) == ["1", "2", "3"]
-    f.write_text("4\n")
-    assert _collect(mon) == ["4"]
+    _copytruncate(tmp_path)
+    _append(f, "4")
+    _bump(f, 10_000_000)
+    assert _drain(mon) == ["4"]
 
 
 def test_logrt_restart_from_saved_state_neither_loses_nor_repeats(tmp_path: Path) -> None:
@@ -373,3 +382,333 @@ def test_many_rotations_while_writing_every_line_once(tmp_path: Path) -> None:
         got += _collect(mon, delay=1, mlps=1000)
     got += _drain(mon)
     assert got == written
+
+
+# --- copytruncate ----------------------------------------------------------------------------------
+
+
+def _copytruncate(d: Path, name: str = "app.log", *, keep_mtime: bool = False) -> None:
+    """logrotate's copytruncate: app.log.N -> N+1, copy app.log to app.log.1, truncate app.log in place."""
+    import shutil
+
+    olds = sorted((p for p in d.iterdir() if p.name.startswith(name + ".")), key=lambda p: -int(p.suffix[1:]))
+    for p in olds:
+        p.rename(d / f"{name}.{int(p.suffix[1:]) + 1}")
+    (shutil.copy2 if keep_mtime else shutil.copyfile)(d / name, d / f"{name}.1")
+    with (d / name).open("r+") as f:
+        f.truncate(0)
+
+
+CT_KEY = r"logrt[{d}/app\.log.*,,,,,,,copytruncate]"
+
+
+@pytest.mark.parametrize("keep_mtime", [False, True])
+def test_copytruncate_copy_is_not_read_again(tmp_path: Path, keep_mtime: bool) -> None:
+    f = tmp_path / "app.log"
+    _append(f, "1", "2", "3")
+    mon = LogMonitor.start(parse_log_key(CT_KEY.format(d=tmp_path)), 0, 0)
+    assert _collect(mon) == ["1", "2", "3"]
+    _copytruncate(tmp_path, keep_mtime=keep_mtime)
+    _append(f, "4")
+    _bump(f, 10_000_000)
+    assert _drain(mon) == ["4"]
+    _append(f, "5")
+    _copytruncate(tmp_path, keep_mtime=keep_mtime)  # app.log.1 -> app.log.2, a new copy
+    _append(f, "6")
+    _bump(f, 20_000_000)
+    assert _drain(mon) == ["5", "6"]
+
+
+def test_copytruncate_lines_written_before_the_copy_come_from_the_copy(tmp_path: Path) -> None:
+    f = tmp_path / "app.log"
+    _append(f, "1")
+    mon = LogMonitor.start(parse_log_key(CT_KEY.format(d=tmp_path)), 0, 0)
+    assert _collect(mon) == ["1"]
+    _append(f, "2", "3")  # not read yet when the file is copied and truncated
+    _copytruncate(tmp_path)
+    _append(f, "4")
+    _bump(f, 10_000_000)
+    assert _drain(mon) == ["2", "3", "4"]
+
+
+def test_copytruncate_copy_seen_before_the_truncation(tmp_path: Path) -> None:
+    """The agent looks between logrotate's copy and its truncate: the lines come from the original once."""
+    import shutil
+
+    f = tmp_path / "app.log"
+    _append(f, "1")
+    mon = LogMonitor.start(parse_log_key(CT_KEY.format(d=tmp_path)), 0, 0)
+    assert _collect(mon) == ["1"]
+    _append(f, "2")
+    shutil.copyfile(f, tmp_path / "app.log.1")
+    _bump(f, 10_000_000)
+    assert _drain(mon) == ["2"]
+    _append(f, "3")  # written to the original after the copy: lost to the copy, read from the original
+    assert _drain(mon) == ["3"]
+    with f.open("r+") as fh:
+        fh.truncate(0)
+    _append(f, "4")
+    _bump(f, 20_000_000)
+    assert _drain(mon) == ["4"]
+
+
+def test_copytruncate_restart_from_saved_state(tmp_path: Path) -> None:
+    f = tmp_path / "app.log"
+    _append(f, "1", "2")
+    mon = LogMonitor.start(parse_log_key(CT_KEY.format(d=tmp_path)), 0, 0)
+    assert _collect(mon) == ["1", "2"]
+    _append(f, "3")
+    _copytruncate(tmp_path)  # while the agent is stopped
+    _append(f, "4")
+    _bump(f, 10_000_000)
+    assert _drain(_restart(mon)) == ["3", "4"]
+
+
+def test_without_copytruncate_a_copy_is_a_new_file(tmp_path: Path) -> None:
+    """As zabbix_agentd's default (rotate): a file with a new inode and a newer time is read whole."""
+    f = tmp_path / "app.log"
+    _append(f, "1")
+    mon = LogMonitor.start(parse_log_key(rf"logrt[{tmp_path}/app\.log.*]"), 0, 0)
+    assert _collect(mon) == ["1"]
+    _copytruncate(tmp_path)
+    _bump(tmp_path / "app.log.1", 10_000_000)
+    _append(f, "2")
+    _bump(f, 20_000_000)
+    assert _drain(mon) == ["1", "2"]
+
+
+# --- rotated files older than the position, truncation while stopped ---------------------------------
+
+
+def test_file_older_than_the_position_is_not_read(tmp_path: Path) -> None:
+    """logrotate's compress: app.log.2.gz is a new file, but its time is the rotated file's (gzip keeps it)."""
+    f = tmp_path / "app.log"
+    _append(f, "1", "2")
+    os.utime(f, (1_700_000_100, 1_700_000_100))
+    mon = LogMonitor.start(parse_log_key(rf"logrt[{tmp_path}/app\.log.*]"), 0, 0)
+    assert _collect(mon) == ["1", "2"]
+    gz = tmp_path / "app.log.2.gz"
+    gz.write_bytes(b"\x1f\x8b\x08binary\ngarbage\n")
+    os.utime(gz, (1_700_000_000, 1_700_000_000))
+    _append(f, "3")
+    os.utime(f, (1_700_000_200, 1_700_000_200))
+    assert _drain(mon) == ["3"]
+    assert _drain(_restart(mon)) == []
+
+
+def test_truncated_and_rewritten_past_the_position_with_the_same_first_block(tmp_path: Path) -> None:
+    """A file that starts with the same banner each time it is rewritten: the block before the
+    position tells it from the file we read."""
+    f = tmp_path / "app.log"
+    banner = [f"# app 1.0 started; option {i:02d} = default" for i in range(14)]  # more than 512 bytes
+    _append(f, *banner, "before 1", "before 2")
+    key = parse_log_key(f"log[{f}]")
+    mon = LogMonitor.start(key, 0, 0)
+    assert _collect(mon)[-2:] == ["before 1", "before 2"]
+    f.write_text("")  # truncated while the agent was stopped, then rewritten past the old size
+    after = [f"after {i}" for i in range(300)]
+    _append(f, *banner, *after)
+    assert _drain(_restart(mon)) == [*banner, *after]
+
+
+def test_truncated_and_rewritten_while_stopped_loses_no_line(tmp_path: Path) -> None:
+    """Written, truncated and written again while the agent is stopped: all 300 new lines arrive,
+    with the agent's saved state and with only the server's lastlogsize."""
+    f = tmp_path / "app.log"
+    _append(f, *(f"{1_700_000_000 + i}.125 before {i}" for i in range(6)))
+    mon = LogMonitor.start(parse_log_key(f"log[{f}]"), 0, 0)
+    assert len(_collect(mon)) == 6
+    _append(f, "written while stopped")
+    f.write_text("")
+    after = [f"{1_700_000_100 + i}.5 after {i}" for i in range(300)]
+    _append(f, *after)
+    # the old position falls inside a line of the new content: it cannot be where we stopped
+    assert f.read_bytes()[mon.state.lastlogsize - 1:mon.state.lastlogsize] != b"\n"
+    assert _drain(_restart(mon)) == after
+    assert _drain(_restart(mon, with_extra=False)) == after
+
+
+# --- position-only values ----------------------------------------------------------------------------
+
+
+def test_unmatched_lines_give_a_position_only_value(tmp_path: Path) -> None:
+    f = tmp_path / "app.log"
+    _append(f, "noise", "error 1", "noise", "noise")
+    mon = LogMonitor.start(parse_log_key(f"log[{f},error]"), 0, 0)
+    batch = mon.read(1, 100, now=1)
+    assert [(r.value, r.lastlogsize) for r in batch.records] == [("error 1", 14), (None, f.stat().st_size)]
+    mon.commit(batch.state_after(len(batch.records)))
+    assert mon.read(1, 100, now=2).records == []  # nothing new: nothing to say
+    _append(f, "error 2")
+    batch = mon.read(1, 100, now=3)
+    assert [r.value for r in batch.records] == ["error 2"]  # the line carries the position itself
+
+
+def test_restart_from_a_position_only_value_neither_rescans_nor_skips(tmp_path: Path) -> None:
+    f = tmp_path / "app.log"
+    key = rf"logrt[{tmp_path}/app\.log$,^ERR]"
+    _append(f, "ERR one", *(["debug"] * 50))
+    mon = LogMonitor.start(parse_log_key(key), 0, 0)
+    batch = mon.read(1, 100, now=1)
+    mon.commit(batch.state_after(len(batch.records)))
+    last = batch.records[-1]
+    assert last.value is None and last.lastlogsize == f.stat().st_size
+    # restarted without local state: the server returns what the last value (the meta one) said
+    again = LogMonitor.start(parse_log_key(key), last.lastlogsize, last.mtime)
+    first = again.read(1, 100, now=1)
+    assert first.processed == 0 and first.records == []
+    _append(f, "ERR two")
+    assert _drain(again) == ["ERR two"]
+
+
+def test_mode_skip_reports_where_it_skipped_to(tmp_path: Path) -> None:
+    f = tmp_path / "app.log"
+    _append(f, "old1", "old2")
+    batch = LogMonitor.start(parse_log_key(f"log[{f},,,,skip]"), 0, 0).read(1, 100, now=1)
+    assert [(r.value, r.lastlogsize) for r in batch.records] == [(None, f.stat().st_size)]
+
+
+# --- MaxLinesPerSecond --------------------------------------------------------------------------------
+
+
+def test_max_lines_per_second_holds_when_checks_rerun_early(tmp_path: Path) -> None:
+    """A log item blocked by a full buffer reruns every second: each rerun gets a second's lines,
+    not a whole interval's."""
+    f = tmp_path / "app.log"
+    _append(f, *(f"l{i}" for i in range(1000)))
+    mon = LogMonitor.start(parse_log_key(f"log[{f}]"), 0, 0)
+    sizes = []
+    for now in (100.0, 101.0, 102.0, 103.0, 113.0, 113.5):
+        batch = mon.read(10, 5, now=now)
+        mon.commit(batch.state_after(len(batch.records)))
+        sizes.append(len(batch.values))
+    # 10 s x 5 lines, then 5 a second, then a full interval's again (no more), then nothing in half a second
+    assert sizes == [50, 5, 5, 5, 50, 0]
+    batch = mon.read(10, 5, now=114.0)  # the half second carried over
+    assert len(batch.values) == 5
+
+
+def test_count_keys_budget_lines_looked_at(tmp_path: Path) -> None:
+    f = tmp_path / "app.log"
+    _append(f, *(["err"] * 100))
+    mon = LogMonitor.start(parse_log_key(f"log.count[{f},err,,10]"), 0, 0)
+    got = []
+    for now in (10.0, 11.0, 11.0):
+        batch = mon.read(5, 100, now=now)
+        mon.commit(batch.state_after(1))
+        got.append(batch.values)
+    assert got == [["50"], ["10"], ["0"]]
+
+
+# --- options that change what is read -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("key", "words"), [
+    ("log[/tmp/x,,,,,,5]", "maxdelay '5' is not supported"),
+    ("log.count[/tmp/x,,,,,0.5]", "sixth parameter: maxdelay '0.5' is not supported"),
+    ("logrt[/tmp/x,,,,,,,mtime-reread]", "'mtime-reread' is not supported"),
+    ("log[/tmp/x,,,,,,,,/var/lib/zabbix]", "persistent_dir is not supported"),
+    ("logrt.count[/tmp/x,,,,,,,/var/lib/zabbix]", "eighth parameter: persistent_dir is not supported"),
+])
+def test_options_vigil_does_not_implement_are_refused_by_name(key: str, words: str) -> None:
+    with pytest.raises(LogKeyError, match=words):
+        parse_log_key(key)
+
+
+def test_options_that_are_honoured_parse() -> None:
+    assert parse_log_key("logrt[/tmp/x,,,,,,,copytruncate]").options == "copytruncate"
+    assert parse_log_key("logrt[/tmp/x,,,,,,0,mtime-noreread]").options == "mtime-noreread"
+    assert parse_log_key("log[/tmp/x,,,,,,,mtime-reread]").options == "mtime-reread"  # log[]: mtime is ignored
+
+
+def test_mtime_noreread_a_touched_file_is_not_read_again(tmp_path: Path) -> None:
+    f = tmp_path / "app.log"
+    _append(f, "1", "2")
+    mon = LogMonitor.start(parse_log_key(rf"logrt[{tmp_path}/app\.log,,,,,,,mtime-noreread]"), 0, 0)
+    assert _collect(mon) == ["1", "2"]
+    _bump(f, 5_000_000_000)
+    assert _drain(mon) == []
+
+
+# --- regular expressions ------------------------------------------------------------------------------
+
+
+def test_posix_classes_in_the_line_and_file_name_regexps(tmp_path: Path) -> None:
+    _append(tmp_path / "app1.log", "code 500 at x", "code abc", "  indented")
+    _append(tmp_path / "appx.log", "code 404 elsewhere")
+    mon = LogMonitor.start(parse_log_key(
+        rf'logrt["{tmp_path}/^app[[:digit:]]+\.log$","code ([[:digit:]]+)|^[[:space:]]+[[:alpha:]]+$"]'), 0, 0)
+    assert _drain(mon) == ["code 500 at x", "  indented"]
+
+
+def test_copytruncate_original_rewritten_with_the_copys_first_line_is_read(tmp_path: Path) -> None:
+    """The truncated original starts again with the same line as its copy: it is not taken for a copy."""
+    f = tmp_path / "app.log"
+    _append(f, "app started", "1")
+    mon = LogMonitor.start(parse_log_key(CT_KEY.format(d=tmp_path)), 0, 0)
+    assert _collect(mon) == ["app started", "1"]
+    _copytruncate(tmp_path)
+    _append(f, "2")
+    _bump(f, 10_000_000)
+    assert _drain(mon) == ["2"]
+    with f.open("r+") as fh:  # truncated in place again, and the application starts over
+        fh.truncate(0)
+    _append(f, "app started")
+    _bump(f, 20_000_000)
+    assert _drain(mon) == ["app started"]
+
+
+def test_truncated_and_rewritten_to_a_line_end_at_the_old_position(tmp_path: Path) -> None:
+    """Lines of one length: the old position is a line end in the new content too. log[]'s mtime
+    carries a fingerprint of the bytes before lastlogsize, so the server's position alone tells."""
+    f = tmp_path / "app.log"
+    _append(f, *(f"before {i}" for i in range(6)))
+    mon = LogMonitor.start(parse_log_key(f"log[{f}]"), 0, 0)
+    batch = mon.read(1, 100, now=1)
+    mon.commit(batch.state_after(len(batch.records)))
+    server = (batch.records[-1].lastlogsize, batch.records[-1].mtime)  # what the last value told the server
+    assert server[1] != 0
+    f.write_text("")
+    after = [f"after{i:03d}" for i in range(300)]
+    _append(f, *after)
+    assert f.read_bytes()[server[0] - 1:server[0]] == b"\n"
+    assert _drain(LogMonitor.start(mon.item, *server)) == after
+
+
+def test_log_restart_from_server_position_and_fingerprint_goes_on(tmp_path: Path) -> None:
+    f = tmp_path / "app.log"
+    _append(f, "1", "noise", "2")
+    mon = LogMonitor.start(parse_log_key(f"log[{f},\"^[0-9]\"]"), 0, 0)
+    batch = mon.read(1, 100, now=1)
+    mon.commit(batch.state_after(len(batch.records)))
+    _append(f, "3")
+    last = batch.records[-1]
+    assert _drain(LogMonitor.start(mon.item, last.lastlogsize, last.mtime)) == ["3"]
+
+
+def test_active_worker_blocked_log_item_keeps_to_max_lines_per_second(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker reruns a log item blocked by a full buffer every second; over those reruns it sends
+    at most one interval's lines plus MaxLinesPerSecond a second (before: a fresh interval's each time)."""
+    from vigil.agent import logmon
+    from vigil.agent.active import ActiveSettings, ActiveWorker
+    from vigil.agent.checks import CheckContext, Checks
+    from vigil.agent.protocol.messages import ActiveCheck
+
+    f = tmp_path / "app.log"
+    _append(f, *(f"l{i}" for i in range(2000)))
+    clock = [1000.0]
+    monkeypatch.setattr(logmon.time, "monotonic", lambda: clock[0])
+    settings = ActiveSettings(servers=(("127.0.0.1", 1),), hostnames=("h",), buffer_size=40, max_lines_per_second=5)
+    worker = ActiveWorker(settings, ("127.0.0.1", 1), "h", Checks(CheckContext(hostname="h")))
+    worker.apply([ActiveCheck(key=f"log[{f}]", delay=10, lastlogsize=0, mtime=0)], clock[0])
+    sent = 0
+    for _ in range(30):  # 30 s: the sender empties the buffer between two runs
+        worker.run_due(clock[0])
+        batch = worker.buffer.batch(100)
+        sent += sum(v.value is not None for v in batch)
+        worker.buffer.ack(batch)
+        clock[0] += 1.0
+    # the first run comes within 5 s (spread), later ones on schedule or a second apart when blocked
+    assert sent >= 10 * 5 * 2  # it keeps going: at least two intervals' lines in 30 s
+    assert sent <= 10 * 5 + 5 * 30  # at most one interval's lines, then 5 a second (before: 20 every second)

@@ -199,7 +199,7 @@ def test_agent_data_meta_value_moves_the_log_position(server: VigilServer) -> No
                        "      - {key: 'log[/tmp/x.log]', type: agent_active, value_type: log, delay: 5s}\n")
     server.wait_for_config("web01", "log[/tmp/x.log]")
     meta = {"host": "web01", "key": "log[/tmp/x.log]", "lastlogsize": 4096, "mtime": 0, "id": 1,
-            "clock": 1700000000, "ns": 5}
+            "clock": int(time.time()) - 60, "ns": 5}
     info = agent_data("a" * 32, [meta])
     assert (info.processed, info.failed) == (1, 0)
     body = json.dumps({"request": "active checks", "host": "web01"}).encode()

@@ -280,7 +280,11 @@ def test_template_macros_resolve_per_host(repo: ConfigRepo) -> None:
     assert "net.if.in[eth0]" in h2 and "net.if.in[eth0]" in h3
     assert h2["net.if.in[eth0]"] == 15  # delay from the host's {$DELAY}
     assert h3["net.if.in[eth0]"] == 60  # {$DELAY} unknown on h3: the default interval
-    assert not any("{$" in k for k in h2) and not any("{$" in k for k in h3)
+    assert not any("{$" in ref.key for (h, _), ref in snap.items.items() if h in ("h2", "h3"))
+    # also found under the key as configured: agents report values under key_orig, as to Zabbix
+    assert snap.items[("h2", "vfs.fs.size[{$VFS.FS.PATH},total]")] is snap.items[("h2", "vfs.fs.size[/data,total]")]
+    assert {i.key_orig for i in snap.active[snap.hosts["h2"].hostid]} == {
+        "agent.ping", "vfs.fs.size[{$VFS.FS.PATH},total]", "net.if.in[{$IF}]"}
     # the check list an active agent gets carries the resolved keys
     hostid = snap.hosts["h2"].hostid
     assert {i.key for i in snap.active[hostid]} == {"agent.ping", "vfs.fs.size[/data,total]", "net.if.in[eth0]"}
