@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from vigil.agent import regex
 from vigil.agent.checks import CheckContext, NotSupported, check
 from vigil.agent.checks.keyparams import ORDINALS, at_most, invalid
 from vigil.agent.checks.vfs import oserror_text
@@ -149,7 +150,7 @@ def _regex(key: ItemKey, i: int) -> re.Pattern[str] | None:
     if not text:
         return None
     try:
-        return re.compile(text)
+        return regex.compile(text)
     except re.error as e:
         why = _PCRE_WORDS.get(e.msg, e.msg)
         raise NotSupported(f"Invalid regular expression in {ORDINALS[i]} parameter: {why}") from None

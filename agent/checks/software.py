@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from vigil.agent import regex
 from vigil.agent.checks import CheckContext, NotSupported, check
 from vigil.agent.checks.keyparams import at_most, invalid
 from vigil.agent.protocol.itemkey import ItemKey
@@ -106,7 +107,7 @@ def sw_packages(key: ItemKey, ctx: CheckContext) -> str:
     if fmt not in ("full", "short"):
         raise invalid(2)
     try:
-        rx = re.compile(pattern) if pattern else None
+        rx = regex.compile(pattern) if pattern else None
     except re.error:
         rx = re.compile(r"(?!)")  # zabbix_agentd: a regexp that does not compile matches no package
     managers = list(MANAGERS) if manager == "all" else [m for m in MANAGERS if m == manager]

@@ -127,6 +127,7 @@ EXACT = [
     "vfs.dir.count[{f}/tree,,,,,,,,,1h]", "vfs.dir.count[{f}/tree,,,,,-1]", "vfs.dir.size[{f}/tree/]",
     "net.tcp.socket.count[,nosuchservice]", "net.tcp.socket.count[localhost]", "net.tcp.socket.count[,70000]",
     "net.tcp.service[tcp,127.0.0.1,0]", "net.udp.socket.count[,,,,established]",
+    'vfs.dir.count[{f}/tree,"^[[:alpha:]]+\\.txt$"]', 'system.sw.packages["^[[:alpha:]]ash$",,short]',
 ]
 # Values that move between the two asks: same kind, close enough.
 CLOSE = {
