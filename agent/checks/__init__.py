@@ -4,7 +4,9 @@ A check is a function `(key: ItemKey, ctx: CheckContext) -> str | int | float` r
 `@check("name")`. It raises NotSupported(reason) when it cannot answer; the reason is what
 zabbix_get prints after `ZBX_NOTSUPPORTED: `. `Checks.get(text)` is what the passive listener and
 the active scheduler call: it parses the key, applies AllowKey/DenyKey, runs UserParameters and
-formats the result as Zabbix does (floats with 6 decimals).
+formats the result as Zabbix does (floats with 6 decimals). Every check but the trivial agent.*
+ones runs under the agent's Timeout (see agent/checks/runner.py): one that does not return in time
+answers "Timeout while waiting for data." and holds neither the passive worker nor the active items.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+from vigil.agent.checks.runner import CheckRunner, CheckTimeout
 from vigil.agent.keyrules import KeyRule, KeyRules
 from vigil.agent.protocol.itemkey import ItemKey, ItemKeyError, parse
 
@@ -40,7 +43,24 @@ REGISTRY: dict[str, Check] = {}
 # Who asked for the key being evaluated in this thread ("127.0.0.1", "active checks from [host:port]"),
 # set by the passive listener and the active checks, for LogRemoteCommands.
 CALLER: ContextVar[str] = ContextVar("vigil_agent_caller", default="")
-FAMILIES = ("agent", "system", "kernel", "proc", "vfs", "net", "web", "container", "userparam")
+# Keys that only read the agent's own state: not worth a thread hand-off (agent.ping is the hot path).
+INLINE = frozenset({"agent.ping", "agent.version", "agent.hostname"})
+# Keys that bound their own waits by Timeout (sockets, subprocesses, the collector) and answer in
+# their own words when it passes ("Timeout was reached.", 0 for a silent service, the shell's
+# message), as zabbix_agentd does: the runner's deadline comes a little after theirs, as a safety net
+# (a DNS lookup, a pipe left open by a command's grandchild). Every other key gets exactly Timeout,
+# as zabbix_agentd's alarm does for its threaded checks.
+OWN_TIMEOUT = frozenset({
+    "web.page.get", "web.page.perf", "web.page.regexp", "net.tcp.port", "net.tcp.service", "net.tcp.service.perf",
+    "net.udp.service", "net.udp.service.perf", "proc.cpu.util", "system.cpu.util", "container.cpu.util",
+    "system.sw.packages", "vfs.dir.count", "vfs.dir.size", "vfs.dir.get", "vfs.file.size", "vfs.file.regexp",
+    "vfs.file.regmatch", "vfs.file.cksum", "vfs.file.md5sum",
+})
+OWN_GRACE = 0.5
+SHELL_GRACE = 1.0
+SHELL_TIMEOUT_MESSAGE = "Timeout while executing a shell script."
+FAMILIES = ("agent", "system", "kernel", "proc", "procget", "vfs", "files", "software", "netsvc", "net", "web",
+            "container", "userparam")
 
 
 def check(name: str, *, params: bool = True) -> Callable[[CheckFunc], CheckFunc]:
@@ -94,6 +114,7 @@ class Checks:
         self.ctx = ctx
         # KeyRules ends the list with zabbix_agentd's implicit DenyKey=system.run[*].
         self.rules = rules if isinstance(rules, KeyRules) else KeyRules.build(rules or ())
+        self.runner = CheckRunner()
 
     def allowed(self, key: str) -> bool:
         """False when AllowKey/DenyKey deny `key` (text). A key that cannot be parsed is not denied
@@ -117,17 +138,29 @@ class Checks:
             raise NotSupported("Unsupported item key.")
         up = self.ctx.user_parameters.get(key.name)
         if up is not None:
-            return format_value(REGISTRY["__userparam__"].func(key, self.ctx))
+            return format_value(self._run(text, REGISTRY["__userparam__"].func, key, shell=True, grace=SHELL_GRACE))
         c = REGISTRY.get(key.name)
         if c is None or c.name.startswith("__"):
             raise NotSupported("Unsupported item key.")
         if key.has_brackets and not c.params:
             raise NotSupported("Item does not allow parameters.")
         try:
-            return format_value(c.func(key, self.ctx))
+            if c.name in INLINE:
+                return format_value(c.func(key, self.ctx))
+            return format_value(self._run(text, c.func, key, shell=c.name == "system.run",
+                                          grace=OWN_GRACE if c.name in OWN_TIMEOUT else 0.0))
         except NotSupported:
             raise
         except ItemKeyError as e:
             raise NotSupported(f"Invalid parameter: {e}.") from None
         except (OSError, ValueError) as e:
             raise NotSupported(f"Cannot obtain {key.name}: {e}") from None
+
+    def _run(self, text: str, func: CheckFunc, key: ItemKey, shell: bool, grace: float) -> Any:
+        timeout = self.ctx.timeout + (SHELL_GRACE if shell else grace)
+        try:
+            if shell:
+                return self.runner.run(text, lambda: func(key, self.ctx), timeout, SHELL_TIMEOUT_MESSAGE)
+            return self.runner.run(text, lambda: func(key, self.ctx), timeout)
+        except CheckTimeout as e:
+            raise NotSupported(str(e)) from None

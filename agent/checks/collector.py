@@ -153,6 +153,10 @@ class Collector:
         except (OSError, ValueError) as e:
             w.error = f"Cannot collect data: {e}"
             return
+        except Exception as e:  # a sampler's bug ends neither this tick nor the other watches
+            log.exception("collector sampler failed")
+            w.error = f"Cannot collect data: {type(e).__name__}: {e}"
+            return
         w.error = None
         w.history.append((time.monotonic(), values))
 

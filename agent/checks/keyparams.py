@@ -7,7 +7,8 @@ from collections.abc import Iterable
 from vigil.agent.checks import NotSupported
 from vigil.agent.protocol.itemkey import ItemKey
 
-ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
+ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth", "eleventh",
+            "twelfth")
 
 
 def invalid(i: int) -> NotSupported:

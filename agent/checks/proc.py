@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import pwd
 import re
+import threading
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -211,51 +213,110 @@ def read_stat_times(pid: int) -> tuple[str, int, int, int]:
     return data[lparen + 1:rparen].decode(errors="replace"), int(fields[11]), int(fields[12]), int(fields[19])
 
 
+@dataclass(frozen=True, slots=True)
+class ProcTimes:
+    start: int  # ticks after boot: with the pid, tells a process from a later one with the same pid
+    utime: int
+    stime: int
+    comm: str
+    uid: int
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    taken: float
+    procs: dict[int, ProcTimes]
+
+
+class ProcTable:
+    """One scan of /proc shared by every proc.cpu.util query, as zabbix_agentd's collector takes one
+    snapshot a second for all its process queries: the queries' samplers all run in the same
+    collector tick, and a snapshot younger than `max_age` is handed out again. Command lines, which
+    only name and cmdline filters need, are read once per process and kept while it lives."""
+
+    def __init__(self, max_age: float = 0.5) -> None:
+        self.max_age = max_age
+        self.lock = threading.Lock()
+        self.current: Snapshot | None = None
+        self.cmdlines: dict[tuple[int, int], bytes] = {}
+
+    def snapshot(self) -> Snapshot:
+        with self.lock:
+            now = time.monotonic()
+            if self.current is not None and now - self.current.taken < self.max_age:
+                return self.current
+            procs = {}
+            for pid in pids():
+                try:
+                    uid = os.stat(PROC / str(pid)).st_uid
+                    comm, utime, stime, start = read_stat_times(pid)
+                except (OSError, ValueError, IndexError):
+                    continue  # gone meanwhile
+                procs[pid] = ProcTimes(start, utime, stime, comm, uid)
+            self.current = Snapshot(now, procs)
+            for k in [k for k in self.cmdlines if k[0] not in procs or procs[k[0]].start != k[1]]:
+                del self.cmdlines[k]
+            return self.current
+
+    def cmdline(self, pid: int, start: int) -> bytes:
+        with self.lock:
+            got = self.cmdlines.get((pid, start))
+        if got is None:
+            try:
+                got = read_cmdline(pid)
+            except OSError:
+                got = b""
+            with self.lock:
+                self.cmdlines[(pid, start)] = got
+        return got
+
+
+PROC_TABLE = ProcTable()
+
+
 class ProcCpuSampler:
     """Cumulative CPU seconds (user, system) used by the processes matching a filter.
 
-    Between two samples a process seen both times adds its increase; a process new since the last
-    sample adds all its time (it started in between); a process that exited adds nothing more.
+    Between two snapshots a process present in both adds its increase, whether or not it matched
+    before (a process renamed into the filter brings only its time since the last snapshot, not its
+    whole lifetime); a process absent from the previous snapshot started in between and adds all its
+    time; a process that exited adds nothing more.
     """
 
-    def __init__(self, flt: ProcFilter) -> None:
+    def __init__(self, flt: ProcFilter, table: ProcTable = PROC_TABLE) -> None:
         self.flt = flt
-        self.prev: dict[int, tuple[int, int, int]] | None = None
+        self.table = table
+        self.base: Snapshot | None = None
         self.user = 0
         self.system = 0
 
-    def matching(self) -> dict[int, tuple[int, int, int]]:
-        uid = self.flt.uid()
-        if uid is False:
-            return {}
-        out = {}
-        for pid in pids():
-            try:
-                if uid is not None and os.stat(PROC / str(pid)).st_uid != uid:
-                    continue
-                cmdline = read_cmdline(pid) if self.flt.name or self.flt.cmdline else b""
-                comm, utime, stime, start = read_stat_times(pid)
-            except (OSError, ValueError, IndexError):
-                continue
-            if self.flt.name and comm != self.flt.name and (not cmdline or arg0_name(cmdline) != self.flt.name):
-                continue
-            if not self.flt.matches_cmdline(cmdline, empty_matches=False):
-                continue
-            out[pid] = (start, utime, stime)
-        return out
+    def _matches(self, pid: int, p: ProcTimes, uid: int | None) -> bool:
+        if uid is not None and p.uid != uid:
+            return False
+        if not self.flt.name and not self.flt.cmdline:
+            return True
+        cmdline = self.table.cmdline(pid, p.start)
+        if self.flt.name and p.comm != self.flt.name and (not cmdline or arg0_name(cmdline) != self.flt.name):
+            return False
+        return self.flt.matches_cmdline(cmdline, empty_matches=False)
 
     def __call__(self) -> tuple[float, ...]:
-        cur = self.matching()
-        if self.prev is not None:
-            for pid, (start, utime, stime) in cur.items():
-                p = self.prev.get(pid)
-                if p is not None and p[0] == start:
-                    self.user += max(0, utime - p[1])
-                    self.system += max(0, stime - p[2])
-                else:
-                    self.user += utime
-                    self.system += stime
-        self.prev = cur
+        snap = self.table.snapshot()
+        base = self.base
+        if base is not None and snap is not base:
+            uid = self.flt.uid()
+            if uid is not False:
+                for pid, p in snap.procs.items():
+                    if not self._matches(pid, p, uid):
+                        continue
+                    b = base.procs.get(pid)
+                    if b is not None and b.start == p.start:
+                        self.user += max(0, p.utime - b.utime)
+                        self.system += max(0, p.stime - b.stime)
+                    else:
+                        self.user += p.utime
+                        self.system += p.stime
+        self.base = snap
         return self.user / CLK_TCK, self.system / CLK_TCK
 
 

@@ -6,6 +6,7 @@ import codecs
 import hashlib
 import io
 import json
+import logging
 import os
 import re
 import stat
@@ -20,7 +21,9 @@ from vigil.agent import regex
 from vigil.agent.checks import CheckContext, NotSupported, check
 from vigil.agent.protocol.itemkey import ItemKey
 
+log = logging.getLogger(__name__)
 MAX_CONTENTS_SIZE = 64 * 1024  # vfs.file.contents refuses larger files, as zabbix_agentd does
+MAX_LINE = 64 * 1024  # vfs.file.regexp/regmatch: zabbix_agentd's read buffer
 CHUNK = 64 * 1024
 MOUNTS = "/proc/mounts"
 DISKSTATS = "/proc/diskstats"
@@ -217,7 +220,10 @@ class DiskSampler:
     def _run(self) -> None:
         while True:
             time.sleep(self.interval)
-            self.sample()
+            try:
+                self.sample()
+            except Exception:  # one bad read of /proc/diskstats must not end the sampling for good
+                log.exception("disk statistics sampling failed; continuing")
 
     def sample(self) -> None:
         with self._lock:
@@ -416,7 +422,10 @@ def _text_lines(f: IO[bytes], encoding: str) -> Iterator[str]:
     f.seek(skip)
     try:
         reader = io.TextIOWrapper(f, encoding=name, errors="replace", newline="\n")
-        yield from reader
+        # zabbix_agentd reads 64 KiB at a time: a longer line (a file without newlines) is cut into
+        # 64 KiB "lines", and no more than that is ever held
+        while line := reader.readline(MAX_LINE):
+            yield line
     except OSError:
         raise NotSupported("Cannot read from file.") from None
 

@@ -1,7 +1,9 @@
 """web.page.get, web.page.regexp, web.page.perf: one HTTP GET, answered as zabbix_agentd 6.0 does.
 
 The host parameter may also be a whole URL (`http://host:port/path`), in which case path and port
-must be empty. The answer of web.page.get is the status line, the headers and the body.
+must be empty. The answer of web.page.get is the status line and the headers exactly as the server
+sent them, then the body. As zabbix_agentd (libcurl with verification off), https does not verify
+the server's certificate or name. The whole exchange, not each read, is bounded by Timeout.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import ssl
 import time
 import urllib.parse
 from dataclasses import dataclass
+from typing import Any
 
 from vigil.agent.checks import AGENT_VERSION, CheckContext, NotSupported, check
 from vigil.agent.checks.vfs import regsub
@@ -79,6 +82,91 @@ def _curl_error(e: BaseException) -> NotSupported:
     return NotSupported(f"Cannot perform cURL request: {text}")
 
 
+class _Recorder:
+    """The response's file object: keeps the header bytes as received and enforces the deadline."""
+
+    def __init__(self, fp: Any, deadline: float) -> None:
+        self.fp = fp
+        self.deadline = deadline
+        self.head: list[bytes] | None = []
+
+    def __getattr__(self, name: str) -> Any:  # flush, fileno, ...: the socket file's own
+        return getattr(self.fp, name)
+
+    def _check(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise TimeoutError
+
+    def readline(self, limit: int = -1) -> bytes:
+        # piece by piece: a server dripping one byte at a time must not keep one readline() going
+        out = bytearray()
+        while limit < 0 or len(out) < limit:
+            self._check()
+            buf = self.fp.peek(1)
+            if not buf:
+                break
+            i = buf.find(b"\n")
+            n = i + 1 if i >= 0 else len(buf)
+            if limit >= 0:
+                n = min(n, limit - len(out))
+            out += self.fp.read(n)
+            if out.endswith(b"\n"):
+                break
+        line = bytes(out)
+        if self.head is not None:
+            self.head.append(line)
+        return line
+
+    def read(self, n: int = -1) -> bytes:
+        self._check()
+        return self.fp.read(n) if n >= 0 else self._read_all()
+
+    def _read_all(self) -> bytes:
+        chunks = []
+        while chunk := self.read1(65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def read1(self, n: int = -1) -> bytes:
+        self._check()
+        return self.fp.read1(n)
+
+    def readinto(self, b: Any) -> int:
+        self._check()
+        return self.fp.readinto(b)
+
+    def peek(self, n: int = 0) -> bytes:
+        return self.fp.peek(n)
+
+    def close(self) -> None:
+        self.fp.close()
+
+    @property
+    def closed(self) -> bool:
+        return bool(self.fp.closed)
+
+
+class _Response(http.client.HTTPResponse):
+    deadline = 0.0
+
+    def __init__(self, sock: socket.socket, *args: Any, **kw: Any) -> None:
+        super().__init__(sock, *args, **kw)
+        self.recorder = _Recorder(self.fp, self.deadline)
+        self.fp = self.recorder  # type: ignore[assignment]
+
+    def begin(self) -> None:
+        super().begin()
+        self.raw_head = b"".join(self.recorder.head or ())
+        self.recorder.head = None
+
+
+def _insecure_context() -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
 def fetch(t: Target, timeout: float) -> tuple[str, str]:
     """(status line and headers ending with a blank line, body) of a GET of `t`."""
     host_header = f"[{t.host}]" if ":" in t.host else t.host
@@ -87,10 +175,11 @@ def fetch(t: Target, timeout: float) -> tuple[str, str]:
         host_header += f":{t.port}"
     conn: http.client.HTTPConnection
     if t.scheme == "https":
-        conn = http.client.HTTPSConnection(t.host, t.port, timeout=timeout, context=ssl.create_default_context())
+        conn = http.client.HTTPSConnection(t.host, t.port, timeout=timeout, context=_insecure_context())
     else:
         conn = http.client.HTTPConnection(t.host, t.port, timeout=timeout)
     deadline = time.monotonic() + timeout
+    conn.response_class = type("Response", (_Response,), {"deadline": deadline})
     try:
         conn.putrequest("GET", t.path, skip_host=True, skip_accept_encoding=True)
         conn.putheader("Host", host_header)
@@ -98,6 +187,7 @@ def fetch(t: Target, timeout: float) -> tuple[str, str]:
         conn.putheader("Accept", "*/*")
         conn.endheaders()
         resp = conn.getresponse()
+        assert isinstance(resp, _Response)
         chunks = []
         size = 0
         while chunk := resp.read1(65536) if hasattr(resp, "read1") else resp.read(65536):
@@ -113,10 +203,7 @@ def fetch(t: Target, timeout: float) -> tuple[str, str]:
         raise _curl_error(e) from None
     finally:
         conn.close()
-    version = {9: "HTTP/0.9", 10: "HTTP/1.0", 11: "HTTP/1.1"}.get(resp.version, "HTTP/1.1")
-    head = f"{version} {resp.status} {resp.reason}\r\n"
-    head += "".join(f"{k}: {v}\r\n" for k, v in resp.msg.items()) + "\r\n"
-    return head, b"".join(chunks).decode("utf-8", errors="replace")
+    return resp.raw_head.decode("utf-8", errors="replace"), b"".join(chunks).decode("utf-8", errors="replace")
 
 
 def _too_many(key: ItemKey, n: int) -> None:

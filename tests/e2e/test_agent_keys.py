@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import re
 import subprocess
 import threading
@@ -22,6 +23,15 @@ from tests.conftest import free_port, require, stop_process, vigil_bin, wait_por
 def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("keys")
     (d / "f.txt").write_text("alpha 1\nbeta 22\ngamma 333\n")
+    tree = d / "tree"  # the directory keys' own tree: nothing else touches it
+    (tree / "sub").mkdir(parents=True)
+    (tree / "a.txt").write_text("hello\n")
+    (tree / "sub" / "b.txt").write_text("hi\n")
+    (tree / "sub" / "c.log").write_text("x" * 5000)
+    (tree / "l").symlink_to("a.txt")
+    for _ in os.walk(tree):  # the first listing of a new directory sets its atime: not between two asks
+        pass
+    (d / "nonl.txt").write_text("b" * 100000 + "XYZ" + "c" * 100000)  # no newline: read 64 KiB at a time
     return d
 
 
@@ -32,6 +42,9 @@ def web() -> Iterator[int]:
             body = b"<html>vigil test page 42</html>"
             self.send_response(200)
             self.send_header("Content-Type", "text/html")
+            self.send_header("x-lower", " spaced  value")  # sent as "x-lower:  spaced  value"
+            self.send_header("X-Twice", "1")
+            self.send_header("X-Twice", "2")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -85,6 +98,36 @@ EXACT = [
     "web.page.regexp[127.0.0.1,/,{web},page (\\d+),,\\1]", "system.run[echo vigil]", "system.run[id]",
     "vfs.fs.size[/no/such/fs,free]", "vfs.file.contents[/nonexistent]", "no.such.key", "agent.ping[extra]",
     "system.cpu.load[all,avg99]", "vm.memory.size[bogus]", "proc.num[,,bogus]",
+    "vfs.file.regexp[{f}/nonl.txt,XYZ]", "vfs.file.regexp[{f}/nonl.txt,c+,,,,\\0]",
+    "vfs.file.regexp[{f}/nonl.txt,^c+,,,,\\0]", "vfs.file.regexp[{f}/nonl.txt,XYZ,,2,,\\0]",
+    "vfs.file.regmatch[{f}/nonl.txt,XYZ,,3]",
+    # keys operators expect (issue 11)
+    "system.sw.arch", "system.sw.os", "system.sw.os[name]", "system.sw.os[short]", "system.sw.os[bad]",
+    "system.hw.cpu", "system.hw.cpu[0,vendor]", "system.hw.cpu[0,model]", "system.hw.cpu[all,maxfreq]",
+    "system.hw.cpu[99]", "system.hw.cpu[all,bogus]",
+    "vfs.file.owner[{f}/tree/a.txt]", "vfs.file.owner[{f}/tree/a.txt,group,id]", "vfs.file.owner[{f}/tree/a.txt,bad]",
+    "vfs.file.permissions[{f}/tree/a.txt]", "vfs.file.permissions[{f}/tree]", "vfs.file.permissions[/nonexistent]",
+    "vfs.file.get[{f}/tree/a.txt]", "vfs.file.get[{f}/tree/l]", "vfs.file.get[{f}/tree/sub]",
+    "vfs.file.get[/nonexistent]",
+    "vfs.dir.count[{f}/tree]", "vfs.dir.count[{f}/tree,,,file]", "vfs.dir.count[{f}/tree,,,,dir,0]",
+    "vfs.dir.count[{f}/tree,txt$]", "vfs.dir.count[{f}/tree,,^a]", "vfs.dir.count[{f}/tree,,,,,,,,,,sub]",
+    "vfs.dir.count[{f}/tree,,,,,,4]", "vfs.dir.count[{f}/tree,,,,,,1K]", "vfs.dir.count[{f}/tree,,,bogus]",
+    "vfs.dir.count[/nonexistent]", "vfs.dir.count[{f}/f.txt]",
+    "vfs.dir.size[{f}/tree]", "vfs.dir.size[{f}/tree,,,disk]", "vfs.dir.size[{f}/tree,txt$]",
+    "vfs.dir.size[{f}/tree,,,,0]", "vfs.dir.size[{f}/tree,,,bogus]", "vfs.dir.size[/nonexistent]",
+    "net.tcp.service[tcp,,{web}]", "net.tcp.service[http,127.0.0.1,{web}]", "net.tcp.service[tcp,127.0.0.1,1]",
+    "net.tcp.service[ssh,127.0.0.1,{web}]", "net.tcp.service[tcp]", "net.tcp.service[bogus]",
+    "net.tcp.service.perf[tcp,127.0.0.1,1]", "net.udp.service[ntp,127.0.0.1,1]", "net.udp.service[bogus]",
+    "net.tcp.socket.count[,{web},,,listen]", "net.tcp.socket.count[,,,,bogus]", "net.udp.socket.count[,1]",
+    "sensor[x,y]", "system.sw.packages[^bash$,,short]", "system.sw.packages[^bash,dpkg]", "system.sw.packages[^zzz]",
+    "system.sw.packages[,bogus]", "system.sw.packages[(]", "system.hw.cpu[all,vendor]", "system.hw.cpu[all,curfreq]",
+    "vfs.file.get[{f}/tree/]", "vfs.file.permissions[{f}/tree/l]", "vfs.file.owner[{f}/tree/l,,id]",
+    "vfs.dir.count[{f}/tree,(]", "vfs.dir.count[{f}/tree,,,,,,,,,,(]", "vfs.dir.size[{f}/tree,,,,,(]",
+    "vfs.dir.count[{f}/tree,,,sym]", "vfs.dir.size[{f}/tree,,,,,sub]", "vfs.dir.count[{f}/tree,,,,,,,,1h]",
+    "vfs.dir.count[{f}/tree,,,,,,,,,1h]", "vfs.dir.count[{f}/tree,,,,,-1]", "vfs.dir.size[{f}/tree/]",
+    "net.tcp.socket.count[,nosuchservice]", "net.tcp.socket.count[localhost]", "net.tcp.socket.count[,70000]",
+    "net.tcp.service[tcp,127.0.0.1,0]", "net.udp.socket.count[,,,,established]",
+    'vfs.dir.count[{f}/tree,"^[[:alpha:]]+\\.txt$"]', 'system.sw.packages["^[[:alpha:]]ash$",,short]',
 ]
 # Values that move between the two asks: same kind, close enough.
 CLOSE = {
@@ -97,6 +140,8 @@ CLOSE = {
     "net.if.in[lo]": 0.5, "net.if.out[lo,packets]": 0.5, "net.if.total[lo]": 0.5,
     "proc.num": 0.5, "proc.num[,root]": 0.5, "proc.mem[,root]": 0.5,
     "proc.cpu.util[,root]": 400, "web.page.perf[127.0.0.1,/,{web}]": 1,
+    "net.tcp.service.perf[tcp,127.0.0.1,{web}]": 1, "net.tcp.socket.count[127.0.0.1]": 0.5,
+    "system.hw.cpu[0,curfreq]": 0.2,
 }
 JSON_SETS = ["vfs.fs.discovery", "net.if.discovery", "vfs.fs.get"]
 
@@ -108,7 +153,8 @@ def _key(k: str, files: Path, web: int) -> str:
 @pytest.mark.parametrize("key", EXACT)
 def test_same_answer(agents: tuple[int, int], files: Path, web: int, key: str) -> None:
     k = _key(key, files, web)
-    assert zabbix_get(agents[0], k) == zabbix_get(agents[1], k)
+    # longer than the agents' Timeout (5 s): a silent service answers 0 only after it
+    assert zabbix_get(agents[0], k, timeout=10) == zabbix_get(agents[1], k, timeout=10)
 
 
 @pytest.mark.parametrize("key", sorted(CLOSE))
@@ -134,7 +180,24 @@ def test_json_lists(agents: tuple[int, int], key: str) -> None:
 def test_web_page_get(agents: tuple[int, int], web: int) -> None:
     ours, theirs = (zabbix_get(p, f"web.page.get[127.0.0.1,/,{web}]") for p in agents)
     assert ours.startswith("HTTP/1.") and ours.endswith("<html>vigil test page 42</html>")
-    assert ours.split("\n")[0] == theirs.split("\n")[0] and ours.rsplit("\n", 1)[1] == theirs.rsplit("\n", 1)[1]
+    # headers as received, in order, spacing and repeats kept (Date moves between the two asks)
+    assert "x-lower:  spaced  value\n" in ours and ours.count("X-Twice: ") == 2
+
+    def undated(text: str) -> list[str]:
+        return [line for line in text.split("\n") if not line.startswith("Date: ")]
+    assert undated(ours) == undated(theirs)
+
+
+def test_dir_get_lists_the_tree_as_zabbix_agentd(agents: tuple[int, int], files: Path) -> None:
+    for key in (f"vfs.dir.get[{files}/tree]", f"vfs.dir.get[{files}/tree,,,file]",
+                f"vfs.dir.get[{files}/tree,,,,,0]", "vfs.dir.get[/nonexistent]"):
+        ours, theirs = (zabbix_get(p, key) for p in agents)
+        if theirs.startswith("ZBX_NOTSUPPORTED"):
+            assert ours == theirs
+            continue
+        a, b = json.loads(ours), json.loads(theirs)
+        assert len(a) > 0
+        assert a == b, key  # same entries, same order (breadth-first, in directory order)
 
 
 @pytest.mark.parametrize("key", ["container.discovery", "container.cpu.util[/]", "container.memory.usage[/]",
@@ -153,3 +216,62 @@ def test_container_keys_answer_or_say_why(agents: tuple[int, int], key: str) -> 
 
 def test_agent_hostname_comes_from_the_config(agents: tuple[int, int]) -> None:
     assert zabbix_get(agents[0], "agent.hostname") == "keys-host"
+
+
+@pytest.fixture(scope="module")
+def https_web(tmp_path_factory: pytest.TempPathFactory, web: int) -> Iterator[int]:
+    """An https server with a self-signed certificate for another name: nothing would verify it."""
+    import ssl
+
+    d = tmp_path_factory.mktemp("tls")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=not-this-host.example", "-keyout", str(d / "k.pem"), "-out", str(d / "c.pem")],
+                   check=True, capture_output=True)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            body = b"secure page 7"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(d / "c.pem", d / "k.pem")
+    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield httpd.server_address[1]
+    httpd.shutdown()
+
+
+def test_web_page_does_not_verify_tls_certificates(agents: tuple[int, int], https_web: int) -> None:
+    for key in (f"web.page.regexp[https://127.0.0.1:{https_web}/,,,page (\\d+),,\\1]",
+                f"net.tcp.service[https,127.0.0.1,{https_web}]"):
+        ours, theirs = (zabbix_get(p, key) for p in agents)
+        assert ours == theirs, key
+    ours = zabbix_get(agents[0], f"web.page.get[https://127.0.0.1:{https_web}/]")
+    assert ours.startswith("HTTP/1.0 200 OK") and ours.endswith("secure page 7")
+
+
+def test_a_check_stuck_on_a_fifo_answers_the_timeout(agents: tuple[int, int], tmp_path: Path) -> None:
+    """zabbix_agentd 6.0.14 never answers this one: its listener stays blocked in open(2), and once
+    StartAgents such requests came in it answers nothing at all. vigil-agent answers at Timeout (5 s
+    here) with zabbix_agentd's words for a check it gives up on, and goes on answering."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    try:
+        assert zabbix_get(agents[0], f"vfs.file.contents[{fifo}]", timeout=15) == \
+            "ZBX_NOTSUPPORTED: Timeout while waiting for data."
+        assert zabbix_get(agents[0], f"vfs.file.regmatch[{fifo},x]", timeout=15) == \
+            "ZBX_NOTSUPPORTED: Timeout while waiting for data."
+        assert zabbix_get(agents[0], "agent.ping") == "1"
+    finally:
+        for _ in range(2):  # let the two blocked opens return
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                break
