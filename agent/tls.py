@@ -29,7 +29,9 @@ MODES = (UNENCRYPTED, PSK, CERT)
 TLS_HANDSHAKE = 0x16  # the first byte of a TLS ClientHello record
 PSK_REASON = ("PSK is not supported by Vigil: Python's ssl module before 3.13 has no PSK callbacks "
               "(this runs on Python {0}); use certificates (cert) or unencrypted")
-_FILES = ("TLSCAFile", "TLSCRLFile", "TLSKeyFile", "TLSServerCertIssuer", "TLSServerCertSubject")
+_NEEDS = (("TLSCAFile", "TLSCertFile"), ("TLSCRLFile", "TLSCertFile"), ("TLSCertFile", "TLSKeyFile"),
+          ("TLSCertFile", "TLSCAFile"), ("TLSKeyFile", "TLSCertFile"), ("TLSServerCertIssuer", "TLSCertFile"),
+          ("TLSServerCertSubject", "TLSCertFile"))
 
 # OpenSSL's short names of the attributes Python's ssl reports by their long names.
 SHORT_NAMES = {
@@ -130,18 +132,16 @@ def config_from(values: Mapping[str, str], where: Mapping[str, tuple[str, int]])
         return TLSConfigError(message, path, line)
 
     cert_file = values.get("TLSCertFile", "")
+    for name, needs in _NEEDS:  # in zabbix_agentd's order, so the first complaint is the same
+        if values.get(name) and not values.get(needs):
+            raise fail(name, f'parameter "{name}" is defined, but "{needs}" is not defined')
+    if cert_file and connect != CERT and CERT not in accept:
+        raise fail("TLSCertFile", 'parameter "TLSCertFile" is defined, but "TLSConnect" is not defined '
+                                  "(set TLSConnect or TLSAccept to cert)")
     for name in ("TLSConnect", "TLSAccept"):
         mode = connect if name == "TLSConnect" else (CERT if CERT in accept else "")
-        if mode == CERT:
-            for needed in ("TLSCertFile", "TLSCAFile", "TLSKeyFile"):
-                if not values.get(needed):
-                    raise fail(name, f'parameter "{name}" value requires "{needed}", but it is not defined')
-    for name in _FILES:
-        if values.get(name) and not cert_file:
-            raise fail(name, f'parameter "{name}" is defined, but "TLSCertFile" is not defined')
-    if cert_file and connect != CERT and CERT not in accept:
-        raise fail("TLSCertFile", 'parameter "TLSCertFile" is defined, but neither "TLSConnect" nor '
-                                  '"TLSAccept" is configured to use certificates (set one of them to cert)')
+        if mode == CERT and not cert_file:
+            raise fail(name, f'parameter "{name}" value requires "TLSCertFile", but it is not defined')
     for name in ("TLSCipherCert", "TLSCipherAll"):
         if values.get(name):
             try:
@@ -296,7 +296,9 @@ class Acceptor:
             first = conn.recv(1, socket.MSG_PEEK)
         except OSError as e:
             raise TLSError(f"from {host}: {_why(e)}") from None
-        if first and first[0] != TLS_HANDSHAKE:
+        if not first:
+            return conn  # closed without a byte: the plain path logs it quietly
+        if first[0] != TLS_HANDSHAKE:
             if not self.unencrypted:
                 _discard(conn)  # closing with unread data would reset the connection instead of ending it
                 raise TLSError(f"from {host}: unencrypted connections are not allowed")
