@@ -126,8 +126,16 @@ class Totals:
     failed: int = 0
 
 
-def read_config(path: str) -> tuple[list[tuple[str, int]], str | None, str | None]:
-    """ServerActive, Hostname and SourceIP from an agent config file (other lines are ignored)."""
+# The config file's TLS parameters and the options they stand for (the options win, as zabbix_sender's)
+CONFIG_TLS = {"TLSConnect": "tls_connect", "TLSCAFile": "tls_ca_file", "TLSCRLFile": "tls_crl_file",
+              "TLSServerCertIssuer": "tls_issuer", "TLSServerCertSubject": "tls_subject",
+              "TLSCertFile": "tls_cert_file", "TLSKeyFile": "tls_key_file", "TLSPSKIdentity": "tls_psk_identity",
+              "TLSPSKFile": "tls_psk_file", "TLSCipherCert": "tls_cipher"}
+
+
+def read_config(path: str, tls: dict[str, str] | None = None) -> tuple[list[tuple[str, int]], str | None, str | None]:
+    """ServerActive, Hostname and SourceIP from an agent config file (other lines are ignored); its TLS
+    parameters go into `tls`, by option name."""
     servers: list[tuple[str, int]] = []
     hostname = source = None
     try:
@@ -146,6 +154,8 @@ def read_config(path: str) -> tuple[list[tuple[str, int]], str | None, str | Non
                     hostname = value.split(",")[0].strip()
                 elif name == "SourceIP" and value:
                     source = value
+                elif name in CONFIG_TLS and value and tls is not None:
+                    tls[CONFIG_TLS[name]] = value
     except OSError as e:
         raise InputError(f"cannot open config file [{path}]: {e.strerror}") from None
     return servers, hostname, source
@@ -250,7 +260,11 @@ def main(argv: list[str] | None = None) -> int:
     hostname = source = None
     try:
         if args.config:
-            servers, hostname, source = read_config(args.config)
+            from_config: dict[str, str] = {}
+            servers, hostname, source = read_config(args.config, from_config)
+            for option, value in from_config.items():
+                if getattr(args, option) is None:
+                    setattr(args, option, value)
     except InputError as e:
         _err(str(e))
         return 1

@@ -189,3 +189,15 @@ def test_vigil_agent_refuses_a_server_with_the_wrong_subject(server: VigilServer
     finally:
         agent.stop()
     assert stored(server, "tls-someone", "agent.ping") == []
+
+
+@pytest.mark.parametrize("program", SENDERS)
+def test_a_sender_takes_tls_from_the_agent_config(server: VigilServer, certs: Certs, tmp_path: Path,
+                                                  program: str) -> None:
+    conf = tmp_path / "agent.conf"
+    conf.write_text(f"ServerActive=127.0.0.1:{server.port}\nHostname=tls-cert\n{agent_tls(certs, certs.agent)}")
+    exe = require("zabbix_sender") if program == "zabbix_sender" else vigil_bin(program)
+    v = f"{100 + SENDERS.index(program)}.25"
+    r = subprocess.run([exe, "-c", str(conf), "-k", "app.v", "-o", v], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "processed: 1; failed: 0" in r.stdout, r.stdout + r.stderr
+    assert float(v) in map(float, stored(server, "tls-cert"))
