@@ -201,3 +201,13 @@ def test_a_sender_takes_tls_from_the_agent_config(server: VigilServer, certs: Ce
     r = subprocess.run([exe, "-c", str(conf), "-k", "app.v", "-o", v], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "processed: 1; failed: 0" in r.stdout, r.stdout + r.stderr
     assert float(v) in map(float, stored(server, "tls-cert"))
+
+
+def test_a_server_whose_key_cannot_be_read_does_not_start(tmp_path: Path, certs: Certs) -> None:
+    s = VigilServer(tmp_path, f"sqlite:///{tmp_path / 'vigil.db'}", VIGIL_TLS_CA_FILE=str(certs.ca),
+                    VIGIL_TLS_CERT_FILE=str(certs.server.cert), VIGIL_TLS_KEY_FILE=str(tmp_path / "missing.key"))
+    s.cli("db", "upgrade")
+    r = subprocess.run([vigil_bin("vigil"), "server"], env=s.env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert f'cannot load certificate or private key from file "{certs.server.cert}" or "{tmp_path}/missing.key"' \
+        in r.stderr
