@@ -3,8 +3,8 @@ issuer and subject they must present, as Zabbix's hosts table has them.
 
 Existing hosts get tls_accept 1 (unencrypted), what they were accepted with before.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 
 
 def upgrade() -> None:
