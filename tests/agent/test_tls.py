@@ -259,3 +259,12 @@ def test_an_unreadable_key_stops_the_agent_at_start(tmp_path: Path, certs: Certs
     assert r.returncode == 1
     assert f'cannot load certificate or private key from file "{certs.agent.cert}" or "{tmp_path}/missing.key"' \
         in r.stderr
+
+
+def test_an_agent_without_tls_does_not_load_ssl(tmp_path: Path) -> None:
+    """ssl costs ~4.5 MB of RSS: only a config that uses certificates loads it."""
+    code = ("import sys; from vigil.agent.conf import load; import vigil.agent.cli.agentd, vigil.agent.passive, "
+            "vigil.agent.active; cfg = load(sys.argv[1]); cfg.tls.load(); print('ssl' in sys.modules)")
+    plain = _conf(tmp_path, "TLSConnect=unencrypted\n")
+    assert subprocess.run([sys.executable, "-c", code, str(plain)], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"
