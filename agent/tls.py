@@ -302,6 +302,8 @@ class Acceptor:
         what zabbix_agentd logs after "failed to accept an incoming connection: "."""
         try:
             first = conn.recv(1, socket.MSG_PEEK)
+        except (BlockingIOError, TimeoutError):  # SO_RCVTIMEO of the listener expired
+            raise TLSError(f"from {host}: nothing received within {timeout:g} s") from None
         except OSError as e:
             raise TLSError(f"from {host}: {_why(e)}") from None
         if not first:
