@@ -88,6 +88,7 @@ class ActiveSettings:
     listen_port: int | None = None  # sent as `port` (passive listener on, not 10050)
     retry_max: float = 10.0  # longest wait between two send attempts after failures
     resolve_alias: Callable[[str], str] | None = None
+    tls_wrap: Callable[[Any], Any] | None = None  # TLSConnect=cert: agent/tls.py's Connector
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "servers", tuple(_cluster(s) for s in self.servers))  # type: ignore[arg-type]
@@ -120,6 +121,7 @@ def settings_from_config(config: Any, checks: CheckSource | None = None) -> Acti
         max_lines_per_second=config.max_lines_per_second,
         persistent_buffer_file=config.persistent_buffer_file or None,
         listen_ip=listen_ip, listen_port=port, resolve_alias=config.resolve_alias,
+        tls_wrap=config.tls.connector() if getattr(config, "tls", None) is not None else None,
     )
 
 
@@ -192,7 +194,7 @@ class ActiveWorker:
             i = self.node
             host, port = self.nodes[i]
             try:
-                reply = zbxd.exchange(host, port, body, timeout=self.settings.timeout)
+                reply = zbxd.exchange(host, port, body, timeout=self.settings.timeout, wrap=self.settings.tls_wrap)
             except (OSError, EOFError, zbxd.FrameError) as e:
                 error = e
                 if len(self.nodes) > 1:

@@ -2,8 +2,9 @@
 
 A real Zabbix 6.0 agent file works as is: every parameter zabbix_agentd 6.0 knows is accepted;
 those Vigil does not implement and that do not weaken security (SourceIP, LoadModule, ...) are
-ignored with a debug log. TLS parameters are refused (agent/tls.py) rather than served in plain
-text. AllowKey/DenyKey (and EnableRemoteCommands, which 6.0 maps to them) are parsed at their line
+ignored with a debug log. TLS with certificates is checked as zabbix_agentd checks it (agent/tls.py);
+PSK is refused rather than served in plain text. AllowKey/DenyKey (and EnableRemoteCommands, which
+6.0 maps to them) are parsed at their line
 and compiled once at the end (agent/keyrules.py). An unknown name, a line without `=`, a bad
 number or a value out of Zabbix's range raises ConfError naming the file and line, as
 zabbix_agentd refuses to start on them too. A parameter given twice keeps the last value (as
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from vigil.agent.checks import REGISTRY, UserParameter, load_families
 from vigil.agent.keyrules import KeyRule, KeyRules, KeyRulesError, enable_remote_commands
-from vigil.agent.tls import TLS_PARAMETERS, check_tls_parameter
+from vigil.agent.tls import TLS_PARAMETERS, TLSConfig, TLSConfigError, check_tls_parameter, config_from
 
 log = logging.getLogger("vigil.agent.conf")
 
@@ -140,6 +141,7 @@ class AgentConfig:
     allow_root: bool = False
     log_remote_commands: bool = False
     log_file_size: int = 1  # MB; 0: no rotation
+    tls: TLSConfig = field(default_factory=TLSConfig)
     files: tuple[str, ...] = field(default=(), compare=False)  # every file read, in order
     warnings: tuple[str, ...] = field(default=(), compare=False)  # what zabbix_agentd warns about at start
 
@@ -337,6 +339,9 @@ class _Reader:
         self.files: list[str] = []
         self.stack: list[str] = []
         self.warnings: list[str] = []
+        self.tls: dict[str, str] = {}
+        self.tls_where: dict[str, tuple[str, int]] = {}
+        self.where: tuple[str, int] = ("", 0)
 
     def read(self, path: str, depth: int = 0) -> None:
         real = os.path.realpath(path)
@@ -360,6 +365,7 @@ class _Reader:
                 if not line or line.startswith("#"):
                     continue
                 try:
+                    self.where = (path, lineno)
                     self.line(line, depth)
                 except ConfError:
                     raise
@@ -382,6 +388,8 @@ class _Reader:
             return
         if name in TLS_PARAMETERS:
             check_tls_parameter(name, value)
+            self.tls[name] = value
+            self.tls_where[name] = self.where
             return
         if name == "Include":
             for inc in self.include_files(value):
@@ -475,6 +483,10 @@ def load(path: str | os.PathLike[str]) -> AgentConfig:
     except KeyRulesError as e:
         raise ConfError(str(e), os.fspath(path), warnings=tuple(r.warnings)) from None
 
+    try:
+        tls = config_from(r.tls, r.tls_where)
+    except TLSConfigError as e:
+        raise ConfError(str(e), e.path, e.line) from None
     cfg = AgentConfig(
         server=parse_server(v.get("Server", "")),
         server_active=parse_server_active(v.get("ServerActive", "")),
@@ -506,6 +518,7 @@ def load(path: str | os.PathLike[str]) -> AgentConfig:
         allow_root=bool(num("AllowRoot", 0)),
         log_remote_commands=bool(num("LogRemoteCommands", 0)),
         log_file_size=num("LogFileSize", 1),
+        tls=tls,
         files=tuple(r.files),
         warnings=tuple(r.warnings),
     )

@@ -33,6 +33,7 @@ from vigil.agent.conf import AgentConfig
 from vigil.agent.log import RateLimit
 from vigil.agent.protocol import zbxd
 from vigil.agent.protocol.messages import encode_passive_reply
+from vigil.agent.tls import Acceptor, TLSError
 
 log = logging.getLogger("vigil.agent.passive")
 
@@ -150,6 +151,7 @@ class PassiveListener:
         timeout: float = 3.0,
         backlog: int = socket.SOMAXCONN,
         max_request: int = MAX_REQUEST,
+        tls: Acceptor | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
@@ -161,6 +163,7 @@ class PassiveListener:
         self.timeout = timeout
         self.backlog = backlog
         self.max_request = max_request
+        self.tls = tls  # None: plain text only (TLSAccept=unencrypted)
         self.peers = PeerFilter([])
         self.sockets: list[socket.socket] = []
         self.threads: list[threading.Thread] = []
@@ -173,7 +176,7 @@ class PassiveListener:
     def from_config(cls, cfg: AgentConfig, get: Callable[[str], str]) -> PassiveListener:
         return cls(
             get, server=cfg.server, listen_ips=cfg.listen_ip, port=cfg.listen_port,
-            workers=cfg.start_agents, timeout=cfg.timeout, backlog=cfg.listen_backlog,
+            workers=cfg.start_agents, timeout=cfg.timeout, backlog=cfg.listen_backlog, tls=cfg.tls.acceptor(),
         )
 
     @property
@@ -270,6 +273,12 @@ class PassiveListener:
             if not self.peers.allows(host):
                 self._log_rejected(host)
                 return
+            if self.tls is not None:
+                try:
+                    conn = self.tls.accept(conn, host, self.timeout)
+                except TLSError as e:
+                    log.warning("failed to accept an incoming connection: %s", e)
+                    return
             try:
                 body = read_request(conn, self.max_request)
             except RequestError as e:

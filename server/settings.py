@@ -65,6 +65,12 @@ SETTINGS: tuple[Spec, ...] = (
          "Seconds a PostgreSQL statement may wait for a lock before it fails; 0: no limit.", 0, 3600),
     Spec("VIGIL_LOCAL_AGENT", "1", "1: `vigil up` starts a vigil-agent watching this machine; 0: it does not.", 0, 1),
     Spec("VIGIL_LOG_LEVEL", "info", "debug, info, warning or error."),
+    Spec("VIGIL_TLS_CA_FILE", "", "CA certificate(s) that agents' and senders' certificates must be signed by "
+         "(TLS with certificates, as Zabbix's TLSCAFile); needs VIGIL_TLS_CERT_FILE."),
+    Spec("VIGIL_TLS_CRL_FILE", "", "Revoked certificates (Zabbix's TLSCRLFile); optional."),
+    Spec("VIGIL_TLS_CERT_FILE", "", "The listener's certificate (chain); empty: the listener takes plain text "
+         "only. Set with VIGIL_TLS_CA_FILE and VIGIL_TLS_KEY_FILE."),
+    Spec("VIGIL_TLS_KEY_FILE", "", "The private key of VIGIL_TLS_CERT_FILE."),
 )
 
 
@@ -98,6 +104,14 @@ class Settings:
     pg_lock_timeout: float
     local_agent: bool
     log_level: str
+    tls_ca_file: str = ""
+    tls_crl_file: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+
+    @property
+    def tls_enabled(self) -> bool:
+        return bool(self.tls_cert_file)
 
     @property
     def is_sqlite(self) -> bool:
@@ -133,7 +147,19 @@ class Settings:
         level = raw["VIGIL_LOG_LEVEL"].lower()
         if level not in ("debug", "info", "warning", "error"):
             raise SettingsError(f"VIGIL_LOG_LEVEL={level!r}: expected debug, info, warning or error")
+        tls = {name: raw[f"VIGIL_{name.upper()}"].strip() for name in
+               ("tls_ca_file", "tls_crl_file", "tls_cert_file", "tls_key_file")}
+        if tls["tls_cert_file"]:
+            for name in ("tls_ca_file", "tls_key_file"):
+                if not tls[name]:
+                    raise SettingsError(f"VIGIL_TLS_CERT_FILE is set but VIGIL_{name.upper()} is not: "
+                                        "TLS needs the CA file, the certificate and its key")
+        else:
+            for name in ("tls_ca_file", "tls_crl_file", "tls_key_file"):
+                if tls[name]:
+                    raise SettingsError(f"VIGIL_{name.upper()} is set but VIGIL_TLS_CERT_FILE is not")
         values = dict(
+            **tls,
             data_dir=data_dir,
             database_url=url,
             listen=parse_address(raw["VIGIL_LISTEN"], "VIGIL_LISTEN"),

@@ -23,6 +23,7 @@ from vigil.agent.checks import AGENT_VERSION, REGISTRY, CheckContext, Checks, No
 from vigil.agent.conf import AgentConfig, ConfError, load
 from vigil.agent.log import setup_logging
 from vigil.agent.privileges import PrivilegeError, drop_privileges
+from vigil.agent.tls import TLSError
 
 PROG = "vigil-agent"
 DEFAULT_CONFIG = "/etc/vigil/vigil_agentd.conf"
@@ -292,6 +293,10 @@ def run(cfg: AgentConfig) -> int:
     # and before any thread starts. What the agent imports later is imported now, while the files
     # are surely readable (a Python installed under /root is not, for the unprivileged user).
     preload(cfg)
+    try:
+        cfg.tls.load()  # before leaving root: the key file may be root's only
+    except TLSError as e:
+        return error(str(e))
     try:
         user = drop_privileges(cfg.user, cfg.allow_root)
     except PrivilegeError as e:

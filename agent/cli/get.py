@@ -15,16 +15,26 @@ from vigil.agent.checks import AGENT_VERSION
 from vigil.agent.cli.usage import Options, UsageError, check, fail
 from vigil.agent.protocol import zbxd
 from vigil.agent.protocol.messages import decode_passive_reply
+from vigil.agent.tls import CERT, MODES, PSK, UNENCRYPTED, Connector, TLSError, client_context, psk_refusal
 
 PROG = "vigil-get"
 MAX_REPLY = 128 * 1024 * 1024
 USAGE = f"""usage:
   {PROG} -s host-name-or-IP [-p port-number] [-I IP-address] [-t timeout]
                -k item-key
+  {PROG} -s host-name-or-IP [-p port-number] [-I IP-address] [-t timeout]
+               --tls-connect cert --tls-ca-file CA-file
+               [--tls-crl-file CRL-file] [--tls-agent-cert-issuer cert-issuer]
+               [--tls-agent-cert-subject cert-subject]
+               --tls-cert-file cert-file --tls-key-file key-file
+               [--tls-cipher cipher-string] -k item-key
   {PROG} -h
   {PROG} -V
 """
-OPTIONS = Options("spIkt", "hV", frozenset({"host", "port", "source-address", "key", "timeout"}),
+TLS_OPTIONS = frozenset({"tls-connect", "tls-ca-file", "tls-crl-file", "tls-agent-cert-issuer",
+                         "tls-agent-cert-subject", "tls-cert-file", "tls-key-file", "tls-cipher",
+                         "tls-psk-identity", "tls-psk-file"})
+OPTIONS = Options("spIkt", "hV", frozenset({"host", "port", "source-address", "key", "timeout"}) | TLS_OPTIONS,
                   frozenset({"help", "version"}))
 
 
@@ -44,7 +54,60 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-h", "--help", action="help", help="display this help message")
     p.add_argument("-V", "--version", action="version",
                    version=f"{PROG} (Vigil) compatible with zabbix_get {AGENT_VERSION}")
+    add_tls_options(p, "agent")
     return p
+
+
+def add_tls_options(p: argparse.ArgumentParser, peer: str) -> None:
+    """zabbix_get's (peer "agent") and zabbix_sender's (peer "server") TLS options."""
+    g = p.add_argument_group("TLS connection options")
+    g.add_argument("--tls-connect", metavar="value", help=f"how to connect to {peer}: unencrypted (default) or cert")
+    g.add_argument("--tls-ca-file", metavar="CA-file", help="top-level CA(s) certificates for peer verification")
+    g.add_argument("--tls-crl-file", metavar="CRL-file", help="revoked certificates")
+    g.add_argument(f"--tls-{peer}-cert-issuer", dest="tls_issuer", metavar="cert-issuer",
+                   help=f"allowed {peer} certificate issuer")
+    g.add_argument(f"--tls-{peer}-cert-subject", dest="tls_subject", metavar="cert-subject",
+                   help=f"allowed {peer} certificate subject")
+    g.add_argument("--tls-cert-file", metavar="cert-file", help="the certificate or certificate chain")
+    g.add_argument("--tls-key-file", metavar="key-file", help="the private key")
+    g.add_argument("--tls-cipher", metavar="cipher-string", help="OpenSSL cipher string (TLS 1.2)")
+    g.add_argument("--tls-psk-identity", metavar="PSK-identity", help="not supported (see --tls-connect)")
+    g.add_argument("--tls-psk-file", metavar="PSK-file", help="not supported (see --tls-connect)")
+
+
+def tls_connector(args: argparse.Namespace, peer: str) -> Connector | None:
+    """The TLS wrapper the options ask for, None for unencrypted; ValueError (zabbix_get's wording) if
+    they do not fit together or the files cannot be read."""
+    mode = args.tls_connect or UNENCRYPTED
+    if mode not in MODES:
+        raise ValueError('invalid value of "--tls-connect" parameter')
+    if mode == PSK or args.tls_psk_identity or args.tls_psk_file:
+        raise ValueError(f"--tls-connect psk: {psk_refusal()}")
+    given = {"--tls-cert-file": args.tls_cert_file, "--tls-ca-file": args.tls_ca_file,
+             "--tls-key-file": args.tls_key_file, "--tls-crl-file": args.tls_crl_file,
+             f"--tls-{peer}-cert-issuer": args.tls_issuer, f"--tls-{peer}-cert-subject": args.tls_subject,
+             "--tls-cipher": args.tls_cipher}
+    if mode == CERT:
+        for name in ("--tls-cert-file", "--tls-ca-file", "--tls-key-file"):
+            if not given[name]:
+                raise ValueError(f'parameter "--tls-connect" value requires "{name}", but it is not defined')
+    for name, value in given.items():
+        if value is not None and name != "--tls-cert-file" and not args.tls_cert_file:
+            raise ValueError(f'parameter "{name}" is defined, but "--tls-cert-file" is not defined')
+    if args.tls_cert_file and not args.tls_key_file:
+        raise ValueError('parameter "--tls-cert-file" is defined, but "--tls-key-file" is not defined')
+    if mode == UNENCRYPTED:
+        if args.tls_cert_file:
+            raise ValueError('parameter "--tls-cert-file" is defined, but "--tls-connect" is not set to cert')
+        return None
+    try:
+        ctx = client_context(args.tls_ca_file, args.tls_cert_file, args.tls_key_file, args.tls_crl_file or "",
+                             args.tls_cipher or "")
+    except TLSError as e:
+        raise ValueError(str(e)) from None
+    except Exception as e:  # ssl.SSLError from set_ciphers
+        raise ValueError(f'invalid value of "--tls-cipher" option: {e}') from None
+    return Connector(ctx, args.tls_issuer or "", args.tls_subject or "")
 
 
 def _connect(host: str, port: int, timeout: float, source: str | None) -> socket.socket:
@@ -77,9 +140,16 @@ def _connect(host: str, port: int, timeout: float, source: str | None) -> socket
     raise GetError(f"Get value error: cannot connect to [[{host}]:{port}]: [{last.errno}] {last.strerror}")
 
 
-def get_value(host: str, port: int, key: str, timeout: float, source: str | None = None) -> str:
+def get_value(host: str, port: int, key: str, timeout: float, source: str | None = None,
+              tls: Connector | None = None) -> str:
     """The line zabbix_get would print: the value or `ZBX_NOTSUPPORTED: reason`. Raises GetError."""
-    with _connect(host, port, timeout, source) as s:
+    s = _connect(host, port, timeout, source)
+    if tls is not None:
+        try:
+            s = tls.wrap(s)
+        except TLSError as e:
+            raise GetError(f"Get value error: TCP successful, cannot establish TLS to [[{host}]:{port}]: {e}") from None
+    with s:
         try:
             s.sendall(zbxd.encode(key.encode()))
             try:
@@ -120,7 +190,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG} [{pid}]: Invalid port number {args.port!r}, valid range 1:65535", file=sys.stderr)
         return 1
     try:
-        line = get_value(args.host, int(args.port), args.key, int(args.timeout), args.source_address)
+        tls = tls_connector(args, "agent")
+    except ValueError as e:
+        print(f"{PROG} [{pid}]: ERROR: {e}", file=sys.stderr)
+        return 1
+    try:
+        line = get_value(args.host, int(args.port), args.key, int(args.timeout), args.source_address, tls)
     except GetError as e:
         print(f"{PROG} [{pid}]: {e}", file=sys.stderr)
         return 1

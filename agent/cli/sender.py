@@ -14,9 +14,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TextIO
 
+from vigil.agent.cli.get import TLS_OPTIONS, add_tls_options, tls_connector
 from vigil.agent.cli.usage import Options, UsageError, check, fail
 from vigil.agent.protocol import zbxd
 from vigil.agent.protocol.messages import ProcessedInfo, ProtocolError, SenderData, SenderValue, parse_response
+from vigil.agent.tls import Connector, TLSError
 
 BATCH = 250  # values per connection, as zabbix_sender
 PROG = "vigil-sender"
@@ -31,12 +33,20 @@ USAGE = f"""usage:
 {_C}[-t timeout] [-s host] -k key -o value
   {PROG} [-v] -c config-file [-z server] [-p port] [-I IP-address]
 {_C}[-t timeout] [-s host] [-T] [-N] [-r] -i input-file
+  {PROG} [-v] -z server [-p port] [-I IP-address] [-t timeout] -s host
+{_C}--tls-connect cert --tls-ca-file CA-file
+{_C}[--tls-crl-file CRL-file]
+{_C}[--tls-server-cert-issuer cert-issuer]
+{_C}[--tls-server-cert-subject cert-subject]
+{_C}--tls-cert-file cert-file --tls-key-file key-file
+{_C}[--tls-cipher cipher-string] -k key -o value
   {PROG} -h
   {PROG} -V
 """
 OPTIONS = Options(
     "czpItskoi", "TNrvhV",
-    frozenset({"config", "zabbix-server", "port", "source-address", "timeout", "host", "key", "value", "input-file"}),
+    frozenset({"config", "zabbix-server", "port", "source-address", "timeout", "host", "key", "value", "input-file"})
+    | {o.replace("agent-cert", "server-cert") for o in TLS_OPTIONS},
     frozenset({"with-timestamps", "with-ns", "real-time", "verbose", "help", "version"}),
 )
 
@@ -116,8 +126,16 @@ class Totals:
     failed: int = 0
 
 
-def read_config(path: str) -> tuple[list[tuple[str, int]], str | None, str | None]:
-    """ServerActive, Hostname and SourceIP from an agent config file (other lines are ignored)."""
+# The config file's TLS parameters and the options they stand for (the options win, as zabbix_sender's)
+CONFIG_TLS = {"TLSConnect": "tls_connect", "TLSCAFile": "tls_ca_file", "TLSCRLFile": "tls_crl_file",
+              "TLSServerCertIssuer": "tls_issuer", "TLSServerCertSubject": "tls_subject",
+              "TLSCertFile": "tls_cert_file", "TLSKeyFile": "tls_key_file", "TLSPSKIdentity": "tls_psk_identity",
+              "TLSPSKFile": "tls_psk_file", "TLSCipherCert": "tls_cipher"}
+
+
+def read_config(path: str, tls: dict[str, str] | None = None) -> tuple[list[tuple[str, int]], str | None, str | None]:
+    """ServerActive, Hostname and SourceIP from an agent config file (other lines are ignored); its TLS
+    parameters go into `tls`, by option name."""
     servers: list[tuple[str, int]] = []
     hostname = source = None
     try:
@@ -136,6 +154,8 @@ def read_config(path: str) -> tuple[list[tuple[str, int]], str | None, str | Non
                     hostname = value.split(",")[0].strip()
                 elif name == "SourceIP" and value:
                     source = value
+                elif name in CONFIG_TLS and value and tls is not None:
+                    tls[CONFIG_TLS[name]] = value
     except OSError as e:
         raise InputError(f"cannot open config file [{path}]: {e.strerror}") from None
     return servers, hostname, source
@@ -168,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="count", default=0, help="verbose mode, -vv for more details")
     p.add_argument("-h", "--help", action="help", help="display this help message")
     p.add_argument("-V", "--version", action="version", version=VERSION)
+    add_tls_options(p, "server")
     return p
 
 
@@ -176,8 +197,10 @@ def _err(msg: str) -> None:
 
 
 class Sender:
-    def __init__(self, server: str, port: int, timeout: float, source: str | None, verbose: int, out: TextIO):
+    def __init__(self, server: str, port: int, timeout: float, source: str | None, verbose: int, out: TextIO,
+                 tls: Connector | None = None):
         self.server, self.port, self.timeout, self.source = server, port, timeout, source
+        self.tls = tls
         self.verbose, self.out = verbose, out
         self.totals = Totals()
 
@@ -188,7 +211,8 @@ class Sender:
         if self.verbose > 1:
             print(f"{PROG} [{os.getpid()}]: DEBUG: sending {len(values)} values to [{self.server}]:{self.port}",
                   file=sys.stderr)
-        reply = zbxd.exchange(self.server, self.port, msg.to_json(), timeout=self.timeout, source_ip=self.source)
+        reply = zbxd.exchange(self.server, self.port, msg.to_json(), timeout=self.timeout, source_ip=self.source,
+                              wrap=self.tls)
         resp = parse_response(reply)
         if not resp.ok:
             raise ProtocolError(f"server answered \"{resp.response}\": {resp.info}")
@@ -236,7 +260,11 @@ def main(argv: list[str] | None = None) -> int:
     hostname = source = None
     try:
         if args.config:
-            servers, hostname, source = read_config(args.config)
+            from_config: dict[str, str] = {}
+            servers, hostname, source = read_config(args.config, from_config)
+            for option, value in from_config.items():
+                if getattr(args, option) is None:
+                    setattr(args, option, value)
     except InputError as e:
         _err(str(e))
         return 1
@@ -255,8 +283,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     if not usable:
         return fail(PROG, USAGE, UsageError("too few or mutually exclusive options used"), try_help=False)
+    try:
+        tls = tls_connector(args, "server")
+    except ValueError as e:
+        _err(str(e))
+        return 1
     server, port = servers[0]
-    sender = Sender(server, port, args.timeout, args.source or source, args.verbose, sys.stdout)
+    sender = Sender(server, port, args.timeout, args.source or source, args.verbose, sys.stdout, tls)
     try:
         if single:
             sender.send([SenderValue(host, args.key, args.value)], stamp=False)
@@ -271,6 +304,9 @@ def main(argv: list[str] | None = None) -> int:
                 sender.send(batch, args.with_timestamps)
     except InputError as e:
         _err(str(e))
+        return _finish(sender, failed_send=True)
+    except TLSError as e:
+        _err(f"cannot establish TLS to [{server}]:{port}: {e}")  # shown without -v: the reason is the point
         return _finish(sender, failed_send=True)
     except OSError as e:
         if isinstance(e, FileNotFoundError | PermissionError | IsADirectoryError) and e.filename:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -209,11 +210,15 @@ def exchange(
     timeout: float = 3.0,
     source_ip: str | None = None,
     max_size: int = DEFAULT_MAX_FRAME,
+    wrap: Callable[[socket.socket], socket.socket] | None = None,
 ) -> bytes:
-    """One request, one reply over a fresh connection, as every Zabbix peer does."""
-    with socket.create_connection(
-        (host, port), timeout=timeout, source_address=(source_ip, 0) if source_ip else None
-    ) as sock:
+    """One request, one reply over a fresh connection, as every Zabbix peer does. `wrap` (TLS, from
+    agent/tls.py) takes the connected socket and returns the one to talk over."""
+    sock = socket.create_connection((host, port), timeout=timeout,
+                                    source_address=(source_ip, 0) if source_ip else None)
+    if wrap is not None:
+        sock = wrap(sock)
+    with sock:
         sock.sendall(encode(body))
         _, reply = recv_frame(sock, max_size)
         return reply

@@ -17,6 +17,11 @@ from vigil.server.config.durations import DurationError, history_seconds, second
 from vigil.server.config.tables import ITEM_TYPE_NAMES, VALUE_TYPE_NAMES, ItemType, ValueType
 
 ITEM_TYPE_LABELS = {v: k for k, v in ITEM_TYPE_NAMES.items()}
+# Zabbix's host tls_accept flags
+TLS_UNENCRYPTED, TLS_PSK, TLS_CERT = 1, 2, 4
+TLS_ACCEPT_NAMES = {"unencrypted": TLS_UNENCRYPTED, "psk": TLS_PSK, "cert": TLS_CERT}
+HOST_FIELDS = {"host", "name", "groups", "status", "description", "templates", "macros", "items", "tls_accept",
+               "tls_issuer", "tls_subject"}
 VALUE_TYPE_LABELS = {v: k for k, v in VALUE_TYPE_NAMES.items()}
 _MACRO = re.compile(r"\{\$[A-Z0-9_.]+\}")
 
@@ -51,6 +56,9 @@ class HostSpec:
     templates: list[str] | None = None
     macros: dict[str, str] | None = None
     items: list[ItemSpec] = field(default_factory=list)
+    tls_accept: int | None = None  # TLS_UNENCRYPTED | TLS_CERT flags; None: as it is (new host: unencrypted)
+    tls_issuer: str | None = None
+    tls_subject: str | None = None
 
 
 @dataclass
@@ -114,6 +122,32 @@ def _macros(d: dict[str, Any], where: str) -> dict[str, str]:
             raise ConfigError(f"{where}.macros: {k!r} is not a user macro like {{$NAME}}")
         out[k] = "" if val is None else str(val)
     return out
+
+
+def _tls_accept(v: Any, where: str) -> int:
+    """`cert`, `[unencrypted, cert]` or Zabbix's flags (1 unencrypted, 4 cert; 5 both)."""
+    names = [v] if isinstance(v, str) else v
+    if isinstance(v, int) and not isinstance(v, bool):
+        if not 1 <= v <= 7:
+            raise ConfigError(f"{where}: {v} is not a set of Zabbix's flags (1 unencrypted, 4 cert)")
+        flags = v
+    elif isinstance(names, list) and names and all(isinstance(n, str) for n in names):
+        flags = 0
+        for n in names:
+            if n not in TLS_ACCEPT_NAMES:
+                raise ConfigError(f"{where}: {n!r} is not one of unencrypted, cert")
+            flags |= TLS_ACCEPT_NAMES[n]
+    else:
+        raise ConfigError(f"{where}: expected unencrypted, cert or a list of them")
+    if flags & TLS_PSK:
+        raise ConfigError(f"{where}: psk is not supported by Vigil (Python's ssl module before 3.13 has no PSK "
+                          "callbacks); use cert or unencrypted")
+    return flags
+
+
+def tls_accept_to_doc(flags: int) -> str | list[str]:
+    names = [n for n, f in TLS_ACCEPT_NAMES.items() if flags & f]
+    return names[0] if len(names) == 1 else names
 
 
 def _tags(v: Any, where: str) -> list[tuple[str, str]]:
@@ -204,7 +238,7 @@ def doc_from_dict(doc: Any) -> ConfigDoc:
         where = f"hosts[{i}]"
         if not isinstance(h, dict):
             raise ConfigError(f"{where}: expected a mapping with at least 'host'")
-        _check_keys(h, {"host", "name", "groups", "status", "description", "templates", "macros", "items"}, where)
+        _check_keys(h, HOST_FIELDS, where)
         host = _text(h, "host", where, limit=128)
         if not re.fullmatch(r"[0-9A-Za-z_. \-]+", host):
             raise ConfigError(f"{where}.host: {host!r} may contain only letters, digits, space, '.', '_' and '-'")
@@ -213,6 +247,9 @@ def doc_from_dict(doc: Any) -> ConfigDoc:
             enabled=_status(h, where), description=_text(h, "description", where, "", 65535),
             templates=_names(h, "templates", where) if "templates" in h else None,
             macros=_macros(h, where) if "macros" in h else None, items=_items(h, where),
+            tls_accept=_tls_accept(h["tls_accept"], f"{where}.tls_accept") if "tls_accept" in h else None,
+            tls_issuer=_text(h, "tls_issuer", where, limit=1024) if "tls_issuer" in h else None,
+            tls_subject=_text(h, "tls_subject", where, limit=1024) if "tls_subject" in h else None,
         ))
     for kind, field_, names in (("templates", "template", [t.template for t in out.templates]),
                                 ("hosts", "host", [h.host for h in out.hosts])):

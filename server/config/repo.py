@@ -21,6 +21,7 @@ from vigil.server.config.model import (
     TemplateSpec,
     item_to_doc,
     resolve_macros,
+    tls_accept_to_doc,
 )
 from vigil.server.config.tables import HostStatus, ItemType, ValueType
 
@@ -59,6 +60,9 @@ class HostRef:
     hostid: int
     host: str
     enabled: bool
+    tls_accept: int = 1  # Zabbix's flags: 1 unencrypted, 4 TLS with a certificate
+    tls_issuer: str = ""  # '' : any issuer the CA file trusts
+    tls_subject: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +74,12 @@ class Snapshot:
     items: dict[tuple[str, str], ItemRef]
     active: dict[int, list[ItemRef]]  # hostid -> its enabled agent-active items
     max_history: int = 0  # longest history retention of the enabled items, in seconds (0: none known)
+
+
+def _tls_row(h: HostSpec) -> dict[str, Any]:
+    """The TLS columns the document sets (absent ones stay as they are)."""
+    row = {"tls_accept": h.tls_accept, "tls_issuer": h.tls_issuer, "tls_subject": h.tls_subject}
+    return {k: v for k, v in row.items() if v is not None}
 
 
 def _item_row(it: ItemSpec) -> dict[str, Any]:
@@ -214,7 +224,7 @@ class ConfigRepo:
         hid, created = self._upsert_host(
             c, h.host,
             {"name": h.name or h.host, "status": int(HostStatus.MONITORED if h.enabled else HostStatus.DISABLED),
-             "description": h.description},
+             "description": h.description, **_tls_row(h)},
             template=False, where=f"{where}.host",
         )
         if created:
@@ -334,6 +344,12 @@ class ConfigRepo:
                     d["templates"] = sorted(links[r.hostid])
                 if macros.get(r.hostid):
                     d["macros"] = macros[r.hostid]
+                if r.status != HostStatus.TEMPLATE:
+                    if r.tls_accept != 1:
+                        d["tls_accept"] = tls_accept_to_doc(r.tls_accept)
+                    for name in ("tls_issuer", "tls_subject"):
+                        if getattr(r, name):
+                            d[name] = getattr(r, name)
                 d["items"] = [item_to_doc(it) for it, _ in self._items_of(c, r.hostid, own_only=True)]
                 (templates if r.status == HostStatus.TEMPLATE else hosts).append(d)
             if templates:
@@ -345,9 +361,11 @@ class ConfigRepo:
         with self.engine.connect() as c:
             version = int(c.execute(sa.select(t.config_version.c.version)).scalar() or 0)
             hosts: dict[str, HostRef] = {}
-            for r in c.execute(sa.select(t.hosts.c.hostid, t.hosts.c.host, t.hosts.c.status)
+            for r in c.execute(sa.select(t.hosts.c.hostid, t.hosts.c.host, t.hosts.c.status, t.hosts.c.tls_accept,
+                                         t.hosts.c.tls_issuer, t.hosts.c.tls_subject)
                                .where(t.hosts.c.status != HostStatus.TEMPLATE)):
-                hosts[r.host] = HostRef(r.hostid, r.host, r.status == HostStatus.MONITORED)
+                hosts[r.host] = HostRef(r.hostid, r.host, r.status == HostStatus.MONITORED, r.tls_accept,
+                                        r.tls_issuer, r.tls_subject)
             macros = self._effective_macros(c)
             items: dict[tuple[str, str], ItemRef] = {}
             active: dict[int, list[ItemRef]] = {}

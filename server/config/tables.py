@@ -74,6 +74,11 @@ hosts = Table(
     Column("name", String(128), nullable=False, server_default=""),
     Column("status", Integer, nullable=False, server_default="0"),
     Column("description", Text, nullable=False, server_default=""),
+    # Connections accepted from the host's agent or sender, Zabbix's flags: 1 unencrypted, 4 TLS with a
+    # certificate (2, PSK, is refused by the config). Issuer/subject: '' accepts any from a trusted CA.
+    Column("tls_accept", Integer, nullable=False, server_default="1"),
+    Column("tls_issuer", String(1024), nullable=False, server_default=""),
+    Column("tls_subject", String(1024), nullable=False, server_default=""),
 )
 
 hosts_groups = Table(

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import re
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +36,7 @@ from vigil.server.config.repo import ConfigRepo
 from vigil.server.ingest.batcher import Batcher
 from vigil.server.ingest.cache import ConfigCache
 from vigil.server.ingest.sessions import AgentSessions
+from vigil.server.ingest.tls import CONNECTION, Admission, note_connection, open_tls, refusal
 from vigil.server.ingest.values import DEFAULT_WINDOW, ClockWindow, agent_values, sender_values
 from vigil.server.store.base import WriteBatch
 
@@ -72,7 +74,8 @@ class IngestServer:
     def __init__(self, cache: ConfigCache, repo: ConfigRepo, batcher: Batcher, last_ids: dict[str, int],
                  read_sessions: Callable[[], dict[str, int]], *,
                  max_frame: int, timeout: float, max_connections: int, max_body: int = 16 * 1024 * 1024,
-                 max_values: int = 10_000, clock_window: ClockWindow = DEFAULT_WINDOW) -> None:
+                 max_values: int = 10_000, clock_window: ClockWindow = DEFAULT_WINDOW,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.read_sessions = read_sessions
         self.sessions = AgentSessions(last_ids)
         self.clock_window = clock_window
@@ -90,6 +93,8 @@ class IngestServer:
         self._connections: set[asyncio.Task[None]] = set()
         self._decoder = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="ingest-decode")
         self._logged: dict[str, float] = {}
+        self.tls = tls  # None: plain text only (VIGIL_TLS_CERT_FILE unset)
+        self.admission = Admission()  # hosts' tls_accept
         self.stats = {"requests": 0, "values": 0, "failed": 0, "refused": 0, "paused": 0, "peak_connections": 0}
 
     async def start_server(self, host: str, port: int, *, backlog: int = 1024) -> Listener:
@@ -149,7 +154,13 @@ class IngestServer:
     async def _connection(self, conn: socket.socket) -> None:
         try:
             try:
-                reader, writer = await asyncio.open_connection(sock=conn)
+                if self.tls is None:
+                    reader, writer = await asyncio.open_connection(sock=conn)
+                else:
+                    opened = await open_tls(conn, self.tls, self.timeout)
+                    if opened is None:
+                        return
+                    reader, writer = opened
             except OSError as e:
                 conn.close()
                 log.info("cannot set up an accepted connection: %s", e)
@@ -178,6 +189,7 @@ class IngestServer:
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = _peer(writer)
+        note_connection(writer)
         try:
             await self._serve(reader, writer, peer)
         except (ConnectionError, OSError) as e:
@@ -266,6 +278,7 @@ class IngestServer:
             now = time.time_ns()
             now_s, now_ns = divmod(now, 1_000_000_000)
             snap = self.cache.snapshot
+            data = self.admission.filter(snap, data, peer)
             if request == SENDER_DATA:
                 batch, failed = sender_values(snap, data, now_s, now_ns, peer, self.clock_window)
                 error = await self._store(batch, request, peer)
@@ -313,6 +326,10 @@ class IngestServer:
             return failure(f"host [{host}] not found")
         if not ref.enabled:
             return failure(f"host [{host}] not monitored")
+        refused = refusal(ref, CONNECTION.get())
+        if refused:
+            log.warning("active checks from %s: %s", peer, refused)
+            return failure(refused)
         items = snap.active.get(ref.hostid, [])
         try:
             positions = await asyncio.to_thread(self.repo.log_positions, [i.itemid for i in items]) if items else {}

@@ -13,6 +13,7 @@ from vigil.server.config.repo import ConfigRepo
 from vigil.server.ingest.batcher import Batcher
 from vigil.server.ingest.cache import ConfigCache
 from vigil.server.ingest.listener import IngestServer
+from vigil.server.ingest.tls import context_from_settings
 from vigil.server.ingest.values import ClockWindow
 from vigil.server.settings import Settings
 from vigil.server.store import StoreError, open_store
@@ -50,17 +51,25 @@ async def serve(settings: Settings, stop: asyncio.Event,
     batcher = Batcher(lambda: open_store(settings.database_url, pg), settings.batch_max_values,
                       settings.history_writers, timeout=settings.timeout, sessions=last_ids)
     batcher.start()
+    try:
+        tls = context_from_settings(settings.tls_ca_file, settings.tls_cert_file, settings.tls_key_file,
+                                    settings.tls_crl_file) if settings.tls_enabled else None
+    except RuntimeError:
+        batcher.stop()
+        raise
     ingest = IngestServer(cache, repo, batcher, last_ids, read_sessions, max_frame=settings.max_frame_bytes,
                           timeout=settings.timeout, max_connections=settings.max_connections,
                           max_body=settings.max_body_bytes, max_values=settings.max_request_values,
-                          clock_window=ClockWindow(settings.max_clock_ahead, settings.max_clock_age))
+                          clock_window=ClockWindow(settings.max_clock_ahead, settings.max_clock_age),
+                          tls=tls)
     host, port = settings.listen
     try:
         server = await ingest.start_server(host, port, backlog=1024)
     except OSError as e:
         batcher.stop()
         raise RuntimeError(f"cannot listen on {host}:{port} (VIGIL_LISTEN): {e.strerror or e}") from None
-    log.info("listening for Zabbix protocol traffic on %s:%d, store %s", host, port,
+    log.info("listening for Zabbix protocol traffic on %s:%d%s, store %s", host, port,
+             " (plain text and TLS with certificates)" if tls is not None else "",
              "SQLite" if settings.is_sqlite else "PostgreSQL")
     housekeeper_stop = threading.Event()
     hk = threading.Thread(target=_housekeeper, args=(settings, repo, housekeeper_stop), name="housekeeper",

@@ -1,6 +1,6 @@
 """The security options of zabbix_agentd.conf are implemented or refused, never accepted and ignored.
 
-TLS* is refused at start (vigil-agent has no TLS yet); User/AllowRoot drop root as zabbix_agentd
+TLS PSK is refused at start (certificates: tests/agent/test_tls.py); User/AllowRoot drop root as zabbix_agentd
 does (we run as root here); LogRemoteCommands logs every system.run with its caller; LogFileSize
 rotates the log into one `.old`; peers refused by Server are logged at a bounded rate. The real
 zabbix_agentd answers the same questions where it can.
@@ -62,18 +62,18 @@ def start() -> Iterator[Callable[..., tuple[int, subprocess.Popen[str]]]]:
         stop_process(p)
 
 
-# --- TLS: refused at start with file:line and what to do -----------------------------------------
+# --- TLS: certificates work (tests/agent/test_tls.py); PSK and TLS 1.3 ciphers are refused at start ----
 
 TLS_REFUSED = [
-    ("TLSConnect=psk", "remove TLSConnect or set it to unencrypted"),
-    ("TLSAccept=cert", "remove TLSAccept or set it to unencrypted"),
-    ("TLSAccept=unencrypted,psk", "remove TLSAccept or set it to unencrypted"),
-    ("TLSConnect=", "remove TLSConnect or set it to unencrypted"),
-    ("TLSPSKIdentity=agent1", "remove TLSPSKIdentity"),
-    ("TLSPSKFile=/etc/zabbix/agent.psk", "remove TLSPSKFile"),
-    ("TLSCertFile=/etc/zabbix/agent.crt", "remove TLSCertFile"),
-    ("TLSCAFile=/etc/zabbix/ca.crt", "remove TLSCAFile"),
-    ("TLSServerCertSubject=CN=server", "remove TLSServerCertSubject"),
+    ("TLSConnect=psk", "TLSConnect=psk: PSK is not supported by Vigil"),
+    ("TLSAccept=unencrypted,psk", "TLSAccept=unencrypted,psk: PSK is not supported by Vigil"),
+    ("TLSConnect=", 'invalid value of "TLSConnect" parameter'),
+    ("TLSPSKIdentity=agent1", "TLSPSKIdentity: PSK is not supported by Vigil"),
+    ("TLSPSKFile=/etc/zabbix/agent.psk", "TLSPSKFile: PSK is not supported by Vigil"),
+    ("TLSCipherAll13=TLS_AES_128_GCM_SHA256", "TLSCipherAll13: Python's ssl module cannot set TLS 1.3"),
+    ("TLSCertFile=/etc/zabbix/agent.crt", 'parameter "TLSCertFile" is defined, but "TLSKeyFile" is not defined'),
+    ("TLSCAFile=/etc/zabbix/ca.crt", 'parameter "TLSCAFile" is defined, but "TLSCertFile" is not defined'),
+    ("TLSServerCertSubject=CN=server", 'parameter "TLSServerCertSubject" is defined, but "TLSCertFile" is not'),
 ]
 
 
@@ -83,9 +83,9 @@ def test_tls_options_are_refused_at_start(tmp_path: Path, line: str, advice: str
     conf.write_text(f"Server=127.0.0.1\nListenPort={free_port()}\nLogType=console\nAllowRoot=1\n{line}\n")
     with pytest.raises(ConfError) as e:
         load(conf)
-    assert str(e.value).startswith(f"{conf}:5: TLS is not supported by vigil-agent yet: {advice}")
+    assert str(e.value).startswith(f"{conf}:5: {advice}")
     r = subprocess.run([VIGIL_AGENT, "-c", str(conf)], capture_output=True, text=True, timeout=20)
-    assert r.returncode == 1 and f"{conf}:5: TLS is not supported by vigil-agent yet: {advice}" in r.stderr
+    assert r.returncode == 1 and f"{conf}:5: {advice}" in r.stderr
 
 
 def test_unencrypted_is_accepted(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -345,3 +346,32 @@ def test_reimport_without_templates_or_macros_keeps_them(migrated_url: str) -> N
     repo.apply(doc_from_dict({"hosts": [{"host": "h", "templates": []}]}))
     assert ("h", "t.k") not in repo.snapshot().items and ("h", "own.k") in repo.snapshot().items
     repo.engine.dispose()
+
+
+@pytest.mark.parametrize("value,flags", [("cert", 4), (["unencrypted", "cert"], 5), (4, 4), (5, 5),
+                                         ("unencrypted", 1)])
+def test_host_tls_accept_forms(repo: ConfigRepo, value: Any, flags: int) -> None:
+    load(repo, yaml.safe_dump({"hosts": [{"host": "t1", "tls_accept": value, "tls_subject": "CN=t1,O=Ex"}]}))
+    ref = repo.snapshot().hosts["t1"]
+    assert (ref.tls_accept, ref.tls_subject, ref.tls_issuer) == (flags, "CN=t1,O=Ex", "")
+
+
+def test_host_tls_fields_are_kept_when_the_document_does_not_say(repo: ConfigRepo) -> None:
+    load(repo, "hosts:\n  - {host: t2, tls_accept: cert, tls_issuer: 'CN=CA'}\n")
+    load(repo, "hosts:\n  - {host: t2, description: again}\n")
+    ref = repo.snapshot().hosts["t2"]
+    assert (ref.tls_accept, ref.tls_issuer) == (4, "CN=CA")
+    exported = repo.export()["hosts"][0]
+    assert (exported["tls_accept"], exported["tls_issuer"]) == ("cert", "CN=CA")
+
+
+@pytest.mark.parametrize("value,message", [
+    ("psk", "hosts[0].tls_accept: psk is not supported by Vigil"),
+    (2, "hosts[0].tls_accept: psk is not supported by Vigil"),
+    (["cert", "tls"], "hosts[0].tls_accept: 'tls' is not one of unencrypted, cert"),
+    ([], "hosts[0].tls_accept: expected unencrypted, cert or a list of them"),
+    (8, "hosts[0].tls_accept: 8 is not a set of Zabbix's flags"),
+])
+def test_host_tls_accept_errors_name_the_field(value: Any, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        doc_from_dict({"hosts": [{"host": "t3", "tls_accept": value}]})
