@@ -503,13 +503,7 @@ class PostgresStore(Store):
                 itemid, _, n, lo, hi, big, small = r
                 out.append((itemid, n, lo, rollup.float_mean(n, lo, hi, big, small), hi))
         if out:
-            kind = "bigint" if uint else "float8"
-            cur.execute(
-                f"INSERT INTO {trends} (itemid, clock, num, value_min, value_avg, value_max) "
-                f"SELECT i, %s, n, lo, a, hi FROM unnest(%s::int[], %s::int[], %s::{kind}[], %s::{kind}[], "
-                f"%s::{kind}[]) AS v(i, n, lo, a, hi) ON CONFLICT (itemid, clock) DO UPDATE SET num = EXCLUDED.num, "
-                "value_min = EXCLUDED.value_min, value_avg = EXCLUDED.value_avg, value_max = EXCLUDED.value_max",
-                (hour, *map(list, zip(*out, strict=True))))
+            self._put_trends(cur, trends, hour, out)
         if late:
             self._merge_late(cur, hour, part, trends, late)
 
@@ -534,7 +528,12 @@ class PostgresStore(Store):
             else:
                 fresh_f = (agg.num, agg.min, agg.avg_float(), agg.max)
                 out.append((i, *(fresh_f if i not in old else rollup.merge_trends(old[i], fresh_f))))
-        kind = "bigint" if uint else "float8"
+        PostgresStore._put_trends(cur, trends, hour, out)
+
+    @staticmethod
+    def _put_trends(cur: psycopg.Cursor, trends: str, hour: int, out: list[tuple]) -> None:
+        """Write (itemid, num, min, avg, max) rows of one hour, replacing what the hour had."""
+        kind = "bigint" if trends == "trends_uint" else "float8"
         cur.execute(
             f"INSERT INTO {trends} (itemid, clock, num, value_min, value_avg, value_max) "
             f"SELECT i, %s, n, lo, a, hi FROM unnest(%s::int[], %s::int[], %s::{kind}[], %s::{kind}[], "
