@@ -286,7 +286,13 @@ class PostgresStore(Store):
         except psycopg.Error as first:
             if not self._pg.closed:
                 # A partition we believed in may have been dropped by a housekeeper in another process.
-                self._load_partitions()
+                try:
+                    self._load_partitions()
+                except psycopg.Error:
+                    # The server is going away (a shutdown's error came before the connection closed):
+                    # the write failed as a whole; the next one finds the connection closed.
+                    raise StoreError(f"writing {len(batch)} values failed, nothing was stored: "
+                                     f"{_describe(first)}") from None
                 if all(partition_name(t, d) in self._partitions for t, d in days):
                     raise StoreError(
                         f"writing {len(batch)} values failed, nothing was stored: {_describe(first)}") from None
