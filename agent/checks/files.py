@@ -286,17 +286,10 @@ def walk(root: str, max_depth: int, excl_dir: re.Pattern[str] | None, timeout: f
                 queue.append((path, depth + 1))
 
 
-def _root(key: ItemKey) -> str:
-    path = key.param(0)
-    if not path:
-        raise invalid(0)
-    return path
-
-
 @check("vfs.dir.count")
 def vfs_dir_count(key: ItemKey, ctx: CheckContext) -> int:
     f = _dir_filter(key)
-    root = _root(key)
+    root = _path_param(key)
     _open_dir(root)
     now = time.time()
     return sum(1 for _, name, st in walk(root, f.max_depth, f.excl_dir, ctx.timeout) if f.wants(name, st, now))
@@ -305,7 +298,7 @@ def vfs_dir_count(key: ItemKey, ctx: CheckContext) -> int:
 @check("vfs.dir.get")
 def vfs_dir_get(key: ItemKey, ctx: CheckContext) -> str:
     f = _dir_filter(key)
-    root = _root(key)
+    root = _path_param(key)
     _open_dir(root)
     now = time.time()
     return _dumps([file_info(path, st) for path, name, st in walk(root, f.max_depth, f.excl_dir, ctx.timeout)
@@ -321,7 +314,7 @@ def vfs_dir_size(key: ItemKey, ctx: CheckContext) -> int:
     if mode not in ("apparent", "disk"):
         raise invalid(3)
     max_depth = _depth(key, 4)
-    root = _root(key)
+    root = _path_param(key)
     st = _open_dir(root)
 
     def size(s: os.stat_result) -> int:
