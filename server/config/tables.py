@@ -254,3 +254,411 @@ HISTORY_TABLES = {
     ValueType.LOG: "history_log",
 }
 TREND_TABLES = {ValueType.FLOAT: "trends", ValueType.UNSIGNED: "trends_uint"}
+
+
+# --- Triggers, events and alerting (migration 0006). Numbers follow Zabbix's where it has them. ------
+
+
+class Severity(IntEnum):
+    NOT_CLASSIFIED = 0
+    INFORMATION = 1
+    WARNING = 2
+    AVERAGE = 3
+    HIGH = 4
+    DISASTER = 5
+
+
+SEVERITY_NAMES = {"not classified": Severity.NOT_CLASSIFIED, "information": Severity.INFORMATION,
+                  "warning": Severity.WARNING, "average": Severity.AVERAGE, "high": Severity.HIGH,
+                  "disaster": Severity.DISASTER}
+
+
+class EventSource(IntEnum):
+    TRIGGERS = 0
+    INTERNAL = 3
+
+
+class EventObject(IntEnum):
+    TRIGGER = 0
+    HOST = 1  # internal: the host's agent stopped (value 1) or started again (value 0) answering
+    ITEM = 4  # internal: the item became not supported (value 1) or normal again (value 0)
+
+
+class MediaKind(IntEnum):
+    EMAIL = 0
+    SCRIPT = 1
+    WEBHOOK = 4
+
+
+MEDIA_KIND_NAMES = {"email": MediaKind.EMAIL, "script": MediaKind.SCRIPT, "webhook": MediaKind.WEBHOOK}
+
+
+class AlertStatus(IntEnum):
+    QUEUED = 0  # written, handed to delivery, not yet tried
+    SENT = 1
+    FAILED = 2  # gave up: retries used up, or an error no retry can fix
+    RETRYING = 3  # the last try failed; another follows
+
+
+class Role(IntEnum):  # Zabbix's default role ids
+    USER = 1
+    ADMIN = 2
+    SUPER_ADMIN = 3
+    GUEST = 4
+
+
+# Where the server reaches a host's agent, SNMP agent, BMC or JMX port (Zabbix's interface types).
+interfaces = Table(
+    "interfaces",
+    metadata,
+    Column("interfaceid", Integer, primary_key=True),
+    Column("hostid", Integer, ForeignKey("hosts.hostid", ondelete="CASCADE"), nullable=False, index=True),
+    Column("type", Integer, nullable=False),  # 1 agent, 2 SNMP, 3 IPMI, 4 JMX
+    Column("main", Integer, nullable=False, server_default="1"),
+    Column("useip", Integer, nullable=False, server_default="1"),
+    Column("ip", String(64), nullable=False, server_default=""),
+    Column("dns", String(255), nullable=False, server_default=""),
+    Column("port", String(64), nullable=False, server_default="10050"),
+    Column("details", Text, nullable=False, server_default="{}"),  # JSON: SNMP version, community, v3 user...
+)
+
+global_macros = Table(
+    "global_macros",
+    metadata,
+    Column("globalmacroid", Integer, primary_key=True),
+    Column("macro", String(255), nullable=False, unique=True),
+    Column("value", String(2048), nullable=False, server_default=""),
+)
+
+triggers = Table(
+    "triggers",
+    metadata,
+    Column("triggerid", Integer, primary_key=True),
+    # The host or template whose configuration holds the trigger (its expression may name others).
+    Column("hostid", Integer, ForeignKey("hosts.hostid", ondelete="CASCADE"), nullable=False, index=True),
+    Column("description", String(255), nullable=False),  # the name, with macros unexpanded
+    Column("expression", Text, nullable=False),
+    Column("recovery_mode", Integer, nullable=False, server_default="0"),  # 0 expression, 1 recovery expr, 2 none
+    Column("recovery_expression", Text, nullable=False, server_default=""),
+    Column("priority", Integer, nullable=False, server_default="0"),  # Severity
+    Column("type", Integer, nullable=False, server_default="0"),  # 0 single problem, 1 multiple
+    Column("manual_close", Integer, nullable=False, server_default="0"),
+    Column("status", Integer, nullable=False, server_default="0"),  # 0 enabled, 1 disabled
+    Column("comments", Text, nullable=False, server_default=""),
+    Column("opdata", String(255), nullable=False, server_default=""),
+    Column("templateid", Integer, ForeignKey("triggers.triggerid", ondelete="CASCADE", name="triggers_templateid_fk"),
+           nullable=True, index=True),
+    UniqueConstraint("hostid", "description", name="triggers_host_name"),
+)
+
+# The items a trigger's expressions read: a value of one of them means the trigger is evaluated.
+trigger_items = Table(
+    "trigger_items",
+    metadata,
+    Column("triggerid", Integer, ForeignKey("triggers.triggerid", ondelete="CASCADE"), primary_key=True),
+    Column("itemid", Integer, ForeignKey("items.itemid", ondelete="CASCADE"), primary_key=True, index=True),
+)
+
+trigger_tags = Table(
+    "trigger_tags",
+    metadata,
+    Column("triggertagid", Integer, primary_key=True),
+    Column("triggerid", Integer, ForeignKey("triggers.triggerid", ondelete="CASCADE"), nullable=False, index=True),
+    Column("tag", String(255), nullable=False),
+    Column("value", String(255), nullable=False, server_default=""),
+)
+
+trigger_depends = Table(
+    "trigger_depends",
+    metadata,
+    Column("triggerid_down", Integer, ForeignKey("triggers.triggerid", ondelete="CASCADE"), primary_key=True),
+    Column("triggerid_up", Integer, ForeignKey("triggers.triggerid", ondelete="CASCADE"), primary_key=True),
+)
+
+# Runtime state, not configuration: a trigger's value (0 OK, 1 PROBLEM), whether it could be
+# evaluated (state 0 normal, 1 unknown, with the error) and when its value last changed.
+trigger_rtdata = Table(
+    "trigger_rtdata",
+    metadata,
+    Column("triggerid", Integer, ForeignKey("triggers.triggerid", ondelete="CASCADE"), primary_key=True),
+    Column("value", Integer, nullable=False, server_default="0"),
+    Column("state", Integer, nullable=False, server_default="0"),
+    Column("error", String(2048), nullable=False, server_default=""),
+    Column("lastchange", Integer, nullable=False, server_default="0"),
+)
+
+# Runtime: an item's state (0 normal, 1 not supported) and why; a host agent's availability.
+item_state = Table(
+    "item_state",
+    metadata,
+    Column("itemid", Integer, ForeignKey("items.itemid", ondelete="CASCADE"), primary_key=True),
+    Column("state", Integer, nullable=False, server_default="0"),
+    Column("error", String(2048), nullable=False, server_default=""),
+    Column("clock", Integer, nullable=False, server_default="0"),
+)
+
+host_availability = Table(
+    "host_availability",
+    metadata,
+    Column("hostid", Integer, ForeignKey("hosts.hostid", ondelete="CASCADE"), primary_key=True),
+    Column("available", Integer, nullable=False, server_default="0"),  # 0 unknown, 1 available, 2 unavailable
+    Column("error", String(2048), nullable=False, server_default=""),
+    Column("lastaccess", Integer, nullable=False, server_default="0"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("eventid", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("source", Integer, nullable=False),  # EventSource
+    Column("object", Integer, nullable=False),  # EventObject
+    Column("objectid", Integer, nullable=False),
+    Column("clock", Integer, nullable=False),
+    Column("ns", Integer, nullable=False, server_default="0"),
+    Column("value", Integer, nullable=False),  # 1 problem (or unknown/unsupported), 0 OK
+    Column("acknowledged", Integer, nullable=False, server_default="0"),
+    Column("name", String(2048), nullable=False, server_default=""),  # the trigger's name, macros expanded
+    Column("severity", Integer, nullable=False, server_default="0"),
+    Index("events_source_object", "source", "object", "objectid", "clock"),
+    Index("events_clock", "source", "clock"),
+)
+
+event_tags = Table(
+    "event_tags",
+    metadata,
+    Column("eventtagid", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("eventid", BigInteger, ForeignKey("events.eventid", ondelete="CASCADE"), nullable=False, index=True),
+    Column("tag", String(255), nullable=False),
+    Column("value", String(255), nullable=False, server_default=""),
+)
+
+# A problem event until it is resolved (r_eventid set) and a while after, as Zabbix's problem table.
+problems = Table(
+    "problems",
+    metadata,
+    Column("eventid", BigInteger, ForeignKey("events.eventid", ondelete="CASCADE"), primary_key=True),
+    Column("source", Integer, nullable=False),
+    Column("object", Integer, nullable=False),
+    Column("objectid", Integer, nullable=False),
+    Column("clock", Integer, nullable=False),
+    Column("ns", Integer, nullable=False, server_default="0"),
+    Column("r_eventid", BigInteger, ForeignKey("events.eventid", ondelete="SET NULL"), nullable=True),
+    Column("r_clock", Integer, nullable=False, server_default="0"),
+    Column("r_ns", Integer, nullable=False, server_default="0"),
+    Column("userid", Integer, nullable=True),  # who closed it by hand
+    Column("name", String(2048), nullable=False, server_default=""),
+    Column("acknowledged", Integer, nullable=False, server_default="0"),
+    Column("severity", Integer, nullable=False, server_default="0"),
+    Index("problems_open", "source", "object", "objectid", "r_eventid"),
+    Index("problems_clock", "clock"),
+)
+
+# Acknowledgements and other problem updates. action: Zabbix's bit flags 1 close, 2 acknowledge,
+# 4 message, 8 change severity, 16 unacknowledge.
+acknowledges = Table(
+    "acknowledges",
+    metadata,
+    Column("acknowledgeid", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("userid", Integer, nullable=True),
+    Column("eventid", BigInteger, ForeignKey("events.eventid", ondelete="CASCADE"), nullable=False, index=True),
+    Column("clock", Integer, nullable=False),
+    Column("message", Text, nullable=False, server_default=""),
+    Column("action", Integer, nullable=False, server_default="0"),
+    Column("old_severity", Integer, nullable=False, server_default="0"),
+    Column("new_severity", Integer, nullable=False, server_default="0"),
+)
+
+media_types = Table(
+    "media_types",
+    metadata,
+    Column("mediatypeid", Integer, primary_key=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("type", Integer, nullable=False),  # MediaKind
+    Column("status", Integer, nullable=False, server_default="0"),  # 0 enabled, 1 disabled
+    # JSON object of the kind's parameters (smtp_server, url, headers, body, script, timeout, ...)
+    # and its default subject/message templates.
+    Column("params", Text, nullable=False, server_default="{}"),
+    Column("maxattempts", Integer, nullable=False, server_default="3"),
+    Column("attempt_interval", String(32), nullable=False, server_default="10s"),
+    Column("description", Text, nullable=False, server_default=""),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("userid", Integer, primary_key=True),
+    Column("username", String(100), nullable=False, unique=True),
+    Column("name", String(100), nullable=False, server_default=""),
+    Column("surname", String(100), nullable=False, server_default=""),
+    Column("passwd", String(255), nullable=False, server_default=""),  # a password hash; '' cannot sign in
+    Column("roleid", Integer, nullable=False, server_default="1"),  # Role
+    Column("attempt_failed", Integer, nullable=False, server_default="0"),
+    Column("attempt_clock", Integer, nullable=False, server_default="0"),
+)
+
+usrgrp = Table(
+    "usrgrp",
+    metadata,
+    Column("usrgrpid", Integer, primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+)
+
+users_groups = Table(
+    "users_groups",
+    metadata,
+    Column("userid", Integer, ForeignKey("users.userid", ondelete="CASCADE"), primary_key=True),
+    Column("usrgrpid", Integer, ForeignKey("usrgrp.usrgrpid", ondelete="CASCADE"), primary_key=True),
+)
+
+media = Table(
+    "media",
+    metadata,
+    Column("mediaid", Integer, primary_key=True),
+    Column("userid", Integer, ForeignKey("users.userid", ondelete="CASCADE"), nullable=False, index=True),
+    Column("mediatypeid", Integer, ForeignKey("media_types.mediatypeid", ondelete="CASCADE"), nullable=False),
+    Column("sendto", String(1024), nullable=False),
+    Column("active", Integer, nullable=False, server_default="0"),  # 0 enabled, 1 disabled
+    Column("severity", Integer, nullable=False, server_default="63"),  # bit per Severity
+    Column("period", String(1024), nullable=False, server_default="1-7,00:00-24:00"),
+)
+
+actions = Table(
+    "actions",
+    metadata,
+    Column("actionid", Integer, primary_key=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("eventsource", Integer, nullable=False, server_default="0"),  # EventSource
+    Column("status", Integer, nullable=False, server_default="0"),
+    Column("esc_period", String(255), nullable=False, server_default="1h"),  # default step duration
+    Column("evaltype", Integer, nullable=False, server_default="0"),  # 0 and/or, 1 and, 2 or
+    Column("pause_suppressed", Integer, nullable=False, server_default="1"),  # wait out maintenance
+    Column("notify_if_canceled", Integer, nullable=False, server_default="1"),
+)
+
+action_conditions = Table(
+    "action_conditions",
+    metadata,
+    Column("conditionid", Integer, primary_key=True),
+    Column("actionid", Integer, ForeignKey("actions.actionid", ondelete="CASCADE"), nullable=False, index=True),
+    # Zabbix's numbers: 0 host group, 1 host, 2 trigger, 3 event name, 4 severity, 6 time period,
+    # 16 problem is suppressed, 25 tag name, 26 tag value.
+    Column("conditiontype", Integer, nullable=False),
+    # 0 equals, 1 does not equal, 2 contains, 3 does not contain, 5 is greater than or equals,
+    # 6 is less than or equals, 10 yes, 11 no
+    Column("operator", Integer, nullable=False, server_default="0"),
+    Column("value", String(255), nullable=False, server_default=""),
+    Column("value2", String(255), nullable=False, server_default=""),
+)
+
+operations = Table(
+    "operations",
+    metadata,
+    Column("operationid", Integer, primary_key=True),
+    Column("actionid", Integer, ForeignKey("actions.actionid", ondelete="CASCADE"), nullable=False, index=True),
+    Column("recovery", Integer, nullable=False, server_default="0"),  # 0 problem, 1 recovery, 2 update
+    Column("operationtype", Integer, nullable=False, server_default="0"),  # 0 send message, 1 remote command
+    Column("esc_step_from", Integer, nullable=False, server_default="1"),
+    Column("esc_step_to", Integer, nullable=False, server_default="1"),  # 0: up to the last step
+    Column("esc_period", String(255), nullable=False, server_default="0"),  # 0: the action's default
+    Column("mediatypeid", Integer, ForeignKey("media_types.mediatypeid", ondelete="SET NULL"), nullable=True),
+    Column("subject", String(255), nullable=False, server_default=""),  # '' : the media type's default
+    Column("message", Text, nullable=False, server_default=""),
+    Column("command", Text, nullable=False, server_default=""),
+    Column("execute_on", Integer, nullable=False, server_default="1"),  # 0 the host's agent, 1 the server
+)
+
+op_users = Table(
+    "op_users",
+    metadata,
+    Column("operationid", Integer, ForeignKey("operations.operationid", ondelete="CASCADE"), primary_key=True),
+    Column("userid", Integer, ForeignKey("users.userid", ondelete="CASCADE"), primary_key=True),
+)
+
+op_groups = Table(
+    "op_groups",
+    metadata,
+    Column("operationid", Integer, ForeignKey("operations.operationid", ondelete="CASCADE"), primary_key=True),
+    Column("usrgrpid", Integer, ForeignKey("usrgrp.usrgrpid", ondelete="CASCADE"), primary_key=True),
+)
+
+# Runtime: an action working through its steps for one problem.
+escalations = Table(
+    "escalations",
+    metadata,
+    Column("escalationid", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("actionid", Integer, ForeignKey("actions.actionid", ondelete="CASCADE"), nullable=False),
+    Column("eventid", BigInteger, ForeignKey("events.eventid", ondelete="CASCADE"), nullable=False),
+    Column("r_eventid", BigInteger, nullable=True),
+    Column("acknowledgeid", BigInteger, nullable=True),
+    Column("esc_step", Integer, nullable=False, server_default="0"),
+    Column("status", Integer, nullable=False, server_default="0"),  # 0 active, 1 recovery, 2 sleep, 3 completed
+    Column("nextcheck", Integer, nullable=False, server_default="0"),
+    UniqueConstraint("actionid", "eventid", "acknowledgeid", name="escalations_action_event"),
+    Index("escalations_nextcheck", "status", "nextcheck"),
+)
+
+# The alert log: one row per message or command, whatever the number of tries. Its id is the
+# alert id a receiver sees (X-Vigil-Alert-Id, Message-ID, {ALERT.ID}).
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("alertid", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("actionid", Integer, ForeignKey("actions.actionid", ondelete="SET NULL"), nullable=True),
+    Column("eventid", BigInteger, ForeignKey("events.eventid", ondelete="CASCADE"), nullable=True, index=True),
+    Column("p_eventid", BigInteger, nullable=True),  # the problem of a recovery or update message
+    Column("userid", Integer, ForeignKey("users.userid", ondelete="SET NULL"), nullable=True),
+    Column("mediatypeid", Integer, ForeignKey("media_types.mediatypeid", ondelete="SET NULL"), nullable=True),
+    Column("clock", Integer, nullable=False),
+    Column("sendto", String(1024), nullable=False, server_default=""),
+    Column("subject", String(255), nullable=False, server_default=""),
+    Column("message", Text, nullable=False, server_default=""),
+    Column("status", Integer, nullable=False, server_default="0"),  # AlertStatus
+    Column("retries", Integer, nullable=False, server_default="0"),
+    Column("error", String(2048), nullable=False, server_default=""),
+    Column("esc_step", Integer, nullable=False, server_default="0"),
+    Column("alerttype", Integer, nullable=False, server_default="0"),  # 0 message, 1 command
+    Column("sent_clock", Integer, nullable=False, server_default="0"),
+    Index("alerts_status", "status", "clock"),
+)
+
+maintenances = Table(
+    "maintenances",
+    metadata,
+    Column("maintenanceid", Integer, primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("maintenance_type", Integer, nullable=False, server_default="0"),  # 0 with data, 1 no data
+    Column("description", Text, nullable=False, server_default=""),
+    Column("active_since", Integer, nullable=False, server_default="0"),
+    Column("active_till", Integer, nullable=False, server_default="0"),
+)
+
+maintenances_hosts = Table(
+    "maintenances_hosts",
+    metadata,
+    Column("maintenanceid", Integer, ForeignKey("maintenances.maintenanceid", ondelete="CASCADE"), primary_key=True),
+    Column("hostid", Integer, ForeignKey("hosts.hostid", ondelete="CASCADE"), primary_key=True),
+)
+
+maintenances_groups = Table(
+    "maintenances_groups",
+    metadata,
+    Column("maintenanceid", Integer, ForeignKey("maintenances.maintenanceid", ondelete="CASCADE"), primary_key=True),
+    Column("groupid", Integer, ForeignKey("host_groups.groupid", ondelete="CASCADE"), primary_key=True),
+)
+
+# Zabbix's timeperiods: type 0 one time only, 2 daily, 3 weekly, 4 monthly.
+timeperiods = Table(
+    "timeperiods",
+    metadata,
+    Column("timeperiodid", Integer, primary_key=True),
+    Column("maintenanceid", Integer, ForeignKey("maintenances.maintenanceid", ondelete="CASCADE"), nullable=False,
+           index=True),
+    Column("timeperiod_type", Integer, nullable=False, server_default="0"),
+    Column("every", Integer, nullable=False, server_default="1"),
+    Column("month", Integer, nullable=False, server_default="0"),  # bit per month (Jan = 1)
+    Column("dayofweek", Integer, nullable=False, server_default="0"),  # bit per day (Monday = 1)
+    Column("day", Integer, nullable=False, server_default="0"),
+    Column("start_time", Integer, nullable=False, server_default="0"),  # seconds after midnight
+    Column("period", Integer, nullable=False, server_default="3600"),
+    Column("start_date", Integer, nullable=False, server_default="0"),  # one-time: epoch seconds
+)
