@@ -6,7 +6,7 @@ which pyproject's static tables cannot do for a whole tree.
 
 from setuptools import find_packages, setup
 
-ROOMS = ("agent", "server", "proxy", "alerts", "web")
+ROOMS = ("agent", "server", "proxy", "alerts", "web", "run")
 
 setup(
     packages=[f"vigil.{p}" for p in find_packages(include=[f"{r}" for r in ROOMS] + [f"{r}.*" for r in ROOMS])],

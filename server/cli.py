@@ -233,7 +233,7 @@ def _fmt(v: Any) -> str:
     return str(v).replace("\n", "\\n")
 
 
-def _run_async(main: Any) -> int:
+def run_async(main: Any) -> int:
     settings = _settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
@@ -251,26 +251,9 @@ def _run_async(main: Any) -> int:
     return 0
 
 
-def cmd_server(args: argparse.Namespace) -> int:
-    from vigil.server.ingest.server import serve
-
-    return _run_async(serve)
-
-
-def cmd_up(args: argparse.Namespace) -> int:
-    from vigil.server.up import up
-
-    return _run_async(up)
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vigil", description="Vigil: monitoring, metering and logging.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    s = sub.add_parser("up", help="run everything on this machine (SQLite in VIGIL_DATA_DIR by default)")
-    s.set_defaults(func=cmd_up)
-    s = sub.add_parser("server", help="run ingest (and housekeeping) against VIGIL_DATABASE_URL")
-    s.set_defaults(func=cmd_server)
 
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
     db.add_parser("upgrade", help="apply all migrations").set_defaults(func=cmd_db_upgrade)
@@ -326,8 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
+    """Run a `vigil` admin command; `parser` is the whole command line (vigil.run.cli adds the processes)."""
+    args = (parser or build_parser()).parse_args(argv)
     try:
         return int(args.func(args))
     except CliError as e:

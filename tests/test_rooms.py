@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ROOMS = {"agent", "server", "proxy", "alerts", "web"}
+ROOMS = {"agent", "server", "proxy", "alerts", "web", "run"}
 MAY_IMPORT = {"agent": set(), "server": {"agent"}, "proxy": {"agent", "server"}, "alerts": {"server"},
-              "web": {"server", "alerts"}}
+              "web": {"server", "alerts"}, "run": {"agent", "server", "proxy", "alerts", "web"}}
 
 
 def _top(module: str) -> str:

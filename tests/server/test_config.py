@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 import yaml
+from vigil.run.up import BUILTIN_TEMPLATE, builtin_templates
 from vigil.server.config import tables as t
 from vigil.server.config.migrate import engine_for
 from vigil.server.config.model import ConfigError, doc_from_dict
 from vigil.server.config.repo import ConfigRepo, Snapshot
 from vigil.server.config.tables import ItemType, ValueType
-from vigil.server.up import BUILTIN_TEMPLATE, builtin_templates
 
 
 @pytest.fixture

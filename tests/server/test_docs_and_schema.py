@@ -10,7 +10,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from vigil.server.cli import build_parser
+from vigil.run.cli import build_parser
 from vigil.server.config.migrate import engine_for, head_revision, upgrade
 from vigil.server.config.tables import metadata
 from vigil.server.settings import SETTINGS, Settings, SettingsError
