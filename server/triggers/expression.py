@@ -165,9 +165,8 @@ class _Parser:
         self.macros: set[str] = set()
 
     def run(self) -> Expression:
-        self.skip()
-        if self.pos >= len(self.text):
-            raise ExpressionError("empty expression: expected a function like last(/host/key) or a value", self.pos)
+        if not self.text.strip():
+            raise ExpressionError("empty expression: expected a function like last(/host/key) or a value", 0)
         root = self.binary(0)
         self.skip()
         if self.pos < len(self.text):
@@ -246,7 +245,7 @@ class _Parser:
             inner = self.binary(0)
             self.skip()
             if self.pos >= len(t) or t[self.pos] != ")":
-                raise ExpressionError(f"expected ')' to close the '(' at position {start}, found {self.near()}",
+                raise ExpressionError(f"expected ')' to close the '(' at offset {start}, found {self.near()}",
                                       self.pos)
             self.pos += 1
             return inner
@@ -323,7 +322,7 @@ class _Parser:
         while True:
             self.skip()
             if self.pos >= len(t):
-                raise ExpressionError(f"expected ')' to close {name}( at position {start}, found the end of the "
+                raise ExpressionError(f"expected ')' to close {name}( at offset {start}, found the end of the "
                                       "expression", self.pos)
             if t[self.pos] == ")":
                 self.pos += 1

@@ -447,7 +447,8 @@ def call(name: str, item: ItemInfo, params: Sequence[str], data: DataSource, now
         SPECS[name].check(params, lambda i: False)
     except ParamError as e:
         raise EvaluationError(f"{where}: {e}") from None
-    return _IMPL[name](_Ctx(item, params, data, now, where))
+    result = _IMPL[name](_Ctx(item, params, data, now, where))
+    return result if isinstance(result, str) else float(result)
 
 
 @dataclass(slots=True)
