@@ -248,12 +248,12 @@ def test_unknown_propagates_with_why(data: MemorySource, text: str, why: str) ->
     assert why in unknown(text, data)
 
 
-def test_evaluation_of_a_function_used_twice_reads_once(data: MemorySource) -> None:
-    e = parse("last(/h/ten)>1 and last(/h/ten)<100")
+def test_a_function_written_twice_is_read_once(data: MemorySource) -> None:
+    e = parse("last(/h/ten)>1 and last(/h/ten)<100 and last(/h/ten,#2)=4")
+    assert len(e.functions) == 3
     data.calls.clear()
     assert evaluate(e, data, NOW, {}) == 1.0
-    assert len([c for c in data.calls if c[0] == "values"]) == 2  # two FunctionCalls, each read once
-    assert len(e.functions) == 2
+    assert [c[4] for c in data.calls] == [1, 2]  # last(/h/ten) once, last(/h/ten,#2) once
 
 
 def test_overflow_is_unknown(data: MemorySource) -> None:
@@ -399,3 +399,57 @@ def test_very_long_expression_is_refused() -> None:
 
 def test_deep_but_reasonable_nesting_parses(data: MemorySource) -> None:
     assert ev("(" * 50 + "last(/h/one)" + ")" * 50, data) == 1.0
+
+
+def test_nesting_too_deep_is_refused_with_the_position() -> None:
+    with pytest.raises(ExpressionError) as e:
+        parse("(" * 65 + "last(/h/one)" + ")" * 65)
+    assert e.value.pos == 64 and "nested too deeply" in str(e.value)
+    with pytest.raises(ExpressionError) as e:
+        parse("not " * 70 + "last(/h/one)")
+    assert e.value.pos == 64 * 4 and "nested too deeply" in str(e.value)
+
+
+def test_long_chains_evaluate_and_too_long_ones_are_refused(data: MemorySource) -> None:
+    assert ev("last(/h/one)" + "+1" * 249, data) == 250.0
+    assert ev(" or ".join(["last(/h/zero)=1"] * 200 + ["last(/h/one)=1"]), data) == 1.0
+    with pytest.raises(ExpressionError) as e:
+        parse("last(/h/one)" + "+1" * 251)
+    assert "more than 250 operators" in str(e.value)
+    assert e.value.pos == len("last(/h/one)") + 2 * 250  # the 251st '+'
+
+
+def test_expressions_compare_and_hash_by_text() -> None:
+    a, b = parse("last(/h/k)>1"), parse("last(/h/k)>1")
+    assert a == b and hash(a) == hash(b) and len({a, b}) == 1
+    assert a != parse("last(/h/k)>2")
+    assert str(a) == "last(/h/k)>1"
+
+
+def test_errors_name_the_call_as_written(data: MemorySource) -> None:
+    assert unknown('count( /h/status , #5 , "gt" , "a" )', data).startswith('count( /h/status , #5 , "gt" , "a" ):')
+
+
+def test_macro_with_a_comma_in_its_context_as_a_parameter(data: MemorySource) -> None:
+    (f,) = parse('count(/h/ten,#2,"gt",{$T:"a,b"})').functions
+    assert f.params == ("#2", "gt", '{$T:"a,b"}')
+    assert ev('count(/h/ten,#2,"gt",{$T:"a,b"})', data, {'{$T:"a,b"}': "5"}) == 1.0
+
+
+def test_time_shift_anchors_follow_the_time_zone() -> None:
+    from datetime import timedelta, timezone
+
+    from vigil.server.store.base import Trend
+
+    src = MemorySource()
+    cpu = src.add("h", "cpu", 0, [])
+    now = 1_710_339_930  # 2024-03-13 14:25:30 UTC, 16:25:30 at UTC+2
+    day_utc = 1_710_288_000  # 2024-03-13 00:00 UTC
+    src.trend_rows[cpu] = [Trend(day_utc - 7200, 1, 1.0, 1.0, 1.0),  # 22:00 UTC the day before: 00:00 at UTC+2
+                           Trend(day_utc - 10800, 1, 5.0, 5.0, 5.0)]  # 21:00 UTC: the day before at UTC+2 too
+    e = parse("trendmin(/h/cpu,1d:now/d)")
+    # UTC: yesterday is 12 March 00:00-24:00 UTC and holds both: min 1
+    assert evaluate(e, src, now, {}) == 1.0
+    # UTC+2: yesterday is 12 March 00:00-24:00 local, 11 March 22:00 - 12 March 22:00 UTC: the 21:00 UTC hour only
+    assert evaluate(e, src, now, {}, tz=timezone(timedelta(hours=2))) == 5.0
+    assert evaluate(parse("trendmin(/h/cpu,1d:now/d+1d)"), src, now, {}, tz=timezone(timedelta(hours=2))) == 1.0
