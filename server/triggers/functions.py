@@ -6,7 +6,8 @@ unsupported, not enough data, a bad parameter) raises EvaluationError saying why
 
 Periods are time (`30`, `5m`, `1h`, suffixes s m h d w) or counts (`#10`), with an optional time
 shift (`5m:now-1h`). Trend functions take `<N><h|d|w|M|y>:<shift>` where the shift may anchor to the
-start of an hour, day, week (Monday), month or year (`now/h`, `now/d-1d`, `now/M-1y`), in UTC.
+start of an hour, day, week (Monday), month or year (`now/h`, `now/d-1d`, `now/M-1y`), in UTC or the
+time zone the caller passes (Zabbix uses the server's local time).
 """
 
 from __future__ import annotations
@@ -260,11 +261,12 @@ def check_operator(op: str, pattern: str | None, index: int, has_macros: bool) -
 def _matcher(op: str, pattern: str | None, value_type: int) -> Callable[[Any], bool] | None:
     """What count() and find() test each value with, as Zabbix's evaluate_COUNT does; None: every value counts."""
     numeric = value_type in NUMERIC_TYPES and op not in ("regexp", "iregexp")
+    given = op
     if not op:
         op = "eq" if numeric else "like"
     if numeric:
         if not pattern:
-            if pattern is not None or op != "eq":
+            if given:
                 raise EvaluationError(f"operator {op!r} needs a pattern to compare numeric values with")
             return None
         if op == "like":

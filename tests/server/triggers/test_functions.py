@@ -164,7 +164,9 @@ def test_the_period_reaches_the_data_source(data: MemorySource) -> None:
     ('count(/web/status,#5,"regexp","^up$")', 2),
     ('count(/web/status,#5,"iregexp","^up$")', 3),  # up, up, Up
     ('count(/web/status,#5,"like","")', 5),  # "" is in every value
-    ('count(/web/status,5m:now-2m,"like","up")', 2),  # (NOW-420, NOW-120]: degraded up, Up -> 1; up at NOW-121 -> 2
+    ('count(/web/status,#5,"eq","")', 0),  # no value is empty
+    ('count(/web/cpu,5m,,"")', 5),  # neither operator nor pattern: every value
+    ('count(/web/status,5m:now-2m,"like","up")', 2),  # (NOW-420, NOW-120]: up, degraded up, Up
     ('count(/web/log,#2,"like","full")', 1),
 ])
 def test_count(data: MemorySource, text: str, expected: int) -> None:
@@ -181,6 +183,8 @@ def test_count_of_no_values_is_zero(data: MemorySource) -> None:
     ('count(/web/cpu,5m,"bitand","2")', "'bitand' is not supported for float"),
     ('count(/web/status,#5,"gt","a")', "not supported for textual values"),
     ('count(/web/cpu,5m,"gt")', "needs a pattern"),
+    ('count(/web/cpu,5m,"eq")', "needs a pattern"),
+    ('count(/web/cpu,5m,"eq","")', "needs a pattern"),
     ('count(/web/cpu,5m,"gt","abc")', "not a valid numeric float value"),
     ('count(/web/flags,5m,"eq","1.5")', "not a valid numeric unsigned value"),
 ])
