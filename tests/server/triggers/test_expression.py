@@ -453,3 +453,10 @@ def test_time_shift_anchors_follow_the_time_zone() -> None:
     # UTC+2: yesterday is 12 March 00:00-24:00 local, 11 March 22:00 - 12 March 22:00 UTC: the 21:00 UTC hour only
     assert evaluate(e, src, now, {}, tz=timezone(timedelta(hours=2))) == 5.0
     assert evaluate(parse("trendmin(/h/cpu,1d:now/d+1d)"), src, now, {}, tz=timezone(timedelta(hours=2))) == 1.0
+
+
+def test_host_macro_as_host_can_be_renamed_to_the_real_host(data: MemorySource) -> None:
+    e = parse("last(/{HOST.HOST}/ten)>5")
+    assert e.item_refs() == {("{HOST.HOST}", "ten")}
+    assert "no item 'ten' on host '{HOST.HOST}'" in unknown("last(/{HOST.HOST}/ten)>5", data)
+    assert ev(e.rename_host("{HOST.HOST}", "h"), data) == 1.0
