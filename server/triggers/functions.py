@@ -258,6 +258,7 @@ def check_operator(op: str, pattern: str | None, index: int, has_macros: bool) -
                              index + 1)
 
 
+@lru_cache(maxsize=1024)
 def _matcher(op: str, pattern: str | None, value_type: int) -> Callable[[Any], bool] | None:
     """What count() and find() test each value with, as Zabbix's evaluate_COUNT does; None: every value counts."""
     numeric = value_type in NUMERIC_TYPES and op not in ("regexp", "iregexp")
