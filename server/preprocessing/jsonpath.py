@@ -469,9 +469,9 @@ def _function(name: str, matches: list[tuple[Any, Any]], definite: bool) -> Any:
             raise NoMatch(f"cannot apply {name}() to a non-numeric value {to_text(v)[:64]!r}")
         nums.append(n)
     if name == "sum":
-        return sum(nums)
+        return sum(nums) if all(isinstance(n, int) for n in nums) else math.fsum(nums)
     if name == "avg":
-        return sum(nums) / len(nums)
+        return math.fsum(nums) / len(nums)
     if name == "min":
         return min(nums)
     return max(nums)
