@@ -68,7 +68,8 @@ def _dump(el: ET.Element) -> str:
 def _lxml_xpath(expression: str, text: str) -> str:  # pragma: no cover - needs lxml
     assert _lxml is not None
     try:
-        doc = _lxml.fromstring(text.encode())
+        parser = _lxml.XMLParser(resolve_entities=False, no_network=True)
+        doc = _lxml.fromstring(text.encode(), parser)
     except _lxml.XMLSyntaxError as e:
         raise XMLError(f"cannot parse the value as XML: {e}") from None
     try:
