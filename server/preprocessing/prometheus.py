@@ -121,7 +121,7 @@ def _parse_line(line: str, where: str) -> tuple[str, tuple[tuple[str, str], ...]
         if i >= len(line):
             raise ValueError(f"{where}: missing '}}'")
         i += 1
-    rest = line[i:].split()
+    rest = line[i:].split(" # ", 1)[0].split()  # an OpenMetrics exemplar after " # " is ignored
     if not rest or len(rest) > 2:
         raise ValueError(f"{where}: expected a value (and an optional timestamp) after {name!r}")
     if not _FLOAT.fullmatch(rest[0]):

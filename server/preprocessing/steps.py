@@ -195,7 +195,11 @@ def _excerpt(value: Value) -> str:
 
 
 def _num_text(text: str) -> int | float | None:
-    s = text.rstrip("\n").strip(" ")
+    """Zabbix's reading of a number in text: trailing CR/LF, then spaces and double quotes at both ends
+    and a leading "+" go; an unsigned integer if it is one, else a float, else None."""
+    s = text.rstrip("\r\n").strip(' "')
+    if s.startswith("+"):
+        s = s[1:]
     if _UINT.fullmatch(s):
         return int(s)
     if FLOAT_SYNTAX.fullmatch(s):

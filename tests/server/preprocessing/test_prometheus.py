@@ -163,6 +163,11 @@ def test_regex_matchers_are_anchored_like_promql():
     assert pattern_value(EXPOSITION, 'cpu_seconds{zone=""}', "function", "count") == "3"  # 4, one NaN
 
 
+def test_exemplars_are_ignored():
+    text = 'rpc_count_total{path="/a"} 17 1520879607789 # {trace_id="KOO5S4vxi0o"} 0.67\n'
+    assert pattern_value(text, "rpc_count_total", "value", "") == "17"
+
+
 def test_bad_data_is_a_prometheus_error():
     with pytest.raises(PrometheusError, match="cannot parse the Prometheus data: line 1"):
         pattern_value("{oops} 1", "m", "value", "")

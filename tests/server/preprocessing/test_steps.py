@@ -39,6 +39,7 @@ def test_multiplier_float():
     assert ok(Step(1, "0.5"), "3") == 1.5
     assert ok(Step(1, "2"), " 1.25\n") == 2.5
     assert ok(Step(1, "1e3"), "-2") == -2000.0
+    assert ok(Step(1, "3"), ' "+7"\r\n') == 21  # quotes, a plus sign and CR/LF are dropped as in Zabbix
 
 
 def test_multiplier_on_text_fails_quoting_the_value():
