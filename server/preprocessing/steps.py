@@ -378,7 +378,7 @@ def _compiled(step: Step) -> Fn:
             raise StepError("the CSV delimiter and quotation character must differ")
         if header.strip() not in ("", "0", "1"):
             raise StepError(f"the CSV header flag must be 0 or 1, got {header!r}")
-        with_header = header.strip() != "0"
+        with_header = header.strip() == "1"
         return lambda v, c, h: (_csv(text_of(v), delim, quote, with_header), h)
     if t == StepType.STR_REPLACE:
         search, repl = _lines(p, 2)
@@ -418,7 +418,10 @@ def _error_regex(rx: re.Pattern[str], v: Value, output: str) -> Value:
     m = rx.search(text_of(v))
     if m is None:
         return v
-    raise _Failed(_substitute(m, output) or f'value "{_excerpt(v)}" matches "{rx.pattern}"')
+    found = _substitute(m, output).strip()
+    if not found:  # as in Zabbix, an empty error is no error
+        return v
+    raise _Failed(found)
 
 
 def _trim_number(v: Value) -> str:
@@ -495,13 +498,15 @@ def _xpath(expr: str, v: Value) -> str:
 
 
 def _error_xml(expr: str, v: Value) -> Value:
+    """Check for error in XML: a value that is not XML, or where the XPath finds nothing or only
+    whitespace, passes unchanged (as in Zabbix); otherwise what it found is the error."""
     try:
-        found = xmlpath.xpath(expr, text_of(v))
+        found = xmlpath.xpath(expr, text_of(v)).strip()
     except xmlpath.XPathError as e:
         raise StepError(str(e)) from None
-    except xmlpath.XMLError as e:
-        raise _Failed(str(e)) from None
-    if found.strip():
+    except xmlpath.XMLError:
+        return v
+    if found:
         raise _Failed(found)
     return v
 
@@ -532,6 +537,7 @@ def _error_json(path: jsonpath.Path, v: Value) -> Value:
         found = path.apply(doc)
     except jsonpath.NoMatch:
         return v
+    found = found.strip()
     if found in ("", "null"):
         return v
     raise _Failed(found)
@@ -582,12 +588,11 @@ def _prom_json(pat: prometheus.Pattern | str, v: Value) -> str:
 
 def _csv(text: str, delim: str, quote: str, with_header: bool) -> str:
     lines = text.splitlines(keepends=True)
-    if not delim:
-        if lines and lines[0].lower().startswith("sep=") and len(lines[0].rstrip("\r\n")) == 5:
-            delim = lines[0][4]
-            lines = lines[1:]
-        else:
-            delim = ","
+    if lines and lines[0].lower().startswith("sep=") and len(lines[0].rstrip("\r\n")) == 5:
+        # A "sep=;" first line is never data; it names the delimiter unless the step gives one.
+        delim = delim or lines[0][4]
+        lines = lines[1:]
+    delim = delim or ","
     reader = csv.reader(io.StringIO("".join(lines)), delimiter=delim, quotechar=quote or None,
                         quoting=csv.QUOTE_MINIMAL if quote else csv.QUOTE_NONE, strict=True)
     rows: list[list[str]] = []
@@ -694,6 +699,8 @@ def run(
             out, h = _compiled(s)(current, clock, history.get(i))
         except (StepError, _Failed) as e:
             # As in Zabbix, custom on fail also covers parameters that do not compile at run time.
+            if s.error_handler in (ErrorHandler.DEFAULT, ErrorHandler.SET_ERROR):
+                history.pop(i, None)  # Zabbix forgets the failing step's history: it starts afresh
             if s.error_handler == ErrorHandler.DISCARD:
                 return done(discarded=True)
             if s.error_handler == ErrorHandler.SET_VALUE:

@@ -168,9 +168,16 @@ def test_change_per_second_needs_a_later_clock():
     assert rs[3].value == 0.5  # (19 - 9) / (60 - 40)
 
 
-def test_change_per_second_on_text_fails_and_keeps_history():
-    rs = feed([Step(10)], [(0, "10"), (10, "n/a"), (20, "30")])
+def test_change_per_second_on_text_fails_and_starts_afresh():
+    rs = feed([Step(10)], [(0, "10"), (10, "n/a"), (20, "30"), (30, "40")])
     assert rs[1].error == 'step 1 (Change per second): cannot convert value "n/a" to a number'
+    assert rs[2].discarded  # Zabbix drops a failed step's history: this value primes it again
+    assert rs[3].value == 1.0
+
+
+def test_change_per_second_failure_with_discard_keeps_history():
+    rs = feed([Step(10, error_handler=1)], [(0, "10"), (10, "n/a"), (20, "30")])
+    assert rs[1].discarded
     assert rs[2].value == 1.0
 
 
@@ -217,6 +224,8 @@ def test_xpath_on_bad_xml():
 
 def test_check_for_error_in_xml():
     assert ok(Step(17, "/r/error"), "<r><data>1</data></r>") == "<r><data>1</data></r>"
+    assert ok(Step(17, "/r/error"), "not xml") == "not xml"  # Zabbix lets a value that is not XML pass
+    assert ok(Step(17, "/r/error/text()"), "<r><error>  </error></r>") == "<r><error>  </error></r>"
     assert err(Step(17, "/r/error/text()"), "<r><error>disk full</error></r>") == \
         "step 1 (Check for error in XML): disk full"
 
@@ -287,6 +296,7 @@ def test_check_for_error_using_regex():
     step = Step(18, r"^ERR (\d+): (.*)$" + "\n" + r"code \1: \2")
     assert ok(step, "OK 42") == "OK 42"
     assert err(step, "ERR 7: no route") == "step 1 (Check for error using regular expression): code 7: no route"
+    assert ok(Step(18, "^ERR\n"), "ERR x") == "ERR x"  # an empty output is no error, as in Zabbix
 
 
 # --- 19, 20 discard unchanged -------------------------------------------------------------------------------
@@ -362,6 +372,9 @@ def test_csv_without_header_and_other_delimiters():
     assert rows == [{"1": "a", "2": "b;c"}, {"1": "d'e", "2": "f"}]
     rows = json.loads(str(ok(Step(24, '\n"\n1'), "sep=|\nx|y\n1|2\n")))
     assert rows == [{"x": "1", "y": "2"}]
+    rows = json.loads(str(ok(Step(24, ';\n"\n1'), "sep=|\nx;y\n1;2\n")))  # the step's delimiter wins
+    assert rows == [{"x": "1", "y": "2"}]
+    assert json.loads(str(ok(Step(24, ',\n"\n'), "a,b\n"))) == [{"1": "a", "2": "b"}]  # empty flag: no header
 
 
 def test_csv_row_shorter_and_longer_than_header():
