@@ -22,6 +22,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 _METRIC = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -121,7 +122,7 @@ def _parse_line(line: str, where: str) -> tuple[str, tuple[tuple[str, str], ...]
         if i >= len(line):
             raise ValueError(f"{where}: missing '}}'")
         i += 1
-    rest = line[i:].split(" # ", 1)[0].split()  # an OpenMetrics exemplar after " # " is ignored
+    rest = line[i:].split()
     if not rest or len(rest) > 2:
         raise ValueError(f"{where}: expected a value (and an optional timestamp) after {name!r}")
     if not _FLOAT.fullmatch(rest[0]):
@@ -134,8 +135,48 @@ def _parse_line(line: str, where: str) -> tuple[str, tuple[tuple[str, str], ...]
     return name, tuple(labels), rest[0], ts
 
 
+_FAST_LINE = re.compile(
+    r"([a-zA-Z_:][a-zA-Z0-9_:]*)"  # the metric name
+    r"(?:\{((?:[^\"}]|\"(?:[^\"\\]|\\.)*\")*)\})?"  # labels, with quoted values that may hold } or \"
+    r"[ \t]+(\S+)(?:[ \t]+(-?[0-9]+))?"  # the value and an optional timestamp
+)
+_FAST_LABEL = re.compile(r'[ \t]*([a-zA-Z_][a-zA-Z0-9_]*)[ \t]*=[ \t]*"((?:[^"\\]|\\.)*)"[ \t]*(?:,|$)')
+_UNESCAPE = re.compile(r"\\(.)")
+
+
+def _fast_line(line: str) -> tuple[str, tuple[tuple[str, str], ...], str, int | None] | None:
+    """The common well-formed line by regular expressions; None sends it to the careful parser."""
+    m = _FAST_LINE.fullmatch(line)
+    if m is None or not _FLOAT.fullmatch(m.group(3)):
+        return None
+    labels: list[tuple[str, str]] = []
+    body = m.group(2)
+    if body:
+        pos = 0
+        while pos < len(body):
+            lm = _FAST_LABEL.match(body, pos)
+            if lm is None:
+                if body[pos:].strip():
+                    return None
+                break
+            v = lm.group(2)
+            if "\\" in v:
+                v = _UNESCAPE.sub(lambda g: {"n": "\n", "\\": "\\", '"': '"'}.get(g.group(1), "\\" + g.group(1)), v)
+            labels.append((lm.group(1), v))
+            pos = lm.end()
+    ts = int(m.group(4)) if m.group(4) is not None else None
+    return m.group(1), tuple(labels), m.group(3), ts
+
+
 def parse(text: str) -> list[Sample]:
-    """Every sample of a text exposition, with the HELP and TYPE of its family; comments are skipped."""
+    """Every sample of a text exposition, with the HELP and TYPE of its family; comments are skipped.
+
+    The last few texts parsed are remembered (dependent items split one master value many times)."""
+    return list(_parse_cached(text))
+
+
+@lru_cache(maxsize=8)
+def _parse_cached(text: str) -> tuple[Sample, ...]:
     helps: dict[str, str] = {}
     types: dict[str, str] = {}
     raw: list[tuple[str, tuple[tuple[str, str], ...], str, int | None, str]] = []
@@ -150,9 +191,12 @@ def parse(text: str) -> list[Sample]:
             elif len(parts) >= 2 and parts[0] == "TYPE":
                 types[parts[1]] = parts[2].strip() if len(parts) > 2 else "untyped"
             continue
-        name, labels, value, ts = _parse_line(s, f"line {n}")
+        if " # " in s:
+            s = s.split(" # ", 1)[0].rstrip()  # an OpenMetrics exemplar is ignored
+        fast = _fast_line(s)
+        name, labels, value, ts = fast if fast is not None else _parse_line(s, f"line {n}")
         raw.append((name, labels, value, ts, s))
-    out = []
+    out: list[Sample] = []
     for name, labels, value, ts, s in raw:
         family = name
         if name not in types and name not in helps:
@@ -161,7 +205,7 @@ def parse(text: str) -> list[Sample]:
                     family = name[: -len(suffix)]
                     break
         out.append(Sample(name, labels, value, _parse_float(value), ts, s, types.get(family), helps.get(family)))
-    return out
+    return tuple(out)
 
 
 def _unescape_help(text: str) -> str:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from functools import lru_cache
+from types import MappingProxyType
 from typing import Any
 
 from vigil.server.config.durations import DurationError
@@ -664,7 +665,7 @@ def run(
     history: dict[int, Previous] = dict(prev)
 
     def done(**kw: Any) -> Result:
-        return Result(state=ItemState(history, key), **kw)
+        return Result(state=ItemState(MappingProxyType(dict(history)), key), **kw)
 
     start = 0
     if error is not None:
