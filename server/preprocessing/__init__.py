@@ -39,9 +39,10 @@ parameter format (several parameters in one string, separated by "\\n"):
   - `error`: the item could not be read. Only a "check for not supported value" step acts on it (its
     custom on fail discards, sets a value that the following steps then process, or sets the error);
     without one the error comes back unchanged.
-  - `value_type` (vigil.server.config.tables.ValueType): when given, the final value is converted as
-    Zabbix stores it; a float made by a step for an unsigned item keeps its integer part; anything else
-    unsuitable is an error.
+  - `value_type` (vigil.server.config.tables.ValueType): when given, numeric steps work in the item's
+    type as Zabbix's type hint does (float items in floats; for unsigned items a float loses its
+    fraction: a rate of 12.5 is 12 before a following multiplier), and the final value is converted
+    as Zabbix stores it; anything unsuitable is an error.
   - `Result(value, error, discarded, state)`; `Result.ok` is true for a value.
 
 Custom on fail (`error_handler`): 0 the item becomes not supported with "step N (Name): what failed";

@@ -90,6 +90,7 @@ STEP_NAMES: dict[int, str] = {
     27: "XML to JSON",
 }
 
+_NUMERIC = {StepType.MULTIPLIER, StepType.DELTA_VALUE, StepType.DELTA_SPEED, StepType.VALIDATE_RANGE}
 _STATEFUL = {StepType.DELTA_VALUE, StepType.DELTA_SPEED, StepType.THROTTLE_VALUE, StepType.THROTTLE_TIMED_VALUE}
 _BOOL_TRUE = {"true", "t", "yes", "y", "on", "up", "running", "enabled", "available", "ok", "master"}
 _BOOL_FALSE = {"false", "f", "no", "n", "off", "down", "unused", "disabled", "unavailable", "err", "slave"}
@@ -634,6 +635,23 @@ def _xml_json(v: Value) -> str:
 # --- the pipeline -------------------------------------------------------------------------------------
 
 
+def _hinted(v: Value, hint: int) -> Value:
+    """Zabbix's numeric type hint: for a float item numbers become floats, for an unsigned item floats in
+    range lose their fraction. Text that is not a number stays as it is (the step then fails on it)."""
+    n: int | float | None
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        n = _num_text(v) if isinstance(v, str) else None
+        if n is None:
+            return v
+    else:
+        n = v
+    if hint == ValueType.FLOAT:
+        return float(n)
+    if isinstance(n, float) and math.isfinite(n) and 0 <= n <= UINT_MAX:
+        return int(n)
+    return n
+
+
 def _final(value: Value, value_type: int) -> Value:
     vt = ValueType(value_type)
     if vt == ValueType.UNSIGNED and isinstance(value, float):
@@ -667,6 +685,7 @@ def run(
     def done(**kw: Any) -> Result:
         return Result(state=ItemState(MappingProxyType(dict(history)), key), **kw)
 
+    hint = value_type if value_type in (ValueType.FLOAT, ValueType.UNSIGNED) else None
     start = 0
     if error is not None:
         # The item could not be read. Only "check for not supported value" acts on that; without one
@@ -697,7 +716,16 @@ def run(
         try:
             if not isinstance(s.params, str) or not isinstance(s.error_handler_params, str):
                 raise StepError("the parameters must be text")
-            out, h = _compiled(s)(current, clock, history.get(i))
+            fn = _compiled(s)
+            if hint is not None and s.type in _NUMERIC:
+                inp = _hinted(current, hint)
+                out, h = fn(inp, clock, history.get(i))
+                if s.type == StepType.VALIDATE_RANGE:
+                    out = current  # the range step only looks
+                elif out is not None:
+                    out = _hinted(out, hint)
+            else:
+                out, h = fn(current, clock, history.get(i))
         except (StepError, _Failed) as e:
             # As in Zabbix, custom on fail also covers parameters that do not compile at run time.
             if s.error_handler in (ErrorHandler.DEFAULT, ErrorHandler.SET_ERROR):

@@ -166,21 +166,27 @@ def xpath(expression: str, text: str) -> str:
 # --- XML to JSON --------------------------------------------------------------------------------------
 
 
+def _local(name: str) -> str:
+    return name.split("}", 1)[-1]  # ElementTree spells a namespaced name "{uri}name"
+
+
 def _to_json(el: ET.Element) -> Any:
     out: dict[str, Any] = {}
     for k, v in el.attrib.items():
-        out["@" + k] = v
+        out["@" + _local(k)] = v
     for child in el:
+        if not isinstance(child.tag, str):  # comments and processing instructions
+            continue
+        tag = _local(child.tag)
         value = _to_json(child)
-        if child.tag in out:
-            prev = out[child.tag]
-            if isinstance(prev, list) and getattr(prev, "_repeated", False):
+        if tag in out:
+            prev = out[tag]
+            if isinstance(prev, _Repeated):
                 prev.append(value)
             else:
-                lst = _Repeated([prev, value])
-                out[child.tag] = lst
+                out[tag] = _Repeated([prev, value])
         else:
-            out[child.tag] = value
+            out[tag] = value
     text = (el.text or "").strip()
     if not out:
         return text if text else None
@@ -189,12 +195,12 @@ def _to_json(el: ET.Element) -> Any:
     return out
 
 
-class _Repeated(list):  # a list made from repeated elements (never confused with a value)
-    _repeated = True
+class _Repeated(list[Any]):  # a list made from repeated elements (never confused with a value)
+    pass
 
 
 def xml_to_json(text: str) -> str:
     """Zabbix's XML to JSON: attributes as "@name", text beside attributes or children as "#text",
     repeated elements as arrays, an empty element as null."""
     root = parse_xml(text)
-    return json.dumps({root.tag: _to_json(root)}, ensure_ascii=False, separators=(",", ":"))
+    return json.dumps({_local(root.tag): _to_json(root)}, ensure_ascii=False, separators=(",", ":"))

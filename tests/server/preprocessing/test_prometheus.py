@@ -163,6 +163,20 @@ def test_regex_matchers_are_anchored_like_promql():
     assert pattern_value(EXPOSITION, 'cpu_seconds{zone=""}', "function", "count") == "3"  # 4, one NaN
 
 
+def test_unusual_spacing_takes_the_careful_parser_with_the_same_result():
+    a = parse('m{a="1",b="x\\"}y"} 2 17\n')[0]
+    b = parse('m { a = "1" , b = "x\\"}y" , } 2 17\n')[0]
+    assert a.labels == b.labels == (("a", "1"), ("b", 'x"}y'))
+    assert (a.value, a.timestamp) == (b.value, b.timestamp) == (2.0, 17)
+
+
+def test_parsed_texts_are_not_shared_mutable_state():
+    text = "a 1\nb 2\n"
+    first = parse(text)
+    first.clear()
+    assert [s.name for s in parse(text)] == ["a", "b"]
+
+
 def test_exemplars_are_ignored():
     text = 'rpc_count_total{path="/a"} 17 1520879607789 # {trace_id="KOO5S4vxi0o"} 0.67\n'
     assert pattern_value(text, "rpc_count_total", "value", "") == "17"

@@ -457,6 +457,20 @@ def test_final_value_type_conversion():
     assert run([], "x" * 300, 0, value_type=ValueType.CHAR).value == "x" * 255
 
 
+def test_numeric_type_hint_of_the_item():
+    steps = [Step(10), Step(1, "8")]
+    rs = feed(steps, [(0, "0"), (2, "25")], value_type=ValueType.UNSIGNED)
+    assert rs[1].value == 96  # 12.5/s is 12 in an unsigned item, then times 8
+    rs = feed(steps, [(0, "0"), (2, "25")], value_type=ValueType.FLOAT)
+    assert rs[1].value == 100.0
+    assert run([Step(1, "2")], "2.7", 0, value_type=ValueType.UNSIGNED).value == 4
+    r = run([Step(1, "2")], "5", 0, value_type=ValueType.FLOAT)
+    assert r.value == 10.0 and isinstance(r.value, float)
+    assert run([Step(13, "0\n10")], " 5 ", 0, value_type=ValueType.UNSIGNED).value == 5  # checked, then stored
+    r = run([Step(1, "2")], "abc", 0, value_type=ValueType.UNSIGNED)
+    assert r.error == 'step 1 (Custom multiplier): cannot apply multiplier "2" to value "abc": it is not a number'
+
+
 def test_validate_pipeline():
     validate([Step(26, "", 1), Step(12, "$.a"), Step(10)])
     with pytest.raises(StepError, match=r"step 2 \(Check for not supported value\): it must be the first step"):

@@ -87,6 +87,11 @@ def test_xml_to_json():
     assert json.loads(xml_to_json("<a><b>1</b></a>")) == {"a": {"b": "1"}}
 
 
+def test_xml_to_json_namespaces_and_cdata():
+    doc = '<r xmlns="urn:x" xmlns:y="urn:y"><y:a y:k="1"><![CDATA[<raw>]]></y:a><a>2</a></r>'
+    assert json.loads(xml_to_json(doc)) == {"r": {"a": [{"@k": "1", "#text": "<raw>"}, "2"]}}
+
+
 def test_xml_to_json_bad_input():
     with pytest.raises(XMLError):
         xml_to_json("<a>")
