@@ -106,7 +106,23 @@ class Path:
         return dumps([v for _, v in matches])
 
 
-# --- output -------------------------------------------------------------------------------------------
+# --- input and output ---------------------------------------------------------------------------------
+
+
+class JSONFloat(float):
+    """A JSON number with a fraction or exponent that remembers how the document wrote it ("1.50")."""
+
+    text: str
+
+    def __new__(cls, text: str) -> JSONFloat:
+        f = super().__new__(cls, text)
+        f.text = text
+        return f
+
+
+def loads(text: str) -> Any:
+    """Parse JSON, keeping the written form of numbers with a fraction so a path returns it as written."""
+    return json.loads(text, parse_float=JSONFloat)
 
 
 def dumps(value: Any) -> str:
@@ -118,6 +134,8 @@ def number_text(x: float | int) -> str:
         return "true" if x else "false"
     if isinstance(x, int):
         return str(x)
+    if isinstance(x, JSONFloat):
+        return x.text
     if math.isfinite(x) and x == int(x) and abs(x) < 2**63:
         return str(int(x))
     return repr(x)
@@ -532,7 +550,7 @@ def query(path: str | Path, document: str | Any) -> str:
     p = compile_path(path) if isinstance(path, str) else path
     if isinstance(document, str):
         try:
-            doc = json.loads(document)
+            doc = loads(document)
         except ValueError as e:
             raise ValueError(f"the value is not JSON: {e}") from None
     else:

@@ -515,7 +515,7 @@ def _error_xml(expr: str, v: Value) -> Value:
 
 def _load_json(v: Value) -> Any:
     try:
-        return json.loads(text_of(v))
+        return jsonpath.loads(text_of(v))
     except ValueError as e:
         raise _Failed(f"cannot parse the value as JSON: {e}") from None
 
@@ -532,7 +532,7 @@ def _error_json(path: jsonpath.Path, v: Value) -> Value:
     """Check for error in JSON: a value that is not JSON, or where the path finds nothing (or an empty
     string or null), passes unchanged; otherwise what the path found is the error."""
     try:
-        doc = json.loads(text_of(v))
+        doc = jsonpath.loads(text_of(v))
     except ValueError:
         return v
     try:

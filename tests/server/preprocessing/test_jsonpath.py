@@ -97,6 +97,13 @@ def test_functions(path: str, want: str):
     assert query(path, STORE) == want
 
 
+def test_numbers_come_back_as_written():
+    doc = '{"a": 1.50, "b": 1e3, "c": -0.0, "d": 12345678901234567890, "e": [1.50, 2.25]}'
+    assert [query(f"$.{k}", doc) for k in "abcd"] == ["1.50", "1e3", "-0.0", "12345678901234567890"]
+    assert query("$.e.sum()", doc) == "3.75"
+    assert query("$.e.first()", doc) == "1.50"
+
+
 def test_aggregates_of_numeric_strings():
     assert query("$.v.sum()", '{"v": ["1", "2.5", 3]}') == "6.5"
 
