@@ -735,7 +735,7 @@ def run(
             if s.error_handler == ErrorHandler.SET_VALUE:
                 current = s.error_handler_params
                 continue
-            if s.error_handler == ErrorHandler.SET_ERROR:
+            if s.error_handler == ErrorHandler.SET_ERROR and s.error_handler_params:
                 return done(error=s.error_handler_params)
             return done(error=f"{where}: {e}")
         if s.type in _STATEFUL and h is not None:

@@ -425,6 +425,11 @@ def test_error_handler_modes():
     assert r.error == "no such field"
 
 
+def test_set_error_without_a_message_keeps_the_steps_error():
+    r = run([Step(12, "$.x", 3, "")], "{}", 0)
+    assert r.error == "step 1 (JSONPath): no data matches $.x"
+
+
 def test_error_handler_applies_to_bad_parameters_as_in_zabbix():
     r = run([Step(5, "(\n\\0", error_handler=2, error_handler_params="fallback")], "x", 0)
     assert r.value == "fallback"
