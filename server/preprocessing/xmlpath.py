@@ -120,8 +120,9 @@ def _etree_nodes(path: str, root: ET.Element) -> list[Any]:
         raise XPathError(f"invalid XPath {path!r}: {e}") from None
     if last is None:
         return nodes
-    if last[0] == "text":
-        return [n.text for n in nodes if n.text is not None]
+    if last[0] == "text":  # every text node directly under the element: its text and its children's tails
+        texts = ["".join([n.text or ""] + [c.tail or "" for c in n]) for n in nodes]
+        return [t for t in texts if t]
     return [n.get(last[1]) for n in nodes if n.get(last[1]) is not None]
 
 

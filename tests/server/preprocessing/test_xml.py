@@ -41,6 +41,10 @@ def test_xpath(expr: str, want: str):
     assert xpath(expr, DOC) == want
 
 
+def test_text_nodes_of_mixed_content():
+    assert xpath("/p/text()", "<p>one <b>two</b> three</p>") == "one  three"
+
+
 def test_bad_xml():
     with pytest.raises(XMLError, match="cannot parse the value as XML"):
         xpath("/a", "<a><b></a>")
