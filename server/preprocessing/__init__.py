@@ -27,8 +27,9 @@ parameter format (several parameters in one string, separated by "\\n"):
    21 JavaScript: NOT SUPPORTED, always an error that names the step (custom on fail does not apply)
    22 Prometheus pattern (pattern \\n value|label|function \\n label name|sum|min|max|avg|count)
    23 Prometheus to JSON (pattern, may be empty)
-   24 CSV to JSON (delimiter \\n quote \\n 1 with header row | 0 without; empty delimiter: a first line
-      "sep=;" or ","; columns without a header are named "1", "2", …)
+   24 CSV to JSON (delimiter \\n quote \\n 1 with a header row, 0 or empty without; a first line "sep=;"
+      is never data and names the delimiter when the step gives none, else ","; an empty quote turns
+      quoting off; columns without a header are named "1", "2", …; short rows are filled with "")
    25 replace (search \\n replacement; \\n \\r \\t \\s \\\\ escapes)
    26 check for not supported value (acts only on `error=`; must be the first step)
    27 XML to JSON
@@ -55,6 +56,11 @@ steps change, the history starts afresh (Zabbix resets it too). Change steps dis
 (it only primes the history) and any value lower than the previous one: Zabbix does not unwrap
 counters, so a 32/64-bit wrap or a reset is one discarded value, and the next one is computed from
 the new low value. Change per second also discards a value whose clock is not after the previous.
+
+Modules: `jsonpath` (Zabbix's JSONPath dialect), `prometheus` (text exposition, patterns), `xmlpath`
+(XPath: complete with lxml installed, else an ElementTree subset that refuses the rest by name).
+The one module-level cache holds the last few Prometheus texts parsed, so dependent items that split
+one scrape parse it once; it holds no item state.
 
 Numbers: numeric steps read text as Zabbix does (trailing newlines and spaces dropped; an unsigned
 integer if it is one, else a float) and fail with a message quoting the value, e.g. multiplier on "abc".
