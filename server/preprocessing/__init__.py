@@ -55,7 +55,8 @@ clock. `run` never mutates the state it is given; it returns the next one in `Re
 steps change, the history starts afresh (Zabbix resets it too). Change steps discard the first value
 (it only primes the history) and any value lower than the previous one: Zabbix does not unwrap
 counters, so a 32/64-bit wrap or a reset is one discarded value, and the next one is computed from
-the new low value. Change per second also discards a value whose clock is not after the previous.
+the new low value. Change per second also discards a value whose clock is not after the previous. A step that fails
+(without custom on fail rescuing the value) forgets its history, as in Zabbix.
 
 Modules: `jsonpath` (Zabbix's JSONPath dialect), `prometheus` (text exposition, patterns), `xmlpath`
 (XPath: complete with lxml installed, else an ElementTree subset that refuses the rest by name).

@@ -378,7 +378,10 @@ def compile_path(text: str) -> Path:
     """Parse a JSONPath; raises JSONPathError naming the position."""
     if not text:
         raise JSONPathError("invalid JSONPath: the path is empty", 0)
-    return _Parser(text).path()
+    try:
+        return _Parser(text).path()
+    except RecursionError:
+        raise JSONPathError(f"invalid JSONPath {text[:64]!r}: the filter is nested too deeply", 0) from None
 
 
 # --- evaluation ---------------------------------------------------------------------------------------

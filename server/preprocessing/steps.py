@@ -516,6 +516,8 @@ def _error_xml(expr: str, v: Value) -> Value:
 def _load_json(v: Value) -> Any:
     try:
         return jsonpath.loads(text_of(v))
+    except RecursionError:
+        raise _Failed("cannot parse the value as JSON: it is nested too deeply") from None
     except ValueError as e:
         raise _Failed(f"cannot parse the value as JSON: {e}") from None
 
@@ -533,7 +535,7 @@ def _error_json(path: jsonpath.Path, v: Value) -> Value:
     string or null), passes unchanged; otherwise what the path found is the error."""
     try:
         doc = jsonpath.loads(text_of(v))
-    except ValueError:
+    except (ValueError, RecursionError):
         return v
     try:
         found = path.apply(doc)
@@ -726,7 +728,7 @@ def run(
                     out = _hinted(out, hint)
             else:
                 out, h = fn(current, clock, history.get(i))
-        except (StepError, _Failed) as e:
+        except (StepError, _Failed, RecursionError) as e:  # RecursionError: absurdly nested input
             # As in Zabbix, custom on fail also covers parameters that do not compile at run time.
             if s.error_handler in (ErrorHandler.DEFAULT, ErrorHandler.SET_ERROR):
                 history.pop(i, None)  # Zabbix forgets the failing step's history: it starts afresh

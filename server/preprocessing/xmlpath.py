@@ -204,4 +204,7 @@ def xml_to_json(text: str) -> str:
     """Zabbix's XML to JSON: attributes as "@name", text beside attributes or children as "#text",
     repeated elements as arrays, an empty element as null."""
     root = parse_xml(text)
-    return json.dumps({_local(root.tag): _to_json(root)}, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return json.dumps({_local(root.tag): _to_json(root)}, ensure_ascii=False, separators=(",", ":"))
+    except RecursionError:
+        raise XMLError("cannot convert XML to JSON: it is nested too deeply") from None

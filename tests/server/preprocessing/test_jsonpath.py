@@ -158,6 +158,11 @@ def test_quoted_names_with_escapes_and_unicode():
     assert query("$['it\\'s']['naïve']", doc) == "ü"
 
 
+def test_absurd_nesting_in_a_filter_is_a_parse_error():
+    with pytest.raises(JSONPathError, match="nested too deeply"):
+        compile_path("$[?(" + "(" * 5000 + "@.a" + ")" * 5000 + ")]")
+
+
 def test_not_json():
     with pytest.raises(ValueError, match="the value is not JSON"):
         query("$.a", "{")

@@ -258,6 +258,12 @@ def test_jsonpath_bad_path_and_bad_json():
         validate([Step(4, " "), Step(12, "a.b")])
 
 
+def test_jsonpath_on_absurdly_deep_json_fails_cleanly():
+    deep = "[" * 100000 + "]" * 100000
+    assert err(Step(12, "$[0]"), deep) == "step 1 (JSONPath): cannot parse the value as JSON: it is nested too deeply"
+    assert ok(Step(16, "$.error"), deep) == deep
+
+
 def test_check_for_error_in_json():
     step = Step(16, "$.error.message")
     assert ok(step, '{"data": 1}') == '{"data": 1}'

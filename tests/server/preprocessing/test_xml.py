@@ -96,6 +96,11 @@ def test_xml_to_json_namespaces_and_cdata():
     assert json.loads(xml_to_json(doc)) == {"r": {"a": [{"@k": "1", "#text": "<raw>"}, "2"]}}
 
 
+def test_xml_to_json_absurd_nesting():
+    with pytest.raises(XMLError, match="nested too deeply"):
+        xml_to_json("<a>" * 5000 + "</a>" * 5000)
+
+
 def test_xml_to_json_bad_input():
     with pytest.raises(XMLError):
         xml_to_json("<a>")
