@@ -306,10 +306,36 @@ def compile_pattern(text: str) -> Pattern:
     return Pattern(text, tuple(matchers), value)
 
 
+@lru_cache(maxsize=8)
+def _by_name(text: str) -> dict[str, tuple[Sample, ...]]:
+    index: dict[str, list[Sample]] = {}
+    for sample in _parse_cached(text):
+        index.setdefault(sample.name, []).append(sample)
+    return {k: tuple(v) for k, v in index.items()}
+
+
+@lru_cache(maxsize=64)
+def _by_label(text: str, name: str, label: str) -> dict[str, tuple[Sample, ...]]:
+    index: dict[str, list[Sample]] = {}
+    for sample in _by_name(text).get(name, ()):
+        index.setdefault(sample.label(label) or "", []).append(sample)
+    return {k: tuple(v) for k, v in index.items()}
+
+
 def _select(text: str, pattern: str | Pattern) -> list[Sample]:
+    """The matching samples. As in Zabbix, the parsed text is indexed by metric name and by the first
+    `label="value"` condition, so the dependent items of one scrape each find their rows quickly."""
     p = compile_pattern(pattern) if isinstance(pattern, str) else pattern
     try:
-        samples = parse(text)
+        name = next((m.value for m in p.matchers if m.label == "__name__" and m.op == "="), None)
+        first = next((m for m in p.matchers if m.label != "__name__" and m.op == "="), None)
+        samples: tuple[Sample, ...]
+        if name is not None and first is not None:
+            samples = _by_label(text, name, first.label).get(first.value, ())
+        elif name is not None:
+            samples = _by_name(text).get(name, ())
+        else:
+            samples = _parse_cached(text)
     except ValueError as e:
         raise PrometheusError(f"cannot parse the Prometheus data: {e}") from None
     return [s for s in samples if p.matches(s)]

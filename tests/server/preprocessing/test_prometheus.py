@@ -177,6 +177,16 @@ def test_parsed_texts_are_not_shared_mutable_state():
     assert [s.name for s in parse(text)] == ["a", "b"]
 
 
+def test_indexed_lookup_agrees_with_a_scan():
+    text = "\n".join(f'if_in{{ifName="eth{i}",host="h{i % 3}"}} {i}' for i in range(50)) + '\nif_in{host="h1"} 99\n'
+    for i in (0, 7, 49):
+        assert pattern_value(text, f'if_in{{ifName="eth{i}"}}', "value", "") == str(i)
+        assert pattern_value(text, f'{{__name__=~"if_in",ifName=~"eth{i}"}}', "value", "") == str(i)
+    assert pattern_value(text, 'if_in{host="h1"}', "function", "count") == "18"
+    assert pattern_value(text, 'if_in{ifName=""}', "value", "") == "99"  # a missing label is ""
+    assert pattern_value(text, 'if_in{host="h1",ifName!~"eth.*"}', "value", "") == "99"
+
+
 def test_exemplars_are_ignored():
     text = 'rpc_count_total{path="/a"} 17 1520879607789 # {trace_id="KOO5S4vxi0o"} 0.67\n'
     assert pattern_value(text, "rpc_count_total", "value", "") == "17"
