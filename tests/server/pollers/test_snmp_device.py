@@ -24,6 +24,8 @@ from tests.peers.snmpd import COMMUNITY, SYS_LOCATION, SYS_NAME, USERS, Snmpd, f
 SYSTEM = "1.3.6.1.2.1.1"
 IF_DESCR = "1.3.6.1.2.1.2.2.1.2"
 HR_STORAGE_DESCR = "1.3.6.1.2.1.25.2.3.1.3"
+# v1/v2c run through Vigil's own BER codec by default, and through pysnmp with fast=False: both are tested.
+codecs = pytest.mark.parametrize("fast", [True, False], ids=["vigil-ber", "pysnmp"])
 
 
 @pytest.fixture(scope="module")
@@ -52,11 +54,12 @@ def run(coro_fn, *targets: SnmpTarget, **session_kw):  # noqa: ANN001, ANN201
     return asyncio.run(main())
 
 
-def test_v2c_get_types_and_missing_oids(snmpd: Snmpd) -> None:
+@codecs
+def test_v2c_get_types_and_missing_oids(snmpd: Snmpd, fast: bool) -> None:
     async def go(s: SnmpSession):  # noqa: ANN202
         return await s.get(["sysName.0", f"{SYSTEM}.6.0", f"{SYSTEM}.3.0", f"{SYSTEM}.2.0", f"{SYSTEM}.99.0",
                             f"{SYSTEM}.5.7", "1.3.6.1.2.1.31.1.1.1.6.1", "not-an-oid"])
-    name, loc, up, objid, no_obj, no_inst, hc, bad = run(go, target(snmpd))
+    name, loc, up, objid, no_obj, no_inst, hc, bad = run(go, target(snmpd), fast=fast)
     assert (name.type, name.value) == ("STRING", SYS_NAME)
     assert loc.value == SYS_LOCATION
     assert up.type == "Timeticks" and isinstance(up.value, int) and up.value >= 0
@@ -67,20 +70,22 @@ def test_v2c_get_types_and_missing_oids(snmpd: Snmpd) -> None:
     assert isinstance(bad, NotSupported) and "numeric form" in str(bad)
 
 
-def test_v1_get_one_bad_oid_does_not_spoil_the_others(snmpd: Snmpd) -> None:
+@codecs
+def test_v1_get_one_bad_oid_does_not_spoil_the_others(snmpd: Snmpd, fast: bool) -> None:
     async def go(s: SnmpSession):  # noqa: ANN202
         return await s.get([f"{SYSTEM}.5.0", f"{SYSTEM}.99.0", f"{SYSTEM}.6.0"])
-    name, missing, loc = run(go, target(snmpd, {"version": 1, "community": COMMUNITY}))
+    name, missing, loc = run(go, target(snmpd, {"version": 1, "community": COMMUNITY}), fast=fast)
     assert name.value == SYS_NAME and loc.value == SYS_LOCATION
     assert isinstance(missing, NotSupported) and "noSuchName" in str(missing)
 
 
 @pytest.mark.parametrize("version", [1, 2])
-def test_walk_equals_net_snmp_snmpwalk(snmpd: Snmpd, version: int) -> None:
+@codecs
+def test_walk_equals_net_snmp_snmpwalk(snmpd: Snmpd, fast: bool, version: int) -> None:
     """The walk text of the system group is what Net-SNMP's `snmpwalk -On` prints (sysUpTime aside)."""
     async def go(s: SnmpSession):  # noqa: ANN202
         return await s.poll(f"walk[{SYSTEM}]")
-    ours = run(go, target(snmpd, {"version": version, "community": COMMUNITY}))
+    ours = run(go, target(snmpd, {"version": version, "community": COMMUNITY}), fast=fast)
     theirs = snmpd.cli("snmpwalk", SYSTEM).rstrip("\n")
     assert ours.count("\n") > 20
     def drop_uptime(text: str) -> list[str]:
@@ -88,10 +93,11 @@ def test_walk_equals_net_snmp_snmpwalk(snmpd: Snmpd, version: int) -> None:
     assert drop_uptime(ours) == drop_uptime(theirs)
 
 
-def test_bulk_and_getnext_walks_agree_and_stop_at_the_subtree(snmpd: Snmpd) -> None:
+@codecs
+def test_bulk_and_getnext_walks_agree_and_stop_at_the_subtree(snmpd: Snmpd, fast: bool) -> None:
     async def go(s: SnmpSession):  # noqa: ANN202
         return await s.walk(HR_STORAGE_DESCR, bulk=True), await s.walk(HR_STORAGE_DESCR, bulk=False), s.requests
-    bulk, nxt, _ = run(go, target(snmpd, {"version": 2, "community": COMMUNITY, "max_repetitions": 3}))
+    bulk, nxt, _ = run(go, target(snmpd, {"version": 2, "community": COMMUNITY, "max_repetitions": 3}), fast=fast)
     assert [v.oid for v in bulk] == [v.oid for v in nxt]
     assert all(v.oid.startswith(HR_STORAGE_DESCR + ".") for v in bulk)
     assert ("1.3.6.1.2.1.25.2.3.1.3.1", "Physical memory") in [(v.oid, v.value) for v in bulk]
@@ -99,10 +105,11 @@ def test_bulk_and_getnext_walks_agree_and_stop_at_the_subtree(snmpd: Snmpd) -> N
     assert [v.oid for v in bulk] == expected
 
 
-def test_walk_of_a_leaf_and_of_nothing(snmpd: Snmpd) -> None:
+@codecs
+def test_walk_of_a_leaf_and_of_nothing(snmpd: Snmpd, fast: bool) -> None:
     async def go(s: SnmpSession):  # noqa: ANN202
         return await s.walk(f"{SYSTEM}.5.0"), await s.walk("1.3.6.1.2.1.1.77"), await s.walk("1.3.6.1.9.9")
-    leaf, none, past_end = run(go, target(snmpd))
+    leaf, none, past_end = run(go, target(snmpd), fast=fast)
     assert [(v.oid, v.value) for v in leaf] == [(f"{SYSTEM}.5.0", SYS_NAME)]
     assert none == [] and past_end == []
 
@@ -145,11 +152,12 @@ def test_v3_bulk_walk_with_context_of_the_default_view(snmpd: Snmpd) -> None:
     assert len(rows) > 20 and {v.type for v in rows} >= {"INTEGER", "STRING", "Counter32", "Gauge32"}
 
 
-def test_wrong_community_is_a_timeout(snmpd: Snmpd) -> None:
+@codecs
+def test_wrong_community_is_a_timeout(snmpd: Snmpd, fast: bool) -> None:
     async def go(s: SnmpSession):  # noqa: ANN202
         await s.get(["sysName.0"])
     with pytest.raises(SnmpTimeout) as e:
-        run(go, target(snmpd, {"version": 2, "community": "wrong"}, timeout=0.5, retries=0))
+        run(go, target(snmpd, {"version": 2, "community": "wrong"}, timeout=0.5, retries=0), fast=fast)
     assert str(e.value) == f'Timeout while connecting to "127.0.0.1:{snmpd.port}".'
 
 
@@ -191,7 +199,8 @@ def test_same_v3_user_name_with_other_keys_gets_its_own_engine(snmpd: Snmpd) -> 
     assert first.value == again.value == SYS_NAME and count == 2
 
 
-def test_a_silent_device_times_out_without_holding_up_the_others(snmpd: Snmpd) -> None:
+@codecs
+def test_a_silent_device_times_out_without_holding_up_the_others(snmpd: Snmpd, fast: bool) -> None:
     silent = SnmpTarget.from_interface("127.0.0.1", free_udp_port(), {"version": 2, "community": COMMUNITY},
                                        timeout=1.5, retries=1)
 
@@ -203,7 +212,7 @@ def test_a_silent_device_times_out_without_holding_up_the_others(snmpd: Snmpd) -
             await dead_task
         return live_result, dead_pending, await live.get_one("sysName.0")
 
-    live_result, dead_pending, again = run(go, silent, target(snmpd))
+    live_result, dead_pending, again = run(go, silent, target(snmpd), fast=fast)
     assert live_result[0].value == SYS_NAME and dead_pending and again.value == SYS_NAME
 
 
@@ -219,11 +228,12 @@ def test_a_paused_agent_times_out_and_answers_again_when_resumed(snmpd: Snmpd) -
     assert run(go, target(snmpd, timeout=0.5, retries=0)).value == SYS_NAME
 
 
-def test_many_concurrent_gets_are_bounded_per_device(snmpd: Snmpd) -> None:
+@codecs
+def test_many_concurrent_gets_are_bounded_per_device(snmpd: Snmpd, fast: bool) -> None:
     async def go(s: SnmpSession):  # noqa: ANN202
         results = await asyncio.gather(*(s.get_one(f"{SYSTEM}.{1 + i % 7}.0") for i in range(60)))
         return results, s.peak_in_flight, s.requests
-    results, peak, requests = run(go, target(snmpd), max_in_flight=3)
+    results, peak, requests = run(go, target(snmpd), max_in_flight=3, fast=fast)
     assert all(isinstance(r, SnmpValue) for r in results) and requests == 60
     assert 1 < peak <= 3
 
