@@ -231,6 +231,9 @@ class SnmpTarget:
 
     @property
     def endpoint(self) -> str:
+        """address:port as Zabbix writes it in errors ([v6]:port for IPv6)."""
+        if ":" in self.address and not self.address.startswith("["):
+            return f"[{self.address}]:{self.port}"
         return f"{self.address}:{self.port}"
 
     def auth_data(self) -> hl.CommunityData | hl.UsmUserData:
@@ -259,13 +262,13 @@ class SnmpEngines:
 
     def __init__(self) -> None:
         self._engines: list[tuple[hl.SnmpEngine, dict[str, tuple[Any, ...]]]] = []
-        self._community: CommunityTransport | None = None
+        self._community: dict[int, CommunityTransport] = {}
 
-    @property
-    def community(self) -> CommunityTransport:
-        if self._community is None:
-            self._community = CommunityTransport()
-        return self._community
+    def community(self, family: int = socket.AF_INET) -> CommunityTransport:
+        """The shared v1/v2c socket of an address family (IPv4 or IPv6)."""
+        if family not in self._community:
+            self._community[family] = CommunityTransport(family)
+        return self._community[family]
 
     def engine_for(self, target: SnmpTarget) -> hl.SnmpEngine:
         creds = target.v3_credentials()
@@ -291,9 +294,9 @@ class SnmpEngines:
         for engine, _ in self._engines:
             engine.close_dispatcher()
         self._engines.clear()
-        if self._community is not None:
-            self._community.close()
-            self._community = None
+        for transport in self._community.values():
+            transport.close()
+        self._community.clear()
 
 
 _TIMEOUT_TYPES = (errind.RequestTimedOut,)
@@ -332,6 +335,7 @@ class SnmpSession:
         self._context = hl.ContextData(contextName=target.contextname) if target.contextname else hl.ContextData()
         self._transport: hl.UdpTransportTarget | None = None
         self._address: tuple[str, int] | None = None
+        self._family = socket.AF_INET
         self._transport_lock = asyncio.Lock()
         self._sem = asyncio.Semaphore(max_in_flight)
         self.max_in_flight = max_in_flight
@@ -345,8 +349,9 @@ class SnmpSession:
                 if self._transport is None:
                     t = self.target
                     try:
-                        self._transport = await hl.UdpTransportTarget.create(
-                            (t.address, t.port), timeout=t.timeout, retries=t.retries)
+                        kind = hl.Udp6TransportTarget if ":" in t.address else hl.UdpTransportTarget
+                        self._transport = await kind.create(
+                            (t.address.strip("[]"), t.port), timeout=t.timeout, retries=t.retries)
                     except Exception as e:  # unresolvable name and the like
                         raise SnmpNetworkError(f'Cannot connect to "{t.endpoint}": {e}.') from None
         return self._transport
@@ -355,10 +360,12 @@ class SnmpSession:
         if self._address is None:
             t = self.target
             try:
-                infos = await asyncio.get_running_loop().getaddrinfo(t.address, t.port, family=socket.AF_INET,
+                infos = await asyncio.get_running_loop().getaddrinfo(t.address.strip("[]"), t.port,
                                                                      type=socket.SOCK_DGRAM)
             except OSError as e:
                 raise SnmpNetworkError(f'Cannot connect to "{t.endpoint}": {e}.') from None
+            infos.sort(key=lambda i: i[0] != socket.AF_INET)  # IPv4 first for a name with both
+            self._family = infos[0][0]
             self._address = (str(infos[0][4][0]), t.port)
         return self._address
 
@@ -385,7 +392,7 @@ class SnmpSession:
         def encode(rid: int) -> bytes:
             return ber.encode_request(version, t.community, pdu, rid, encoded, 0, t.max_repetitions)
         try:
-            resp = await self._engines.community.request(address, encode, t.timeout, t.retries)
+            resp = await self._engines.community(self._family).request(address, encode, t.timeout, t.retries)
         except RequestTimeout:
             raise SnmpTimeout(f'Timeout while connecting to "{t.endpoint}".') from None
         except OSError as e:

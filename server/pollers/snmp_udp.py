@@ -23,7 +23,8 @@ class RequestTimeout(Exception):
 
 
 class CommunityTransport(asyncio.DatagramProtocol):
-    def __init__(self) -> None:
+    def __init__(self, family: int = socket.AF_INET) -> None:
+        self.family = family
         self._transport: asyncio.DatagramTransport | None = None
         self._pending: dict[int, tuple[tuple[str, int], asyncio.Future[Response]]] = {}
         self._next_id = random.randrange(1, 2**30)
@@ -37,12 +38,12 @@ class CommunityTransport(asyncio.DatagramProtocol):
             async with self._opening:
                 if self._transport is None:
                     loop = asyncio.get_running_loop()
-                    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                    sock = socket.socket(self.family, socket.SOCK_DGRAM)
                     try:
                         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
                     except OSError:
                         pass
-                    sock.bind(("0.0.0.0", 0))
+                    sock.bind(("::" if self.family == socket.AF_INET6 else "0.0.0.0", 0))
                     sock.setblocking(False)
                     transport, _ = await loop.create_datagram_endpoint(lambda: self, sock=sock)
                     self._transport = transport

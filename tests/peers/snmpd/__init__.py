@@ -67,12 +67,14 @@ USERS: dict[str, User] = {u.name: u for u in [
 
 
 def free_udp_port() -> int:
-    """A UDP port on 127.0.0.1 nobody has bound (20000-32000)."""
+    """A UDP port free on both 127.0.0.1 and ::1 (20000-32000)."""
     for _ in range(500):
         p = random.randint(20000, 32000)
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s4, \
+                socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s6:
             try:
-                s.bind(("127.0.0.1", p))
+                s4.bind(("127.0.0.1", p))
+                s6.bind(("::1", p))
             except OSError:
                 continue
             return p

@@ -127,7 +127,7 @@ def test_stale_and_garbage_replies_are_ignored() -> None:
         try:
             a = (await s.get_one("1.3.6.1.2.1.1.5.0")).value
             b = (await s.get_one("1.3.6.1.2.1.1.5.0")).value
-            dropped = s._engines.community.dropped
+            dropped = s._engines.community().dropped
         finally:
             await s.close()
             await task

@@ -245,3 +245,20 @@ def test_walks_and_gets_of_one_device_share_the_bound(snmpd: Snmpd) -> None:
         return walk, gets, s.peak_in_flight
     walk, gets, peak = run(go, target(snmpd), max_in_flight=2)
     assert len(walk) > 20 and all(g.value == SYS_NAME for g in gets) and peak == 2
+
+
+@codecs
+def test_ipv6_loopback(snmpd: Snmpd, fast: bool) -> None:
+    async def go(s: SnmpSession):  # noqa: ANN202
+        return await s.get_one("sysName.0"), await s.walk(IF_DESCR)
+    t = SnmpTarget.from_interface("::1", snmpd.port, {"version": 2, "community": COMMUNITY})
+    name, ifs = run(go, t, fast=fast)
+    assert name.value == SYS_NAME and "lo" in [v.value for v in ifs]
+    assert t.endpoint == f"[::1]:{snmpd.port}"
+
+
+def test_ipv6_v3(snmpd: Snmpd) -> None:
+    async def go(s: SnmpSession):  # noqa: ANN202
+        return await s.get_one("sysName.0")
+    t = SnmpTarget.from_interface("::1", snmpd.port, USERS["u-sha-aes"].details())
+    assert run(go, t).value == SYS_NAME
