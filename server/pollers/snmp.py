@@ -33,6 +33,7 @@ from vigil.server.pollers import snmp_ber as ber
 from vigil.server.pollers.snmp_oids import SnmpRequest, discovery_json, is_under, numeric_oid, oid_for_item
 from vigil.server.pollers.snmp_udp import CommunityTransport, RequestTimeout
 from vigil.server.pollers.snmp_values import (
+    COUNTER_BITS,
     END_OF_MIB_VIEW,
     NO_SUCH_INSTANCE,
     NO_SUCH_OBJECT,
@@ -48,7 +49,7 @@ with warnings.catch_warnings():  # pysnmp 7.1 warns about its own use of depreca
     from pysnmp.proto import errind
 
 __all__ = [
-    "AuthProtocol", "NotSupported", "PrivProtocol", "SecurityLevel", "SnmpConfigError", "SnmpEngines",
+    "AuthProtocol", "NotSupported", "PollResult", "PrivProtocol", "SecurityLevel", "SnmpConfigError", "SnmpEngines",
     "SnmpError", "SnmpNetworkError", "SnmpRequest", "SnmpSession", "SnmpTarget", "SnmpTimeout", "SnmpValue",
     "oid_for_item",
 ]
@@ -255,6 +256,20 @@ class SnmpTarget:
                                    self.privprotocol, self.privpassphrase)
 
 
+@dataclass(frozen=True, slots=True)
+class PollResult:
+    """An SNMP item's value and where it came from: Net-SNMP's type label for a GET ("Counter32",
+    "Counter64", "STRING"...), "walk" or "discovery" for the text of those."""
+
+    value: int | str
+    snmp_type: str
+
+    @property
+    def counter_bits(self) -> int | None:
+        """32 or 64 when the value is a counter: where "change per second" must wrap."""
+        return COUNTER_BITS.get(self.snmp_type)
+
+
 class SnmpEngines:
     """What the SNMP sessions of one event loop share: one UDP socket for v1/v2c (Vigil's own codec,
     snmp_ber), and the pysnmp engines for v3: one shared by all, plus one more for each v3 user name
@@ -342,6 +357,7 @@ class SnmpSession:
         self.in_flight = 0
         self.peak_in_flight = 0  # the most requests this session had outstanding at once
         self.requests = 0
+        self._indexes: dict[tuple[str, str], str] = {}  # dynamic index lookups: (index OID, value) -> index
 
     async def _target(self) -> hl.UdpTransportTarget:
         if self._transport is None:
@@ -516,17 +532,45 @@ class SnmpSession:
                 return [single[0]]
         return out
 
-    async def poll(self, request: SnmpRequest | str) -> int | str:
-        """The value of an item: a GET's value (int or text), a walk[]'s `snmpwalk -On` lines, or a
-        discovery[]'s LLD JSON. Raises NotSupported for the item, SnmpError for the device."""
+    async def poll(self, request: SnmpRequest | str) -> PollResult:
+        """The value of an item: a GET's value (int or text, with its SNMP type), a walk[]'s
+        `snmpwalk -On` lines, or a discovery[]'s LLD JSON. Raises NotSupported for the item,
+        SnmpError for the device."""
         if isinstance(request, str):
             request = oid_for_item(request)
         if request.kind == "get":
-            return (await self.get_one(request.oids[0])).value
+            v = await self.get_one(request.oids[0])
+            return PollResult(v.value, v.type)
+        if request.kind == "dynamic":
+            v = await self._dynamic(request)
+            return PollResult(v.value, v.type)
         walks = {oid: await self.walk(oid) for oid in dict.fromkeys(request.oids)}
         if request.kind == "walk":
-            return walk_text([v for oid in request.oids for v in walks[oid]])
-        return discovery_json(request, walks)
+            return PollResult(walk_text([v for oid in request.oids for v in walks[oid]]), "walk")
+        return PollResult(discovery_json(request, walks), "discovery")
+
+    async def _dynamic(self, request: SnmpRequest) -> SnmpValue:
+        base, index_oid = request.oids
+        cache_key = (index_oid, request.match)
+        for attempt in range(2):
+            index = self._indexes.get(cache_key)
+            if index is None:
+                for v in await self.walk(index_oid):
+                    if str(v.value) == request.match and v.oid.startswith(index_oid + "."):
+                        index = v.oid[len(index_oid) + 1:]
+                        break
+                else:
+                    raise NotSupported(f'Cannot find index of "{request.match}" in {index_oid}.')
+                if len(self._indexes) >= 10_000:
+                    self._indexes.clear()
+                self._indexes[cache_key] = index
+            try:
+                return await self.get_one(f"{base}.{index}")
+            except NotSupported:
+                del self._indexes[cache_key]  # the table may have changed: look the index up again
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
 
     async def close(self) -> None:
         if self._own_engines:

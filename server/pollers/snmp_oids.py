@@ -6,7 +6,9 @@ The field takes what Zabbix 6 takes:
 - `get[OID]` (Zabbix 6.4): the same;
 - `walk[OID1,OID2,...]` (Zabbix 6.4): walks of each subtree, the value is their `snmpwalk -On` lines;
 - `discovery[{#MACRO1},OID1,{#MACRO2},OID2,...]` (Zabbix 6.0's SNMP low-level discovery): walks,
-  the value is the LLD JSON with `{#SNMPINDEX}` and the macros per index.
+  the value is the LLD JSON with `{#SNMPINDEX}` and the macros per index;
+- a dynamic index (Zabbix 6.0): `ifInOctets["index","ifDescr","eth0"]` is the GET of ifInOctets at
+  the index whose ifDescr is "eth0" (found by a walk of ifDescr, remembered until it stops working).
 
 Vigil ships no MIB compiler: other names must be written as numeric OIDs.
 """
@@ -92,9 +94,10 @@ class SnmpRequest:
     """What one item asks of the device. `oids` are numeric without a leading dot; for a discovery,
     `macros[i]` is the LLD macro filled from the walk of `oids[i]`."""
 
-    kind: Literal["get", "walk", "discovery"]
-    oids: tuple[str, ...]
+    kind: Literal["get", "walk", "discovery", "dynamic"]
+    oids: tuple[str, ...]  # for "dynamic": (base OID, index OID)
     macros: tuple[str, ...] = ()
+    match: str = ""  # for "dynamic": the value the index OID must have
 
 
 def oid_for_item(snmp_oid: str) -> SnmpRequest:
@@ -129,7 +132,22 @@ def oid_for_item(snmp_oid: str) -> SnmpRequest:
         if len(set(macros)) != len(macros):
             raise OidError("discovery[] names the same macro twice")
         return SnmpRequest("discovery", tuple(_param_oid(t, 2 * i + 2) for i, t in enumerate(oids)), tuple(macros))
+    if text.endswith("]") and "[" in text:
+        return _dynamic(text)
     return SnmpRequest("get", (numeric_oid(text),))
+
+
+def _dynamic(text: str) -> SnmpRequest:
+    base, inner = text[:-1].split("[", 1)
+    try:
+        key = parse("dynamic[" + inner + "]")
+    except ItemKeyError as e:
+        raise OidError(f"cannot parse the dynamic index in {text!r}: {e}") from None
+    params = list(key.params)
+    if len(params) != 3 or any(isinstance(p, list) for p in params) or params[0] != "index":
+        raise OidError(f'a dynamic index is written OID["index","<index OID>","<value>"], as in '
+                       f'ifInOctets["index","ifDescr","eth0"]; got {text!r}')
+    return SnmpRequest("dynamic", (numeric_oid(base), _param_oid(str(params[1]), 2)), match=str(params[2]))
 
 
 def _param_oid(text: str, pos: int) -> str:

@@ -84,7 +84,7 @@ def test_v1_get_one_bad_oid_does_not_spoil_the_others(snmpd: Snmpd, fast: bool) 
 def test_walk_equals_net_snmp_snmpwalk(snmpd: Snmpd, fast: bool, version: int) -> None:
     """The walk text of the system group is what Net-SNMP's `snmpwalk -On` prints (sysUpTime aside)."""
     async def go(s: SnmpSession):  # noqa: ANN202
-        return await s.poll(f"walk[{SYSTEM}]")
+        return (await s.poll(f"walk[{SYSTEM}]")).value
     ours = run(go, target(snmpd, {"version": version, "community": COMMUNITY}), fast=fast)
     theirs = snmpd.cli("snmpwalk", SYSTEM).rstrip("\n")
     assert ours.count("\n") > 20
@@ -119,8 +119,10 @@ def test_poll_item_forms(snmpd: Snmpd) -> None:
         return (await s.poll("sysName.0"), await s.poll(f"get[{SYSTEM}.7.0]"),
                 await s.poll(f"walk[{IF_DESCR},1.3.6.1.2.1.2.2.1.3]"),
                 await s.poll(f"discovery[{{#IFDESCR}},{IF_DESCR},{{#IFTYPE}},1.3.6.1.2.1.2.2.1.3]"))
-    name, services, walk, disc = run(go, target(snmpd))
-    assert name == SYS_NAME and services == 72
+    name, services, walk_result, disc_result = run(go, target(snmpd))
+    assert (name.value, name.snmp_type, services.value, services.snmp_type) == (SYS_NAME, "STRING", 72, "INTEGER")
+    assert (walk_result.snmp_type, disc_result.snmp_type) == ("walk", "discovery")
+    walk, disc = walk_result.value, disc_result.value
     lines = walk.split("\n")
     assert f'.{IF_DESCR}.1 = STRING: "lo"' in lines and ".1.3.6.1.2.1.2.2.1.3.1 = INTEGER: 24" in lines
     rows = json.loads(disc)
@@ -133,7 +135,30 @@ def test_poll_raises_not_supported_for_a_missing_oid(snmpd: Snmpd) -> None:
         with pytest.raises(NotSupported, match="No Such Object"):
             await s.poll(f"{SYSTEM}.99.0")
         return await s.poll("sysName.0")  # the session still works
-    assert run(go, target(snmpd)) == SYS_NAME
+    assert run(go, target(snmpd)).value == SYS_NAME
+
+
+def test_poll_counters_say_their_width(snmpd: Snmpd) -> None:
+    async def go(s: SnmpSession):  # noqa: ANN202
+        return await s.poll("ifInOctets.1"), await s.poll("IF-MIB::ifHCInOctets.1"), await s.poll("sysUpTime.0")
+    c32, c64, up = run(go, target(snmpd))
+    assert (c32.snmp_type, c32.counter_bits, c64.snmp_type, c64.counter_bits) == ("Counter32", 32, "Counter64", 64)
+    assert up.counter_bits is None and isinstance(c64.value, int)
+
+
+def test_dynamic_index_item(snmpd: Snmpd) -> None:
+    """Zabbix 6.0's ifType["index","ifDescr","lo"]: the index is found by a walk, then remembered."""
+    async def go(s: SnmpSession):  # noqa: ANN202
+        first = await s.poll('ifType["index","ifDescr","lo"]')
+        requests = s.requests
+        second = await s.poll('1.3.6.1.2.1.2.2.1.4["index","1.3.6.1.2.1.2.2.1.2","lo"]')  # ifMtu
+        used = s.requests - requests
+        with pytest.raises(NotSupported, match='Cannot find index of "no-such-if"'):
+            await s.poll('ifType["index","ifDescr","no-such-if"]')
+        return first, second, used
+    first, second, used = run(go, target(snmpd))
+    assert (first.value, first.snmp_type) == (24, "INTEGER")  # softwareLoopback
+    assert second.value == 65536 and used == 1  # the index of "lo" came from the cache: one GET
 
 
 @pytest.mark.parametrize("user", list(USERS))

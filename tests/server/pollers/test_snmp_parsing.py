@@ -67,7 +67,17 @@ def test_oid_for_item_forms() -> None:
         "discovery", ("1.3.6.1.2.1.2.2.1.2", "1.3.6.1.2.1.31.1.1.1.1"), ("{#IFDESCR}", "{#IFNAME}"))
 
 
+def test_dynamic_index_forms() -> None:
+    assert oid_for_item('ifInOctets["index","ifDescr","GigabitEthernet0/1"]') == SnmpRequest(
+        "dynamic", ("1.3.6.1.2.1.2.2.1.10", "1.3.6.1.2.1.2.2.1.2"), match="GigabitEthernet0/1")
+    assert oid_for_item('IF-MIB::ifInOctets["index","1.3.6.1.2.1.31.1.1.1.1","a,b"]').match == "a,b"
+
+
 @pytest.mark.parametrize("text, words", [
+    ('ifInOctets["index","ifDescr"]', 'OID["index","<index OID>","<value>"]'),
+    ('ifInOctets["idx","ifDescr","eth0"]', 'OID["index"'),
+    ('ifInOctets["index","ifFoo","eth0"]', "parameter 2"),
+    ('ifInOctets["index",ifDescr,"eth0]', "cannot parse the dynamic index"),
     ("walk[]", "needs at least one OID"),
     ("walk[1.3.6,,1.3.7]", "parameter 2 is empty"),
     ("walk[1.3.6,foo]", "parameter 2"),
