@@ -8,6 +8,9 @@
 
     itemids = match_trap(trap.text, [(itemid, key), ...])   # the items of the host whose SNMP
                                                             # interface address is trap.address
+    itemids = items_for_trap(trap, {"10.0.0.1": [(itemid, key), ...], ...})   # the same, by address
+
+v2c informs are acknowledged to the sender and given to on_trap like traps (`Trap.inform`).
 
 pysnmp's notification receiver does the decoding and, for v3, the authentication and decryption; the
 socket is ours so that datagrams are bounded (`max_datagram`) and anything malformed, of an unknown
@@ -26,7 +29,7 @@ import re
 import socket
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,6 +90,7 @@ class Trap:
     security_name: str  # the community, or the v3 user
     varbinds: tuple[SnmpValue, ...]
     local: str = ""  # "[ip]:port" it arrived on
+    inform: bool = False  # an InformRequest (acknowledged to the sender), not a trap
 
     @property
     def trap_oid(self) -> str:
@@ -100,7 +104,7 @@ class Trap:
     def body(self) -> str:
         """The record without its first line: what `snmptrap[regexp]` is matched against."""
         lines = ["PDU INFO:",
-                 f"  {'notificationtype':<30} TRAP",
+                 f"  {'notificationtype':<30} {'INFORM' if self.inform else 'TRAP'}",
                  f"  {'version':<30} {self.version}",
                  f"  {'receivedfrom':<30} UDP: [{self.address}]:{self.port}->{self.local}"]
         lines.append(f"  {'community' if self.version != '3' else 'securityname':<30} {self.security_name}")
@@ -113,6 +117,17 @@ class Trap:
     def text(self) -> str:
         stamp = time.strftime(TIMESTAMP_FORMAT, time.gmtime(self.clock))
         return f"{stamp} {self.address}\n{self.body}"
+
+
+def items_for_trap(trap: Trap, items_by_address: Mapping[str, Iterable[tuple[int, str]]]) -> list[int]:
+    """The items a received trap goes to: those of the host(s) whose SNMP interface has the trap's
+    source address (`items_by_address`: interface IP -> that host's (itemid, key) pairs), matched by
+    `match_trap`. A trap from an address no interface has is logged as unmatched, as Zabbix does."""
+    items = items_by_address.get(trap.address)
+    if items is None:
+        log.info("unmatched SNMP trap received from %s: no SNMP interface has that address", trap.address)
+        return []
+    return match_trap(trap.text, items)
 
 
 def match_trap(text: str, items: Iterable[tuple[int, str]]) -> list[int]:
@@ -249,6 +264,8 @@ class TrapReceiver:
         version = {1: "1", 2: "2c"}.get(model, "3")
         if version != "3":
             sec_name = self._communities_by_index.get(sec_name, sec_name)
+        pdu = ctx.get("pdu")
+        inform = pdu is not None and pdu.tagSet == v2c.InformRequestPDU.tagSet
         values = []
         for oid, value in list(var_binds)[:MAX_VARBINDS]:
             text = ".".join(str(n) for n in oid.asTuple())
@@ -258,7 +275,7 @@ class TrapReceiver:
                 values.append(SnmpValue(text, "STRING", str(e)))
         local = f"[{self.host}]:{self._port}"
         trap = Trap(address=str(address[0]), port=int(address[1]), clock=time.time(), version=version,
-                    security_name=sec_name, varbinds=tuple(values), local=local)
+                    security_name=sec_name, varbinds=tuple(values), local=local, inform=inform)
         self._delivered = True
         self.accepted += 1
         try:

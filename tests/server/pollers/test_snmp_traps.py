@@ -12,7 +12,7 @@ import time
 import pytest
 from vigil.server.pollers.snmp import AuthProtocol, PrivProtocol, SecurityLevel, SnmpConfigError
 from vigil.server.pollers.snmp_values import SnmpValue
-from vigil.server.pollers.snmptraps import Trap, TrapReceiver, TrapUser, match_trap
+from vigil.server.pollers.snmptraps import Trap, TrapReceiver, TrapUser, items_for_trap, match_trap
 
 ENGINE = "0x8000000001020304"
 V3_PRIV = TrapUser("trap-priv", ENGINE, SecurityLevel.AUTH_PRIV, AuthProtocol.SHA256, "authpass-t256",
@@ -205,3 +205,30 @@ def test_match_trap_bad_keys_and_patterns_match_nothing() -> None:
     items = [(1, "snmptrap[(unclosed]"), (2, "snmptrap[@Global regexp]"), (3, "snmptrap[a,b]"),
              (4, "snmptrap[[x]]"), (5, "snmptrap[eth0"), (9, "snmptrap.fallback")]
     assert match_trap(LINK, items) == [9]
+
+
+def test_v2c_inform_is_acknowledged_and_received() -> None:
+    got: list[Trap] = []
+
+    async def main() -> subprocess.CompletedProcess:
+        r = TrapReceiver(got.append, host="127.0.0.1", port=0, communities=["traps-ro"])
+        await r.start()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, lambda: subprocess.run(
+                ["snmpinform", "-v2c", "-c", "traps-ro", "-t", "2", "-r", "1", f"127.0.0.1:{r.port}", "",
+                 *LINK_DOWN], capture_output=True, text=True, timeout=20))
+        finally:
+            r.close()
+
+    done = asyncio.run(main())
+    assert done.returncode == 0, done.stderr  # snmpinform exits 0 only once the inform was acknowledged
+    assert len(got) == 1 and got[0].inform and "notificationtype               INFORM" in got[0].text
+
+
+def test_items_for_trap_by_source_address(caplog: pytest.LogCaptureFixture) -> None:
+    trap = Trap("10.0.0.9", 40000, 1_700_000_000, "2c", "public", (), "[0.0.0.0]:162")
+    by_address = {"10.0.0.9": [(1, "snmptrap.fallback")], "10.0.0.10": [(2, "snmptrap")]}
+    assert items_for_trap(trap, by_address) == [1]
+    with caplog.at_level(logging.INFO, logger="vigil.server.pollers.snmptraps"):
+        assert items_for_trap(Trap("10.9.9.9", 1, 0, "1", "public", ()), by_address) == []
+    assert "unmatched SNMP trap received from 10.9.9.9" in caplog.text
