@@ -357,7 +357,9 @@ class SnmpSession:
         self.in_flight = 0
         self.peak_in_flight = 0  # the most requests this session had outstanding at once
         self.requests = 0
-        self._indexes: dict[tuple[str, str], str] = {}  # dynamic index lookups: (index OID, value) -> index
+        self._indexes: dict[tuple[str, str], str] = {}
+        # GETBULK size: the interface's max_repetitions, halved whenever the agent answers tooBig.
+        self.max_repetitions = target.max_repetitions  # dynamic index lookups: (index OID, value) -> index
 
     async def _target(self) -> hl.UdpTransportTarget:
         if self._transport is None:
@@ -406,7 +408,7 @@ class SnmpSession:
         pdu = _KIND_PDU[kind]
 
         def encode(rid: int) -> bytes:
-            return ber.encode_request(version, t.community, pdu, rid, encoded, 0, t.max_repetitions)
+            return ber.encode_request(version, t.community, pdu, rid, encoded, 0, self.max_repetitions)
         try:
             resp = await self._engines.community(self._family).request(address, encode, t.timeout, t.retries)
         except RequestTimeout:
@@ -429,7 +431,7 @@ class SnmpSession:
             res = await hl.next_cmd(self._engine, self._auth, transport, self._context, *vbs, lookupMib=False)
         else:
             res = await hl.bulk_cmd(self._engine, self._auth, transport, self._context, 0,
-                                    self.target.max_repetitions, *vbs, lookupMib=False)
+                                    self.max_repetitions, *vbs, lookupMib=False)
         ei, es, ix, out = res
         if ei:
             if isinstance(ei, _TIMEOUT_TYPES):
@@ -509,6 +511,9 @@ class SnmpSession:
             except _StatusError as e:
                 if e.status == "noSuchName":  # SNMPv1's end of the MIB
                     break
+                if e.status == "tooBig" and use_bulk and self.max_repetitions > 1:
+                    self.max_repetitions //= 2  # as Zabbix does: ask for less and go on
+                    continue
                 raise NotSupported(f"SNMP error: {e.status}") from None
             done = not reply
             for text, value in reply:

@@ -165,3 +165,67 @@ def test_no_reply_is_a_timeout_after_the_retries() -> None:
         assert got == 3  # the first try and two retries
     finally:
         dev.close()
+
+
+def test_too_big_halves_the_bulk_size_and_splits_gets() -> None:
+    """A fake agent that answers tooBig to any GETBULK asking more than 4 and to any GET of more than 2."""
+    dev = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    dev.bind(("127.0.0.1", 0))
+    dev.setblocking(False)
+    port = dev.getsockname()[1]
+    table = [f"1.3.6.1.2.1.2.2.1.2.{i}" for i in range(1, 11)]
+    seen: list[tuple[str, int]] = []
+
+    async def agent(stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            try:
+                data, addr = await asyncio.wait_for(loop.sock_recvfrom(dev, 65535), 0.2)
+            except TimeoutError:
+                continue
+            msg, _ = decoder.decode(data, asn1Spec=P.Message())
+            pdu = P.apiMessage.get_pdu(msg)
+            rid = int(P.apiPDU.get_request_id(pdu))
+            oids = [str(o) for o, _ in P.apiPDU.get_varbinds(pdu)]
+            if pdu.tagSet == P.GetBulkRequestPDU.tagSet:
+                n = int(P.apiBulkPDU.get_max_repetitions(pdu))
+                seen.append(("bulk", n))
+                if n > 4:
+                    await loop.sock_sendto(dev, pysnmp_response(rid, [(oids[0], rfc1902.Null())], "public", 1), addr)
+                    continue
+                after = [o for o in table if tuple(map(int, o.split("."))) > tuple(map(int, oids[0].split(".")))]
+                vbs = [(o, rfc1902.OctetString(f"if{o.rsplit('.', 1)[1]}".encode())) for o in after[:n]]
+                vbs = vbs or [(oids[0], rfc1905.EndOfMibView())]
+                if len(vbs) < n and vbs[-1][0] in table:
+                    vbs.append(("1.3.6.1.2.1.2.2.1.3.1", rfc1902.Integer32(6)))
+                await loop.sock_sendto(dev, pysnmp_response(rid, vbs, "public"), addr)
+            else:
+                seen.append(("get", len(oids)))
+                if len(oids) > 2:
+                    await loop.sock_sendto(dev, pysnmp_response(rid, [(o, rfc1902.Null()) for o in oids], "public",
+                                                                1), addr)
+                    continue
+                vbs = [(o, rfc1902.OctetString(b"v")) for o in oids]
+                await loop.sock_sendto(dev, pysnmp_response(rid, vbs, "public"), addr)
+
+    async def main() -> tuple[list[str], list[object], int]:
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(agent(stop))
+        s = SnmpSession(SnmpTarget("127.0.0.1", port, max_repetitions=16, timeout=2, retries=0))
+        try:
+            walk = [v.oid for v in await s.walk("1.3.6.1.2.1.2.2.1.2")]
+            gets = await s.get([f"1.3.6.1.2.1.1.{i}.0" for i in range(1, 6)])
+            return walk, gets, s.max_repetitions
+        finally:
+            await s.close()
+            stop.set()
+            await task
+
+    try:
+        walk, gets, reps = asyncio.run(main())
+    finally:
+        dev.close()
+    assert walk == table and reps == 4
+    assert [("bulk", 16), ("bulk", 8), ("bulk", 4)] == seen[:3]
+    assert all(getattr(g, "value", None) == "v" for g in gets)
+    assert [n for kind, n in seen if kind == "get"] == [5, 2, 3, 1, 2]  # split in halves until they fit
