@@ -357,9 +357,9 @@ class SnmpSession:
         self.in_flight = 0
         self.peak_in_flight = 0  # the most requests this session had outstanding at once
         self.requests = 0
-        self._indexes: dict[tuple[str, str], str] = {}
+        self._indexes: dict[tuple[str, str], str] = {}  # dynamic index lookups: (index OID, value) -> index
         # GETBULK size: the interface's max_repetitions, halved whenever the agent answers tooBig.
-        self.max_repetitions = target.max_repetitions  # dynamic index lookups: (index OID, value) -> index
+        self.max_repetitions = target.max_repetitions
 
     async def _target(self) -> hl.UdpTransportTarget:
         if self._transport is None:

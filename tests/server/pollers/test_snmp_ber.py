@@ -229,3 +229,42 @@ def test_too_big_halves_the_bulk_size_and_splits_gets() -> None:
     assert [("bulk", 16), ("bulk", 8), ("bulk", 4)] == seen[:3]
     assert all(getattr(g, "value", None) == "v" for g in gets)
     assert [n for kind, n in seen if kind == "get"] == [5, 2, 3, 1, 2]  # split in halves until they fit
+
+
+def test_an_agent_that_does_not_move_forward_fails_the_walk() -> None:
+    """A broken agent answering each GETNEXT with an OID not after the one asked: the walk stops with an
+    error naming it instead of looping."""
+    dev = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    dev.bind(("127.0.0.1", 0))
+    dev.setblocking(False)
+    port = dev.getsockname()[1]
+
+    async def agent(stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        answers = iter(["1.3.6.1.2.1.2.2.1.2.2", "1.3.6.1.2.1.2.2.1.2.1"])  # the second goes backwards
+        while not stop.is_set():
+            try:
+                data, addr = await asyncio.wait_for(loop.sock_recvfrom(dev, 65535), 0.2)
+            except TimeoutError:
+                continue
+            msg, _ = decoder.decode(data, asn1Spec=P.Message())
+            rid = int(P.apiPDU.get_request_id(P.apiMessage.get_pdu(msg)))
+            oid = next(answers, "1.3.6.1.2.1.2.2.1.2.1")
+            await loop.sock_sendto(dev, pysnmp_response(rid, [(oid, rfc1902.OctetString(b"x"))], "public"), addr)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(agent(stop))
+        s = SnmpSession(SnmpTarget("127.0.0.1", port, bulk=False, timeout=2, retries=0))
+        try:
+            await s.walk("1.3.6.1.2.1.2.2.1.2")
+        finally:
+            await s.close()
+            stop.set()
+            await task
+
+    try:
+        with pytest.raises(NotSupported, match=r"returned OID 1\.3\.6\.1\.2\.1\.2\.2\.1\.2\.1 out of order"):
+            asyncio.run(main())
+    finally:
+        dev.close()
