@@ -287,3 +287,11 @@ def test_ipv6_v3(snmpd: Snmpd) -> None:
         return await s.get_one("sysName.0")
     t = SnmpTarget.from_interface("::1", snmpd.port, USERS["u-sha-aes"].details())
     assert run(go, t).value == SYS_NAME
+
+
+def test_v3_context_name_is_sent(snmpd: Snmpd) -> None:
+    """snmpd serves only the default context: asking in another one gets no value (so the name went out)."""
+    async def go(s: SnmpSession):  # noqa: ANN202
+        await s.get_one("sysName.0")
+    with pytest.raises(SnmpNetworkError):
+        run(go, target(snmpd, USERS["u-sha"].details(contextname="no-such-context"), timeout=1, retries=0))
