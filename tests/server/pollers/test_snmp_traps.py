@@ -20,6 +20,9 @@ V3_PRIV = TrapUser("trap-priv", ENGINE, SecurityLevel.AUTH_PRIV, AuthProtocol.SH
 V3_AUTH = TrapUser("trap-auth", ENGINE, SecurityLevel.AUTH_NO_PRIV, AuthProtocol.MD5, "authpass-tmd5")
 V3_DES = TrapUser("trap-des", ENGINE, SecurityLevel.AUTH_PRIV, AuthProtocol.SHA1, "authpass-tdes",
                   PrivProtocol.DES, "privpass-tdes")
+V3_NONE = TrapUser("trap-none", ENGINE, SecurityLevel.NO_AUTH_NO_PRIV)
+V3_AES256 = TrapUser("trap-aes256", ENGINE, SecurityLevel.AUTH_PRIV, AuthProtocol.SHA512, "authpass-t512",
+                     PrivProtocol.AES256, "privpass-t512")
 LINK_DOWN = ["1.3.6.1.6.3.1.1.5.3", "1.3.6.1.2.1.2.2.1.1.2", "i", "2", "1.3.6.1.2.1.2.2.1.2.2", "s", "eth0 is down"]
 
 
@@ -45,7 +48,7 @@ def receive(sends: list[list[str]], want: int, **kw: object) -> tuple[list[Trap]
 
     async def main() -> TrapReceiver:
         r = TrapReceiver(got.append, host="127.0.0.1", port=0, communities=["traps-ro", "other"],
-                         users=[V3_PRIV, V3_AUTH, V3_DES], **kw)  # type: ignore[arg-type]
+                         users=[V3_PRIV, V3_AUTH, V3_DES, V3_NONE, V3_AES256], **kw)  # type: ignore[arg-type]
         await r.start()
         loop = asyncio.get_running_loop()
         try:
@@ -90,6 +93,9 @@ def test_v1_trap_is_translated_to_its_v2_form() -> None:
      "trap-auth"),
     (["-v3", "-l", "authPriv", "-u", "trap-des", "-a", "SHA", "-A", "authpass-tdes", "-x", "DES", "-X",
       "privpass-tdes", "-e", ENGINE, "", *LINK_DOWN], "trap-des"),
+    (["-v3", "-l", "noAuthNoPriv", "-u", "trap-none", "-e", ENGINE, "", *LINK_DOWN], "trap-none"),
+    (["-v3", "-l", "authPriv", "-u", "trap-aes256", "-a", "SHA-512", "-A", "authpass-t512", "-x", "AES-256", "-X",
+      "privpass-t512", "-e", ENGINE, "", *LINK_DOWN], "trap-aes256"),
 ])
 def test_v3_traps_of_configured_users(args: list[str], user: str) -> None:
     (trap,), _ = receive([args], 1)
