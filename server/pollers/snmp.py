@@ -554,6 +554,30 @@ class SnmpSession:
             return PollResult(walk_text([v for oid in request.oids for v in walks[oid]]), "walk")
         return PollResult(discovery_json(request, walks), "discovery")
 
+    async def poll_many(self, requests: Sequence[SnmpRequest | str]) -> list[PollResult | NotSupported]:
+        """Several items of this device at once, as Zabbix's poller does: all plain GETs go out together
+        (up to MAX_GET_OIDS_PER_REQUEST OIDs a PDU), walks and the rest one by one. Per item a
+        PollResult or the NotSupported that item gets; a device error (timeout...) raises for all."""
+        out: list[PollResult | NotSupported | None] = [None] * len(requests)
+        parsed: list[tuple[int, SnmpRequest]] = []
+        for i, r in enumerate(requests):
+            try:
+                parsed.append((i, oid_for_item(r) if isinstance(r, str) else r))
+            except NotSupported as e:
+                out[i] = e
+        gets = [(i, r) for i, r in parsed if r.kind == "get"]
+        if gets:
+            values = await self.get([r.oids[0] for _, r in gets])
+            for (i, _), v in zip(gets, values, strict=True):
+                out[i] = v if isinstance(v, NotSupported) else PollResult(v.value, v.type)
+        for i, r in parsed:
+            if r.kind != "get":
+                try:
+                    out[i] = await self.poll(r)
+                except NotSupported as e:
+                    out[i] = e
+        return [r if r is not None else NotSupported(NO_SUCH_OBJECT) for r in out]
+
     async def _dynamic(self, request: SnmpRequest) -> SnmpValue:
         base, index_oid = request.oids
         cache_key = (index_oid, request.match)

@@ -295,3 +295,22 @@ def test_v3_context_name_is_sent(snmpd: Snmpd) -> None:
         await s.get_one("sysName.0")
     with pytest.raises(SnmpNetworkError):
         run(go, target(snmpd, USERS["u-sha"].details(contextname="no-such-context"), timeout=1, retries=0))
+
+
+@codecs
+def test_poll_many_batches_gets_into_one_request(snmpd: Snmpd, fast: bool) -> None:
+    items = ["sysName.0", f"{SYSTEM}.99.0", "ifDescr.1", "bad oid", f"walk[{IF_DESCR}]", "ifHCOutOctets.1",
+             'ifMtu["index","ifDescr","lo"]']
+
+    async def go(s: SnmpSession):  # noqa: ANN202
+        results = await s.poll_many(items)
+        return results, s.requests
+    results, requests = run(go, target(snmpd), fast=fast)
+    name, missing, descr, bad, walk, hc, mtu = results
+    assert (name.value, descr.value, mtu.value) == (SYS_NAME, "lo", 65536)
+    assert hc.snmp_type == "Counter64" and walk.snmp_type == "walk" and '"lo"' in walk.value
+    assert isinstance(missing, NotSupported) and str(missing) == NO_SUCH_OBJECT
+    assert isinstance(bad, NotSupported) and "numeric form" in str(bad)
+    n = len(walk.value.split("\n"))
+    walk_requests = -(-(n + 1) // 10)  # GETBULKs of 10 until one reaches past the subtree
+    assert requests == 1 + walk_requests + (walk_requests + 1)  # the GETs as one; walk; dynamic index
