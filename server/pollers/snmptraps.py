@@ -212,6 +212,8 @@ class TrapReceiver:
         transport = _BoundedUdp()
         transport.receiver = self
         config.add_transport(eng, udp.DOMAIN_NAME, transport.open_server_mode(sock=sock))
+        if transport._lport is not None:
+            await transport._lport  # the endpoint exists (and owns the socket) before start() returns
         for i, community in enumerate(self.communities):
             index = f"trap-community-{i}"
             config.add_v1_system(eng, index, community)
@@ -284,6 +286,10 @@ class TrapReceiver:
             log.exception("SNMP trap handler failed for a trap from %s", trap.address)
 
     def close(self) -> None:
+        """Stop receiving; the port is free once the event loop has run once more."""
+        if self._transport is not None:
+            self._transport.close_transport()
+            self._transport = None
         if self._engine is not None:
             self._engine.close_dispatcher()
             self._engine = None

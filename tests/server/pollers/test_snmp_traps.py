@@ -238,3 +238,26 @@ def test_items_for_trap_by_source_address(caplog: pytest.LogCaptureFixture) -> N
     with caplog.at_level(logging.INFO, logger="vigil.server.pollers.snmptraps"):
         assert items_for_trap(Trap("10.9.9.9", 1, 0, "1", "public", ()), by_address) == []
     assert "unmatched SNMP trap received from 10.9.9.9" in caplog.text
+
+
+def test_close_releases_the_port_for_a_restart() -> None:
+    got: list[Trap] = []
+
+    async def main() -> None:
+        first = TrapReceiver(got.append, host="127.0.0.1", port=0, communities=["traps-ro"])
+        await first.start()
+        port = first.port
+        first.close()
+        await asyncio.sleep(0.05)
+        second = TrapReceiver(got.append, host="127.0.0.1", port=port, communities=["traps-ro"])
+        await second.start()  # would raise "cannot listen" if the first still held the port
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, snmptrap, port, *V2C)
+            deadline = time.monotonic() + 10
+            while not got and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        finally:
+            second.close()
+
+    asyncio.run(main())
+    assert len(got) == 1
