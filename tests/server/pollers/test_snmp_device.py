@@ -314,3 +314,24 @@ def test_poll_many_batches_gets_into_one_request(snmpd: Snmpd, fast: bool) -> No
     n = len(walk.value.split("\n"))
     walk_requests = -(-(n + 1) // 10)  # GETBULKs of 10 until one reaches past the subtree
     assert requests == 1 + walk_requests + (walk_requests + 1)  # the GETs as one; walk; dynamic index
+
+
+def test_closing_the_engines_leaves_no_socket_open(snmpd: Snmpd) -> None:
+    import os
+
+    async def once() -> None:
+        engines = SnmpEngines()
+        for details, fast in ((USERS["u-sha"].details(), False), ({"version": 2, "community": COMMUNITY}, True)):
+            await SnmpSession(target(snmpd, details), engines, fast=fast).get_one("sysName.0")
+        engines.close()
+        await asyncio.sleep(0.05)  # asyncio closes a transport's socket on the next loop iteration
+
+    async def main() -> tuple[int, int]:
+        await once()
+        before = len(os.listdir("/proc/self/fd"))
+        for _ in range(3):
+            await once()
+        return before, len(os.listdir("/proc/self/fd"))
+
+    before, after = asyncio.run(main())
+    assert after == before
