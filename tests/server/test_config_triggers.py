@@ -368,8 +368,10 @@ def test_template_triggers_read_only_the_templates_items(repo: ConfigRepo) -> No
 @pytest.mark.parametrize("deps, message", [
     (["nope"], "hosts[0].triggers[0].dependencies[0]: no trigger 'nope' on 'h'"),
     (["other:nope"], "hosts[0].triggers[0].dependencies[0]: no trigger 'other:nope' on 'h'"),
+    (["T:tt"], "hosts[0].triggers[0].dependencies[0]: 'T:tt' is a template's trigger"),
 ])
 def test_dependencies_on_missing_triggers_are_refused(repo: ConfigRepo, deps: list[str], message: str) -> None:
+    load(repo, "templates: [{template: T, items: [{key: tk}], triggers: [{name: tt, expression: 'last(/T/tk)>1'}]}]")
     doc = {"hosts": [{"host": "h", "items": [{"key": "k"}],
                       "triggers": [{"name": "t", "expression": "last(/h/k)>1", "dependencies": deps}]}]}
     with pytest.raises(ConfigError) as e:
@@ -387,3 +389,11 @@ def test_triggers_of_disabled_hosts_or_items_are_not_evaluated(repo: ConfigRepo)
     assert ("web01", "CPU high") not in refs and ("web01", "Disk full") not in refs
     assert not any(h == "web02" for h, _ in refs)
     assert ("web01", "App overloaded") in refs
+
+
+def test_deleting_a_host_deletes_other_hosts_triggers_reading_its_items(repo: ConfigRepo) -> None:
+    load(repo, BASE)
+    assert ("web02", "Web02 ping lost") in stored(repo)
+    assert repo.delete_host("web01")
+    names = set(stored(repo))
+    assert ("web02", "Web02 ping lost") not in names and ("web02", "App overloaded") in names
