@@ -676,11 +676,15 @@ class ConfigRepo:
         copies = dict(c.execute(sa.select(t.items.c.templateid, t.items.c.itemid)
                                 .where(t.items.c.hostid == hostid, t.items.c.templateid.is_not(None))).all())
         existing = self._existing_triggers(c, hostid)
+        def rename(text: str) -> str:
+            text = parse_expression(text, "expression").rename_host(tname, hname)
+            return parse_expression(text, "expression").rename_host("{HOST.HOST}", hname) if "{HOST.HOST}" in text \
+                else text
+
         for spec, ttrid in self._triggers_of(c, templateid):
-            spec.expression = parse_expression(spec.expression, "expression").rename_host(tname, hname)
+            spec.expression = rename(spec.expression)
             if spec.recovery_mode == 1:
-                spec.recovery_expression = parse_expression(spec.recovery_expression,
-                                                            "recovery_expression").rename_host(tname, hname)
+                spec.recovery_expression = rename(spec.recovery_expression)
             titemids = c.execute(sa.select(t.trigger_items.c.itemid)
                                  .where(t.trigger_items.c.triggerid == ttrid)).scalars()
             itemids = [copies[i] for i in titemids if i in copies]

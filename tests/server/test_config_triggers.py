@@ -59,7 +59,7 @@ templates:
         severity: disaster
       - name: App overloaded
         expression: min(/Tpl App/app.load,5m)>{$LIMIT}
-        recovery_expression: max(/Tpl App/app.load,5m)<{$LIMIT}-10
+        recovery_expression: max(/{HOST.HOST}/app.load,5m)<{$LIMIT}-10
         severity: warning
         tags: [{tag: scope, value: capacity}]
         dependencies: ["App down on {HOST.NAME}"]
@@ -241,7 +241,8 @@ def test_export_import_round_trip_with_triggers(repo: ConfigRepo, tmp_path: Any)
     web02 = next(h for h in exported["hosts"] if h["host"] == "web02")
     assert web02["triggers"][0]["dependencies"] == ["web01:Disk full"]
     assert web02["triggers"][0]["status"] == "disabled"
-    assert exported["templates"][0]["triggers"][1]["recovery_expression"] == "max(/Tpl App/app.load,5m)<{$LIMIT}-10"
+    assert exported["templates"][0]["triggers"][1]["recovery_expression"] == \
+        "max(/{HOST.HOST}/app.load,5m)<{$LIMIT}-10"
 
     from vigil.server.config.migrate import upgrade
 
