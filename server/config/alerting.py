@@ -412,6 +412,8 @@ def _media_param(kind: MediaKind, name: str, v: Any, where: str) -> Any:
 def media_type_from_doc(d: Any, where: str) -> MediaTypeSpec:
     d = _mapping(d, where, "'name' and 'type'")
     name = _text(d, "name", where, limit=100)
+    if not name.strip():
+        raise ConfigError(f"{where}.name: required")
     kind = MEDIA_KIND_NAMES[_choice(d, "type", where, MEDIA_KIND_NAMES, "")] if "type" in d else None
     if kind is None:
         raise ConfigError(f"{where}.type: required: one of {', '.join(MEDIA_KIND_NAMES)}")
@@ -848,6 +850,8 @@ def maintenance_from_doc(d: Any, where: str) -> MaintenanceSpec:
     _check_keys(d, {"name", "collect_data", "active_since", "active_till", "description", "hosts", "groups",
                     "periods"}, where)
     name = _text(d, "name", where, limit=128)
+    if not name.strip():
+        raise ConfigError(f"{where}.name: required")
     m = MaintenanceSpec(
         name=name, collect_data=_bool(d, "collect_data", where, True),
         active_since=_time(d, "active_since", where, 0), active_till=_time(d, "active_till", where, NEVER),

@@ -289,6 +289,8 @@ def doc(**sections: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize("document, message", [
     ({"alerts": []}, "document: unknown field 'alerts'"),
+    ({"media_types": [{"name": "", "type": "script", "script": "s"}]}, "media_types[0].name: required"),
+    (doc(maintenances=[{"hosts": ["h"], "periods": [{"type": "daily"}]}]), "maintenances[0].name: required"),
     ({"media_types": [{"name": "x"}]}, "media_types[0].type: required: one of email, script, webhook"),
     ({"media_types": [{"name": "x", "type": "sms"}]}, "media_types[0].type: 'sms' is not one of email, script, "
                                                       "webhook"),
@@ -438,3 +440,26 @@ def test_missing_references_are_refused_on_save(repo: ConfigRepo, document: dict
         repo.apply(doc_from_dict(document))
     assert str(e.value).startswith(message), str(e.value)
     assert repo.export() == before  # nothing of the document was written
+
+
+def test_vigil_config_export_imports_back_unchanged(migrated_url: str, tmp_path: Path) -> None:
+    """Through the CLI as an operator runs it: import, export, import the export elsewhere, export again."""
+    from tests.conftest import VigilServer
+
+    first = VigilServer(tmp_path, migrated_url)
+    first.import_yaml(FULL)
+    exported = first.cli("config", "export").stdout
+    assert "triggers:" in exported and "media_types:" in exported and "maintenances:" in exported
+    other = VigilServer(tmp_path, f"sqlite:///{tmp_path / 'other.db'}")
+    other.cli("db", "upgrade")
+    (tmp_path / "exported.yaml").write_text(exported)
+    r = other.cli("config", "import", str(tmp_path / "exported.yaml"))
+    assert "triggers: 1 created" in r.stdout
+    assert other.cli("config", "export").stdout == exported
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("hosts:\n  - host: h\n    items: [{key: k}]\n    triggers:\n"
+                   "      - {name: t, expression: 'last(/h/k)>1 and'}\n")
+    r = other.cli("config", "import", str(bad), check=False)
+    assert r.returncode == 1
+    assert "hosts[0].triggers[0].expression:" in r.stderr and "at position 16" in r.stderr, r.stderr
+    assert "nothing was imported" in r.stderr
