@@ -290,7 +290,9 @@ def trigger_from_doc(d: Any, where: str) -> TriggerSpec:
     if not name.strip():
         raise ConfigError(f"{where}.name: required")
     expression = _text(d, "expression", where, limit=65535)
-    parse_expression(expression, f"{where}.expression")
+    if not parse_expression(expression, f"{where}.expression").functions:
+        raise ConfigError(f"{where}.expression: {expression!r} reads no item: a trigger expression needs at least "
+                          "one function of an item, like last(/host/key)")
     recovery_expression = _text(d, "recovery_expression", where, "", 65535)
     recovery = _choice(d, "recovery", where, ("expression", "recovery_expression", "none"),
                        "recovery_expression" if recovery_expression else "expression")
