@@ -311,7 +311,7 @@ def test_trigger_fields_parse() -> None:
     ({"name": "t", "expression": "last(/h/k)>1", "recovery_expression": "max(/h/k,5m"},
      "hosts[0].triggers[1].recovery_expression: "),
     ({"name": "t", "expression": "last(/h/k)>1", "colour": "red"}, "hosts[0].triggers[1]: unknown field 'colour'"),
-    ({"name": "t", "expression": "1>0"}, "hosts[0].triggers[1].expression: '1>0' reads no item"),
+    ({"name": "t", "expression": "1>0"}, "hosts[0].triggers[1].expression: the expression uses no function"),
     ({"expression": "last(/h/k)>1"}, "hosts[0].triggers[1].name: required"),
     ({"name": "t"}, "hosts[0].triggers[1].expression: required"),
     ({"name": "ok", "expression": "last(/h/k)>1"}, "hosts[0].triggers[1].name: 'ok' appears twice (also "
