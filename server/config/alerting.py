@@ -801,6 +801,9 @@ def period_from_doc(d: Any, where: str) -> TimePeriodSpec:
         p.start_date = _time(d, "start_date", where, 0)
         return p
     st = d.get("start_time", "00:00")
+    if isinstance(st, int) and not isinstance(st, bool):
+        raise ConfigError(f"{where}.start_time: {st!r} is a number; quote the time of day, start_time: \"09:30\" "
+                          "(YAML reads 09:30 unquoted as a number)")
     m = re.fullmatch(r"([01]?[0-9]|2[0-3]):([0-5][0-9])", st) if isinstance(st, str) else None
     if m is None:
         raise ConfigError(f"{where}.start_time: {st!r} is not a time of day like 09:30")

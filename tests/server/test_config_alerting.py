@@ -396,6 +396,8 @@ def doc(**sections: Any) -> dict[str, Any]:
      "maintenances[0].periods[0].start_date: required for a one_time period"),
     (doc(maintenances=[{"name": "m", "hosts": ["h"], "periods": [{"type": "daily", "start_time": "25:00"}]}]),
      "maintenances[0].periods[0].start_time: '25:00' is not a time of day"),
+    (yaml.safe_load("maintenances: [{name: m, hosts: [h], periods: [{type: daily, start_time: 22:00}]}]"),
+     "maintenances[0].periods[0].start_time: 1320 is a number; quote the time of day"),
     (doc(maintenances=[{"name": "m", "hosts": ["h"], "periods": [{"type": "weekly", "dayofweek": ["funday"]}]}]),
      "maintenances[0].periods[0].dayofweek[0]: 'funday' is not one of mon, tue"),
     (doc(maintenances=[{"name": "m", "hosts": ["h"], "periods": [{"type": "weekly"}]}]),
