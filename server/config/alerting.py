@@ -280,6 +280,8 @@ def _unique(names: list[str], where: str, field_: str) -> None:
 def severity_from_doc(v: Any, where: str) -> Severity:
     if isinstance(v, str) and v.lower() in SEVERITY_NAMES:
         return SEVERITY_NAMES[v.lower()]
+    if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 5:
+        return Severity(v)  # Zabbix's number
     raise ConfigError(f"{where}: {v!r} is not one of {', '.join(SEVERITY_NAMES)}")
 
 
