@@ -215,7 +215,7 @@ class TriggerEngine:
             if available == AVAILABLE:
                 self._seen.setdefault(hostid, float(lastaccess))
                 self._written_access[hostid] = float(lastaccess)
-        self.cache.unsupported = {i for i, (s, _, _) in self._item_state.items() if s == 1}
+        self.cache.unsupported = {i: e or "not supported" for i, (s, e, _) in self._item_state.items() if s == 1}
         self._last_ack = self.store.last_acknowledgeid()
         self._version = None
         self._reload()
@@ -379,10 +379,13 @@ class TriggerEngine:
         for itemid, st in pend.items.items():
             if st is None:
                 self._item_state.pop(itemid, None)
-                self.cache.unsupported.discard(itemid)
+                self.cache.unsupported.pop(itemid, None)
             else:
                 self._item_state[itemid] = st
-                (self.cache.unsupported.add if st[0] == 1 else self.cache.unsupported.discard)(itemid)
+                if st[0] == 1:
+                    self.cache.unsupported[itemid] = st[1] or "not supported"
+                else:
+                    self.cache.unsupported.pop(itemid, None)
         for hostid, av in pend.hosts.items():
             if av is None:
                 self._avail.pop(hostid, None)
@@ -541,9 +544,9 @@ class TriggerEngine:
         self._item_state[itemid] = (state, error, clock)
         cycle.item_states[itemid] = (state, error, clock)
         if state == 1:
-            self.cache.unsupported.add(itemid)
+            self.cache.unsupported[itemid] = error or "not supported"
         else:
-            self.cache.unsupported.discard(itemid)
+            self.cache.unsupported.pop(itemid, None)
         was = old[0] if old is not None else 0
         if was == state:
             return  # a different error, the same state: no event

@@ -25,6 +25,7 @@ from typing import Any
 
 from vigil.server.config.tables import ValueType
 from vigil.server.store.base import Store, StoreError, Trend, WriteBatch
+from vigil.server.triggers.functions import ItemInfo
 
 log = logging.getLogger("vigil.triggers.cache")
 
@@ -64,19 +65,19 @@ class ValueCache:
         # (host, key) -> (itemid, value_type), set by the engine from the configuration cache
         self.lookup: dict[tuple[str, str], tuple[int, int]] = {}
         self.tracked: set[int] = set()  # items some trigger reads: only these are cached
-        self.unsupported: set[int] = set()  # items in the not-supported state
+        self.unsupported: dict[int, str] = {}  # items in the not-supported state -> why
+        # nodata() is unknown until its period has passed since then (a restart fires no nodata trigger)
+        self.started = int(now())
         self.store_reads = 0
         self.evictions = 0
 
     # --- DataSource ------------------------------------------------------------------------------
 
-    def item(self, host: str, key: str) -> Any:
-        from vigil.server.triggers.expression import ItemInfo
-
+    def item(self, host: str, key: str) -> ItemInfo | None:
         found = self.lookup.get((host, key))
         if found is None:
             return None
-        return ItemInfo(found[0], found[1])
+        return ItemInfo(found[0], found[1], self.unsupported.get(found[0]), self.started)
 
     def values(self, itemid: int, value_type: int, end: int, seconds: int | None = None,
                count: int | None = None) -> list[tuple[int, int, Any]]:
@@ -219,9 +220,12 @@ class ValueCache:
             lst.append((clock, ns, value))
         else:
             k = bisect.bisect_left(lst, (clock, ns), key=_stamp)
-            if k < len(lst) and (lst[k][0], lst[k][1]) == (clock, ns):
-                return  # already there: it was read from the store before its batch came through
-            lst.insert(k, (clock, ns, value))
+            j = k
+            while j < len(lst) and lst[j][0] == clock and lst[j][1] == ns:
+                if lst[j][2] == value:
+                    return  # already there: it was read from the store before its batch came through
+                j += 1
+            lst.insert(j, (clock, ns, value))
         self._total += 1
 
     def _store_(self) -> Store:
