@@ -72,8 +72,14 @@ def named(server: VigilServer, name: str, *args: str) -> list[list[str]]:
 
 
 def wait_problem(server: VigilServer, name: str, present: bool = True, timeout: float = 15) -> list[str] | None:
-    wait_until(lambda: bool(named(server, name)) == present, timeout,
-               f"problem {name!r} to {'open' if present else 'close'}")
+    """Wait (reading the store, quicker than a command per look) until a problem of that name is
+    open (or none is), then return what `vigil problems` prints for it."""
+    es = event_store(server)
+    try:
+        wait_until(lambda: any(p.name == name for p in es.problems()) == present, timeout,
+                   f"problem {name!r} to {'open' if present else 'close'}")
+    finally:
+        es.engine.dispose()
     found = named(server, name)
     return found[0] if found else None
 
@@ -100,7 +106,8 @@ def test_problem_opens_is_listed_acknowledged_and_recovers(server: VigilServer, 
     assert set(es.event_tags(int(eventid))) == {("scope", "heat"), ("room", "lab")}
     r = server.cli("ack", eventid, "-m", "on it", "--severity", "disaster")
     assert f"problem {eventid}: acknowledged" in r.stdout
-    wait_until(lambda: named(server, "Hot on acc-al", "--severity", "disaster"), 10, "the severity change")
+    wait_until(lambda: any(p.severity == 5 for p in es.problems()), 10, "the severity change")
+    assert named(server, "Hot on acc-al", "--severity", "disaster")
     [ack] = es.acknowledges_after(0)
     assert (ack.message, ack.old_severity, ack.new_severity, ack.action) == ("on it", 2, 5, 2 | 4 | 8)
     send(server, "temp", "10", tool)
@@ -112,21 +119,35 @@ def test_problem_opens_is_listed_acknowledged_and_recovers(server: VigilServer, 
 
 def test_nodata_fires_on_the_timer_without_values(server: VigilServer) -> None:
     # no value for beat at all: once 3 s have passed since the server started, the timer fires it
-    wait_problem(server, "Heartbeat lost", timeout=20)
+    eventid = int(wait_problem(server, "Heartbeat lost", timeout=20)[0])  # type: ignore[index]
     send(server, "beat", "1")
-    wait_problem(server, "Heartbeat lost", present=False)
+    es = event_store(server)
+    # the value resolves it (and 3 s later the timer may fire it again: it is not sent again)
+    wait_until(lambda: any(e.value == 0 for e in es.events(source=0, after=eventid)), 15, "the OK event")
+    [ok] = [e for e in es.events(source=0, after=eventid) if e.value == 0]
+    [p] = [x for x in es.problems(resolved=True) if x.eventid == eventid]
+    assert p.r_eventid == ok.eventid and ok.name == "Heartbeat lost"
+    es.engine.dispose()
 
 
 def test_multiple_mode_and_recovery_expression(server: VigilServer) -> None:
+    es = event_store(server)
+
+    def open_errors() -> int:
+        return sum(p.name == "Errors on acc-al" for p in es.problems())
+
     send(server, "err", "1")
-    wait_until(lambda: len(named(server, "Errors on acc-al")) == 1, 15, "the first problem")
+    wait_until(lambda: open_errors() == 1, 15, "the first problem")
     send(server, "err", "2")
-    wait_until(lambda: len(named(server, "Errors on acc-al")) == 2, 15, "a second problem from a new value")
-    send(server, "err", "0")  # not > 0 any more, but the recovery expression (< 0) is false: still open
-    time.sleep(1.5)
+    wait_until(lambda: open_errors() == 2, 15, "a second problem from a new value")
     assert len(named(server, "Errors on acc-al")) == 2
+    send(server, "err", "0")  # not > 0 any more, but the recovery expression (< 0) is false: still open
+    wait_until(lambda: es.rtdata(), 5, "trigger state")
+    time.sleep(1.5)
+    assert open_errors() == 2
     send(server, "err", "-1")
-    wait_until(lambda: named(server, "Errors on acc-al") == [], 15, "the recovery expression to close both")
+    wait_until(lambda: open_errors() == 0, 15, "the recovery expression to close both")
+    es.engine.dispose()
 
 
 def test_ack_close_and_refusals(server: VigilServer) -> None:
@@ -156,7 +177,7 @@ def test_ack_close_and_refusals(server: VigilServer) -> None:
     assert r.returncode == 1 and "already resolved" in r.stderr
     # the trigger is OK again: a new hot value opens a new problem
     send(server, "temp", "41")
-    wait_until(lambda: named(server, "Hot on acc-al") and named(server, "Hot on acc-al")[0][0] != eventid, 15,
+    wait_until(lambda: any(p.name == "Hot on acc-al" and p.eventid != int(eventid) for p in es.problems()), 15,
                "a new problem after the manual close")
     es.engine.dispose()
 
