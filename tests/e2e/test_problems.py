@@ -39,7 +39,7 @@ hosts:
         severity: average
 """
 
-ENV = {"VIGIL_TRIGGER_TIMER": "0.5", "VIGIL_ACK_POLL": "0.2"}
+ENV = {"VIGIL_TRIGGER_TIMER": "0.5", "VIGIL_ACK_POLL": "0.2", "VIGIL_AGENT_UNREACHABLE": "2"}
 
 
 @pytest.fixture
@@ -216,4 +216,18 @@ def test_unsupported_value_makes_internal_events(server: VigilServer) -> None:
     wait_until(lambda: es.item_states()[itemid][0] == 0, 15, "the item to be supported again")
     back = [e for e in es.events(source=3) if e.objectid == itemid]
     assert [e.value for e in back] == [1, 0] and es.problems(source=3) == []
+    es.engine.dispose()
+
+
+def test_silent_active_agent_makes_a_host_internal_event(server: VigilServer) -> None:
+    es = event_store(server)
+    hostid = next(h for h, (host, _) in es.host_names().items() if host == "acc-al")
+    assert server.active_checks("acc-al")["response"] == "success"  # what an active agent asks first
+    wait_until(lambda: es.availability().get(hostid, (0,))[0] == 1, 10, "the agent to count as available")
+    wait_until(lambda: es.availability()[hostid][0] == 2, 15, "the agent to count as unreachable")
+    [ev] = [e for e in es.events(source=3) if e.object == 1]
+    assert (ev.objectid, ev.value) == (hostid, 1) and "unreachable" in ev.name
+    server.active_checks("acc-al")
+    wait_until(lambda: es.availability()[hostid][0] == 1, 10, "the agent to be available again")
+    assert [e.value for e in es.events(source=3) if e.object == 1] == [1, 0]
     es.engine.dispose()
