@@ -36,6 +36,7 @@ import queue
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,6 +62,10 @@ AVAILABLE_UNKNOWN, AVAILABLE, UNAVAILABLE = 0, 1, 2
 QUEUE_SIZE = 10_000  # committed batches waiting for the engine at most
 DRAIN_MAX = 1_000  # batches taken in one cycle at most
 LASTACCESS_EVERY = 60  # seconds between two writes of an agent's lastaccess while it stays available
+# Triggers evaluated without a new value (the timer's, new or changed ones) go at most this many per
+# cycle, so values arriving meanwhile wait for one chunk, not for every time-based trigger.
+BACKLOG_CHUNK = 100
+TRIM_EVERY = 1.0  # seconds between two trims of the value cache (sooner when over its bound)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +140,9 @@ class TriggerEngine:
         self._next_timer = 0.0
         self._next_ack = 0.0
         self._retry: set[int] = set()
+        self._backlog: deque[int] = deque()
+        self._in_backlog: set[int] = set()
+        self._next_trim = 0.0
         self._pending_closes: list[AckRow] = []
         self.stats = {"evaluations": 0, "events": 0, "cycles": 0, "failed_cycles": 0}
         self.ready = threading.Event()
@@ -193,7 +201,8 @@ class TriggerEngine:
             wait = max(0.0, min(self._next_timer, self._next_ack) - now)
             msgs: list[tuple[str, Any]] = []
             try:
-                msgs.append(self._queue.get(timeout=0 if stopping else min(wait, 1.0)))
+                busy = stopping or bool(self._backlog) or bool(self._retry)
+                msgs.append(self._queue.get(timeout=0.001 if busy else min(wait, 1.0)))
             except queue.Empty:
                 pass
             while len(msgs) < DRAIN_MAX:
@@ -266,11 +275,19 @@ class TriggerEngine:
         self._timed = sorted(tid for tid, tr in triggers.items() if tr.time_based)
         self.cache.tracked = set(by_item)
         self.cache.forget(self.cache.tracked)
-        # new or changed triggers are evaluated once, on the next cycle
-        self._retry |= {tid for tid, tr in triggers.items()
-                        if tid not in old or old[tid].ref.expression != tr.ref.expression
-                        or old[tid].ref.recovery_expression != tr.ref.recovery_expression}
+        types = {ref.itemid: int(ref.value_type) for ref in snap.items.values()}
+        self.cache.prefetch({i: types[i] for i in by_item if i in types})
+        # new or changed triggers are evaluated once, soon
+        self._queue_backlog(sorted(tid for tid, tr in triggers.items()
+                                   if tid not in old or old[tid].ref.expression != tr.ref.expression
+                                   or old[tid].ref.recovery_expression != tr.ref.recovery_expression))
         log.info("triggers loaded: %d (%d time-based) on %d items", len(triggers), len(self._timed), len(by_item))
+
+    def _queue_backlog(self, tids: list[int]) -> None:
+        for tid in tids:
+            if tid not in self._in_backlog:
+                self._in_backlog.add(tid)
+                self._backlog.append(tid)
 
     # --- one cycle ---------------------------------------------------------------------------------
 
@@ -295,16 +312,19 @@ class TriggerEngine:
             self._overflow = False
             log.warning("the trigger engine fell behind and missed values: re-reading its cache from the store")
             self.cache.clear()
-            todo = set(self._triggers)
-        else:
-            todo = {tid for itemid in touched for tid in self._by_item.get(itemid, ())}
+            self._queue_backlog(sorted(self._triggers))
+        todo = {tid for itemid in touched for tid in self._by_item.get(itemid, ())}
         from_value = set(todo)
         todo |= self._retry
         self._retry = set()
         if now >= self._next_timer:
             self._next_timer = now + self.settings.timer
-            todo.update(self._timed)
+            self._queue_backlog(self._timed)
             self._check_agents(now, cycle, pend)
+        for _ in range(min(BACKLOG_CHUNK, len(self._backlog))):
+            tid = self._backlog.popleft()
+            self._in_backlog.discard(tid)
+            todo.add(tid)
         for itemid, (clock, _) in touched.items():
             st = self._item_state.get(itemid)
             if st is not None and st[0] == 1:
@@ -319,6 +339,7 @@ class TriggerEngine:
                 continue
             stamp = max((touched[i] for i in tr.ref.itemids if i in touched), default=(inow, 0))
             self._evaluate(tr, max(inow, stamp[0]), stamp, tid in from_value, cycle, pend)
+        last_ack = self._last_ack
         if now >= self._next_ack:
             self._next_ack = now + self.settings.ack_poll
             updates = self._updates(inow, cycle, pend)
@@ -331,6 +352,7 @@ class TriggerEngine:
                           str(e).splitlines()[0] if str(e) else repr(e))
                 self._undo(pend)
                 self._retry |= todo
+                self._last_ack = last_ack  # the updates are read again
                 return []
             for ev in cycle.events:
                 if ev.problem:
@@ -352,7 +374,6 @@ class TriggerEngine:
             for ack, _ in updates:
                 notices.append(ProblemUpdate(ack.acknowledgeid, ack.eventid, ack.userid, ack.clock, ack.message,
                                              ack.action, ack.old_severity, ack.new_severity, None))
-        self.cache.trim()
         self.stats["cycles"] += 1
         if self.notify is not None:
             for n in notices:
@@ -360,6 +381,9 @@ class TriggerEngine:
                     self.notify(n)
                 except Exception:
                     log.exception("notify failed for %s", n)
+        if now >= self._next_trim or self.cache.size > self.cache.max_values:
+            self._next_trim = now + TRIM_EVERY
+            self.cache.trim()
         return notices
 
     def _note_values(self, batch: WriteBatch, touched: dict[int, tuple[int, int]]) -> None:

@@ -162,3 +162,15 @@ def test_store_failure_is_a_cache_error(setup: Any) -> None:
         cache.values(1, 0, NOW, seconds=60)
     store.fail = False
     assert cache.values(1, 0, NOW, seconds=60) == []
+
+
+def test_prefetch_finds_items_without_values_in_one_query(setup: Any) -> None:
+    store, cache, now = setup
+    store.write(batch((1, NOW - 7200, 5.0), (1, NOW - 3, 6.0)))
+    store.latest = lambda items, since=None: {  # type: ignore[method-assign]
+        i: store.rows[i][-1] for i in items if store.rows.get(i)}
+    cache.prefetch({1: 0, 2: 0})
+    assert cache.values(2, 0, NOW, count=1) == [] and store.reads == []  # known empty: no read at all
+    assert [v for _, _, v in cache.values(1, 0, NOW, count=1)] == [6.0]
+    assert len(store.reads) == 1 and store.reads[0][1] == NOW - 3  # read from its newest value on
+    assert [v for _, _, v in cache.values(1, 0, NOW, count=2)] == [6.0, 5.0]
