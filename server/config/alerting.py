@@ -290,7 +290,9 @@ def trigger_from_doc(d: Any, where: str) -> TriggerSpec:
     if not name.strip():
         raise ConfigError(f"{where}.name: required")
     expression = _text(d, "expression", where, limit=65535)
-    parse_expression(expression, f"{where}.expression")
+    if not parse_expression(expression, f"{where}.expression").functions:
+        raise ConfigError(f"{where}.expression: {expression!r} reads no item: a trigger expression needs at least "
+                          "one function of an item, like last(/host/key)")
     recovery_expression = _text(d, "recovery_expression", where, "", 65535)
     recovery = _choice(d, "recovery", where, ("expression", "recovery_expression", "none"),
                        "recovery_expression" if recovery_expression else "expression")
@@ -412,6 +414,8 @@ def _media_param(kind: MediaKind, name: str, v: Any, where: str) -> Any:
 def media_type_from_doc(d: Any, where: str) -> MediaTypeSpec:
     d = _mapping(d, where, "'name' and 'type'")
     name = _text(d, "name", where, limit=100)
+    if not name.strip():
+        raise ConfigError(f"{where}.name: required")
     kind = MEDIA_KIND_NAMES[_choice(d, "type", where, MEDIA_KIND_NAMES, "")] if "type" in d else None
     if kind is None:
         raise ConfigError(f"{where}.type: required: one of {', '.join(MEDIA_KIND_NAMES)}")
@@ -848,6 +852,8 @@ def maintenance_from_doc(d: Any, where: str) -> MaintenanceSpec:
     _check_keys(d, {"name", "collect_data", "active_since", "active_till", "description", "hosts", "groups",
                     "periods"}, where)
     name = _text(d, "name", where, limit=128)
+    if not name.strip():
+        raise ConfigError(f"{where}.name: required")
     m = MaintenanceSpec(
         name=name, collect_data=_bool(d, "collect_data", where, True),
         active_since=_time(d, "active_since", where, 0), active_till=_time(d, "active_till", where, NEVER),

@@ -357,6 +357,10 @@ class ConfigRepo:
 
     def delete_host(self, host: str) -> bool:
         with self.engine.begin() as c:
+            # Other hosts' triggers reading its items go too (its own go with it, ON DELETE CASCADE).
+            self._delete_triggers_reading(c, sa.select(t.items.c.itemid)
+                                          .join(t.hosts, t.hosts.c.hostid == t.items.c.hostid)
+                                          .where(t.hosts.c.host == host))
             n = c.execute(sa.delete(t.hosts).where(t.hosts.c.host == host)).rowcount
             self._bump(c)
         return n > 0
@@ -513,10 +517,19 @@ class ConfigRepo:
         return c.execute(sa.select(t.hosts.c.hostid, t.hosts.c.host, t.hosts.c.status)
                          .where(t.hosts.c.host == name)).first()
 
+    def _host_items(self, c: Connection, host: str, cache: dict[str, Any]) -> Any:
+        """(hostid, status, {key: itemid}) of a host or template, or None; cached for one apply."""
+        if host not in cache:
+            row = self._host_row(c, host)
+            cache[host] = None if row is None else (int(row.hostid), row.status, dict(c.execute(
+                sa.select(t.items.c.key_, t.items.c.itemid).where(t.items.c.hostid == row.hostid)).all()))
+        return cache[host]
+
     def _trigger_itemids(self, c: Connection, owner: str, template: bool, spec: TriggerSpec,
-                         where: str) -> list[int]:
+                         where: str, cache: dict[str, Any] | None = None) -> list[int]:
         """The items the trigger's expressions read; ConfigError naming the field, the reference and its
         position when one does not exist (or, in a template's trigger, is not the template's own)."""
+        cache = {} if cache is None else cache
         ids: list[int] = []
         for name, text in (("expression", spec.expression), ("recovery_expression", spec.recovery_expression)):
             if not text or (name == "recovery_expression" and spec.recovery_mode != 1):
@@ -528,14 +541,13 @@ class ConfigRepo:
                 if template and host != owner:
                     raise ConfigError(f"{where}.{name}: {ref}: a template's trigger reads only the template's "
                                       f"own items (/{owner}/...)")
-                row = self._host_row(c, host)
-                if row is None:
+                found = self._host_items(c, host, cache)
+                if found is None:
                     raise ConfigError(f"{where}.{name}: {ref}: no host named {host!r}")
-                if not template and row.status == HostStatus.TEMPLATE:
+                if not template and found[1] == HostStatus.TEMPLATE:
                     raise ConfigError(f"{where}.{name}: {ref}: {host!r} is a template; a host's trigger reads "
                                       "hosts' items (put the trigger in the template instead)")
-                itemid = c.execute(sa.select(t.items.c.itemid).where(t.items.c.hostid == row.hostid,
-                                                                     t.items.c.key_ == f.key)).scalar()
+                itemid = found[2].get(f.key)
                 if itemid is None:
                     raise ConfigError(f"{where}.{name}: {ref}: {host!r} has no item {f.key!r} "
                                       "(add it under the host's items first)")
@@ -552,18 +564,35 @@ class ConfigRepo:
             "comments": spec.description, "opdata": spec.opdata,
         }
 
+    def _existing_triggers(self, c: Connection, hostid: int) -> dict[Any, Any]:
+        """A host's triggers by name and, for copies, by ("copy of", template trigger id)."""
+        out: dict[Any, Any] = {}
+        for r in c.execute(sa.select(t.triggers.c.triggerid, t.triggers.c.templateid, t.triggers.c.description)
+                           .where(t.triggers.c.hostid == hostid)):
+            out[r.description] = r
+            if r.templateid is not None:
+                out[("copy of", r.templateid)] = r
+        return out
+
     def _upsert_trigger(self, c: Connection, hostid: int, spec: TriggerSpec, itemids: list[int],
-                        report: ImportReport, where: str, templateid: int | None = None) -> int:
-        q = sa.select(t.triggers.c.triggerid, t.triggers.c.templateid).where(t.triggers.c.hostid == hostid)
+                        report: ImportReport, where: str, templateid: int | None = None,
+                        existing: dict[Any, Any] | None = None) -> int:
+        if existing is None:
+            existing = self._existing_triggers(c, hostid)
         row = None
         if templateid is not None:  # a copy keeps its id when its template trigger is renamed
-            row = c.execute(q.where(t.triggers.c.templateid == templateid)).first()
+            row = existing.get(("copy of", templateid))
         if row is None:
-            row = c.execute(q.where(t.triggers.c.description == spec.name)).first()
+            row = existing.get(spec.name)
         values = self._trigger_values(spec) | {"templateid": templateid}
         if row is None:
             trid = int(c.execute(sa.insert(t.triggers).values(hostid=hostid, **values)).inserted_primary_key[0])
             report.triggers_created += 1
+            if spec.tags:
+                c.execute(sa.insert(t.trigger_tags), [{"triggerid": trid, "tag": k, "value": v} for k, v in spec.tags])
+            if itemids:
+                c.execute(sa.insert(t.trigger_items), [{"triggerid": trid, "itemid": i} for i in itemids])
+            return trid
         else:
             if templateid is None and row.templateid is not None:
                 raise ConfigError(f"{where}.name: trigger {spec.name!r} comes from a linked template: "
@@ -594,6 +623,13 @@ class ConfigRepo:
         if trid is None:
             raise ConfigError(f"{where}: no trigger {dep!r} on {owner!r} (a trigger of another host or template: "
                               "\"host:trigger name\")")
+        statuses = c.execute(sa.select(t.hosts.c.hostid, t.hosts.c.status)
+                             .where(t.hosts.c.hostid.in_([hostid, sa.select(t.triggers.c.hostid)
+                                                          .where(t.triggers.c.triggerid == trid).scalar_subquery()])))
+        templates = {h for h, st in statuses if st == HostStatus.TEMPLATE}
+        if templates and hostid not in templates:
+            raise ConfigError(f"{where}: {dep!r} is a template's trigger; a host's trigger depends on the copy on a "
+                              "host (\"host:trigger name\")")
         return int(trid)
 
     def _set_dependencies(self, c: Connection, trid: int, ups: list[int]) -> None:
@@ -616,13 +652,15 @@ class ConfigRepo:
                     todo.extend(graph.get(x, []))
 
     def _sync_triggers(self, c: Connection, hostid: int, owner: str, specs: list[TriggerSpec], template: bool,
-                       authoritative: bool, report: ImportReport, where: str) -> list[tuple[int, TriggerSpec, str]]:
+                       authoritative: bool, report: ImportReport, where: str,
+                       cache: dict[str, Any]) -> list[tuple[int, TriggerSpec, str]]:
         """Write one host's or template's own triggers (dependencies come later, once all exist)."""
         written = []
+        existing = self._existing_triggers(c, hostid)
         for i, spec in enumerate(specs):
             w = f"{where}.triggers[{i}]"
-            itemids = self._trigger_itemids(c, owner, template, spec, w)
-            written.append((self._upsert_trigger(c, hostid, spec, itemids, report, w), spec, w))
+            itemids = self._trigger_itemids(c, owner, template, spec, w, cache)
+            written.append((self._upsert_trigger(c, hostid, spec, itemids, report, w, existing=existing), spec, w))
         if authoritative:
             names = [s.name for s in specs]
             report.triggers_deleted += c.execute(
@@ -637,15 +675,21 @@ class ConfigRepo:
         hname = c.execute(sa.select(t.hosts.c.host).where(t.hosts.c.hostid == hostid)).scalar_one()
         copies = dict(c.execute(sa.select(t.items.c.templateid, t.items.c.itemid)
                                 .where(t.items.c.hostid == hostid, t.items.c.templateid.is_not(None))).all())
+        existing = self._existing_triggers(c, hostid)
+        def rename(text: str) -> str:
+            text = parse_expression(text, "expression").rename_host(tname, hname)
+            return parse_expression(text, "expression").rename_host("{HOST.HOST}", hname) if "{HOST.HOST}" in text \
+                else text
+
         for spec, ttrid in self._triggers_of(c, templateid):
-            spec.expression = parse_expression(spec.expression, "expression").rename_host(tname, hname)
+            spec.expression = rename(spec.expression)
             if spec.recovery_mode == 1:
-                spec.recovery_expression = parse_expression(spec.recovery_expression,
-                                                            "recovery_expression").rename_host(tname, hname)
+                spec.recovery_expression = rename(spec.recovery_expression)
             titemids = c.execute(sa.select(t.trigger_items.c.itemid)
                                  .where(t.trigger_items.c.triggerid == ttrid)).scalars()
             itemids = [copies[i] for i in titemids if i in copies]
-            self._upsert_trigger(c, hostid, spec, itemids, report, f"host {hname!r}", templateid=ttrid)
+            self._upsert_trigger(c, hostid, spec, itemids, report, f"host {hname!r}", templateid=ttrid,
+                                 existing=existing)
 
     def _copy_dependencies(self, c: Connection, hostid: int) -> None:
         """A copy depends on what its template trigger depends on: on this host's copy of it where the
@@ -699,20 +743,26 @@ class ConfigRepo:
     def _apply_triggers(self, c: Connection, doc: ConfigDoc, report: ImportReport, delete_missing: bool) -> None:
         written: list[tuple[int, int, str, TriggerSpec, str]] = []  # (triggerid, hostid, owner, spec, where)
         templateids = []
+        cache: dict[str, Any] = {}  # hosts' items, read once
         for i, tpl in enumerate(doc.templates):
             tid = self._template_id(c, tpl.template, f"templates[{i}].template")
             templateids.append(tid)
             for trid, spec, w in self._sync_triggers(c, tid, tpl.template, tpl.triggers, True, True, report,
-                                                     f"templates[{i}]"):
+                                                     f"templates[{i}]", cache):
                 written.append((trid, tid, tpl.template, spec, w))
         for i, h in enumerate(doc.hosts):
             hid = int(self._host_row(c, h.host).hostid)
             for trid, spec, w in self._sync_triggers(c, hid, h.host, h.triggers, False, delete_missing, report,
-                                                     f"hosts[{i}]"):
+                                                     f"hosts[{i}]", cache):
                 written.append((trid, hid, h.host, spec, w))
+        ids = [trid for trid, *_ in written]
+        for n in range(0, len(ids), 500):
+            c.execute(sa.delete(t.trigger_depends).where(t.trigger_depends.c.triggerid_down.in_(ids[n:n + 500])))
         for trid, hostid, owner, spec, w in written:
-            self._set_dependencies(c, trid, [self._resolve_dependency(c, hostid, owner, d, f"{w}.dependencies[{j}]")
-                                             for j, d in enumerate(spec.dependencies)])
+            ups = {self._resolve_dependency(c, hostid, owner, d, f"{w}.dependencies[{j}]")
+                   for j, d in enumerate(spec.dependencies)}
+            if ups:
+                c.execute(sa.insert(t.trigger_depends), [{"triggerid_down": trid, "triggerid_up": u} for u in ups])
         self._check_cycles(c, [(trid, w) for trid, _, _, _, w in written])
         hosts: set[int] = set()
         for tid in templateids:

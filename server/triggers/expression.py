@@ -18,6 +18,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, tzinfo
 
 from vigil.agent.protocol import itemkey
 from vigil.server.triggers import functions as fn
@@ -29,6 +30,8 @@ __all__ = [
 ]
 
 MAX_LENGTH = 65535
+MAX_NESTING = 64  # parentheses and unary operators inside each other
+MAX_HEIGHT = 250  # operators on the longest path of the syntax tree (evaluation recurses along it)
 _HOST = re.compile(r"[0-9A-Za-z_. \-]+|\{HOST\.HOST\}")
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MACRO = re.compile(r"\{\$([A-Z0-9_.]+)(?::(\"(?:[^\"\\]|\\.)*\"|[^}]*))?\}")
@@ -83,6 +86,7 @@ class _Unary:
     op: str
     operand: _Node
     pos: int
+    height: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +95,11 @@ class _Binary:
     left: _Node
     right: _Node
     pos: int
+    height: int
+
+
+def _height(node: _Node) -> int:
+    return node.height if isinstance(node, _Unary | _Binary) else 0
 
 
 _Node = _Num | _Str | _Macro | _Call | _Unary | _Binary
@@ -100,10 +109,17 @@ _Node = _Num | _Str | _Macro | _Call | _Unary | _Binary
 class _CallSite:
     host_span: tuple[int, int]
     param_macros: tuple[bool, ...]  # per parameter: holds a user macro
+    span: tuple[int, int]  # the whole call in the text
+
+    @property
+    def has_macros(self) -> bool:
+        return any(self.param_macros)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Expression:
+    """A parsed expression; two are equal when their texts are."""
+
     text: str
     functions: list[FunctionCall]
     _root: _Node = field(repr=False)
@@ -139,6 +155,12 @@ class Expression:
     def __str__(self) -> str:
         return self.text
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Expression) and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
 
 # --- the parser --------------------------------------------------------------------------------
 
@@ -163,11 +185,11 @@ class _Parser:
         self.functions: list[FunctionCall] = []
         self.sites: list[_CallSite] = []
         self.macros: set[str] = set()
+        self.nesting = 0
 
     def run(self) -> Expression:
-        self.skip()
-        if self.pos >= len(self.text):
-            raise ExpressionError("empty expression: expected a function like last(/host/key) or a value", self.pos)
+        if not self.text.strip():
+            raise ExpressionError("empty expression: expected a function like last(/host/key) or a value", 0)
         root = self.binary(0)
         self.skip()
         if self.pos < len(self.text):
@@ -224,7 +246,17 @@ class _Parser:
             if self.pos >= len(self.text):
                 raise ExpressionError(f"expected a value after '{op}', found the end of the expression", self.pos)
             right = self.binary(level + 1)
-            left = _Binary(op, left, right, pos)
+            height = max(_height(left), _height(right)) + 1
+            if height > MAX_HEIGHT:
+                raise ExpressionError(f"the expression is too long: more than {MAX_HEIGHT} operators in a chain; "
+                                      "split it into several triggers or use count()/find()", pos)
+            left = _Binary(op, left, right, pos, height)
+
+    def nest(self, pos: int) -> None:
+        self.nesting += 1
+        if self.nesting > MAX_NESTING:
+            raise ExpressionError(f"the expression is nested too deeply: more than {MAX_NESTING} levels of "
+                                  "parentheses and unary operators", pos)
 
     def unary(self) -> _Node:
         self.skip()
@@ -232,7 +264,10 @@ class _Parser:
         if op is not None:
             pos = self.pos
             self.pos += len(op)
-            return _Unary(op, self.unary(), pos)
+            self.nest(pos)
+            operand = self.unary()
+            self.nesting -= 1
+            return _Unary(op, operand, pos, _height(operand) + 1)
         return self.primary()
 
     def primary(self) -> _Node:
@@ -243,10 +278,12 @@ class _Parser:
         c = t[start]
         if c == "(":
             self.pos += 1
+            self.nest(start)
             inner = self.binary(0)
+            self.nesting -= 1
             self.skip()
             if self.pos >= len(t) or t[self.pos] != ")":
-                raise ExpressionError(f"expected ')' to close the '(' at position {start}, found {self.near()}",
+                raise ExpressionError(f"expected ')' to close the '(' at offset {start}, found {self.near()}",
                                       self.pos)
             self.pos += 1
             return inner
@@ -323,7 +360,7 @@ class _Parser:
         while True:
             self.skip()
             if self.pos >= len(t):
-                raise ExpressionError(f"expected ')' to close {name}( at position {start}, found the end of the "
+                raise ExpressionError(f"expected ')' to close {name}( at offset {start}, found the end of the "
                                       "expression", self.pos)
             if t[self.pos] == ")":
                 self.pos += 1
@@ -353,7 +390,7 @@ class _Parser:
             where = param_pos[e.index] if e.index < len(param_pos) else self.pos - 1
             raise ExpressionError(f"{name}(): {e}", where) from None
         self.functions.append(FunctionCall(name, host, key, tuple(params), start))
-        self.sites.append(_CallSite(host_span, tuple(has_macro)))
+        self.sites.append(_CallSite(host_span, tuple(has_macro), (start, self.pos)))
         return _Call(len(self.functions) - 1)
 
     def item_ref(self) -> tuple[str, tuple[int, int], str]:
@@ -409,11 +446,14 @@ class _Parser:
 
 # --- evaluation --------------------------------------------------------------------------------
 
-def evaluate(expr: Expression, data: DataSource, now: int, macros: Mapping[str, str]) -> float:
+def evaluate(expr: Expression, data: DataSource, now: int, macros: Mapping[str, str], *,
+             tz: tzinfo = UTC) -> float:
     """The value of the expression at `now`: 1/0 for comparisons and logic, or the number computed.
 
+    `macros` maps user macros as written in configuration (`{$NAME}`, `{$NAME:"ctx"}`) to their values.
+    `tz` is the time zone of the day, week, month and year anchors of time shifts (`now/d`).
     Raises EvaluationError when the value is unknown, saying why."""
-    v = _Evaluator(expr, data, now, macros).eval(expr._root)
+    v = _Evaluator(expr, data, now, macros, tz).eval(expr._root)
     n = fn.to_number(v)
     if n is None:
         raise EvaluationError(f"the expression's value {v!r} is not a number")
@@ -447,43 +487,50 @@ def _as_text(v: _Value) -> str:
 
 
 class _Evaluator:
-    def __init__(self, expr: Expression, data: DataSource, now: int, macros: Mapping[str, str]) -> None:
+    def __init__(self, expr: Expression, data: DataSource, now: int, macros: Mapping[str, str],
+                 tz: tzinfo) -> None:
+        self.tz = tz
         self.expr = expr
         self.data = data
         self.now = now
         self.macros = macros
-        self.cache: dict[int, _Value | EvaluationError] = {}
+        self.cache: dict[tuple[str, str, str, tuple[str, ...]], _Value | EvaluationError] = {}
 
     def eval(self, node: _Node) -> _Value:
-        if isinstance(node, _Num):
-            return node.value
-        if isinstance(node, _Str):
-            return node.value
-        if isinstance(node, _Macro):
-            return self.macro_value(node.text)
-        if isinstance(node, _Call):
-            return self.call(node.index)
-        if isinstance(node, _Unary):
-            x = self.number(self.eval(node.operand), node.op)
-            return -x if node.op == "-" else (1.0 if fn.equal(x, 0.0) else 0.0)
-        if node.op in ("and", "or"):
+        t = type(node)
+        if t is _Binary:
+            return self.binary(node)  # type: ignore[arg-type]
+        if t is _Call:
+            return self.call(node.index)  # type: ignore[union-attr]
+        if t is _Num or t is _Str:
+            return node.value  # type: ignore[union-attr]
+        if t is _Macro:
+            return self.macro_value(node.text)  # type: ignore[union-attr]
+        assert isinstance(node, _Unary)
+        x = self.number(self.eval(node.operand), node.op)
+        return -x if node.op == "-" else (1.0 if fn.equal(x, 0.0) else 0.0)
+
+    def binary(self, node: _Binary) -> _Value:
+        op = node.op
+        if op == "and" or op == "or":
             return self.logic(node)
         a, b = self.eval(node.left), self.eval(node.right)
-        if node.op in _COMPARISONS:
-            return 1.0 if _COMPARISONS[node.op](_compare(a, b)) else 0.0
-        x, y = self.number(a, node.op), self.number(b, node.op)
-        if node.op == "+":
+        cmp = _COMPARISONS.get(op)
+        if cmp is not None:
+            return 1.0 if cmp(_compare(a, b)) else 0.0
+        x, y = self.number(a, op), self.number(b, op)
+        if op == "+":
             r = x + y
-        elif node.op == "-":
+        elif op == "-":
             r = x - y
-        elif node.op == "*":
+        elif op == "*":
             r = x * y
         else:
             if fn.equal(y, 0.0):
                 raise EvaluationError(f"division by zero at position {node.pos}")
             r = x / y
         if not math.isfinite(r):
-            raise EvaluationError(f"the result of '{node.op}' at position {node.pos} is too large ({r})")
+            raise EvaluationError(f"the result of '{op}' at position {node.pos} is too large ({r})")
         return r
 
     def logic(self, node: _Binary) -> float:
@@ -502,6 +549,8 @@ class _Evaluator:
         return 0.0 if decisive else 1.0
 
     def number(self, v: _Value, op: str) -> float:
+        if type(v) is float:
+            return v
         n = fn.to_number(v)
         if n is None:
             raise EvaluationError(f"operator '{op}' needs a number, got the string {v!r}")
@@ -520,30 +569,35 @@ class _Evaluator:
         return v if n is None else n
 
     def call(self, index: int) -> _Value:
-        hit = self.cache.get(index)
+        """The value of a function call; the same call written twice is computed once."""
+        f = self.expr.functions[index]
+        key = (f.name, f.host, f.key, f.params)
+        hit = self.cache.get(key)
         if hit is not None:
             if isinstance(hit, EvaluationError):
                 raise hit
             return hit
-        f = self.expr.functions[index]
         try:
             result = self._call(f, self.expr._sites[index])
         except EvaluationError as e:
-            self.cache[index] = e
+            self.cache[key] = e
             raise
-        self.cache[index] = result
+        self.cache[key] = result
         return result
 
     def _call(self, f: FunctionCall, site: _CallSite) -> _Value:
-        params = tuple(
-            _MACRO.sub(lambda m: self.macro(m.group()), p) if macro else p
-            for p, macro in zip(f.params, site.param_macros, strict=True)
-        )
-        where = str(f)
+        params = f.params
+        if site.has_macros:
+            params = tuple(
+                _MACRO.sub(lambda m: self.macro(m.group()), p) if macro else p
+                for p, macro in zip(f.params, site.param_macros, strict=True)
+            )
+        where = self.expr.text[site.span[0]:site.span[1]]
         item = self.data.item(f.host, f.key)
         if item is None:
             raise EvaluationError(f"{where}: no item {f.key!r} on host {f.host!r}")
-        return fn.call(f.name, item, params, self.data, self.now, where)
+        return fn.call(f.name, item, params, self.data, self.now, where, checked=not site.has_macros,
+                       tz=self.tz)
 
 
 def _resolve_macro(text: str, macros: Mapping[str, str]) -> str | None:

@@ -6,7 +6,8 @@ unsupported, not enough data, a bad parameter) raises EvaluationError saying why
 
 Periods are time (`30`, `5m`, `1h`, suffixes s m h d w) or counts (`#10`), with an optional time
 shift (`5m:now-1h`). Trend functions take `<N><h|d|w|M|y>:<shift>` where the shift may anchor to the
-start of an hour, day, week (Monday), month or year (`now/h`, `now/d-1d`, `now/M-1y`), in UTC.
+start of an hour, day, week (Monday), month or year (`now/h`, `now/d-1d`, `now/M-1y`), in UTC or the
+time zone the caller passes (Zabbix uses the server's local time).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import re
 from calendar import monthrange
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
+from functools import lru_cache
 from typing import Any, Protocol
 
 from vigil.server.store.base import Trend
@@ -146,6 +148,7 @@ def check_shift(text: str, index: int, min_unit: str = "s") -> None:
         pos = m.end()
 
 
+@lru_cache(maxsize=4096)
 def parse_period(text: str, index: int, counts: bool = True, shift: bool = True) -> Period:
     """`5m`, `#10`, optionally followed by `:now-1h`."""
     body, sep, sh = text.partition(":")
@@ -198,11 +201,12 @@ def _step(t: datetime, n: int, unit: str) -> datetime:
     return t + timedelta(seconds=n * TIME_UNITS[unit])
 
 
-def apply_shift(now: int, shift: str | None) -> int:
-    """The clock a time shift like `now-1h` or `now/d-1d` names, from `now` (UTC)."""
+def apply_shift(now: int, shift: str | None, tz: tzinfo = UTC) -> int:
+    """The clock a time shift like `now-1h` or `now/d-1d` names, from `now`; days, weeks, months and years
+    are those of the time zone `tz` (Zabbix uses the server's local time; the default is UTC)."""
     if shift is None:
         return now
-    t = datetime.fromtimestamp(now, UTC).replace(microsecond=0)
+    t = datetime.fromtimestamp(now, tz).replace(microsecond=0)
     for m in _SHIFT_STEP.finditer(shift, 3):
         if m.group(1):
             t = _anchor(t, m.group(1))
@@ -212,12 +216,13 @@ def apply_shift(now: int, shift: str | None) -> int:
     return int(t.timestamp())
 
 
-def period_start(end: int, length: str) -> int:
+def period_start(end: int, length: str, tz: tzinfo = UTC) -> int:
     """The start of a trend period of `length` (`1h`, `2d`, `1M`, `1y`) that ends at `end`."""
     n, unit = int(length[:-1]), length[-1]
-    return int(_step(datetime.fromtimestamp(end, UTC), -n, unit).timestamp())
+    return int(_step(datetime.fromtimestamp(end, tz), -n, unit).timestamp())
 
 
+@lru_cache(maxsize=1024)
 def parse_trend_period(text: str, index: int) -> tuple[str, str]:
     body, sep, sh = text.partition(":")
     if not sep:
@@ -253,14 +258,16 @@ def check_operator(op: str, pattern: str | None, index: int, has_macros: bool) -
                              index + 1)
 
 
+@lru_cache(maxsize=1024)
 def _matcher(op: str, pattern: str | None, value_type: int) -> Callable[[Any], bool] | None:
     """What count() and find() test each value with, as Zabbix's evaluate_COUNT does; None: every value counts."""
     numeric = value_type in NUMERIC_TYPES and op not in ("regexp", "iregexp")
+    given = op
     if not op:
         op = "eq" if numeric else "like"
     if numeric:
         if not pattern:
-            if pattern is not None or op != "eq":
+            if given:
                 raise EvaluationError(f"operator {op!r} needs a pattern to compare numeric values with")
             return None
         if op == "like":
@@ -439,15 +446,20 @@ def is_time_based(name: str, params: Sequence[str]) -> bool:
     return False
 
 
-def call(name: str, item: ItemInfo, params: Sequence[str], data: DataSource, now: int, where: str) -> float | str:
-    """The value of function `name` on `item`; `where` names the call in errors (`last(/h/k)`)."""
+def call(name: str, item: ItemInfo, params: Sequence[str], data: DataSource, now: int, where: str,
+         checked: bool = False, tz: tzinfo = UTC) -> float | str:
+    """The value of function `name` on `item`; `where` names the call in errors (`last(/h/k)`).
+
+    `checked`: the parameters were validated already (by the parser, having no macros)."""
     if item.error is not None and name != "nodata":
         raise EvaluationError(f"{where}: the item is not supported: {item.error}")
-    try:
-        SPECS[name].check(params, lambda i: False)
-    except ParamError as e:
-        raise EvaluationError(f"{where}: {e}") from None
-    return _IMPL[name](_Ctx(item, params, data, now, where))
+    if not checked:
+        try:
+            SPECS[name].check(params, lambda i: False)
+        except ParamError as e:
+            raise EvaluationError(f"{where}: {e}") from None
+    result = _IMPL[name](_Ctx(item, params, data, now, where, tz))
+    return result if isinstance(result, str) else float(result)
 
 
 @dataclass(slots=True)
@@ -457,6 +469,7 @@ class _Ctx:
     data: DataSource
     now: int
     where: str
+    tz: tzinfo
 
     def param(self, i: int) -> str:
         return self.params[i] if i < len(self.params) else ""
@@ -477,7 +490,7 @@ class _Ctx:
             p = Period(None, default_count, None)
         else:
             p = parse_period(period, 0)
-        end = apply_shift(self.now, p.shift)
+        end = apply_shift(self.now, p.shift, self.tz)
         rows = self.data.values(self.item.itemid, self.item.value_type, end, seconds=p.seconds, count=p.count)
         return [self.value(v) for _c, _n, v in rows]
 
@@ -500,7 +513,7 @@ class _Ctx:
 def _last(c: _Ctx) -> float | str:
     p = parse_period(c.param(0) or "#1", 0)
     assert p.count is not None
-    end = apply_shift(c.now, p.shift)
+    end = apply_shift(c.now, p.shift, c.tz)
     rows = c.data.values(c.item.itemid, c.item.value_type, end, count=p.count)
     if len(rows) < p.count:
         have = "no values" if not rows else f"only {len(rows)} value{'s' if len(rows) > 1 else ''}"
@@ -614,8 +627,8 @@ def _fuzzytime(c: _Ctx) -> float:
 def _trends(c: _Ctx) -> list[Trend]:
     c.numeric()
     length, shift = parse_trend_period(c.param(0), 0)
-    end = apply_shift(c.now, shift)
-    start = period_start(end, length)
+    end = apply_shift(c.now, shift, c.tz)
+    start = period_start(end, length, c.tz)
     # A trend's clock is the start of its hour: the last hour of the period starts an hour before its end.
     return c.data.trends(c.item.itemid, c.item.value_type, start, end - 3600)
 

@@ -59,7 +59,7 @@ templates:
         severity: disaster
       - name: App overloaded
         expression: min(/Tpl App/app.load,5m)>{$LIMIT}
-        recovery_expression: max(/Tpl App/app.load,5m)<{$LIMIT}-10
+        recovery_expression: max(/{HOST.HOST}/app.load,5m)<{$LIMIT}-10
         severity: warning
         tags: [{tag: scope, value: capacity}]
         dependencies: ["App down on {HOST.NAME}"]
@@ -241,7 +241,8 @@ def test_export_import_round_trip_with_triggers(repo: ConfigRepo, tmp_path: Any)
     web02 = next(h for h in exported["hosts"] if h["host"] == "web02")
     assert web02["triggers"][0]["dependencies"] == ["web01:Disk full"]
     assert web02["triggers"][0]["status"] == "disabled"
-    assert exported["templates"][0]["triggers"][1]["recovery_expression"] == "max(/Tpl App/app.load,5m)<{$LIMIT}-10"
+    assert exported["templates"][0]["triggers"][1]["recovery_expression"] == \
+        "max(/{HOST.HOST}/app.load,5m)<{$LIMIT}-10"
 
     from vigil.server.config.migrate import upgrade
 
@@ -310,6 +311,7 @@ def test_trigger_fields_parse() -> None:
     ({"name": "t", "expression": "last(/h/k)>1", "recovery_expression": "max(/h/k,5m"},
      "hosts[0].triggers[1].recovery_expression: "),
     ({"name": "t", "expression": "last(/h/k)>1", "colour": "red"}, "hosts[0].triggers[1]: unknown field 'colour'"),
+    ({"name": "t", "expression": "1>0"}, "hosts[0].triggers[1].expression: the expression uses no function"),
     ({"expression": "last(/h/k)>1"}, "hosts[0].triggers[1].name: required"),
     ({"name": "t"}, "hosts[0].triggers[1].expression: required"),
     ({"name": "ok", "expression": "last(/h/k)>1"}, "hosts[0].triggers[1].name: 'ok' appears twice (also "
@@ -368,8 +370,10 @@ def test_template_triggers_read_only_the_templates_items(repo: ConfigRepo) -> No
 @pytest.mark.parametrize("deps, message", [
     (["nope"], "hosts[0].triggers[0].dependencies[0]: no trigger 'nope' on 'h'"),
     (["other:nope"], "hosts[0].triggers[0].dependencies[0]: no trigger 'other:nope' on 'h'"),
+    (["T:tt"], "hosts[0].triggers[0].dependencies[0]: 'T:tt' is a template's trigger"),
 ])
 def test_dependencies_on_missing_triggers_are_refused(repo: ConfigRepo, deps: list[str], message: str) -> None:
+    load(repo, "templates: [{template: T, items: [{key: tk}], triggers: [{name: tt, expression: 'last(/T/tk)>1'}]}]")
     doc = {"hosts": [{"host": "h", "items": [{"key": "k"}],
                       "triggers": [{"name": "t", "expression": "last(/h/k)>1", "dependencies": deps}]}]}
     with pytest.raises(ConfigError) as e:
@@ -387,3 +391,11 @@ def test_triggers_of_disabled_hosts_or_items_are_not_evaluated(repo: ConfigRepo)
     assert ("web01", "CPU high") not in refs and ("web01", "Disk full") not in refs
     assert not any(h == "web02" for h, _ in refs)
     assert ("web01", "App overloaded") in refs
+
+
+def test_deleting_a_host_deletes_other_hosts_triggers_reading_its_items(repo: ConfigRepo) -> None:
+    load(repo, BASE)
+    assert ("web02", "Web02 ping lost") in stored(repo)
+    assert repo.delete_host("web01")
+    names = set(stored(repo))
+    assert ("web02", "Web02 ping lost") not in names and ("web02", "App overloaded") in names
