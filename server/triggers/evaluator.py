@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vigil.server.config.tables import EventObject, EventSource, ItemType
-from vigil.server.store.base import Store, WriteBatch
+from vigil.server.store.base import Store, StoreError, WriteBatch
 from vigil.server.store.events import (
     ACTION_CLOSE,
     ACTION_SEVERITY,
@@ -187,9 +187,11 @@ class TriggerEngine:
         self.cache.close()
 
     def _supervised(self) -> None:
+        import sqlalchemy as sa
         from vigil.server.supervise import supervise
 
-        supervise("trigger engine", self.run, self._stop, first_backoff=0.5, max_backoff=10.0)
+        supervise("trigger engine", self.run, self._stop, first_backoff=0.5, max_backoff=10.0,
+                  expected=(StoreError, CacheError, sa.exc.OperationalError))
 
     def run(self) -> None:
         """Load the state, then cycle until stopped (the last cycle takes what was committed before)."""
@@ -338,7 +340,13 @@ class TriggerEngine:
             if tr is None:
                 continue
             stamp = max((touched[i] for i in tr.ref.itemids if i in touched), default=(inow, 0))
-            self._evaluate(tr, max(inow, stamp[0]), stamp, tid in from_value, cycle, pend)
+            before = (tr.value, tr.state, tr.error, tr.lastchange)
+            try:
+                self._evaluate(tr, max(inow, stamp[0]), stamp, tid in from_value, cycle, pend)
+            except Exception as e:  # a fault in one trigger's evaluation must not stop the others
+                log.exception("trigger %d %r: evaluation failed", tid, tr.ref.name)
+                tr.value, tr.state, tr.error, tr.lastchange = before
+                self._set_unknown(tr, f"evaluation failed: {type(e).__name__}: {e}", cycle, pend, before)
         last_ack = self._last_ack
         if now >= self._next_ack:
             self._next_ack = now + self.settings.ack_poll
