@@ -222,9 +222,12 @@ class TriggerEngine:
         self._problems = self.store.open_problems()
         self._item_state = self.store.item_states()
         self._avail = self.store.availability()
+        started = self._now()
         for hostid, (available, _, lastaccess) in self._avail.items():
             if available == AVAILABLE:
-                self._seen.setdefault(hostid, float(lastaccess))
+                # an agent gets the whole grace period after a restart of the server: it could not
+                # reach a server that was not running
+                self._seen.setdefault(hostid, started)
                 self._written_access[hostid] = float(lastaccess)
         self.cache.unsupported = {i: e or "not supported" for i, (s, e, _) in self._item_state.items() if s == 1}
         self._last_ack = self.store.last_acknowledgeid()
