@@ -41,7 +41,7 @@ def build(media: MediaType, msg: Message) -> tuple[EmailMessage, str, list[str]]
     mail["Date"] = formatdate(msg.clock, localtime=True)
     mail["Message-ID"] = message_id(msg.alertid, sender)
     mail["X-Vigil-Alert-Id"] = str(msg.alertid)
-    mail.set_content(msg.message, subtype=kind, charset="utf-8")
+    mail.set_content(msg.message, subtype=kind, charset="utf-8", cte="quoted-printable")
     envelope = getaddresses([sender])[0][1] or sender
     return mail, envelope, recipients
 
@@ -109,6 +109,10 @@ def send(media: MediaType, msg: Message) -> None:
         raise MediaError(media, f"{step} {where}: {e.smtp_code} {e.smtp_error.decode(errors='replace')}") from None
     except TimeoutError:
         raise MediaError(media, f"{step} {where}: no answer within {timeout:g} s") from None
+    except smtplib.SMTPServerDisconnected as e:
+        if "timed out" in str(e):  # smtplib turns a read time-out into a disconnection
+            raise MediaError(media, f"{step} {where}: no answer within {timeout:g} s") from None
+        raise MediaError(media, f"{step} {where}: {e}") from None
     except ssl.SSLError as e:
         raise MediaError(media, f"{step} {where}: TLS failed: {e}") from None
     except (smtplib.SMTPException, OSError) as e:
