@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from vigil.server.config.migrate import engine_for
 from vigil.server.config.tables import MediaKind, media_types
