@@ -194,7 +194,8 @@ def test_local_dispatcher_survives_failing_media(engine: Engine, alertlog: Alert
     finally:
         d.stop()
     got = alertlog.get(ids[0])
-    assert got is not None and got.retries == 2 and got.error == "media type 'Script': script 'bad.sh' exited with 1: nope"
+    assert got is not None and got.retries == 2
+    assert got.error == "media type 'Script': script 'bad.sh' exited with 1: nope"
 
 
 def test_local_dispatcher_stop_leaves_waiting_retries_pending(engine: Engine, alertlog: AlertLog,
