@@ -37,6 +37,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise admin.CliError(f"--loglevel {args.loglevel!r}: expected debug, info, warning or error")
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     engine = admin._engine(settings)
     try:
         longest, name = longest_timeout(AlertLog(engine))
