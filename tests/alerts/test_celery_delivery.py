@@ -236,6 +236,21 @@ def test_a_worker_killed_while_the_receiver_holds_the_request(workers: Workers, 
     assert f"alert {a} sent" in workers.log("b")
 
 
+def test_a_wait_longer_than_the_redelivery_is_sent_once(workers: Workers, dispatcher: CeleryDispatcher,
+                                                         sqlite_engine: Engine, receiver: Receiver,
+                                                         broker: Broker) -> None:
+    """A try due in twice the visibility time-out travels in hops: Redis never hands it out twice."""
+    log = AlertLog(sqlite_engine)
+    mt = hook(sqlite_engine, receiver)
+    workers.start("a", concurrency=2)
+    workers.start("b", concurrency=2)
+    a = new_alert(log, mt)
+    dispatcher.app.send_task("vigil.alerts.deliver", args=[a, 0, time.time() + 2 * REDELIVERY], queue=broker.queue)
+    wait_until(lambda: status(log, a) == AlertStatus.SENT, 60, "the alert to be sent when due")
+    time.sleep(REDELIVERY + 3)
+    assert receiver.ids() == [str(a)]
+
+
 @pytest.mark.parametrize("broker", ["redis"], indirect=True)
 def test_worker_refuses_a_media_timeout_above_the_redelivery(workers: Workers, sqlite_engine: Engine) -> None:
     add_media_type(sqlite_engine, "Slow hook", MediaKind.WEBHOOK, {"url": "http://127.0.0.1:1/", "timeout": 20})
