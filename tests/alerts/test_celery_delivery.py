@@ -236,6 +236,26 @@ def test_a_worker_killed_while_the_receiver_holds_the_request(workers: Workers, 
     assert f"alert {a} sent" in workers.log("b")
 
 
+def test_a_pool_process_killed_mid_task_is_replaced_and_the_message_requeued(
+        workers: Workers, dispatcher: CeleryDispatcher, sqlite_engine: Engine, receiver: Receiver) -> None:
+    """The OOM killer takes the pool process, not the worker: the worker requeues the message at once."""
+    import psutil
+
+    log = AlertLog(sqlite_engine)
+    mt = hook(sqlite_engine, receiver)
+    main = workers.start("a")
+    receiver.hold.set()
+    a = new_alert(log, mt)
+    dispatcher.dispatch(a)
+    wait_until(lambda: len(receiver.ids()) == 1, 30, "the first request to arrive")
+    receiver.hold.clear()
+    [child] = psutil.Process(main.pid).children()
+    child.kill()
+    receiver.release.set()
+    wait_until(lambda: status(log, a) == AlertStatus.SENT, 60, "the alert to be sent again")
+    assert receiver.ids() == [str(a), str(a)] and main.poll() is None
+
+
 def test_a_wait_longer_than_the_redelivery_is_sent_once(workers: Workers, dispatcher: CeleryDispatcher,
                                                          sqlite_engine: Engine, receiver: Receiver,
                                                          broker: Broker) -> None:
