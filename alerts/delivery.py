@@ -16,6 +16,7 @@ arrives again with the same alert id, which the receiver can drop.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import logging
 import threading
@@ -94,6 +95,7 @@ def attempt(alertlog: AlertLog, alertid: int, number: int = 0, context: Context 
                                                  "does not exist; it was deleted")
     if not media.enabled:
         return _fail(alertlog, alertid, failed, f"media type {media.name!r} is disabled")
+    media = _capped(media, context)
     message = Message(alertid=alert.alertid, sendto=alert.sendto, subject=alert.subject, message=alert.message,
                       clock=alert.clock)
     try:
@@ -114,6 +116,21 @@ def attempt(alertlog: AlertLog, alertid: int, number: int = 0, context: Context 
     delay = backoff(media, failed)
     log.warning("alert %d: try %d of %d failed, next in %g s: %s", alertid, failed, media.maxattempts, delay, error)
     return Outcome("retry", attempt=failed, delay=delay, error=error)
+
+
+def _capped(media: MediaType, context: Context | None) -> MediaType:
+    """The media type with its time-out lowered to the context's cap, if it is above (a warning says so)."""
+    if context is None or context.timeout_cap is None:
+        return media
+    try:
+        t = timeout_of(media)
+    except MediaError:
+        return media  # send() reports the bad parameter
+    if t <= context.timeout_cap:
+        return media
+    log.warning("media type %r: its timeout %g s is not below the broker's redelivery time; this try uses %g s "
+                "(raise VIGIL_ALERT_REDELIVERY and restart the workers)", media.name, t, context.timeout_cap)
+    return dataclasses.replace(media, params={**media.params, "timeout": context.timeout_cap})
 
 
 def _fail(alertlog: AlertLog, alertid: int, failed: int, error: str, why: str = "") -> Outcome:

@@ -80,6 +80,7 @@ class WorkerState:
 
     database_url: str = ""
     redelivery: float = 30.0
+    longest_timeout: float = 0.0  # of the media types when the worker started
     context: Context | None = None
     _log: AlertLog | None = None
     _pid: int = 0
@@ -101,23 +102,38 @@ app = make_app("memory://", "vigil-alerts", 30.0)  # configured for real by conf
 
 
 def configure(broker_url: str, queue: str, redelivery: float, database_url: str,
-              scripts_dir: Path | None = None) -> Celery:
+              scripts_dir: Path | None = None, longest_timeout: float = 0.0) -> Celery:
+    """Set up this process's worker: `longest_timeout` is the longest media time-out (below `redelivery`)."""
     app.conf.update(celery_config(broker_url, queue, redelivery))
-    STATE.database_url, STATE.redelivery = database_url, redelivery
-    STATE.context = Context(scripts_dir) if scripts_dir else None
+    STATE.database_url, STATE.redelivery, STATE.longest_timeout = database_url, redelivery, longest_timeout
+    # A media type added after the start with a longer time-out is held below the redelivery time.
+    cap = max(redelivery - hop(redelivery, longest_timeout) - 1, 1.0) if broker_url.startswith(REDIS_SCHEMES) \
+        else None
+    STATE.context = Context(scripts_dir or Path("alertscripts"), cap)
     STATE._log = None
     return app
 
 
-def hop(redelivery: float) -> float:
-    """The longest countdown a message may carry: held for less than the visibility time-out."""
-    return max(redelivery / 3, 0.5)
+def hop(redelivery: float, longest_timeout: float = 0.0) -> float:
+    """The longest countdown a message may carry. A worker holds it for the countdown and then for the
+    try: both together stay below the visibility time-out, or Redis would hand it out a second time."""
+    return max(min(redelivery / 3, (redelivery - longest_timeout) / 2), 0.5)
 
 
 def publish(task: Task, alertid: int, number: int, due: float) -> None:
     """Send try `number` of `alertid` to run at time `due` (a wall clock), in hops if the wait is long."""
     wait = max(due - time.time(), 0.0)
-    task.apply_async(args=[alertid, number, due], countdown=min(wait, hop(STATE.redelivery)) or None)
+    countdown = min(wait, hop(STATE.redelivery, STATE.longest_timeout))
+    for left in range(2, -1, -1):
+        try:
+            task.apply_async(args=[alertid, number, due], countdown=countdown or None)
+            return
+        except Exception as e:  # the broker is unreachable just now (kombu has retried already)
+            if not left:
+                log.error("alert %d: cannot schedule try %d, the broker is unreachable (%s); the alert log keeps "
+                          "it as %s", alertid, number + 1, e, "queued" if number == 0 else "retrying")
+                return
+            time.sleep(1)
 
 
 @app.task(name=TASK, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)

@@ -49,7 +49,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             f"{settings.alert_redelivery:g} s: a message still being sent would be handed to a second worker. "
             "Raise VIGIL_ALERT_REDELIVERY above the longest media time-out, or lower that timeout")
     app = tasks.configure(settings.broker_url, settings.alert_queue, settings.alert_redelivery,
-                          settings.database_url, settings.alert_scripts_path)
+                          settings.database_url, settings.alert_scripts_path, longest)
     argv = ["worker", "--loglevel", level, "--concurrency", str(args.concurrency), "--queues", settings.alert_queue,
             "--hostname", args.hostname, "--pool", args.pool, "--without-mingle", "--without-gossip",
             "--without-heartbeat"]

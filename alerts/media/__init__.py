@@ -38,9 +38,11 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    """What the process gives the media: where relative alert scripts live."""
+    """What the process gives the media: where relative alert scripts live, and the longest time-out
+    a try may take (a Celery worker's: below the broker's redelivery time; None: no limit)."""
 
     scripts_dir: Path = Path("alertscripts")
+    timeout_cap: float | None = None
 
 
 def param_str(media: MediaType, name: str, default: str | None = None) -> str:

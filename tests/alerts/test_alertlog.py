@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from vigil.alerts.delivery import LocalDispatcher, attempt, backoff
+from vigil.alerts.media import Context
 from vigil.server.config.tables import AlertStatus, MediaKind, media_types
 from vigil.server.store.alertlog import AlertLog, AlertLogError, NewAlert
 
@@ -113,6 +114,18 @@ def test_failures_retry_with_backoff_then_fail(alertlog: AlertLog, receiver: Rec
     got = alertlog.get(a)
     assert got is not None and (got.status, got.retries) == (AlertStatus.FAILED, 3) and "503" not in got.error
     assert receiver.ids() == [str(a)] * 3
+
+
+def test_a_timeout_above_the_cap_is_lowered_for_the_try(alertlog: AlertLog, receiver: Receiver,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    mt = add_media_type(alertlog.engine, "Slow", MediaKind.WEBHOOK, {"url": receiver.url, "timeout": 60},
+                        maxattempts=1)
+    receiver.hold.set()
+    a = new_alert(alertlog, mt)
+    assert attempt(alertlog, a, 0, Context(timeout_cap=1.0)).status == "failed"
+    got = alertlog.get(a)
+    assert got is not None and got.error.endswith("no answer within 1 s")
+    assert "its timeout 60 s is not below the broker's redelivery time; this try uses 1 s" in caplog.text
 
 
 def test_permanent_errors_fail_at_once(alertlog: AlertLog) -> None:

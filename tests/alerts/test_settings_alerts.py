@@ -42,7 +42,7 @@ def test_celery_configuration_follows_the_settings() -> None:
     assert c["broker_transport_options"]["unacked_restore_interval"] == 5
     assert c["task_ignore_result"] and c["result_backend"] is None and c["task_default_queue"] == "q"
     assert celery_config("amqp://h//", "q", 20)["broker_transport_options"] == {}
-    assert hop(30) == 10 and hop(1) == 0.5
+    assert hop(30) == 10 and hop(1) == 0.5 and hop(30, 25) == 2.5 and hop(5, 3) == 1
 
 
 def test_a_broker_that_is_down_leaves_the_alert_queued_without_raising(caplog: pytest.LogCaptureFixture) -> None:
