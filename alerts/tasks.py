@@ -106,12 +106,17 @@ def configure(broker_url: str, queue: str, redelivery: float, database_url: str,
     """Set up this process's worker: `longest_timeout` is the longest media time-out (below `redelivery`)."""
     app.conf.update(celery_config(broker_url, queue, redelivery))
     STATE.database_url, STATE.redelivery, STATE.longest_timeout = database_url, redelivery, longest_timeout
-    # A media type added after the start with a longer time-out is held below the redelivery time.
-    cap = max(redelivery - hop(redelivery, longest_timeout) - 1, 1.0) if broker_url.startswith(REDIS_SCHEMES) \
-        else None
+    # A try is cut off before the broker would hand its message to a second worker.
+    cap = timeout_cap(redelivery) if broker_url.startswith(REDIS_SCHEMES) else None
+    STATE.longest_timeout = min(longest_timeout, cap) if cap else longest_timeout
     STATE.context = Context(scripts_dir or Path("alertscripts"), cap)
     STATE._log = None
     return app
+
+
+def timeout_cap(redelivery: float) -> float:
+    """The longest a try may take on Redis: 80 % of the visibility time-out, the rest for the countdown."""
+    return redelivery * 0.8
 
 
 def hop(redelivery: float, longest_timeout: float = 0.0) -> float:

@@ -43,11 +43,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
         longest, name = longest_timeout(AlertLog(engine))
     finally:
         engine.dispose()
-    if settings.broker_url.startswith(tasks.REDIS_SCHEMES) and longest >= settings.alert_redelivery:
-        raise admin.CliError(
-            f"media type {name!r} may take {longest:g} s (its timeout) but VIGIL_ALERT_REDELIVERY is "
-            f"{settings.alert_redelivery:g} s: a message still being sent would be handed to a second worker. "
-            "Raise VIGIL_ALERT_REDELIVERY above the longest media time-out, or lower that timeout")
+    cap = tasks.timeout_cap(settings.alert_redelivery)
+    if settings.broker_url.startswith(tasks.REDIS_SCHEMES) and longest > cap:
+        logging.getLogger("vigil.alerts").warning(
+            "media type %r may take %g s (its timeout) but VIGIL_ALERT_REDELIVERY is %g s: a message still being "
+            "sent would be handed to a second worker, so its tries are cut off after %g s. Raise "
+            "VIGIL_ALERT_REDELIVERY above %g s to give it its whole time-out",
+            name, longest, settings.alert_redelivery, cap, longest / 0.8)
     app = tasks.configure(settings.broker_url, settings.alert_queue, settings.alert_redelivery,
                           settings.database_url, settings.alert_scripts_path, longest)
     argv = ["worker", "--loglevel", level, "--concurrency", str(args.concurrency), "--queues", settings.alert_queue,

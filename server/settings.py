@@ -76,7 +76,8 @@ SETTINGS: tuple[Spec, ...] = (
          "Celery broker of alert delivery: redis://HOST:PORT/DB or amqp://USER:PASSWORD@HOST:PORT/VHOST (RabbitMQ)."),
     Spec("VIGIL_ALERT_REDELIVERY", "30",
          "Seconds after which a message held by a worker that died goes to another worker (Redis's visibility "
-         "time-out; RabbitMQ requeues at once). Must exceed the longest media type time-out.", 2, 86400),
+         "time-out; RabbitMQ requeues at once). Keep it above the longest media type time-out (tries are cut off at "
+         "80 % of it).", 2, 86400),
     Spec("VIGIL_ALERT_QUEUE", "vigil-alerts", "Broker queue of the alert delivery tasks."),
     Spec("VIGIL_ALERT_THREADS", "4", "Threads delivering alerts in `vigil up`'s in-process pool.", 1, 64),
     Spec("VIGIL_ALERT_SCRIPTS_PATH", "",

@@ -1,10 +1,10 @@
 """Script: run an alert script with its parameters, as Zabbix does (no shell).
 
 Parameters: script (an absolute path, or a name in the alert scripts directory), parameters [..]
-(each may hold {ALERT.SENDTO}, {ALERT.SUBJECT}, {ALERT.MESSAGE} and {ALERT.ID}; default: the first
-three, Zabbix's defaults), timeout. The script gets VIGIL_ALERT_ID in its environment too. An exit
-code other than 0 is a failure with the start of its standard error; at the time-out the script and
-its children are killed.
+(each may hold {ALERT.SENDTO}, {ALERT.SUBJECT}, {ALERT.MESSAGE} and {ALERT.ID}; none or an empty
+list: the first three, what Zabbix fills in for a new script media type), timeout. The script gets
+VIGIL_ALERT_ID in its environment too. An exit code other than 0 is a failure with the start of its
+standard error; at the time-out the script and its children are killed.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ STDERR_IN_ERROR = 500
 
 
 def arguments(media: MediaType, msg: Message) -> list[str]:
-    params = media.params.get("parameters", DEFAULT_PARAMETERS)
+    params = media.params.get("parameters") or DEFAULT_PARAMETERS
     if not isinstance(params, list) or not all(isinstance(p, str | int | float) for p in params):
         raise MediaError(media, "parameter 'parameters': expected a list of texts", permanent=True)
     macros = {"{ALERT.SENDTO}": msg.sendto, "{ALERT.SUBJECT}": msg.subject, "{ALERT.MESSAGE}": msg.message,

@@ -1,4 +1,4 @@
-"""Webhook: an HTTP POST (or PUT) of a JSON body (urllib, no redirects followed).
+"""Webhook: an HTTP POST (or PUT, PATCH, DELETE; GET without a body) of a JSON body (urllib, no redirects followed).
 
 Parameters: url, method (POST), headers {name: value}, body (the template; the alert's message is
 its rendered text), timeout, verify_tls (true), ca_file. Without a body template the request is a
@@ -18,6 +18,7 @@ from typing import Any
 from vigil.alerts.media import MediaError, Message, param_bool, param_str, timeout_of
 from vigil.server.store.alertlog import MediaType
 
+METHODS = ("POST", "PUT", "PATCH", "DELETE", "GET")
 BODY_IN_ERROR = 200  # characters of the answer quoted in the error
 READ_LIMIT = 64 * 1024
 
@@ -60,11 +61,12 @@ def send(media: MediaType, msg: Message) -> None:
     if not url.startswith(("http://", "https://")):
         raise MediaError(media, f"parameter 'url': expected http:// or https://, got {url!r}", permanent=True)
     method = param_str(media, "method", "POST").upper()
-    if method not in ("POST", "PUT"):
-        raise MediaError(media, f"parameter 'method': expected POST or PUT, got {method!r}", permanent=True)
+    if method not in METHODS:
+        raise MediaError(media, f"parameter 'method': expected {', '.join(METHODS)}, got {method!r}",
+                         permanent=True)
     headers = _headers(media, msg)
-    body = body_of(media, msg)
-    if "json" in next((v for k, v in headers.items() if k.lower() == "content-type"), "").lower():
+    body: bytes | None = body_of(media, msg) if method != "GET" else None
+    if body is not None and "json" in next((v for k, v in headers.items() if k.lower() == "content-type"), "").lower():
         try:
             json.loads(body)
         except ValueError as e:

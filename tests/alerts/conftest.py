@@ -110,7 +110,7 @@ def _handler(rx: Receiver) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(rx.answer_body)
 
-        do_POST = do_PUT = _any
+        do_POST = do_PUT = do_GET = do_PATCH = do_DELETE = _any
 
     return Handler
 

@@ -42,6 +42,11 @@ def test_default_parameters_are_sendto_subject_message_without_a_shell(tmp_path:
     assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
 
 
+def test_an_empty_parameter_list_means_the_defaults(tmp_path: Path) -> None:
+    send(media(str(recorder(tmp_path)), parameters=[]), MSG)  # what `vigil config import` fills in
+    assert recorded(tmp_path) == [MSG.sendto, MSG.subject, MSG.message]
+
+
 def test_parameters_with_alert_macros(tmp_path: Path) -> None:
     s = recorder(tmp_path)
     send(media(str(s), parameters=["--to={ALERT.SENDTO}", "-s", "{ALERT.SUBJECT}", "{ALERT.ID}", "fixed"]), MSG)

@@ -40,6 +40,11 @@ def test_headers_in_zabbix_list_form_and_put(receiver: Receiver) -> None:
     assert receiver.requests[0].headers["content-type"] == "application/json"
 
 
+def test_get_sends_no_body(receiver: Receiver) -> None:
+    send(hook(receiver.url, method="GET"), MSG)
+    assert receiver.requests[0].body == b"" and receiver.requests[0].alert_id == "99"
+
+
 def test_without_a_body_template_the_alert_is_sent_as_json(receiver: Receiver) -> None:
     m = hook(receiver.url)
     del m.params["body"]
@@ -85,7 +90,7 @@ def test_a_rendered_body_that_is_not_json_is_permanent(receiver: Receiver) -> No
 
 @pytest.mark.parametrize(("params", "words"), [
     ({"url": "ftp://x/"}, "'url': expected http:// or https://"),
-    ({"method": "GET"}, "'method': expected POST or PUT"),
+    ({"method": "FETCH"}, "'method': expected POST, PUT, PATCH, DELETE, GET, got 'FETCH'"),
     ({"headers": {"X-Bad": "a\r\nInjected: 1"}}, "'headers': header 'X-Bad' holds a line break"),
     ({"headers": "nope"}, "'headers': expected"),
     ({"timeout": 0}, "'timeout': must be above 0"),
