@@ -53,6 +53,11 @@ def test_without_a_body_template_the_alert_is_sent_as_json(receiver: Receiver) -
                                                       "message": "plain text, not JSON"}
 
 
+def test_an_empty_body_template_as_imported_from_yaml_sends_the_alert_as_json(receiver: Receiver) -> None:
+    send(hook(receiver.url, body="", headers={}, timeout=30, verify_tls=True), MSG)  # vigil config import's defaults
+    assert json.loads(receiver.requests[0].body)["alert_id"] == 99
+
+
 def test_a_500_is_a_failure_with_status_and_the_start_of_the_body(receiver: Receiver) -> None:
     receiver.statuses = [500]
     receiver.answer_body = b"database exploded " + b"x" * 5000
