@@ -81,7 +81,20 @@ SETTINGS: tuple[Spec, ...] = (
          1000, 1_000_000_000),
     Spec("VIGIL_AGENT_UNREACHABLE", "360", "Seconds without an active checks request or data from a host's active "
          "agent before the host is unreachable (an internal event); 3 times the agent's 120 s refresh.", 1, 86400),
+    # Alert delivery (alerts/: `vigil worker`, and the in-process pool of `vigil up`)
+    Spec("VIGIL_BROKER_URL", "redis://127.0.0.1:6379/0",
+         "Celery broker of alert delivery: redis://HOST:PORT/DB or amqp://USER:PASSWORD@HOST:PORT/VHOST (RabbitMQ)."),
+    Spec("VIGIL_ALERT_REDELIVERY", "30",
+         "Seconds after which a message held by a worker that died goes to another worker (Redis's visibility "
+         "time-out; RabbitMQ requeues at once). Keep it above the longest media type time-out (tries are cut off at "
+         "80 % of it).", 2, 86400),
+    Spec("VIGIL_ALERT_QUEUE", "vigil-alerts", "Broker queue of the alert delivery tasks."),
+    Spec("VIGIL_ALERT_THREADS", "4", "Threads delivering alerts in `vigil up`'s in-process pool.", 1, 64),
+    Spec("VIGIL_ALERT_SCRIPTS_PATH", "",
+         "Directory of the alert scripts that script media types name; empty: alertscripts in VIGIL_DATA_DIR."),
 )
+
+BROKER_SCHEMES = ("redis://", "rediss://", "redis+socket://", "amqp://", "amqps://", "pyamqp://")
 
 
 def parse_address(text: str, name: str) -> tuple[str, int]:
@@ -122,6 +135,11 @@ class Settings:
     ack_poll: float = 1.0
     value_cache_size: int = 2_000_000
     agent_unreachable: int = 360
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    alert_redelivery: float = 30.0
+    alert_queue: str = "vigil-alerts"
+    alert_threads: int = 4
+    alert_scripts_path: Path = Path("vigil-data/alertscripts")
 
     @property
     def tls_enabled(self) -> bool:
@@ -172,8 +190,21 @@ class Settings:
             for name in ("tls_ca_file", "tls_crl_file", "tls_key_file"):
                 if tls[name]:
                     raise SettingsError(f"VIGIL_{name.upper()} is set but VIGIL_TLS_CERT_FILE is not")
+        broker = raw["VIGIL_BROKER_URL"].strip()
+        if not broker.startswith(BROKER_SCHEMES):
+            raise SettingsError(f"VIGIL_BROKER_URL={broker!r}: expected redis://HOST:PORT/DB or "
+                                "amqp://USER:PASSWORD@HOST:PORT/VHOST")
+        queue = raw["VIGIL_ALERT_QUEUE"].strip()
+        if not queue or any(c.isspace() for c in queue):
+            raise SettingsError(f"VIGIL_ALERT_QUEUE={queue!r}: expected a queue name without spaces")
+        scripts = raw["VIGIL_ALERT_SCRIPTS_PATH"].strip()
         values = dict(
             **tls,
+            broker_url=broker,
+            alert_redelivery=num("VIGIL_ALERT_REDELIVERY"),
+            alert_queue=queue,
+            alert_threads=int(num("VIGIL_ALERT_THREADS", int)),
+            alert_scripts_path=Path(scripts).expanduser() if scripts else data_dir / "alertscripts",
             data_dir=data_dir,
             database_url=url,
             listen=parse_address(raw["VIGIL_LISTEN"], "VIGIL_LISTEN"),
