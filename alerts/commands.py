@@ -1,0 +1,90 @@
+"""Remote commands of action operations: on the server, or on the problem host's agent.
+
+On the server a command runs as Zabbix runs it, `sh -c COMMAND`, in its own process group that is
+killed at the time-out; its output (stdout and stderr, at most 64 KiB kept) and exit code are the
+result. On an agent it is the passive check `system.run[COMMAND,nowait]` (Zabbix's protocol, as
+zabbix_server sends it): the agent starts the command and answers at once, so there is no output;
+an agent without `AllowKey=system.run[*]` answers ZBX_NOTSUPPORTED and that reason is the error.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from dataclasses import dataclass
+
+from vigil.agent.protocol import zbxd
+from vigil.agent.protocol.messages import decode_passive_reply
+
+MAX_OUTPUT = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    ok: bool
+    output: str = ""
+    exit_code: int | None = None
+    error: str = ""  # why it failed, '' when ok
+
+
+def run_on_server(command: str, timeout: float = 30.0) -> CommandResult:
+    """Run `sh -c command`; a non-zero exit code or a time-out is a failure naming it."""
+    if not command.strip():
+        return CommandResult(False, error="the command is empty: set the operation's command")
+    try:
+        proc = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    except OSError as e:
+        return CommandResult(False, error=f"cannot start /bin/sh: {e}")
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill(proc)
+        return CommandResult(False, error=f"timed out after {timeout:g} s; the command was killed")
+    text = out[:MAX_OUTPUT].decode("utf-8", errors="replace").rstrip()
+    if proc.returncode != 0:
+        error = f"exit code {proc.returncode}" + (f": {text}" if text else "")
+        return CommandResult(False, text, proc.returncode, error)
+    return CommandResult(True, text, 0)
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.communicate()
+
+
+def quote_param(param: str) -> str:
+    """An item key parameter as Zabbix quotes it: in double quotes with inner quotes escaped.
+    ValueError for a parameter ending in a backslash, which a quoted parameter cannot hold."""
+    if param.endswith("\\"):
+        raise ValueError("a command ending in a backslash cannot be sent in system.run[]")
+    return '"' + param.replace('"', '\\"') + '"'
+
+
+def system_run_key(command: str, nowait: bool = True) -> str:
+    return f"system.run[{quote_param(command)}{',nowait' if nowait else ''}]"
+
+
+def run_on_agent(address: str, port: int, command: str, timeout: float = 30.0, nowait: bool = True) -> CommandResult:
+    """Ask the agent at address:port to run `command` through system.run."""
+    if not command.strip():
+        return CommandResult(False, error="the command is empty: set the operation's command")
+    try:
+        key = system_run_key(command, nowait)
+    except ValueError as e:
+        return CommandResult(False, error=str(e))
+    try:
+        reply = zbxd.exchange(address, port, key.encode(), timeout=timeout)
+    except OSError as e:
+        return CommandResult(False, error=f"cannot reach the agent at {address}:{port}: {e}")
+    except zbxd.FrameError as e:
+        return CommandResult(False, error=f"the agent at {address}:{port} sent a bad reply: {e}")
+    value, reason = decode_passive_reply(reply)
+    if reason is not None:
+        return CommandResult(False, error=f"the agent at {address}:{port} refused system.run: {reason} "
+                                          "(it runs remote commands only with AllowKey=system.run[*])")
+    return CommandResult(True, value or "")
