@@ -2,7 +2,8 @@
 
 `render(template, ctx)` first expands the Zabbix macros, then renders the text as a sandboxed
 Jinja2 template (autoescape off) with the variables `event`, `trigger`, `host`, `hosts`, `item`,
-`items`, `alert`, `user`, `update` and `macros` (every macro by name: `macros["HOST.NAME"]`).
+`items`, `alert`, `user`, `update` and `macros` (every macro by name without braces:
+`macros["HOST.NAME"]`, `macros["$TEAM"]`).
 
 A macro's value is never read as template syntax: outside Jinja tags it goes into the output as
 is; inside a tag (`{% if "{TRIGGER.SEVERITY}" == "High" %}`) it becomes a string literal. With
@@ -225,7 +226,8 @@ def variables(ctx: MessageContext, v: Mapping[str, str | None]) -> dict[str, Any
         "alert": {"id": ctx.alert_id, "sendto": ctx.alert_sendto, "subject": ctx.alert_subject,
                   "message": ctx.alert_message},
         "user": {"fullname": v["USER.FULLNAME"]},
-        "macros": {k: (val if val is not None else UNKNOWN) for k, val in v.items()} | dict(ctx.user_macros),
+        "macros": {k: (val if val is not None else UNKNOWN) for k, val in v.items()}
+        | {k.strip("{}"): val for k, val in ctx.user_macros.items()},
     }
 
 
