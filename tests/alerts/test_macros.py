@@ -105,4 +105,5 @@ def test_defaults() -> None:
     assert macros.default_templates("recovery", {"recovery_subject": "R {EVENT.NAME}"})[0] == "R {EVENT.NAME}"
     assert macros.default_templates("update", {"subject": "ignored"})[0] == macros.DEFAULTS["update"][0]
     assert render(macros.DEFAULTS["problem"][0], ctx()) == 'Problem: Load is "high" on web1'
-    assert "Host: Web server 1\nSeverity: High\nOriginal problem ID: 101" in render(macros.DEFAULTS["problem"][1], ctx())
+    text = render(macros.DEFAULTS["problem"][1], ctx())
+    assert "Host: Web server 1\nSeverity: High\nOriginal problem ID: 101" in text
