@@ -24,6 +24,61 @@ def cmd_up(args: argparse.Namespace) -> int:
     return admin.run_async(up)
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    """A Celery worker for the alert queue: checks the database and the media time-outs, then runs."""
+    import logging
+
+    from vigil.alerts import tasks
+    from vigil.alerts.delivery import longest_timeout
+    from vigil.server.store.alertlog import AlertLog
+
+    settings = admin._settings()
+    level = (args.loglevel or settings.log_level).upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise admin.CliError(f"--loglevel {args.loglevel!r}: expected debug, info, warning or error")
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    engine = admin._engine(settings)
+    try:
+        longest, name = longest_timeout(AlertLog(engine))
+    finally:
+        engine.dispose()
+    if settings.broker_url.startswith(tasks.REDIS_SCHEMES) and longest >= settings.alert_redelivery:
+        raise admin.CliError(
+            f"media type {name!r} may take {longest:g} s (its timeout) but VIGIL_ALERT_REDELIVERY is "
+            f"{settings.alert_redelivery:g} s: a message still being sent would be handed to a second worker. "
+            "Raise VIGIL_ALERT_REDELIVERY above the longest media time-out, or lower that timeout")
+    app = tasks.configure(settings.broker_url, settings.alert_queue, settings.alert_redelivery,
+                          settings.database_url, settings.alert_scripts_path)
+    argv = ["worker", "--loglevel", level, "--concurrency", str(args.concurrency), "--queues", settings.alert_queue,
+            "--hostname", args.hostname, "--pool", args.pool, "--without-mingle", "--without-gossip",
+            "--without-heartbeat"]
+    logging.getLogger("vigil.alerts").info(
+        "vigil worker: queue %s on %s, %d %s process(es), redelivery after %g s", settings.alert_queue,
+        _redact(settings.broker_url), args.concurrency, args.pool, settings.alert_redelivery)
+    app.worker_main(argv)
+    return 0
+
+
+def _redact(url: str) -> str:
+    """The broker URL without its password, for the log."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not at or ":" not in creds:
+        return url
+    return f"{scheme}{sep}{creds.split(':', 1)[0]}:***@{host}"
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 1 <= n <= 256:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 256, got {n}")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = admin.build_parser()
     sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
@@ -31,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_up)
     s = sub.add_parser("server", help="run ingest (and housekeeping) against VIGIL_DATABASE_URL")
     s.set_defaults(func=cmd_server)
+    s = sub.add_parser("worker", help="run a Celery worker delivering alerts from VIGIL_BROKER_URL")
+    s.add_argument("-c", "--concurrency", type=_positive, default=2, help="pool processes (threads) (default 2)")
+    s.add_argument("-l", "--loglevel", help="debug, info, warning or error (default: VIGIL_LOG_LEVEL)")
+    s.add_argument("-n", "--hostname", default="vigil@%h", help="the worker's node name (default vigil@%%h)")
+    s.add_argument("--pool", choices=("prefork", "threads", "solo"), default="prefork",
+                   help="prefork (default: a process per task), threads or solo")
+    s.set_defaults(func=cmd_worker)
     return p
 
 

@@ -71,7 +71,19 @@ SETTINGS: tuple[Spec, ...] = (
     Spec("VIGIL_TLS_CERT_FILE", "", "The listener's certificate (chain); empty: the listener takes plain text "
          "only. Set with VIGIL_TLS_CA_FILE and VIGIL_TLS_KEY_FILE."),
     Spec("VIGIL_TLS_KEY_FILE", "", "The private key of VIGIL_TLS_CERT_FILE."),
+    # Alert delivery (alerts/: `vigil worker`, and the in-process pool of `vigil up`)
+    Spec("VIGIL_BROKER_URL", "redis://127.0.0.1:6379/0",
+         "Celery broker of alert delivery: redis://HOST:PORT/DB or amqp://USER:PASSWORD@HOST:PORT/VHOST (RabbitMQ)."),
+    Spec("VIGIL_ALERT_REDELIVERY", "30",
+         "Seconds after which a message held by a worker that died goes to another worker (Redis's visibility "
+         "time-out; RabbitMQ requeues at once). Must exceed the longest media type time-out.", 2, 86400),
+    Spec("VIGIL_ALERT_QUEUE", "vigil-alerts", "Broker queue of the alert delivery tasks."),
+    Spec("VIGIL_ALERT_THREADS", "4", "Threads delivering alerts in `vigil up`'s in-process pool.", 1, 64),
+    Spec("VIGIL_ALERT_SCRIPTS_PATH", "",
+         "Directory of the alert scripts that script media types name; empty: alertscripts in VIGIL_DATA_DIR."),
 )
+
+BROKER_SCHEMES = ("redis://", "rediss://", "redis+socket://", "amqp://", "amqps://", "pyamqp://")
 
 
 def parse_address(text: str, name: str) -> tuple[str, int]:
@@ -108,6 +120,11 @@ class Settings:
     tls_crl_file: str = ""
     tls_cert_file: str = ""
     tls_key_file: str = ""
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    alert_redelivery: float = 30.0
+    alert_queue: str = "vigil-alerts"
+    alert_threads: int = 4
+    alert_scripts_path: Path = Path("vigil-data/alertscripts")
 
     @property
     def tls_enabled(self) -> bool:
@@ -158,8 +175,21 @@ class Settings:
             for name in ("tls_ca_file", "tls_crl_file", "tls_key_file"):
                 if tls[name]:
                     raise SettingsError(f"VIGIL_{name.upper()} is set but VIGIL_TLS_CERT_FILE is not")
+        broker = raw["VIGIL_BROKER_URL"].strip()
+        if not broker.startswith(BROKER_SCHEMES):
+            raise SettingsError(f"VIGIL_BROKER_URL={broker!r}: expected redis://HOST:PORT/DB or "
+                                "amqp://USER:PASSWORD@HOST:PORT/VHOST")
+        queue = raw["VIGIL_ALERT_QUEUE"].strip()
+        if not queue or any(c.isspace() for c in queue):
+            raise SettingsError(f"VIGIL_ALERT_QUEUE={queue!r}: expected a queue name without spaces")
+        scripts = raw["VIGIL_ALERT_SCRIPTS_PATH"].strip()
         values = dict(
             **tls,
+            broker_url=broker,
+            alert_redelivery=num("VIGIL_ALERT_REDELIVERY"),
+            alert_queue=queue,
+            alert_threads=int(num("VIGIL_ALERT_THREADS", int)),
+            alert_scripts_path=Path(scripts).expanduser() if scripts else data_dir / "alertscripts",
             data_dir=data_dir,
             database_url=url,
             listen=parse_address(raw["VIGIL_LISTEN"], "VIGIL_LISTEN"),
