@@ -81,6 +81,16 @@ SETTINGS: tuple[Spec, ...] = (
     Spec("VIGIL_ALERT_THREADS", "4", "Threads delivering alerts in `vigil up`'s in-process pool.", 1, 64),
     Spec("VIGIL_ALERT_SCRIPTS_PATH", "",
          "Directory of the alert scripts that script media types name; empty: alertscripts in VIGIL_DATA_DIR."),
+    # --- trigger engine (issue 12) ---
+    Spec("VIGIL_TRIGGER_TIMER", "5", "Seconds between evaluations of time-based triggers (nodata, fuzzytime, "
+         "time periods) when no value arrives for them.", 0.1, 3600),
+    Spec("VIGIL_ACK_POLL", "1", "Seconds between the trigger engine's looks for new problem updates "
+         "(acknowledgements, closes, severity changes written by `vigil ack` or the web UI).", 0.1, 3600),
+    Spec("VIGIL_VALUE_CACHE_SIZE", "2000000", "Values the trigger engine's value cache holds at most, over all "
+         "items (about 100 bytes each); past it the least recently used items are read from the store again.",
+         1000, 1_000_000_000),
+    Spec("VIGIL_AGENT_UNREACHABLE", "360", "Seconds without an active checks request or data from a host's active "
+         "agent before the host is unreachable (an internal event); 3 times the agent's 120 s refresh.", 1, 86400),
 )
 
 BROKER_SCHEMES = ("redis://", "rediss://", "redis+socket://", "amqp://", "amqps://", "pyamqp://")
@@ -125,6 +135,10 @@ class Settings:
     alert_queue: str = "vigil-alerts"
     alert_threads: int = 4
     alert_scripts_path: Path = Path("vigil-data/alertscripts")
+    trigger_timer: float = 5.0
+    ack_poll: float = 1.0
+    value_cache_size: int = 2_000_000
+    agent_unreachable: int = 360
 
     @property
     def tls_enabled(self) -> bool:
@@ -211,6 +225,10 @@ class Settings:
             pg_lock_timeout=num("VIGIL_PG_LOCK_TIMEOUT"),
             local_agent=bool(num("VIGIL_LOCAL_AGENT", int)),
             log_level=level,
+            trigger_timer=num("VIGIL_TRIGGER_TIMER"),
+            ack_poll=num("VIGIL_ACK_POLL"),
+            value_cache_size=int(num("VIGIL_VALUE_CACHE_SIZE", int)),
+            agent_unreachable=int(num("VIGIL_AGENT_UNREACHABLE", int)),
         )
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ Comparisons and logic give 1 or 0; `=` and `<>` of numbers allow Zabbix's epsilo
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -421,6 +422,29 @@ def evaluate(expr: Expression, data: DataSource, now: int, macros: Mapping[str, 
 
 _Value = float | str
 
+_COMPARISONS = {
+    "=": lambda c: c == 0, "<>": lambda c: c != 0, "<": lambda c: c < 0,
+    "<=": lambda c: c <= 0, ">": lambda c: c > 0, ">=": lambda c: c >= 0,
+}
+
+
+def _compare(a: _Value, b: _Value) -> int:
+    """As Zabbix compares operands: two strings as text; otherwise as numbers (within the epsilon) when both
+    are or convert to numbers; else as text."""
+    if isinstance(a, str) and isinstance(b, str):
+        return (a > b) - (a < b)
+    x, y = fn.to_number(a), fn.to_number(b)
+    if x is not None and y is not None:
+        return fn.compare(x, y)
+    sa, sb = _as_text(a), _as_text(b)
+    return (sa > sb) - (sa < sb)
+
+
+def _as_text(v: _Value) -> str:
+    if isinstance(v, str):
+        return v
+    return str(int(v)) if v.is_integer() else repr(v)
+
 
 class _Evaluator:
     def __init__(self, expr: Expression, data: DataSource, now: int, macros: Mapping[str, str]) -> None:
@@ -436,37 +460,31 @@ class _Evaluator:
         if isinstance(node, _Str):
             return node.value
         if isinstance(node, _Macro):
-            return self.macro(node.text)
+            return self.macro_value(node.text)
         if isinstance(node, _Call):
             return self.call(node.index)
         if isinstance(node, _Unary):
-            v = self.eval(node.operand)
-            x = self.number(v, node.op)
+            x = self.number(self.eval(node.operand), node.op)
             return -x if node.op == "-" else (1.0 if fn.equal(x, 0.0) else 0.0)
         if node.op in ("and", "or"):
             return self.logic(node)
         a, b = self.eval(node.left), self.eval(node.right)
-        if node.op in ("=", "<>"):
-            x, y = fn.to_number(a), fn.to_number(b)
-            if x is not None and y is not None:
-                same = fn.equal(x, y)
-            elif isinstance(a, str) and isinstance(b, str):
-                same = a == b
-            else:
-                same = False  # a number and a string that is not one
-            return 1.0 if same == (node.op == "=") else 0.0
+        if node.op in _COMPARISONS:
+            return 1.0 if _COMPARISONS[node.op](_compare(a, b)) else 0.0
         x, y = self.number(a, node.op), self.number(b, node.op)
         if node.op == "+":
-            return x + y
-        if node.op == "-":
-            return x - y
-        if node.op == "*":
-            return x * y
-        if node.op == "/":
-            if y == 0:
+            r = x + y
+        elif node.op == "-":
+            r = x - y
+        elif node.op == "*":
+            r = x * y
+        else:
+            if fn.equal(y, 0.0):
                 raise EvaluationError(f"division by zero at position {node.pos}")
-            return x / y
-        return 1.0 if {"<": x < y, "<=": x <= y, ">": x > y, ">=": x >= y}[node.op] else 0.0
+            r = x / y
+        if not math.isfinite(r):
+            raise EvaluationError(f"the result of '{node.op}' at position {node.pos} is too large ({r})")
+        return r
 
     def logic(self, node: _Binary) -> float:
         results: list[bool | EvaluationError] = []
@@ -494,6 +512,12 @@ class _Evaluator:
         if v is None:
             raise EvaluationError(f"user macro {text} is not defined on the host, its templates or globally")
         return v
+
+    def macro_value(self, text: str) -> _Value:
+        """A macro used as an operand: a number when its value is one (`10K` too), else a string."""
+        v = self.macro(text)
+        n = fn.number(v)
+        return v if n is None else n
 
     def call(self, index: int) -> _Value:
         hit = self.cache.get(index)

@@ -52,6 +52,9 @@ class ItemInfo:
     value_type: int  # 0 float, 1 character, 2 log, 3 unsigned, 4 text
     # Set when the item is unsupported: why. Every function but nodata() is then unknown.
     error: str | None = None
+    # Since when the item can have data (its creation or the server's start): nodata(/h/k,5m) is unknown
+    # until that is 5 minutes ago, so a restart does not fire every nodata trigger. None: no such limit.
+    data_expected_from: int | None = None
 
 
 class DataSource(Protocol):
@@ -94,6 +97,13 @@ def equal(a: float, b: float) -> bool:
     return abs(a - b) <= EPSILON
 
 
+def compare(a: float, b: float) -> int:
+    """-1, 0 or 1, numbers within EPSILON of each other being equal (Zabbix's zbx_variant_compare)."""
+    if equal(a, b):
+        return 0
+    return -1 if a < b else 1
+
+
 # --- periods -----------------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
@@ -115,8 +125,12 @@ def parse_time(text: str, what: str = "period", index: int = 0) -> int:
     return int(m.group(1)) * TIME_UNITS.get(m.group(2) or "s", 1)
 
 
-def check_shift(text: str, index: int, trend: bool = False) -> None:
-    """`now`, followed by `/unit` anchors and `+N<unit>` / `-N<unit>` steps."""
+_UNIT_ORDER = "smhdwMy"
+
+
+def check_shift(text: str, index: int, min_unit: str = "s") -> None:
+    """`now`, followed by `/unit` anchors and `+N<unit>` / `-N<unit>` steps (units s m h d w M y); a trend
+    function's shift may not use units smaller than its period's."""
     if not text.startswith("now"):
         raise ParamError(f"invalid time shift {text!r}: expected it to start with 'now' (like now-1h)", index)
     pos = 3
@@ -125,8 +139,10 @@ def check_shift(text: str, index: int, trend: bool = False) -> None:
         if not m:
             raise ParamError(f"invalid time shift {text!r}: expected /h, /d, /w, /M, /y or +N, -N with a unit "
                              f"at {text[pos:]!r}", index)
-        if m.group(1) and not trend and m.group(1) in "sm":
-            pass
+        unit = m.group(1) or m.group(4) or "s"
+        if _UNIT_ORDER.index(unit) < _UNIT_ORDER.index(min_unit):
+            raise ParamError(f"invalid time shift {text!r}: its units must not be smaller than the period's "
+                             f"({min_unit})", index)
         pos = m.end()
 
 
@@ -209,7 +225,10 @@ def parse_trend_period(text: str, index: int) -> tuple[str, str]:
     if not re.fullmatch(r"[1-9][0-9]*[hdwMy]", body):
         raise ParamError(f"invalid trend period {body!r}: expected a whole number of hours, days, weeks, months "
                          "or years (like 1h, 7d, 1M, 1y)", index)
-    check_shift(sh, index, trend=True)
+    hours = int(body[:-1]) * {"h": 1, "d": 24, "w": 168, "M": 720, "y": 8760}[body[-1]]
+    if hours > 24 * 366:
+        raise ParamError(f"invalid trend period {body!r}: it may be at most a year", index)
+    check_shift(sh, index, min_unit=body[-1])
     return body, sh
 
 
@@ -234,50 +253,67 @@ def check_operator(op: str, pattern: str | None, index: int, has_macros: bool) -
                              index + 1)
 
 
-def _matcher(op: str, pattern: str | None, value_type: int) -> Callable[[Any], bool]:
-    numeric = value_type in NUMERIC_TYPES
-    if pattern is None:
-        return lambda v: True
+def _matcher(op: str, pattern: str | None, value_type: int) -> Callable[[Any], bool] | None:
+    """What count() and find() test each value with, as Zabbix's evaluate_COUNT does; None: every value counts."""
+    numeric = value_type in NUMERIC_TYPES and op not in ("regexp", "iregexp")
     if not op:
         op = "eq" if numeric else "like"
+    if numeric:
+        if not pattern:
+            if pattern is not None or op != "eq":
+                raise EvaluationError(f"operator {op!r} needs a pattern to compare numeric values with")
+            return None
+        if op == "like":
+            raise EvaluationError("operator 'like' is not supported for numeric values (use eq, or regexp)")
+        if op == "bitand":
+            if value_type != 3:
+                raise EvaluationError("operator 'bitand' is not supported for float values")
+            m = re.fullmatch(r"([0-9]+)(?:/([0-9]+))?", pattern)
+            if not m:
+                raise EvaluationError(f"invalid bitand pattern {pattern!r}: expected a mask or value/mask")
+            want = int(m.group(1))
+            mask = int(m.group(2)) if m.group(2) is not None else want
+            return lambda v: (int(v) & mask) == want
+        p = number(pattern)
+        if p is None or value_type == 3 and (p < 0 or p != int(p)):
+            kind = "unsigned" if value_type == 3 else "float"
+            raise EvaluationError(f"pattern {pattern!r} is not a valid numeric {kind} value")
+        if value_type == 3:  # unsigned: exact
+            return {
+                "eq": lambda v: v == p, "ne": lambda v: v != p, "gt": lambda v: v > p,
+                "ge": lambda v: v >= p, "lt": lambda v: v < p, "le": lambda v: v <= p,
+            }[op]
+        return {
+            "eq": lambda v: equal(v, p), "ne": lambda v: not equal(v, p),
+            "gt": lambda v: v - p > EPSILON, "ge": lambda v: v - p >= -EPSILON,
+            "lt": lambda v: p - v > EPSILON, "le": lambda v: v - p <= EPSILON,
+        }[op]
+    if op not in ("like", "eq", "ne", "regexp", "iregexp"):
+        raise EvaluationError(f"operator {op!r} is not supported for textual values (use like, eq, ne, regexp "
+                              "or iregexp)")
+    pat = pattern or ""
+    if not pat and op in ("like", "regexp", "iregexp"):
+        return None  # "" is in every value
     if op in ("regexp", "iregexp"):
         try:
-            rx = re.compile(pattern, re.IGNORECASE if op == "iregexp" else 0)
+            rx = re.compile(pat, re.IGNORECASE if op == "iregexp" else 0)
         except re.error as e:
-            raise EvaluationError(f"invalid regular expression {pattern!r}: {e}") from None
-        return lambda v: rx.search(_text(v)) is not None
+            raise EvaluationError(f"invalid regular expression {pat!r}: {e}") from None
+        return lambda v: rx.search(_text(v, value_type)) is not None
     if op == "like":
-        if numeric:
-            raise EvaluationError("operator 'like' is only for character, log and text items")
-        return lambda v: pattern in _text(v)
-    if op == "bitand":
-        if value_type != 3:
-            raise EvaluationError("operator 'bitand' is only for numeric (unsigned) items")
-        m = re.fullmatch(r"([0-9]+)(?:/([0-9]+))?", pattern)
-        if not m:
-            raise EvaluationError(f"invalid bitand pattern {pattern!r}: expected a mask or value/mask")
-        want = int(m.group(1))
-        mask = int(m.group(2)) if m.group(2) is not None else want
-        return lambda v: (int(v) & mask) == want
-    if numeric:
-        p = number(pattern)
-        if p is None:
-            raise EvaluationError(f"pattern {pattern!r} is not a number, operator {op!r} needs one")
-        return {
-            "eq": lambda v: equal(float(v), p),
-            "ne": lambda v: not equal(float(v), p),
-            "gt": lambda v: float(v) > p,
-            "ge": lambda v: float(v) >= p,
-            "lt": lambda v: float(v) < p,
-            "le": lambda v: float(v) <= p,
-        }[op]
-    if op in ("eq", "ne"):
-        return (lambda v: _text(v) == pattern) if op == "eq" else (lambda v: _text(v) != pattern)
-    raise EvaluationError(f"operator {op!r} is only for numeric items")
+        return lambda v: pat in _text(v, value_type)
+    if op == "eq":
+        return lambda v: _text(v, value_type) == pat
+    return lambda v: _text(v, value_type) != pat
 
 
-def _text(v: Any) -> str:
-    return v.value if hasattr(v, "value") else str(v)
+def _text(v: Any, value_type: int) -> str:
+    """A value as count()'s text operators see it (floats with 4 decimals, as Zabbix prints them there)."""
+    if value_type == 0:
+        return f"{float(v):.4f}"
+    if value_type == 3:
+        return str(int(v))
+    return str(v)
 
 
 # --- the functions -----------------------------------------------------------------------------
@@ -446,8 +482,10 @@ class _Ctx:
         return [self.value(v) for _c, _n, v in rows]
 
     def value(self, v: Any) -> Any:
-        if self.item.value_type in NUMERIC_TYPES:
+        if self.item.value_type == 0:
             return float(v)
+        if self.item.value_type == 3:
+            return int(v)
         return v.value if hasattr(v, "value") else str(v)
 
     def result(self, v: Any) -> float | str:
@@ -488,24 +526,39 @@ def _avg(c: _Ctx) -> float:
 
 def _sum(c: _Ctx) -> float:
     c.numeric()
-    return math.fsum(c.nonempty(c.history(c.param(0))))
+    return math.fsum(c.history(c.param(0)))  # no values: 0, as Zabbix
+
+
+def _matches(c: _Ctx) -> tuple[list[Any], Callable[[Any], bool] | None]:
+    op = c.param(1)
+    pattern = c.params[2] if len(c.params) > 2 else None
+    try:
+        match = _matcher(op, pattern, c.item.value_type)
+    except EvaluationError as e:
+        raise c.fail(str(e)) from None
+    return c.history(c.param(0), default_count=1), match
 
 
 def _count(c: _Ctx) -> float:
-    match = _matcher(c.param(1), c.params[2] if len(c.params) > 2 else None, c.item.value_type)
-    return float(sum(1 for v in c.history(c.param(0)) if match(v)))
+    values, match = _matches(c)
+    return float(len(values) if match is None else sum(1 for v in values if match(v)))
 
 
 def _find(c: _Ctx) -> float:
-    match = _matcher(c.param(1) or "", c.params[2] if len(c.params) > 2 else None, c.item.value_type)
-    values = c.history(c.param(0), default_count=1)
-    return 1.0 if any(match(v) for v in values) else 0.0
+    values, match = _matches(c)
+    return 1.0 if (values if match is None else any(match(v) for v in values)) else 0.0
 
 
 def _nodata(c: _Ctx) -> float:
     seconds = parse_time(c.param(0))
     rows = c.data.values(c.item.itemid, c.item.value_type, c.now, seconds=seconds)
-    return 0.0 if rows else 1.0
+    if rows:
+        return 0.0
+    since = c.item.data_expected_from
+    if since is not None and since + seconds > c.now:
+        raise c.fail(f"the item has not had {seconds} seconds to send data since the server started or the item "
+                     f"was created (at {since})")
+    return 1.0
 
 
 def _change(c: _Ctx) -> float:
@@ -520,17 +573,19 @@ def _change(c: _Ctx) -> float:
 
 def _changecount(c: _Ctx) -> float:
     mode = c.param(1) or "all"
-    if mode != "all":
-        c.numeric()
     values = c.history(c.param(0))
+    if len(values) < 2:
+        raise c.fail(f"not enough data: changecount() needs two values in period {c.param(0)!r}, "
+                     f"found {len(values)}")
+    vt = c.item.value_type
     changes = 0
     for new, old in zip(values, values[1:], strict=False):
-        if mode == "all":
-            changes += (not equal(new, old)) if c.item.value_type in NUMERIC_TYPES else new != old
+        if vt not in NUMERIC_TYPES or mode == "all":  # text: every change, whatever the mode (as Zabbix)
+            changes += (new != old) if vt in (1, 2, 3, 4) else not equal(new, old)
         elif mode == "inc":
-            changes += new > old and not equal(new, old)
+            changes += new > old and (vt == 3 or not equal(new, old))
         else:
-            changes += new < old and not equal(new, old)
+            changes += new < old and (vt == 3 or not equal(new, old))
     return float(changes)
 
 
@@ -561,7 +616,8 @@ def _trends(c: _Ctx) -> list[Trend]:
     length, shift = parse_trend_period(c.param(0), 0)
     end = apply_shift(c.now, shift)
     start = period_start(end, length)
-    return c.data.trends(c.item.itemid, c.item.value_type, start, end - 1)
+    # A trend's clock is the start of its hour: the last hour of the period starts an hour before its end.
+    return c.data.trends(c.item.itemid, c.item.value_type, start, end - 3600)
 
 
 def _trend_nonempty(c: _Ctx, trends: list[Trend]) -> list[Trend]:
@@ -585,7 +641,7 @@ def _trendmin(c: _Ctx) -> float:
 
 
 def _trendsum(c: _Ctx) -> float:
-    return math.fsum(t.avg * t.num for t in _trend_nonempty(c, _trends(c)))
+    return math.fsum(t.avg * t.num for t in _trends(c))  # no trends: 0, as Zabbix
 
 
 def _trendcount(c: _Ctx) -> float:
