@@ -17,7 +17,9 @@ escalations on a timer; `process(now)` does one round and is what tests call wit
   media (only the operation's media type, if it names one) whose severity filter takes the event's
   severity and whose active period covers now: an alert row (AlertLog.create), its text rendered
   with the alert id known ({ALERT.ID}), then dispatched. A template that does not render fails that
-  alert, with the reason in the alert log.
+  alert, with the reason in the alert log. For a webhook media type with a `body` template the
+  alert's message is that body rendered with JSON-escaped values ({ALERT.SUBJECT} and
+  {ALERT.MESSAGE} being the operation's rendered subject and message), which delivery posts as is.
 - Remote commands run on the server or on each host's agent in a small pool; the result is an
   alerts row of alerttype 1 (subject: the command, message: its output, error: why it failed).
 """
@@ -46,6 +48,7 @@ from vigil.alerts.actions import (
 from vigil.alerts.maintenance import in_maintenance
 from vigil.server.config.alerting import ActionSpec, OperationSpec, UserSpec
 from vigil.server.config.tables import AlertStatus, MediaKind
+from vigil.server.store.alertlog import NewAlert
 from vigil.server.store.escalations import (
     ACTIVE,
     COMPLETED,
@@ -56,26 +59,6 @@ from vigil.server.store.escalations import (
     EventRow,
 )
 from vigil.server.triggers.events import Event, Notice, ProblemUpdate
-
-try:
-    from vigil.server.store.alertlog import NewAlert
-except ImportError:  # the delivery branch not merged yet: the same fields as its contract
-    from dataclasses import dataclass
-
-    @dataclass(frozen=True)
-    class NewAlert:  # type: ignore[no-redef]
-        actionid: int | None
-        eventid: int | None
-        p_eventid: int | None
-        userid: int | None
-        mediatypeid: int | None
-        sendto: str
-        subject: str
-        message: str
-        esc_step: int
-        clock: int
-        alerttype: int = 0
-
 
 log = logging.getLogger("vigil.alerts.escalator")
 
@@ -387,12 +370,16 @@ class Escalator:
         self.alerts_created += 1
         ctx = self._context(row, esc, kind, now, update, self._cfg)
         ctx.alert_id, ctx.alert_sendto, ctx.user_fullname = alertid, sendto, _fullname(user)
-        # A webhook without a body template of its own sends the message as its body: JSON-escape values.
-        json_body = mt.kind == MediaKind.WEBHOOK and not mt.params.get("body")
+        body = str(mt.params.get("body") or "") if mt.kind == MediaKind.WEBHOOK else ""
         try:
             subject = macros.render(subject_t, ctx)
             ctx.alert_subject = subject
-            message = macros.render(message_t, ctx, json_escape=json_body)
+            message = macros.render(message_t, ctx)
+            if body.strip():
+                # A webhook with a body template sends the alert's message as its body (alerts/media/webhook.py):
+                # the body is rendered here, every value JSON-string-escaped so the body stays JSON.
+                ctx.alert_message = message
+                message = macros.render(body, ctx, json_escape=True)
         except macros.TemplateFailure as e:
             log.error("action %r: alert %d not sent: %s", action.name, alertid, e)
             self.store.finish_alert(alertid, AlertStatus.FAILED, str(e), now, subject=subject_t, message=message_t)

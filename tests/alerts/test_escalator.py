@@ -33,6 +33,7 @@ from vigil.server.config.alerting import (
 from vigil.server.config.migrate import engine_for
 from vigil.server.config.tables import AlertStatus, MediaKind
 from vigil.server.store import open_store
+from vigil.server.store.alertlog import AlertLog
 from vigil.server.store.base import WriteBatch
 from vigil.server.store.escalations import COMPLETED, SLEEP, EscalationStore
 from vigil.server.triggers.events import Event, ProblemUpdate
@@ -74,20 +75,6 @@ class Repo:
 
     def macros_for(self, hostid: int) -> dict[str, str]:
         return {"{$TEAM}": "ops"} if hostid == HOSTID else {}
-
-
-class RowAlertLog:
-    """AlertLog.create(NewAlert) -> alertid, as the delivery contract has it."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    def create(self, a: Any) -> int:
-        with self.engine.begin() as c:
-            return int(c.execute(t.alerts.insert().values(
-                actionid=a.actionid, eventid=a.eventid, p_eventid=a.p_eventid, userid=a.userid,
-                mediatypeid=a.mediatypeid, sendto=a.sendto, subject=a.subject, message=a.message,
-                esc_step=a.esc_step, clock=a.clock, alerttype=a.alerttype, status=0)).inserted_primary_key[0])
 
 
 class Recorder:
@@ -195,7 +182,7 @@ class Rig:
 
     def restart(self) -> Escalator:
         self.esc.close()
-        self.esc = Escalator(self.engine, self.repo, RowAlertLog(self.engine), self.sent, tz=UTC)
+        self.esc = Escalator(self.engine, self.repo, AlertLog(self.engine), self.sent, tz=UTC)
         return self.esc
 
 
@@ -207,7 +194,7 @@ def rig(migrated_url: str) -> Iterator[Rig]:
     cfg.actions[1] = three_steps()
     repo = Repo(cfg)
     sent = Recorder()
-    r = Rig(engine, cfg, repo, sent, Escalator(engine, repo, RowAlertLog(engine), sent, tz=UTC))
+    r = Rig(engine, cfg, repo, sent, Escalator(engine, repo, AlertLog(engine), sent, tz=UTC))
     try:
         yield r
     finally:
@@ -408,17 +395,22 @@ def test_alert_id_macro_and_a_broken_template(rig: Rig) -> None:
     assert rig.sent.alertids == [ann.alertid, cat.alertid]  # the broken one did not stop the next
 
 
-def test_webhook_message_values_are_json_escaped(rig: Rig) -> None:
+def test_webhook_body_values_are_json_escaped(rig: Rig) -> None:
     import json
 
     with rig.engine.begin() as c:
         c.execute(t.hosts.update().where(t.hosts.c.hostid == HOSTID).values(name='Web "1"'))
-    rig.cfg.actions[1].operations = [OperationSpec(users=["cat"], message='{"host": "{HOST.NAME}"}')]
+    rig.cfg.media_types[HOOK].params["body"] = ('{"id": {ALERT.ID}, "to": "{ALERT.SENDTO}", "host": "{HOST.NAME}", '
+                                                '"subject": "{ALERT.SUBJECT}", "text": "{ALERT.MESSAGE}"}')
+    rig.cfg.actions[1].operations = [OperationSpec(users=["cat"], subject="{HOST.NAME} is \\ down",
+                                                   message='line 1\n"{HOST.NAME}"')]
     rig.esc.notify(problem(rig.engine, 1))
     rig.esc.process(T)
     email, hook = rig.alerts()
-    assert email.message == '{"host": "Web "1""}'  # e-mail: as is
-    assert json.loads(hook.message) == {"host": 'Web "1"'}
+    assert (email.subject, email.message) == ('Web "1" is \\ down', 'line 1\n"Web "1""')  # e-mail: as is
+    assert json.loads(hook.message) == {"id": hook.alertid, "to": "cat-hook", "host": 'Web "1"',
+                                        "subject": 'Web "1" is \\ down', "text": 'line 1\n"Web "1""'}
+    assert hook.subject == 'Web "1" is \\ down'
 
 
 def test_conditions_and_disabled_actions(rig: Rig) -> None:
@@ -464,7 +456,7 @@ def test_remote_commands_are_logged(rig: Rig, tmp_path: Path) -> None:
 
 
 def test_queue_is_bounded(rig: Rig) -> None:
-    esc = Escalator(rig.engine, rig.repo, RowAlertLog(rig.engine), rig.sent, tz=UTC, queue_size=2)
+    esc = Escalator(rig.engine, rig.repo, AlertLog(rig.engine), rig.sent, tz=UTC, queue_size=2)
     try:
         for i in (1, 2, 3):
             esc.notify(problem(rig.engine, i))
@@ -479,7 +471,7 @@ def test_run_loop(rig: Rig) -> None:
     import time
 
     rig.cfg.maintenances.clear()
-    esc = Escalator(rig.engine, rig.repo, RowAlertLog(rig.engine), rig.sent, interval=0.05)
+    esc = Escalator(rig.engine, rig.repo, AlertLog(rig.engine), rig.sent, interval=0.05)
     stop = threading.Event()
     th = threading.Thread(target=esc.run, args=(stop,))
     th.start()
