@@ -9,7 +9,7 @@ also used for a user media's active period.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 
@@ -71,6 +71,17 @@ class EventFacts:
     groups: tuple[str, ...] = ()  # names of the groups of those hosts
     tags: tuple[tuple[str, str], ...] = ()
     suppressed: bool = False
+    macros: Mapping[str, str] = field(default_factory=dict)  # user macros ({$NAME}) of the event's host
+
+
+_USER_MACRO = re.compile(r"\{\$[A-Z0-9_.]+(?::[^}]*)?\}")
+
+
+def user_macros(text: str, macros: Mapping[str, str] | None) -> str:
+    """`text` with the user macros that `macros` knows replaced (a duration or period may be one)."""
+    if not macros or "{$" not in text:
+        return text
+    return _USER_MACRO.sub(lambda m: macros.get(m[0], macros.get(m[0].split(":", 1)[0] + "}", m[0])), text)
 
 
 # --- time periods ------------------------------------------------------------------------------
@@ -181,7 +192,7 @@ def condition_matches(c: ConditionSpec, e: EventFacts, tz: tzinfo | None = None)
         return ops[c.operator]
     if c.type == TIME_PERIOD:
         try:
-            inside = period_covers(c.value, e.clock, tz)
+            inside = period_covers(user_macros(c.value, e.macros), e.clock, tz)
         except PeriodError as err:
             raise ConditionError(f"{what}: {err}") from None
         if c.operator in (IN, EQUAL):
@@ -254,19 +265,21 @@ def has_later_step(ops: Iterable[OperationSpec], step: int) -> bool:
     return any(op.step_to == 0 or op.step_to > step for op in ops)
 
 
-def duration_of(text: str | int, what: str) -> int:
+def duration_of(text: str | int, what: str, macros: Mapping[str, str] | None = None) -> int:
+    if isinstance(text, str):
+        text = user_macros(text, macros)
     try:
         return seconds(text, what)
     except DurationError as e:
         raise ConditionError(str(e)) from None
 
 
-def step_duration(action: ActionSpec, step: int) -> int:
+def step_duration(action: ActionSpec, step: int, macros: Mapping[str, str] | None = None) -> int:
     """How long step `step` lasts: the shortest step_duration of its operations (0: the action's
     default), or the action's default when no operation runs at that step (as Zabbix). At least 60 s,
-    Zabbix's minimum."""
-    default = duration_of(action.step_duration, f"action {action.name!r}: step_duration")
-    ds = [duration_of(op.step_duration, f"action {action.name!r}: operation step_duration") or default
+    Zabbix's minimum. Durations may be user macros, resolved from `macros`."""
+    default = duration_of(action.step_duration, f"action {action.name!r}: step_duration", macros)
+    ds = [duration_of(op.step_duration, f"action {action.name!r}: operation step_duration", macros) or default
           for op in step_operations(action.operations, step)]
     return max(60, min(ds) if ds else default)
 
@@ -279,7 +292,7 @@ class StepPlan:
     next_at: int | None = None
 
 
-def plan_step(action: ActionSpec, step: int, now: int) -> StepPlan:
+def plan_step(action: ActionSpec, step: int, now: int, macros: Mapping[str, str] | None = None) -> StepPlan:
     ops = step_operations(action.operations, step)
-    nxt = now + step_duration(action, step) if has_later_step(action.operations, step) else None
+    nxt = now + step_duration(action, step, macros) if has_later_step(action.operations, step) else None
     return StepPlan(ops, nxt)

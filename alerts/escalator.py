@@ -44,6 +44,7 @@ from vigil.alerts.actions import (
     action_matches,
     period_covers,
     plan_step,
+    user_macros,
 )
 from vigil.alerts.maintenance import in_maintenance
 from vigil.server.config.alerting import ActionSpec, OperationSpec, UserSpec
@@ -189,7 +190,8 @@ class Escalator:
                            triggerid=ev.objectid if ev.object == 0 else None,
                            trigger_name=row.trigger_name if row else "", hostids=hostids, hosts=hosts,
                            groups=groups, tags=ev.tags or (row.tags if row else ()),
-                           suppressed=self._suppressed(hostids, cfg, now))
+                           suppressed=self._suppressed(hostids, cfg, now),
+                           macros=self._user_macros(row) if row else {})
         for actionid in sorted(cfg.actions):
             action = cfg.actions[actionid]
             try:
@@ -246,7 +248,7 @@ class Escalator:
             return
         step = esc.esc_step + 1
         try:
-            plan = plan_step(action, step, now)
+            plan = plan_step(action, step, now, self._user_macros(row))
         except ConditionError as e:
             log.error("action %r: %s; escalation %d stops", action.name, e, esc.escalationid)
             self.store.save(esc.but(status=COMPLETED, esc_step=step, nextcheck=now))
@@ -291,19 +293,24 @@ class Escalator:
         r_eventid = row.r_eventid if row.r_eventid is not None else (esc.r_eventid if kind == "recovery" else None)
         if kind == "recovery" and r_clock is None:
             r_clock = now
-        user_macros: dict[str, str] = {}
-        if row.hosts and hasattr(self.repo, "macros_for"):
-            try:
-                user_macros = dict(self.repo.macros_for(row.hosts[0][0]))
-            except Exception:
-                log.exception("cannot read the user macros of host %d", row.hosts[0][0])
+        host_macros = self._user_macros(row)
         return macros.MessageContext(
             eventid=row.eventid, clock=row.clock, name=row.name, severity=row.severity, value=row.value,
             acknowledged=row.acknowledged, tags=row.tags, triggerid=row.triggerid, trigger_name=row.trigger_name,
             trigger_expression=row.trigger_expression, trigger_value=row.trigger_value,
             hosts=[macros.HostFacts(h, host, name) for h, host, name in row.hosts],
             items=[macros.ItemFacts(i.itemid, i.name, i.key, i.value, i.lastvalue, i.units) for i in row.items],
-            recovery_eventid=r_eventid, recovery_clock=r_clock, update=upd, user_macros=user_macros, now=now)
+            recovery_eventid=r_eventid, recovery_clock=r_clock, update=upd, user_macros=host_macros, now=now)
+
+    def _user_macros(self, row: EventRow) -> dict[str, str]:
+        """The user macros of the event's (first) host: its own, its templates', the global ones."""
+        if not row.hosts or not hasattr(self.repo, "macros_for"):
+            return {}
+        try:
+            return dict(self.repo.macros_for(row.hosts[0][0]))
+        except Exception:
+            log.exception("cannot read the user macros of host %d", row.hosts[0][0])
+            return {}
 
     def _recipients(self, esc: Escalation, op: OperationSpec, cfg: Any) -> list[tuple[int, int | None]]:
         """(userid, mediatypeid or None for every media of the user), in order, without repeats."""
@@ -345,8 +352,11 @@ class Escalator:
                     continue
                 if not media.enabled or not mt.enabled or not (media.severity >> row.severity) & 1:
                     continue
+                period = media.period
+                if "{$" in period:  # Zabbix resolves global macros in a media's period
+                    period = user_macros(period, self.store.global_macros())
                 try:
-                    if not period_covers(media.period, now, self.tz):
+                    if not period_covers(period, now, self.tz):
                         continue
                 except PeriodError as e:
                     log.error("user %r, media %r: %s", user.username, media.media_type, e)

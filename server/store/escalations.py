@@ -271,6 +271,10 @@ class EscalationStore:
             port = 10050
         return (address or "127.0.0.1"), port
 
+    def global_macros(self) -> dict[str, str]:
+        with self.engine.connect() as c:
+            return {str(m): str(v) for m, v in c.execute(sa.select(t.global_macros.c.macro, t.global_macros.c.value))}
+
     # --- the alert log rows this room writes after AlertLog.create ------------------------------
 
     def set_alert_text(self, alertid: int, subject: str, message: str) -> None:

@@ -166,3 +166,16 @@ def test_step_duration_has_zabbixs_minimum_and_refuses_nonsense() -> None:
     assert a.step_duration(ActionSpec(name="m", step_duration="10s"), 1) == 60
     with pytest.raises(ConditionError, match="step_duration"):
         a.step_duration(ActionSpec(name="bad", step_duration="soon"), 1)
+
+
+def test_user_macros_in_durations_and_periods() -> None:
+    act = ActionSpec(name="m", step_duration="{$ESC}", operations=[OperationSpec(step_duration="{$STEP:x}")])
+    assert a.step_duration(act, 1, {"{$ESC}": "2h", "{$STEP}": "15m"}) == 900
+    assert a.step_duration(act, 2, {"{$ESC}": "2h"}) == 7200
+    with pytest.raises(ConditionError, match="step_duration"):
+        a.step_duration(act, 2, {})
+    c = cond(a.TIME_PERIOD, a.IN, "{$WORK}")
+    assert a.condition_matches(c, facts(macros={"{$WORK}": "1-5,09:00-18:00"}), UTC)
+    assert not a.condition_matches(c, facts(macros={"{$WORK}": "6-7,09:00-18:00"}), UTC)
+    with pytest.raises(ConditionError, match="at position 0"):
+        a.condition_matches(c, facts(), UTC)
