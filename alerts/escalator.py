@@ -99,6 +99,14 @@ class Escalator:
         self.dropped = 0
         self.alerts_created = 0
 
+    @classmethod
+    def from_settings(cls, engine: Engine, repo: Any, alertlog: AlertCreator, dispatcher: Dispatcher,
+                      settings: Any) -> Escalator:
+        """The escalator `vigil up` / `vigil server` run, with the VIGIL_ESCALATOR_* settings."""
+        return cls(engine, repo, alertlog, dispatcher, interval=settings.escalator_interval,
+                   maintenance_recheck=settings.maintenance_recheck,
+                   command_timeout=settings.remote_command_timeout)
+
     # --- the engine's hook and the loop --------------------------------------------------------
 
     def notify(self, notice: Notice) -> None:

@@ -81,6 +81,13 @@ SETTINGS: tuple[Spec, ...] = (
     Spec("VIGIL_ALERT_THREADS", "4", "Threads delivering alerts in `vigil up`'s in-process pool.", 1, 64),
     Spec("VIGIL_ALERT_SCRIPTS_PATH", "",
          "Directory of the alert scripts that script media types name; empty: alertscripts in VIGIL_DATA_DIR."),
+    # --- escalator: actions, escalations, remote commands (issue 12) ---
+    Spec("VIGIL_ESCALATOR_INTERVAL", "1", "Seconds between the escalator's looks for due escalation steps (a new "
+         "event or problem update wakes it at once).", 0.05, 60),
+    Spec("VIGIL_MAINTENANCE_RECHECK", "60", "Seconds between an asleep escalation's looks at whether its hosts' "
+         "maintenance is over.", 1, 3600),
+    Spec("VIGIL_REMOTE_COMMAND_TIMEOUT", "30", "Seconds a remote command of an action may run on the server, or its "
+         "agent may take to answer, before it is killed and logged as failed.", 1, 3600),
     # --- trigger engine (issue 12) ---
     Spec("VIGIL_TRIGGER_TIMER", "5", "Seconds between evaluations of time-based triggers (nodata, fuzzytime, "
          "time periods) when no value arrives for them.", 0.1, 3600),
@@ -135,6 +142,9 @@ class Settings:
     alert_queue: str = "vigil-alerts"
     alert_threads: int = 4
     alert_scripts_path: Path = Path("vigil-data/alertscripts")
+    escalator_interval: float = 1.0
+    maintenance_recheck: int = 60
+    remote_command_timeout: float = 30.0
     trigger_timer: float = 5.0
     ack_poll: float = 1.0
     value_cache_size: int = 2_000_000
@@ -225,6 +235,9 @@ class Settings:
             pg_lock_timeout=num("VIGIL_PG_LOCK_TIMEOUT"),
             local_agent=bool(num("VIGIL_LOCAL_AGENT", int)),
             log_level=level,
+            escalator_interval=num("VIGIL_ESCALATOR_INTERVAL"),
+            maintenance_recheck=int(num("VIGIL_MAINTENANCE_RECHECK", int)),
+            remote_command_timeout=num("VIGIL_REMOTE_COMMAND_TIMEOUT"),
             trigger_timer=num("VIGIL_TRIGGER_TIMER"),
             ack_poll=num("VIGIL_ACK_POLL"),
             value_cache_size=int(num("VIGIL_VALUE_CACHE_SIZE", int)),

@@ -92,3 +92,32 @@ def test_agent_without_allowkey_refuses(agent_refusing: int, tmp_path: Path) -> 
 def test_no_agent_listening() -> None:
     r = commands.run_on_agent("127.0.0.1", free_port(), "true", timeout=2)
     assert not r.ok and "cannot reach the agent" in r.error
+
+
+@pytest.mark.parametrize(("reply", "words"), [
+    (b"HTTP/1.1 400 Bad Request\r\n\r\n", "sent a bad reply: not a ZBXD header"),
+    (b"ZBXD\x01\x10\x00\x00\x00\x00\x00\x00\x00short", "sent a bad reply: the connection closed after 5 of 16"),
+    (b"ZBXD\x03\x03\x00\x00\x00\x01\x00\x00\x00abc", "cannot decompress"),
+])
+def test_a_peer_that_is_no_agent(reply: bytes, words: str) -> None:
+    import socket
+    import threading
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+
+    def answer() -> None:
+        conn, _ = srv.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(reply)
+
+    th = threading.Thread(target=answer)
+    th.start()
+    try:
+        r = commands.run_on_agent("127.0.0.1", srv.getsockname()[1], "true", timeout=5)
+    finally:
+        th.join(10)
+        srv.close()
+    assert not r.ok and words in r.error

@@ -482,3 +482,19 @@ def test_run_loop(rig: Rig) -> None:
         stop.set()
         th.join(10)
     assert not th.is_alive()
+
+
+def test_from_settings(migrated_url: str, tmp_path: Path) -> None:
+    from vigil.server.settings import Settings, SettingsError
+
+    s = Settings.from_env({"VIGIL_DATA_DIR": str(tmp_path), "VIGIL_MAINTENANCE_RECHECK": "120",
+                           "VIGIL_REMOTE_COMMAND_TIMEOUT": "5"})
+    engine = engine_for(migrated_url)
+    esc = Escalator.from_settings(engine, Repo(Cfg()), AlertLog(engine), Recorder(), s)
+    try:
+        assert (esc.interval, esc.maintenance_recheck, esc.command_timeout) == (1.0, 120, 5.0)
+    finally:
+        esc.close()
+        engine.dispose()
+    with pytest.raises(SettingsError, match="VIGIL_MAINTENANCE_RECHECK='0': must be between 1 and 3600"):
+        Settings.from_env({"VIGIL_DATA_DIR": str(tmp_path), "VIGIL_MAINTENANCE_RECHECK": "0"})
