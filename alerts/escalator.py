@@ -381,15 +381,12 @@ class Escalator:
         subject_t = op.subject or default_subject
         message_t = op.message or default_message
         eventid = esc.r_eventid if kind == "recovery" and esc.r_eventid is not None else row.eventid
-        alertid = self.alertlog.create(NewAlert(
-            actionid=esc.actionid, eventid=eventid, p_eventid=row.eventid if eventid != row.eventid or kind == "update"
-            else None, userid=userid, mediatypeid=mtid, sendto=sendto, subject="", message="",
-            esc_step=esc.esc_step, clock=now, alerttype=0))
-        self.alerts_created += 1
         ctx = self._context(row, esc, kind, now, update, self._cfg)
-        ctx.alert_id, ctx.alert_sendto, ctx.user_fullname = alertid, sendto, _fullname(user)
+        ctx.alert_sendto, ctx.user_fullname = sendto, _fullname(user)
         body = str(mt.params.get("body") or "") if mt.kind == MediaKind.WEBHOOK else ""
-        try:
+
+        def text() -> tuple[str, str]:
+            ctx.alert_subject = ctx.alert_message = ""
             subject = macros.render(subject_t, ctx)
             ctx.alert_subject = subject
             message = macros.render(message_t, ctx)
@@ -398,16 +395,39 @@ class Escalator:
                 # the body is rendered here, every value JSON-string-escaped so the body stays JSON.
                 ctx.alert_message = message
                 message = macros.render(body, ctx, json_escape=True)
+            return subject, message
+
+        # Rendered once before the row exists, so a row is never without its text (were the server to
+        # stop right after writing it, delivery would still send a whole message), then again with
+        # the alert id the row got ({ALERT.ID}, the id delivery puts in X-Vigil-Alert-Id / Message-ID).
+        error = ""
+        try:
+            subject, message = text()
         except macros.TemplateFailure as e:
-            log.error("action %r: alert %d not sent: %s", action.name, alertid, e)
-            self.store.finish_alert(alertid, AlertStatus.FAILED, str(e), now, subject=subject_t, message=message_t)
+            error, subject, message = str(e), subject_t, message_t
+        alertid = self.alertlog.create(NewAlert(
+            actionid=esc.actionid, eventid=eventid, p_eventid=row.eventid if eventid != row.eventid or kind == "update"
+            else None, userid=userid, mediatypeid=mtid, sendto=sendto, subject=subject, message=message,
+            esc_step=esc.esc_step, clock=now, alerttype=0))
+        self.alerts_created += 1
+        if not error:
+            ctx.alert_id = alertid
+            try:
+                final = text()
+            except macros.TemplateFailure as e:
+                error = str(e)
+            else:
+                if final != (subject, message):
+                    self.store.set_alert_text(alertid, *final)
+        if error:
+            log.error("action %r: alert %d not sent: %s", action.name, alertid, error)
+            self.store.finish_alert(alertid, AlertStatus.FAILED, error, now)
             return
-        self.store.set_alert_text(alertid, subject, message)
         try:
             self.dispatcher.dispatch(alertid)
-        except Exception as e:
-            log.exception("alert %d: cannot hand it to delivery", alertid)
-            self.store.finish_alert(alertid, AlertStatus.FAILED, f"cannot hand the alert to delivery: {e}", now)
+        except Exception:
+            # The row stays queued in the alert log: delivery picks up what it holds when it starts.
+            log.exception("alert %d: cannot hand it to delivery; it stays queued in the alert log", alertid)
 
     def _command(self, action: ActionSpec, esc: Escalation, row: EventRow, op: OperationSpec, kind: str, now: int,
                  update: Any) -> None:

@@ -498,3 +498,20 @@ def test_from_settings(migrated_url: str, tmp_path: Path) -> None:
         engine.dispose()
     with pytest.raises(SettingsError, match="VIGIL_MAINTENANCE_RECHECK='0': must be between 1 and 3600"):
         Settings.from_env({"VIGIL_DATA_DIR": str(tmp_path), "VIGIL_MAINTENANCE_RECHECK": "0"})
+
+
+def test_a_dispatcher_that_fails_leaves_the_alert_queued(rig: Rig) -> None:
+    class Down:
+        def dispatch(self, alertid: int) -> None:
+            raise ConnectionError("broker down")
+
+    esc = Escalator(rig.engine, rig.repo, AlertLog(rig.engine), Down(), tz=UTC)
+    try:
+        esc.notify(problem(rig.engine, 1))
+        esc.process(T)
+        [a] = rig.alerts()
+        assert (a.status, a.subject) == (AlertStatus.QUEUED, "Problem: Load is high on web1")
+        esc.process(T + 3600)  # the escalation went on
+        assert [r.sendto for r in rig.alerts()] == ["ann@example.com", "bob@example.com"]
+    finally:
+        esc.close()
