@@ -515,3 +515,27 @@ def test_a_dispatcher_that_fails_leaves_the_alert_queued(rig: Rig) -> None:
         assert [r.sendto for r in rig.alerts()] == ["ann@example.com", "bob@example.com"]
     finally:
         esc.close()
+
+
+def test_internal_events_reach_internal_actions_only(rig: Rig) -> None:
+    rig.cfg.actions[2] = ActionSpec(name="internal", event_source=3, conditions=[ConditionSpec(1, 0, "web1")],
+                                    operations=[OperationSpec(users=["cat"], media_type="Email",
+                                                              message="{ITEM.KEY} on {HOST.HOST}: {EVENT.NAME}")],
+                                    recovery_operations=[OperationSpec(users=["cat"], media_type="Email")])
+    name = "Cannot evaluate: item not supported"
+    with rig.engine.begin() as c:
+        c.execute(t.events.insert().values(eventid=5, source=3, object=4, objectid=ITEMID, clock=T, value=1, name=name))
+        c.execute(t.problems.insert().values(eventid=5, source=3, object=4, objectid=ITEMID, clock=T, name=name))
+    rig.esc.notify(Event(eventid=5, source=3, object=4, objectid=ITEMID, clock=T, ns=0, value=1, severity=0,
+                         name=name, hostids=(HOSTID,)))
+    rig.esc.process(T)
+    [a] = rig.alerts()  # action 1 is for trigger events
+    assert (a.actionid, a.sendto, a.message) == (2, "cat@example.com", f"system.cpu.load on web1: {name}")
+    with rig.engine.begin() as c:
+        c.execute(t.events.insert().values(eventid=6, source=3, object=4, objectid=ITEMID, clock=T + 90, value=0,
+                                           name=name))
+        c.execute(t.problems.update().where(t.problems.c.eventid == 5).values(r_eventid=6, r_clock=T + 90))
+    rig.esc.notify(Event(eventid=6, source=3, object=4, objectid=ITEMID, clock=T + 90, ns=0, value=0, severity=0,
+                         name=name, hostids=(HOSTID,), resolves=(5,)))
+    rig.esc.process(T + 90)
+    assert rig.alerts()[-1].subject == f"Resolved in 1m: {name}"
