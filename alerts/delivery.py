@@ -180,6 +180,7 @@ class LocalDispatcher:
         self._seq = 0
         self._cond = threading.Condition()
         self._stopped = False
+        self._active: set[int] = set()  # alerts waiting or being tried: one at a time per alert
         self._timer: threading.Thread | None = None
         self.counts = {"sent": 0, "retry": 0, "failed": 0, "skipped": 0, "db_errors": 0}
 
@@ -189,13 +190,13 @@ class LocalDispatcher:
         self._timer.start()
         pending = self.alertlog.pending()
         for alert in pending:
-            self._schedule(alert.alertid, alert.retries, 0.0)
+            self._schedule(alert.alertid, alert.retries, 0.0, new=True)
         if pending:
             log.info("alert delivery: %d pending alert(s) from the alert log picked up again", len(pending))
         return len(pending)
 
     def dispatch(self, alertid: int) -> None:
-        self._schedule(alertid, 0, 0.0)
+        self._schedule(alertid, 0, 0.0, new=True)
 
     def stop(self, wait: bool = True) -> None:
         with self._cond:
@@ -206,10 +207,11 @@ class LocalDispatcher:
         self._pool.shutdown(wait=wait, cancel_futures=True)
         log.info("alert delivery stopped: %s", ", ".join(f"{k} {v}" for k, v in self.counts.items()))
 
-    def _schedule(self, alertid: int, number: int, delay: float) -> None:
+    def _schedule(self, alertid: int, number: int, delay: float, new: bool = False) -> None:
         with self._cond:
-            if self._stopped:
-                return
+            if self._stopped or (new and alertid in self._active):
+                return  # stopping, or already on its way (picked up from the log and dispatched too)
+            self._active.add(alertid)
             self._seq += 1
             heapq.heappush(self._due, (self.clock() + delay, self._seq, alertid, number))
             self._cond.notify()
@@ -244,3 +246,6 @@ class LocalDispatcher:
         self._count(outcome.status)
         if outcome.status == "retry":
             self._schedule(alertid, outcome.attempt, outcome.delay)
+        else:
+            with self._cond:
+                self._active.discard(alertid)
