@@ -35,6 +35,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import tzinfo
 from typing import Any, Protocol
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from vigil.alerts import commands, macros
 from vigil.alerts.actions import (
@@ -150,6 +151,12 @@ class Escalator:
                     self._on_event(notice, cfg, now)
                 else:
                     self._on_update(notice, cfg, now)
+            except sa.exc.DBAPIError:
+                # The database is away: keep the notice for the next round (escalation rows are
+                # created only once, so handling it again later repeats nothing already done).
+                with self._lock:
+                    self._queue.appendleft(notice)
+                raise
             except Exception:
                 log.exception("escalator: cannot handle %s", notice)
             done += 1

@@ -539,3 +539,22 @@ def test_internal_events_reach_internal_actions_only(rig: Rig) -> None:
                          name=name, hostids=(HOSTID,), resolves=(5,)))
     rig.esc.process(T + 90)
     assert rig.alerts()[-1].subject == f"Resolved in 1m: {name}"
+
+
+def test_a_database_error_keeps_the_notice_for_the_next_round(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = rig.esc.store.event
+    calls = []
+
+    def flaky(eventid: int) -> Any:
+        calls.append(eventid)
+        if len(calls) == 1:
+            raise sa.exc.OperationalError("SELECT", {}, Exception("server closed the connection"))
+        return real(eventid)
+
+    monkeypatch.setattr(rig.esc.store, "event", flaky)
+    rig.esc.notify(problem(rig.engine, 1))
+    with pytest.raises(sa.exc.OperationalError):
+        rig.esc.process(T)
+    assert rig.sent.alertids == []
+    rig.esc.process(T + 1)
+    assert rig.sendtos() == ["ann@example.com"]
