@@ -92,6 +92,13 @@ SETTINGS: tuple[Spec, ...] = (
     Spec("VIGIL_ALERT_THREADS", "4", "Threads delivering alerts in `vigil up`'s in-process pool.", 1, 64),
     Spec("VIGIL_ALERT_SCRIPTS_PATH", "",
          "Directory of the alert scripts that script media types name; empty: alertscripts in VIGIL_DATA_DIR."),
+    # --- escalator: actions, escalations, remote commands (issue 12) ---
+    Spec("VIGIL_ESCALATOR_INTERVAL", "1", "Seconds between the escalator's looks for due escalation steps (a new "
+         "event or problem update wakes it at once).", 0.05, 60),
+    Spec("VIGIL_MAINTENANCE_RECHECK", "60", "Seconds between an asleep escalation's looks at whether its hosts' "
+         "maintenance is over.", 1, 3600),
+    Spec("VIGIL_REMOTE_COMMAND_TIMEOUT", "30", "Seconds a remote command of an action may run on the server, or its "
+         "agent may take to answer, before it is killed and logged as failed.", 1, 3600),
 )
 
 BROKER_SCHEMES = ("redis://", "rediss://", "redis+socket://", "amqp://", "amqps://", "pyamqp://")
@@ -140,6 +147,9 @@ class Settings:
     alert_queue: str = "vigil-alerts"
     alert_threads: int = 4
     alert_scripts_path: Path = Path("vigil-data/alertscripts")
+    escalator_interval: float = 1.0
+    maintenance_recheck: int = 60
+    remote_command_timeout: float = 30.0
 
     @property
     def tls_enabled(self) -> bool:
