@@ -13,9 +13,9 @@ from vigil.server import cli as admin
 
 
 def cmd_server(args: argparse.Namespace) -> int:
-    from vigil.server.ingest.server import serve
+    from vigil.run.alerting import serve_with_alerts
 
-    return admin.run_async(serve)
+    return admin.run_async(serve_with_alerts)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
