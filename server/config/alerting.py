@@ -280,6 +280,8 @@ def _unique(names: list[str], where: str, field_: str) -> None:
 def severity_from_doc(v: Any, where: str) -> Severity:
     if isinstance(v, str) and v.lower() in SEVERITY_NAMES:
         return SEVERITY_NAMES[v.lower()]
+    if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 5:
+        return Severity(v)  # Zabbix's number
     raise ConfigError(f"{where}: {v!r} is not one of {', '.join(SEVERITY_NAMES)}")
 
 
@@ -355,12 +357,15 @@ def trigger_to_doc(tr: TriggerSpec) -> dict[str, Any]:
 # --- media types -------------------------------------------------------------------------------------------
 
 MESSAGE_FIELDS = ("subject", "message", "recovery_subject", "recovery_message", "update_subject", "update_message")
-# Each kind's parameters with their defaults (filled in on import, left out of an export when unchanged).
+UNSET = object()  # a parameter left out of params when the document does not give it (delivery decides)
+# Each kind's parameters with their defaults (filled in on import, left out of an export when unchanged);
+# None: required. smtp_port unset: 25, 587 with starttls, 465 with ssl (delivery's choice by smtp_security).
 MEDIA_PARAMS: dict[MediaKind, dict[str, Any]] = {
-    MediaKind.EMAIL: {"smtp_server": None, "smtp_port": 25, "smtp_helo": "", "smtp_email": None,
+    MediaKind.EMAIL: {"smtp_server": None, "smtp_port": UNSET, "smtp_helo": "", "smtp_email": None,
                       "smtp_security": "none", "username": "", "password": "", "verify_peer": False,
-                      "content_type": "plain"},
-    MediaKind.WEBHOOK: {"url": None, "method": "POST", "headers": {}, "body": "", "timeout": 30, "verify_tls": True},
+                      "verify_host": False, "ca_file": UNSET, "content_type": "plain"},
+    MediaKind.WEBHOOK: {"url": None, "method": "POST", "headers": {}, "body": "", "timeout": 30, "verify_tls": True,
+                        "ca_file": UNSET},
     MediaKind.SCRIPT: {"script": None, "parameters": [], "timeout": 30},
 }
 MEDIA_TYPE_FIELDS = {"name", "type", "status", "max_attempts", "attempt_interval", "description", *MESSAGE_FIELDS}
@@ -378,7 +383,7 @@ def _media_param(kind: MediaKind, name: str, v: Any, where: str) -> Any:
         if not 1 <= n <= 60:
             raise ConfigError(f"{w}: {v!r} is outside 1s..60s (Zabbix's media type time-out range)")
         return n
-    if name in ("verify_peer", "verify_tls"):
+    if name in ("verify_peer", "verify_host", "verify_tls"):
         if not isinstance(v, bool):
             raise ConfigError(f"{w}: expected true or false, got {v!r}")
         return v
@@ -426,7 +431,8 @@ def media_type_from_doc(d: Any, where: str) -> MediaTypeSpec:
         if p not in d or d[p] is None:
             if default is None:
                 raise ConfigError(f"{where}.{p}: required for a {MEDIA_KIND_LABELS[kind]} media type")
-            params[p] = default
+            if default is not UNSET:
+                params[p] = default
         else:
             params[p] = _media_param(kind, p, d[p], where)
     for p in MESSAGE_FIELDS:
@@ -797,6 +803,9 @@ def period_from_doc(d: Any, where: str) -> TimePeriodSpec:
         p.start_date = _time(d, "start_date", where, 0)
         return p
     st = d.get("start_time", "00:00")
+    if isinstance(st, int) and not isinstance(st, bool):
+        raise ConfigError(f"{where}.start_time: {st!r} is a number; quote the time of day, start_time: \"09:30\" "
+                          "(YAML reads 09:30 unquoted as a number)")
     m = re.fullmatch(r"([01]?[0-9]|2[0-3]):([0-5][0-9])", st) if isinstance(st, str) else None
     if m is None:
         raise ConfigError(f"{where}.start_time: {st!r} is not a time of day like 09:30")

@@ -65,6 +65,12 @@ media_types:
     body: '{"id": "{EVENT.ID}"}'
     timeout: 10s
     status: disabled
+    ca_file: /etc/vigil/ca.pem
+  - name: Relay
+    type: email
+    smtp_server: relay.example.com
+    smtp_email: vigil@example.com
+    smtp_security: ssl
   - name: Script
     type: script
     script: /usr/local/bin/page
@@ -143,6 +149,9 @@ def test_everything_is_stored_and_read_back(repo: ConfigRepo) -> None:
     hook = cfg.media_types[cfg.media_type_ids["Hook"]]
     assert not hook.enabled and hook.params["timeout"] == 10 and hook.params["method"] == "POST"
     assert hook.params["headers"] == {"Authorization": "Bearer abc", "X-Team": "ops"}
+    assert hook.params["ca_file"] == "/etc/vigil/ca.pem"
+    relay = cfg.media_types[cfg.media_type_ids["Relay"]]
+    assert "smtp_port" not in relay.params and "ca_file" not in relay.params  # delivery's defaults (465 for ssl)
     script = cfg.media_types[cfg.media_type_ids["Script"]]
     assert script.params["parameters"] == ["{ALERT.SENDTO}", "{ALERT.SUBJECT}"] and script.description == "pager"
 
@@ -196,7 +205,9 @@ def test_everything_is_stored_and_read_back(repo: ConfigRepo) -> None:
 def test_round_trip_export_import_is_identity(repo: ConfigRepo, tmp_path: Path) -> None:
     load(repo, FULL)
     exported = repo.export()
-    assert [m["name"] for m in exported["media_types"]] == ["Email", "Hook", "Script"]
+    assert [m["name"] for m in exported["media_types"]] == ["Email", "Hook", "Relay", "Script"]
+    assert exported["media_types"][2] == {"name": "Relay", "type": "email", "smtp_server": "relay.example.com",
+                                          "smtp_email": "vigil@example.com", "smtp_security": "ssl"}
     email = exported["media_types"][0]
     assert email == {"name": "Email", "type": "email", "smtp_server": "127.0.0.1", "smtp_port": 2525,
                      "smtp_email": "vigil@example.com", "smtp_security": "starttls", "username": "vigil",
@@ -252,7 +263,7 @@ def test_changes_replace_lists_and_delete_missing_removes_the_rest(repo: ConfigR
     assert set(cfg.user_ids) == {"alice"}
     assert [a.name for a in cfg.actions.values()] == ["Page on high"]
     assert [m.name for m in cfg.maintenances.values()] == ["Forever"]
-    assert set(cfg.media_type_ids) == {"Email", "Hook", "Script"}
+    assert set(cfg.media_type_ids) == {"Email", "Hook", "Relay", "Script"}
     with repo.engine.connect() as c:  # bob's media and group memberships went with him
         assert c.execute(sa.select(sa.func.count()).select_from(t.media)).scalar_one() == 1
 
@@ -385,6 +396,8 @@ def doc(**sections: Any) -> dict[str, Any]:
      "maintenances[0].periods[0].start_date: required for a one_time period"),
     (doc(maintenances=[{"name": "m", "hosts": ["h"], "periods": [{"type": "daily", "start_time": "25:00"}]}]),
      "maintenances[0].periods[0].start_time: '25:00' is not a time of day"),
+    (yaml.safe_load("maintenances: [{name: m, hosts: [h], periods: [{type: daily, start_time: 22:00}]}]"),
+     "maintenances[0].periods[0].start_time: 1320 is a number; quote the time of day"),
     (doc(maintenances=[{"name": "m", "hosts": ["h"], "periods": [{"type": "weekly", "dayofweek": ["funday"]}]}]),
      "maintenances[0].periods[0].dayofweek[0]: 'funday' is not one of mon, tue"),
     (doc(maintenances=[{"name": "m", "hosts": ["h"], "periods": [{"type": "weekly"}]}]),

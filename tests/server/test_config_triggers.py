@@ -294,15 +294,19 @@ def test_trigger_fields_parse() -> None:
     doc = doc_from_dict({"hosts": [{"host": "h", "triggers": [
         {"name": "a", "expression": "last(/h/k)>1", "type": "multiple"},
         {"name": "b", "expression": "last(/h/k)>1", "severity": "Not Classified"},
+        {"name": "d", "expression": "last(/h/k)>1", "severity": 4},
         {"name": "c", "expression": "last(/h/k)>1", "recovery_expression": "last(/h/k)<1",
          "recovery": "recovery_expression"},
     ]}]})
-    a, b, c = doc.hosts[0].triggers
+    a, b, d, c = doc.hosts[0].triggers
+    assert d.severity == Severity.HIGH
     assert a.multiple and b.severity == Severity.NOT_CLASSIFIED and not b.multiple
     assert c.recovery_mode == 1 and a.recovery_mode == 0 and a.enabled
 
 
 @pytest.mark.parametrize("trigger, message", [
+    ({"name": "t", "expression": "last(/h/k)>1", "severity": 6},
+     "hosts[0].triggers[1].severity: 6 is not one of"),
     ({"name": "t", "expression": "last(/h/k)>1", "severity": "critical"},
      "hosts[0].triggers[1].severity: 'critical' is not one of not classified, information, warning, average, "
      "high, disaster"),
