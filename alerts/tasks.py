@@ -144,6 +144,11 @@ def publish(task: Task, alertid: int, number: int, due: float) -> None:
 @app.task(name=TASK, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def deliver(self: Task, alertid: int, number: int = 0, not_before: float = 0.0) -> str:
     """Try alert `alertid` once (try `number`), or send the try on if it is not due yet."""
+    if not all(isinstance(x, int) and not isinstance(x, bool) for x in (alertid, number)) or \
+            not isinstance(not_before, int | float):
+        log.error("%s: bad arguments %r, expected (alertid, try number, not_before); dropped", TASK,
+                  (alertid, number, not_before))
+        return "rejected"
     if not_before and not_before - time.time() > 0.05:
         publish(self, alertid, number, not_before)
         return "waiting"
