@@ -158,21 +158,54 @@ def longest_timeout(alertlog: AlertLog) -> tuple[float, str]:
 
 
 class CeleryDispatcher:
-    """Sends `vigil.alerts.deliver` for each alert to the broker, for `vigil worker` processes to run."""
+    """Sends `vigil.alerts.deliver` for each alert to the broker, for `vigil worker` processes to run.
 
-    def __init__(self, broker_url: str, queue: str = "vigil-alerts", redelivery: float = 30.0) -> None:
+    `dispatch` only queues the id: one sender thread talks to the broker, so a slow or unreachable
+    broker never holds up the caller (the escalator). The queue is bounded (`pending`); past it, and
+    when the broker cannot be reached, the alert stays queued in the alert log and an error says so.
+    """
+
+    def __init__(self, broker_url: str, queue: str = "vigil-alerts", redelivery: float = 30.0,
+                 pending: int = 100_000) -> None:
+        import queue as queues
+
         from vigil.alerts.tasks import make_app
 
         self.app = make_app(broker_url, queue, redelivery)
         self.queue = queue
+        self._ids: queues.Queue[int | None] = queues.Queue(maxsize=pending)
+        self._sender: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.counts = {"sent": 0, "failed": 0, "dropped": 0}
 
     def dispatch(self, alertid: int) -> None:
-        try:
-            self.app.send_task("vigil.alerts.deliver", args=[alertid, 0, 0.0], queue=self.queue)
-        except Exception as e:  # the broker is down: the row stays queued in the alert log
-            log.error("alert %d: cannot hand it to the broker (%s); it stays queued in the alert log", alertid, e)
+        import queue as queues
 
-    def close(self) -> None:
+        with self._lock:
+            if self._sender is None:
+                self._sender = threading.Thread(target=self._run, name="alert-dispatch", daemon=True)
+                self._sender.start()
+        try:
+            self._ids.put_nowait(alertid)
+        except queues.Full:
+            self.counts["dropped"] += 1
+            log.error("alert %d: %d alerts are already waiting for the broker; it stays queued in the alert log",
+                      alertid, self._ids.maxsize)
+
+    def _run(self) -> None:
+        while (alertid := self._ids.get()) is not None:
+            try:
+                self.app.send_task("vigil.alerts.deliver", args=[alertid, 0, 0.0], queue=self.queue)
+                self.counts["sent"] += 1
+            except Exception as e:  # the broker is down (kombu has retried): the row stays queued
+                self.counts["failed"] += 1
+                log.error("alert %d: cannot hand it to the broker (%s); it stays queued in the alert log", alertid, e)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Send what is waiting (for up to `timeout` seconds), then close the broker connection."""
+        if self._sender is not None:
+            self._ids.put(None)
+            self._sender.join(timeout)
         self.app.close()
 
 

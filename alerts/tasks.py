@@ -108,7 +108,8 @@ def configure(broker_url: str, queue: str, redelivery: float, database_url: str,
     STATE.database_url, STATE.redelivery, STATE.longest_timeout = database_url, redelivery, longest_timeout
     # A try is cut off before the broker would hand its message to a second worker.
     cap = timeout_cap(redelivery) if broker_url.startswith(REDIS_SCHEMES) else None
-    STATE.longest_timeout = min(longest_timeout, cap) if cap else longest_timeout
+    # A media type added later may take up to the cap: plan the last hop for that.
+    STATE.longest_timeout = cap if cap else longest_timeout
     STATE.context = Context(scripts_dir or Path("alertscripts"), cap)
     STATE._log = None
     return app
@@ -120,15 +121,25 @@ def timeout_cap(redelivery: float) -> float:
 
 
 def hop(redelivery: float, longest_timeout: float = 0.0) -> float:
-    """The longest countdown a message may carry. A worker holds it for the countdown and then for the
-    try: both together stay below the visibility time-out, or Redis would hand it out a second time."""
+    """The longest countdown of the message that makes the try. A worker holds it for the countdown and
+    then for the try: both together stay below the visibility time-out, or Redis would hand it out a
+    second time."""
     return max(min(redelivery / 3, (redelivery - longest_timeout) / 2), 0.5)
+
+
+def countdown_for(wait: float, redelivery: float, longest_timeout: float) -> float:
+    """The countdown of the next message when the try is due in `wait` seconds: the whole wait if it fits
+    in the last hop, else a hop of at most half the redelivery time that leaves the last hop to do."""
+    last = hop(redelivery, longest_timeout)
+    if wait <= last:
+        return wait
+    return min(wait - last, redelivery / 2)
 
 
 def publish(task: Task, alertid: int, number: int, due: float) -> None:
     """Send try `number` of `alertid` to run at time `due` (a wall clock), in hops if the wait is long."""
     wait = max(due - time.time(), 0.0)
-    countdown = min(wait, hop(STATE.redelivery, STATE.longest_timeout))
+    countdown = countdown_for(wait, STATE.redelivery, STATE.longest_timeout)
     for left in range(2, -1, -1):
         try:
             task.apply_async(args=[alertid, number, due], countdown=countdown or None)
@@ -144,6 +155,11 @@ def publish(task: Task, alertid: int, number: int, due: float) -> None:
 @app.task(name=TASK, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def deliver(self: Task, alertid: int, number: int = 0, not_before: float = 0.0) -> str:
     """Try alert `alertid` once (try `number`), or send the try on if it is not due yet."""
+    if not all(isinstance(x, int) and not isinstance(x, bool) for x in (alertid, number)) or \
+            not isinstance(not_before, int | float):
+        log.error("%s: bad arguments %r, expected (alertid, try number, not_before); dropped", TASK,
+                  (alertid, number, not_before))
+        return "rejected"
     if not_before and not_before - time.time() > 0.05:
         publish(self, alertid, number, not_before)
         return "waiting"

@@ -226,3 +226,45 @@ def test_local_dispatcher_stop_leaves_waiting_retries_pending(engine: Engine, al
     assert [x.alertid for x in alertlog.pending()] == [a]
     with alertlog.engine.connect() as c:
         assert c.execute(sa.text("select count(*) from alerts")).scalar_one() == 1
+
+
+def test_an_smtp_server_that_times_out_is_retried_then_failed(engine: Engine, alertlog: AlertLog) -> None:
+    import socket
+    import threading
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    listener = socket.create_server(("127.0.0.1", port))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])  # and never answer
+            except TimeoutError:
+                continue
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    mt = add_media_type(engine, "Mail", MediaKind.EMAIL, {"smtp_server": "127.0.0.1", "smtp_port": port,
+                                                         "smtp_email": "v@example.org", "timeout": 1},
+                        maxattempts=2, attempt_interval="0")
+    d = LocalDispatcher(engine, threads=1)
+    d.start()
+    try:
+        a = new_alert(alertlog, mt)
+        d.dispatch(a)
+        wait_until(lambda: _status(alertlog, a) == AlertStatus.FAILED, 30, "the alert to fail")
+    finally:
+        d.stop()
+        stop.set()
+        t.join(5)
+        for s in held:
+            s.close()
+        listener.close()
+    got = alertlog.get(a)
+    assert got is not None and got.retries == 2 and len(held) == 2
+    assert got.error == f"media type 'Mail': connecting to SMTP server 127.0.0.1:{port}: no answer within 1 s"

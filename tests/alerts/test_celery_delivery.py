@@ -147,11 +147,13 @@ def test_a_worker_delivers_a_webhook(workers: Workers, dispatcher: CeleryDispatc
     log = AlertLog(sqlite_engine)
     mt = hook(sqlite_engine, receiver)
     workers.start("a", concurrency=2)
+    dispatcher.app.send_task("vigil.alerts.deliver", args=["not an id", 0, 0.0], queue=dispatcher.queue)
     ids = [new_alert(log, mt) for _ in range(3)]
     for a in ids:
         dispatcher.dispatch(a)
     wait_until(lambda: all(status(log, a) == AlertStatus.SENT for a in ids), 40, "three alerts sent")
     assert sorted(receiver.ids()) == sorted(str(a) for a in ids)
+    wait_until(lambda: "bad arguments ('not an id', 0, 0.0)" in workers.log("a"), 10, "the bad message logged")
 
 
 def test_webhook_500_is_retried_logged_as_retrying_then_failed(workers: Workers, dispatcher: CeleryDispatcher,

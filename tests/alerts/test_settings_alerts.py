@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from vigil.alerts.delivery import CeleryDispatcher
-from vigil.alerts.tasks import celery_config, hop
+from vigil.alerts.tasks import celery_config, countdown_for, hop
 from vigil.server.settings import Settings, SettingsError
 
 
@@ -43,6 +43,18 @@ def test_celery_configuration_follows_the_settings() -> None:
     assert c["task_ignore_result"] and c["result_backend"] is None and c["task_default_queue"] == "q"
     assert celery_config("amqp://h//", "q", 20)["broker_transport_options"] == {}
     assert hop(30) == 10 and hop(1) == 0.5 and hop(30, 25) == 2.5 and hop(5, 3) == 1
+
+
+def test_a_long_wait_travels_in_hops_and_the_last_leaves_room_for_the_try() -> None:
+    r, cap = 30.0, 24.0  # the redelivery time and the longest a try may take
+    wait, hops = 3600.0, []
+    while wait > 0:
+        c = countdown_for(wait, r, cap)
+        hops.append(c)
+        wait -= c
+        assert len(hops) < 1000
+    assert max(hops) == 15 and hops[-1] <= 3 and hops[-1] + cap < r
+    assert countdown_for(2.0, r, cap) == 2.0 and countdown_for(0.0, r, cap) == 0.0
 
 
 def test_a_broker_that_is_down_leaves_the_alert_queued_without_raising(caplog: pytest.LogCaptureFixture) -> None:
