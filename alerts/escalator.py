@@ -95,6 +95,7 @@ class Escalator:
         self._wake = threading.Event()
         self._cfg: Any = None
         self._cfg_version: int | None = None
+        self._macro_cache: dict[tuple[int, int | None], dict[str, str]] = {}
         self._pool = ThreadPoolExecutor(command_workers, thread_name_prefix="vigil-command")
         self._commands: list[Future[None]] = []
         self.dropped = 0
@@ -218,7 +219,7 @@ class Escalator:
             esc = self.store.create(actionid, ev.eventid, now)
             if esc is not None:
                 log.info("action %r escalates problem %d", action.name, ev.eventid)
-                self._advance(esc, cfg, now)
+                self._advance(esc, cfg, now, row)
 
     def _on_update(self, u: ProblemUpdate, cfg: Any, now: int) -> None:
         actionids = {e.actionid for e in self.store.of_events([u.eventid]) if e.acknowledgeid is None}
@@ -232,9 +233,10 @@ class Escalator:
 
     # --- escalation steps --------------------------------------------------------------------
 
-    def _advance(self, esc: Escalation, cfg: Any, now: int) -> None:
+    def _advance(self, esc: Escalation, cfg: Any, now: int, row: EventRow | None = None) -> None:
         action: ActionSpec | None = cfg.actions.get(esc.actionid)
-        row = self.store.event(esc.eventid)
+        if row is None or row.eventid != esc.eventid:
+            row = self.store.event(esc.eventid)
         if action is None or not action.enabled or row is None:
             log.info("escalation %d ends: its action or event is gone or the action is disabled", esc.escalationid)
             self.store.delete(esc.escalationid)
@@ -318,14 +320,22 @@ class Escalator:
             recovery_eventid=r_eventid, recovery_clock=r_clock, update=upd, user_macros=host_macros, now=now)
 
     def _user_macros(self, row: EventRow) -> dict[str, str]:
-        """The user macros of the event's (first) host: its own, its templates', the global ones."""
+        """The user macros of the event's (first) host: its own, its templates', the global ones (read once
+        per configuration version)."""
         if not row.hosts or not hasattr(self.repo, "macros_for"):
             return {}
-        try:
-            return dict(self.repo.macros_for(row.hosts[0][0]))
-        except Exception:
-            log.exception("cannot read the user macros of host %d", row.hosts[0][0])
-            return {}
+        hostid = row.hosts[0][0]
+        key = (hostid, self._cfg_version)
+        if key not in self._macro_cache:
+            try:
+                macros_ = dict(self.repo.macros_for(hostid))
+            except Exception:
+                log.exception("cannot read the user macros of host %d", hostid)
+                return {}
+            if len(self._macro_cache) > 10_000:
+                self._macro_cache.clear()
+            self._macro_cache[key] = macros_
+        return dict(self._macro_cache[key])
 
     def _recipients(self, esc: Escalation, op: OperationSpec, cfg: Any) -> list[tuple[int, int | None]]:
         """(userid, mediatypeid or None for every media of the user), in order, without repeats."""
@@ -412,20 +422,22 @@ class Escalator:
             subject, message = text()
         except macros.TemplateFailure as e:
             error, subject, message = str(e), subject_t, message_t
+        def with_id(alertid: int) -> tuple[str, str] | None:
+            nonlocal error
+            if error:
+                return None
+            ctx.alert_id = alertid
+            try:
+                return text()
+            except macros.TemplateFailure as e:
+                error = str(e)
+                return None
+
         alertid = self.alertlog.create(NewAlert(
             actionid=esc.actionid, eventid=eventid, p_eventid=row.eventid if eventid != row.eventid or kind == "update"
             else None, userid=userid, mediatypeid=mtid, sendto=sendto, subject=subject, message=message,
-            esc_step=esc.esc_step, clock=now, alerttype=0))
+            esc_step=esc.esc_step, clock=now, alerttype=0), with_id)
         self.alerts_created += 1
-        if not error:
-            ctx.alert_id = alertid
-            try:
-                final = text()
-            except macros.TemplateFailure as e:
-                error = str(e)
-            else:
-                if final != (subject, message):
-                    self.store.set_alert_text(alertid, *final)
         if error:
             log.error("action %r: alert %d not sent: %s", action.name, alertid, error)
             self.store.finish_alert(alertid, AlertStatus.FAILED, error, now)

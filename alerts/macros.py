@@ -15,6 +15,7 @@ the alert log shows.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
@@ -297,6 +298,12 @@ def _in_tag(body: str, v: Mapping[str, str | None], user_macros: Mapping[str, st
 _ENV = SandboxedEnvironment(autoescape=False, keep_trailing_newline=True, undefined=jinja2.Undefined)
 
 
+@functools.lru_cache(maxsize=256)
+def _compiled(source: str) -> jinja2.Template:
+    """Messages of one action share their template: compile it once (the macro values are not in `source`)."""
+    return _ENV.from_string(source)
+
+
 def render(template: str, ctx: MessageContext, json_escape: bool = False) -> str:
     """Expand the macros, then render the Jinja2 template; TemplateFailure names the error's line."""
     v = values(ctx)
@@ -328,8 +335,10 @@ def render(template: str, ctx: MessageContext, json_escape: bool = False) -> str
         out.append(template[m.start():m.end()] + _in_tag(template[m.end():close], v, ctx.user_macros))
         pos = close
     source = "".join(out)
+    if not any(t in source for t in ("{{", "{%", "{#")):  # plain text with macros: nothing for Jinja to do
+        return re.sub(f"{marker}([0-9]+){marker}", lambda mm: pieces[int(mm[1])], source)
     try:
-        text = _ENV.from_string(source).render(variables(ctx, v))
+        text = _compiled(source).render(variables(ctx, v))
     except jinja2.TemplateSyntaxError as e:
         raise TemplateFailure(f"template error at line {e.lineno}: {e.message}") from None
     except jinja2.TemplateError as e:

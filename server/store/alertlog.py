@@ -9,6 +9,7 @@ says sent is never sent again (the delivery function checks before every try).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,8 +111,11 @@ class AlertLog:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def create(self, new: NewAlert) -> int:
-        """Write a queued alert and return its id (commit before dispatching it)."""
+    def create(self, new: NewAlert, finalize: Callable[[int], tuple[str, str] | None] | None = None) -> int:
+        """Write a queued alert and return its id (commit before dispatching it).
+
+        `finalize(alertid)` may return the subject and message rendered with the row's id; they are
+        written in the same transaction (one commit per alert, and never a row without its text)."""
         if new.alerttype not in (0, 1):
             raise AlertLogError(f"alerttype: expected 0 (message) or 1 (command), got {new.alerttype!r}")
         if len(new.sendto) > SENDTO_MAX:
@@ -121,7 +125,12 @@ class AlertLog:
                       subject=clip(new.subject, SUBJECT_MAX), message=new.message, status=int(AlertStatus.QUEUED),
                       retries=0, error="", esc_step=new.esc_step, alerttype=new.alerttype, sent_clock=0)
         with self.engine.begin() as c:
-            return int(c.execute(alerts.insert().values(**values).returning(alerts.c.alertid)).scalar_one())
+            alertid = int(c.execute(alerts.insert().values(**values).returning(alerts.c.alertid)).scalar_one())
+            final = finalize(alertid) if finalize is not None else None
+            if final is not None and final != (values["subject"], values["message"]):
+                c.execute(alerts.update().where(alerts.c.alertid == alertid)
+                          .values(subject=clip(final[0], SUBJECT_MAX), message=final[1]))
+            return alertid
 
     def get(self, alertid: int) -> Alert | None:
         with self.engine.connect() as c:

@@ -147,6 +147,11 @@ class TriggerEngine:
         self.stats = {"evaluations": 0, "events": 0, "cycles": 0, "failed_cycles": 0}
         self.ready = threading.Event()
 
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and no trigger waiting for its first evaluation (benchmarks wait for this)."""
+        return self.ready.is_set() and not self._backlog and self._queue.empty()
+
     # --- called from other threads ---------------------------------------------------------------
 
     def on_commit(self, batch: WriteBatch) -> None:
