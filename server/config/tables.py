@@ -747,6 +747,7 @@ ITEM_POLLER_COLUMNS = (
     Column("timeout", String(255), nullable=False, server_default="3s"),
 )
 INTERFACE_POLLER_COLUMNS = (
+    Column("ref", String(64), nullable=False, server_default=""),  # how a host's items name it (interface_ref)
     # Zabbix 6.0's per-interface availability: errors_from is when the current run of network errors
     # began (0: none), disable_until when the interface is next tried.
     Column("available", Integer, nullable=False, server_default="0"),

@@ -3,7 +3,8 @@ items' master, parameters), each item's preprocessing steps, and per-interface a
 Zabbix 6.0 keeps it (available, error, errors_from, disable_until).
 
 Existing items get the defaults: no interface (the host's main one of their kind), no master, GET
-with status 200 expected. Existing interfaces start as unknown.
+with status 200 expected. Existing interfaces start as unknown, with
+no name (`ref`) for items to refer to them by.
 
 Revision ID: 0007
 Revises: 0006
@@ -40,6 +41,7 @@ def upgrade() -> None:
                                  ondelete="CASCADE")
         batch.create_index("ix_items_master_itemid", ["master_itemid"])
     with op.batch_alter_table("interfaces") as batch:
+        batch.add_column(sa.Column("ref", sa.String(64), nullable=False, server_default=""))
         batch.add_column(sa.Column("available", sa.Integer(), nullable=False, server_default="0"))
         batch.add_column(sa.Column("error", sa.String(2048), nullable=False, server_default=""))
         batch.add_column(sa.Column("errors_from", sa.Integer(), nullable=False, server_default="0"))
@@ -62,7 +64,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("item_preproc")
     with op.batch_alter_table("interfaces") as batch:
-        for name in ("disable_until", "errors_from", "error", "available"):
+        for name in ("disable_until", "errors_from", "error", "available", "ref"):
             batch.drop_column(name)
     with op.batch_alter_table("items") as batch:
         batch.drop_index("ix_items_master_itemid")
