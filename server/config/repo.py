@@ -352,14 +352,24 @@ class PollerConfig:
             c.execute(sa.insert(t.item_state), [{"itemid": i, "state": s, "error": e[:2048], "clock": k}
                                                 for i, s, e, k in rows])
 
-    def save_interface_states(self, rows: list[tuple[int, int, str, int, int]]) -> None:
-        """(interfaceid, available, error, errors_from, disable_until) of interfaces whose state changed."""
+    def save_interface_states(self, rows: list[tuple[int, int, int, int, str, int, int]]) -> None:
+        """(interfaceid, hostid, type, available, error, errors_from, disable_until) of interfaces whose
+        state changed; an agent interface's state is the host's agent availability too."""
+        import time
+
+        from vigil.server.config.tables import InterfaceType
+
         if not rows:
             return
         with self.engine.begin() as c:
-            for iid, available, error, errors_from, disable_until in rows:
-                c.execute(sa.update(t.interfaces).where(t.interfaces.c.interfaceid == iid).values(
-                    available=available, error=error[:2048], errors_from=errors_from, disable_until=disable_until))
+            for iid, hostid, kind, available, error, errors_from, disable_until in rows:
+                n = c.execute(sa.update(t.interfaces).where(t.interfaces.c.interfaceid == iid).values(
+                    available=available, error=error[:2048], errors_from=errors_from,
+                    disable_until=disable_until)).rowcount
+                if n and kind == InterfaceType.AGENT:
+                    c.execute(sa.delete(t.host_availability).where(t.host_availability.c.hostid == hostid))
+                    c.execute(sa.insert(t.host_availability).values(hostid=hostid, available=available,
+                                                                    error=error[:2048], lastaccess=int(time.time())))
 
 
 def _resolve_poll(p: PollSpec, ctx: dict[str, str]) -> PollSpec:
