@@ -44,14 +44,21 @@ LDAP_BIND = bytes.fromhex("300c020101600702010304008000")
 KEYS = ("net.tcp.service", "net.tcp.service.perf", "icmpping", "icmppingloss", "icmppingsec")
 _fping_lock = asyncio.Semaphore(8)  # replaced by the scheduler's setting (VIGIL_PINGERS) through configure()
 _fping_path: str | None = None
+_fping_setting = ""
+_configured = False
 
 
 def configure(fping: str = "", pingers: int = 8) -> None:
     """Where fping is ('' : search PATH and /usr/sbin) and how many may run at once."""
-    global _fping_lock, _fping_path
-    _fping_path = fping or shutil.which("fping") or next(
-        (p for p in ("/usr/sbin/fping", "/usr/bin/fping") if os.path.exists(p)), None)
+    global _fping_lock, _fping_path, _fping_setting, _configured
+    _fping_setting = fping
+    if fping:
+        _fping_path = fping if os.access(fping, os.X_OK) else None
+    else:
+        _fping_path = shutil.which("fping") or next(
+            (p for p in ("/usr/sbin/fping", "/usr/bin/fping") if os.access(p, os.X_OK)), None)
     _fping_lock = asyncio.Semaphore(pingers)
+    _configured = True
 
 
 def timeout_for(item: PollItem, default: float) -> float:
@@ -193,10 +200,11 @@ async def _ping(name: str, params: tuple, address: str) -> str:
 
 async def fping(target: str, packets: int, interval: int, size: int, timeout: int) -> list[float | None]:
     """Round trips in ms per packet (None: lost), from `fping -C`; NotSupported when fping cannot run."""
-    if _fping_path is None:
+    if not _configured:
         configure()
     if _fping_path is None:
-        raise NotSupported("Cannot run icmpping checks: fping is not installed (apt-get install fping, or set "
+        where = f"at VIGIL_FPING={_fping_setting!r}" if _fping_setting else "on PATH or in /usr/sbin"
+        raise NotSupported(f"Cannot run icmpping checks: no fping {where} (apt-get install fping, or set "
                            "VIGIL_FPING to its path).")
     args = [_fping_path, "-C", str(packets), "-p", str(interval), "-b", str(size), "-t", str(timeout), "-q",
             target]
