@@ -144,6 +144,10 @@ def fetch(p: PollSpec, timeout: float) -> Reply:
     try:
         resp = opener.open(req, timeout=timeout)
     except urllib.error.HTTPError as e:  # a status urllib does not like: still a reply to judge
+        if p.follow_redirects and e.code in (301, 302, 303, 307, 308):
+            e.close()
+            raise NotSupported(f"Too many redirects from {req.full_url} (more than {MAX_REDIRECTS}, or a loop): "
+                               f"{e.reason}") from None
         resp = e
     except urllib.error.URLError as e:
         reason = e.reason

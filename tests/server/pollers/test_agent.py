@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from vigil.server.pollers import NotSupported, Unreachable
+from vigil.server.pollers.agent import get
 
 from tests.conftest import free_port
 from tests.server.pollers.conftest import Listener
-from vigil.server.pollers import NotSupported, Unreachable
-from vigil.server.pollers.agent import get
 
 
 @pytest.fixture(params=["zabbix_agentd", "vigil_agent"])

@@ -6,14 +6,14 @@ import asyncio
 import subprocess
 
 import pytest
-
-from tests.conftest import free_port
-from tests.server.pollers.conftest import Listener
-from tests.tlscerts import make_certs
 from vigil.server.config.model import PollSpec
 from vigil.server.config.repo import PollInterface, PollItem
 from vigil.server.config.tables import ItemType, ValueType
 from vigil.server.pollers import NotSupported, simple
+
+from tests.conftest import free_port
+from tests.server.pollers.conftest import Listener
+from tests.tlscerts import make_certs
 
 
 def item(key: str, address: str = "127.0.0.1") -> PollItem:
