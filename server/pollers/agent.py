@@ -9,6 +9,7 @@ makes the item not supported, since the agent did answer.
 from __future__ import annotations
 
 import asyncio
+import os
 
 from vigil.agent.protocol import zbxd
 from vigil.agent.protocol.messages import decode_passive_reply
@@ -27,8 +28,7 @@ async def get(address: str, port: int, key: str, timeout: float) -> str:
             try:
                 reader, writer = await asyncio.open_connection(address, port)
             except OSError as e:
-                raise Unreachable(f"Get value from agent failed: cannot connect to {where}: "
-                                  f"[{e.errno}] {e.strerror or e}") from None
+                raise Unreachable(f"Get value from agent failed: cannot connect to {where}: {_reason(e)}") from None
             writer.write(zbxd.encode(key.encode()))
             await writer.drain()
             try:
@@ -39,12 +39,12 @@ async def get(address: str, port: int, key: str, timeout: float) -> str:
             except zbxd.FrameError as e:
                 raise NotSupported(f"Get value from agent failed: invalid reply from {where}: {e}") from None
             except OSError as e:
-                raise Unreachable(f"Get value from agent failed: {where}: [{e.errno}] {e.strerror or e}") from None
+                raise Unreachable(f"Get value from agent failed: {where}: {_reason(e)}") from None
     except TimeoutError:
         raise Unreachable(f"Get value from agent failed: {where} did not answer within {timeout:g} s "
                           "(VIGIL_TIMEOUT)") from None
     except OSError as e:
-        raise Unreachable(f"Get value from agent failed: {where}: [{e.errno}] {e.strerror or e}") from None
+        raise Unreachable(f"Get value from agent failed: {where}: {_reason(e)}") from None
     finally:
         if writer is not None:
             writer.close()
@@ -59,3 +59,9 @@ async def poll(item: PollItem, timeout: float) -> str:
     if itf is None:  # the scheduler marks such items not supported before polling; kept for direct callers
         raise NotSupported("the host has no agent interface to poll this item through")
     return await get(itf.address, itf.port, item.key, timeout)
+
+
+def _reason(e: OSError) -> str:
+    if e.errno:
+        return f"[{e.errno}] {os.strerror(e.errno)}"
+    return str(e) or type(e).__name__

@@ -158,7 +158,9 @@ class Scheduler:
             if item.type == ItemType.DEPENDENT:
                 continue
             prev = old.get(itemid)
-            if prev is None or prev.delay != item.delay or itemid not in self._gen:
+            if (item.error or item.type not in self.pollers) and (prev is None or prev.error != item.error):
+                self._schedule(itemid, now)  # not supported at once, saying why, not at its first slot
+            elif prev is None or prev.delay != item.delay or itemid not in self._gen:
                 self._schedule(itemid, nextcheck(itemid, item.delay, now))
         for itemid in set(old) - set(cfg.items):
             self._gen.pop(itemid, None)
@@ -183,6 +185,9 @@ class Scheduler:
     # --- the loop --------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
+        self._sem = asyncio.Semaphore(self.s.pollers)  # bound to this loop (a scheduler may run again)
+        self._wake = asyncio.Event()
+        self._flush = asyncio.Event()
         if self.version < 0:
             self._states = await asyncio.to_thread(self.repo.item_states)
             self.load(await asyncio.to_thread(self.repo.poll_config))
