@@ -311,7 +311,7 @@ PREPROC_TYPES = {
     "in_range": 13, "matches_regex": 14, "not_matches_regex": 15, "check_json_error": 16, "check_xml_error": 17,
     "check_regex_error": 18, "discard_unchanged": 19, "discard_unchanged_heartbeat": 20, "javascript": 21,
     "prometheus_pattern": 22, "prometheus_to_json": 23, "csv_to_json": 24, "str_replace": 25,
-    "check_not_supported": 26,
+    "check_not_supported": 26, "xml_to_json": 27,
 }
 PREPROC_LABELS = {v: k for k, v in PREPROC_TYPES.items()}
 ERROR_HANDLERS = {"original_error": 0, "discard_value": 1, "custom_value": 2, "custom_error": 3}
@@ -448,7 +448,21 @@ def _preprocessing(v: Any, where: str) -> list[PreprocStep]:
             raise ConfigError(f"{w}.error_handler_params: custom_error needs the error message to set")
         out.append(PreprocStep(PREPROC_TYPES[kind], "\n".join(str(p) for p in params), ERROR_HANDLERS[handler],
                                hparams))
+    _validate_steps(out, where)
     return out
+
+
+def _validate_steps(steps: list[PreprocStep], where: str) -> None:
+    """Parameters that cannot work (a regex or JSONPath that does not compile...) are refused at import."""
+    from vigil.server.preprocessing import Step, StepError, validate
+
+    try:
+        validate([Step(s.type, s.params, s.error_handler, s.error_handler_params) for s in steps])
+    except StepError as e:
+        m = re.match(r"step (\d+) \(([^)]*)\): (.*)", str(e), re.S)
+        if m is None:
+            raise ConfigError(f"{where}: {e}") from None
+        raise ConfigError(f"{where}[{int(m.group(1)) - 1}].params: {m.group(2)}: {m.group(3)}") from None
 
 
 def poll_from_doc(d: dict[str, Any], kind: ItemType, where: str) -> PollSpec:

@@ -31,6 +31,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from vigil.server.config.repo import ConfigRepo, PollConfig, PollInterface, PollItem
 from vigil.server.config.tables import Availability, ItemType, ValueType
@@ -42,8 +43,11 @@ from vigil.server.store.base import StoreError, WriteBatch
 log = logging.getLogger("vigil.pollers")
 
 PollFn = Callable[[PollItem, float], Awaitable[str]]
-# preprocess(item, value, clock_ns) -> the value to store (None: discard it); raises NotSupported.
-Preprocess = Callable[[PollItem, str, int], "str | None"]
+Value = str | int | float
+# preprocess(item, value, clock_ns, error) -> the value to store (None: discard it); raises NotSupported.
+# `error` is set (and value None) when the item could not be read: a "check for not supported value"
+# step may then turn it into a value.
+Preprocess = Callable[[PollItem, "Value | None", int, "str | None"], "Value | None"]
 TimeoutFn = Callable[[PollItem, float], float]
 # Interfaces whose availability is tracked (Zabbix: agent, SNMP, IPMI, JMX; not simple checks or HTTP).
 TRACKED = frozenset({ItemType.AGENT, ItemType.SNMP, ItemType.IPMI, ItemType.JMX})
@@ -60,13 +64,40 @@ def nextcheck(itemid: int, delay: int, now: float) -> int:
     return n
 
 
-def no_preprocessing(item: PollItem, value: str, clock_ns: int) -> str | None:
-    """The hook until preprocessing (server/preprocessing/) is wired in: items with steps are not
-    supported rather than stored without them."""
-    if item.poll.preprocessing:
-        raise NotSupported("Item preprocessing is not available in this build of Vigil: remove the item's "
-                           "preprocessing steps or update Vigil")
-    return value
+class Preprocessor:
+    """Runs an item's preprocessing steps (vigil.server.preprocessing) and keeps each item's step
+    state (previous values for change and discard-unchanged steps) between its values."""
+
+    def __init__(self) -> None:
+        self._states: dict[int, Any] = {}
+        self._steps: dict[int, tuple[Any, ...]] = {}
+
+    def __call__(self, item: PollItem, value: Value | None, clock_ns: int, error: str | None = None) -> Value | None:
+        from vigil.server.preprocessing import Step, run
+
+        spec = item.poll.preprocessing
+        if not spec:
+            if error is not None:
+                raise NotSupported(error)
+            return value
+        steps = self._steps.get(item.itemid)
+        if steps is None or len(steps) != len(spec) or any(
+                (a.type, a.params, a.error_handler, a.error_handler_params) !=
+                (b.type, b.params, b.error_handler, b.error_handler_params) for a, b in zip(steps, spec, strict=True)):
+            steps = self._steps[item.itemid] = tuple(Step(x.type, x.params, x.error_handler, x.error_handler_params)
+                                                     for x in spec)
+        r = run(steps, value, clock_ns / 1e9, self._states.get(item.itemid), error=error,
+                value_type=int(item.value_type))
+        self._states[item.itemid] = r.state
+        if r.error is not None:
+            raise NotSupported(r.error)
+        return None if r.discarded else r.value
+
+    def forget(self, keep: set[int]) -> None:
+        """Drop the state of items no longer configured."""
+        for d in (self._states, self._steps):
+            for itemid in set(d) - keep:
+                del d[itemid]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +157,7 @@ class Scheduler:
         self.s = settings or PollerSettings()
         self.pollers = dict(default_pollers() if pollers is None else pollers)
         self.timeouts = dict(default_timeouts() if timeouts is None else timeouts)
-        self.preprocess = preprocess or no_preprocessing
+        self.preprocess = preprocess or Preprocessor()
         self.clock = clock
         self.version = -1
         self.items: dict[int, PollItem] = {}
@@ -164,6 +195,8 @@ class Scheduler:
                 self._schedule(itemid, nextcheck(itemid, item.delay, now))
         for itemid in set(old) - set(cfg.items):
             self._gen.pop(itemid, None)
+        if isinstance(self.preprocess, Preprocessor):
+            self.preprocess.forget(set(cfg.items))
         for iid, itf in cfg.interfaces.items():
             st = self.interfaces.get(iid)
             if st is None:
@@ -271,7 +304,7 @@ class Scheduler:
         except NotSupported as e:
             if st is not None:
                 self._interface_ok(st)
-            self._set_state(item, 1, str(e))
+            self._value(item, None, time.time_ns(), error=str(e))
         except Unreachable as e:
             if st is not None:
                 self._interface_error(st, item, str(e))
@@ -290,15 +323,18 @@ class Scheduler:
 
     # --- values and states -----------------------------------------------------------------------
 
-    def _value(self, item: PollItem, text: str, clock_ns: int, depth: int = 0) -> None:
+    def _value(self, item: PollItem, text: Value | None, clock_ns: int, depth: int = 0,
+               error: str | None = None) -> None:
+        """A value (or, with `error`, the reason there is none) through the item's preprocessing, into the
+        batch; then its dependent items, with the value the item's preprocessing gave."""
         try:
-            out = self.preprocess(item, text, clock_ns)
+            out = self.preprocess(item, text, clock_ns, error)
         except NotSupported as e:
             self._set_state(item, 1, str(e))
             return
         if out is not None:
             try:
-                v = convert(item.value_type, out)
+                v = convert(item.value_type, out) if isinstance(out, str) else out
             except ConversionError as e:
                 self._set_state(item, 1, str(e))
             else:

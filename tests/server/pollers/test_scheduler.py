@@ -235,7 +235,7 @@ def test_no_more_polls_at_once_than_the_setting(repo: ConfigRepo, silent: Listen
     assert silent.max_open == 2 and sched.stats.polls == 2
 
 
-def test_dependent_items_take_the_masters_value_and_steps_wait_for_preprocessing(repo: ConfigRepo) -> None:
+def test_dependent_items_and_preprocessing_with_custom_on_fail(repo: ConfigRepo) -> None:
     srv = httpserver.start()
     try:
         url = f"http://127.0.0.1:{srv.server_address[1]}"
@@ -246,28 +246,63 @@ hosts:
       - {{key: page, type: http_agent, value_type: text, delay: 1s, url: '{url}/ok'}}
       - {{key: page.copy, type: dependent, value_type: char, master_item: page}}
       - {{key: page.copy.copy, type: dependent, value_type: char, master_item: page.copy}}
+      - key: page.letter
+        type: dependent
+        value_type: char
+        master_item: page
+        preprocessing: [{{type: regex, params: ['h(e)llo', '\\1']}}, {{type: str_replace, params: [e, E]}}]
       - key: page.number
         type: dependent
         value_type: float
         master_item: page
         preprocessing: [{{type: regex, params: ['(\\d+)', '\\1']}}]
+      - key: page.number.or.zero
+        type: dependent
+        value_type: unsigned
+        master_item: page
+        preprocessing:
+          - {{type: regex, params: ['(\\d+)', '\\1'], error_handler: custom_value, error_handler_params: '7'}}
+          - {{type: multiplier, params: '6'}}
+      - key: page.number.or.error
+        type: dependent
+        value_type: float
+        master_item: page
+        preprocessing:
+          - {{type: regex, params: ['(\\d+)', '\\1'], error_handler: custom_error, error_handler_params: no digits}}
+      - key: page.discarded
+        type: dependent
+        value_type: float
+        master_item: page
+        preprocessing: [{{type: regex, params: ['(\\d+)', '\\1'], error_handler: discard_value}}]
       - {{key: missing, type: http_agent, value_type: text, delay: 1s, url: '{url}/status/404'}}
       - {{key: missing.copy, type: dependent, value_type: text, master_item: missing}}
+      - key: missing.rescued
+        type: http_agent
+        value_type: char
+        delay: 1s
+        url: '{url}/status/404'
+        preprocessing: [{{type: check_not_supported, error_handler: custom_value, error_handler_params: gone}}]
 """)
         batches: list[WriteBatch] = []
         sched = Scheduler(repo, _collect(batches), FAST)
         asyncio.run(_run_until(sched, lambda: _values(batches, ids["page.copy.copy"]) and
-                               _state(repo, ids["page.number"]) and _state(repo, ids["missing"]), 10,
+                               _values(batches, ids["missing.rescued"]) and _state(repo, ids["page.number"]) and
+                               _state(repo, ids["page.number.or.error"]) and _state(repo, ids["missing"]), 10,
                                "the dependent items' values and states"))
     finally:
         httpserver.stop(srv)
     assert set(_values(batches, ids["page"])) == set(_values(batches, ids["page.copy"])) == {"hello"}
     assert set(_values(batches, ids["page.copy.copy"])) == {"hello"}
-    assert _state(repo, ids["page.number"])[0] == 1  # type: ignore[index]
-    assert "preprocessing is not available" in _state(repo, ids["page.number"])[1]  # type: ignore[index]
+    assert set(_values(batches, ids["page.letter"])) == {"E"}
+    assert set(_values(batches, ids["page.number.or.zero"])) == {42}
+    state, error = _state(repo, ids["page.number"])  # type: ignore[misc]
+    assert state == 1 and error.startswith("step 1 (Regular expression)")
+    assert _state(repo, ids["page.number.or.error"]) == (1, "no digits")
+    assert _values(batches, ids["page.discarded"]) == [] and _state(repo, ids["page.discarded"]) is None
     assert _state(repo, ids["missing"]) == (1, 'Response code "404" did not match any of the required status '
                                                'codes "200"')
     assert _values(batches, ids["missing.copy"]) == []
+    assert set(_values(batches, ids["missing.rescued"])) == {"gone"}
 
 
 def test_items_that_cannot_be_polled_say_why(repo: ConfigRepo) -> None:
