@@ -374,7 +374,7 @@ class InterfaceSpec:
     address: str  # an IP address or a DNS name
     port: str = ""
     main: bool = True
-    ref: str = ""  # how items name it (interface_ref); '' : if1, if2... in document order
+    ref: str = ""  # how items name it (interface_ref); by default agent1, agent2, snmp1... in document order
     details: dict[str, str] = field(default_factory=dict)  # SNMP version/community/v3 user, IPMI user
 
     @property
@@ -593,10 +593,11 @@ def interfaces_from_doc(v: Any, where: str) -> list[InterfaceSpec]:
                 raise ConfigError(f"{w}.securityname: SNMPv3 needs the user (security name)")
             if version != "3":
                 details.setdefault("community", "{$SNMP_COMMUNITY}")
-        first = not any(x.type == INTERFACE_TYPE_NAMES[kind] for x in out)
-        out.append(InterfaceSpec(
+        same = sum(1 for x in out if x.type == INTERFACE_TYPE_NAMES[kind])
+        out.append(InterfaceSpec(  # default name: agent1, agent2, snmp1... (stable when another type's goes)
             type=int(INTERFACE_TYPE_NAMES[kind]), address=address, port=port,
-            main=_bool(d, "main", w, first), ref=_text(d, "interface_ref", w, f"if{i + 1}", 64), details=details,
+            main=_bool(d, "main", w, same == 0), ref=_text(d, "interface_ref", w, f"{kind}{same + 1}", 64),
+            details=details,
         ))
     for i, itf in enumerate(out):
         if itf.ref in [x.ref for x in out[:i]]:

@@ -309,7 +309,7 @@ class PollerConfig:
                 if itf is None:
                     error = (f"the host has no {InterfaceType(ITEM_INTERFACE[kind]).name.lower()} interface "
                              "to poll this item through: add one under the host's interfaces")
-            elif itf is None and kind == ItemType.SIMPLE:
+            elif itf is None and kind in (ItemType.SIMPLE, ItemType.HTTP_AGENT):  # for {HOST.CONN} and the like
                 itf = next((main[(r.hostid, int(k))] for k in InterfaceType if (r.hostid, int(k)) in main), None)
             host, name = hosts[r.hostid]
             delay = 0
