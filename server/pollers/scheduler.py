@@ -138,6 +138,13 @@ def default_pollers() -> dict[ItemType, PollFn]:
 
     out: dict[ItemType, PollFn] = {ItemType.AGENT: agent.poll, ItemType.SIMPLE: simple.poll,
                                    ItemType.HTTP_AGENT: http.poll}
+    try:  # SNMP (server/pollers/snmp.py, another part of the issue): `async def poll(item, timeout) -> str`
+        from vigil.server.pollers import snmp  # type: ignore[attr-defined]
+    except ImportError:
+        pass
+    else:
+        if callable(getattr(snmp, "poll", None)):
+            out[ItemType.SNMP] = snmp.poll
     return out
 
 
