@@ -9,8 +9,9 @@ icmppingloss[…] and icmppingsec[…], with Zabbix 6.0's parameters and results
 - `icmpping[<target>,<packets>,<interval>,<size>,<timeout>]` is 1 if any reply came, else 0;
   `icmppingloss[…]` the lost percentage; `icmppingsec[…,<mode>]` the min, avg (default) or max
   round trip in seconds, 0 when nothing came back. Defaults: 3 packets, 1000 ms apart, 56 bytes,
-  500 ms time-out. They run `fping` (VIGIL_FPING, else fping on PATH); without it an item is not
-  supported, saying so.
+  500 ms time-out. They run `fping` (VIGIL_FPING, else fping on PATH); without it they send the
+  echo requests themselves through an ICMP socket (unprivileged where net.ipv4.ping_group_range
+  allows, else raw as root; IPv4); if neither works an item is not supported, saying what to do.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import socket
 import ssl
+import struct
 import time
 
 from vigil.agent.protocol.itemkey import ItemKeyError, parse
@@ -203,9 +206,14 @@ async def fping(target: str, packets: int, interval: int, size: int, timeout: in
     if not _configured:
         configure()
     if _fping_path is None:
-        where = f"at VIGIL_FPING={_fping_setting!r}" if _fping_setting else "on PATH or in /usr/sbin"
-        raise NotSupported(f"Cannot run icmpping checks: no fping {where} (apt-get install fping, or set "
-                           "VIGIL_FPING to its path).")
+        async with _fping_lock:
+            try:
+                return await asyncio.to_thread(socket_ping, target, packets, interval, size, timeout)
+            except PermissionError:
+                where = f"at VIGIL_FPING={_fping_setting!r}" if _fping_setting else "on PATH or in /usr/sbin"
+                raise NotSupported(f"Cannot run icmpping checks: no fping {where} and no permission for ICMP "
+                                   "sockets (apt-get install fping, set VIGIL_FPING to its path, or allow "
+                                   "unprivileged ping with sysctl net.ipv4.ping_group_range)") from None
     args = [_fping_path, "-C", str(packets), "-p", str(interval), "-b", str(size), "-t", str(timeout), "-q",
             target]
     async with _fping_lock:
@@ -233,3 +241,53 @@ async def fping(target: str, packets: int, interval: int, size: int, timeout: in
         raise NotSupported(f"Cannot ping {target!r}: the name does not resolve to an address.")
     raise NotSupported(f"fping failed for {target!r} (exit {proc.returncode}): "
                        f"{message[-1] if message else 'no output'}")
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
+
+
+def socket_ping(target: str, packets: int, interval: int, size: int, timeout: int) -> list[float | None]:
+    """Echo requests through an ICMP socket (blocking): round trips in ms, None for a lost packet.
+    Raises PermissionError when neither an unprivileged nor a raw ICMP socket may be opened."""
+    try:
+        addr = socket.gethostbyname(target)
+    except OSError:
+        raise NotSupported(f"Cannot ping {target!r}: the name does not resolve to an address.") from None
+    try:
+        sock, raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP), False
+    except PermissionError:
+        sock, raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP), True
+    ident = os.getpid() & 0xFFFF
+    out: list[float | None] = []
+    with sock:
+        for seq in range(packets):
+            payload = bytes(max(size - 8, 0))
+            head = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
+            packet = struct.pack("!BBHHH", 8, 0, _checksum(head + payload), ident, seq) + payload
+            t0 = time.perf_counter()
+            sock.sendto(packet, (addr, 0))
+            got: float | None = None
+            while (left := t0 + timeout / 1000 - time.perf_counter()) > 0:
+                sock.settimeout(left)
+                try:
+                    data, peer = sock.recvfrom(65535)
+                except TimeoutError:
+                    break
+                if raw:
+                    data = data[(data[0] & 0x0F) * 4:]
+                if len(data) < 8 or peer[0] != addr:
+                    continue
+                kind, _, _, rid, rseq = struct.unpack("!BBHHH", data[:8])
+                if kind == 0 and rseq == seq and (rid == ident or not raw):
+                    got = (time.perf_counter() - t0) * 1000
+                    break
+            out.append(got)
+            if seq + 1 < packets:
+                time.sleep(max(0.0, t0 + interval / 1000 - time.perf_counter()))
+    return out

@@ -123,11 +123,14 @@ def test_a_name_that_does_not_resolve_is_not_supported() -> None:
         check("icmpping[no-such-host.invalid,1,20,,100]")
 
 
-def test_without_fping_pings_are_not_supported_saying_what_to_install(tmp_path: object) -> None:
+def test_without_fping_pings_go_through_an_icmp_socket(tmp_path: object) -> None:
     simple.configure(f"{tmp_path}/no-fping-here")
     try:
-        with pytest.raises(NotSupported, match="no fping at VIGIL_FPING=.*apt-get install fping"):
-            check("icmpping")
+        assert check("icmpping[,2,20,,300]") == "1"
+        assert check("icmppingloss[127.0.0.1,2,20,,300]") == "0"
+        assert float(check("icmppingsec[,2,20]")) > 0
+        with pytest.raises(NotSupported, match="does not resolve"):
+            check("icmpping[no-such-host.invalid,1,20,,100]")
     finally:
         simple.configure()
 
