@@ -2,7 +2,7 @@
 
 It migrates the store, imports the built-in "Linux by Vigil agent" template, makes sure this
 machine is a host linked to it, starts ingest, then a vigil-agent in active mode reporting to it
-(restarted if it dies). Later issues add pollers, triggers, alerts and the web UI here.
+(restarted if it dies). Triggers fire alerts delivered in this process (run/alerting.py).
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from importlib import resources
 from pathlib import Path
 
 import yaml
+from vigil.run.alerting import serve_with_alerts
 from vigil.server.config.migrate import engine_for, upgrade
 from vigil.server.config.model import doc_from_dict
 from vigil.server.config.repo import ConfigRepo
-from vigil.server.ingest.server import serve
 from vigil.server.settings import Settings
 
 log = logging.getLogger("vigil.up")
@@ -131,7 +131,7 @@ async def up(settings: Settings, stop: asyncio.Event) -> None:
 
     stopper = asyncio.create_task(stop_in_order())
     try:
-        await serve(settings, ingest_stop, on_ready=ready)
+        await serve_with_alerts(settings, ingest_stop, in_process=True, on_ready=ready)
     finally:
         stop.set()
         await stopper

@@ -227,6 +227,83 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def _severity(text: str) -> int:
+    from vigil.server.config.tables import SEVERITY_NAMES
+
+    s = text.strip().lower().replace("_", " ")
+    if s.isdigit() and 0 <= int(s) <= 5:
+        return int(s)
+    if s in SEVERITY_NAMES:
+        return int(SEVERITY_NAMES[s])
+    raise CliError(f"severity {text!r} is not one of {', '.join(repr(n) for n in SEVERITY_NAMES)} (or 0-5)")
+
+
+def _severity_name(n: int) -> str:
+    from vigil.server.config.tables import SEVERITY_NAMES
+
+    return next((name for name, v in SEVERITY_NAMES.items() if v == n), str(n))
+
+
+def cmd_problems(args: argparse.Namespace) -> int:
+    from vigil.server.store.events import EventStore
+
+    settings = _settings()
+    severity = _severity(args.severity) if args.severity is not None else None
+    engine = _engine(settings)
+    try:
+        rows = EventStore(engine).problems(host=args.host, severity=severity)
+    finally:
+        engine.dispose()
+    out = sys.stdout
+    for p in rows:
+        name = p.name.replace("\t", " ").replace("\n", " ")
+        out.write(f"{p.eventid}\t{p.clock}\t{_severity_name(p.severity)}\t{p.host}\t{name}\n")
+    return 0
+
+
+def cmd_ack(args: argparse.Namespace) -> int:
+    from vigil.server.store.events import (
+        ACTION_ACK,
+        ACTION_CLOSE,
+        ACTION_MESSAGE,
+        ACTION_SEVERITY,
+        ACTION_UNACK,
+        EventError,
+        EventStore,
+    )
+
+    settings = _settings()
+    action = ACTION_UNACK if args.unack else ACTION_ACK
+    if args.message:
+        action |= ACTION_MESSAGE
+    if args.close:
+        action |= ACTION_CLOSE
+    severity = None
+    if args.severity is not None:
+        severity = _severity(args.severity)
+        action |= ACTION_SEVERITY
+    engine = _engine(settings)
+    try:
+        ackid = EventStore(engine).acknowledge(args.eventid, None, args.message or "", action, severity)
+    except EventError as e:
+        raise CliError(str(e)) from None
+    finally:
+        engine.dispose()
+    done = ["unacknowledged" if args.unack else "acknowledged"]
+    if severity is not None:
+        done.append(f"severity set to {_severity_name(severity)}")
+    if args.close:
+        done.append("closing")
+    print(f"problem {args.eventid}: {', '.join(done)} (update {ackid}; a running server applies it)")
+    return 0
+
+
+def _event_id(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"event id {text!r} is not a number: `vigil problems` lists the ids")
+    return int(text)
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return repr(v) if v != int(v) or abs(v) >= 1e16 else f"{v:.1f}"
@@ -306,6 +383,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--trends", action="store_true", help="hourly trends: clock<TAB>num<TAB>min<TAB>avg<TAB>max")
     s.add_argument("--limit", type=int, help="at most this many values")
     s.set_defaults(func=cmd_history)
+
+    s = sub.add_parser("problems", help="list open problems: eventid<TAB>clock<TAB>severity<TAB>host<TAB>name")
+    s.add_argument("--host", help="only this host's problems (technical host name)")
+    s.add_argument("--severity", help="only problems at least this severe: not classified, information, warning, "
+                                      "average, high, disaster (or 0-5)")
+    s.set_defaults(func=cmd_problems)
+
+    s = sub.add_parser("ack", help="acknowledge an open problem, with a message; close it or change its severity")
+    s.add_argument("eventid", type=_event_id, help="the problem's event id (from `vigil problems`)")
+    s.add_argument("-m", "--message", help="the message to add")
+    s.add_argument("--close", action="store_true", help="close the problem (its trigger must allow manual close)")
+    s.add_argument("--severity", help="change the problem's severity (a name or 0-5)")
+    s.add_argument("--unack", action="store_true", help="take the acknowledgement back instead")
+    s.set_defaults(func=cmd_ack)
     return p
 
 

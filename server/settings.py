@@ -85,7 +85,37 @@ SETTINGS: tuple[Spec, ...] = (
     Spec("VIGIL_SSL_CA_FILE", "", "CA certificates HTTP agent items with verify_peer check servers against "
          "(Zabbix's SSLCALocation); empty: the system's."),
     Spec("VIGIL_FPING", "", "Path of fping for icmpping items (FpingLocation); empty: fping on PATH or in /usr/sbin."),
+    # --- trigger engine (issue 12) ---
+    Spec("VIGIL_TRIGGER_TIMER", "5", "Seconds between evaluations of time-based triggers (nodata, fuzzytime, "
+         "time periods) when no value arrives for them.", 0.1, 3600),
+    Spec("VIGIL_ACK_POLL", "1", "Seconds between the trigger engine's looks for new problem updates "
+         "(acknowledgements, closes, severity changes written by `vigil ack` or the web UI).", 0.1, 3600),
+    Spec("VIGIL_VALUE_CACHE_SIZE", "2000000", "Values the trigger engine's value cache holds at most, over all "
+         "items (about 100 bytes each); past it the least recently used items are read from the store again.",
+         1000, 1_000_000_000),
+    Spec("VIGIL_AGENT_UNREACHABLE", "360", "Seconds without an active checks request or data from a host's active "
+         "agent before the host is unreachable (an internal event); 3 times the agent's 120 s refresh.", 1, 86400),
+    # Alert delivery (alerts/: `vigil worker`, and the in-process pool of `vigil up`)
+    Spec("VIGIL_BROKER_URL", "redis://127.0.0.1:6379/0",
+         "Celery broker of alert delivery: redis://HOST:PORT/DB or amqp://USER:PASSWORD@HOST:PORT/VHOST (RabbitMQ)."),
+    Spec("VIGIL_ALERT_REDELIVERY", "30",
+         "Seconds after which a message held by a worker that died goes to another worker (Redis's visibility "
+         "time-out; RabbitMQ requeues at once). Keep it above the longest media type time-out (tries are cut off at "
+         "80 % of it).", 2, 86400),
+    Spec("VIGIL_ALERT_QUEUE", "vigil-alerts", "Broker queue of the alert delivery tasks."),
+    Spec("VIGIL_ALERT_THREADS", "4", "Threads delivering alerts in `vigil up`'s in-process pool.", 1, 64),
+    Spec("VIGIL_ALERT_SCRIPTS_PATH", "",
+         "Directory of the alert scripts that script media types name; empty: alertscripts in VIGIL_DATA_DIR."),
+    # --- escalator: actions, escalations, remote commands (issue 12) ---
+    Spec("VIGIL_ESCALATOR_INTERVAL", "1", "Seconds between the escalator's looks for due escalation steps (a new "
+         "event or problem update wakes it at once).", 0.05, 60),
+    Spec("VIGIL_MAINTENANCE_RECHECK", "60", "Seconds between an asleep escalation's looks at whether its hosts' "
+         "maintenance is over.", 1, 3600),
+    Spec("VIGIL_REMOTE_COMMAND_TIMEOUT", "30", "Seconds a remote command of an action may run on the server, or its "
+         "agent may take to answer, before it is killed and logged as failed.", 1, 3600),
 )
+
+BROKER_SCHEMES = ("redis://", "rediss://", "redis+socket://", "amqp://", "amqps://", "pyamqp://")
 
 
 def parse_address(text: str, name: str) -> tuple[str, int]:
@@ -131,6 +161,18 @@ class Settings:
     unavailable_delay: int = 60
     ssl_ca_file: str = ""
     fping: str = ""
+    trigger_timer: float = 5.0
+    ack_poll: float = 1.0
+    value_cache_size: int = 2_000_000
+    agent_unreachable: int = 360
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    alert_redelivery: float = 30.0
+    alert_queue: str = "vigil-alerts"
+    alert_threads: int = 4
+    alert_scripts_path: Path = Path("vigil-data/alertscripts")
+    escalator_interval: float = 1.0
+    maintenance_recheck: int = 60
+    remote_command_timeout: float = 30.0
 
     @property
     def tls_enabled(self) -> bool:
@@ -181,8 +223,21 @@ class Settings:
             for name in ("tls_ca_file", "tls_crl_file", "tls_key_file"):
                 if tls[name]:
                     raise SettingsError(f"VIGIL_{name.upper()} is set but VIGIL_TLS_CERT_FILE is not")
+        broker = raw["VIGIL_BROKER_URL"].strip()
+        if not broker.startswith(BROKER_SCHEMES):
+            raise SettingsError(f"VIGIL_BROKER_URL={broker!r}: expected redis://HOST:PORT/DB or "
+                                "amqp://USER:PASSWORD@HOST:PORT/VHOST")
+        queue = raw["VIGIL_ALERT_QUEUE"].strip()
+        if not queue or any(c.isspace() for c in queue):
+            raise SettingsError(f"VIGIL_ALERT_QUEUE={queue!r}: expected a queue name without spaces")
+        scripts = raw["VIGIL_ALERT_SCRIPTS_PATH"].strip()
         values = dict(
             **tls,
+            broker_url=broker,
+            alert_redelivery=num("VIGIL_ALERT_REDELIVERY"),
+            alert_queue=queue,
+            alert_threads=int(num("VIGIL_ALERT_THREADS", int)),
+            alert_scripts_path=Path(scripts).expanduser() if scripts else data_dir / "alertscripts",
             data_dir=data_dir,
             database_url=url,
             listen=parse_address(raw["VIGIL_LISTEN"], "VIGIL_LISTEN"),
@@ -204,6 +259,10 @@ class Settings:
             pg_lock_timeout=num("VIGIL_PG_LOCK_TIMEOUT"),
             local_agent=bool(num("VIGIL_LOCAL_AGENT", int)),
             log_level=level,
+            trigger_timer=num("VIGIL_TRIGGER_TIMER"),
+            ack_poll=num("VIGIL_ACK_POLL"),
+            value_cache_size=int(num("VIGIL_VALUE_CACHE_SIZE", int)),
+            agent_unreachable=int(num("VIGIL_AGENT_UNREACHABLE", int)),
         )
         values.update(  # pollers
             pollers=int(num("VIGIL_POLLERS", int)), http_pollers=int(num("VIGIL_HTTP_POLLERS", int)),

@@ -9,19 +9,25 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vigil.agent.protocol.itemkey import ItemKeyError
 from vigil.agent.protocol.itemkey import parse as parse_key
 from vigil.server.config.durations import DurationError, history_seconds, seconds, trends_seconds
 from vigil.server.config.tables import ITEM_TYPE_NAMES, VALUE_TYPE_NAMES, ItemType, ValueType
 
+if TYPE_CHECKING:  # alerting.py imports this module's helpers; doc_from_dict imports it when run
+    from vigil.server.config.alerting import ActionSpec, MaintenanceSpec, MediaTypeSpec, TriggerSpec, UserSpec
+
 ITEM_TYPE_LABELS = {v: k for k, v in ITEM_TYPE_NAMES.items()}
 # Zabbix's host tls_accept flags
 TLS_UNENCRYPTED, TLS_PSK, TLS_CERT = 1, 2, 4
 TLS_ACCEPT_NAMES = {"unencrypted": TLS_UNENCRYPTED, "psk": TLS_PSK, "cert": TLS_CERT}
 HOST_FIELDS = {"host", "name", "groups", "status", "description", "templates", "macros", "items", "tls_accept",
-               "tls_issuer", "tls_subject", "interfaces"}
+               "tls_issuer", "tls_subject", "triggers", "interfaces"}
+TEMPLATE_FIELDS = {"template", "name", "groups", "description", "macros", "items", "triggers"}
+DOCUMENT_FIELDS = {"hosts", "templates", "host_groups", "vigil", "macros", "media_types", "user_groups", "users",
+                   "actions", "maintenances"}
 VALUE_TYPE_LABELS = {v: k for k, v in VALUE_TYPE_NAMES.items()}
 _MACRO = re.compile(r"\{\$[A-Z0-9_.]+\}")
 
@@ -62,6 +68,7 @@ class HostSpec:
     tls_issuer: str | None = None
     tls_subject: str | None = None
     interfaces: list[InterfaceSpec] | None = None  # None: the document does not say; keep what the host has
+    triggers: list[TriggerSpec] = field(default_factory=list)
 
 
 @dataclass
@@ -72,6 +79,7 @@ class TemplateSpec:
     description: str = ""
     macros: dict[str, str] = field(default_factory=dict)
     items: list[ItemSpec] = field(default_factory=list)
+    triggers: list[TriggerSpec] = field(default_factory=list)
 
 
 @dataclass
@@ -79,6 +87,13 @@ class ConfigDoc:
     host_groups: list[str] = field(default_factory=list)
     templates: list[TemplateSpec] = field(default_factory=list)
     hosts: list[HostSpec] = field(default_factory=list)
+    # The alerting sections: None when the document does not have them (what is stored stays as it is).
+    macros: dict[str, str] | None = None  # global user macros; replaces them all when present
+    media_types: list[MediaTypeSpec] | None = None
+    user_groups: list[str] | None = None
+    users: list[UserSpec] | None = None
+    actions: list[ActionSpec] | None = None
+    maintenances: list[MaintenanceSpec] | None = None
 
 
 def _check_keys(d: dict[str, Any], allowed: set[str], where: str) -> None:
@@ -222,21 +237,27 @@ def _items(d: dict[str, Any], where: str) -> list[ItemSpec]:
 
 
 def doc_from_dict(doc: Any) -> ConfigDoc:
+    from vigil.server.config.alerting import alerting_from_doc, triggers_from_doc
+
     if doc is None:
         return ConfigDoc()
     if not isinstance(doc, dict):
         raise ConfigError("the document must be a mapping with hosts:, templates: or host_groups:")
-    _check_keys(doc, {"hosts", "templates", "host_groups", "vigil"}, "document")
+    _check_keys(doc, DOCUMENT_FIELDS, "document")
     out = ConfigDoc(host_groups=_names(doc, "host_groups", "document"))
+    if "macros" in doc:
+        out.macros = _macros(doc, "document")
+    for name, value in alerting_from_doc(doc).items():
+        setattr(out, name, value)
     for i, t in enumerate(doc.get("templates") or []):
         where = f"templates[{i}]"
         if not isinstance(t, dict):
             raise ConfigError(f"{where}: expected a mapping with at least 'template'")
-        _check_keys(t, {"template", "name", "groups", "description", "macros", "items"}, where)
+        _check_keys(t, TEMPLATE_FIELDS, where)
         out.templates.append(TemplateSpec(
             template=_text(t, "template", where, limit=128), name=_text(t, "name", where, "", 128),
             groups=_names(t, "groups", where), description=_text(t, "description", where, "", 65535),
-            macros=_macros(t, where), items=_items(t, where),
+            macros=_macros(t, where), items=_items(t, where), triggers=triggers_from_doc(t, where),
         ))
     for i, h in enumerate(doc.get("hosts") or []):
         where = f"hosts[{i}]"
@@ -255,6 +276,7 @@ def doc_from_dict(doc: Any) -> ConfigDoc:
             tls_issuer=_text(h, "tls_issuer", where, limit=1024) if "tls_issuer" in h else None,
             tls_subject=_text(h, "tls_subject", where, limit=1024) if "tls_subject" in h else None,
             interfaces=interfaces_from_doc(h["interfaces"], f"{where}.interfaces") if "interfaces" in h else None,
+            triggers=triggers_from_doc(h, where),
         ))
         _check_interface_refs(out.hosts[-1], where)
     for kind, field_, names in (("templates", "template", [t.template for t in out.templates]),

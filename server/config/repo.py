@@ -6,12 +6,27 @@ reload their configuration cache.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+from vigil.server.config import alerting as al
 from vigil.server.config import tables as t
+from vigil.server.config.alerting import (
+    ActionSpec,
+    AlertingConfig,
+    ConditionSpec,
+    MaintenanceSpec,
+    MediaSpec,
+    MediaTypeSpec,
+    OperationSpec,
+    TimePeriodSpec,
+    TriggerSpec,
+    UserSpec,
+    parse_expression,
+)
 from vigil.server.config.durations import seconds
 from vigil.server.config.model import (
     ConfigDoc,
@@ -27,7 +42,7 @@ from vigil.server.config.model import (
     resolve_macros,
     tls_accept_to_doc,
 )
-from vigil.server.config.tables import HostStatus, ItemType, ValueType
+from vigil.server.config.tables import HostStatus, ItemType, MediaKind, Severity, ValueType
 
 
 @dataclass
@@ -39,13 +54,43 @@ class ImportReport:
     items_created: int = 0
     items_updated: int = 0
     items_deleted: int = 0
+    triggers_created: int = 0
+    triggers_updated: int = 0
+    triggers_deleted: int = 0
+    alerting_changed: int = 0  # media types, user groups, users, actions and maintenances written
 
     def __str__(self) -> str:
-        return (
+        text = (
             f"templates: {self.templates_created} created, {self.templates_updated} updated; "
             f"hosts: {self.hosts_created} created, {self.hosts_updated} updated; "
             f"items: {self.items_created} created, {self.items_updated} updated, {self.items_deleted} deleted"
         )
+        if self.triggers_created or self.triggers_updated or self.triggers_deleted:
+            text += (f"; triggers: {self.triggers_created} created, {self.triggers_updated} updated, "
+                     f"{self.triggers_deleted} deleted")
+        if self.alerting_changed:
+            text += f"; alerting: {self.alerting_changed} written"
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerRef:
+    """An enabled trigger of a monitored host, as the engine evaluates it."""
+
+    triggerid: int
+    hostid: int
+    host: str
+    name: str  # macros unexpanded
+    expression: str
+    recovery_mode: int  # 0 expression, 1 recovery expression, 2 none
+    recovery_expression: str
+    severity: Severity
+    multiple: bool
+    manual_close: bool
+    tags: tuple[tuple[str, str], ...]
+    depends_on: tuple[int, ...]  # the triggers this one depends on (triggerid_up)
+    itemids: tuple[int, ...]  # the items its expressions read
+    templateid: int | None = None  # the template's trigger this is a copy of
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,22 +399,13 @@ class PollerConfig:
 
     def save_interface_states(self, rows: list[tuple[int, int, int, int, str, int, int]]) -> None:
         """(interfaceid, hostid, type, available, error, errors_from, disable_until) of interfaces whose
-        state changed; an agent interface's state is the host's agent availability too."""
-        import time
-
-        from vigil.server.config.tables import InterfaceType
-
+        state changed. (host_availability is the trigger engine's: an active agent's.)"""
         if not rows:
             return
         with self.engine.begin() as c:
-            for iid, hostid, kind, available, error, errors_from, disable_until in rows:
-                n = c.execute(sa.update(t.interfaces).where(t.interfaces.c.interfaceid == iid).values(
-                    available=available, error=error[:2048], errors_from=errors_from,
-                    disable_until=disable_until)).rowcount
-                if n and kind == InterfaceType.AGENT:
-                    c.execute(sa.delete(t.host_availability).where(t.host_availability.c.hostid == hostid))
-                    c.execute(sa.insert(t.host_availability).values(hostid=hostid, available=available,
-                                                                    error=error[:2048], lastaccess=int(time.time())))
+            for iid, _hostid, _kind, available, error, errors_from, disable_until in rows:
+                c.execute(sa.update(t.interfaces).where(t.interfaces.c.interfaceid == iid).values(
+                    available=available, error=error[:2048], errors_from=errors_from, disable_until=disable_until))
 
 
 def _resolve_poll(p: PollSpec, ctx: dict[str, str]) -> PollSpec:
@@ -406,6 +442,7 @@ class ConfigRepo(PollerConfig):
                 self._apply_template(c, tpl, report, f"templates[{i}]")
             for i, h in enumerate(doc.hosts):
                 self._apply_host(c, h, report, delete_missing, f"hosts[{i}]")
+            self._apply_alerting_doc(c, doc, report, delete_missing)
             self._bump(c)
         return report
 
@@ -485,6 +522,8 @@ class ConfigRepo(PollerConfig):
         gone = c.execute(sa.select(t.items.c.itemid)
                          .where(t.items.c.hostid == tid, t.items.c.key_.not_in(keys))).scalars().all()
         if gone:
+            copies = list(c.execute(sa.select(t.items.c.itemid).where(t.items.c.templateid.in_(gone))).scalars())
+            report.triggers_deleted += self._delete_triggers_reading(c, list(gone) + copies)
             # Copies on linked hosts go with them (ON DELETE CASCADE on items.templateid).
             report.items_deleted += c.execute(sa.delete(t.items).where(t.items.c.itemid.in_(gone))).rowcount
         for it in tpl.items:
@@ -553,6 +592,8 @@ class ConfigRepo(PollerConfig):
         self.resolve_masters(c, hid, h.items, f"{where}.items")
         if delete_missing:
             keys = {it.key for it in h.items}
+            report.triggers_deleted += self._delete_triggers_reading(c, sa.select(t.items.c.itemid).where(
+                t.items.c.hostid == hid, t.items.c.templateid.is_(None), t.items.c.key_.not_in(keys)))
             report.items_deleted += c.execute(
                 sa.delete(t.items).where(t.items.c.hostid == hid, t.items.c.templateid.is_(None),
                                          t.items.c.key_.not_in(keys))
@@ -564,6 +605,7 @@ class ConfigRepo(PollerConfig):
                              .where(t.hosts_templates.c.hostid == hostid)).scalars())
         want = set(templateids)
         for tid in have - want:
+            report.triggers_deleted += self._unlink_triggers(c, hostid, tid)
             titems = sa.select(t.items.c.itemid).where(t.items.c.hostid == tid).scalar_subquery()
             report.items_deleted += c.execute(
                 sa.delete(t.items).where(t.items.c.hostid == hostid, t.items.c.templateid.in_(titems))
@@ -574,6 +616,10 @@ class ConfigRepo(PollerConfig):
             if tid not in have:
                 c.execute(sa.insert(t.hosts_templates).values(hostid=hostid, templateid=tid))
             self._copy_template_items(c, hostid, tid, report)
+        for tid in templateids:
+            self._copy_template_triggers(c, hostid, tid, report)
+        if templateids:
+            self._copy_dependencies(c, hostid)
 
     def link_template(self, host: str, template: str, *, link: bool = True) -> ImportReport:
         report = ImportReport()
@@ -611,6 +657,10 @@ class ConfigRepo(PollerConfig):
 
     def delete_host(self, host: str) -> bool:
         with self.engine.begin() as c:
+            # Other hosts' triggers reading its items go too (its own go with it, ON DELETE CASCADE).
+            self._delete_triggers_reading(c, sa.select(t.items.c.itemid)
+                                          .join(t.hosts, t.hosts.c.hostid == t.items.c.hostid)
+                                          .where(t.hosts.c.host == host))
             n = c.execute(sa.delete(t.hosts).where(t.hosts.c.host == host)).rowcount
             self._bump(c)
         return n > 0
@@ -662,10 +712,14 @@ class ConfigRepo(PollerConfig):
                         if getattr(r, name):
                             d[name] = getattr(r, name)
                 d["items"] = [item_to_doc(it) for it, _ in self._items_of(c, r.hostid, own_only=True)]
+                triggers = [al.trigger_to_doc(spec) for spec, _ in self._triggers_of(c, r.hostid, own_only=True)]
+                if triggers:
+                    d["triggers"] = triggers
                 (templates if r.status == HostStatus.TEMPLATE else hosts).append(d)
             if templates:
                 out["templates"] = templates
             out["hosts"] = hosts
+            out.update(self._export_alerting(c))
             return out
 
     def snapshot(self) -> Snapshot:
@@ -747,3 +801,600 @@ class ConfigRepo(PollerConfig):
                  .where(t.hosts.c.status != HostStatus.TEMPLATE))
             return [(r.itemid, r.value_type, resolve_macros(r.history, macros.get(r.hostid, {})),
                      resolve_macros(r.trends, macros.get(r.hostid, {}))) for r in c.execute(q)]
+
+    # --- triggers (issue 12) --------------------------------------------------------------------
+
+    def _delete_triggers_reading(self, c: Connection, itemids: Any) -> int:
+        """Delete the triggers that read any of these items (a select of itemids), as Zabbix deletes an
+        item's triggers with it; their copies on linked hosts go too (ON DELETE CASCADE)."""
+        reading = sa.select(t.trigger_items.c.triggerid).where(t.trigger_items.c.itemid.in_(itemids))
+        return int(c.execute(sa.delete(t.triggers).where(t.triggers.c.triggerid.in_(reading))).rowcount)
+
+    def _unlink_triggers(self, c: Connection, hostid: int, templateid: int) -> int:
+        ttriggers = sa.select(t.triggers.c.triggerid).where(t.triggers.c.hostid == templateid)
+        return int(c.execute(sa.delete(t.triggers).where(t.triggers.c.hostid == hostid,
+                                                         t.triggers.c.templateid.in_(ttriggers))).rowcount)
+
+    def _host_row(self, c: Connection, name: str) -> Any:
+        return c.execute(sa.select(t.hosts.c.hostid, t.hosts.c.host, t.hosts.c.status)
+                         .where(t.hosts.c.host == name)).first()
+
+    def _host_items(self, c: Connection, host: str, cache: dict[str, Any]) -> Any:
+        """(hostid, status, {key: itemid}) of a host or template, or None; cached for one apply."""
+        if host not in cache:
+            row = self._host_row(c, host)
+            cache[host] = None if row is None else (int(row.hostid), row.status, dict(c.execute(
+                sa.select(t.items.c.key_, t.items.c.itemid).where(t.items.c.hostid == row.hostid)).all()))
+        return cache[host]
+
+    def _trigger_itemids(self, c: Connection, owner: str, template: bool, spec: TriggerSpec,
+                         where: str, cache: dict[str, Any] | None = None) -> list[int]:
+        """The items the trigger's expressions read; ConfigError naming the field, the reference and its
+        position when one does not exist (or, in a template's trigger, is not the template's own)."""
+        cache = {} if cache is None else cache
+        ids: list[int] = []
+        for name, text in (("expression", spec.expression), ("recovery_expression", spec.recovery_expression)):
+            if not text or (name == "recovery_expression" and spec.recovery_mode != 1):
+                continue
+            expr = parse_expression(text, f"{where}.{name}")
+            for f in expr.functions:
+                host = owner if f.host == "{HOST.HOST}" else f.host
+                ref = f"/{f.host}/{f.key} at position {f.pos}"
+                if template and host != owner:
+                    raise ConfigError(f"{where}.{name}: {ref}: a template's trigger reads only the template's "
+                                      f"own items (/{owner}/...)")
+                found = self._host_items(c, host, cache)
+                if found is None:
+                    raise ConfigError(f"{where}.{name}: {ref}: no host named {host!r}")
+                if not template and found[1] == HostStatus.TEMPLATE:
+                    raise ConfigError(f"{where}.{name}: {ref}: {host!r} is a template; a host's trigger reads "
+                                      "hosts' items (put the trigger in the template instead)")
+                itemid = found[2].get(f.key)
+                if itemid is None:
+                    raise ConfigError(f"{where}.{name}: {ref}: {host!r} has no item {f.key!r} "
+                                      "(add it under the host's items first)")
+                if int(itemid) not in ids:
+                    ids.append(int(itemid))
+        return ids
+
+    def _trigger_values(self, spec: TriggerSpec) -> dict[str, Any]:
+        return {
+            "description": spec.name, "expression": spec.expression, "recovery_mode": spec.recovery_mode,
+            "recovery_expression": spec.recovery_expression if spec.recovery_mode == 1 else "",
+            "priority": int(spec.severity), "type": 1 if spec.multiple else 0,
+            "manual_close": 1 if spec.manual_close else 0, "status": 0 if spec.enabled else 1,
+            "comments": spec.description, "opdata": spec.opdata,
+        }
+
+    def _existing_triggers(self, c: Connection, hostid: int) -> dict[Any, Any]:
+        """A host's triggers by name and, for copies, by ("copy of", template trigger id)."""
+        out: dict[Any, Any] = {}
+        for r in c.execute(sa.select(t.triggers.c.triggerid, t.triggers.c.templateid, t.triggers.c.description)
+                           .where(t.triggers.c.hostid == hostid)):
+            out[r.description] = r
+            if r.templateid is not None:
+                out[("copy of", r.templateid)] = r
+        return out
+
+    def _upsert_trigger(self, c: Connection, hostid: int, spec: TriggerSpec, itemids: list[int],
+                        report: ImportReport, where: str, templateid: int | None = None,
+                        existing: dict[Any, Any] | None = None) -> int:
+        if existing is None:
+            existing = self._existing_triggers(c, hostid)
+        row = None
+        if templateid is not None:  # a copy keeps its id when its template trigger is renamed
+            row = existing.get(("copy of", templateid))
+        if row is None:
+            row = existing.get(spec.name)
+        values = self._trigger_values(spec) | {"templateid": templateid}
+        if row is None:
+            trid = int(c.execute(sa.insert(t.triggers).values(hostid=hostid, **values)).inserted_primary_key[0])
+            report.triggers_created += 1
+            if spec.tags:
+                c.execute(sa.insert(t.trigger_tags), [{"triggerid": trid, "tag": k, "value": v} for k, v in spec.tags])
+            if itemids:
+                c.execute(sa.insert(t.trigger_items), [{"triggerid": trid, "itemid": i} for i in itemids])
+            return trid
+        else:
+            if templateid is None and row.templateid is not None:
+                raise ConfigError(f"{where}.name: trigger {spec.name!r} comes from a linked template: "
+                                  "change it in the template")
+            if templateid is not None and row.templateid != templateid:
+                what = "another linked template" if row.templateid is not None else "the host itself"
+                raise ConfigError(f"{where}: trigger {spec.name!r} of the template exists on the host already, "
+                                  f"from {what}: rename one of them")
+            trid = int(row.triggerid)
+            c.execute(sa.update(t.triggers).where(t.triggers.c.triggerid == trid).values(**values))
+            report.triggers_updated += 1
+        c.execute(sa.delete(t.trigger_tags).where(t.trigger_tags.c.triggerid == trid))
+        if spec.tags:
+            c.execute(sa.insert(t.trigger_tags), [{"triggerid": trid, "tag": k, "value": v} for k, v in spec.tags])
+        c.execute(sa.delete(t.trigger_items).where(t.trigger_items.c.triggerid == trid))
+        if itemids:
+            c.execute(sa.insert(t.trigger_items), [{"triggerid": trid, "itemid": i} for i in itemids])
+        return trid
+
+    def _resolve_dependency(self, c: Connection, hostid: int, owner: str, dep: str, where: str) -> int:
+        """A trigger by its name on the same host/template, or by "host:name"."""
+        trid = c.execute(sa.select(t.triggers.c.triggerid).where(t.triggers.c.hostid == hostid,
+                                                                 t.triggers.c.description == dep)).scalar()
+        if trid is None and ":" in dep:
+            host, _, name = dep.partition(":")
+            trid = c.execute(sa.select(t.triggers.c.triggerid).join(t.hosts, t.hosts.c.hostid == t.triggers.c.hostid)
+                             .where(t.hosts.c.host == host.strip(), t.triggers.c.description == name.strip())).scalar()
+        if trid is None:
+            raise ConfigError(f"{where}: no trigger {dep!r} on {owner!r} (a trigger of another host or template: "
+                              "\"host:trigger name\")")
+        statuses = c.execute(sa.select(t.hosts.c.hostid, t.hosts.c.status)
+                             .where(t.hosts.c.hostid.in_([hostid, sa.select(t.triggers.c.hostid)
+                                                          .where(t.triggers.c.triggerid == trid).scalar_subquery()])))
+        templates = {h for h, st in statuses if st == HostStatus.TEMPLATE}
+        if templates and hostid not in templates:
+            raise ConfigError(f"{where}: {dep!r} is a template's trigger; a host's trigger depends on the copy on a "
+                              "host (\"host:trigger name\")")
+        return int(trid)
+
+    def _set_dependencies(self, c: Connection, trid: int, ups: list[int]) -> None:
+        c.execute(sa.delete(t.trigger_depends).where(t.trigger_depends.c.triggerid_down == trid))
+        if ups:
+            c.execute(sa.insert(t.trigger_depends), [{"triggerid_down": trid, "triggerid_up": u} for u in set(ups)])
+
+    def _check_cycles(self, c: Connection, trids: list[tuple[int, str]]) -> None:
+        graph: dict[int, list[int]] = {}
+        for down, up in c.execute(sa.select(t.trigger_depends.c.triggerid_down, t.trigger_depends.c.triggerid_up)):
+            graph.setdefault(down, []).append(up)
+        for trid, where in trids:
+            seen, todo = set(), list(graph.get(trid, []))
+            while todo:
+                x = todo.pop()
+                if x == trid:
+                    raise ConfigError(f"{where}.dependencies: a circular dependency leads back to this trigger")
+                if x not in seen:
+                    seen.add(x)
+                    todo.extend(graph.get(x, []))
+
+    def _sync_triggers(self, c: Connection, hostid: int, owner: str, specs: list[TriggerSpec], template: bool,
+                       authoritative: bool, report: ImportReport, where: str,
+                       cache: dict[str, Any]) -> list[tuple[int, TriggerSpec, str]]:
+        """Write one host's or template's own triggers (dependencies come later, once all exist)."""
+        written = []
+        existing = self._existing_triggers(c, hostid)
+        for i, spec in enumerate(specs):
+            w = f"{where}.triggers[{i}]"
+            itemids = self._trigger_itemids(c, owner, template, spec, w, cache)
+            written.append((self._upsert_trigger(c, hostid, spec, itemids, report, w, existing=existing), spec, w))
+        if authoritative:
+            names = [s.name for s in specs]
+            report.triggers_deleted += c.execute(
+                sa.delete(t.triggers).where(t.triggers.c.hostid == hostid, t.triggers.c.templateid.is_(None),
+                                            t.triggers.c.description.not_in(names))).rowcount
+        return written
+
+    def _copy_template_triggers(self, c: Connection, hostid: int, templateid: int, report: ImportReport) -> None:
+        """Copy (or update) the template's triggers on a linked host, the template's name in their
+        expressions replaced by the host's, reading the host's copies of the template's items."""
+        tname = c.execute(sa.select(t.hosts.c.host).where(t.hosts.c.hostid == templateid)).scalar_one()
+        hname = c.execute(sa.select(t.hosts.c.host).where(t.hosts.c.hostid == hostid)).scalar_one()
+        copies = dict(c.execute(sa.select(t.items.c.templateid, t.items.c.itemid)
+                                .where(t.items.c.hostid == hostid, t.items.c.templateid.is_not(None))).all())
+        existing = self._existing_triggers(c, hostid)
+        def rename(text: str) -> str:
+            text = parse_expression(text, "expression").rename_host(tname, hname)
+            return parse_expression(text, "expression").rename_host("{HOST.HOST}", hname) if "{HOST.HOST}" in text \
+                else text
+
+        for spec, ttrid in self._triggers_of(c, templateid):
+            spec.expression = rename(spec.expression)
+            if spec.recovery_mode == 1:
+                spec.recovery_expression = rename(spec.recovery_expression)
+            titemids = c.execute(sa.select(t.trigger_items.c.itemid)
+                                 .where(t.trigger_items.c.triggerid == ttrid)).scalars()
+            itemids = [copies[i] for i in titemids if i in copies]
+            self._upsert_trigger(c, hostid, spec, itemids, report, f"host {hname!r}", templateid=ttrid,
+                                 existing=existing)
+
+    def _copy_dependencies(self, c: Connection, hostid: int) -> None:
+        """A copy depends on what its template trigger depends on: on this host's copy of it where the
+        template trigger it depends on is a template's, else on that trigger itself."""
+        copies = dict(c.execute(sa.select(t.triggers.c.templateid, t.triggers.c.triggerid)
+                                .where(t.triggers.c.hostid == hostid, t.triggers.c.templateid.is_not(None))).all())
+        if not copies:
+            return
+        template_triggers = set(c.execute(
+            sa.select(t.triggers.c.triggerid).join(t.hosts, t.hosts.c.hostid == t.triggers.c.hostid)
+            .where(t.hosts.c.status == HostStatus.TEMPLATE)).scalars())
+        ups: dict[int, list[int]] = {}
+        for down, up in c.execute(sa.select(t.trigger_depends.c.triggerid_down, t.trigger_depends.c.triggerid_up)
+                                  .where(t.trigger_depends.c.triggerid_down.in_(list(copies)))):
+            target = copies.get(up) if up in template_triggers else up
+            if target is not None:
+                ups.setdefault(down, []).append(target)
+        for ttrid, trid in copies.items():
+            self._set_dependencies(c, trid, ups.get(ttrid, []))
+
+    def _triggers_of(self, c: Connection, hostid: int, own_only: bool = False) -> list[tuple[TriggerSpec, int]]:
+        q = sa.select(t.triggers).where(t.triggers.c.hostid == hostid).order_by(t.triggers.c.triggerid)
+        if own_only:
+            q = q.where(t.triggers.c.templateid.is_(None))
+        rows = c.execute(q).all()
+        if not rows:
+            return []
+        ids = [r.triggerid for r in rows]
+        tags: dict[int, list[tuple[str, str]]] = {}
+        for r in c.execute(sa.select(t.trigger_tags).where(t.trigger_tags.c.triggerid.in_(ids))
+                           .order_by(t.trigger_tags.c.triggertagid)):
+            tags.setdefault(r.triggerid, []).append((r.tag, r.value))
+        up = t.triggers.alias("up")
+        deps: dict[int, list[str]] = {}
+        for r in c.execute(sa.select(t.trigger_depends.c.triggerid_down, up.c.hostid, up.c.description, t.hosts.c.host)
+                           .join(up, up.c.triggerid == t.trigger_depends.c.triggerid_up)
+                           .join(t.hosts, t.hosts.c.hostid == up.c.hostid)
+                           .where(t.trigger_depends.c.triggerid_down.in_(ids))
+                           .order_by(t.hosts.c.host, up.c.description)):
+            deps.setdefault(r.triggerid_down, []).append(
+                r.description if r.hostid == hostid else f"{r.host}:{r.description}")
+        return [
+            (TriggerSpec(name=r.description, expression=r.expression, recovery_expression=r.recovery_expression,
+                         recovery_mode=r.recovery_mode, severity=Severity(r.priority), multiple=r.type == 1,
+                         manual_close=r.manual_close == 1, enabled=r.status == 0, description=r.comments,
+                         opdata=r.opdata, tags=tags.get(r.triggerid, []), dependencies=deps.get(r.triggerid, [])),
+             r.triggerid)
+            for r in rows
+        ]
+
+    def _apply_triggers(self, c: Connection, doc: ConfigDoc, report: ImportReport, delete_missing: bool) -> None:
+        written: list[tuple[int, int, str, TriggerSpec, str]] = []  # (triggerid, hostid, owner, spec, where)
+        templateids = []
+        cache: dict[str, Any] = {}  # hosts' items, read once
+        for i, tpl in enumerate(doc.templates):
+            tid = self._template_id(c, tpl.template, f"templates[{i}].template")
+            templateids.append(tid)
+            for trid, spec, w in self._sync_triggers(c, tid, tpl.template, tpl.triggers, True, True, report,
+                                                     f"templates[{i}]", cache):
+                written.append((trid, tid, tpl.template, spec, w))
+        for i, h in enumerate(doc.hosts):
+            hid = int(self._host_row(c, h.host).hostid)
+            for trid, spec, w in self._sync_triggers(c, hid, h.host, h.triggers, False, delete_missing, report,
+                                                     f"hosts[{i}]", cache):
+                written.append((trid, hid, h.host, spec, w))
+        ids = [trid for trid, *_ in written]
+        for n in range(0, len(ids), 500):
+            c.execute(sa.delete(t.trigger_depends).where(t.trigger_depends.c.triggerid_down.in_(ids[n:n + 500])))
+        for trid, hostid, owner, spec, w in written:
+            ups = {self._resolve_dependency(c, hostid, owner, d, f"{w}.dependencies[{j}]")
+                   for j, d in enumerate(spec.dependencies)}
+            if ups:
+                c.execute(sa.insert(t.trigger_depends), [{"triggerid_down": trid, "triggerid_up": u} for u in ups])
+        self._check_cycles(c, [(trid, w) for trid, _, _, _, w in written])
+        hosts: set[int] = set()
+        for tid in templateids:
+            linked = list(c.execute(sa.select(t.hosts_templates.c.hostid)
+                                    .where(t.hosts_templates.c.templateid == tid)).scalars())
+            for hostid in linked:
+                self._copy_template_triggers(c, hostid, tid, report)
+            hosts.update(linked)
+        for hostid in sorted(hosts):
+            self._copy_dependencies(c, hostid)
+
+    def triggers(self) -> list[TriggerRef]:
+        """The enabled triggers of monitored hosts (not templates) whose items are all enabled on
+        monitored hosts, as the engine evaluates them."""
+        with self.engine.connect() as c:
+            q = (sa.select(t.triggers, t.hosts.c.host).join(t.hosts, t.hosts.c.hostid == t.triggers.c.hostid)
+                 .where(t.hosts.c.status == HostStatus.MONITORED, t.triggers.c.status == 0)
+                 .order_by(t.triggers.c.triggerid))
+            rows = c.execute(q).all()
+            items: dict[int, list[int]] = {}
+            off: set[int] = set()  # triggers reading a disabled item or an item of a host not monitored
+            for r in c.execute(sa.select(t.trigger_items.c.triggerid, t.trigger_items.c.itemid, t.items.c.status,
+                                         t.hosts.c.status.label("host_status"))
+                               .join(t.items, t.items.c.itemid == t.trigger_items.c.itemid)
+                               .join(t.hosts, t.hosts.c.hostid == t.items.c.hostid)
+                               .order_by(t.trigger_items.c.triggerid, t.trigger_items.c.itemid)):
+                items.setdefault(r.triggerid, []).append(r.itemid)
+                if r.status != 0 or r.host_status != HostStatus.MONITORED:
+                    off.add(r.triggerid)
+            tags: dict[int, list[tuple[str, str]]] = {}
+            for r in c.execute(sa.select(t.trigger_tags).order_by(t.trigger_tags.c.triggertagid)):
+                tags.setdefault(r.triggerid, []).append((r.tag, r.value))
+            deps: dict[int, list[int]] = {}
+            for down, up in c.execute(sa.select(t.trigger_depends.c.triggerid_down, t.trigger_depends.c.triggerid_up)
+                                      .order_by(t.trigger_depends.c.triggerid_up)):
+                deps.setdefault(down, []).append(up)
+            return [
+                TriggerRef(r.triggerid, r.hostid, r.host, r.description, r.expression, r.recovery_mode,
+                           r.recovery_expression, Severity(r.priority), r.type == 1, r.manual_close == 1,
+                           tuple(tags.get(r.triggerid, ())), tuple(deps.get(r.triggerid, ())),
+                           tuple(items.get(r.triggerid, ())), r.templateid)
+                for r in rows if r.triggerid not in off
+            ]
+
+    # --- user macros: global (issue 12) ---------------------------------------------------------
+
+    def _set_global_macros(self, c: Connection, macros: dict[str, str]) -> None:
+        c.execute(sa.delete(t.global_macros))
+        if macros:
+            c.execute(sa.insert(t.global_macros), [{"macro": m, "value": v} for m, v in macros.items()])
+
+    def macros_for(self, hostid: int) -> dict[str, str]:
+        """A host's user macros: its own, then its templates', then the global ones."""
+        with self.engine.connect() as c:
+            out = dict(c.execute(sa.select(t.global_macros.c.macro, t.global_macros.c.value)).all())
+            for tid in c.execute(sa.select(t.hosts_templates.c.templateid).where(t.hosts_templates.c.hostid == hostid)
+                                 .order_by(t.hosts_templates.c.templateid.desc())).scalars():
+                out.update(c.execute(sa.select(t.host_macros.c.macro, t.host_macros.c.value)
+                                     .where(t.host_macros.c.hostid == tid)).all())
+            out.update(c.execute(sa.select(t.host_macros.c.macro, t.host_macros.c.value)
+                                 .where(t.host_macros.c.hostid == hostid)).all())
+            return out
+
+    def macros_by_host(self) -> dict[int, dict[str, str]]:
+        """macros_for() of every host and template at once (hosts without macros of their own or their
+        templates' get the global ones under key 0)."""
+        with self.engine.connect() as c:
+            glob = dict(c.execute(sa.select(t.global_macros.c.macro, t.global_macros.c.value)).all())
+            out = {0: dict(glob)}
+            for hid, m in self._effective_macros(c).items():
+                out[hid] = glob | m
+            return out
+
+    # --- alerting: media types, users, actions, maintenance (issue 12) ---------------------------
+
+    def _apply_alerting_doc(self, c: Connection, doc: ConfigDoc, report: ImportReport, delete_missing: bool) -> None:
+        if doc.macros is not None:
+            self._set_global_macros(c, doc.macros)
+        if doc.media_types is not None:
+            for m in doc.media_types:
+                self._upsert_media_type(c, m)
+            self._delete_others(c, t.media_types, t.media_types.c.name, [m.name for m in doc.media_types],
+                                delete_missing)
+        if doc.user_groups is not None:
+            for g in doc.user_groups:
+                if c.execute(sa.select(t.usrgrp.c.usrgrpid).where(t.usrgrp.c.name == g)).first() is None:
+                    c.execute(sa.insert(t.usrgrp).values(name=g))
+            self._delete_others(c, t.usrgrp, t.usrgrp.c.name, doc.user_groups, delete_missing)
+        if doc.users is not None:
+            for i, u in enumerate(doc.users):
+                self._upsert_user(c, u, f"users[{i}]")
+            self._delete_others(c, t.users, t.users.c.username, [u.username for u in doc.users], delete_missing)
+        self._apply_triggers(c, doc, report, delete_missing)
+        if doc.actions is not None:
+            for i, a in enumerate(doc.actions):
+                self._upsert_action(c, a, f"actions[{i}]")
+            self._delete_others(c, t.actions, t.actions.c.name, [a.name for a in doc.actions], delete_missing)
+        if doc.maintenances is not None:
+            for i, m in enumerate(doc.maintenances):
+                self._upsert_maintenance(c, m, f"maintenances[{i}]")
+            self._delete_others(c, t.maintenances, t.maintenances.c.name, [m.name for m in doc.maintenances],
+                                delete_missing)
+        report.alerting_changed += sum(len(x or []) for x in (doc.media_types, doc.user_groups, doc.users,
+                                                              doc.actions, doc.maintenances))
+
+    def _delete_others(self, c: Connection, table: sa.Table, name: Any, keep: list[str], delete_missing: bool) -> None:
+        if delete_missing:
+            c.execute(sa.delete(table).where(name.not_in(keep)))
+
+    def _upsert_named(self, c: Connection, table: sa.Table, idcol: Any, namecol: Any, name: str,
+                      values: dict[str, Any]) -> int:
+        rid = c.execute(sa.select(idcol).where(namecol == name)).scalar()
+        if rid is None:
+            return int(c.execute(sa.insert(table).values({namecol.name: name, **values})).inserted_primary_key[0])
+        c.execute(sa.update(table).where(idcol == rid).values(**values))
+        return int(rid)
+
+    def _id_of(self, c: Connection, idcol: Any, namecol: Any, name: str, where: str, what: str, hint: str) -> int:
+        rid = c.execute(sa.select(idcol).where(namecol == name)).scalar()
+        if rid is None:
+            raise ConfigError(f"{where}: no {what} named {name!r} ({hint})")
+        return int(rid)
+
+    def _upsert_media_type(self, c: Connection, m: MediaTypeSpec) -> int:
+        return self._upsert_named(c, t.media_types, t.media_types.c.mediatypeid, t.media_types.c.name, m.name, {
+            "type": int(m.kind), "status": 0 if m.enabled else 1, "params": json.dumps(m.params, sort_keys=True),
+            "maxattempts": m.max_attempts, "attempt_interval": m.attempt_interval, "description": m.description})
+
+    def _media_type_id(self, c: Connection, name: str, where: str) -> int:
+        return self._id_of(c, t.media_types.c.mediatypeid, t.media_types.c.name, name, where, "media type",
+                           "add it under media_types:")
+
+    def _user_group_id(self, c: Connection, name: str, where: str) -> int:
+        return self._id_of(c, t.usrgrp.c.usrgrpid, t.usrgrp.c.name, name, where, "user group",
+                           "add it under user_groups:")
+
+    def _upsert_user(self, c: Connection, u: UserSpec, where: str) -> int:
+        groups = [self._user_group_id(c, g, f"{where}.groups[{i}]") for i, g in enumerate(u.groups)]
+        medias = [(self._media_type_id(c, m.media_type, f"{where}.medias[{i}].media_type"), m)
+                  for i, m in enumerate(u.medias)]
+        uid = self._upsert_named(c, t.users, t.users.c.userid, t.users.c.username, u.username,
+                                 {"name": u.name, "surname": u.surname, "roleid": u.role})
+        c.execute(sa.delete(t.users_groups).where(t.users_groups.c.userid == uid))
+        for gid in dict.fromkeys(groups):
+            c.execute(sa.insert(t.users_groups).values(userid=uid, usrgrpid=gid))
+        c.execute(sa.delete(t.media).where(t.media.c.userid == uid))
+        for mtid, m in medias:
+            c.execute(sa.insert(t.media).values(userid=uid, mediatypeid=mtid, sendto=m.send_to,
+                                                active=0 if m.enabled else 1, severity=m.severity, period=m.period))
+        return uid
+
+    def _check_condition(self, c: Connection, cond: ConditionSpec, where: str) -> None:
+        kind = al.CONDITION_TYPE_LABELS[cond.type]
+        w = f"{where}.value"
+        if kind == "host_group":
+            self._id_of(c, t.host_groups.c.groupid, t.host_groups.c.name, cond.value, w, "host group",
+                        "add it under host_groups:")
+        elif kind == "host":
+            row = self._host_row(c, cond.value)
+            if row is None or row.status == HostStatus.TEMPLATE:
+                raise ConfigError(f"{w}: no host named {cond.value!r}")
+        elif kind == "trigger":
+            host, sep, name = cond.value.partition(":")
+            row = self._host_row(c, host.strip()) if sep else None
+            if row is None or row.status == HostStatus.TEMPLATE:
+                raise ConfigError(f"{w}: {cond.value!r} is not \"host:trigger name\" of a host's trigger")
+            q = sa.select(t.triggers.c.triggerid).where(t.triggers.c.hostid == row.hostid,
+                                                        t.triggers.c.description == name.strip())
+            if c.execute(q).first() is None:
+                raise ConfigError(f"{w}: host {host.strip()!r} has no trigger {name.strip()!r}")
+
+    def _write_operations(self, c: Connection, actionid: int, ops: list[OperationSpec], recovery: int,
+                          where: str) -> None:
+        for i, op in enumerate(ops):
+            w = f"{where}[{i}]"
+            users = [self._id_of(c, t.users.c.userid, t.users.c.username, u, f"{w}.send_to_users[{j}]", "user",
+                                 "add it under users:") for j, u in enumerate(op.users)]
+            groups = [self._user_group_id(c, g, f"{w}.send_to_groups[{j}]") for j, g in enumerate(op.groups)]
+            mtid = self._media_type_id(c, op.media_type, f"{w}.media_type") if op.media_type is not None else None
+            opid = c.execute(sa.insert(t.operations).values(
+                actionid=actionid, recovery=recovery, operationtype=op.kind, esc_step_from=op.step_from,
+                esc_step_to=op.step_to, esc_period=op.step_duration, mediatypeid=mtid, subject=op.subject,
+                message=op.message, command=op.command, execute_on=op.execute_on)).inserted_primary_key[0]
+            for uid in dict.fromkeys(users):
+                c.execute(sa.insert(t.op_users).values(operationid=opid, userid=uid))
+            for gid in dict.fromkeys(groups):
+                c.execute(sa.insert(t.op_groups).values(operationid=opid, usrgrpid=gid))
+
+    def _upsert_action(self, c: Connection, a: ActionSpec, where: str) -> int:
+        for i, cond in enumerate(a.conditions):
+            self._check_condition(c, cond, f"{where}.conditions[{i}]")
+        aid = self._upsert_named(c, t.actions, t.actions.c.actionid, t.actions.c.name, a.name, {
+            "eventsource": a.event_source, "status": 0 if a.enabled else 1, "esc_period": a.step_duration,
+            "evaltype": a.evaltype, "pause_suppressed": 1 if a.pause_suppressed else 0})
+        c.execute(sa.delete(t.action_conditions).where(t.action_conditions.c.actionid == aid))
+        if a.conditions:
+            c.execute(sa.insert(t.action_conditions), [
+                {"actionid": aid, "conditiontype": x.type, "operator": x.operator, "value": x.value,
+                 "value2": x.value2} for x in a.conditions])
+        c.execute(sa.delete(t.operations).where(t.operations.c.actionid == aid))
+        self._write_operations(c, aid, a.operations, 0, f"{where}.operations")
+        self._write_operations(c, aid, a.recovery_operations, 1, f"{where}.recovery_operations")
+        self._write_operations(c, aid, a.update_operations, 2, f"{where}.update_operations")
+        return aid
+
+    def _upsert_maintenance(self, c: Connection, m: MaintenanceSpec, where: str) -> int:
+        hosts = []
+        for i, h in enumerate(m.hosts):
+            row = self._host_row(c, h)
+            if row is None or row.status == HostStatus.TEMPLATE:
+                raise ConfigError(f"{where}.hosts[{i}]: no host named {h!r}")
+            hosts.append(int(row.hostid))
+        groups = [self._id_of(c, t.host_groups.c.groupid, t.host_groups.c.name, g, f"{where}.groups[{i}]",
+                              "host group", "add it under host_groups:") for i, g in enumerate(m.groups)]
+        mid = self._upsert_named(c, t.maintenances, t.maintenances.c.maintenanceid, t.maintenances.c.name, m.name, {
+            "maintenance_type": 0 if m.collect_data else 1, "description": m.description,
+            "active_since": m.active_since, "active_till": m.active_till})
+        for table, col, ids in ((t.maintenances_hosts, "hostid", hosts), (t.maintenances_groups, "groupid", groups)):
+            c.execute(sa.delete(table).where(table.c.maintenanceid == mid))
+            for x in dict.fromkeys(ids):
+                c.execute(sa.insert(table).values({"maintenanceid": mid, col: x}))
+        c.execute(sa.delete(t.timeperiods).where(t.timeperiods.c.maintenanceid == mid))
+        for p in m.periods:
+            c.execute(sa.insert(t.timeperiods).values(
+                maintenanceid=mid, timeperiod_type=p.type, every=p.every, month=p.month, dayofweek=p.dayofweek,
+                day=p.day, start_time=p.start_time, period=p.period, start_date=p.start_date))
+        return mid
+
+    def _read_alerting(self, c: Connection) -> AlertingConfig:
+        cfg = AlertingConfig()
+        for r in c.execute(sa.select(t.media_types).order_by(t.media_types.c.name)):
+            cfg.media_types[r.mediatypeid] = MediaTypeSpec(
+                name=r.name, kind=MediaKind(r.type), params=json.loads(r.params or "{}"), enabled=r.status == 0,
+                max_attempts=r.maxattempts, attempt_interval=r.attempt_interval, description=r.description)
+            cfg.media_type_ids[r.name] = r.mediatypeid
+        mt_names = {v: k for k, v in cfg.media_type_ids.items()}
+        groups = dict(c.execute(sa.select(t.usrgrp.c.usrgrpid, t.usrgrp.c.name).order_by(t.usrgrp.c.name)).all())
+        members: dict[int, list[int]] = {}
+        user_groups: dict[int, list[str]] = {}
+        for uid, gid in c.execute(sa.select(t.users_groups.c.userid, t.users_groups.c.usrgrpid)
+                                  .order_by(t.users_groups.c.userid)):
+            members.setdefault(gid, []).append(uid)
+            user_groups.setdefault(uid, []).append(groups[gid])
+        for gid, name in groups.items():
+            cfg.user_groups[gid] = (name, tuple(members.get(gid, ())))
+            cfg.group_ids[name] = gid
+        medias: dict[int, list[MediaSpec]] = {}
+        for r in c.execute(sa.select(t.media).order_by(t.media.c.mediaid)):
+            medias.setdefault(r.userid, []).append(MediaSpec(
+                media_type=mt_names[r.mediatypeid], send_to=r.sendto, severity=r.severity, period=r.period,
+                enabled=r.active == 0))
+        for r in c.execute(sa.select(t.users).order_by(t.users.c.username)):
+            cfg.users[r.userid] = UserSpec(username=r.username, name=r.name, surname=r.surname, role=r.roleid,
+                                           groups=sorted(user_groups.get(r.userid, [])),
+                                           medias=medias.get(r.userid, []))
+            cfg.user_ids[r.username] = r.userid
+        user_names = {v: k for k, v in cfg.user_ids.items()}
+        op_users: dict[int, list[str]] = {}
+        for opid, uid in c.execute(sa.select(t.op_users.c.operationid, t.op_users.c.userid)):
+            op_users.setdefault(opid, []).append(user_names[uid])
+        op_groups: dict[int, list[str]] = {}
+        for opid, gid in c.execute(sa.select(t.op_groups.c.operationid, t.op_groups.c.usrgrpid)):
+            op_groups.setdefault(opid, []).append(groups[gid])
+        conds: dict[int, list[ConditionSpec]] = {}
+        for r in c.execute(sa.select(t.action_conditions).order_by(t.action_conditions.c.conditionid)):
+            conds.setdefault(r.actionid, []).append(ConditionSpec(r.conditiontype, r.operator, r.value, r.value2))
+        ops: dict[tuple[int, int], list[OperationSpec]] = {}
+        for r in c.execute(sa.select(t.operations).order_by(t.operations.c.operationid)):
+            ops.setdefault((r.actionid, r.recovery), []).append(OperationSpec(
+                kind=r.operationtype, step_from=r.esc_step_from, step_to=r.esc_step_to, step_duration=r.esc_period,
+                users=sorted(op_users.get(r.operationid, [])), groups=sorted(op_groups.get(r.operationid, [])),
+                media_type=mt_names.get(r.mediatypeid) if r.mediatypeid is not None else None,
+                subject=r.subject, message=r.message, command=r.command, execute_on=r.execute_on))
+        for r in c.execute(sa.select(t.actions).order_by(t.actions.c.name)):
+            cfg.actions[r.actionid] = ActionSpec(
+                name=r.name, event_source=r.eventsource, enabled=r.status == 0, step_duration=r.esc_period,
+                evaltype=r.evaltype, pause_suppressed=r.pause_suppressed == 1, conditions=conds.get(r.actionid, []),
+                operations=ops.get((r.actionid, 0), []), recovery_operations=ops.get((r.actionid, 1), []),
+                update_operations=ops.get((r.actionid, 2), []))
+        host_names = dict(c.execute(sa.select(t.hosts.c.hostid, t.hosts.c.host)).all())
+        hgroups = dict(c.execute(sa.select(t.host_groups.c.groupid, t.host_groups.c.name)).all())
+        cfg.host_group_ids = {v: k for k, v in hgroups.items()}
+        m_hosts: dict[int, list[str]] = {}
+        for mid, hid in c.execute(sa.select(t.maintenances_hosts.c.maintenanceid, t.maintenances_hosts.c.hostid)):
+            m_hosts.setdefault(mid, []).append(host_names[hid])
+        m_groups: dict[int, list[str]] = {}
+        for mid, gid in c.execute(sa.select(t.maintenances_groups.c.maintenanceid, t.maintenances_groups.c.groupid)):
+            m_groups.setdefault(mid, []).append(hgroups[gid])
+        periods: dict[int, list[TimePeriodSpec]] = {}
+        for r in c.execute(sa.select(t.timeperiods).order_by(t.timeperiods.c.timeperiodid)):
+            periods.setdefault(r.maintenanceid, []).append(TimePeriodSpec(
+                type=r.timeperiod_type, every=r.every, month=r.month, dayofweek=r.dayofweek, day=r.day,
+                start_time=r.start_time, period=r.period, start_date=r.start_date))
+        for r in c.execute(sa.select(t.maintenances).order_by(t.maintenances.c.name)):
+            cfg.maintenances[r.maintenanceid] = MaintenanceSpec(
+                name=r.name, collect_data=r.maintenance_type == 0, active_since=r.active_since,
+                active_till=r.active_till, description=r.description, hosts=sorted(m_hosts.get(r.maintenanceid, [])),
+                groups=sorted(m_groups.get(r.maintenanceid, [])), periods=periods.get(r.maintenanceid, []))
+        for r in c.execute(sa.select(t.hosts.c.hostid, t.hosts.c.host).where(t.hosts.c.status != HostStatus.TEMPLATE)):
+            cfg.host_ids[r.host] = r.hostid
+        hg: dict[int, list[str]] = {}
+        for hid, gid in c.execute(sa.select(t.hosts_groups.c.hostid, t.hosts_groups.c.groupid)):
+            hg.setdefault(hid, []).append(hgroups[gid])
+        cfg.host_groups = {hid: tuple(sorted(g)) for hid, g in hg.items() if hid in host_names}
+        for r in c.execute(sa.select(t.triggers.c.triggerid, t.triggers.c.description, t.hosts.c.host)
+                           .join(t.hosts, t.hosts.c.hostid == t.triggers.c.hostid)
+                           .where(t.hosts.c.status != HostStatus.TEMPLATE)):
+            cfg.trigger_ids[f"{r.host}:{r.description}"] = r.triggerid
+        return cfg
+
+    def alerting(self) -> AlertingConfig:
+        """Media types, users, user groups, actions and maintenance, with the maps from names to ids."""
+        with self.engine.connect() as c:
+            return self._read_alerting(c)
+
+    def _export_alerting(self, c: Connection) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        macros = dict(c.execute(sa.select(t.global_macros.c.macro, t.global_macros.c.value)
+                                .order_by(t.global_macros.c.macro)).all())
+        if macros:
+            out["macros"] = macros
+        cfg = self._read_alerting(c)
+        if cfg.media_types:
+            out["media_types"] = [al.media_type_to_doc(m) for m in cfg.media_types.values()]
+        if cfg.user_groups:
+            out["user_groups"] = [name for name, _ in cfg.user_groups.values()]
+        if cfg.users:
+            out["users"] = [al.user_to_doc(u) for u in cfg.users.values()]
+        if cfg.actions:
+            out["actions"] = [al.action_to_doc(a) for a in cfg.actions.values()]
+        if cfg.maintenances:
+            out["maintenances"] = [al.maintenance_to_doc(m) for m in cfg.maintenances.values()]
+        return out

@@ -6,7 +6,8 @@ so a reply goes out only for committed values. While one transaction commits, th
 up: the busier the server, the bigger the batches. Pending values are bounded; past the bound
 `submit` waits (backpressure on the senders) rather than dropping anything.
 
-After the futures are settled (and when idle for a second) the writer calls `store.maintain()`,
+After the futures are settled the writer hands the committed batch to the `on_commit` hook (the
+trigger engine's queue). After that (and when idle for a second) the writer calls `store.maintain()`,
 where a store does deferred work (SQLite moves staged values into history) off the reply path.
 
 Writers are supervised (server/supervise.py): one whose store cannot open, or that fails with
@@ -35,8 +36,12 @@ class Batcher:
     RESTART_MAX = 5.0
 
     def __init__(self, open_store: Callable[[], Store], max_values: int, writers: int = 1,
-                 timeout: float = 3.0, sessions: dict[str, int] | None = None) -> None:
+                 timeout: float = 3.0, sessions: dict[str, int] | None = None,
+                 on_commit: Callable[[WriteBatch], None] | None = None) -> None:
         self._open_store = open_store
+        # Called on the writer thread with each committed batch (the trigger engine queues it: it
+        # must return at once); its failure is logged, never the writer's.
+        self._on_commit = on_commit
         self._max_values = max_values
         self._max_pending = max_values * 4
         self._timeout = timeout
@@ -200,6 +205,11 @@ class Batcher:
                 _settle_all(taken, e)  # then the supervisor logs it with its traceback
                 raise
             _settle_all(taken, error)
+            if error is None and self._on_commit is not None:
+                try:
+                    self._on_commit(merged)
+                except Exception:
+                    log.exception("the on-commit hook failed for %d values", len(merged))
             for loop in {lp for _, _, lp in taken}:
                 loop.call_soon_threadsafe(self._wake)
             t0 = time.monotonic()

@@ -20,7 +20,7 @@ import ssl
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from vigil.agent.protocol import zbxd
 from vigil.agent.protocol.messages import (
@@ -70,12 +70,21 @@ ACCEPT_RETRY = 0.1  # seconds before accepting again after the process ran out o
 # the same bound by agent.protocol.messages.loads.
 
 
+class Observer(Protocol):
+    """What ingest tells the trigger engine besides committed values (must not block)."""
+
+    def unsupported(self, rows: list[tuple[int, int, str]]) -> None: ...  # (itemid, clock, error)
+
+    def agent_seen(self, hostid: int) -> None: ...
+
+
 class IngestServer:
     def __init__(self, cache: ConfigCache, repo: ConfigRepo, batcher: Batcher, last_ids: dict[str, int],
                  read_sessions: Callable[[], dict[str, int]], *,
                  max_frame: int, timeout: float, max_connections: int, max_body: int = 16 * 1024 * 1024,
                  max_values: int = 10_000, clock_window: ClockWindow = DEFAULT_WINDOW,
-                 tls: ssl.SSLContext | None = None) -> None:
+                 tls: ssl.SSLContext | None = None, observer: Observer | None = None) -> None:
+        self.observer = observer
         self.read_sessions = read_sessions
         self.sessions = AgentSessions(last_ids)
         self.clock_window = clock_window
@@ -279,8 +288,10 @@ class IngestServer:
             now_s, now_ns = divmod(now, 1_000_000_000)
             snap = self.cache.snapshot
             data = self.admission.filter(snap, data, peer)
+            observer = self.observer
+            unsupported: list[tuple[int, int, str]] | None = [] if observer is not None else None
             if request == SENDER_DATA:
-                batch, failed = sender_values(snap, data, now_s, now_ns, peer, self.clock_window)
+                batch, failed = sender_values(snap, data, now_s, now_ns, peer, self.clock_window, unsupported)
                 error = await self._store(batch, request, peer)
             else:
                 session = obj.get("session")
@@ -289,10 +300,17 @@ class IngestServer:
                 # One batch per session in flight: a resend waits for the first batch's commit.
                 async with self.sessions.turn(session):
                     batch, failed = agent_values(snap, session, data, self.last_ids, now_s, now_ns, peer,
-                                                 self.clock_window)
+                                                 self.clock_window, unsupported)
                     error = await self._store(batch, request, peer)
                     if error is None and batch.sessions:
                         self.sessions.committed(batch.sessions)
+                if observer is not None:
+                    for host in {d.get("host") for d in data if type(d) is dict}:
+                        ref = snap.hosts.get(host) if isinstance(host, str) else None
+                        if ref is not None:
+                            observer.agent_seen(ref.hostid)
+            if unsupported and error is None:
+                observer.unsupported(unsupported)  # type: ignore[union-attr]
             if error is not None:
                 return failure(f"values were not stored: {error}")
             self.stats["values"] += len(data) - failed
@@ -330,6 +348,8 @@ class IngestServer:
         if refused:
             log.warning("active checks from %s: %s", peer, refused)
             return failure(refused)
+        if self.observer is not None:
+            self.observer.agent_seen(ref.hostid)
         items = snap.active.get(ref.hostid, [])
         try:
             positions = await asyncio.to_thread(self.repo.log_positions, [i.itemid for i in items]) if items else {}

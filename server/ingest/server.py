@@ -18,13 +18,18 @@ from vigil.server.ingest.values import ClockWindow
 from vigil.server.settings import Settings
 from vigil.server.store import StoreError, open_store
 from vigil.server.store.base import Retention
+from vigil.server.store.events import EventStore
+from vigil.server.triggers.evaluator import EngineSettings, TriggerEngine
+from vigil.server.triggers.events import Notice
 
 log = logging.getLogger("vigil.server")
 
 
 async def serve(settings: Settings, stop: asyncio.Event,
-                on_ready: Callable[[], Awaitable[None]] | None = None) -> None:
-    """Run ingest until `stop` is set. Raises if the database is not migrated or the port is taken."""
+                on_ready: Callable[[], Awaitable[None]] | None = None,
+                notify: Callable[[Notice], None] | None = None) -> None:
+    """Run ingest and the trigger engine until `stop` is set; `notify` gets each committed event and
+    problem update (it must not block). Raises if the database is not migrated or the port is taken."""
     pg = settings.pg_timeouts
     engine = engine_for(settings.database_url, pg)
     check_current(engine)
@@ -48,25 +53,32 @@ async def serve(settings: Settings, stop: asyncio.Event,
             return batcher.committed_sessions()
 
     last_ids = stored_sessions()
+    triggers = TriggerEngine(EventStore(engine), repo, cache, lambda: open_store(settings.database_url, pg), notify,
+                             EngineSettings(settings.trigger_timer, settings.ack_poll, settings.agent_unreachable,
+                                            settings.value_cache_size))
+    triggers.start()
     batcher = Batcher(lambda: open_store(settings.database_url, pg), settings.batch_max_values,
-                      settings.history_writers, timeout=settings.timeout, sessions=last_ids)
+                      settings.history_writers, timeout=settings.timeout, sessions=last_ids,
+                      on_commit=triggers.on_commit)
     batcher.start()
     try:
         tls = context_from_settings(settings.tls_ca_file, settings.tls_cert_file, settings.tls_key_file,
                                     settings.tls_crl_file) if settings.tls_enabled else None
     except RuntimeError:
         batcher.stop()
+        triggers.stop()
         raise
     ingest = IngestServer(cache, repo, batcher, last_ids, read_sessions, max_frame=settings.max_frame_bytes,
                           timeout=settings.timeout, max_connections=settings.max_connections,
                           max_body=settings.max_body_bytes, max_values=settings.max_request_values,
                           clock_window=ClockWindow(settings.max_clock_ahead, settings.max_clock_age),
-                          tls=tls)
+                          tls=tls, observer=triggers)
     host, port = settings.listen
     try:
         server = await ingest.start_server(host, port, backlog=1024)
     except OSError as e:
         batcher.stop()
+        triggers.stop()
         raise RuntimeError(f"cannot listen on {host}:{port} (VIGIL_LISTEN): {e.strerror or e}") from None
     log.info("listening for Zabbix protocol traffic on %s:%d%s, store %s", host, port,
              " (plain text and TLS with certificates)" if tls is not None else "",
@@ -79,7 +91,7 @@ async def serve(settings: Settings, stop: asyncio.Event,
     # --- pollers (server/pollers/): passive agents, simple checks, HTTP agent items -------------------
     from vigil.server.pollers.scheduler import start as start_pollers
 
-    stop_pollers = start_pollers(settings, repo, batcher.submit)
+    stop_pollers = start_pollers(settings, repo, batcher.submit, triggers.unsupported)
     # --- end pollers ---------------------------------------------------------------------------------
     try:
         if on_ready is not None:
@@ -93,6 +105,7 @@ async def serve(settings: Settings, stop: asyncio.Event,
         await refresher
         housekeeper_stop.set()
         batcher.stop()
+        triggers.stop()  # after the writers: it evaluates what they committed last
         engine.dispose()
         log.info("stopped: %d requests, %d values stored, %d failed",
                  ingest.stats["requests"], ingest.stats["values"], ingest.stats["failed"])

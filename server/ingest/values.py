@@ -136,8 +136,13 @@ def _int(v: Any) -> int:
 
 
 def sender_values(snap: Snapshot, data: list[Any], now_s: int, now_ns: int, peer: str,
-                  window: ClockWindow = DEFAULT_WINDOW) -> tuple[WriteBatch, int]:
-    """Rows for `sender data` values; returns the batch and how many values failed."""
+                  window: ClockWindow = DEFAULT_WINDOW,
+                  unsupported: list[tuple[int, int, str]] | None = None) -> tuple[WriteBatch, int]:
+    """Rows for `sender data` values; returns the batch and how many values failed.
+
+    A value its item's type cannot hold also goes into `unsupported` as (itemid, clock, error): the
+    item becomes not supported, as in Zabbix.
+    """
     batch = WriteBatch()
     items = snap.items
     failed = 0
@@ -186,13 +191,19 @@ def sender_values(snap: Snapshot, data: list[Any], now_s: int, now_ns: int, peer
         except (KeyError, TypeError, ValueError) as e:
             failed += 1
             _rejected(peer, i, d, e)
+            if unsupported is not None and isinstance(e, ConversionError):
+                unsupported.append((ref.itemid, c, str(e)))
     return batch, failed
 
 
 def agent_values(snap: Snapshot, session: str, data: list[Any], last_ids: dict[str, int],
                  now_s: int, now_ns: int, peer: str,
-                 window: ClockWindow = DEFAULT_WINDOW) -> tuple[WriteBatch, int]:
+                 window: ClockWindow = DEFAULT_WINDOW,
+                 unsupported: list[tuple[int, int, str]] | None = None) -> tuple[WriteBatch, int]:
     """Rows for `agent data` values, dropping ids at or below the session's last committed id.
+
+    A value the agent reports not supported (state 1, its value the reason) or that its item's type
+    cannot hold goes into `unsupported` as (itemid, clock, error).
 
     `last_ids` is only read: the caller moves it forward once the batch is committed
     (`batch.sessions` holds the new highest id), see ingest.sessions.
@@ -225,10 +236,18 @@ def agent_values(snap: Snapshot, session: str, data: list[Any], last_ids: dict[s
                 batch.logpos[ref.itemid] = (read_uint(lastlogsize, "lastlogsize", 2**63 - 1),
                                             0 if mtime is None else read_uint(mtime, "mtime", 2**31 - 1))
             if d.get("state") == 1:
+                if unsupported is not None:
+                    why = d.get("value")
+                    unsupported.append((ref.itemid, c, str(why) if why not in (None, "") else "not supported"))
                 continue  # not supported on the agent: counted as processed, nothing to store
             if "value" not in d and lastlogsize is not None:
                 continue  # a log item's position with no line (zabbix_agentd's "meta" value)
-            _add(batch, ref.value_type, ref.itemid, c, n, _text(d.get("value")), d)
+            try:
+                _add(batch, ref.value_type, ref.itemid, c, n, _text(d.get("value")), d)
+            except ConversionError as e:
+                if unsupported is not None:
+                    unsupported.append((ref.itemid, c, str(e)))
+                raise
         except (KeyError, TypeError, ValueError) as e:
             failed += 1
             _rejected(peer, i, d, e)

@@ -12,7 +12,7 @@ Zabbix 6.0's rules: after a network error the interface is unreachable and its i
 VIGIL_UNREACHABLE_DELAY seconds; then one item probes it (the others wait for the probe); once the
 errors have lasted VIGIL_UNREACHABLE_PERIOD the interface is unavailable and probed every
 VIGIL_UNAVAILABLE_DELAY. The first answer makes it available again and its items go back to their
-slots. The state goes to the interfaces table (and host_availability for the main agent interface).
+slots. The state goes to the interfaces table (available, error, errors_from, disable_until).
 
 A value goes through the item's preprocessing (the `preprocess` hook), is converted to the item's
 value type by ingest's rules and is handed, with everyone else's, to ingest's Batcher, so polled
@@ -158,7 +158,11 @@ class Scheduler:
     def __init__(self, repo: ConfigRepo, submit: Callable[[WriteBatch], Awaitable[None]],
                  settings: PollerSettings | None = None, pollers: Mapping[ItemType, PollFn] | None = None,
                  preprocess: Preprocess | None = None, timeouts: Mapping[ItemType, TimeoutFn] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 unsupported: Callable[[list[tuple[int, int, str]]], None] | None = None) -> None:
+        """`unsupported`: where (itemid, clock, error) of items that became not supported go when the
+        trigger engine keeps item_state (vigil.server.triggers.evaluator.TriggerEngine.unsupported; it
+        also makes them normal again on their next value); None: the scheduler writes item_state itself."""
         self.repo = repo
         self.submit = submit
         self.s = settings or PollerSettings()
@@ -166,6 +170,7 @@ class Scheduler:
         self.timeouts = dict(default_timeouts() if timeouts is None else timeouts)
         self.preprocess = preprocess or Preprocessor()
         self.clock = clock
+        self.unsupported = unsupported
         self.version = -1
         self.items: dict[int, PollItem] = {}
         self.dependents: dict[int, list[int]] = {}
@@ -448,6 +453,11 @@ class Scheduler:
     async def _write_states(self) -> None:
         items, self._state_changes = self._state_changes, {}
         ifaces, self._iface_changes = self._iface_changes, set()
+        if self.unsupported is not None:  # the trigger engine records item states (and their internal events)
+            bad = [(i, c, e) for i, (s, e, c) in items.items() if s == 1]
+            if bad:
+                self.unsupported(bad)
+            items = {}
         rows = [(i, s, e, c) for i, (s, e, c) in items.items()]
         irows = [(st.interfaceid, st.hostid, st.type, st.available, st.error, st.errors_from, st.disable_until)
                  for iid in ifaces if (st := self.interfaces.get(iid)) is not None]
@@ -485,10 +495,12 @@ def _where(itf: PollInterface | None) -> str:
     return f"interface [{itf.address}]:{itf.port}" if itf is not None else "the item's target"
 
 
-def start(settings: Settings, repo: ConfigRepo,
-          submit: Callable[[WriteBatch], Awaitable[None]]) -> Callable[[], Awaitable[None]] | None:
+def start(settings: Settings, repo: ConfigRepo, submit: Callable[[WriteBatch], Awaitable[None]],
+          unsupported: Callable[[list[tuple[int, int, str]]], None] | None = None,
+          ) -> Callable[[], Awaitable[None]] | None:
     """Start the pollers of `vigil server` on the running loop; returns the coroutine function that stops
-    them (their last values handed to `submit`), or None when VIGIL_POLLERS is 0."""
+    them (their last values handed to `submit`), or None when VIGIL_POLLERS is 0. `unsupported`: the
+    trigger engine's, which then keeps item_state (see Scheduler)."""
     from vigil.server.pollers import http, simple
 
     if settings.pollers == 0:
@@ -499,7 +511,7 @@ def start(settings: Settings, repo: ConfigRepo,
     sched = Scheduler(repo, submit, PollerSettings(
         pollers=settings.pollers, timeout=settings.timeout, unreachable_period=settings.unreachable_period,
         unavailable_delay=settings.unavailable_delay, unreachable_delay=settings.unreachable_delay,
-        config_refresh=settings.config_refresh))
+        config_refresh=settings.config_refresh), unsupported=unsupported)
     halt = asyncio.Event()
     task = asyncio.create_task(sched.run(halt), name="pollers")
 

@@ -161,8 +161,6 @@ def test_agent_values_are_stored_and_unsupported_keys_recorded(repo: ConfigRepo,
     assert state == 1 and 'value "zbx-peer" is not suitable for value type "Numeric (float)"' in error
     itf = _interface(repo)
     assert (itf["available"], itf["error"], itf["errors_from"]) == (1, "", 0)
-    with repo.engine.connect() as c:
-        assert c.execute(sa.select(t.host_availability.c.available)).scalar() == 1
 
 
 def test_an_unreachable_interface_backs_off_becomes_unavailable_and_comes_back(repo: ConfigRepo,
@@ -349,3 +347,16 @@ def test_items_added_and_removed_while_running(repo: ConfigRepo, zabbix_agentd: 
     asyncio.run(main())
     new = {r[0] for b in batches for r in b.uints} - {ids["agent.ping"]}
     assert len(new) == 1 and sched.items[new.pop()].key == "system.cpu.num"
+
+
+def test_with_the_trigger_engine_not_supported_items_go_to_it(repo: ConfigRepo) -> None:
+    ids = _import(repo, """
+hosts:
+  - host: bare
+    items: [{key: agent.ping, type: agent, value_type: unsigned, delay: 1s}]
+""")
+    told: list[tuple[int, int, str]] = []
+    sched = Scheduler(repo, _collect([]), FAST, unsupported=told.extend)
+    asyncio.run(_run_until(sched, lambda: bool(told), 10, "the engine to be told"))
+    assert [(i, e) for i, _, e in told] == [(ids["agent.ping"], told[0][2])] and "no agent interface" in told[0][2]
+    assert _state(repo, ids["agent.ping"]) is None  # the engine writes item_state, not the scheduler
