@@ -345,9 +345,9 @@ AUTH_LABELS = {v: k for k, v in AUTH_TYPES.items()}
 RETRIEVE_MODES = {"body": 0, "headers": 1, "both": 2}
 RETRIEVE_LABELS = {v: k for k, v in RETRIEVE_MODES.items()}
 NO_DELAY_TYPES = {ItemType.TRAPPER, ItemType.DEPENDENT, ItemType.SNMP_TRAP}
-POLL_FIELDS = {"interface_ref", "master_item", "params", "preprocessing", "url", "query_fields", "method", "headers",
-               "body", "status_codes", "follow_redirects", "verify_peer", "verify_host", "ssl_cert_file",
-               "ssl_key_file", "auth", "username", "password", "retrieve_mode", "timeout"}
+POLL_FIELDS = {"interface_ref", "master_item", "params", "preprocessing", "snmp_oid", "url", "query_fields",
+               "method", "headers", "body", "status_codes", "follow_redirects", "verify_peer", "verify_host",
+               "ssl_cert_file", "ssl_key_file", "auth", "username", "password", "retrieve_mode", "timeout"}
 ITEM_FIELDS |= POLL_FIELDS
 INTERFACE_FIELDS = {"type", "address", "port", "main", "interface_ref", "useip"}
 SNMP_FIELDS = {"version", "community", "bulk", "max_repetitions", "securityname", "securitylevel", "authprotocol",
@@ -372,6 +372,7 @@ class PollSpec:
     master_item: str = ""  # a dependent item's master: the key of an item of the same host
     params: str = ""
     preprocessing: list[PreprocStep] = field(default_factory=list)
+    snmp_oid: str = ""  # SNMP items: an OID (numeric or MIB name), walk[OID,...] or discovery[...]
     url: str = ""
     query_fields: list[tuple[str, str]] = field(default_factory=list)
     method: int = 0  # HTTP_METHODS
@@ -492,6 +493,7 @@ def poll_from_doc(d: dict[str, Any], kind: ItemType, where: str) -> PollSpec:
         interface_ref=_text(d, "interface_ref", where, ""), master_item=_text(d, "master_item", where, "", 2048),
         params=_text(d, "params", where, "", 65535),
         preprocessing=_preprocessing(d.get("preprocessing"), f"{where}.preprocessing"),
+        snmp_oid=_text(d, "snmp_oid", where, "", 512),
         url=_text(d, "url", where, "", 2048), query_fields=_pairs(d.get("query_fields"), f"{where}.query_fields"),
         method=_choice(d, "method", where, HTTP_METHODS, "GET"), headers=_pairs(d.get("headers"), f"{where}.headers"),
         body=_text(d, "body", where, "", 65535), status_codes=_text(d, "status_codes", where, "200"),
@@ -524,6 +526,11 @@ def poll_from_doc(d: dict[str, Any], kind: ItemType, where: str) -> PollSpec:
         if p.auth == AUTH_TYPES["bearer"]:
             raise ConfigError(f"{where}.username: bearer authentication takes the token in password, no username")
         raise ConfigError(f"{where}.username: basic authentication needs a username")
+    if kind == ItemType.SNMP and not p.snmp_oid:
+        raise ConfigError(f"{where}.snmp_oid: an snmp item needs the OID to get, e.g. 1.3.6.1.2.1.1.5.0 or "
+                          "walk[1.3.6.1.2.1.2.2.1.2]")
+    if kind != ItemType.SNMP and p.snmp_oid:
+        raise ConfigError(f"{where}.snmp_oid: only snmp items have an OID")
     if kind == ItemType.DEPENDENT:
         if not p.master_item:
             raise ConfigError(f"{where}.master_item: a dependent item needs the key of its master item")
@@ -541,6 +548,8 @@ def poll_to_doc(p: PollSpec) -> dict[str, Any]:
         d["master_item"] = p.master_item
     if p.params:
         d["params"] = p.params
+    if p.snmp_oid:
+        d["snmp_oid"] = p.snmp_oid
     if p.url:
         d["url"] = p.url
     if p.query_fields:

@@ -158,7 +158,7 @@ def poll_row(c: Connection, hostid: int, it: ItemSpec) -> dict[str, Any]:
         if interfaceid is None:
             raise ConfigError(f"item {it.key!r}: interface_ref {p.interface_ref!r} is not an interface of the host")
     return {
-        "interfaceid": interfaceid, "master_itemid": None, "params": p.params, "url": p.url,
+        "interfaceid": interfaceid, "master_itemid": None, "params": p.params, "snmp_oid": p.snmp_oid, "url": p.url,
         "query_fields": json.dumps(p.query_fields),
         "request_method": p.method, "posts": p.body, "headers": json.dumps(p.headers),
         "status_codes": p.status_codes, "follow_redirects": int(p.follow_redirects),
@@ -194,6 +194,7 @@ def poll_spec(c: Connection, rows: list[Any]) -> dict[int, PollSpec]:
     return {r.itemid: PollSpec(
         interface_ref=refs.get(r.interfaceid, "") if r.interfaceid is not None else "",
         master_item=keys.get(r.master_itemid, ""), params=r.params, preprocessing=steps.get(r.itemid, []),
+        snmp_oid=r.snmp_oid,
         url=r.url, query_fields=[tuple(x) for x in json.loads(r.query_fields or "[]")], method=r.request_method,
         headers=[tuple(x) for x in json.loads(r.headers or "[]")], body=r.posts, status_codes=r.status_codes,
         follow_redirects=bool(r.follow_redirects), verify_peer=bool(r.verify_peer), verify_host=bool(r.verify_host),
@@ -419,7 +420,7 @@ def _resolve_poll(p: PollSpec, ctx: dict[str, str]) -> PollSpec:
                       text)
 
     changes: dict[str, Any] = {name: r(getattr(p, name)) for name in
-                               ("url", "body", "status_codes", "username", "password", "timeout", "params",
+                               ("url", "body", "status_codes", "username", "password", "timeout", "params", "snmp_oid",
                                 "ssl_cert_file", "ssl_key_file")}
     changes["query_fields"] = [(r(n), r(v)) for n, v in p.query_fields]
     changes["headers"] = [(r(n), r(v)) for n, v in p.headers]

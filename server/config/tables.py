@@ -728,6 +728,7 @@ ITEM_POLLER_COLUMNS = (
     Column("master_itemid", Integer, ForeignKey("items.itemid", ondelete="CASCADE", name="items_master_itemid_fk"),
            nullable=True, index=True),
     Column("params", Text, nullable=False, server_default=""),  # calculated formula, script...
+    Column("snmp_oid", String(512), nullable=False, server_default=""),  # SNMP items: OID, walk[...], discovery[...]
     # HTTP agent
     Column("url", String(2048), nullable=False, server_default=""),
     Column("query_fields", Text, nullable=False, server_default="[]"),  # JSON list of [name, value]

@@ -138,14 +138,53 @@ def default_pollers() -> dict[ItemType, PollFn]:
 
     out: dict[ItemType, PollFn] = {ItemType.AGENT: agent.poll, ItemType.SIMPLE: simple.poll,
                                    ItemType.HTTP_AGENT: http.poll}
-    try:  # SNMP (server/pollers/snmp.py, another part of the issue): `async def poll(item, timeout) -> str`
-        from vigil.server.pollers import snmp  # type: ignore[attr-defined]
-    except ImportError:
-        pass
-    else:
-        if callable(getattr(snmp, "poll", None)):
-            out[ItemType.SNMP] = snmp.poll
+    out[ItemType.SNMP] = SnmpPoller()
     return out
+
+
+class SnmpPoller:
+    """SNMP items through server/pollers/snmp.py: one SnmpSession per interface, shared by its items
+    (made again when the interface's address or details change). A device that does not answer, or
+    refuses v3 credentials, is a network error of its interface; a missing OID is the item's."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[int, Any] = {}
+        self._engines: Any = None
+
+    async def __call__(self, item: PollItem, timeout: float) -> str:
+        from vigil.server.pollers import snmp
+        from vigil.server.pollers.snmp_oids import OidError
+        from vigil.server.pollers.snmp_values import NotSupported as OidNotSupported
+
+        itf = item.interface
+        if itf is None:
+            raise NotSupported("the host has no snmp interface to poll this item through")
+        try:
+            target = snmp.SnmpTarget.from_interface(itf.address, itf.port, itf.details, timeout=timeout, retries=0)
+            request = snmp.oid_for_item(item.poll.snmp_oid)
+        except (snmp.SnmpConfigError, OidError) as e:
+            raise NotSupported(str(e)) from None
+        session = self._sessions.get(itf.interfaceid)
+        if session is None or session.target != target:
+            if session is not None:
+                await session.close()
+            if self._engines is None:
+                self._engines = snmp.SnmpEngines()
+            session = self._sessions[itf.interfaceid] = snmp.SnmpSession(target, self._engines)
+        try:
+            result = await session.poll(request)
+        except OidNotSupported as e:
+            raise NotSupported(str(e)) from None
+        except snmp.SnmpNetworkError as e:
+            raise Unreachable(str(e)) from None
+        except snmp.SnmpError as e:
+            raise NotSupported(str(e)) from None
+        return str(result.value)
+
+    async def close(self) -> None:
+        for session in self._sessions.values():
+            await session.close()
+        self._sessions.clear()
 
 
 def default_timeouts() -> dict[ItemType, TimeoutFn]:
@@ -262,6 +301,13 @@ class Scheduler:
             await asyncio.gather(*helpers, return_exceptions=True)
             await self._flush_values()
             await self._write_states()
+            for poller in self.pollers.values():
+                close = getattr(poller, "close", None)
+                if close is not None and asyncio.iscoroutinefunction(close):
+                    try:
+                        await close()
+                    except Exception as e:  # closing sockets must not hide how the run ended
+                        log.warning("closing a poller failed: %s", e)
 
     def _dispatch(self, itemid: int, due: float, now: float) -> None:
         item = self.items.get(itemid)

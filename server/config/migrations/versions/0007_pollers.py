@@ -18,7 +18,8 @@ from alembic import op
 revision = "0007"
 down_revision = "0006"
 
-_ITEM_TEXT = (("url", sa.String(2048), ""), ("query_fields", sa.Text(), "[]"), ("posts", sa.Text(), ""),
+_ITEM_TEXT = (("snmp_oid", sa.String(512), ""),
+              ("url", sa.String(2048), ""), ("query_fields", sa.Text(), "[]"), ("posts", sa.Text(), ""),
               ("headers", sa.Text(), "[]"), ("status_codes", sa.String(255), "200"),
               ("ssl_cert_file", sa.String(255), ""), ("ssl_key_file", sa.String(255), ""),
               ("username", sa.String(255), ""), ("password", sa.String(255), ""), ("timeout", sa.String(255), "3s"))
