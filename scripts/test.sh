@@ -16,6 +16,8 @@ command -v zabbix_get >/dev/null || missing+=(zabbix-proxy-sqlite3)
 command -v psql >/dev/null || missing+=(postgresql postgresql-client)
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v logrotate >/dev/null || missing+=(logrotate)
+command -v fping >/dev/null || missing+=(fping)  # pollers: icmpping
+command -v prometheus-node-exporter >/dev/null || missing+=(prometheus-node-exporter)  # pollers: Prometheus items
 { [ -x /usr/sbin/snmpd ] && command -v snmptrap >/dev/null; } || missing+=(snmpd snmp)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"

@@ -71,6 +71,20 @@ SETTINGS: tuple[Spec, ...] = (
     Spec("VIGIL_TLS_CERT_FILE", "", "The listener's certificate (chain); empty: the listener takes plain text "
          "only. Set with VIGIL_TLS_CA_FILE and VIGIL_TLS_KEY_FILE."),
     Spec("VIGIL_TLS_KEY_FILE", "", "The private key of VIGIL_TLS_CERT_FILE."),
+    # --- pollers (server/pollers/) ---
+    Spec("VIGIL_POLLERS", "100", "Polls (passive agent, simple, HTTP agent...) running at once at most, as Zabbix's "
+         "StartPollers; 0: the server polls nothing.", 0, 10000),
+    Spec("VIGIL_HTTP_POLLERS", "16", "Threads making HTTP agent requests at once at most.", 1, 1000),
+    Spec("VIGIL_PINGERS", "4", "fping processes for icmpping items running at once at most (StartPingers).", 1, 1000),
+    Spec("VIGIL_UNREACHABLE_PERIOD", "45", "Seconds of network errors after which an interface is unavailable "
+         "(UnreachablePeriod).", 1, 3600),
+    Spec("VIGIL_UNREACHABLE_DELAY", "15", "Seconds an unreachable interface's items wait before it is tried again "
+         "(UnreachableDelay).", 1, 3600),
+    Spec("VIGIL_UNAVAILABLE_DELAY", "60", "Seconds between tries of an unavailable interface (UnavailableDelay).",
+         1, 3600),
+    Spec("VIGIL_SSL_CA_FILE", "", "CA certificates HTTP agent items with verify_peer check servers against "
+         "(Zabbix's SSLCALocation); empty: the system's."),
+    Spec("VIGIL_FPING", "", "Path of fping for icmpping items (FpingLocation); empty: fping on PATH or in /usr/sbin."),
     # --- trigger engine (issue 12) ---
     Spec("VIGIL_TRIGGER_TIMER", "5", "Seconds between evaluations of time-based triggers (nodata, fuzzytime, "
          "time periods) when no value arrives for them.", 0.1, 3600),
@@ -138,6 +152,15 @@ class Settings:
     tls_crl_file: str = ""
     tls_cert_file: str = ""
     tls_key_file: str = ""
+    # pollers
+    pollers: int = 100
+    http_pollers: int = 16
+    pingers: int = 4
+    unreachable_period: int = 45
+    unreachable_delay: int = 15
+    unavailable_delay: int = 60
+    ssl_ca_file: str = ""
+    fping: str = ""
     trigger_timer: float = 5.0
     ack_poll: float = 1.0
     value_cache_size: int = 2_000_000
@@ -243,6 +266,13 @@ class Settings:
             ack_poll=num("VIGIL_ACK_POLL"),
             value_cache_size=int(num("VIGIL_VALUE_CACHE_SIZE", int)),
             agent_unreachable=int(num("VIGIL_AGENT_UNREACHABLE", int)),
+        )
+        values.update(  # pollers
+            pollers=int(num("VIGIL_POLLERS", int)), http_pollers=int(num("VIGIL_HTTP_POLLERS", int)),
+            pingers=int(num("VIGIL_PINGERS", int)), unreachable_period=int(num("VIGIL_UNREACHABLE_PERIOD", int)),
+            unreachable_delay=int(num("VIGIL_UNREACHABLE_DELAY", int)),
+            unavailable_delay=int(num("VIGIL_UNAVAILABLE_DELAY", int)),
+            ssl_ca_file=raw["VIGIL_SSL_CA_FILE"].strip(), fping=raw["VIGIL_FPING"].strip(),
         )
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

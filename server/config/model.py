@@ -24,7 +24,7 @@ ITEM_TYPE_LABELS = {v: k for k, v in ITEM_TYPE_NAMES.items()}
 TLS_UNENCRYPTED, TLS_PSK, TLS_CERT = 1, 2, 4
 TLS_ACCEPT_NAMES = {"unencrypted": TLS_UNENCRYPTED, "psk": TLS_PSK, "cert": TLS_CERT}
 HOST_FIELDS = {"host", "name", "groups", "status", "description", "templates", "macros", "items", "tls_accept",
-               "tls_issuer", "tls_subject", "triggers"}
+               "tls_issuer", "tls_subject", "triggers", "interfaces"}
 TEMPLATE_FIELDS = {"template", "name", "groups", "description", "macros", "items", "triggers"}
 DOCUMENT_FIELDS = {"hosts", "templates", "host_groups", "vigil", "macros", "media_types", "user_groups", "users",
                    "actions", "maintenances"}
@@ -49,6 +49,8 @@ class ItemSpec:
     enabled: bool = True
     description: str = ""
     tags: list[tuple[str, str]] = field(default_factory=list)
+    # Pollers (see "Polled items" below): the interface, HTTP request, master item and preprocessing.
+    poll: PollSpec = field(default_factory=lambda: PollSpec())
 
 
 @dataclass
@@ -65,6 +67,7 @@ class HostSpec:
     tls_accept: int | None = None  # TLS_UNENCRYPTED | TLS_CERT flags; None: as it is (new host: unencrypted)
     tls_issuer: str | None = None
     tls_subject: str | None = None
+    interfaces: list[InterfaceSpec] | None = None  # None: the document does not say; keep what the host has
     triggers: list[TriggerSpec] = field(default_factory=list)
 
 
@@ -181,7 +184,7 @@ def _tags(v: Any, where: str) -> list[tuple[str, str]]:
 
 
 ITEM_FIELDS = {"key", "type", "value_type", "name", "units", "delay", "history", "trends", "status",
-               "description", "tags"}
+               "description", "tags"} | set()  # and POLL_FIELDS, added below
 
 
 def item_from_doc(d: Any, where: str) -> ItemSpec:
@@ -205,6 +208,7 @@ def item_from_doc(d: Any, where: str) -> ItemSpec:
         delay=_text(d, "delay", where, "1m", 64), history=_text(d, "history", where, "31d", 64),
         trends=_text(d, "trends", where, "365d", 64), enabled=_status(d, where),
         description=_text(d, "description", where, "", 65535), tags=_tags(d.get("tags"), f"{where}.tags"),
+        poll=poll_from_doc(d, ITEM_TYPE_NAMES[t], where),
     )
     for name, check in (("delay", seconds), ("history", history_seconds), ("trends", trends_seconds)):
         value = getattr(spec, name)
@@ -214,7 +218,7 @@ def item_from_doc(d: Any, where: str) -> ItemSpec:
             check(value, f"{where}.{name}")
         except DurationError as e:
             raise ConfigError(str(e)) from None
-    if spec.type != ItemType.TRAPPER and "{$" not in spec.delay and seconds(spec.delay) == 0:
+    if spec.type not in NO_DELAY_TYPES and "{$" not in spec.delay and seconds(spec.delay) == 0:
         raise ConfigError(f"{where}.delay: an {t} item needs an update interval above 0")
     return spec
 
@@ -271,8 +275,10 @@ def doc_from_dict(doc: Any) -> ConfigDoc:
             tls_accept=_tls_accept(h["tls_accept"], f"{where}.tls_accept") if "tls_accept" in h else None,
             tls_issuer=_text(h, "tls_issuer", where, limit=1024) if "tls_issuer" in h else None,
             tls_subject=_text(h, "tls_subject", where, limit=1024) if "tls_subject" in h else None,
+            interfaces=interfaces_from_doc(h["interfaces"], f"{where}.interfaces") if "interfaces" in h else None,
             triggers=triggers_from_doc(h, where),
         ))
+        _check_interface_refs(out.hosts[-1], where)
     for kind, field_, names in (("templates", "template", [t.template for t in out.templates]),
                                 ("hosts", "host", [h.host for h in out.hosts])):
         for i, n in enumerate(names):
@@ -305,6 +311,7 @@ def item_to_doc(it: ItemSpec) -> dict[str, Any]:
         d["description"] = it.description
     if it.tags:
         d["tags"] = [{"tag": t, "value": v} for t, v in it.tags]
+    d.update(poll_to_doc(it.poll))
     return d
 
 
@@ -313,3 +320,345 @@ def resolve_macros(text: str, macros: dict[str, str]) -> str:
     if "{$" not in text:
         return text
     return _MACRO.sub(lambda m: macros.get(m.group(), m.group()), text)
+
+
+# --- Polled items and host interfaces (pollers, migration 0007) -------------------------------------
+# An item the server polls may name its host interface (`interface_ref`, else the host's main one of
+# its kind), HTTP agent fields, a master item (dependent items) and preprocessing steps.
+
+# Zabbix 6.0's preprocessing step numbers, by the names its YAML export uses (lower case here).
+PREPROC_TYPES = {
+    "multiplier": 1, "rtrim": 2, "ltrim": 3, "trim": 4, "regex": 5, "bool_to_decimal": 6, "octal_to_decimal": 7,
+    "hex_to_decimal": 8, "simple_change": 9, "change_per_second": 10, "xmlpath": 11, "jsonpath": 12,
+    "in_range": 13, "matches_regex": 14, "not_matches_regex": 15, "check_json_error": 16, "check_xml_error": 17,
+    "check_regex_error": 18, "discard_unchanged": 19, "discard_unchanged_heartbeat": 20, "javascript": 21,
+    "prometheus_pattern": 22, "prometheus_to_json": 23, "csv_to_json": 24, "str_replace": 25,
+    "check_not_supported": 26, "xml_to_json": 27,
+}
+PREPROC_LABELS = {v: k for k, v in PREPROC_TYPES.items()}
+ERROR_HANDLERS = {"original_error": 0, "discard_value": 1, "custom_value": 2, "custom_error": 3}
+ERROR_HANDLER_LABELS = {v: k for k, v in ERROR_HANDLERS.items()}
+HTTP_METHODS = {"GET": 0, "POST": 1, "PUT": 2, "HEAD": 3}
+HTTP_METHOD_LABELS = {v: k for k, v in HTTP_METHODS.items()}
+AUTH_TYPES = {"none": 0, "basic": 1, "bearer": 5}
+AUTH_LABELS = {v: k for k, v in AUTH_TYPES.items()}
+RETRIEVE_MODES = {"body": 0, "headers": 1, "both": 2}
+RETRIEVE_LABELS = {v: k for k, v in RETRIEVE_MODES.items()}
+NO_DELAY_TYPES = {ItemType.TRAPPER, ItemType.DEPENDENT, ItemType.SNMP_TRAP}
+POLL_FIELDS = {"interface_ref", "master_item", "params", "preprocessing", "snmp_oid", "url", "query_fields",
+               "method", "headers", "body", "status_codes", "follow_redirects", "verify_peer", "verify_host",
+               "ssl_cert_file", "ssl_key_file", "auth", "username", "password", "retrieve_mode", "timeout"}
+ITEM_FIELDS |= POLL_FIELDS
+INTERFACE_FIELDS = {"type", "address", "port", "main", "interface_ref", "useip"}
+SNMP_FIELDS = {"version", "community", "bulk", "max_repetitions", "securityname", "securitylevel", "authprotocol",
+               "authpassphrase", "privprotocol", "privpassphrase", "contextname"}
+IPMI_FIELDS = {"username", "password", "authtype", "privilege"}
+DEFAULT_PORTS = {"agent": "10050", "snmp": "161", "ipmi": "623", "jmx": "12345"}
+_STATUS_CODES = re.compile(r"\s*(?:\d+(?:\s*-\s*\d+)?|\{\$[A-Z0-9_.]+\})(?:\s*,\s*(?:\d+(?:\s*-\s*\d+)?|"
+                           r"\{\$[A-Z0-9_.]+\}))*\s*")
+
+
+@dataclass
+class PreprocStep:
+    type: int  # PREPROC_TYPES
+    params: str = ""  # the step's parameters joined by newlines, as Zabbix stores them
+    error_handler: int = 0  # ERROR_HANDLERS
+    error_handler_params: str = ""
+
+
+@dataclass
+class PollSpec:
+    interface_ref: str = ""  # '' : the host's main interface of the item's kind
+    master_item: str = ""  # a dependent item's master: the key of an item of the same host
+    params: str = ""
+    preprocessing: list[PreprocStep] = field(default_factory=list)
+    snmp_oid: str = ""  # SNMP items: an OID (numeric or MIB name), walk[OID,...] or discovery[...]
+    url: str = ""
+    query_fields: list[tuple[str, str]] = field(default_factory=list)
+    method: int = 0  # HTTP_METHODS
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: str = ""
+    status_codes: str = "200"
+    follow_redirects: bool = True
+    verify_peer: bool = False
+    verify_host: bool = False
+    ssl_cert_file: str = ""
+    ssl_key_file: str = ""
+    auth: int = 0  # AUTH_TYPES
+    username: str = ""
+    password: str = ""
+    retrieve_mode: int = 0  # RETRIEVE_MODES
+    timeout: str = "3s"
+
+
+@dataclass
+class InterfaceSpec:
+    type: int  # InterfaceType
+    address: str  # an IP address or a DNS name
+    port: str = ""
+    main: bool = True
+    ref: str = ""  # how items name it (interface_ref); by default agent1, agent2, snmp1... in document order
+    details: dict[str, str] = field(default_factory=dict)  # SNMP version/community/v3 user, IPMI user
+
+    @property
+    def useip(self) -> bool:
+        import ipaddress
+
+        try:
+            ipaddress.ip_address(self.address)
+        except ValueError:
+            return False
+        return True
+
+
+def _bool(d: dict[str, Any], name: str, where: str, default: bool) -> bool:
+    v = d.get(name, default)
+    if isinstance(v, bool):
+        return v
+    if v in ("yes", "no"):
+        return v == "yes"
+    raise ConfigError(f"{where}.{name}: expected true or false, got {v!r}")
+
+
+def _pairs(v: Any, where: str) -> list[tuple[str, str]]:
+    """`{Name: value}` or `[{name: N, value: V}]` (the latter keeps repeated names)."""
+    if v is None:
+        return []
+    if isinstance(v, dict):
+        return [(str(k), "" if x is None else str(x)) for k, x in v.items()]
+    if not isinstance(v, list):
+        raise ConfigError(f"{where}: expected a mapping of name: value or a list of {{name, value}}")
+    out = []
+    for i, p in enumerate(v):
+        if not isinstance(p, dict) or "name" not in p:
+            raise ConfigError(f"{where}[{i}]: expected {{name: NAME, value: VALUE}}")
+        out.append((str(p["name"]), "" if p.get("value") is None else str(p["value"])))
+    return out
+
+
+def _choice(d: dict[str, Any], name: str, where: str, names: dict[str, int], default: str) -> int:
+    v = d.get(name, default)
+    key = v.upper() if names is HTTP_METHODS and isinstance(v, str) else v
+    if key not in names:
+        raise ConfigError(f"{where}.{name}: {v!r} is not one of {', '.join(names)}")
+    return names[key]
+
+
+def _preprocessing(v: Any, where: str) -> list[PreprocStep]:
+    if v is None:
+        return []
+    if not isinstance(v, list):
+        raise ConfigError(f"{where}: expected a list of {{type, params, error_handler}}")
+    out = []
+    for i, s in enumerate(v):
+        w = f"{where}[{i}]"
+        if not isinstance(s, dict) or "type" not in s:
+            raise ConfigError(f"{w}: expected {{type: NAME, params: [...], error_handler: ...}}")
+        _check_keys(s, {"type", "params", "error_handler", "error_handler_params"}, w)
+        kind = str(s["type"]).lower()
+        if kind not in PREPROC_TYPES:
+            raise ConfigError(f"{w}.type: {s['type']!r} is not one of {', '.join(PREPROC_TYPES)}")
+        params = s.get("params", [])
+        if isinstance(params, str | int | float) and not isinstance(params, bool):
+            params = [str(params)]
+        if not isinstance(params, list) or not all(isinstance(p, str | int | float) for p in params):
+            raise ConfigError(f"{w}.params: expected a list of texts")
+        handler = str(s.get("error_handler", "original_error")).lower()
+        if handler not in ERROR_HANDLERS:
+            raise ConfigError(f"{w}.error_handler: {s['error_handler']!r} is not one of {', '.join(ERROR_HANDLERS)}")
+        hparams = _text(s, "error_handler_params", w, "")
+        if handler == "custom_error" and not hparams:
+            raise ConfigError(f"{w}.error_handler_params: custom_error needs the error message to set")
+        out.append(PreprocStep(PREPROC_TYPES[kind], "\n".join(str(p) for p in params), ERROR_HANDLERS[handler],
+                               hparams))
+    _validate_steps(out, where)
+    return out
+
+
+def _validate_steps(steps: list[PreprocStep], where: str) -> None:
+    """Parameters that cannot work (a regex or JSONPath that does not compile...) are refused at import."""
+    from vigil.server.preprocessing import Step, StepError, validate
+
+    try:
+        validate([Step(s.type, s.params, s.error_handler, s.error_handler_params) for s in steps])
+    except StepError as e:
+        m = re.match(r"step (\d+) \(([^)]*)\): (.*)", str(e), re.S)
+        if m is None:
+            raise ConfigError(f"{where}: {e}") from None
+        raise ConfigError(f"{where}[{int(m.group(1)) - 1}].params: {m.group(2)}: {m.group(3)}") from None
+
+
+def poll_from_doc(d: dict[str, Any], kind: ItemType, where: str) -> PollSpec:
+    p = PollSpec(
+        interface_ref=_text(d, "interface_ref", where, ""), master_item=_text(d, "master_item", where, "", 2048),
+        params=_text(d, "params", where, "", 65535),
+        preprocessing=_preprocessing(d.get("preprocessing"), f"{where}.preprocessing"),
+        snmp_oid=_text(d, "snmp_oid", where, "", 512),
+        url=_text(d, "url", where, "", 2048), query_fields=_pairs(d.get("query_fields"), f"{where}.query_fields"),
+        method=_choice(d, "method", where, HTTP_METHODS, "GET"), headers=_pairs(d.get("headers"), f"{where}.headers"),
+        body=_text(d, "body", where, "", 65535), status_codes=_text(d, "status_codes", where, "200"),
+        follow_redirects=_bool(d, "follow_redirects", where, True),
+        verify_peer=_bool(d, "verify_peer", where, False), verify_host=_bool(d, "verify_host", where, False),
+        ssl_cert_file=_text(d, "ssl_cert_file", where, ""), ssl_key_file=_text(d, "ssl_key_file", where, ""),
+        auth=_choice(d, "auth", where, AUTH_TYPES, "none"), username=_text(d, "username", where, ""),
+        password=_text(d, "password", where, ""), retrieve_mode=_choice(d, "retrieve_mode", where, RETRIEVE_MODES,
+                                                                        "body"),
+        timeout=_text(d, "timeout", where, "3s"),
+    )
+    if kind == ItemType.HTTP_AGENT:
+        if not p.url:
+            raise ConfigError(f"{where}.url: an http_agent item needs the URL to request")
+        if not re.match(r"(?i)(https?://|\{)", p.url) and "://" in p.url:
+            raise ConfigError(f"{where}.url: {p.url!r}: only http:// and https:// URLs can be requested")
+    elif p.url:
+        raise ConfigError(f"{where}.url: only http_agent items have a URL")
+    if not _STATUS_CODES.fullmatch(p.status_codes):
+        raise ConfigError(f"{where}.status_codes: {p.status_codes!r} is not a list of codes and ranges "
+                          "like 200,201,210-299")
+    if "{$" not in p.timeout:
+        try:
+            t = seconds(p.timeout, f"{where}.timeout")
+        except DurationError as e:
+            raise ConfigError(str(e)) from None
+        if not 1 <= t <= 60:
+            raise ConfigError(f"{where}.timeout: {p.timeout!r} must be between 1s and 60s")
+    if p.auth and kind == ItemType.HTTP_AGENT and (p.auth == AUTH_TYPES["bearer"]) != (not p.username):
+        if p.auth == AUTH_TYPES["bearer"]:
+            raise ConfigError(f"{where}.username: bearer authentication takes the token in password, no username")
+        raise ConfigError(f"{where}.username: basic authentication needs a username")
+    if kind == ItemType.SNMP and not p.snmp_oid:
+        raise ConfigError(f"{where}.snmp_oid: an snmp item needs the OID to get, e.g. 1.3.6.1.2.1.1.5.0 or "
+                          "walk[1.3.6.1.2.1.2.2.1.2]")
+    if kind != ItemType.SNMP and p.snmp_oid:
+        raise ConfigError(f"{where}.snmp_oid: only snmp items have an OID")
+    if kind == ItemType.DEPENDENT:
+        if not p.master_item:
+            raise ConfigError(f"{where}.master_item: a dependent item needs the key of its master item")
+    elif p.master_item:
+        raise ConfigError(f"{where}.master_item: only dependent items have a master item")
+    return p
+
+
+def poll_to_doc(p: PollSpec) -> dict[str, Any]:
+    """The poll fields that differ from their defaults."""
+    d: dict[str, Any] = {}
+    if p.interface_ref:
+        d["interface_ref"] = p.interface_ref
+    if p.master_item:
+        d["master_item"] = p.master_item
+    if p.params:
+        d["params"] = p.params
+    if p.snmp_oid:
+        d["snmp_oid"] = p.snmp_oid
+    if p.url:
+        d["url"] = p.url
+    if p.query_fields:
+        d["query_fields"] = [{"name": n, "value": v} for n, v in p.query_fields]
+    if p.method:
+        d["method"] = HTTP_METHOD_LABELS[p.method]
+    if p.headers:
+        d["headers"] = [{"name": n, "value": v} for n, v in p.headers]
+    if p.body:
+        d["body"] = p.body
+    if p.status_codes != "200":
+        d["status_codes"] = p.status_codes
+    if not p.follow_redirects:
+        d["follow_redirects"] = False
+    for name in ("verify_peer", "verify_host"):
+        if getattr(p, name):
+            d[name] = True
+    for name in ("ssl_cert_file", "ssl_key_file", "username", "password"):
+        if getattr(p, name):
+            d[name] = getattr(p, name)
+    if p.auth:
+        d["auth"] = AUTH_LABELS[p.auth]
+    if p.retrieve_mode:
+        d["retrieve_mode"] = RETRIEVE_LABELS[p.retrieve_mode]
+    if p.timeout != "3s":
+        d["timeout"] = p.timeout
+    if p.preprocessing:
+        steps = []
+        for s in p.preprocessing:
+            sd: dict[str, Any] = {"type": PREPROC_LABELS[s.type]}
+            if s.params:
+                sd["params"] = s.params.split("\n")
+            if s.error_handler:
+                sd["error_handler"] = ERROR_HANDLER_LABELS[s.error_handler]
+            if s.error_handler_params:
+                sd["error_handler_params"] = s.error_handler_params
+            steps.append(sd)
+        d["preprocessing"] = steps
+    return d
+
+
+def interfaces_from_doc(v: Any, where: str) -> list[InterfaceSpec]:
+    from vigil.server.config.tables import INTERFACE_TYPE_NAMES
+
+    if not isinstance(v, list):
+        raise ConfigError(f"{where}: expected a list of {{type, address, port}}")
+    out: list[InterfaceSpec] = []
+    for i, d in enumerate(v):
+        w = f"{where}[{i}]"
+        if not isinstance(d, dict):
+            raise ConfigError(f"{w}: expected a mapping with type and address")
+        kind = d.get("type", "agent")
+        if kind not in INTERFACE_TYPE_NAMES:
+            raise ConfigError(f"{w}.type: {kind!r} is not one of {', '.join(INTERFACE_TYPE_NAMES)}")
+        extra = SNMP_FIELDS if kind == "snmp" else IPMI_FIELDS if kind == "ipmi" else set()
+        _check_keys(d, INTERFACE_FIELDS | extra, w)
+        address = _text(d, "address", w, limit=255).strip()
+        if not address or not re.fullmatch(r"[0-9A-Za-z_.:\-\[\]{}$]+", address):
+            raise ConfigError(f"{w}.address: {address!r} is not an IP address or DNS name")
+        port = _text(d, "port", w, DEFAULT_PORTS[kind], 64)
+        if "{$" not in port and not (port.isdigit() and 0 < int(port) < 65536):
+            raise ConfigError(f"{w}.port: {port!r} is not a port number from 1 to 65535")
+        details = {k: _text(d, k, w, limit=255) for k in sorted(extra) if k in d}
+        if kind == "snmp":
+            version = details.setdefault("version", "2")
+            if version not in ("1", "2", "3"):
+                raise ConfigError(f"{w}.version: {version!r} is not one of 1, 2, 3 (2 is v2c)")
+            level = details.get("securitylevel", "noAuthNoPriv")
+            if level not in ("noAuthNoPriv", "authNoPriv", "authPriv"):
+                raise ConfigError(f"{w}.securitylevel: {level!r} is not one of noAuthNoPriv, authNoPriv, authPriv")
+            if version == "3" and not details.get("securityname"):
+                raise ConfigError(f"{w}.securityname: SNMPv3 needs the user (security name)")
+            if version != "3":
+                details.setdefault("community", "{$SNMP_COMMUNITY}")
+        same = sum(1 for x in out if x.type == INTERFACE_TYPE_NAMES[kind])
+        out.append(InterfaceSpec(  # default name: agent1, agent2, snmp1... (stable when another type's goes)
+            type=int(INTERFACE_TYPE_NAMES[kind]), address=address, port=port,
+            main=_bool(d, "main", w, same == 0), ref=_text(d, "interface_ref", w, f"{kind}{same + 1}", 64),
+            details=details,
+        ))
+    for i, itf in enumerate(out):
+        if itf.ref in [x.ref for x in out[:i]]:
+            raise ConfigError(f"{where}[{i}].interface_ref: {itf.ref!r} appears twice")
+        if itf.main and any(x.main and x.type == itf.type for x in out[:i]):
+            raise ConfigError(f"{where}[{i}].main: a host has one main interface of each type")
+    for kind in {x.type for x in out}:
+        if not any(x.main for x in out if x.type == kind):
+            raise ConfigError(f"{where}: no main interface of type {kind}: mark one with main: true")
+    return out
+
+
+def interface_to_doc(itf: InterfaceSpec) -> dict[str, Any]:
+    from vigil.server.config.tables import InterfaceType
+
+    kind = InterfaceType(itf.type).name.lower()
+    d: dict[str, Any] = {"type": kind, "address": itf.address, "interface_ref": itf.ref}
+    if itf.port != DEFAULT_PORTS[kind]:
+        d["port"] = itf.port
+    d["main"] = itf.main
+    d.update(itf.details)
+    return d
+
+
+def _check_interface_refs(h: HostSpec, where: str) -> None:
+    """Items naming an interface must name one of the host's (when the document lists them)."""
+    if h.interfaces is None:
+        return
+    refs = {x.ref for x in h.interfaces}
+    for i, it in enumerate(h.items):
+        if it.poll.interface_ref and it.poll.interface_ref not in refs:
+            raise ConfigError(f"{where}.items[{i}].interface_ref: {it.poll.interface_ref!r} is not one of the "
+                              f"host's interfaces ({', '.join(sorted(refs)) or 'none'})")

@@ -32,8 +32,12 @@ from vigil.server.config.model import (
     ConfigDoc,
     ConfigError,
     HostSpec,
+    InterfaceSpec,
     ItemSpec,
+    PollSpec,
+    PreprocStep,
     TemplateSpec,
+    interface_to_doc,
     item_to_doc,
     resolve_macros,
     tls_accept_to_doc,
@@ -135,7 +139,295 @@ def _item_row(it: ItemSpec) -> dict[str, Any]:
     }
 
 
-class ConfigRepo:
+# --- Pollers: interfaces, the poll fields of items, preprocessing steps, availability and state. ----
+# (A mixin of ConfigRepo, kept apart so the SQL of each issue stays in its own block.)
+
+_POLL_TEXT = ("params", "url", "posts", "status_codes", "ssl_cert_file", "ssl_key_file", "username", "password",
+              "timeout")
+
+
+def poll_row(c: Connection, hostid: int, it: ItemSpec) -> dict[str, Any]:
+    """The items columns of `it.poll`; its interface_ref resolved to one of the host's interfaces."""
+    import json
+
+    p = it.poll
+    interfaceid = None
+    if p.interface_ref:
+        interfaceid = c.execute(sa.select(t.interfaces.c.interfaceid).where(
+            t.interfaces.c.hostid == hostid, t.interfaces.c.ref == p.interface_ref)).scalar()
+        if interfaceid is None:
+            raise ConfigError(f"item {it.key!r}: interface_ref {p.interface_ref!r} is not an interface of the host")
+    return {
+        "interfaceid": interfaceid, "master_itemid": None, "params": p.params, "snmp_oid": p.snmp_oid, "url": p.url,
+        "query_fields": json.dumps(p.query_fields),
+        "request_method": p.method, "posts": p.body, "headers": json.dumps(p.headers),
+        "status_codes": p.status_codes, "follow_redirects": int(p.follow_redirects),
+        "verify_peer": int(p.verify_peer), "verify_host": int(p.verify_host), "ssl_cert_file": p.ssl_cert_file,
+        "ssl_key_file": p.ssl_key_file, "authtype": p.auth, "username": p.username, "password": p.password,
+        "retrieve_mode": p.retrieve_mode, "timeout": p.timeout,
+    }
+
+
+def _preproc_of(c: Connection, itemids: list[int]) -> dict[int, list[PreprocStep]]:
+    out: dict[int, list[PreprocStep]] = {}
+    for i in range(0, len(itemids), 500):
+        q = (sa.select(t.item_preproc).where(t.item_preproc.c.itemid.in_(itemids[i:i + 500]))
+             .order_by(t.item_preproc.c.itemid, t.item_preproc.c.step))
+        for r in c.execute(q):
+            out.setdefault(r.itemid, []).append(PreprocStep(r.type, r.params, r.error_handler,
+                                                            r.error_handler_params))
+    return out
+
+
+def poll_spec(c: Connection, rows: list[Any]) -> dict[int, PollSpec]:
+    """PollSpec per item row (rows of the items table)."""
+    import json
+
+    itemids = [r.itemid for r in rows]
+    steps = _preproc_of(c, itemids)
+    masters = {r.master_itemid for r in rows if r.master_itemid is not None}
+    keys = dict(c.execute(sa.select(t.items.c.itemid, t.items.c.key_).where(t.items.c.itemid.in_(masters))).all()) \
+        if masters else {}
+    ifaces = {r.interfaceid for r in rows if r.interfaceid is not None}
+    refs = dict(c.execute(sa.select(t.interfaces.c.interfaceid, t.interfaces.c.ref)
+                          .where(t.interfaces.c.interfaceid.in_(ifaces))).all()) if ifaces else {}
+    return {r.itemid: PollSpec(
+        interface_ref=refs.get(r.interfaceid, "") if r.interfaceid is not None else "",
+        master_item=keys.get(r.master_itemid, ""), params=r.params, preprocessing=steps.get(r.itemid, []),
+        snmp_oid=r.snmp_oid,
+        url=r.url, query_fields=[tuple(x) for x in json.loads(r.query_fields or "[]")], method=r.request_method,
+        headers=[tuple(x) for x in json.loads(r.headers or "[]")], body=r.posts, status_codes=r.status_codes,
+        follow_redirects=bool(r.follow_redirects), verify_peer=bool(r.verify_peer), verify_host=bool(r.verify_host),
+        ssl_cert_file=r.ssl_cert_file, ssl_key_file=r.ssl_key_file, auth=r.authtype, username=r.username,
+        password=r.password, retrieve_mode=r.retrieve_mode, timeout=r.timeout,
+    ) for r in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class PollInterface:
+    interfaceid: int
+    hostid: int
+    type: int  # InterfaceType
+    address: str  # the IP, or the DNS name when the interface does not use its IP
+    port: int
+    details: dict[str, str]  # SNMP/IPMI settings, user macros resolved
+    available: int = 0  # Availability
+    error: str = ""
+    errors_from: int = 0
+    disable_until: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PollItem:
+    """An enabled item of a monitored host that the server itself collects, everything resolved."""
+
+    itemid: int
+    hostid: int
+    host: str
+    type: ItemType
+    value_type: ValueType
+    key: str  # user macros resolved
+    delay: int  # seconds; 0 for dependent items
+    interface: PollInterface | None
+    poll: PollSpec  # user macros and {HOST.*} resolved in the HTTP fields
+    master_itemid: int | None = None
+    error: str = ""  # a configuration problem that makes the item not supported (unresolved macro...)
+
+
+@dataclass(frozen=True, slots=True)
+class PollConfig:
+    version: int
+    items: dict[int, PollItem]
+    interfaces: dict[int, PollInterface]
+    dependents: dict[int, list[int]]  # master itemid -> its dependent items, in itemid order
+
+
+POLLED_TYPES = (ItemType.AGENT, ItemType.SIMPLE, ItemType.SNMP, ItemType.IPMI, ItemType.JMX, ItemType.HTTP_AGENT,
+                ItemType.DEPENDENT, ItemType.CALCULATED)
+
+
+class PollerConfig:
+    engine: Engine
+
+    def set_interfaces(self, c: Connection, hostid: int, specs: list[InterfaceSpec]) -> None:
+        """Exactly these interfaces: matched to the existing ones by interface_ref (keeping their
+        availability), others added; ones no longer listed go (their items fall back to the main one)."""
+        import json
+
+        have = {r.ref: r.interfaceid for r in c.execute(sa.select(t.interfaces.c.ref, t.interfaces.c.interfaceid)
+                                                        .where(t.interfaces.c.hostid == hostid))}
+        keep = []
+        for spec in specs:
+            useip = spec.useip
+            values = {"type": spec.type, "main": int(spec.main), "useip": int(useip),
+                      "ip": spec.address if useip else "", "dns": "" if useip else spec.address,
+                      "port": spec.port, "details": json.dumps(spec.details, sort_keys=True), "ref": spec.ref}
+            if spec.ref in have:
+                c.execute(sa.update(t.interfaces).where(t.interfaces.c.interfaceid == have[spec.ref]).values(**values))
+                keep.append(have[spec.ref])
+            else:
+                keep.append(c.execute(sa.insert(t.interfaces).values(hostid=hostid, **values)).inserted_primary_key[0])
+        c.execute(sa.delete(t.interfaces).where(t.interfaces.c.hostid == hostid,
+                                                t.interfaces.c.interfaceid.not_in(keep)))
+
+    def interfaces_of(self, c: Connection, hostid: int) -> list[InterfaceSpec]:
+        import json
+
+        rows = c.execute(sa.select(t.interfaces).where(t.interfaces.c.hostid == hostid)
+                         .order_by(t.interfaces.c.interfaceid))
+        return [InterfaceSpec(type=r.type, address=r.ip if r.useip else r.dns, port=r.port, main=bool(r.main),
+                              ref=r.ref, details=json.loads(r.details or "{}")) for r in rows]
+
+    def set_preprocessing(self, c: Connection, itemid: int, steps: list[PreprocStep]) -> None:
+        c.execute(sa.delete(t.item_preproc).where(t.item_preproc.c.itemid == itemid))
+        if steps:
+            c.execute(sa.insert(t.item_preproc), [
+                {"itemid": itemid, "step": i + 1, "type": s.type, "params": s.params,
+                 "error_handler": s.error_handler, "error_handler_params": s.error_handler_params}
+                for i, s in enumerate(steps)])
+
+    def resolve_masters(self, c: Connection, hostid: int, items: list[ItemSpec], where: str) -> None:
+        """Point dependent items at their master (an item of the same host); refuse a missing one or a loop."""
+        deps = [(i, it) for i, it in enumerate(items) if it.type == ItemType.DEPENDENT]
+        if not deps:
+            return
+        ids = dict(c.execute(sa.select(t.items.c.key_, t.items.c.itemid).where(t.items.c.hostid == hostid)).all())
+        for i, it in deps:
+            master = ids.get(it.poll.master_item)
+            if master is None:
+                raise ConfigError(f"{where}[{i}].master_item: no item {it.poll.master_item!r} on this host")
+            if master == ids[it.key]:
+                raise ConfigError(f"{where}[{i}].master_item: an item cannot be its own master")
+            c.execute(sa.update(t.items).where(t.items.c.itemid == ids[it.key]).values(master_itemid=master))
+        masters = dict(c.execute(sa.select(t.items.c.itemid, t.items.c.master_itemid)
+                                 .where(t.items.c.hostid == hostid, t.items.c.master_itemid.is_not(None))).all())
+        for i, it in deps:
+            seen, cur = {ids[it.key]}, masters.get(ids[it.key])
+            while cur is not None:
+                if cur in seen:
+                    raise ConfigError(f"{where}[{i}].master_item: {it.poll.master_item!r} depends on this item "
+                                      "in turn (a loop of dependent items)")
+                seen.add(cur)
+                cur = masters.get(cur)
+            if len(seen) > 4:
+                raise ConfigError(f"{where}[{i}].master_item: dependent items nest at most 3 levels deep")
+
+    # --- what the pollers read and write ---------------------------------------------------------------
+
+    def poll_config(self) -> PollConfig:
+        import json
+
+        from vigil.server.config.tables import ITEM_INTERFACE, InterfaceType
+
+        with self.engine.connect() as c:
+            version = int(c.execute(sa.select(t.config_version.c.version)).scalar() or 0)
+            macros = ConfigRepo._effective_macros(self, c)  # type: ignore[arg-type]
+            hosts = {r.hostid: (r.host, r.name) for r in c.execute(
+                sa.select(t.hosts.c.hostid, t.hosts.c.host, t.hosts.c.name)
+                .where(t.hosts.c.status == HostStatus.MONITORED))}
+            interfaces: dict[int, PollInterface] = {}
+            main: dict[tuple[int, int], PollInterface] = {}
+            for r in c.execute(sa.select(t.interfaces).order_by(t.interfaces.c.interfaceid)):
+                if r.hostid not in hosts:
+                    continue
+                m = macros.get(r.hostid, {})
+                port = resolve_macros(r.port, m)
+                details = {k: resolve_macros(str(v), m) for k, v in json.loads(r.details or "{}").items()}
+                itf = PollInterface(r.interfaceid, r.hostid, r.type, resolve_macros(r.ip if r.useip else r.dns, m),
+                                    int(port) if port.isdigit() else 0, details, r.available, r.error,
+                                    r.errors_from, r.disable_until)
+                interfaces[itf.interfaceid] = itf
+                if r.main:
+                    main[(r.hostid, r.type)] = itf
+            rows = c.execute(sa.select(t.items).where(t.items.c.hostid.in_(list(hosts)), t.items.c.status == 0,
+                                                      t.items.c.type.in_([int(x) for x in POLLED_TYPES]))).all() \
+                if hosts else []
+            specs = poll_spec(c, rows)
+        items: dict[int, PollItem] = {}
+        dependents: dict[int, list[int]] = {}
+        for r in rows:
+            m = macros.get(r.hostid, {})
+            kind = ItemType(r.type)
+            error = ""
+            itf = interfaces.get(r.interfaceid) if r.interfaceid is not None else None
+            if itf is None and kind in ITEM_INTERFACE:
+                itf = main.get((r.hostid, int(ITEM_INTERFACE[kind])))
+                if itf is None:
+                    error = (f"the host has no {InterfaceType(ITEM_INTERFACE[kind]).name.lower()} interface "
+                             "to poll this item through: add one under the host's interfaces")
+            elif itf is None and kind in (ItemType.SIMPLE, ItemType.HTTP_AGENT):  # for {HOST.CONN} and the like
+                itf = next((main[(r.hostid, int(k))] for k in InterfaceType if (r.hostid, int(k)) in main), None)
+            host, name = hosts[r.hostid]
+            delay = 0
+            if kind != ItemType.DEPENDENT:
+                try:
+                    delay = seconds(resolve_macros(r.delay, m))
+                except ValueError:
+                    error = error or f"the update interval {r.delay!r} does not resolve to a duration"
+                    delay = 60
+            spec = specs[r.itemid]
+            ctx = dict(m)
+            ctx.update({"{HOST.HOST}": host, "{HOST.NAME}": name or host,
+                        "{HOST.IP}": itf.address if itf else "", "{HOST.DNS}": itf.address if itf else "",
+                        "{HOST.CONN}": itf.address if itf else "", "{HOST.PORT}": str(itf.port) if itf else "",
+                        "{ITEM.KEY}": resolve_macros(r.key_, m)})
+            spec = _resolve_poll(spec, ctx)
+            items[r.itemid] = PollItem(r.itemid, r.hostid, host, kind, ValueType(r.value_type),
+                                       resolve_macros(r.key_, m), delay, itf, spec, r.master_itemid, error)
+            if r.master_itemid is not None:
+                dependents.setdefault(r.master_itemid, []).append(r.itemid)
+        for deps in dependents.values():
+            deps.sort()
+        return PollConfig(version, items, interfaces, dependents)
+
+    def item_states(self) -> dict[int, tuple[int, str]]:
+        with self.engine.connect() as c:
+            return {r.itemid: (r.state, r.error) for r in c.execute(sa.select(t.item_state))}
+
+    def save_item_states(self, rows: list[tuple[int, int, str, int]]) -> None:
+        """(itemid, state 0 normal / 1 not supported, error, clock) for items whose state changed."""
+        if not rows:
+            return
+        with self.engine.begin() as c:
+            live = set(c.execute(sa.select(t.items.c.itemid).where(
+                t.items.c.itemid.in_([r[0] for r in rows]))).scalars())
+            rows = [r for r in rows if r[0] in live]  # an item deleted meanwhile
+            if not rows:
+                return
+            c.execute(sa.delete(t.item_state).where(t.item_state.c.itemid.in_([r[0] for r in rows])))
+            c.execute(sa.insert(t.item_state), [{"itemid": i, "state": s, "error": e[:2048], "clock": k}
+                                                for i, s, e, k in rows])
+
+    def save_interface_states(self, rows: list[tuple[int, int, int, int, str, int, int]]) -> None:
+        """(interfaceid, hostid, type, available, error, errors_from, disable_until) of interfaces whose
+        state changed. (host_availability is the trigger engine's: an active agent's.)"""
+        if not rows:
+            return
+        with self.engine.begin() as c:
+            for iid, _hostid, _kind, available, error, errors_from, disable_until in rows:
+                c.execute(sa.update(t.interfaces).where(t.interfaces.c.interfaceid == iid).values(
+                    available=available, error=error[:2048], errors_from=errors_from, disable_until=disable_until))
+
+
+def _resolve_poll(p: PollSpec, ctx: dict[str, str]) -> PollSpec:
+    import dataclasses
+    import re
+
+    def r(text: str) -> str:
+        if "{" not in text:
+            return text
+        return re.sub(r"\{\$[A-Z0-9_.]+\}|\{HOST\.[A-Z]+\}|\{ITEM\.KEY\}", lambda m: ctx.get(m.group(), m.group()),
+                      text)
+
+    changes: dict[str, Any] = {name: r(getattr(p, name)) for name in
+                               ("url", "body", "status_codes", "username", "password", "timeout", "params", "snmp_oid",
+                                "ssl_cert_file", "ssl_key_file")}
+    changes["query_fields"] = [(r(n), r(v)) for n, v in p.query_fields]
+    changes["headers"] = [(r(n), r(v)) for n, v in p.headers]
+    return dataclasses.replace(p, **changes)
+
+
+class ConfigRepo(PollerConfig):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
@@ -199,7 +491,7 @@ class ConfigRepo:
             sa.select(t.items.c.itemid, t.items.c.templateid)
             .where(t.items.c.hostid == hostid, t.items.c.key_ == it.key)
         ).first()
-        values = _item_row(it) | {"templateid": templateid}
+        values = _item_row(it) | {"templateid": templateid} | poll_row(c, hostid, it)
         if row is None:
             itemid = int(c.execute(sa.insert(t.items).values(hostid=hostid, **values)).inserted_primary_key[0])
             report.items_created += 1
@@ -212,6 +504,7 @@ class ConfigRepo:
             c.execute(sa.update(t.items).where(t.items.c.itemid == itemid).values(**values))
             report.items_updated += 1
         self._set_tags(c, itemid, it.tags)
+        self.set_preprocessing(c, itemid, it.poll.preprocessing)
         return itemid
 
     def _apply_template(self, c: Connection, tpl: TemplateSpec, report: ImportReport, where: str) -> None:
@@ -236,13 +529,16 @@ class ConfigRepo:
             report.items_deleted += c.execute(sa.delete(t.items).where(t.items.c.itemid.in_(gone))).rowcount
         for it in tpl.items:
             self._upsert_item(c, tid, it, report)
+        self.resolve_masters(c, tid, tpl.items, f"{where}.items")
         linked = c.execute(sa.select(t.hosts_templates.c.hostid).where(t.hosts_templates.c.templateid == tid)).scalars()
         for hostid in list(linked):
             self._copy_template_items(c, hostid, tid, report)
 
     def _copy_template_items(self, c: Connection, hostid: int, templateid: int, report: ImportReport) -> None:
-        for it, titemid in self._items_of(c, templateid):
+        copied = self._items_of(c, templateid)
+        for it, titemid in copied:
             self._upsert_item(c, hostid, it, report, templateid=titemid)
+        self.resolve_masters(c, hostid, [it for it, _ in copied], "template item")
 
     def _items_of(self, c: Connection, hostid: int, own_only: bool = False) -> list[tuple[ItemSpec, int]]:
         q = sa.select(t.items).where(t.items.c.hostid == hostid).order_by(t.items.c.itemid)
@@ -254,10 +550,11 @@ class ConfigRepo:
             for r in c.execute(sa.select(t.item_tags).where(t.item_tags.c.itemid.in_([r.itemid for r in rows]))
                                .order_by(t.item_tags.c.itemtagid)):
                 tags.setdefault(r.itemid, []).append((r.tag, r.value))
+        polls = poll_spec(c, rows)
         return [
             (ItemSpec(key=r.key_, type=ItemType(r.type), value_type=ValueType(r.value_type), name=r.name,
                       units=r.units, delay=r.delay, history=r.history, trends=r.trends, enabled=r.status == 0,
-                      description=r.description, tags=tags.get(r.itemid, [])), r.itemid)
+                      description=r.description, tags=tags.get(r.itemid, []), poll=polls[r.itemid]), r.itemid)
             for r in rows
         ]
 
@@ -283,6 +580,8 @@ class ConfigRepo:
             self._set_groups(c, hid, h.groups or ["Discovered hosts"])
         if h.macros is not None:
             self._set_macros(c, hid, h.macros)
+        if h.interfaces is not None:
+            self.set_interfaces(c, hid, h.interfaces)
         if h.templates is not None:
             self.set_templates(c, hid, [self._template_id(c, n, f"{where}.templates[{i}]")
                                         for i, n in enumerate(h.templates)], report)
@@ -291,6 +590,7 @@ class ConfigRepo:
                 self._upsert_item(c, hid, it, report)
             except ConfigError as e:
                 raise ConfigError(f"{where}.items[{i}].key: {e}") from None
+        self.resolve_masters(c, hid, h.items, f"{where}.items")
         if delete_missing:
             keys = {it.key for it in h.items}
             report.triggers_deleted += self._delete_triggers_reading(c, sa.select(t.items.c.itemid).where(
@@ -344,6 +644,7 @@ class ConfigRepo:
             if hid is None:
                 raise ConfigError(f"host {host!r} not found: create it first (vigil host create {host})")
             self._upsert_item(c, int(hid), item, report)
+            self.resolve_masters(c, int(hid), [item], "item")
             if c.execute(sa.select(t.hosts.c.status).where(t.hosts.c.hostid == hid)).scalar() == HostStatus.TEMPLATE:
                 for linked in list(c.execute(sa.select(t.hosts_templates.c.hostid)
                                              .where(t.hosts_templates.c.templateid == hid)).scalars()):
@@ -404,6 +705,8 @@ class ConfigRepo:
                 if macros.get(r.hostid):
                     d["macros"] = macros[r.hostid]
                 if r.status != HostStatus.TEMPLATE:
+                    if interfaces := self.interfaces_of(c, r.hostid):
+                        d["interfaces"] = [interface_to_doc(x) for x in interfaces]
                     if r.tls_accept != 1:
                         d["tls_accept"] = tls_accept_to_doc(r.tls_accept)
                     for name in ("tls_issuer", "tls_subject"):

@@ -35,9 +35,17 @@ class ValueType(IntEnum):
 
 
 class ItemType(IntEnum):
-    AGENT = 0  # passive: the server asks the agent (pollers come in a later issue)
+    AGENT = 0  # passive: the server asks the agent (server/pollers/agent.py)
     TRAPPER = 2
+    SIMPLE = 3  # simple checks: net.tcp.service, icmpping... run by the server itself
+    SNMP = 4
     AGENT_ACTIVE = 7
+    IPMI = 12
+    CALCULATED = 15
+    JMX = 16
+    SNMP_TRAP = 17
+    DEPENDENT = 18  # its value is its master item's, through its own preprocessing
+    HTTP_AGENT = 19
 
 
 class HostStatus(IntEnum):
@@ -57,6 +65,14 @@ ITEM_TYPE_NAMES = {
     "agent": ItemType.AGENT,
     "trapper": ItemType.TRAPPER,
     "agent_active": ItemType.AGENT_ACTIVE,
+    "simple": ItemType.SIMPLE,
+    "snmp": ItemType.SNMP,
+    "ipmi": ItemType.IPMI,
+    "calculated": ItemType.CALCULATED,
+    "jmx": ItemType.JMX,
+    "snmp_trap": ItemType.SNMP_TRAP,
+    "dependent": ItemType.DEPENDENT,
+    "http_agent": ItemType.HTTP_AGENT,
 }
 
 host_groups = Table(
@@ -662,3 +678,85 @@ timeperiods = Table(
     Column("period", Integer, nullable=False, server_default="3600"),
     Column("start_date", Integer, nullable=False, server_default="0"),  # one-time: epoch seconds
 )
+
+
+# --- Pollers (migration 0007): what the server's pollers need of items and interfaces. -------------
+
+
+class InterfaceType(IntEnum):  # Zabbix's numbers
+    AGENT = 1
+    SNMP = 2
+    IPMI = 3
+    JMX = 4
+
+
+INTERFACE_TYPE_NAMES = {"agent": InterfaceType.AGENT, "snmp": InterfaceType.SNMP, "ipmi": InterfaceType.IPMI,
+                        "jmx": InterfaceType.JMX}
+# The interface an item of each type is polled through (items of other types need none).
+ITEM_INTERFACE = {ItemType.AGENT: InterfaceType.AGENT, ItemType.SNMP: InterfaceType.SNMP,
+                  ItemType.IPMI: InterfaceType.IPMI, ItemType.JMX: InterfaceType.JMX}
+
+
+class Availability(IntEnum):  # an interface's, as Zabbix 6.0 keeps it per interface
+    UNKNOWN = 0
+    AVAILABLE = 1
+    UNAVAILABLE = 2
+
+
+# The preprocessing steps of an item, in order (Zabbix's item_preproc). type: Zabbix's step numbers;
+# params: the step's parameters joined by newlines; error_handler 0 default (set not supported),
+# 1 discard value, 2 set value to error_handler_params, 3 set error to error_handler_params.
+item_preproc = Table(
+    "item_preproc",
+    metadata,
+    Column("item_preprocid", Integer, primary_key=True),
+    Column("itemid", Integer, ForeignKey("items.itemid", ondelete="CASCADE"), nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("type", Integer, nullable=False),
+    Column("params", Text, nullable=False, server_default=""),
+    Column("error_handler", Integer, nullable=False, server_default="0"),
+    Column("error_handler_params", String(255), nullable=False, server_default=""),
+    UniqueConstraint("itemid", "step", name="item_preproc_itemid_step"),
+)
+
+# Columns migration 0007 adds to `items` and `interfaces` (declared here, added to the tables above).
+ITEM_POLLER_COLUMNS = (
+    # The host interface to poll through; NULL: the host's main interface of the item type's kind.
+    Column("interfaceid", Integer, ForeignKey("interfaces.interfaceid", ondelete="SET NULL",
+                                              name="items_interfaceid_fk"), nullable=True),
+    # Dependent items: the item whose value they take.
+    Column("master_itemid", Integer, ForeignKey("items.itemid", ondelete="CASCADE", name="items_master_itemid_fk"),
+           nullable=True, index=True),
+    Column("params", Text, nullable=False, server_default=""),  # calculated formula, script...
+    Column("snmp_oid", String(512), nullable=False, server_default=""),  # SNMP items: OID, walk[...], discovery[...]
+    # HTTP agent
+    Column("url", String(2048), nullable=False, server_default=""),
+    Column("query_fields", Text, nullable=False, server_default="[]"),  # JSON list of [name, value]
+    Column("request_method", Integer, nullable=False, server_default="0"),  # 0 GET, 1 POST, 2 PUT, 3 HEAD
+    Column("posts", Text, nullable=False, server_default=""),  # the request body
+    Column("headers", Text, nullable=False, server_default="[]"),  # JSON list of [name, value]
+    Column("status_codes", String(255), nullable=False, server_default="200"),
+    Column("follow_redirects", Integer, nullable=False, server_default="1"),
+    Column("verify_peer", Integer, nullable=False, server_default="0"),
+    Column("verify_host", Integer, nullable=False, server_default="0"),
+    Column("ssl_cert_file", String(255), nullable=False, server_default=""),
+    Column("ssl_key_file", String(255), nullable=False, server_default=""),
+    Column("authtype", Integer, nullable=False, server_default="0"),  # 0 none, 1 basic, 5 bearer
+    Column("username", String(255), nullable=False, server_default=""),
+    Column("password", String(255), nullable=False, server_default=""),
+    Column("retrieve_mode", Integer, nullable=False, server_default="0"),  # 0 body, 1 headers, 2 both
+    Column("timeout", String(255), nullable=False, server_default="3s"),
+)
+INTERFACE_POLLER_COLUMNS = (
+    Column("ref", String(64), nullable=False, server_default=""),  # how a host's items name it (interface_ref)
+    # Zabbix 6.0's per-interface availability: errors_from is when the current run of network errors
+    # began (0: none), disable_until when the interface is next tried.
+    Column("available", Integer, nullable=False, server_default="0"),
+    Column("error", String(2048), nullable=False, server_default=""),
+    Column("errors_from", Integer, nullable=False, server_default="0"),
+    Column("disable_until", Integer, nullable=False, server_default="0"),
+)
+for _col in ITEM_POLLER_COLUMNS:
+    items.append_column(_col)
+for _col in INTERFACE_POLLER_COLUMNS:
+    interfaces.append_column(_col)

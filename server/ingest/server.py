@@ -88,6 +88,11 @@ async def serve(settings: Settings, stop: asyncio.Event,
                           daemon=True)
     hk.start()
     refresher = asyncio.create_task(cache.run(settings.config_refresh, stop))
+    # --- pollers (server/pollers/): passive agents, simple checks, HTTP agent items -------------------
+    from vigil.server.pollers.scheduler import start as start_pollers
+
+    stop_pollers = start_pollers(settings, repo, batcher.submit, triggers.unsupported)
+    # --- end pollers ---------------------------------------------------------------------------------
     try:
         if on_ready is not None:
             await on_ready()
@@ -95,6 +100,8 @@ async def serve(settings: Settings, stop: asyncio.Event,
             await stop.wait()
     finally:
         server.close()
+        if stop_pollers is not None:  # pollers: before the writers stop, so their last values are stored
+            await stop_pollers()
         await refresher
         housekeeper_stop.set()
         batcher.stop()
