@@ -34,7 +34,6 @@ SETTINGS: tuple[Spec, ...] = (
          "Directory for the embedded SQLite store, logs and the local agent's files."),
     Spec("VIGIL_DATABASE_URL", "", "Store URL: empty for SQLite in the data directory, or postgresql://user@host:port/db."),
     Spec("VIGIL_LISTEN", "127.0.0.1:10051", "Address and port of the Zabbix-protocol ingest listener."),
-    Spec("VIGIL_WEB_LISTEN", "127.0.0.1:8080", "Address and port of the web UI (served once the web issue lands)."),
     Spec("VIGIL_MAX_FRAME_BYTES", str(128 * 1024 * 1024), "Largest ZBXD frame accepted, in bytes.", 1024, 2**33),
     Spec("VIGIL_TIMEOUT", "3", "Seconds a client may take to send a whole frame before it is dropped, and that its "
          "values may wait for a history writer before the reply is `failed`.", 0.1, 300),
@@ -71,6 +70,16 @@ SETTINGS: tuple[Spec, ...] = (
     Spec("VIGIL_TLS_CERT_FILE", "", "The listener's certificate (chain); empty: the listener takes plain text "
          "only. Set with VIGIL_TLS_CA_FILE and VIGIL_TLS_KEY_FILE."),
     Spec("VIGIL_TLS_KEY_FILE", "", "The private key of VIGIL_TLS_CERT_FILE."),
+    # --- web UI and JSON API ---
+    Spec("VIGIL_WEB_LISTEN", "127.0.0.1:8080", 
+         "Address and port of the web UI and JSON API (`vigil web`, `vigil up`)."),
+    Spec("VIGIL_SECRET_KEY", "", "Key that signs session cookies; empty: a key generated once into "
+         "VIGIL_DATA_DIR/secret-key (mode 0600). Set the same value on every `vigil web` behind one address."),
+    Spec("VIGIL_LOGIN_ATTEMPTS", "5", "Failed sign-ins in a row that block an account (Zabbix: 5).", 1, 32),
+    Spec("VIGIL_LOGIN_BLOCK", "30", "Seconds a blocked account stays blocked (Zabbix: 30 s).", 1, 3600),
+    Spec("VIGIL_WEB_COOKIE_SECURE", "0", "1: the session cookie is sent over HTTPS only (set it when the UI is "
+         "served through HTTPS); 0: also over plain HTTP, as on 127.0.0.1.", 0, 1),
+    Spec("VIGIL_WEB_THREADS", "8", "Threads answering web requests in `vigil web` and `vigil up`.", 1, 256),
 )
 
 
@@ -108,6 +117,11 @@ class Settings:
     tls_crl_file: str = ""
     tls_cert_file: str = ""
     tls_key_file: str = ""
+    secret_key: str = ""
+    login_attempts: int = 5
+    login_block: int = 30
+    web_cookie_secure: bool = False
+    web_threads: int = 8
 
     @property
     def tls_enabled(self) -> bool:
@@ -181,6 +195,11 @@ class Settings:
             pg_lock_timeout=num("VIGIL_PG_LOCK_TIMEOUT"),
             local_agent=bool(num("VIGIL_LOCAL_AGENT", int)),
             log_level=level,
+            secret_key=raw["VIGIL_SECRET_KEY"],
+            login_attempts=int(num("VIGIL_LOGIN_ATTEMPTS", int)),
+            login_block=int(num("VIGIL_LOGIN_BLOCK", int)),
+            web_cookie_secure=bool(num("VIGIL_WEB_COOKIE_SECURE", int)),
+            web_threads=int(num("VIGIL_WEB_THREADS", int)),
         )
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

@@ -1,0 +1,78 @@
+"""What pages and the API read: latest values with change and sparkline, graph series. No SQL here:
+the store and the Browse repository do the reading."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from vigil.server.config.browse import ItemRow
+from vigil.server.config.tables import ValueType
+from vigil.server.store import Store
+from vigil.web import charts
+from vigil.web import format as fmt
+
+NUMERIC = (ValueType.FLOAT, ValueType.UNSIGNED)
+SPARK_WINDOW = 3600
+MAX_POINTS = 20000  # per series on a graph
+
+
+@dataclass(frozen=True, slots=True)
+class Latest:
+    item: ItemRow
+    clock: int | None
+    value: object
+    previous: object
+    spark: tuple[float, ...]
+
+    @property
+    def change(self) -> str:
+        return fmt.change(self.value, self.previous, self.item.units)
+
+    @property
+    def trend(self) -> str:
+        return fmt.trend(self.spark)
+
+    @property
+    def sparkline(self) -> str:
+        return fmt.sparkline(self.spark)
+
+    def to_json(self) -> dict:
+        v = self.value
+        return {"itemid": self.item.itemid, "hostid": self.item.hostid, "host": self.item.host,
+                "key": self.item.key, "name": self.item.name, "units": self.item.units,
+                "value_type": self.item.value_type.name.lower(), "clock": self.clock, "value": v,
+                "previous": self.previous, "formatted": fmt.value(v, self.item.units) if v is not None else None}
+
+
+def latest(store: Store, items: Sequence[ItemRow], now: int, *, sparklines: bool = True) -> list[Latest]:
+    found = store.latest({i.itemid: i.value_type for i in items}) if items else {}
+    out = []
+    for it in items:
+        row = found.get(it.itemid)
+        spark: tuple[float, ...] = ()
+        previous = None
+        if row is not None and it.value_type in NUMERIC:
+            if sparklines:
+                hist = store.history(it.itemid, it.value_type, max(0, row[0] - SPARK_WINDOW), row[0], 400)
+                spark = tuple(float(v) for _, _, v in hist)
+                if len(hist) >= 2:
+                    previous = hist[-2][2]
+        out.append(Latest(it, row[0] if row else None, row[2] if row else None, previous, spark))
+    return out
+
+
+def series(store: Store, items: Sequence[ItemRow], start: int, end: int) -> tuple[list[charts.Series], str]:
+    """The items' data for [start, end]: history, or trends for long ranges. Returns (series, source)."""
+    trends = charts.use_trends(start, end)
+    out = []
+    for it in items:
+        s = charts.Series(it.itemid, f"{it.host_name}: {it.name}", it.units)
+        if it.value_type in NUMERIC:
+            if trends:
+                s.trends = store.trends(it.itemid, it.value_type, start - start % 3600, end)
+            else:
+                s.points = [(c, float(v)) for c, _, v in store.history(it.itemid, it.value_type, start, end,
+                                                                        MAX_POINTS)]
+        out.append(s)
+    return out, "trends" if trends else "history"
