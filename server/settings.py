@@ -71,7 +71,7 @@ SETTINGS: tuple[Spec, ...] = (
          "only. Set with VIGIL_TLS_CA_FILE and VIGIL_TLS_KEY_FILE."),
     Spec("VIGIL_TLS_KEY_FILE", "", "The private key of VIGIL_TLS_CERT_FILE."),
     # --- web UI and JSON API ---
-    Spec("VIGIL_WEB_LISTEN", "127.0.0.1:8080", 
+    Spec("VIGIL_WEB_LISTEN", "127.0.0.1:8080",
          "Address and port of the web UI and JSON API (`vigil web`, `vigil up`)."),
     Spec("VIGIL_SECRET_KEY", "", "Key that signs session cookies; empty: a key generated once into "
          "VIGIL_DATA_DIR/secret-key (mode 0600). Set the same value on every `vigil web` behind one address."),
