@@ -202,16 +202,19 @@ class UserRepo:
                 if not _DUMMY_HASH:
                     _DUMMY_HASH.append(hash_password(secrets.token_hex(8)))
                 check_password(_DUMMY_HASH[0], password)  # the same work: no timing tells a user exists
-                raise AuthError(SIGN_IN_FAILED)
-            blocked = r.attempt_failed >= max_attempts and now - r.attempt_clock < block
-            if blocked or not check_password(r.passwd, password):
-                if not blocked:
+                ok = False
+            else:
+                blocked = r.attempt_failed >= max_attempts and now - r.attempt_clock < block
+                ok = not blocked and check_password(r.passwd, password)
+                if not ok and not blocked:
+                    # committed with this block, not rolled back with the refusal
                     c.execute(sa.update(t.users).where(t.users.c.userid == r.userid).values(
                         attempt_failed=t.users.c.attempt_failed + 1, attempt_clock=now))
-                raise AuthError(SIGN_IN_FAILED)
-            if r.attempt_failed:
-                c.execute(sa.update(t.users).where(t.users.c.userid == r.userid).values(attempt_failed=0))
-            return _user(r)
+                elif ok and r.attempt_failed:
+                    c.execute(sa.update(t.users).where(t.users.c.userid == r.userid).values(attempt_failed=0))
+        if not ok or r is None:
+            raise AuthError(SIGN_IN_FAILED)
+        return _user(r)
 
     def users(self) -> list[User]:
         with self.engine.connect() as c:
