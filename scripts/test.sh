@@ -16,6 +16,8 @@ command -v zabbix_get >/dev/null || missing+=(zabbix-proxy-sqlite3)
 command -v psql >/dev/null || missing+=(postgresql postgresql-client)
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v logrotate >/dev/null || missing+=(logrotate)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
