@@ -92,8 +92,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     if engine is None:
         engine = engine_for(settings.database_url, settings.pg_timeouts)
         check_current(engine)
-    app = Flask("vigil.web", root_path=str(Path(__file__).parent), instance_path=str(Path(settings.data_dir).absolute()),
-                static_folder="static",
+    # instance_path given: Flask cannot find it for the vigil.* namespace (folders mapped by setup.py).
+    app = Flask("vigil.web", root_path=str(Path(__file__).parent),
+                instance_path=str(Path(settings.data_dir).absolute()), static_folder="static",
                 template_folder="templates")
     app.config.update(
         SECRET_KEY=secret_key(settings),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from vigil.server.config.browse import ItemRow
+from vigil.server.config.browse import Browse, ItemRow, Scope
 from vigil.server.config.tables import ValueType
 from vigil.server.store import Store
 from vigil.web import charts
@@ -43,6 +43,30 @@ class Latest:
                 "key": self.item.key, "name": self.item.name, "units": self.item.units,
                 "value_type": self.item.value_type.name.lower(), "clock": self.clock, "value": v,
                 "previous": self.previous, "formatted": fmt.value(v, self.item.units) if v is not None else None}
+
+
+ACTIVE_AGENT_AGE = 180  # an agent.ping this recent makes a host of unknown availability available
+
+
+def active_available(store: Store, browse: Browse, hostids: Sequence[int], now: int) -> set[int]:
+    """Hosts whose active agent reported agent.ping in the last 3 minutes (Zabbix 6.0 counts an active
+    agent's heartbeat likewise; passive availability is written by the pollers)."""
+    if not hostids:
+        return set()
+    pings = browse.items(hostids=list(hostids), keys=["agent.ping"], limit=None).rows
+    found = store.latest({i.itemid: i.value_type for i in pings}, since=now - ACTIVE_AGENT_AGE) if pings else {}
+    return {i.hostid for i in pings if i.itemid in found}
+
+
+def availability(store: Store, browse: Browse, scope: Scope, now: int) -> dict[int, int]:
+    """Counts per availability (0 unknown, 1 available, 2 not available) of monitored hosts in scope."""
+    counts = browse.availability_counts(scope)
+    if counts.get(0):
+        unknown = [h.hostid for h in browse.hosts(scope, available=0, status=0, limit=10000).rows]
+        alive = len(active_available(store, browse, unknown, now))
+        counts[0] -= alive
+        counts[1] = counts.get(1, 0) + alive
+    return counts
 
 
 def latest(store: Store, items: Sequence[ItemRow], now: int, *, sparklines: bool = True) -> list[Latest]:

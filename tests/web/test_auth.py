@@ -74,7 +74,9 @@ def test_redirect_after_sign_in_stays_on_this_site(env: Env) -> None:
 
 
 def test_password_change_ends_other_sessions_and_removes_the_initial_password(env: Env) -> None:
-    env.users.create_user("Admin", PASSWORD, __import__("vigil.server.config.tables").server.config.tables.Role.SUPER_ADMIN)
+    from vigil.server.config.tables import Role
+
+    env.users.create_user("Admin", PASSWORD, Role.SUPER_ADMIN)
     env.data_dir.mkdir(parents=True, exist_ok=True)
     initial = env.data_dir / "initial-admin-password"
     initial.write_text(PASSWORD + "\n")

@@ -190,3 +190,30 @@ def test_browser_walk(up: VigilServer) -> None:
         assert "/login" in d.current_url
     finally:
         d.quit()
+
+
+def test_dashboard_shows_this_machine_within_a_minute_of_vigil_up(tmp_path: Path) -> None:
+    import socket
+
+    server = VigilServer(tmp_path, f"sqlite:///{tmp_path / 'data' / 'vigil.db'}", command="up", VIGIL_LOCAL_AGENT="1")
+    server.start()
+    try:
+        base = "http://" + server.env["VIGIL_WEB_LISTEN"]
+        wait_port(int(base.rsplit(":", 1)[1]), 30, server.proc)
+        pw_file = tmp_path / "data" / "initial-admin-password"
+        wait_until(pw_file.exists, 10, "the initial admin password file")
+        op, _ = sign_in(base, "Admin", pw_file.read_text().strip())
+        pages: list[str] = []
+
+        def charts_drawn() -> bool:
+            pages.append(op.open(base + "/").read().decode())
+            return pages[-1].count('type="application/json"') >= 3
+
+        wait_until(charts_drawn, 75, "the dashboard to draw this machine's CPU, load, memory or disk", interval=2)
+        page = pages[-1]
+        assert socket.gethostname() in page
+        assert '<b>1</b>Available' in page  # the local agent's heartbeat counts
+        hosts = op.open(base + "/hosts").read().decode()
+        assert 'class="badge ok"' in hosts
+    finally:
+        server.stop()

@@ -39,7 +39,7 @@ def index() -> Any:
     svc = services()
     scope = auth.scope()
     now = int(time.time())
-    avail = svc.browse.availability_counts(scope)
+    avail = data.availability(svc.store, svc.browse, scope, now)
     problems = svc.browse.problem_counts(scope)
     host = watched_host(scope)
     panels = []

@@ -37,13 +37,15 @@ def _list(config: bool) -> Any:
         status=None if not status else int(HostStatus.MONITORED if status == "enabled" else HostStatus.DISABLED),
         available=int(available) if available else None, sort=sort, desc=args.get("desc") == "1",
         limit=PAGE, offset=(page_no - 1) * PAGE)
+    alive = data.active_available(svc.store, svc.browse, [h.hostid for h in page.rows if h.available == 0],
+                                  int(time.time()))
     a = auth.access()
     writable = {h.hostid for h in page.rows if a.host(g for g, _ in h.groups) >= Permission.READ_WRITE}
     return render_template("hosts.html", rows=page.rows, total=page.total, page=page_no,
                            pages=max(1, -(-page.total // PAGE)), groups=svc.browse.host_groups(auth.scope()),
                            f={"search": search, "groupid": groupid, "status": status, "available": available,
                               "sort": sort, "desc": args.get("desc") == "1"},
-                           config=config, writable=writable)
+                           config=config, writable=writable, alive=alive)
 
 
 @bp.get("/hosts")
@@ -66,7 +68,8 @@ def host(hostid: int) -> Any:
     items = svc.browse.items(hostids=[hostid], limit=200)
     rows = data.latest(svc.store, items.rows, int(time.time()))
     perm = auth.access().host(g for g, _ in d.row.groups)
-    return render_template("host.html", d=d, rows=rows, total=items.total,
+    alive = data.active_available(svc.store, svc.browse, [hostid], int(time.time()))
+    return render_template("host.html", d=d, rows=rows, total=items.total, available=1 if alive else d.row.available,
                            can_edit=auth.current_user().can_configure and perm >= Permission.READ_WRITE)
 
 

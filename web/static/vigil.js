@@ -12,6 +12,10 @@
       var src = document.getElementById(el.getAttribute("data-figure-id"));
       if (!src) return;
       var fig = JSON.parse(src.textContent);
+      // plotly.js shows epoch milliseconds as UTC: shift them so the axis reads in the browser's time zone
+      var local = function (ms) { return typeof ms === "number" ? ms - new Date(ms).getTimezoneOffset() * 60000 : ms; };
+      fig.data.forEach(function (t) { if (t.x) t.x = t.x.map(local); });
+      if (fig.layout.xaxis && fig.layout.xaxis.range) fig.layout.xaxis.range = fig.layout.xaxis.range.map(local);
       window.Plotly.newPlot(el, fig.data, fig.layout, {responsive: true, displaylogo: false});
       if (el.getAttribute("data-zoom")) {
         el.on("plotly_relayout", function (ev) {
