@@ -29,7 +29,7 @@ def index() -> Any:
     page = svc.browse.items(scope, hostids=hostids, groupid=groupid, search=search, tag=tag, limit=PAGE,
                             offset=(page_no - 1) * PAGE)
     rows = data.latest(svc.store, page.rows, int(time.time()))
-    hosts = svc.browse.hosts(scope, limit=500).rows
+    hosts = svc.browse.host_names(scope)
     return render_template("latest.html", rows=rows, total=page.total, page=page_no,
                            pages=max(1, -(-page.total // PAGE)),
                            groups=svc.browse.host_groups(scope), hosts=hosts, tags=svc.browse.item_tags(scope)[:300],
