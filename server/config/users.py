@@ -222,6 +222,35 @@ class UserRepo:
 
     # --- groups and rights --------------------------------------------------------------------------
 
+    def memberships(self) -> dict[int, list[str]]:
+        """userid -> names of the user groups the user is in."""
+        with self.engine.connect() as c:
+            out: dict[int, list[str]] = {}
+            for uid, name in c.execute(sa.select(t.users_groups.c.userid, t.usrgrp.c.name)
+                                       .join(t.usrgrp, t.usrgrp.c.usrgrpid == t.users_groups.c.usrgrpid)
+                                       .order_by(t.usrgrp.c.name)):
+                out.setdefault(int(uid), []).append(name)
+            return out
+
+    def groups(self) -> list[tuple[int, str, dict[int, int]]]:
+        """Every user group: (usrgrpid, name, {host groupid: Permission})."""
+        with self.engine.connect() as c:
+            rights: dict[int, dict[int, int]] = {}
+            for r in c.execute(sa.select(t.rights)):
+                rights.setdefault(int(r.groupid), {})[int(r.id)] = int(r.permission)
+            return [(int(g), n, rights.get(int(g), {})) for g, n in
+                    c.execute(sa.select(t.usrgrp.c.usrgrpid, t.usrgrp.c.name).order_by(t.usrgrp.c.name))]
+
+    def set_rights_by_id(self, usrgrpid: int, rights: Mapping[int, int]) -> None:
+        """Exactly these rights for the user group: host groupid -> Permission."""
+        for hg, perm in rights.items():
+            if perm not in tuple(Permission):
+                raise ConfigError(f"rights[{hg}]: {perm!r} is not 0 (deny), 2 (read) or 3 (read-write)")
+        with self.engine.begin() as c:
+            c.execute(sa.delete(t.rights).where(t.rights.c.groupid == usrgrpid))
+            for hg, perm in rights.items():
+                c.execute(sa.insert(t.rights).values(groupid=usrgrpid, id=hg, permission=int(perm)))
+
     def _group_id(self, c: Connection, name: str, *, create: bool = False) -> int:
         gid = c.execute(sa.select(t.usrgrp.c.usrgrpid).where(t.usrgrp.c.name == name)).scalar()
         if gid is None:

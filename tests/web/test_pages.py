@@ -165,3 +165,30 @@ def test_dashboard_counts_and_empty_states(env: Env) -> None:
     assert "Unknown" in text
     text = page(env.client("nobody"), "/")
     assert "No hosts to show" in text
+
+
+def test_users_page_creates_users_and_sets_rights_super_admin_only(env: Env) -> None:
+    page(env.client("ops"), "/config/users", 403)
+    c = env.client("admin")
+    text = page(c, "/config/users")
+    assert "viewer" in text and "Operators" in text
+    tok = form_token(c, "/config/users")
+    for fields, field in (({"username": "", "password": "long enough 1", "role": "user"}, "username"),
+                          ({"username": "eve", "password": "short", "role": "user"}, "password"),
+                          ({"username": "eve", "password": "long enough 1", "role": "root"}, "role"),
+                          ({"username": "viewer", "password": "long enough 1", "role": "user"}, "username")):
+        r = c.post("/config/users", data={"csrf_token": tok, **fields})
+        assert r.status_code == 400 and f'id="err-{field}"' in r.get_data(as_text=True), fields
+    assert env.users.by_name("eve") is None
+    r = c.post("/config/users", data={"csrf_token": tok, "username": "eve", "password": "long enough 1",
+                                      "role": "user", "group": "Auditors"})
+    assert r.status_code == 302
+    gid = next(g for g, n, _ in env.users.groups() if n == "Auditors")
+    secret = next(g for g, n in __import__("vigil.server.config.browse", fromlist=["Browse"]).Browse(
+        env.repo.engine).host_groups() if n == "Secret")
+    assert env.client("eve", "long enough 1").get(f"/hosts/{env.hostid('db-secret')}").status_code == 403
+    r = c.post(f"/config/users/rights/{gid}", data={"csrf_token": tok, f"perm_{secret}": "read"})
+    assert r.status_code == 302
+    assert env.client("eve", "long enough 1").get(f"/hosts/{env.hostid('db-secret')}").status_code == 200
+    r = c.post(f"/config/users/rights/{gid}", data={"csrf_token": tok, f"perm_{secret}": "everything"})
+    assert r.status_code == 400
