@@ -118,6 +118,17 @@ class Browse:
                 sa.select(t.hosts.c.hostid, t.hosts.c.host).where(t.hosts.c.status == HostStatus.TEMPLATE)
                 .order_by(t.hosts.c.host))]
 
+    def template_rows(self) -> list[tuple[int, str, str, int, int]]:
+        """(templateid, name, description, items, linked hosts) of every template."""
+        with self.engine.connect() as c:
+            items = dict(c.execute(sa.select(t.items.c.hostid, sa.func.count()).group_by(t.items.c.hostid)).all())
+            linked = dict(c.execute(sa.select(t.hosts_templates.c.templateid, sa.func.count())
+                                    .group_by(t.hosts_templates.c.templateid)).all())
+            return [(int(r.hostid), r.name or r.host, r.description, int(items.get(r.hostid, 0)),
+                     int(linked.get(r.hostid, 0)))
+                    for r in c.execute(sa.select(t.hosts).where(t.hosts.c.status == HostStatus.TEMPLATE)
+                                       .order_by(t.hosts.c.host))]
+
     # --- hosts -------------------------------------------------------------------------------------------
 
     def hosts(self, scope: Scope = Scope(), *, search: str = "", groupid: int | None = None,
@@ -214,6 +225,15 @@ class Browse:
                 raise ConfigError(f"host: a host or template named {new!r} exists already")
             c.execute(sa.update(t.hosts).where(t.hosts.c.hostid == hostid).values(host=new))
             c.execute(sa.update(t.config_version).values(version=t.config_version.c.version + 1))
+
+    def set_status(self, hostids: Sequence[int], enabled: bool) -> int:
+        """Enable (monitor) or disable hosts; templates are left alone. Returns how many changed."""
+        with self.engine.begin() as c:
+            n = c.execute(sa.update(t.hosts).where(t.hosts.c.hostid.in_(list(hostids)),
+                                                   t.hosts.c.status != HostStatus.TEMPLATE)
+                          .values(status=int(HostStatus.MONITORED if enabled else HostStatus.DISABLED))).rowcount
+            c.execute(sa.update(t.config_version).values(version=t.config_version.c.version + 1))
+        return int(n)
 
     def set_agent_interface(self, hostid: int, ip: str, dns: str, port: str) -> None:
         """The host's main agent interface (type 1): set, or removed when ip and dns are both empty."""

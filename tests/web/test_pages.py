@@ -21,7 +21,7 @@ def test_every_page_renders_for_a_super_admin(env: Env) -> None:
     web = env.hostid("web-01")
     for path in ("/", "/hosts", "/config/hosts", f"/hosts/{web}", "/latest", f"/graphs?itemid={cpu}",
                  "/graphs", "/config/hosts/new", f"/config/hosts/{web}", f"/config/hosts/{web}/items/new",
-                 "/profile", f"/graphs?itemid={cpu}&from=now-30d"):
+                 "/profile", f"/graphs?itemid={cpu}&from=now-30d", "/config/templates", "/config/users"):
         page(c, path)
 
 
@@ -192,3 +192,21 @@ def test_users_page_creates_users_and_sets_rights_super_admin_only(env: Env) -> 
     assert env.client("eve", "long enough 1").get(f"/hosts/{env.hostid('db-secret')}").status_code == 200
     r = c.post(f"/config/users/rights/{gid}", data={"csrf_token": tok, f"perm_{secret}": "everything"})
     assert r.status_code == 400
+
+
+def test_bulk_enable_disable_and_bad_bulk_requests(env: Env) -> None:
+    c = env.client("ops")
+    tok = form_token(c, "/config/hosts")
+    web = env.hostid("web-01")
+    r = c.post("/config/hosts/delete", data={"csrf_token": tok, "hostid": str(web), "action": "disable"})
+    assert r.status_code == 302
+    assert "Disabled" in page(c, "/config/hosts?status=disabled")
+    c.post("/config/hosts/delete", data={"csrf_token": tok, "hostid": str(web), "action": "enable"})
+    assert "No hosts match" in page(c, "/config/hosts?status=disabled")
+    r = c.post("/config/hosts/delete", data={"csrf_token": tok, "action": "enable"})
+    assert r.status_code == 400 and "<code>hostid</code>" in r.get_data(as_text=True)
+    r = c.post("/config/hosts/delete", data={"csrf_token": tok, "hostid": str(web), "action": "explode"})
+    assert r.status_code == 400
+    r = c.post("/config/hosts/delete", data={"csrf_token": tok, "hostid": str(env.hostid("db-secret")),
+                                             "action": "disable"})
+    assert r.status_code == 403

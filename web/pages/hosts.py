@@ -58,6 +58,11 @@ def configuration() -> Any:
     return _list(True)
 
 
+@bp.get("/config/templates")
+def templates() -> Any:
+    return render_template("templates.html", rows=services().browse.template_rows())
+
+
 @bp.get("/hosts/<int:hostid>")
 def host(hostid: int) -> Any:
     auth.require_host(hostid)
@@ -125,11 +130,18 @@ def edit(hostid: int) -> Any:
 @bp.post("/config/hosts/delete")
 def delete() -> Any:
     svc = services()
+    action = request.form.get("action", "delete")
+    if action not in ("delete", "enable", "disable"):
+        raise WebError("action: delete, enable or disable", "action")
     ids = ids_arg(request.form, "hostid", getlist=request.form.getlist)
     if not ids:
-        raise WebError("hostid: select at least one host to delete", "hostid")
+        raise WebError(f"hostid: select at least one host to {action}", "hostid")
     for hid in ids:
         auth.require_host(hid, write=True)
+    if action != "delete":
+        n = svc.browse.set_status(ids, action == "enable")
+        flash(f"{action.capitalize()}d {n} host(s).")
+        return redirect(url_for("hosts.configuration"))
     names = []
     for hid in ids:
         d = svc.browse.host(hid)
