@@ -217,3 +217,36 @@ def test_dashboard_shows_this_machine_within_a_minute_of_vigil_up(tmp_path: Path
         assert 'class="badge ok"' in hosts
     finally:
         server.stop()
+
+
+def test_vigil_web_serves_and_stops_and_a_busy_port_is_a_clear_error(tmp_path: Path) -> None:
+    import os
+    import signal
+    import socket
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    env = dict(os.environ, VIGIL_DATA_DIR=str(tmp_path), VIGIL_WEB_LISTEN=f"127.0.0.1:{port}")
+    env.pop("VIGIL_DATABASE_URL", None)
+    subprocess.run([vigil_bin("vigil"), "db", "upgrade"], env=env, check=True, capture_output=True, timeout=60)
+    proc = subprocess.Popen([vigil_bin("vigil"), "web"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        wait_port(port, 30, proc)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=10) as r:
+            assert r.status == 200 and b'name="csrf_token"' in r.read()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/openapi.json", timeout=10) as r:
+            assert json.loads(r.read())["info"]["title"] == "Vigil API"
+        busy = dict(env)
+        r2 = subprocess.run([vigil_bin("vigil"), "web"], env=busy, capture_output=True, text=True, timeout=60)
+        assert r2.returncode == 1 and "VIGIL_WEB_LISTEN" in r2.stderr and "Traceback" not in r2.stderr
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+        assert f"serving http://127.0.0.1:{port}/" in (proc.stdout.read() if proc.stdout else "")
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), 1).close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
