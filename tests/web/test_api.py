@@ -139,3 +139,20 @@ def test_unknown_api_path_and_method_answer_json(env: Env) -> None:
     assert get(c, "/api/v1/nope", h, 404)["error"]["code"] == "not_found"
     r = c.put("/api/v1/hosts", headers=h)
     assert r.status_code == 405 and r.get_json()["error"]["code"] == "method_not_allowed"
+
+
+def test_patch_changes_only_the_fields_sent(env: Env) -> None:
+    c = env.app.test_client()
+    h = bearer(env, "ops")
+    web = env.hostid("web-01")
+    r = c.patch(f"/api/v1/hosts/{web}", json={"description": "front end", "macros": {"{$P}": "9"}}, headers=h)
+    assert r.status_code == 200, r.get_data(as_text=True)
+    d = r.get_json()["data"]
+    assert d["description"] == "front end" and d["macros"] == {"{$P}": "9"} and d["name"] == "Web 01"
+    assert d["groups"][0]["name"] == "Linux servers" and d["items"] == 3
+    for bad, field in (({"status": "paused"}, "status"), ({"colour": "red"}, "colour"), ({"groups": []}, "groups"),
+                       ({"groups": ["Secret"]}, "groups")):
+        r = c.patch(f"/api/v1/hosts/{web}", json=bad, headers=h)
+        assert r.status_code in (400, 403) and r.get_json()["error"]["field"] == field, bad
+    assert c.patch(f"/api/v1/hosts/{web}", json={"name": "x"}, headers=bearer(env, "viewer")).status_code == 403
+    assert c.get(f"/api/v1/hosts/{web}", headers=h).get_json()["data"]["description"] == "front end"

@@ -114,6 +114,32 @@ def create_host() -> Any:
     return resp
 
 
+@bp.patch("/hosts/<int:hostid>")
+def update_host(hostid: int) -> Any:
+    """Change some of a host's fields; the others keep their values (groups, templates, macros replace)."""
+    auth.require_host(hostid, write=True)
+    svc = services()
+    d = svc.browse.host(hostid)
+    assert d is not None
+    body = _json_body()
+    unknown = sorted(set(body) - {"host", "name", "groups", "templates", "macros", "description", "status",
+                                  "ip", "dns", "port"})
+    if unknown:
+        raise WebError(f"{unknown[0]}: not a host field", unknown[0])
+    agent = next((i for i in d.interfaces if i[0] == 1), (1, "", "", "10050"))
+    merged = {"host": d.row.host, "name": d.row.name if d.row.name != d.row.host else "",
+              "groups": [n for _, n in d.row.groups], "templates": list(d.row.templates), "macros": d.macros,
+              "description": d.row.description, "status": "enabled" if d.row.enabled else "disabled",
+              "ip": agent[1], "dns": agent[2], "port": agent[3], **body}
+    form, errors = parse_host(merged)
+    if errors:
+        raise FormErrors(errors)
+    ids = {n: g for g, n in svc.browse.host_groups()}
+    auth.require_groups_writable([ids[g] for g in form.groups if g in ids])
+    save_host(svc.repo, svc.browse, form, hostid, may_create_groups=auth.current_user().is_super_admin)
+    return host(hostid)
+
+
 @bp.delete("/hosts/<int:hostid>")
 def delete_host(hostid: int) -> Any:
     auth.require_host(hostid, write=True)

@@ -52,6 +52,10 @@ def document() -> dict[str, Any]:
         "summary": "create a host (admin with read-write rights on its groups)",
         "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/HostIn"}}}},
         "responses": {"201": {"description": "created"}, "400": ERROR, "401": ERROR, "403": ERROR}}
+    paths["/hosts/{hostid}"]["patch"] = {
+        "summary": "change some fields of a host", "parameters": [host_id],
+        "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/HostIn"}}}},
+        "responses": {"200": {"description": "changed"}, "400": ERROR, "401": ERROR, "403": ERROR, "404": ERROR}}
     paths["/hosts/{hostid}"]["delete"] = {
         "summary": "delete a host with its items", "parameters": [host_id],
         "responses": {"200": {"description": "deleted"}, "401": ERROR, "403": ERROR, "404": ERROR}}

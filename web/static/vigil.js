@@ -44,5 +44,13 @@
       b.addEventListener("click", function (e) { if (!window.confirm(b.getAttribute("data-confirm"))) e.preventDefault(); });
     });
     drawPlots();
+    // pages that show live values reload every minute while visible (as Zabbix's 60 s refresh)
+    var every = parseInt(document.body.getAttribute("data-refresh") || "0", 10);
+    if (every > 0) {
+      window.setInterval(function () {
+        if (!document.hidden && !document.querySelector("input:focus, select:focus, input[type=checkbox]:checked"))
+          window.location.reload();
+      }, every * 1000);
+    }
   });
 })();
