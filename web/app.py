@@ -10,6 +10,7 @@ import logging
 import os
 import secrets
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,9 +75,11 @@ def secret_key(settings: Settings) -> str:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        key = path.read_text().strip()
-        if len(key) >= 32:
-            return key
+        for _ in range(50):  # another worker may have made it an instant ago and be writing it
+            key = path.read_text().strip()
+            if len(key) >= 32:
+                return key
+            time.sleep(0.02)
         raise RuntimeError(f"{path} holds no usable key (under 32 characters): delete it to make a new one") from None
     key = secrets.token_hex(32)
     with os.fdopen(fd, "w") as f:
