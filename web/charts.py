@@ -6,6 +6,7 @@ Short ranges plot history; long ones hourly trends (average line with a min–ma
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -13,6 +14,19 @@ from vigil.server.store.base import Trend
 
 HISTORY_MAX_RANGE = 2 * 86400  # longer ranges read trends
 PALETTE = ["#1f77b4", "#e8710a", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+
+
+_THRESHOLD = re.compile(r"^\s*(?:last|avg|min|max)\(/(?P<host>[^/]+)/(?P<key>.+?)(?:,[^()]*)?\)\s*"
+                        r"(?:>=|<=|>|<|=)\s*(?P<value>-?\d+(?:\.\d+)?)\s*$")
+
+
+def threshold(expression: str, host: str, key: str) -> float | None:
+    """The constant a simple trigger (`last(/host/key)>5`, avg/min/max alike) compares the item with;
+    None for any other expression."""
+    m = _THRESHOLD.match(expression)
+    if m and m.group("host") == host and m.group("key") == key:
+        return float(m.group("value"))
+    return None
 
 
 def use_trends(start: int, end: int) -> bool:

@@ -86,12 +86,19 @@ def latest(store: Store, items: Sequence[ItemRow], now: int, *, sparklines: bool
     return out
 
 
-def series(store: Store, items: Sequence[ItemRow], start: int, end: int) -> tuple[list[charts.Series], str]:
-    """The items' data for [start, end]: history, or trends for long ranges. Returns (series, source)."""
+def series(store: Store, items: Sequence[ItemRow], start: int, end: int,
+           browse: Browse | None = None) -> tuple[list[charts.Series], str]:
+    """The items' data for [start, end]: history, or trends for long ranges, with the thresholds of
+    their simple triggers when `browse` is given. Returns (series, source)."""
     trends = charts.use_trends(start, end)
+    triggers = browse.triggers_of_items([i.itemid for i in items]) if browse is not None else {}
     out = []
     for it in items:
         s = charts.Series(it.itemid, f"{it.host_name}: {it.name}", it.units)
+        for name, expression, _ in triggers.get(it.itemid, [])[:3]:
+            v = charts.threshold(expression, it.host, it.key)
+            if v is not None:
+                s.thresholds = [*s.thresholds, (name, v)]
         if it.value_type in NUMERIC:
             if trends:
                 s.trends = store.trends(it.itemid, it.value_type, start - start % 3600, end)

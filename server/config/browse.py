@@ -318,6 +318,21 @@ class Browse:
         rows = self.items(itemids=[itemid], limit=1).rows
         return rows[0] if rows else None
 
+    def triggers_of_items(self, itemids: Sequence[int]) -> dict[int, list[tuple[str, str, int]]]:
+        """itemid -> (name, expression, severity) of the enabled triggers that read the item."""
+        out: dict[int, list[tuple[str, str, int]]] = {}
+        if not itemids:
+            return out
+        q = (sa.select(t.trigger_items.c.itemid, t.triggers.c.description, t.triggers.c.expression,
+                       t.triggers.c.priority)
+             .join(t.triggers, t.triggers.c.triggerid == t.trigger_items.c.triggerid)
+             .where(t.trigger_items.c.itemid.in_(list(itemids)), t.triggers.c.status == 0)
+             .order_by(t.triggers.c.priority.desc()))
+        with self.engine.connect() as c:
+            for r in c.execute(q):
+                out.setdefault(int(r.itemid), []).append((r.description, r.expression, int(r.priority)))
+        return out
+
     def item_tags(self, scope: Scope = Scope()) -> list[tuple[str, str]]:
         q = (sa.select(t.item_tags.c.tag, t.item_tags.c.value).distinct()
              .join(t.items, t.items.c.itemid == t.item_tags.c.itemid)

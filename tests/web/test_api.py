@@ -156,3 +156,19 @@ def test_patch_changes_only_the_fields_sent(env: Env) -> None:
         assert r.status_code in (400, 403) and r.get_json()["error"]["field"] == field, bad
     assert c.patch(f"/api/v1/hosts/{web}", json={"name": "x"}, headers=bearer(env, "viewer")).status_code == 403
     assert c.get(f"/api/v1/hosts/{web}", headers=h).get_json()["data"]["description"] == "front end"
+
+
+def test_graph_draws_the_threshold_of_the_items_trigger(env: Env) -> None:
+    import sqlalchemy as sa
+    from vigil.server.config import tables as t
+
+    cpu = env.itemid("web-01", "cpu.util")
+    with env.repo.engine.begin() as conn:
+        tid = conn.execute(sa.insert(t.triggers).values(
+            hostid=env.hostid("web-01"), description="CPU too busy", expression="last(/web-01/cpu.util)>15",
+            priority=4).returning(t.triggers.c.triggerid)).scalar_one()
+        conn.execute(sa.insert(t.trigger_items).values(triggerid=tid, itemid=cpu))
+    c, h = env.app.test_client(), bearer(env, "admin")
+    traces = get(c, f"/api/v1/graph?itemid={cpu}&from=now-1h", h)["data"]["data"]
+    line = [tr for tr in traces if tr["name"].startswith("CPU too busy")]
+    assert line and line[0]["y"] == [15.0, 15.0]

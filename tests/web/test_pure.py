@@ -65,3 +65,12 @@ def test_figures_choose_history_or_trends_and_draw_bands_and_two_axes() -> None:
     assert fig["layout"]["yaxis2"]["title"]["text"] == "B"
     hover = charts.figure([charts.Series(3, "<b>x", "")], 0, 1)["data"][0]["hovertemplate"]
     assert "&lt;b&gt;x" in hover
+
+
+@pytest.mark.parametrize("expr, want", [
+    ("last(/h/cpu.util)>90", 90.0), ("avg(/h/cpu.util,5m) >= 75.5", 75.5), ("min(/h/cpu.util,#3)<-1", -1.0),
+    ("last(/h/other)>1", None), ("last(/h/cpu.util)>5 and last(/h/cpu.util)<9", None),
+    ("nodata(/h/cpu.util,5m)=1", None),
+])
+def test_threshold_of_a_simple_trigger(expr: str, want: float | None) -> None:
+    assert charts.threshold(expr, "h", "cpu.util") == want

@@ -229,7 +229,7 @@ def graph() -> Any:
         raise WebError("itemid: at most 20 items on one graph", "itemid")
     rows = [_item(i) for i in ids]
     start, end, _, _ = time_range(request.args, time.time())
-    series, source = data.series(services().store, rows, start, end)
+    series, source = data.series(services().store, rows, start, end, services().browse)
     return jsonify({"data": charts.figure(series, start, end), "source": source, "from": start, "to": end})
 
 

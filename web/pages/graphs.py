@@ -36,7 +36,7 @@ def index() -> Any:
     fig = None
     source = "history"
     if items:
-        series, source = data.series(svc.store, items, start, end)
+        series, source = data.series(svc.store, items, start, end, svc.browse)
         fig = json.dumps(charts.figure(series, start, end, height=420))
     span = end - start
     return render_template("graphs.html", items=items, figure=fig, source=source, start=start, end=end,
