@@ -62,7 +62,7 @@ def availability(store: Store, browse: Browse, scope: Scope, now: int) -> dict[i
     """Counts per availability (0 unknown, 1 available, 2 not available) of monitored hosts in scope."""
     counts = browse.availability_counts(scope)
     if counts.get(0):
-        unknown = [h.hostid for h in browse.hosts(scope, available=0, status=0, limit=10000).rows]
+        unknown = browse.unknown_host_ids(scope)
         alive = len(active_available(store, browse, unknown, now))
         counts[0] -= alive
         counts[1] = counts.get(1, 0) + alive

@@ -182,6 +182,16 @@ class Browse:
                         int(rows[i].available or 0), rows[i].avail_error or "")
                 for i in ids if i in rows]
 
+    def unknown_host_ids(self, scope: Scope = Scope(), limit: int = 100_000) -> list[int]:
+        """Monitored hosts in scope whose availability no poller has written (0 or no row)."""
+        h = t.hosts.c
+        q = (sa.select(h.hostid).select_from(t.hosts.outerjoin(t.host_availability,
+                                                               t.host_availability.c.hostid == h.hostid))
+             .where(h.status == HostStatus.MONITORED, scope.hosts_clause(h.hostid),
+                    sa.func.coalesce(t.host_availability.c.available, 0) == 0).limit(limit))
+        with self.engine.connect() as c:
+            return [int(x) for x in c.execute(q).scalars()]
+
     def host_names(self, scope: Scope = Scope(), limit: int = 500) -> list[tuple[int, str]]:
         """(hostid, visible name) of hosts in scope, for pickers: one light query."""
         h = t.hosts.c

@@ -32,6 +32,7 @@ def index() -> Any:
     hosts = svc.browse.host_names(scope)
     return render_template("latest.html", rows=rows, total=page.total, page=page_no,
                            pages=max(1, -(-page.total // PAGE)),
-                           groups=svc.browse.host_groups(scope), hosts=hosts, tags=svc.browse.item_tags(scope)[:300],
+                           groups=svc.browse.host_groups(scope), hosts=hosts,
+                           tags=sorted({tg for r in page.rows for tg in r.tags}),
                            f={"hostid": hostids or [], "groupid": groupid, "tag": args.get("tag", ""),
                               "search": search})
