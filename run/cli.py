@@ -79,11 +79,120 @@ def _positive(text: str) -> int:
     if not 1 <= n <= 256:
         raise argparse.ArgumentTypeError(f"must be between 1 and 256, got {n}")
     return n
+# --- web: `vigil web`, `vigil user create`, `vigil token create` (they need the web room) -----------
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+    import threading
+
+    from vigil.run.web import WebServer
+
+    settings = admin._settings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    admin._engine(settings).dispose()  # the schema must be current: say so before serving anything
+    try:
+        server = WebServer(settings)
+    except OSError as e:
+        raise admin.CliError(f"cannot listen on {settings.web_listen[0]}:{settings.web_listen[1]} "
+                             f"(VIGIL_WEB_LISTEN): {e.strerror}") from None
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    server.start()
+    print(f"vigil web: serving {server.url}", flush=True)
+    stop.wait()
+    server.stop()
+    return 0
+
+
+def _read_password(prompt_user: str) -> str:
+    import getpass
+
+    if sys.stdin.isatty():
+        first = getpass.getpass(f"password for {prompt_user}: ")
+        if getpass.getpass("again: ") != first:
+            raise admin.CliError("the two passwords differ; nothing was created")
+        return first
+    line = sys.stdin.readline()
+    if not line:
+        raise admin.CliError("no password on standard input (send it as one line)")
+    return line.rstrip("\r\n")
+
+
+def cmd_user_create(args: argparse.Namespace) -> int:
+    from vigil.server.config.model import ConfigError
+    from vigil.server.config.tables import Role
+    from vigil.server.config.users import ROLE_NAMES, UserRepo
+
+    role = Role.SUPER_ADMIN if args.admin else ROLE_NAMES[args.role]
+    engine = admin._engine(admin._settings())
+    try:
+        password = _read_password(args.name)
+        uid = UserRepo(engine).create_user(args.name, password, role, groups=args.group or [])
+    except ConfigError as e:
+        raise admin.CliError(f"{e}; nothing was created") from None
+    finally:
+        engine.dispose()
+    print(f"user {args.name} created (id {uid}, role {role.name.lower().replace('_', ' ')})")
+    return 0
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    import time
+
+    from vigil.server.config.model import ConfigError
+    from vigil.server.config.users import UserRepo
+
+    engine = admin._engine(admin._settings())
+    try:
+        users = UserRepo(engine)
+        user = users.by_name(args.user)
+        if user is None:
+            raise admin.CliError(f"no user named {args.user!r}: create one with `vigil user create {args.user}`")
+        now = int(time.time())
+        if args.expires is not None and not 1 <= args.expires <= 3650:
+            raise admin.CliError(f"--expires {args.expires}: a number of days from 1 to 3650")
+        expires = now + args.expires * 86400 if args.expires else 0
+        name = args.name or f"cli-{time.strftime('%Y%m%d-%H%M%S', time.gmtime(now))}-{now % 1000:03d}"
+        tokenid, secret = users.create_token(user.userid, name, now, expires)
+    except ConfigError as e:
+        raise admin.CliError(str(e)) from None
+    finally:
+        engine.dispose()
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(expires)) if expires else "never"
+    print(f"token {name!r} (id {tokenid}) for {args.user}, expires {when}; it is shown only now:", file=sys.stderr)
+    print(secret)
+    return 0
+
+
+def add_web_commands(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("web", help="serve the web UI and JSON API on VIGIL_WEB_LISTEN")
+    s.set_defaults(func=cmd_web)
+    user = sub.add_parser("user", help="web users").add_subparsers(dest="user_command", required=True)
+    s = user.add_parser("create", help="create a user; the password is asked for, or read from standard input")
+    s.add_argument("name")
+    s.add_argument("--admin", action="store_true", help="a super admin (all rights)")
+    s.add_argument("--role", default="user", choices=["user", "admin", "super admin", "guest"],
+                   help="role when not --admin (default: user)")
+    s.add_argument("--group", action="append", help="user group to join (repeatable; made if missing)")
+    s.set_defaults(func=cmd_user_create)
+    token = sub.add_parser("token", help="API tokens").add_subparsers(dest="token_command", required=True)
+    s = token.add_parser("create", help="create an API token for a user and print it (the last line)")
+    s.add_argument("user")
+    s.add_argument("--expires", type=int, metavar="DAYS", help="expire after this many days (default: never)")
+    s.add_argument("--name", help="the token's name (default: cli-DATE)")
+    s.set_defaults(func=cmd_token_create)
+
+
+# --- end of web block ---------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = admin.build_parser()
     sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
+    add_web_commands(sub)
     s = sub.add_parser("up", help="run everything on this machine (SQLite in VIGIL_DATA_DIR by default)")
     s.set_defaults(func=cmd_up)
     s = sub.add_parser("server", help="run ingest (and housekeeping) against VIGIL_DATABASE_URL")

@@ -2,7 +2,7 @@
 
 It migrates the store, imports the built-in "Linux by Vigil agent" template, makes sure this
 machine is a host linked to it, starts ingest, then a vigil-agent in active mode reporting to it
-(restarted if it dies). Triggers fire alerts delivered in this process (run/alerting.py).
+(restarted if it dies), and serves the web UI. Triggers fire alerts delivered in this process (run/alerting.py).
 """
 
 from __future__ import annotations
@@ -111,9 +111,35 @@ async def supervise_agent(conf: Path, stop: asyncio.Event) -> None:
         delay = min(delay * 2, 60)
 
 
+# --- web UI inside `vigil up` -------------------------------------------------------------------------
+
+
+def start_web(settings: Settings) -> object:
+    """Create Admin on first start (password printed once and kept in the data directory until
+    changed), then serve the web UI on VIGIL_WEB_LISTEN in a thread. Returns the server (stop())."""
+    from vigil.run.web import INITIAL_PASSWORD_FILE, WebServer, ensure_admin
+
+    password = ensure_admin(settings)
+    try:
+        server = WebServer(settings)
+    except OSError as e:
+        raise RuntimeError(f"cannot listen on {settings.web_listen[0]}:{settings.web_listen[1]} (VIGIL_WEB_LISTEN): "
+                           f"{e.strerror}") from None
+    server.start()
+    print(f"vigil up: web UI at {server.url}", flush=True)
+    if password is not None:
+        print(f"vigil up: sign in as Admin with password {password} (also in "
+              f"{settings.data_dir / INITIAL_PASSWORD_FILE} until you change it)", flush=True)
+    return server
+
+
+# --- end of web block -----------------------------------------------------------------------------------
+
+
 async def up(settings: Settings, stop: asyncio.Event) -> None:
     hostname = local_hostname()
     await asyncio.to_thread(prepare, settings, hostname)
+    web = await asyncio.to_thread(start_web, settings)
     tasks: list[asyncio.Task[None]] = []
     # Ingest stops only after the local agent has exited, so the agent's last send still lands.
     ingest_stop = asyncio.Event()
@@ -135,3 +161,4 @@ async def up(settings: Settings, stop: asyncio.Event) -> None:
     finally:
         stop.set()
         await stopper
+        await asyncio.to_thread(web.stop)  # type: ignore[attr-defined]

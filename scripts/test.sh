@@ -19,6 +19,8 @@ command -v logrotate >/dev/null || missing+=(logrotate)
 command -v fping >/dev/null || missing+=(fping)  # pollers: icmpping
 command -v prometheus-node-exporter >/dev/null || missing+=(prometheus-node-exporter)  # pollers: Prometheus items
 { [ -x /usr/sbin/snmpd ] && command -v snmptrap >/dev/null; } || missing+=(snmpd snmp)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -34,7 +34,6 @@ SETTINGS: tuple[Spec, ...] = (
          "Directory for the embedded SQLite store, logs and the local agent's files."),
     Spec("VIGIL_DATABASE_URL", "", "Store URL: empty for SQLite in the data directory, or postgresql://user@host:port/db."),
     Spec("VIGIL_LISTEN", "127.0.0.1:10051", "Address and port of the Zabbix-protocol ingest listener."),
-    Spec("VIGIL_WEB_LISTEN", "127.0.0.1:8080", "Address and port of the web UI (served once the web issue lands)."),
     Spec("VIGIL_MAX_FRAME_BYTES", str(128 * 1024 * 1024), "Largest ZBXD frame accepted, in bytes.", 1024, 2**33),
     Spec("VIGIL_TIMEOUT", "3", "Seconds a client may take to send a whole frame before it is dropped, and that its "
          "values may wait for a history writer before the reply is `failed`.", 0.1, 300),
@@ -113,6 +112,16 @@ SETTINGS: tuple[Spec, ...] = (
          "maintenance is over.", 1, 3600),
     Spec("VIGIL_REMOTE_COMMAND_TIMEOUT", "30", "Seconds a remote command of an action may run on the server, or its "
          "agent may take to answer, before it is killed and logged as failed.", 1, 3600),
+    # --- web UI and JSON API ---
+    Spec("VIGIL_WEB_LISTEN", "127.0.0.1:8080",
+         "Address and port of the web UI and JSON API (`vigil web`, `vigil up`)."),
+    Spec("VIGIL_SECRET_KEY", "", "Key that signs session cookies; empty: a key generated once into "
+         "VIGIL_DATA_DIR/secret-key (mode 0600). Set the same value on every `vigil web` behind one address."),
+    Spec("VIGIL_LOGIN_ATTEMPTS", "5", "Failed sign-ins in a row that block an account (Zabbix: 5).", 1, 32),
+    Spec("VIGIL_LOGIN_BLOCK", "30", "Seconds a blocked account stays blocked (Zabbix: 30 s).", 1, 3600),
+    Spec("VIGIL_WEB_COOKIE_SECURE", "0", "1: the session cookie is sent over HTTPS only (set it when the UI is "
+         "served through HTTPS); 0: also over plain HTTP, as on 127.0.0.1.", 0, 1),
+    Spec("VIGIL_WEB_THREADS", "8", "Threads answering web requests in `vigil web` and `vigil up`.", 1, 256),
 )
 
 BROKER_SCHEMES = ("redis://", "rediss://", "redis+socket://", "amqp://", "amqps://", "pyamqp://")
@@ -173,6 +182,11 @@ class Settings:
     escalator_interval: float = 1.0
     maintenance_recheck: int = 60
     remote_command_timeout: float = 30.0
+    secret_key: str = ""
+    login_attempts: int = 5
+    login_block: int = 30
+    web_cookie_secure: bool = False
+    web_threads: int = 8
 
     @property
     def tls_enabled(self) -> bool:
@@ -273,6 +287,11 @@ class Settings:
             unreachable_delay=int(num("VIGIL_UNREACHABLE_DELAY", int)),
             unavailable_delay=int(num("VIGIL_UNAVAILABLE_DELAY", int)),
             ssl_ca_file=raw["VIGIL_SSL_CA_FILE"].strip(), fping=raw["VIGIL_FPING"].strip(),
+            secret_key=raw["VIGIL_SECRET_KEY"],
+            login_attempts=int(num("VIGIL_LOGIN_ATTEMPTS", int)),
+            login_block=int(num("VIGIL_LOGIN_BLOCK", int)),
+            web_cookie_secure=bool(num("VIGIL_WEB_COOKIE_SECURE", int)),
+            web_threads=int(num("VIGIL_WEB_THREADS", int)),
         )
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

@@ -1,1 +1,1 @@
-"""web room: built in a later issue (see ARCHITECTURE.md)."""
+"""web room: the Flask app (pages and the JSON API), sign-in, roles, API tokens. Built by `create_app()`."""

@@ -760,3 +760,40 @@ for _col in ITEM_POLLER_COLUMNS:
     items.append_column(_col)
 for _col in INTERFACE_POLLER_COLUMNS:
     interfaces.append_column(_col)
+# --- Web UI and API (migration 0008): API tokens and user-group rights on host groups, as Zabbix's
+# `token` and `rights` tables. ---------------------------------------------------------------------
+
+
+class Permission(IntEnum):  # Zabbix's rights.permission
+    DENY = 0
+    READ = 2
+    READ_WRITE = 3
+
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("tokenid", Integer, primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("userid", Integer, ForeignKey("users.userid", ondelete="CASCADE"), nullable=False, index=True),
+    Column("token", String(128), nullable=False, unique=True),  # SHA-256 hex of the secret, never the secret
+    Column("lastaccess", Integer, nullable=False, server_default="0"),
+    Column("status", Integer, nullable=False, server_default="0"),  # 0 active, 1 revoked
+    Column("expires_at", Integer, nullable=False, server_default="0"),  # 0: never
+    Column("created_at", Integer, nullable=False, server_default="0"),
+    Column("creator_userid", Integer, ForeignKey("users.userid", ondelete="SET NULL"), nullable=True),
+    UniqueConstraint("userid", "name", name="tokens_userid_name"),
+)
+
+# What the members of a user group may do with the hosts of a host group (Permission). A deny in any
+# of a user's groups wins; otherwise the highest grant counts. Super admins need no rights.
+rights = Table(
+    "rights",
+    metadata,
+    Column("rightid", Integer, primary_key=True),
+    Column("groupid", Integer, ForeignKey("usrgrp.usrgrpid", ondelete="CASCADE"), nullable=False, index=True),
+    Column("permission", Integer, nullable=False, server_default="0"),
+    Column("id", Integer, ForeignKey("host_groups.groupid", ondelete="CASCADE"), nullable=False, index=True),
+    UniqueConstraint("groupid", "id", name="rights_groupid_id"),
+)

@@ -1,0 +1,63 @@
+"""Dashboard: host availability, problems by severity, and this machine's CPU, memory, disk and network."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from typing import Any
+
+from flask import Blueprint, render_template
+from vigil.web import auth, charts, data
+from vigil.web.app import services
+
+bp = Blueprint("dashboard", __name__)
+
+# (title, item keys) drawn for the watched host; keys a host lacks are left out.
+PANELS = [
+    ("CPU utilization", ["system.cpu.util[,user]", "system.cpu.util[,system]", "system.cpu.util[,iowait]",
+                         "system.cpu.util"]),
+    ("Load average", ["system.cpu.load[all,avg1]", "system.cpu.load[all,avg5]", "system.cpu.load[all,avg15]"]),
+    ("Memory available", ["vm.memory.size[pavailable]"]),
+    ("Disk space used", ["vfs.fs.size[/,pused]"]),
+    ("Network traffic", []),  # any net.if.in/out items of the host
+]
+
+
+def watched_host(scope: Any) -> Any:
+    """This machine's host when it is monitored and visible, else the first host with data panels."""
+    browse = services().browse
+    hid = browse.host_id(socket.gethostname())
+    if hid is not None and browse.hosts(scope, hostids=[hid], limit=1).rows:
+        return browse.hosts(scope, hostids=[hid], limit=1).rows[0]
+    rows = browse.hosts(scope, limit=20).rows
+    return next((h for h in rows if "Linux by Vigil agent" in h.templates), rows[0] if rows else None)
+
+
+@bp.get("/")
+def index() -> Any:
+    svc = services()
+    scope = auth.scope()
+    now = int(time.time())
+    avail = data.availability(svc.store, svc.browse, scope, now)
+    problems = svc.browse.problem_counts(scope)
+    host = watched_host(scope)
+    panels = []
+    if host is not None:
+        items = svc.browse.items(scope, hostids=[host.hostid], numeric=True, limit=None).rows
+        by_key = {i.key: i for i in items}
+        for title, keys in PANELS:
+            chosen = [by_key[k] for k in keys if k in by_key]
+            if title == "Network traffic":
+                chosen = [i for i in items if i.key.startswith(("net.if.in", "net.if.out"))][:6]
+            if title == "CPU utilization" and len(chosen) > 1:
+                chosen = [c for c in chosen if c.key != "system.cpu.util"]
+            start = now - 3600
+            series, _ = data.series(svc.store, chosen, start, now)
+            fig = charts.figure(series, start, now, height=220, compact=False) if chosen else None
+            panels.append({"title": title, "figure": json.dumps(fig) if fig else None,
+                           "itemids": [c.itemid for c in chosen],
+                           "empty": not any(s.points for s in series)})
+    total = sum(avail.values())
+    return render_template("dashboard.html", avail=avail, total=total, problems=problems, host=host,
+                           panels=panels)
