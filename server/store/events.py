@@ -108,18 +108,6 @@ class AckRow:
     new_severity: int
 
 
-@dataclass(frozen=True, slots=True)
-class EventContext:
-    """What message macros need about an event: its trigger, hosts and items."""
-
-    event: EventRow
-    trigger: dict[str, object] | None  # triggerid, description, expression, priority, comments, manual_close, ...
-    hosts: tuple[tuple[int, str, str], ...]  # (hostid, host, visible name)
-    items: tuple[tuple[int, str, str, int], ...]  # (itemid, key_, name, value_type)
-    tags: tuple[tuple[str, str], ...]
-    problem: ProblemRow | None
-
-
 class EventStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -382,43 +370,6 @@ class EventStore:
                 .join(t.hosts, t.hosts.c.hostid == t.items.c.hostid))
                 .where(t.trigger_items.c.triggerid == triggerid))
             return {r.host for r in c.execute(q)}
-
-    def context(self, eventid: int) -> EventContext | None:
-        """The trigger, hosts, items, tags and problem row of an event (for message macros)."""
-        ev = self.event(eventid)
-        if ev is None:
-            return None
-        trigger: dict[str, object] | None = None
-        hosts: list[tuple[int, str, str]] = []
-        items: list[tuple[int, str, str, int]] = []
-        i, h = t.items.c, t.hosts.c
-        with self.engine.connect() as c:
-            itemids: list[int] = []
-            if ev.source == EventSource.TRIGGERS and ev.object == EventObject.TRIGGER:
-                r = c.execute(sa.select(t.triggers).where(t.triggers.c.triggerid == ev.objectid)).first()
-                if r is not None:
-                    trigger = dict(r._mapping)
-                itemids = [x for (x,) in c.execute(sa.select(t.trigger_items.c.itemid)
-                                                   .where(t.trigger_items.c.triggerid == ev.objectid)
-                                                   .order_by(t.trigger_items.c.itemid))]
-            elif ev.object == EventObject.ITEM:
-                itemids = [ev.objectid]
-            if itemids:
-                for r in c.execute(sa.select(i.itemid, i.key_, i.name, i.value_type, i.hostid)
-                                   .where(i.itemid.in_(itemids)).order_by(i.itemid)):
-                    items.append((r.itemid, r.key_, r.name, r.value_type))
-                hostids = sorted({r.hostid for r in c.execute(sa.select(i.hostid).where(i.itemid.in_(itemids)))})
-            elif ev.object == EventObject.HOST:
-                hostids = [ev.objectid]
-            else:
-                hostids = []
-            if hostids:
-                for r in c.execute(sa.select(h.hostid, h.host, h.name).where(h.hostid.in_(hostids))
-                                   .order_by(h.hostid)):
-                    hosts.append((r.hostid, r.host, r.name or r.host))
-        probs = self.problems(eventids=[eventid], source=None, resolved=True)
-        return EventContext(ev, trigger, tuple(hosts), tuple(items), self.event_tags(eventid),
-                            probs[0] if probs else None)
 
 
 def _event_row(r: sa.Row) -> EventRow:

@@ -98,17 +98,6 @@ def test_item_state_and_availability_upserts(es: EventStore) -> None:
     assert es.availability() == {hostid: (2, "silent", 9)}
 
 
-def test_context_names_trigger_hosts_and_items(es: EventStore) -> None:
-    p = problem(es, "Too many connections")
-    ctx = es.context(p.eventid)
-    assert ctx is not None and ctx.trigger is not None
-    assert ctx.trigger["description"] == "Too many connections" and ctx.trigger["priority"] == 4
-    assert [h[1:] for h in ctx.hosts] == [("db1", "Database one")]
-    assert [i[1] for i in ctx.items] == ["conn"]
-    assert ctx.problem is not None and ctx.problem.eventid == p.eventid
-    assert es.context(424242) is None
-
-
 def test_acknowledge_rules(es: EventStore) -> None:
     closable = problem(es, "Too many connections")
     fixed = problem(es, "No connections")
