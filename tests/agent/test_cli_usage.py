@@ -45,7 +45,7 @@ GET_CASES = [
 ]
 
 
-@pytest.mark.parametrize("args", GET_CASES, ids=[" ".join(a) or "(none)" for a in GET_CASES])
+@pytest.mark.parametrize("args", GET_CASES, ids=[" ".join(a).replace(PORT, "PORT") or "(none)" for a in GET_CASES])
 def test_vigil_get_usage_as_zabbix_get(args: list[str]) -> None:
     compare("vigil-get", args)
 
