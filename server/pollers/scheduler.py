@@ -193,7 +193,10 @@ class SnmpPoller:
 def default_timeouts() -> dict[ItemType, TimeoutFn]:
     from vigil.server.pollers import http, simple
 
-    return {ItemType.HTTP_AGENT: http.item_timeout, ItemType.SIMPLE: simple.timeout_for}
+    out = {ItemType.HTTP_AGENT: http.item_timeout, ItemType.SIMPLE: simple.timeout_for}
+    out[ItemType.NAGIOS] = http.item_timeout  # the item's own `timeout` field, as HTTP items
+    out[ItemType.EXTERNAL] = http.item_timeout
+    return out
 
 
 class Scheduler:
