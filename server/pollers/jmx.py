@@ -123,6 +123,8 @@ class JmxPoller:
     """The scheduler's poll function for JMX items: collects the keys of one endpoint that are asked for in
     the same turn of the loop into one gateway request."""
 
+    own_limit = True  # VIGIL_JAVA_POLLERS bounds it, not the scheduler's VIGIL_POLLERS
+
     def __init__(self) -> None:
         self._pending: dict[tuple[str, int, str, str, str], _Batch] = {}
         self._tasks: set[asyncio.Task[None]] = set()

@@ -25,6 +25,7 @@ the reason in item_state; its next good value makes it normal again (`_set_state
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import logging
 import time
@@ -354,7 +355,9 @@ class Scheduler:
     async def _poll(self, item: PollItem, poller: PollFn, due: float, st: InterfaceState | None,
                     probe: bool) -> None:
         try:
-            async with self._sem:
+            # A poller with its own bound (the Java gateway's VIGIL_JAVA_POLLERS, as Zabbix's separate Java
+            # pollers) does not hold one of the VIGIL_POLLERS slots while its items wait for it.
+            async with contextlib.nullcontext() if getattr(poller, "own_limit", False) else self._sem:
                 self.stats.lateness.append(max(self.clock() - due, 0.0))
                 self.stats.polls += 1
                 t = self.timeouts.get(item.type, _default_timeout)(item, self.s.timeout)
