@@ -322,4 +322,4 @@ def java_gateway(text: str) -> str:
     host = host.strip("[]")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise SettingsError(f"VIGIL_JAVA_GATEWAY: {text!r} is not host:port (e.g. 127.0.0.1:10052)")
-    return f"{host}:{port}"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -284,3 +284,45 @@ hosts:
     used = _values(batches, ids['jmx["java.lang:type=Memory",HeapMemoryUsage.used]'])[0]
     committed = _values(batches, ids['jmx["java.lang:type=Memory",HeapMemoryUsage.committed]'])[0]
     assert 0 < used <= committed <= HEAP_MAX
+
+
+@pytest.mark.parametrize(("text", "want"), [("", ""), ("gw.example", "gw.example:10052"),
+                                            ("127.0.0.1:10053", "127.0.0.1:10053"), ("[::1]:10052", "[::1]:10052")])
+def test_the_java_gateway_setting(text: str, want: str) -> None:
+    from vigil.server.settings import Settings
+
+    s = Settings.from_env({"VIGIL_JAVA_GATEWAY": text, "VIGIL_JAVA_POLLERS": "7"})
+    assert (s.java_gateway, s.java_pollers) == (want, 7)
+
+
+@pytest.mark.parametrize("text", ["host:notaport", "host:0", ":10052"])
+def test_a_bad_java_gateway_setting_names_the_variable(text: str) -> None:
+    from vigil.server.settings import Settings, SettingsError
+
+    with pytest.raises(SettingsError, match="VIGIL_JAVA_GATEWAY"):
+        Settings.from_env({"VIGIL_JAVA_GATEWAY": text})
+
+
+def test_migration_0009_gives_existing_jmx_items_the_default_endpoint(database_url: str) -> None:
+    import sqlalchemy as sa
+    from vigil.server.config import tables as t
+    from vigil.server.config.migrate import engine_for, upgrade
+
+    engine = engine_for(database_url)
+    try:
+        upgrade(engine, "0008")
+        with engine.begin() as c:
+            c.execute(sa.text("INSERT INTO hosts (hostid, host, name, status) VALUES (1, 'j', 'j', 0)"))
+            c.execute(sa.text("INSERT INTO interfaces (hostid, type, main, useip, ip, dns, port, details, ref) "
+                              "VALUES (1, 4, 1, 1, '192.0.2.5', '', '9010', '{}', 'jmx1')"))
+            c.execute(sa.text("INSERT INTO items (itemid, hostid, key_, type, value_type, delay, username) "
+                              "VALUES (7, 1, 'jmx[a:b=c,D]', 16, 4, '1m', 'monitor')"))
+        upgrade(engine)
+        with engine.connect() as c:
+            row = c.execute(sa.select(t.items.c.jmx_endpoint, t.items.c.username)).one()
+        assert tuple(row) == ("", "monitor")
+        item = ConfigRepo(engine).poll_config().items[7]
+        assert item.poll.jmx_endpoint == "service:jmx:rmi:///jndi/rmi://192.0.2.5:9010/jmxrmi"
+        assert item.poll.username == "monitor"
+    finally:
+        engine.dispose()
