@@ -81,6 +81,7 @@ ITEMS = f"""
       - {{key: 'jmx[java.lang:type=NoSuchBean,Nothing]', type: jmx, value_type: char, delay: 1s}}
       - {{key: 'jmx.discovery[beans,"java.lang:type=GarbageCollector,name=*"]', type: jmx, value_type: text,
           delay: 1s}}
+      - {{key: 'jmx.get[attributes,"java.lang:type=Runtime"]', type: jmx, value_type: text, delay: 1s}}
 """
 
 
@@ -109,6 +110,8 @@ def test_jmx_values_are_what_the_jvm_reports(repo: ConfigRepo, gateway: JavaGate
     assert all(5 <= n <= gateway.threads() + 5 for n in threads)  # Java threads within the kernel's count, live
     gcs = json.loads(first('jmx.discovery[beans,"java.lang:type=GarbageCollector,name=*"]'))["data"]  # type: ignore
     assert {g["{#JMXNAME}"] for g in gcs} >= {"G1 Young Generation", "G1 Old Generation"}  # -XX:+UseG1GC
+    runtime = {a["name"]: a["value"] for a in json.loads(first('jmx.get[attributes,"java.lang:type=Runtime"]'))}  # type: ignore
+    assert runtime["SpecName"] == props["java.vm.specification.name"] and runtime["Pid"] == str(gateway.proc.pid)
     state, error = _state(repo, ids["jmx[java.lang:type=NoSuchBean,Nothing]"])  # type: ignore[misc]
     assert state == 1 and "java.lang:type=NoSuchBean" in error  # the gateway's own words
     assert _interface(repo)["available"] == 1
@@ -326,3 +329,61 @@ def test_migration_0009_gives_existing_jmx_items_the_default_endpoint(database_u
         assert item.poll.username == "monitor"
     finally:
         engine.dispose()
+
+
+class EchoGateway(FakeGateway):
+    """Speaks the gateway protocol: records each request and answers every key with its own text."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict] = []
+        super().__init__(b"")
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                data = b""
+                while len(data) < 13 or len(data) < 13 + struct.unpack("<I", data[5:9])[0]:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                req = json.loads(data[13:])
+                self.requests.append(req)
+                conn.sendall(_frame(json.dumps({"response": "success",
+                                                "data": [{"value": k} for k in req["keys"]]}).encode()))
+
+
+def test_items_of_one_endpoint_share_requests_of_at_most_32_keys(use_gateway) -> None:
+    from vigil.server.config.model import PollSpec
+    from vigil.server.config.repo import PollInterface, PollItem
+    from vigil.server.config.tables import ValueType
+
+    fake = EchoGateway()
+    try:
+        use_gateway(f"127.0.0.1:{fake.port}")
+        itf = PollInterface(1, 1, 4, "192.0.2.9", 9010, {})
+        spec = PollSpec(jmx_endpoint="service:jmx:rmi:///jndi/rmi://192.0.2.9:9010/jmxrmi", username="u",
+                        password="p")
+        items = [PollItem(i, 1, "h", ItemType.JMX, ValueType.CHAR, f"jmx[a:b=c,A{i}]", 1, itf, spec)
+                 for i in range(40)]
+        items.append(PollItem(99, 1, "h", ItemType.JMX, ValueType.CHAR, "jmx[a:b=c,Other]", 1, itf,
+                              dataclasses.replace(spec, username="someone-else")))
+        poller = jmx.JmxPoller()
+
+        async def all_at_once() -> list[object]:
+            return await asyncio.gather(*(poller(it, 5) for it in items))
+        values = asyncio.run(all_at_once())
+    finally:
+        fake.close()
+    assert values == [it.key for it in items]  # each item its own answer, in order
+    assert sorted(len(r["keys"]) for r in fake.requests) == [1, 8, 32]
+    first = next(r for r in fake.requests if len(r["keys"]) == 32)
+    assert {k: v for k, v in first.items() if k != "keys"} == {
+        "request": "java gateway jmx", "conn": "192.0.2.9", "port": 9010,
+        "jmx_endpoint": "service:jmx:rmi:///jndi/rmi://192.0.2.9:9010/jmxrmi", "username": "u", "password": "p"}
+    assert next(r for r in fake.requests if len(r["keys"]) == 1)["username"] == "someone-else"
