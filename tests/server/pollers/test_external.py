@@ -100,3 +100,27 @@ def test_external_checks_need_the_directory_setting() -> None:
 def test_a_path_escaping_script_name_is_refused_at_import() -> None:
     with pytest.raises(ConfigError, match=r"hosts\[0\]\.items\[0\]\.key: '\.\.' is not a script name"):
         doc_from_dict({"hosts": [{"host": "h", "items": [{"key": "..[a]", "type": "external"}]}]})
+
+
+def test_the_server_start_configures_the_new_channels_from_settings(repo: ConfigRepo, tmp_path: Path) -> None:  # noqa: F811
+    from vigil.server.pollers import jmx, nagios
+    from vigil.server.pollers.scheduler import start
+    from vigil.server.settings import Settings
+
+    settings = Settings.from_env({"VIGIL_JAVA_GATEWAY": "127.0.0.1:1", "VIGIL_JAVA_POLLERS": "3",
+                                  "VIGIL_EXTERNAL_SCRIPTS": str(tmp_path), "VIGIL_NAGIOS_PLUGINS": str(tmp_path)})
+
+    async def go() -> None:
+        stop = start(settings, repo, _collect([]))
+        assert stop is not None
+        try:
+            assert (jmx._config.gateway, jmx._config.pollers) == (("127.0.0.1", 1), 3)
+            assert external._scripts == str(tmp_path) and nagios._plugins == str(tmp_path)
+        finally:
+            await stop()
+    try:
+        asyncio.run(go())
+    finally:
+        jmx.configure("", 5)
+        nagios.configure()
+        external.configure("")
