@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ _NUMBER = re.compile(r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)([A-Za-z%]*)")
 _HOST_MACRO = re.compile(r"\{HOST\.(CONN|IP|DNS|HOST|NAME)\}")
 
 _plugins = "/usr/lib/nagios/plugins"
+log = logging.getLogger("vigil.pollers.nagios")
 
 
 def configure(plugins: str = "/usr/lib/nagios/plugins") -> None:
@@ -214,8 +216,13 @@ class NagiosPoller:
         wanted = dependent_items(item.key, result)
         keys = frozenset(k for k, *_ in wanted)
         if self.repo is not None and not keys <= self._made.get(item.itemid, frozenset()):
-            await asyncio.to_thread(self.repo.add_nagios_items, item.itemid, wanted)
-            self._made[item.itemid] = keys | self._made.get(item.itemid, frozenset())
+            try:
+                await asyncio.to_thread(self.repo.add_nagios_items, item.itemid, wanted)
+            except Exception as e:  # the database is away: the state still counts; try again next time
+                log.warning("cannot make the message and perfdata items of %s on %s: %s", item.key, item.host,
+                            str(e).splitlines()[0] if str(e) else type(e).__name__)
+            else:
+                self._made[item.itemid] = keys | self._made.get(item.itemid, frozenset())
         return Polled(str(result.state), result.feed())
 
 

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,14 @@ from tests.server.pollers.test_scheduler import (  # noqa: F401
 )
 
 PLUGINS = Path("/usr/lib/nagios/plugins")
+
+
+@pytest.fixture(autouse=True)
+def _default_plugin_directory() -> Iterator[None]:
+    try:
+        yield
+    finally:
+        nagios.configure()
 
 
 @pytest.fixture
@@ -236,3 +245,19 @@ def test_add_nagios_items_makes_the_missing_ones_once(repo: ConfigRepo) -> None:
     deps = {cfg.items[i].key: cfg.items[i] for i in cfg.dependents[check]}
     assert set(deps) == {"nagios.message[check_procs]", "nagios.perf[procs,check_procs]"}
     assert deps["nagios.perf[procs,check_procs]"].poll.preprocessing[0].params == '$.perfdata["procs"].value'
+
+
+def test_the_state_is_kept_when_the_items_cannot_be_made(tmp_path: Path) -> None:
+    from vigil.server.config.migrate import engine_for
+
+    nagios.configure(str(tmp_path))
+    _plugin(tmp_path, "check_ok", "echo 'OK | a=1'\n")
+    poller = nagios.NagiosPoller()
+    engine = engine_for(f"sqlite:///{tmp_path}/no/such/dir/vigil.db")  # the database cannot be opened
+    poller.bind(ConfigRepo(engine))
+    try:
+        r = asyncio.run(poller(_item("nagios.check[check_ok]"), 5))
+    finally:
+        engine.dispose()
+    assert r.value == "0" and json.loads(r.feed)["perfdata"]["a"]["value"] == 1.0
+    assert poller._made == {}  # tried again at the next check
