@@ -31,8 +31,12 @@ log = logging.getLogger("vigil.up")
 BUILTIN_TEMPLATE = "Linux by Vigil agent"
 
 
-def builtin_templates() -> dict:
-    text = resources.files("vigil.server.config").joinpath("builtin/linux-by-vigil-agent.yaml").read_text()
+# The built-in templates `vigil up` imports at every start (server/config/builtin/).
+BUILTIN_FILES = ("linux-by-vigil-agent.yaml", "generic-java-jmx.yaml")
+
+
+def builtin_templates(name: str = "linux-by-vigil-agent.yaml") -> dict:
+    text = resources.files("vigil.server.config").joinpath(f"builtin/{name}").read_text()
     return yaml.safe_load(text)
 
 
@@ -47,7 +51,8 @@ def prepare(settings: Settings, hostname: str) -> None:
     try:
         upgrade(engine)
         repo = ConfigRepo(engine)
-        repo.apply(doc_from_dict(builtin_templates()))
+        for name in BUILTIN_FILES:
+            repo.apply(doc_from_dict(builtin_templates(name)))
         if not repo.host_exists(hostname):
             repo.apply(doc_from_dict({"hosts": [{"host": hostname, "groups": ["Vigil servers"],
                                                  "templates": [BUILTIN_TEMPLATE]}]}))

@@ -84,6 +84,14 @@ SETTINGS: tuple[Spec, ...] = (
     Spec("VIGIL_SSL_CA_FILE", "", "CA certificates HTTP agent items with verify_peer check servers against "
          "(Zabbix's SSLCALocation); empty: the system's."),
     Spec("VIGIL_FPING", "", "Path of fping for icmpping items (FpingLocation); empty: fping on PATH or in /usr/sbin."),
+    Spec("VIGIL_JAVA_GATEWAY", "", "host:port of the Zabbix Java gateway JMX items are read through (JavaGateway and "
+         "JavaGatewayPort; port 10052 when left out); empty: JMX items are not supported."),
+    Spec("VIGIL_JAVA_POLLERS", "5", "Requests to the Java gateway at once at most (StartJavaPollers); keep it at or "
+         "below the gateway's START_POLLERS.", 1, 1000),
+    Spec("VIGIL_NAGIOS_PLUGINS", "/usr/lib/nagios/plugins", "Directory the plugins of nagios items are run from "
+         "(Debian's monitoring-plugins); a key cannot name a file outside it."),
+    Spec("VIGIL_EXTERNAL_SCRIPTS", "", "Directory the scripts of external items are run from (ExternalScripts); "
+         "empty: external items are not supported."),
     # --- trigger engine (issue 12) ---
     Spec("VIGIL_TRIGGER_TIMER", "5", "Seconds between evaluations of time-based triggers (nodata, fuzzytime, "
          "time periods) when no value arrives for them.", 0.1, 3600),
@@ -170,6 +178,10 @@ class Settings:
     unavailable_delay: int = 60
     ssl_ca_file: str = ""
     fping: str = ""
+    java_gateway: str = ""
+    java_pollers: int = 5
+    nagios_plugins: str = "/usr/lib/nagios/plugins"
+    external_scripts: str = ""
     trigger_timer: float = 5.0
     ack_poll: float = 1.0
     value_cache_size: int = 2_000_000
@@ -287,6 +299,8 @@ class Settings:
             unreachable_delay=int(num("VIGIL_UNREACHABLE_DELAY", int)),
             unavailable_delay=int(num("VIGIL_UNAVAILABLE_DELAY", int)),
             ssl_ca_file=raw["VIGIL_SSL_CA_FILE"].strip(), fping=raw["VIGIL_FPING"].strip(),
+            java_gateway=java_gateway(raw["VIGIL_JAVA_GATEWAY"]), java_pollers=int(num("VIGIL_JAVA_POLLERS", int)),
+            nagios_plugins=raw["VIGIL_NAGIOS_PLUGINS"].strip(), external_scripts=raw["VIGIL_EXTERNAL_SCRIPTS"].strip(),
             secret_key=raw["VIGIL_SECRET_KEY"],
             login_attempts=int(num("VIGIL_LOGIN_ATTEMPTS", int)),
             login_block=int(num("VIGIL_LOGIN_BLOCK", int)),
@@ -295,3 +309,17 @@ class Settings:
         )
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
+
+
+def java_gateway(text: str) -> str:
+    """VIGIL_JAVA_GATEWAY as host:port (10052 when no port is given); '' stays ''."""
+    text = text.strip()
+    if not text:
+        return ""
+    host, sep, port = text.rpartition(":") if not text.endswith("]") else (text, "", "")
+    if not sep:
+        host, port = text, "10052"
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SettingsError(f"VIGIL_JAVA_GATEWAY: {text!r} is not host:port (e.g. 127.0.0.1:10052)")
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

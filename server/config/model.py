@@ -347,7 +347,8 @@ RETRIEVE_LABELS = {v: k for k, v in RETRIEVE_MODES.items()}
 NO_DELAY_TYPES = {ItemType.TRAPPER, ItemType.DEPENDENT, ItemType.SNMP_TRAP}
 POLL_FIELDS = {"interface_ref", "master_item", "params", "preprocessing", "snmp_oid", "url", "query_fields",
                "method", "headers", "body", "status_codes", "follow_redirects", "verify_peer", "verify_host",
-               "ssl_cert_file", "ssl_key_file", "auth", "username", "password", "retrieve_mode", "timeout"}
+               "ssl_cert_file", "ssl_key_file", "auth", "username", "password", "retrieve_mode", "timeout",
+               "jmx_endpoint"}
 ITEM_FIELDS |= POLL_FIELDS
 INTERFACE_FIELDS = {"type", "address", "port", "main", "interface_ref", "useip"}
 SNMP_FIELDS = {"version", "community", "bulk", "max_repetitions", "securityname", "securitylevel", "authprotocol",
@@ -389,6 +390,10 @@ class PollSpec:
     password: str = ""
     retrieve_mode: int = 0  # RETRIEVE_MODES
     timeout: str = "3s"
+    jmx_endpoint: str = ""  # JMX items: '' : JMX_DEFAULT_ENDPOINT
+
+
+JMX_DEFAULT_ENDPOINT = "service:jmx:rmi:///jndi/rmi://{HOST.CONN}:{HOST.PORT}/jmxrmi"
 
 
 @dataclass
@@ -503,8 +508,16 @@ def poll_from_doc(d: dict[str, Any], kind: ItemType, where: str) -> PollSpec:
         auth=_choice(d, "auth", where, AUTH_TYPES, "none"), username=_text(d, "username", where, ""),
         password=_text(d, "password", where, ""), retrieve_mode=_choice(d, "retrieve_mode", where, RETRIEVE_MODES,
                                                                         "body"),
-        timeout=_text(d, "timeout", where, "3s"),
+        timeout=_text(d, "timeout", where, "3s"), jmx_endpoint=_text(d, "jmx_endpoint", where, "", 255),
     )
+    if kind != ItemType.JMX and p.jmx_endpoint:
+        raise ConfigError(f"{where}.jmx_endpoint: only jmx items have a JMX endpoint")
+    if p.jmx_endpoint == JMX_DEFAULT_ENDPOINT:
+        p.jmx_endpoint = ""
+    if p.jmx_endpoint and not p.jmx_endpoint.startswith("service:jmx:"):
+        raise ConfigError(f"{where}.jmx_endpoint: {p.jmx_endpoint!r} is not a JMX service URL "
+                          "(service:jmx:rmi:///jndi/rmi://HOST:PORT/jmxrmi)")
+    _check_channel_key(d.get("key", ""), kind, where)
     if kind == ItemType.HTTP_AGENT:
         if not p.url:
             raise ConfigError(f"{where}.url: an http_agent item needs the URL to request")
@@ -576,6 +589,8 @@ def poll_to_doc(p: PollSpec) -> dict[str, Any]:
         d["retrieve_mode"] = RETRIEVE_LABELS[p.retrieve_mode]
     if p.timeout != "3s":
         d["timeout"] = p.timeout
+    if p.jmx_endpoint:
+        d["jmx_endpoint"] = p.jmx_endpoint
     if p.preprocessing:
         steps = []
         for s in p.preprocessing:
@@ -662,3 +677,33 @@ def _check_interface_refs(h: HostSpec, where: str) -> None:
         if it.poll.interface_ref and it.poll.interface_ref not in refs:
             raise ConfigError(f"{where}.items[{i}].interface_ref: {it.poll.interface_ref!r} is not one of the "
                               f"host's interfaces ({', '.join(sorted(refs)) or 'none'})")
+
+
+# --- More channels (JMX, Nagios plugins, external checks) --------------------------------------------
+
+JMX_KEYS = ("jmx", "jmx.discovery", "jmx.get")
+
+
+def _check_channel_key(key: Any, kind: ItemType, where: str) -> None:
+    """Keys the JMX, Nagios and external pollers cannot run are refused at import, naming the field."""
+    if kind not in (ItemType.JMX, ItemType.NAGIOS, ItemType.EXTERNAL) or not isinstance(key, str):
+        return
+    try:
+        k = parse_key(key)
+    except ItemKeyError:
+        return  # item_from_doc reports it
+    if kind == ItemType.JMX and k.name not in JMX_KEYS:
+        raise ConfigError(f"{where}.key: {key!r}: a jmx item's key is one of {', '.join(JMX_KEYS)}[...]")
+    if kind == ItemType.NAGIOS:
+        if k.name != "nagios.check" or not k.params or isinstance(k.params[0], list) or not k.params[0]:
+            raise ConfigError(f"{where}.key: {key!r}: a nagios item's key is nagios.check[plugin,<arg>,...]")
+        if not plain_file_name(k.params[0]):
+            raise ConfigError(f"{where}.key: {k.params[0]!r} is not a plugin name (a file name in the plugin "
+                              "directory, without '/')")
+    if kind == ItemType.EXTERNAL and not plain_file_name(k.name):
+        raise ConfigError(f"{where}.key: {k.name!r} is not a script name (a file name in VIGIL_EXTERNAL_SCRIPTS)")
+
+
+def plain_file_name(name: str) -> bool:
+    """A file name that stays inside its directory: no '/', not '.' or '..', no NUL."""
+    return bool(name) and "/" not in name and "\0" not in name and name not in (".", "..")

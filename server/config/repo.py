@@ -6,6 +6,7 @@ reload their configuration cache.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,7 @@ from vigil.server.config.alerting import (
 )
 from vigil.server.config.durations import seconds
 from vigil.server.config.model import (
+    JMX_DEFAULT_ENDPOINT,
     ConfigDoc,
     ConfigError,
     HostSpec,
@@ -164,7 +166,7 @@ def poll_row(c: Connection, hostid: int, it: ItemSpec) -> dict[str, Any]:
         "status_codes": p.status_codes, "follow_redirects": int(p.follow_redirects),
         "verify_peer": int(p.verify_peer), "verify_host": int(p.verify_host), "ssl_cert_file": p.ssl_cert_file,
         "ssl_key_file": p.ssl_key_file, "authtype": p.auth, "username": p.username, "password": p.password,
-        "retrieve_mode": p.retrieve_mode, "timeout": p.timeout,
+        "retrieve_mode": p.retrieve_mode, "timeout": p.timeout, "jmx_endpoint": p.jmx_endpoint,
     }
 
 
@@ -199,7 +201,7 @@ def poll_spec(c: Connection, rows: list[Any]) -> dict[int, PollSpec]:
         headers=[tuple(x) for x in json.loads(r.headers or "[]")], body=r.posts, status_codes=r.status_codes,
         follow_redirects=bool(r.follow_redirects), verify_peer=bool(r.verify_peer), verify_host=bool(r.verify_host),
         ssl_cert_file=r.ssl_cert_file, ssl_key_file=r.ssl_key_file, auth=r.authtype, username=r.username,
-        password=r.password, retrieve_mode=r.retrieve_mode, timeout=r.timeout,
+        password=r.password, retrieve_mode=r.retrieve_mode, timeout=r.timeout, jmx_endpoint=r.jmx_endpoint,
     ) for r in rows}
 
 
@@ -243,7 +245,10 @@ class PollConfig:
 
 
 POLLED_TYPES = (ItemType.AGENT, ItemType.SIMPLE, ItemType.SNMP, ItemType.IPMI, ItemType.JMX, ItemType.HTTP_AGENT,
-                ItemType.DEPENDENT, ItemType.CALCULATED)
+                ItemType.DEPENDENT, ItemType.CALCULATED, ItemType.EXTERNAL, ItemType.NAGIOS)
+
+# Items that need no interface but take the host's first one for {HOST.CONN} and the like.
+_ANY_INTERFACE = (ItemType.SIMPLE, ItemType.HTTP_AGENT, ItemType.NAGIOS, ItemType.EXTERNAL)
 
 
 class PollerConfig:
@@ -355,7 +360,7 @@ class PollerConfig:
                 if itf is None:
                     error = (f"the host has no {InterfaceType(ITEM_INTERFACE[kind]).name.lower()} interface "
                              "to poll this item through: add one under the host's interfaces")
-            elif itf is None and kind in (ItemType.SIMPLE, ItemType.HTTP_AGENT):  # for {HOST.CONN} and the like
+            elif itf is None and kind in _ANY_INTERFACE:  # for {HOST.CONN} and the like
                 itf = next((main[(r.hostid, int(k))] for k in InterfaceType if (r.hostid, int(k)) in main), None)
             host, name = hosts[r.hostid]
             delay = 0
@@ -366,6 +371,8 @@ class PollerConfig:
                     error = error or f"the update interval {r.delay!r} does not resolve to a duration"
                     delay = 60
             spec = specs[r.itemid]
+            if kind == ItemType.JMX and not spec.jmx_endpoint:
+                spec = dataclasses.replace(spec, jmx_endpoint=JMX_DEFAULT_ENDPOINT)
             ctx = dict(m)
             ctx.update({"{HOST.HOST}": host, "{HOST.NAME}": name or host,
                         "{HOST.IP}": itf.address if itf else "", "{HOST.DNS}": itf.address if itf else "",
@@ -379,6 +386,32 @@ class PollerConfig:
         for deps in dependents.values():
             deps.sort()
         return PollConfig(version, items, interfaces, dependents)
+
+    def add_nagios_items(self, check_itemid: int, wanted: list[tuple[str, str, int, str, str]]) -> int:
+        """The dependent items a Nagios check feeds (its message, one per perfdata label: see
+        vigil.server.pollers.nagios), made on the check's host when missing: (key, name, value type,
+        units, JSONPath). Returns how many were made; the configuration version moves only then."""
+        with self.engine.begin() as c:
+            hostid = c.execute(sa.select(t.items.c.hostid).where(t.items.c.itemid == check_itemid)).scalar()
+            if hostid is None:
+                return 0
+            have = set(c.execute(sa.select(t.items.c.key_).where(
+                t.items.c.hostid == hostid, t.items.c.key_.in_([w[0] for w in wanted]))).scalars())
+            made = 0
+            for key, name, value_type, units, path in wanted:
+                if key in have:
+                    continue
+                itemid = c.execute(sa.insert(t.items).values(
+                    hostid=hostid, key_=key, name=name[:255], type=int(ItemType.DEPENDENT), value_type=value_type,
+                    units=units, delay="0", master_itemid=check_itemid,
+                    description="Made by Vigil from the Nagios check's output.")).inserted_primary_key[0]
+                c.execute(sa.insert(t.item_preproc).values(itemid=itemid, step=1, type=12, params=path))
+                have.add(key)
+                made += 1
+            if made:
+                c.execute(sa.update(t.config_version).where(t.config_version.c.id == 1)
+                          .values(version=t.config_version.c.version + 1))
+            return made
 
     def item_states(self) -> dict[int, tuple[int, str]]:
         with self.engine.connect() as c:
@@ -421,7 +454,7 @@ def _resolve_poll(p: PollSpec, ctx: dict[str, str]) -> PollSpec:
 
     changes: dict[str, Any] = {name: r(getattr(p, name)) for name in
                                ("url", "body", "status_codes", "username", "password", "timeout", "params", "snmp_oid",
-                                "ssl_cert_file", "ssl_key_file")}
+                                "ssl_cert_file", "ssl_key_file", "jmx_endpoint")}
     changes["query_fields"] = [(r(n), r(v)) for n, v in p.query_fields]
     changes["headers"] = [(r(n), r(v)) for n, v in p.headers]
     return dataclasses.replace(p, **changes)

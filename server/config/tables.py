@@ -40,12 +40,14 @@ class ItemType(IntEnum):
     SIMPLE = 3  # simple checks: net.tcp.service, icmpping... run by the server itself
     SNMP = 4
     AGENT_ACTIVE = 7
+    EXTERNAL = 10  # a script from VIGIL_EXTERNAL_SCRIPTS (server/pollers/external.py)
     IPMI = 12
     CALCULATED = 15
     JMX = 16
     SNMP_TRAP = 17
     DEPENDENT = 18  # its value is its master item's, through its own preprocessing
     HTTP_AGENT = 19
+    NAGIOS = 100  # Vigil's own (not a Zabbix type): a Nagios plugin run by the server (server/pollers/nagios.py)
 
 
 class HostStatus(IntEnum):
@@ -73,6 +75,8 @@ ITEM_TYPE_NAMES = {
     "snmp_trap": ItemType.SNMP_TRAP,
     "dependent": ItemType.DEPENDENT,
     "http_agent": ItemType.HTTP_AGENT,
+    "external": ItemType.EXTERNAL,
+    "nagios": ItemType.NAGIOS,
 }
 
 host_groups = Table(
@@ -756,6 +760,9 @@ INTERFACE_POLLER_COLUMNS = (
     Column("errors_from", Integer, nullable=False, server_default="0"),
     Column("disable_until", Integer, nullable=False, server_default="0"),
 )
+# Migration 0009: JMX items' endpoint URL ('' : Zabbix's default, service:jmx:rmi:///jndi/rmi://{HOST.CONN}:
+# {HOST.PORT}/jmxrmi).
+ITEM_POLLER_COLUMNS += (Column("jmx_endpoint", String(255), nullable=False, server_default=""),)
 for _col in ITEM_POLLER_COLUMNS:
     items.append_column(_col)
 for _col in INTERFACE_POLLER_COLUMNS:

@@ -25,6 +25,7 @@ the reason in item_state; its next good value makes it normal again (`_set_state
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import logging
 import time
@@ -36,13 +37,13 @@ from typing import Any
 from vigil.server.config.repo import ConfigRepo, PollConfig, PollInterface, PollItem
 from vigil.server.config.tables import Availability, ItemType, ValueType
 from vigil.server.ingest.convert import ConversionError, convert
-from vigil.server.pollers import NotSupported, Unreachable
+from vigil.server.pollers import NotSupported, Polled, Unreachable
 from vigil.server.settings import Settings
 from vigil.server.store.base import StoreError, WriteBatch
 
 log = logging.getLogger("vigil.pollers")
 
-PollFn = Callable[[PollItem, float], Awaitable[str]]
+PollFn = Callable[[PollItem, float], Awaitable["str | Polled"]]
 Value = str | int | float
 # preprocess(item, value, clock_ns, error) -> the value to store (None: discard it); raises NotSupported.
 # `error` is set (and value None) when the item could not be read: a "check for not supported value"
@@ -134,11 +135,14 @@ class Stats:
 
 
 def default_pollers() -> dict[ItemType, PollFn]:
-    from vigil.server.pollers import agent, http, simple
+    from vigil.server.pollers import agent, external, http, jmx, nagios, simple
 
     out: dict[ItemType, PollFn] = {ItemType.AGENT: agent.poll, ItemType.SIMPLE: simple.poll,
                                    ItemType.HTTP_AGENT: http.poll}
     out[ItemType.SNMP] = SnmpPoller()
+    out[ItemType.JMX] = jmx.JmxPoller()
+    out[ItemType.NAGIOS] = nagios.NagiosPoller()
+    out[ItemType.EXTERNAL] = external.poll
     return out
 
 
@@ -190,7 +194,10 @@ class SnmpPoller:
 def default_timeouts() -> dict[ItemType, TimeoutFn]:
     from vigil.server.pollers import http, simple
 
-    return {ItemType.HTTP_AGENT: http.item_timeout, ItemType.SIMPLE: simple.timeout_for}
+    out = {ItemType.HTTP_AGENT: http.item_timeout, ItemType.SIMPLE: simple.timeout_for}
+    out[ItemType.NAGIOS] = http.item_timeout  # the item's own `timeout` field, as HTTP items
+    out[ItemType.EXTERNAL] = http.item_timeout
+    return out
 
 
 class Scheduler:
@@ -206,6 +213,10 @@ class Scheduler:
         self.submit = submit
         self.s = settings or PollerSettings()
         self.pollers = dict(default_pollers() if pollers is None else pollers)
+        for poller in self.pollers.values():
+            bind = getattr(poller, "bind", None)
+            if bind is not None:
+                bind(repo)
         self.timeouts = dict(default_timeouts() if timeouts is None else timeouts)
         self.preprocess = preprocess or Preprocessor()
         self.clock = clock
@@ -344,7 +355,9 @@ class Scheduler:
     async def _poll(self, item: PollItem, poller: PollFn, due: float, st: InterfaceState | None,
                     probe: bool) -> None:
         try:
-            async with self._sem:
+            # A poller with its own bound (the Java gateway's VIGIL_JAVA_POLLERS, as Zabbix's separate Java
+            # pollers) does not hold one of the VIGIL_POLLERS slots while its items wait for it.
+            async with contextlib.nullcontext() if getattr(poller, "own_limit", False) else self._sem:
                 self.stats.lateness.append(max(self.clock() - due, 0.0))
                 self.stats.polls += 1
                 t = self.timeouts.get(item.type, _default_timeout)(item, self.s.timeout)
@@ -358,7 +371,10 @@ class Scheduler:
                     raise NotSupported(f"Timeout: no answer within {t:g} s") from None
             if st is not None:
                 self._interface_ok(st)
-            self._value(item, value, time.time_ns())
+            if isinstance(value, Polled):
+                self._value(item, value.value, time.time_ns(), feed=value.feed)
+            else:
+                self._value(item, value, time.time_ns())
         except NotSupported as e:
             if st is not None:
                 self._interface_ok(st)
@@ -382,9 +398,10 @@ class Scheduler:
     # --- values and states -----------------------------------------------------------------------
 
     def _value(self, item: PollItem, text: Value | None, clock_ns: int, depth: int = 0,
-               error: str | None = None) -> None:
+               error: str | None = None, feed: str | None = None) -> None:
         """A value (or, with `error`, the reason there is none) through the item's preprocessing, into the
-        batch; then its dependent items, with the value the item's preprocessing gave."""
+        batch; then its dependent items, with the value the item's preprocessing gave (or `feed`, the
+        poller's own value for them: see vigil.server.pollers.Polled)."""
         try:
             out = self.preprocess(item, text, clock_ns, error)
         except NotSupported as e:
@@ -398,6 +415,8 @@ class Scheduler:
             else:
                 self._add(item, v, clock_ns)
                 self._set_state(item, 0, "")
+        if feed is not None:
+            out = feed
         if out is None or depth >= 3:
             return
         for dep in self.dependents.get(item.itemid, ()):
@@ -547,13 +566,16 @@ def start(settings: Settings, repo: ConfigRepo, submit: Callable[[WriteBatch], A
     """Start the pollers of `vigil server` on the running loop; returns the coroutine function that stops
     them (their last values handed to `submit`), or None when VIGIL_POLLERS is 0. `unsupported`: the
     trigger engine's, which then keeps item_state (see Scheduler)."""
-    from vigil.server.pollers import http, simple
+    from vigil.server.pollers import external, http, jmx, nagios, simple
 
     if settings.pollers == 0:
         log.info("pollers: off (VIGIL_POLLERS=0)")
         return None
     http.configure(settings.http_pollers, settings.ssl_ca_file)
     simple.configure(settings.fping, settings.pingers)
+    jmx.configure(settings.java_gateway, settings.java_pollers)
+    nagios.configure(settings.nagios_plugins)
+    external.configure(settings.external_scripts)
     sched = Scheduler(repo, submit, PollerSettings(
         pollers=settings.pollers, timeout=settings.timeout, unreachable_period=settings.unreachable_period,
         unavailable_delay=settings.unavailable_delay, unreachable_delay=settings.unreachable_delay,
