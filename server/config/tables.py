@@ -797,3 +797,35 @@ rights = Table(
     Column("id", Integer, ForeignKey("host_groups.groupid", ondelete="CASCADE"), nullable=False, index=True),
     UniqueConstraint("groupid", "id", name="rights_groupid_id"),
 )
+
+# --- Proxies (migration 0009): Zabbix 6.0 proxies that collect for the server, and the hosts they
+# monitor. -------------------------------------------------------------------------------------------
+
+
+class ProxyMode(IntEnum):  # as zabbix_proxy's ProxyMode
+    ACTIVE = 0  # the proxy connects to the server (config, heartbeat, data)
+    PASSIVE = 1  # the server connects to the proxy at `address`
+
+
+PROXY_MODE_NAMES = {"active": ProxyMode.ACTIVE, "passive": ProxyMode.PASSIVE}
+
+proxies = Table(
+    "proxies",
+    metadata,
+    Column("proxyid", Integer, primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),  # the proxy's Hostname
+    Column("mode", Integer, nullable=False, server_default="0"),  # ProxyMode
+    Column("address", String(255), nullable=False, server_default=""),  # passive: host:port the server polls
+    # Active: the addresses/CIDRs the proxy may connect from, comma separated ('' any).
+    Column("allowed_addresses", String(1024), nullable=False, server_default=""),
+    Column("description", Text, nullable=False, server_default=""),
+    # Runtime: last contact, the version it reported, and the age of its oldest value last delivered.
+    Column("lastaccess", Integer, nullable=False, server_default="0"),
+    Column("version", String(32), nullable=False, server_default=""),
+    Column("delay", Integer, nullable=False, server_default="0"),
+)
+
+# The proxy monitoring a host; NULL: the server itself.
+HOST_PROXY_COLUMN = Column("proxyid", Integer, ForeignKey("proxies.proxyid", ondelete="SET NULL",
+                                                          name="hosts_proxyid_fk"), nullable=True, index=True)
+hosts.append_column(HOST_PROXY_COLUMN)
