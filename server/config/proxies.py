@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from vigil.server.config import tables as t
 from vigil.server.config.model import ConfigError, ProxySpec, proxy_to_doc
-from vigil.server.config.tables import HostStatus, InterfaceType, ItemType
+from vigil.server.config.tables import ITEM_INTERFACE, HostStatus, InterfaceType, ItemType
 
 # Item types a proxy collects; the server keeps calculated items (and trappers of its own hosts).
 PROXY_ITEM_TYPES = (ItemType.AGENT, ItemType.TRAPPER, ItemType.SIMPLE, ItemType.SNMP, ItemType.AGENT_ACTIVE,
@@ -108,6 +108,13 @@ class ProxyConfig:
         with self.engine.begin() as c:
             c.execute(sa.update(t.proxies).where(t.proxies.c.proxyid == proxyid).values(**values))
 
+    def save_proxy_availability(self, rows: list[tuple[int, int, str]]) -> None:
+        """(interfaceid, available, error) as a proxy reported them."""
+        with self.engine.begin() as c:
+            for iid, available, error in rows:
+                c.execute(sa.update(t.interfaces).where(t.interfaces.c.interfaceid == iid)
+                          .values(available=available, error=error[:2048]))
+
     def proxy_state(self) -> dict[str, tuple[int, int, str]]:
         """name -> (lastaccess, delay, version)."""
         with self.engine.connect() as c:
@@ -170,7 +177,9 @@ class ProxyConfig:
                 hostmacros.append([n, hid, m, v, 0])
         out["hostmacro"] = (["hostmacroid", "hostid", "macro", "value", "type"], hostmacros)
         out["hosts_templates"] = (["hosttemplateid", "hostid", "templateid"], [])
-        out["items"] = (_ITEM_FIELDS, [_item_row(i) for i in items])
+        # Zabbix needs the interface on the item; Vigil's NULL means the host's main one of the item's kind.
+        main = {(i.hostid, i.type): i.interfaceid for i in interfaces if i.main}
+        out["items"] = (_ITEM_FIELDS, [_item_row(i, main) for i in items])
         out["item_rtdata"] = (["itemid", "lastlogsize", "mtime"],
                               [[i.itemid, rtdata[i.itemid].lastlogsize if i.itemid in rtdata else 0,
                                 rtdata[i.itemid].mtime if i.itemid in rtdata else 0] for i in items])
@@ -189,11 +198,14 @@ _ITEM_FIELDS = ["itemid", "type", "snmp_oid", "hostid", "key_", "delay", "status
                 "verify_peer", "verify_host", "allow_traps", "history"]
 
 
-def _item_row(i: Any) -> list[Any]:
+def _item_row(i: Any, main: dict[tuple[int, int], int]) -> list[Any]:
     query = [{n: v} for n, v in json.loads(i.query_fields or "[]")]
     headers = "".join(f"{n}: {v}\r\n" for n, v in json.loads(i.headers or "[]"))
+    interfaceid = i.interfaceid
+    if interfaceid is None and ItemType(i.type) in ITEM_INTERFACE:
+        interfaceid = main.get((i.hostid, int(ITEM_INTERFACE[ItemType(i.type)])))
     return [i.itemid, i.type, i.snmp_oid, i.hostid, i.key_, i.delay, i.status, i.value_type, "", "", i.params, "",
-            i.authtype, i.username, i.password, "", "", 0, i.interfaceid, "", i.master_itemid, i.timeout, i.url,
+            i.authtype, i.username, i.password, "", "", 0, interfaceid, "", i.master_itemid, i.timeout, i.url,
             json.dumps(query) if query else "", i.posts, i.status_codes, i.follow_redirects, 0, "", headers,
             i.retrieve_mode, i.request_method, 0, i.ssl_cert_file, i.ssl_key_file, "", i.verify_peer, i.verify_host,
             0, i.history]
