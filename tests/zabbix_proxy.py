@@ -14,12 +14,15 @@ from tests.conftest import free_port, require, stop_process, wait_port, wait_unt
 class ZabbixProxy:
     """zabbix_proxy -f with its own SQLite file, pid file, runtime-control socket dir and a free port."""
 
-    def __init__(self, tmp: Path, name: str, *, server: str, passive: bool = False, **options: str) -> None:
+    def __init__(self, tmp: Path, name: str, *, server: str, passive: bool = False, database: Path | None = None,
+                 **options: str) -> None:
         self.dir = tmp / f"zabbix-proxy-{name}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.port = free_port()
         self.db = self.dir / "proxy.db"
+        if database is not None:  # an empty proxy database made before (creating one takes seconds)
+            shutil.copyfile(database, self.db)
         self.log = self.dir / "proxy.log"
         self.conf = self.dir / "zabbix_proxy.conf"
         # Its unix sockets (runtime control, preprocessing) must fit in 108 bytes: a pytest tmp_path
@@ -76,3 +79,14 @@ class ZabbixProxy:
         rows = self.query("SELECT nextid FROM ids WHERE table_name = 'proxy_history' AND field_name = "
                           "'history_lastid'")
         return int(rows[0][0]) if rows else 0
+
+
+def empty_proxy_database(tmp: Path) -> Path:
+    """A proxy database as zabbix_proxy creates it on its first start, made once for a test module."""
+    proxy = ZabbixProxy(tmp, "schema", server="127.0.0.1:1")
+    try:
+        proxy.start()
+        wait_until(lambda: "current database version" in proxy.log_text(), 60, "zabbix_proxy to create its database")
+    finally:
+        proxy.stop()
+    return proxy.db

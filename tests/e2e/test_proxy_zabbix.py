@@ -15,12 +15,20 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from vigil.agent.protocol import zbxd
 from vigil.server.config.migrate import engine_for
+from vigil.server.config.repo import ConfigRepo
+from vigil.server.store import open_store
 
 from tests.conftest import VigilServer, require, wait_until
-from tests.zabbix_proxy import ZabbixProxy
+from tests.zabbix_proxy import ZabbixProxy, empty_proxy_database
+
+
+@pytest.fixture(scope="module")
+def proxy_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return empty_proxy_database(tmp_path_factory.mktemp("proxy-schema"))
 
 ITEMS = """
       - {key: trap.float, type: trapper}
@@ -60,7 +68,16 @@ def first_value_accepted(proxy: ZabbixProxy, host: str, clock: int) -> None:
 
 
 def vigil_rows(server: VigilServer, host: str, key: str) -> list[tuple[int, int, str]]:
-    return [(int(c), int(n), v) for c, n, v in server.history(host, key)]
+    """(clock, ns, value) of what the server stored, read through its store (as `vigil history` does)."""
+    engine = engine_for(server.database_url)
+    store = open_store(server.database_url)
+    try:
+        found = ConfigRepo(engine).item(host, key)
+        assert found is not None, (host, key)
+        return [(c, n, str(v)) for c, n, v in store.history(found[0], found[1], 0, 2**31 - 1)]
+    finally:
+        store.close()
+        engine.dispose()
 
 
 def same_value(key: str, value: str) -> str:
@@ -111,9 +128,9 @@ def proxy_session(server: VigilServer) -> tuple[str, int]:
 
 
 def test_active_zabbix_proxy_delivers_every_value_once(vigil_server: VigilServer, zabbix_agentd: int,
-                                                       tmp_path: Path) -> None:
+                                                       tmp_path: Path, proxy_db: Path) -> None:
     vigil_server.import_yaml(config("px-active", "active", zabbix_agentd))
-    proxy = ZabbixProxy(tmp_path, "px-active", server=f"127.0.0.1:{vigil_server.port}")
+    proxy = ZabbixProxy(tmp_path, "px-active", server=f"127.0.0.1:{vigil_server.port}", database=proxy_db)
     try:
         proxy.start()
         proxy.wait_for_config()
@@ -165,8 +182,9 @@ def test_active_zabbix_proxy_delivers_every_value_once(vigil_server: VigilServer
     assert "invalid field name" not in proxy.log_text() and "cannot process" not in proxy.log_text()
 
 
-def test_vigil_polls_a_passive_zabbix_proxy(tmp_path: Path, database_url: str, zabbix_agentd: int) -> None:
-    proxy = ZabbixProxy(tmp_path, "px-passive", server="127.0.0.1", passive=True)
+def test_vigil_polls_a_passive_zabbix_proxy(tmp_path: Path, database_url: str, zabbix_agentd: int,
+                                            proxy_db: Path) -> None:
+    proxy = ZabbixProxy(tmp_path, "px-passive", server="127.0.0.1", passive=True, database=proxy_db)
     server = VigilServer(tmp_path, database_url, VIGIL_PROXY_POLL_INTERVAL="0.5")
     try:
         server.start()
