@@ -243,8 +243,8 @@ class PollConfig:
     dependents: dict[int, list[int]]  # master itemid -> its dependent items, in itemid order
 
 
-POLLED_TYPES = (ItemType.AGENT, ItemType.SIMPLE, ItemType.SNMP, ItemType.IPMI, ItemType.JMX, ItemType.HTTP_AGENT,
-                ItemType.DEPENDENT, ItemType.CALCULATED)
+POLLED_TYPES = (ItemType.AGENT, ItemType.INTERNAL, ItemType.SIMPLE, ItemType.SNMP, ItemType.IPMI, ItemType.JMX,
+                ItemType.HTTP_AGENT, ItemType.DEPENDENT, ItemType.CALCULATED)
 
 
 class PollerConfig:

@@ -39,6 +39,7 @@ class ItemType(IntEnum):
     TRAPPER = 2
     SIMPLE = 3  # simple checks: net.tcp.service, icmpping... run by the server itself
     SNMP = 4
+    INTERNAL = 5  # the server's own figures: vigil[proxy,NAME,lastseen|delay] (server/pollers/internal.py)
     AGENT_ACTIVE = 7
     IPMI = 12
     CALCULATED = 15
@@ -67,6 +68,7 @@ ITEM_TYPE_NAMES = {
     "agent_active": ItemType.AGENT_ACTIVE,
     "simple": ItemType.SIMPLE,
     "snmp": ItemType.SNMP,
+    "internal": ItemType.INTERNAL,
     "ipmi": ItemType.IPMI,
     "calculated": ItemType.CALCULATED,
     "jmx": ItemType.JMX,
