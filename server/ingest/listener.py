@@ -412,12 +412,17 @@ class Listener:
 
 
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_PROXY_DATA = re.compile(rb'\s*\{\s*"request"\s*:\s*"proxy data"')
 
 
 def _decode_big(header: zbxd.Header, payload: bytes, max_values: int) -> tuple[bytes, bool]:
     """The body, and whether it holds more values than allowed: parsed, a body of many small values
     costs ~16x its size, so they are counted before it is parsed (the top object is one more)."""
     body = zbxd.decode_body(header, payload)
+    if _PROXY_DATA.match(body):
+        # A 6.0 proxy's full batch is 10,000 history records plus availability and other sections;
+        # each section's size is bounded by agent.protocol.proxy.parse_proxy_data instead.
+        return body, False
     return body, _more_objects_than(body, max_values + 1)
 
 

@@ -65,6 +65,12 @@ class Outcome:
     failed: int = 0
     duplicates: int = 0
     error: str = ""  # set: the batch was refused whole (nothing stored)
+    reason: str = ""  # why the first skipped record was skipped
+
+    def skip(self, why: str) -> None:
+        self.failed += 1
+        if not self.reason:
+            self.reason = why
 
 
 class ProxyHandler:
@@ -209,8 +215,8 @@ class ProxyHandler:
         self.stats["duplicates"] += out.duplicates
         self.stats["failed"] += out.failed
         if out.failed or out.duplicates:
-            log.info("proxy data from [%s]: %d stored, %d failed, %d already stored (resent)", proxy.name,
-                     out.processed, out.failed, out.duplicates)
+            log.info("proxy data from [%s]: %d stored, %d failed, %d already stored (resent)%s", proxy.name,
+                     out.processed, out.failed, out.duplicates, f"; first failure: {out.reason}" if out.reason else "")
         return out
 
     def _batch(self, proxy: ProxyRef, view: _ProxyView, records: list[HistoryRecord], seen: int, now: int,
@@ -225,12 +231,11 @@ class ProxyHandler:
                 continue
             item = view.items.get(r.itemid)
             if item is None:
-                out.failed += 1
-                log.debug("proxy [%s]: item %d is not monitored by it", proxy.name, r.itemid)
+                out.skip(f"item {r.itemid} is not an enabled item of a host monitored by this proxy")
                 continue
             if not lo <= r.clock <= hi:
-                out.failed += 1
-                log.debug("proxy [%s]: item %d: clock %d outside %d..%d", proxy.name, r.itemid, r.clock, lo, hi)
+                out.skip(f"item {r.itemid}: clock {r.clock} is outside the accepted window {lo}..{hi} "
+                         "(VIGIL_MAX_CLOCK_AGE, VIGIL_MAX_CLOCK_AHEAD)")
                 continue
             if r.lastlogsize is not None:
                 batch.logpos[r.itemid] = (r.lastlogsize, r.mtime or 0)
@@ -246,7 +251,7 @@ class ProxyHandler:
             try:
                 _add(batch, vt, r.itemid, r.clock, r.ns, r.value, extra)
             except (ConversionError, ValueError) as e:
-                out.failed += 1
+                out.skip(f"item {r.itemid}: {e}")
                 unsupported.append((r.itemid, r.clock, str(e)))
                 continue
             out.processed += 1

@@ -224,6 +224,7 @@ def test_bad_input_is_answered_failed_or_closed_and_the_server_goes_on(server: V
     assert exchange(port, zbxd.MAGIC + bytes((3,)) + len(packed).to_bytes(4, "little") +
                     len(body).to_bytes(4, "little") + packed) is None
     log = server.log_text()
+    assert f"first failure: item {other} is not an enabled item of a host monitored by this proxy" in log
     for text in ("proxy [nobody] not found", "configured as passive", "refused: session", "refused a frame",
                  "history data[0].itemid: missing"):
         assert text in log, text
@@ -246,3 +247,30 @@ def test_heartbeat_and_data_record_last_seen_and_delay(server: VigilServer, tmp_
         engine.dispose()
     assert lastaccess >= now and version == "6.0.14"
     assert 119 <= delay <= 120 + (int(time.time()) - now)  # the oldest value's age when it arrived
+
+
+def test_a_full_batch_of_10000_records_with_availability_is_taken(server: VigilServer) -> None:
+    """A 6.0 proxy's largest batch (10,000 history records, "more":1) plus its other sections: over
+    VIGIL_MAX_REQUEST_VALUES objects, yet one batch, which must not be refused (it would be resent forever)."""
+    item = itemid(server, "far1", "trap.a")
+    engine = engine_for(server.database_url)
+    try:
+        with engine.connect() as c:
+            interfaceid = c.execute(sa.text("SELECT i.interfaceid FROM interfaces i JOIN hosts h ON "
+                                            "h.hostid = i.hostid WHERE h.host = 'far1'")).scalar()
+    finally:
+        engine.dispose()
+    clock = int(time.time()) - 20_000  # one value a second, all in the past
+    batch = data("px1", records(item, range(1, 10_001), clock), more=1,
+                 **{"interface availability": [{"interfaceid": interfaceid, "available": 2, "error": "timed out"}]})
+    reply = exchange(server.port, batch)
+    assert reply is not None and reply["info"].startswith("processed: 10000; failed: 0"), reply
+    assert len(stored(server, "far1", "trap.a")) == 10_000
+    engine = engine_for(server.database_url)
+    try:
+        with engine.connect() as c:
+            row = c.execute(sa.text("SELECT available, error FROM interfaces WHERE interfaceid = :i"),
+                            {"i": interfaceid}).one()
+    finally:
+        engine.dispose()
+    assert tuple(row) == (2, "timed out")
