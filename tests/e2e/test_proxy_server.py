@@ -28,6 +28,7 @@ SESSION = "5f0e1c2d3b4a69788796a5b4c3d2e1f0"
 CONFIG = """
 proxies:
   - {name: px1, mode: active}
+  - {name: px-elsewhere, mode: active, allowed_addresses: [10.9.0.0/16]}
   - {name: px-passive, mode: passive, address: "127.0.0.1:%(passive_port)d"}
 hosts:
   - host: far1
@@ -200,6 +201,8 @@ def test_bad_input_is_answered_failed_or_closed_and_the_server_goes_on(server: V
     assert failed(exchange(port, data("nobody", records(item, range(1, 2), clock))), 'proxy "nobody" not found')
     assert failed(exchange(port, {"request": "proxy config", "host": "px-passive"}), "configured for passive mode")
     assert failed(exchange(port, {"request": "proxy heartbeat"}), "host: missing")
+    assert failed(exchange(port, {"request": "proxy config", "host": "px-elsewhere"}),
+                  'connection of proxy "px-elsewhere" from 127.0.0.1 is not allowed')
     assert failed(exchange(port, data("px1", [{"id": 1, "clock": clock, "value": "1"}])),
                   "history data[0].itemid: missing")
     assert failed(exchange(port, data("px1", [{"id": 1, "itemid": item, "clock": "noon", "value": "1"}])),
