@@ -102,6 +102,12 @@ SETTINGS: tuple[Spec, ...] = (
          1000, 1_000_000_000),
     Spec("VIGIL_AGENT_UNREACHABLE", "360", "Seconds without an active checks request or data from a host's active "
          "agent before the host is unreachable (an internal event); 3 times the agent's 120 s refresh.", 1, 86400),
+    # Proxies (server/ingest/proxy.py): passive proxies the server connects to
+    Spec("VIGIL_PROXY_POLL_INTERVAL", "1", "Seconds between two `proxy data` requests to each passive proxy "
+         "(Zabbix's ProxyDataFrequency).", 0.05, 3600),
+    Spec("VIGIL_PROXY_CONFIG_FREQUENCY", "3600", "Seconds between two pushes of its configuration to each passive "
+         "proxy (Zabbix's ProxyConfigFrequency); a configuration change is pushed at the next poll anyway.",
+         1, 604800),
     # Alert delivery (alerts/: `vigil worker`, and the in-process pool of `vigil up`)
     Spec("VIGIL_BROKER_URL", "redis://127.0.0.1:6379/0",
          "Celery broker of alert delivery: redis://HOST:PORT/DB or amqp://USER:PASSWORD@HOST:PORT/VHOST (RabbitMQ)."),
@@ -199,6 +205,8 @@ class Settings:
     login_block: int = 30
     web_cookie_secure: bool = False
     web_threads: int = 8
+    proxy_poll_interval: float = 1.0
+    proxy_config_frequency: float = 3600.0
 
     @property
     def tls_enabled(self) -> bool:
@@ -306,6 +314,8 @@ class Settings:
             login_block=int(num("VIGIL_LOGIN_BLOCK", int)),
             web_cookie_secure=bool(num("VIGIL_WEB_COOKIE_SECURE", int)),
             web_threads=int(num("VIGIL_WEB_THREADS", int)),
+            proxy_poll_interval=num("VIGIL_PROXY_POLL_INTERVAL"),
+            proxy_config_frequency=num("VIGIL_PROXY_CONFIG_FREQUENCY"),
         )
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

@@ -24,10 +24,10 @@ ITEM_TYPE_LABELS = {v: k for k, v in ITEM_TYPE_NAMES.items()}
 TLS_UNENCRYPTED, TLS_PSK, TLS_CERT = 1, 2, 4
 TLS_ACCEPT_NAMES = {"unencrypted": TLS_UNENCRYPTED, "psk": TLS_PSK, "cert": TLS_CERT}
 HOST_FIELDS = {"host", "name", "groups", "status", "description", "templates", "macros", "items", "tls_accept",
-               "tls_issuer", "tls_subject", "triggers", "interfaces"}
+               "tls_issuer", "tls_subject", "triggers", "interfaces", "proxy"}
 TEMPLATE_FIELDS = {"template", "name", "groups", "description", "macros", "items", "triggers"}
 DOCUMENT_FIELDS = {"hosts", "templates", "host_groups", "vigil", "macros", "media_types", "user_groups", "users",
-                   "actions", "maintenances"}
+                   "actions", "maintenances", "proxies"}
 VALUE_TYPE_LABELS = {v: k for k, v in VALUE_TYPE_NAMES.items()}
 _MACRO = re.compile(r"\{\$[A-Z0-9_.]+\}")
 
@@ -69,6 +69,18 @@ class HostSpec:
     tls_subject: str | None = None
     interfaces: list[InterfaceSpec] | None = None  # None: the document does not say; keep what the host has
     triggers: list[TriggerSpec] = field(default_factory=list)
+    proxy: str | None = None  # the proxy monitoring the host; '': the server itself; None: as it is
+
+
+@dataclass
+class ProxySpec:
+    """A Zabbix 6.0 proxy (or `vigil proxy`) collecting for the server."""
+
+    name: str  # the proxy's Hostname
+    mode: int = 0  # ProxyMode: 0 active, 1 passive
+    address: str = ""  # passive: host:port where the server reaches it
+    allowed_addresses: list[str] = field(default_factory=list)  # active: addresses/CIDRs it may connect from
+    description: str = ""
 
 
 @dataclass
@@ -94,6 +106,7 @@ class ConfigDoc:
     users: list[UserSpec] | None = None
     actions: list[ActionSpec] | None = None
     maintenances: list[MaintenanceSpec] | None = None
+    proxies: list[ProxySpec] | None = None  # None: the document has no proxies: section
 
 
 def _check_keys(d: dict[str, Any], allowed: set[str], where: str) -> None:
@@ -277,8 +290,11 @@ def doc_from_dict(doc: Any) -> ConfigDoc:
             tls_subject=_text(h, "tls_subject", where, limit=1024) if "tls_subject" in h else None,
             interfaces=interfaces_from_doc(h["interfaces"], f"{where}.interfaces") if "interfaces" in h else None,
             triggers=triggers_from_doc(h, where),
+            proxy=_proxy_ref(h, where),
         ))
         _check_interface_refs(out.hosts[-1], where)
+    if "proxies" in doc:
+        out.proxies = proxies_from_doc(doc["proxies"])
     for kind, field_, names in (("templates", "template", [t.template for t in out.templates]),
                                 ("hosts", "host", [h.host for h in out.hosts])):
         for i, n in enumerate(names):
@@ -707,3 +723,99 @@ def _check_channel_key(key: Any, kind: ItemType, where: str) -> None:
 def plain_file_name(name: str) -> bool:
     """A file name that stays inside its directory: no '/', not '.' or '..', no NUL."""
     return bool(name) and "/" not in name and "\0" not in name and name not in (".", "..")
+# --- Proxies (migration 0010) -------------------------------------------------------------------------
+
+PROXY_FIELDS = {"name", "mode", "address", "allowed_addresses", "description"}
+_PROXY_NAME = re.compile(r"[0-9A-Za-z_. \-]+")
+
+
+def _proxy_ref(h: dict[str, Any], where: str) -> str | None:
+    if "proxy" not in h:
+        return None
+    v = h["proxy"]
+    if v is None:
+        return ""
+    return _text(h, "proxy", where, limit=128).strip()
+
+
+def _address_list(v: Any, where: str) -> list[str]:
+    import ipaddress
+
+    if v is None:
+        return []
+    items = [x.strip() for x in v.split(",")] if isinstance(v, str) else v
+    if not isinstance(items, list):
+        raise ConfigError(f"{where}: expected a list of addresses or CIDRs")
+    out = []
+    for i, x in enumerate(items):
+        if not isinstance(x, str) or not x.strip():
+            raise ConfigError(f"{where}[{i}]: expected an address or CIDR")
+        x = x.strip()
+        try:
+            ipaddress.ip_network(x, strict=False)
+        except ValueError:
+            if not re.fullmatch(r"[0-9A-Za-z_.\-]+", x):
+                raise ConfigError(f"{where}[{i}]: {x!r} is not an IP address, CIDR or DNS name") from None
+        out.append(x)
+    return out
+
+
+def proxy_address(address: str, where: str) -> tuple[str, int]:
+    """host:port of a passive proxy ([v6]:port; port 10051 when left out)."""
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\](?::(\d+))?|([0-9A-Za-z_.\-]+)(?::(\d+))?", address)
+    if m is None:
+        raise ConfigError(f"{where}: {address!r} is not host:port")
+    host = m.group(1) or m.group(3)
+    port = int(m.group(2) or m.group(4) or 10051)
+    if not 0 < port < 65536:
+        raise ConfigError(f"{where}: port {port} is not from 1 to 65535")
+    return host, port
+
+
+def proxies_from_doc(v: Any) -> list[ProxySpec]:
+    from vigil.server.config.tables import PROXY_MODE_NAMES
+
+    if v is None:
+        return []
+    if not isinstance(v, list):
+        raise ConfigError("proxies: expected a list of {name, mode, address}")
+    out: list[ProxySpec] = []
+    for i, d in enumerate(v):
+        where = f"proxies[{i}]"
+        if not isinstance(d, dict):
+            raise ConfigError(f"{where}: expected a mapping with at least 'name'")
+        _check_keys(d, PROXY_FIELDS, where)
+        name = _text(d, "name", where, limit=128).strip()
+        if not _PROXY_NAME.fullmatch(name):
+            raise ConfigError(f"{where}.name: {name!r} may contain only letters, digits, space, '.', '_' and '-'")
+        mode = d.get("mode", "active")
+        if mode not in PROXY_MODE_NAMES:
+            raise ConfigError(f"{where}.mode: {mode!r} is not one of active, passive")
+        spec = ProxySpec(name=name, mode=int(PROXY_MODE_NAMES[mode]), address=_text(d, "address", where, "").strip(),
+                         allowed_addresses=_address_list(d.get("allowed_addresses"), f"{where}.allowed_addresses"),
+                         description=_text(d, "description", where, "", 65535))
+        if mode == "passive":
+            if not spec.address:
+                raise ConfigError(f"{where}.address: a passive proxy needs the host:port the server connects to")
+            proxy_address(spec.address, f"{where}.address")
+            if spec.allowed_addresses:
+                raise ConfigError(f"{where}.allowed_addresses: only active proxies connect to the server")
+        elif spec.address:
+            raise ConfigError(f"{where}.address: only a passive proxy has an address (an active one connects in; "
+                              "limit where from with allowed_addresses)")
+        for j, other in enumerate(out):
+            if other.name == name:
+                raise ConfigError(f"{where}.name: {name!r} appears twice (also proxies[{j}])")
+        out.append(spec)
+    return out
+
+
+def proxy_to_doc(p: ProxySpec) -> dict[str, Any]:
+    d: dict[str, Any] = {"name": p.name, "mode": "passive" if p.mode == 1 else "active"}
+    if p.address:
+        d["address"] = p.address
+    if p.allowed_addresses:
+        d["allowed_addresses"] = list(p.allowed_addresses)
+    if p.description:
+        d["description"] = p.description
+    return d

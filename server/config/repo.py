@@ -44,6 +44,7 @@ from vigil.server.config.model import (
     resolve_macros,
     tls_accept_to_doc,
 )
+from vigil.server.config.proxies import ProxyConfig
 from vigil.server.config.tables import HostStatus, ItemType, MediaKind, Severity, ValueType
 
 
@@ -244,8 +245,8 @@ class PollConfig:
     dependents: dict[int, list[int]]  # master itemid -> its dependent items, in itemid order
 
 
-POLLED_TYPES = (ItemType.AGENT, ItemType.SIMPLE, ItemType.SNMP, ItemType.IPMI, ItemType.JMX, ItemType.HTTP_AGENT,
-                ItemType.DEPENDENT, ItemType.CALCULATED, ItemType.EXTERNAL, ItemType.NAGIOS)
+POLLED_TYPES = (ItemType.AGENT, ItemType.INTERNAL, ItemType.SIMPLE, ItemType.SNMP, ItemType.IPMI, ItemType.JMX,
+                ItemType.HTTP_AGENT, ItemType.DEPENDENT, ItemType.CALCULATED, ItemType.EXTERNAL, ItemType.NAGIOS)
 
 # Items that need no interface but take the host's first one for {HOST.CONN} and the like.
 _ANY_INTERFACE = (ItemType.SIMPLE, ItemType.HTTP_AGENT, ItemType.NAGIOS, ItemType.EXTERNAL)
@@ -330,6 +331,8 @@ class PollerConfig:
             hosts = {r.hostid: (r.host, r.name) for r in c.execute(
                 sa.select(t.hosts.c.hostid, t.hosts.c.host, t.hosts.c.name)
                 .where(t.hosts.c.status == HostStatus.MONITORED))}
+            # A host monitored by a proxy: the proxy polls it; the server keeps its calculated items.
+            proxied = set(c.execute(sa.select(t.hosts.c.hostid).where(t.hosts.c.proxyid.is_not(None))).scalars())
             interfaces: dict[int, PollInterface] = {}
             main: dict[tuple[int, int], PollInterface] = {}
             for r in c.execute(sa.select(t.interfaces).order_by(t.interfaces.c.interfaceid)):
@@ -347,6 +350,7 @@ class PollerConfig:
             rows = c.execute(sa.select(t.items).where(t.items.c.hostid.in_(list(hosts)), t.items.c.status == 0,
                                                       t.items.c.type.in_([int(x) for x in POLLED_TYPES]))).all() \
                 if hosts else []
+            rows = [r for r in rows if r.hostid not in proxied or r.type == ItemType.CALCULATED]
             specs = poll_spec(c, rows)
         items: dict[int, PollItem] = {}
         dependents: dict[int, list[int]] = {}
@@ -460,7 +464,7 @@ def _resolve_poll(p: PollSpec, ctx: dict[str, str]) -> PollSpec:
     return dataclasses.replace(p, **changes)
 
 
-class ConfigRepo(PollerConfig):
+class ConfigRepo(PollerConfig, ProxyConfig):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
@@ -472,6 +476,7 @@ class ConfigRepo(PollerConfig):
         with self.engine.begin() as c:
             for g in doc.host_groups:
                 self._group(c, g)
+            self.apply_proxies(c, doc.proxies, delete_missing)
             for i, tpl in enumerate(doc.templates):
                 self._apply_template(c, tpl, report, f"templates[{i}]")
             for i, h in enumerate(doc.hosts):
@@ -615,6 +620,7 @@ class ConfigRepo(PollerConfig):
             self._set_macros(c, hid, h.macros)
         if h.interfaces is not None:
             self.set_interfaces(c, hid, h.interfaces)
+        self.set_host_proxy(c, hid, h.proxy, where)
         if h.templates is not None:
             self.set_templates(c, hid, [self._template_id(c, n, f"{where}.templates[{i}]")
                                         for i, n in enumerate(h.templates)], report)
@@ -719,6 +725,9 @@ class ConfigRepo(PollerConfig):
             for hid, tid in c.execute(sa.select(t.hosts_templates.c.hostid, t.hosts_templates.c.templateid)):
                 links.setdefault(hid, []).append(names[tid])
             out: dict[str, Any] = {"host_groups": sorted(groups.values())}
+            proxies, host_proxy = self.export_proxies(c)
+            if proxies:
+                out["proxies"] = proxies
             templates, hosts = [], []
             for r in c.execute(sa.select(t.hosts).order_by(t.hosts.c.host)):
                 d: dict[str, Any] = {}
@@ -742,6 +751,8 @@ class ConfigRepo(PollerConfig):
                         d["interfaces"] = [interface_to_doc(x) for x in interfaces]
                     if r.tls_accept != 1:
                         d["tls_accept"] = tls_accept_to_doc(r.tls_accept)
+                    if r.hostid in host_proxy:
+                        d["proxy"] = host_proxy[r.hostid]
                     for name in ("tls_issuer", "tls_subject"):
                         if getattr(r, name):
                             d[name] = getattr(r, name)

@@ -39,6 +39,7 @@ class ItemType(IntEnum):
     TRAPPER = 2
     SIMPLE = 3  # simple checks: net.tcp.service, icmpping... run by the server itself
     SNMP = 4
+    INTERNAL = 5  # the server's own figures: vigil[proxy,NAME,lastseen|delay] (server/pollers/internal.py)
     AGENT_ACTIVE = 7
     EXTERNAL = 10  # a script from VIGIL_EXTERNAL_SCRIPTS (server/pollers/external.py)
     IPMI = 12
@@ -69,6 +70,7 @@ ITEM_TYPE_NAMES = {
     "agent_active": ItemType.AGENT_ACTIVE,
     "simple": ItemType.SIMPLE,
     "snmp": ItemType.SNMP,
+    "internal": ItemType.INTERNAL,
     "ipmi": ItemType.IPMI,
     "calculated": ItemType.CALCULATED,
     "jmx": ItemType.JMX,
@@ -804,3 +806,35 @@ rights = Table(
     Column("id", Integer, ForeignKey("host_groups.groupid", ondelete="CASCADE"), nullable=False, index=True),
     UniqueConstraint("groupid", "id", name="rights_groupid_id"),
 )
+
+# --- Proxies (migration 0010): Zabbix 6.0 proxies that collect for the server, and the hosts they
+# monitor. -------------------------------------------------------------------------------------------
+
+
+class ProxyMode(IntEnum):  # as zabbix_proxy's ProxyMode
+    ACTIVE = 0  # the proxy connects to the server (config, heartbeat, data)
+    PASSIVE = 1  # the server connects to the proxy at `address`
+
+
+PROXY_MODE_NAMES = {"active": ProxyMode.ACTIVE, "passive": ProxyMode.PASSIVE}
+
+proxies = Table(
+    "proxies",
+    metadata,
+    Column("proxyid", Integer, primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),  # the proxy's Hostname
+    Column("mode", Integer, nullable=False, server_default="0"),  # ProxyMode
+    Column("address", String(255), nullable=False, server_default=""),  # passive: host:port the server polls
+    # Active: the addresses/CIDRs the proxy may connect from, comma separated ('' any).
+    Column("allowed_addresses", String(1024), nullable=False, server_default=""),
+    Column("description", Text, nullable=False, server_default=""),
+    # Runtime: last contact, the version it reported, and the age of its oldest value last delivered.
+    Column("lastaccess", Integer, nullable=False, server_default="0"),
+    Column("version", String(32), nullable=False, server_default=""),
+    Column("delay", Integer, nullable=False, server_default="0"),
+)
+
+# The proxy monitoring a host; NULL: the server itself.
+HOST_PROXY_COLUMN = Column("proxyid", Integer, ForeignKey("proxies.proxyid", ondelete="SET NULL",
+                                                          name="hosts_proxyid_fk"), nullable=True, index=True)
+hosts.append_column(HOST_PROXY_COLUMN)

@@ -32,9 +32,11 @@ from vigil.agent.protocol.messages import (
     failure,
     success,
 )
+from vigil.agent.protocol.proxy import PROXY_REQUESTS
 from vigil.server.config.repo import ConfigRepo
 from vigil.server.ingest.batcher import Batcher
 from vigil.server.ingest.cache import ConfigCache
+from vigil.server.ingest.proxy import ProxyHandler
 from vigil.server.ingest.sessions import AgentSessions
 from vigil.server.ingest.tls import CONNECTION, Admission, note_connection, open_tls, refusal
 from vigil.server.ingest.values import DEFAULT_WINDOW, ClockWindow, agent_values, sender_values
@@ -85,6 +87,7 @@ class IngestServer:
                  max_values: int = 10_000, clock_window: ClockWindow = DEFAULT_WINDOW,
                  tls: ssl.SSLContext | None = None, observer: Observer | None = None) -> None:
         self.observer = observer
+        self.proxies: ProxyHandler | None = None  # proxy config/heartbeat/data (server/ingest/proxy.py)
         self.read_sessions = read_sessions
         self.sessions = AgentSessions(last_ids)
         self.clock_window = clock_window
@@ -319,6 +322,8 @@ class IngestServer:
             return success(info)
         if request == ACTIVE_CHECKS:
             return await self._active_checks(obj, peer)
+        if request in PROXY_REQUESTS and self.proxies is not None:
+            return await self.proxies.handle(request, obj, peer)
         log.warning("unknown request %r from %s", request, peer)
         what = "missing field 'request'" if request is None else f"unknown request {str(request)[:64]!r}"
         return failure(what)
@@ -407,12 +412,17 @@ class Listener:
 
 
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_PROXY_DATA = re.compile(rb'\s*\{\s*"request"\s*:\s*"proxy data"')
 
 
 def _decode_big(header: zbxd.Header, payload: bytes, max_values: int) -> tuple[bytes, bool]:
     """The body, and whether it holds more values than allowed: parsed, a body of many small values
     costs ~16x its size, so they are counted before it is parsed (the top object is one more)."""
     body = zbxd.decode_body(header, payload)
+    if _PROXY_DATA.match(body):
+        # A 6.0 proxy's full batch is 10,000 history records plus availability and other sections;
+        # each section's size is bounded by agent.protocol.proxy.parse_proxy_data instead.
+        return body, False
     return body, _more_objects_than(body, max_values + 1)
 
 

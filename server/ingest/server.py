@@ -73,6 +73,13 @@ async def serve(settings: Settings, stop: asyncio.Event,
                           max_body=settings.max_body_bytes, max_values=settings.max_request_values,
                           clock_window=ClockWindow(settings.max_clock_ahead, settings.max_clock_age),
                           tls=tls, observer=triggers)
+    # --- proxies (server/ingest/proxy.py): active ones through the listener, passive ones polled -------
+    from vigil.server.ingest.proxy import PassivePoller, ProxyHandler
+
+    ingest.proxies = ProxyHandler(repo, batcher.submit, last_ids, ingest.sessions, lambda: cache.snapshot.version,
+                                  clock_window=ingest.clock_window, max_history=lambda: cache.snapshot.max_history,
+                                  unsupported=triggers.unsupported)
+    # --- end proxies ---------------------------------------------------------------------------------
     host, port = settings.listen
     try:
         server = await ingest.start_server(host, port, backlog=1024)
@@ -88,6 +95,9 @@ async def serve(settings: Settings, stop: asyncio.Event,
                           daemon=True)
     hk.start()
     refresher = asyncio.create_task(cache.run(settings.config_refresh, stop))
+    passive = asyncio.create_task(PassivePoller(
+        ingest.proxies, interval=settings.proxy_poll_interval, config_frequency=settings.proxy_config_frequency,
+        timeout=settings.timeout, max_frame=settings.max_frame_bytes, max_body=settings.max_body_bytes).run(stop))
     # --- pollers (server/pollers/): passive agents, simple checks, HTTP agent items -------------------
     from vigil.server.pollers.scheduler import start as start_pollers
 
@@ -103,6 +113,7 @@ async def serve(settings: Settings, stop: asyncio.Event,
         if stop_pollers is not None:  # pollers: before the writers stop, so their last values are stored
             await stop_pollers()
         await refresher
+        await passive
         housekeeper_stop.set()
         batcher.stop()
         triggers.stop()  # after the writers: it evaluates what they committed last

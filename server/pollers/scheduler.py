@@ -576,10 +576,13 @@ def start(settings: Settings, repo: ConfigRepo, submit: Callable[[WriteBatch], A
     jmx.configure(settings.java_gateway, settings.java_pollers)
     nagios.configure(settings.nagios_plugins)
     external.configure(settings.external_scripts)
+    from vigil.server.pollers.internal import InternalPoller
+
+    pollers = {**default_pollers(), ItemType.INTERNAL: InternalPoller(repo)}
     sched = Scheduler(repo, submit, PollerSettings(
         pollers=settings.pollers, timeout=settings.timeout, unreachable_period=settings.unreachable_period,
         unavailable_delay=settings.unavailable_delay, unreachable_delay=settings.unreachable_delay,
-        config_refresh=settings.config_refresh), unsupported=unsupported)
+        config_refresh=settings.config_refresh), pollers=pollers, unsupported=unsupported)
     halt = asyncio.Event()
     task = asyncio.create_task(sched.run(halt), name="pollers")
 
