@@ -19,6 +19,7 @@ command -v logrotate >/dev/null || missing+=(logrotate)
 command -v fping >/dev/null || missing+=(fping)  # pollers: icmpping
 command -v prometheus-node-exporter >/dev/null || missing+=(prometheus-node-exporter)  # pollers: Prometheus items
 { [ -x /usr/sbin/snmpd ] && command -v snmptrap >/dev/null; } || missing+=(snmpd snmp)
+command -v ipmi_sim >/dev/null || missing+=(openipmi)  # pollers: IPMI items against ipmi_sim
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
 command -v rabbitmq-server >/dev/null || (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null \

@@ -74,6 +74,8 @@ SETTINGS: tuple[Spec, ...] = (
     Spec("VIGIL_POLLERS", "100", "Polls (passive agent, simple, HTTP agent...) running at once at most, as Zabbix's "
          "StartPollers; 0: the server polls nothing.", 0, 10000),
     Spec("VIGIL_HTTP_POLLERS", "16", "Threads making HTTP agent requests at once at most.", 1, 1000),
+    Spec("VIGIL_IPMI_POLLERS", "8", "Threads talking to BMCs for IPMI items at once at most (StartIPMIPollers); "
+         "each BMC is asked one request at a time.", 1, 1000),
     Spec("VIGIL_PINGERS", "4", "fping processes for icmpping items running at once at most (StartPingers).", 1, 1000),
     Spec("VIGIL_UNREACHABLE_PERIOD", "45", "Seconds of network errors after which an interface is unavailable "
          "(UnreachablePeriod).", 1, 3600),
@@ -165,6 +167,7 @@ class Settings:
     pollers: int = 100
     http_pollers: int = 16
     pingers: int = 4
+    ipmi_pollers: int = 8
     unreachable_period: int = 45
     unreachable_delay: int = 15
     unavailable_delay: int = 60
@@ -283,7 +286,9 @@ class Settings:
         )
         values.update(  # pollers
             pollers=int(num("VIGIL_POLLERS", int)), http_pollers=int(num("VIGIL_HTTP_POLLERS", int)),
-            pingers=int(num("VIGIL_PINGERS", int)), unreachable_period=int(num("VIGIL_UNREACHABLE_PERIOD", int)),
+            pingers=int(num("VIGIL_PINGERS", int)),
+            ipmi_pollers=int(num("VIGIL_IPMI_POLLERS", int)),
+            unreachable_period=int(num("VIGIL_UNREACHABLE_PERIOD", int)),
             unreachable_delay=int(num("VIGIL_UNREACHABLE_DELAY", int)),
             unavailable_delay=int(num("VIGIL_UNAVAILABLE_DELAY", int)),
             ssl_ca_file=raw["VIGIL_SSL_CA_FILE"].strip(), fping=raw["VIGIL_FPING"].strip(),

@@ -158,7 +158,8 @@ def poll_row(c: Connection, hostid: int, it: ItemSpec) -> dict[str, Any]:
         if interfaceid is None:
             raise ConfigError(f"item {it.key!r}: interface_ref {p.interface_ref!r} is not an interface of the host")
     return {
-        "interfaceid": interfaceid, "master_itemid": None, "params": p.params, "snmp_oid": p.snmp_oid, "url": p.url,
+        "interfaceid": interfaceid, "master_itemid": None, "params": p.params, "snmp_oid": p.snmp_oid,
+        "ipmi_sensor": p.ipmi_sensor, "url": p.url,
         "query_fields": json.dumps(p.query_fields),
         "request_method": p.method, "posts": p.body, "headers": json.dumps(p.headers),
         "status_codes": p.status_codes, "follow_redirects": int(p.follow_redirects),
@@ -194,7 +195,7 @@ def poll_spec(c: Connection, rows: list[Any]) -> dict[int, PollSpec]:
     return {r.itemid: PollSpec(
         interface_ref=refs.get(r.interfaceid, "") if r.interfaceid is not None else "",
         master_item=keys.get(r.master_itemid, ""), params=r.params, preprocessing=steps.get(r.itemid, []),
-        snmp_oid=r.snmp_oid,
+        snmp_oid=r.snmp_oid, ipmi_sensor=r.ipmi_sensor,
         url=r.url, query_fields=[tuple(x) for x in json.loads(r.query_fields or "[]")], method=r.request_method,
         headers=[tuple(x) for x in json.loads(r.headers or "[]")], body=r.posts, status_codes=r.status_codes,
         follow_redirects=bool(r.follow_redirects), verify_peer=bool(r.verify_peer), verify_host=bool(r.verify_host),

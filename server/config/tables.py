@@ -756,7 +756,11 @@ INTERFACE_POLLER_COLUMNS = (
     Column("errors_from", Integer, nullable=False, server_default="0"),
     Column("disable_until", Integer, nullable=False, server_default="0"),
 )
-for _col in ITEM_POLLER_COLUMNS:
+# Migration 0009: IPMI items' sensor (Zabbix's items.ipmi_sensor).
+ITEM_IPMI_COLUMNS = (
+    Column("ipmi_sensor", String(128), nullable=False, server_default=""),
+)
+for _col in ITEM_POLLER_COLUMNS + ITEM_IPMI_COLUMNS:
     items.append_column(_col)
 for _col in INTERFACE_POLLER_COLUMNS:
     interfaces.append_column(_col)

@@ -133,12 +133,14 @@ class Stats:
     lateness: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))  # s from due to start
 
 
-def default_pollers() -> dict[ItemType, PollFn]:
+def default_pollers(ipmi_threads: int = 8) -> dict[ItemType, PollFn]:
     from vigil.server.pollers import agent, http, simple
+    from vigil.server.pollers.ipmi import IpmiPoller
 
     out: dict[ItemType, PollFn] = {ItemType.AGENT: agent.poll, ItemType.SIMPLE: simple.poll,
                                    ItemType.HTTP_AGENT: http.poll}
     out[ItemType.SNMP] = SnmpPoller()
+    out[ItemType.IPMI] = IpmiPoller(ipmi_threads)
     return out
 
 
@@ -557,7 +559,8 @@ def start(settings: Settings, repo: ConfigRepo, submit: Callable[[WriteBatch], A
     sched = Scheduler(repo, submit, PollerSettings(
         pollers=settings.pollers, timeout=settings.timeout, unreachable_period=settings.unreachable_period,
         unavailable_delay=settings.unavailable_delay, unreachable_delay=settings.unreachable_delay,
-        config_refresh=settings.config_refresh), unsupported=unsupported)
+        config_refresh=settings.config_refresh), pollers=default_pollers(settings.ipmi_pollers),
+        unsupported=unsupported)
     halt = asyncio.Event()
     task = asyncio.create_task(sched.run(halt), name="pollers")
 
