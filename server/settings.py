@@ -86,6 +86,16 @@ SETTINGS: tuple[Spec, ...] = (
     Spec("VIGIL_SSL_CA_FILE", "", "CA certificates HTTP agent items with verify_peer check servers against "
          "(Zabbix's SSLCALocation); empty: the system's."),
     Spec("VIGIL_FPING", "", "Path of fping for icmpping items (FpingLocation); empty: fping on PATH or in /usr/sbin."),
+    Spec("VIGIL_SNMPTRAP_LISTEN", "", "UDP address and port the SNMP trap receiver listens on, e.g. 0.0.0.0:162 or "
+         "127.0.0.1:1162; empty: no trap receiver. Traps go to the snmptrap[regexp] and snmptrap.fallback items of "
+         "the host whose SNMP interface address sent them (needs VIGIL_POLLERS above 0)."),
+    Spec("VIGIL_SNMPTRAP_COMMUNITIES", "public", "SNMPv1/v2c communities whose traps are accepted, separated by "
+         "commas; traps of other communities are logged and dropped. Empty: no v1/v2c traps."),
+    Spec("VIGIL_SNMPTRAP_USERS", "", "SNMPv3 users traps are accepted from, as snmptrapd's createUser lines "
+         "separated by `;`: `-e ENGINEID NAME [AUTH AUTHPASS [PRIV PRIVPASS]]`, e.g. "
+         "`-e 0x8000000001020304 monitor SHA-256 'auth pass' AES 'priv pass'`. ENGINEID is the sending device's; "
+         "AUTH MD5, SHA, SHA-224, SHA-256, SHA-384 or SHA-512; PRIV DES, AES, AES-192 or AES-256; the level follows "
+         "from what is given. Traps of unknown users or failing authentication are logged and dropped."),
     # --- trigger engine (issue 12) ---
     Spec("VIGIL_TRIGGER_TIMER", "5", "Seconds between evaluations of time-based triggers (nodata, fuzzytime, "
          "time periods) when no value arrives for them.", 0.1, 3600),
@@ -168,6 +178,9 @@ class Settings:
     http_pollers: int = 16
     pingers: int = 4
     ipmi_pollers: int = 8
+    snmptrap_listen: tuple[str, int] | None = None
+    snmptrap_communities: tuple[str, ...] = ("public",)
+    snmptrap_users: str = ""
     unreachable_period: int = 45
     unreachable_delay: int = 15
     unavailable_delay: int = 60
@@ -292,6 +305,10 @@ class Settings:
             unreachable_delay=int(num("VIGIL_UNREACHABLE_DELAY", int)),
             unavailable_delay=int(num("VIGIL_UNAVAILABLE_DELAY", int)),
             ssl_ca_file=raw["VIGIL_SSL_CA_FILE"].strip(), fping=raw["VIGIL_FPING"].strip(),
+            snmptrap_listen=parse_address(raw["VIGIL_SNMPTRAP_LISTEN"].strip(), "VIGIL_SNMPTRAP_LISTEN")
+            if raw["VIGIL_SNMPTRAP_LISTEN"].strip() else None,
+            snmptrap_communities=tuple(c.strip() for c in raw["VIGIL_SNMPTRAP_COMMUNITIES"].split(",") if c.strip()),
+            snmptrap_users=raw["VIGIL_SNMPTRAP_USERS"],
             secret_key=raw["VIGIL_SECRET_KEY"],
             login_attempts=int(num("VIGIL_LOGIN_ATTEMPTS", int)),
             login_block=int(num("VIGIL_LOGIN_BLOCK", int)),

@@ -244,7 +244,7 @@ class PollConfig:
 
 
 POLLED_TYPES = (ItemType.AGENT, ItemType.SIMPLE, ItemType.SNMP, ItemType.IPMI, ItemType.JMX, ItemType.HTTP_AGENT,
-                ItemType.DEPENDENT, ItemType.CALCULATED)
+                ItemType.DEPENDENT, ItemType.CALCULATED, ItemType.SNMP_TRAP)  # SNMP traps: matched by the scheduler
 
 
 class PollerConfig:
@@ -356,11 +356,13 @@ class PollerConfig:
                 if itf is None:
                     error = (f"the host has no {InterfaceType(ITEM_INTERFACE[kind]).name.lower()} interface "
                              "to poll this item through: add one under the host's interfaces")
+            elif itf is None and kind == ItemType.SNMP_TRAP:  # traps are matched by the SNMP interface's address
+                itf = main.get((r.hostid, int(InterfaceType.SNMP)))
             elif itf is None and kind in (ItemType.SIMPLE, ItemType.HTTP_AGENT):  # for {HOST.CONN} and the like
                 itf = next((main[(r.hostid, int(k))] for k in InterfaceType if (r.hostid, int(k)) in main), None)
             host, name = hosts[r.hostid]
             delay = 0
-            if kind != ItemType.DEPENDENT:
+            if kind not in (ItemType.DEPENDENT, ItemType.SNMP_TRAP):
                 try:
                     delay = seconds(resolve_macros(r.delay, m))
                 except ValueError:
