@@ -144,3 +144,24 @@ def test_ipmi_fields_are_checked_at_import_and_at_poll_time() -> None:
     assert IpmiTarget.from_interface("10.0.0.1", 623, itf.details).privilege == 4
     with pytest.raises(IpmiConfigError, match="'md5' is IPMI 1.5"):
         IpmiTarget.from_interface("10.0.0.1", 623, {"authtype": "md5"})
+
+
+def test_ipmi_interface_and_sensor_round_trip_through_the_store(repo: ConfigRepo) -> None:  # noqa: F811
+    ids = _import(repo, """
+hosts:
+  - host: server2
+    interfaces:
+      - {type: ipmi, address: 192.0.2.5, username: monitor, password: '{$IPMI.PASS}', privilege: operator}
+    macros: {'{$IPMI.PASS}': s3cret}
+    items:
+      - {key: fan, type: ipmi, ipmi_sensor: FAN1, value_type: float, delay: 30s}
+""")
+    exported = repo.export()
+    host = next(h for h in exported["hosts"] if h["host"] == "server2")
+    assert host["items"][0]["ipmi_sensor"] == "FAN1"
+    assert host["interfaces"][0] == {"type": "ipmi", "address": "192.0.2.5", "interface_ref": "ipmi1",
+                                   "main": True, "username": "monitor", "password": "{$IPMI.PASS}",
+                                   "privilege": "operator"}
+    item = repo.poll_config().items[ids["fan"]]
+    assert item.poll.ipmi_sensor == "FAN1" and item.interface is not None
+    assert (item.interface.port, item.interface.details["password"]) == (623, "s3cret")
