@@ -10,7 +10,9 @@ Based on the checked set-up in shared/peers/ipmi (NOTES.md there).
 
 Sensors (number, name, raw -> value): 1 CPU Temp (raw °C, 45), 2 Inlet Temp (read every second
 from `inlet_temp.val`, 24), 3 FAN1 (raw * 50 RPM, 4800), 4 12V (raw * 0.06 V, 12.00),
-5 3.3V (raw * 0.02 V, 3.30). Users: admin / peers-admin (ADMINISTRATOR), monitor / peers-mon (USER).
+5 3.3V (raw * 0.02 V, 3.30), and the discrete 6 PSU1 Status (power supply, sensor-specific: bit 0
+presence detected, set; bit 1 failure, `sensor_set_bit 0x20 0 6 1 1 1` sets it).
+Users: admin / peers-admin (ADMINISTRATOR), monitor / peers-mon (USER).
 """
 
 from __future__ import annotations

@@ -56,6 +56,7 @@ hosts:
 SENSORS = """      - {key: cpu.temp, type: ipmi, ipmi_sensor: CPU Temp, value_type: float, units: °C, delay: 1s}
       - {key: fan1, type: ipmi, ipmi_sensor: FAN1, value_type: float, delay: 1s}
       - {key: v12, type: ipmi, ipmi_sensor: 12V, value_type: float, delay: 1s}
+      - {key: psu1, type: ipmi, ipmi_sensor: PSU1 Status, value_type: unsigned, delay: 1s}
       - {key: ipmi.get, type: ipmi, value_type: text, delay: 1s}
       - {key: nope, type: ipmi, ipmi_sensor: No Such Sensor, value_type: float, delay: 1s}
 """
@@ -65,19 +66,20 @@ def test_sensor_readings_a_changed_reading_and_ipmi_get(repo: ConfigRepo, bmc: I
     ids = _import(repo, _doc(bmc, MONITOR, SENSORS, ", privilege: user"))
     batches: list[WriteBatch] = []
     sched = Scheduler(repo, _collect(batches), IPMI_FAST)
-    asyncio.run(_run_until(sched, lambda: all(_values(batches, ids[k]) for k in ("cpu.temp", "fan1", "v12",
+    asyncio.run(_run_until(sched, lambda: all(_values(batches, ids[k]) for k in ("cpu.temp", "fan1", "v12", "psu1",
                                                                                  "ipmi.get"))
                            and _state(repo, ids["nope"]), 60, "IPMI values"))
     assert set(_values(batches, ids["cpu.temp"])) == {45.0}
     assert set(_values(batches, ids["fan1"])) == {4800.0}
     assert {round(v, 6) for v in _values(batches, ids["v12"])} == {12.0}
+    assert set(_values(batches, ids["psu1"])) == {1}  # discrete: state bits, bit 0 "presence detected"
     state, error = _state(repo, ids["nope"])  # type: ignore[misc]
     assert state == 1 and "'No Such Sensor' does not exist" in error and "CPU Temp" in error
     assert _interface(repo)["available"] == 1
 
     sensors = json.loads(_values(batches, ids["ipmi.get"])[-1])
     by_id = {s["id"]: s for s in sensors}
-    assert set(by_id) == {"CPU Temp", "Inlet Temp", "FAN1", "12V", "3.3V"}
+    assert set(by_id) == {"CPU Temp", "Inlet Temp", "FAN1", "12V", "3.3V", "PSU1 Status"}
     cpu = by_id["CPU Temp"]
     assert set(cpu) == {"id", "name", "sensor", "reading", "state", "value", "units"}
     assert cpu["sensor"] == {"type": 1, "text": "Temperature"}
@@ -85,12 +87,19 @@ def test_sensor_readings_a_changed_reading_and_ipmi_get(repo: ConfigRepo, bmc: I
     assert cpu["state"] == {"state": 0, "text": "ok"} and cpu["value"] == 45.0 and cpu["units"] == "°C"
     assert by_id["FAN1"]["sensor"]["type"] == 4 and by_id["FAN1"]["units"] == "RPM"
     assert by_id["3.3V"]["sensor"]["type"] == 2 and by_id["3.3V"]["value"] == pytest.approx(3.3)
+    psu = by_id["PSU1 Status"]
+    assert (psu["sensor"], psu["reading"]) == ({"type": 8, "text": "Power Supply"},
+                                               {"type": 0x6F, "text": "Sensor specific"})
+    assert psu["state"] == {"state": 1, "text": "Present"} and psu["value"] == 1
 
-    # The emulator console sets CPU Temp to 90 °C (over its upper critical threshold).
+    # The emulator console sets CPU Temp to 90 °C (over its upper critical threshold) and asserts the
+    # power supply's "failure" state (bit 1).
     bmc.set_sensor(1, 90)
+    bmc.console("sensor_set_bit 0x20 0 6 1 1 1")
     mark = len(batches)
     asyncio.run(_run_until(sched, lambda: 90.0 in _values(batches[mark:], ids["cpu.temp"])
-                           and _values(batches[mark:], ids["ipmi.get"]), 30, "the new reading"))
+                           and 3 in _values(batches[mark:], ids["psu1"])
+                           and _values(batches[mark:], ids["ipmi.get"]), 30, "the new readings"))
     hot = {s["id"]: s for s in json.loads(_values(batches, ids["ipmi.get"])[-1])}["CPU Temp"]
     assert hot["value"] == 90.0
     # upper non-critical (bit 3) and upper critical (bit 4) going high are asserted
