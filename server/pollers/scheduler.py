@@ -320,7 +320,7 @@ class Scheduler:
 
     def _dispatch(self, itemid: int, due: float, now: float) -> None:
         item = self.items.get(itemid)
-        if item is None:
+        if item is None or item.type in NOT_POLLED:  # gone, or now a dependent or trap item
             return
         nxt = nextcheck(itemid, item.delay, now)
         poller = self.pollers.get(item.type)
