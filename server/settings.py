@@ -74,6 +74,8 @@ SETTINGS: tuple[Spec, ...] = (
     Spec("VIGIL_POLLERS", "100", "Polls (passive agent, simple, HTTP agent...) running at once at most, as Zabbix's "
          "StartPollers; 0: the server polls nothing.", 0, 10000),
     Spec("VIGIL_HTTP_POLLERS", "16", "Threads making HTTP agent requests at once at most.", 1, 1000),
+    Spec("VIGIL_IPMI_POLLERS", "8", "Threads talking to BMCs for IPMI items at once at most (StartIPMIPollers); "
+         "each BMC is asked one request at a time.", 1, 1000),
     Spec("VIGIL_PINGERS", "4", "fping processes for icmpping items running at once at most (StartPingers).", 1, 1000),
     Spec("VIGIL_UNREACHABLE_PERIOD", "45", "Seconds of network errors after which an interface is unavailable "
          "(UnreachablePeriod).", 1, 3600),
@@ -92,6 +94,16 @@ SETTINGS: tuple[Spec, ...] = (
          "(Debian's monitoring-plugins); a key cannot name a file outside it."),
     Spec("VIGIL_EXTERNAL_SCRIPTS", "", "Directory the scripts of external items are run from (ExternalScripts); "
          "empty: external items are not supported."),
+    Spec("VIGIL_SNMPTRAP_LISTEN", "", "UDP address and port the SNMP trap receiver listens on, e.g. 0.0.0.0:162 or "
+         "127.0.0.1:1162; empty: no trap receiver. Traps go to the snmptrap[regexp] and snmptrap.fallback items of "
+         "the host whose SNMP interface address sent them (needs VIGIL_POLLERS above 0)."),
+    Spec("VIGIL_SNMPTRAP_COMMUNITIES", "public", "SNMPv1/v2c communities whose traps are accepted, separated by "
+         "commas; traps of other communities are logged and dropped. Empty: no v1/v2c traps."),
+    Spec("VIGIL_SNMPTRAP_USERS", "", "SNMPv3 users traps are accepted from, as snmptrapd's createUser lines "
+         "separated by `;`: `-e ENGINEID NAME [AUTH AUTHPASS [PRIV PRIVPASS]]`, e.g. "
+         "`-e 0x8000000001020304 monitor SHA-256 'auth pass' AES 'priv pass'`. ENGINEID is the sending device's; "
+         "AUTH MD5, SHA, SHA-224, SHA-256, SHA-384 or SHA-512; PRIV DES, AES, AES-192 or AES-256; the level follows "
+         "from what is given. Traps of unknown users or failing authentication are logged and dropped."),
     # --- trigger engine (issue 12) ---
     Spec("VIGIL_TRIGGER_TIMER", "5", "Seconds between evaluations of time-based triggers (nodata, fuzzytime, "
          "time periods) when no value arrives for them.", 0.1, 3600),
@@ -179,6 +191,10 @@ class Settings:
     pollers: int = 100
     http_pollers: int = 16
     pingers: int = 4
+    ipmi_pollers: int = 8
+    snmptrap_listen: tuple[str, int] | None = None
+    snmptrap_communities: tuple[str, ...] = ("public",)
+    snmptrap_users: str = ""
     unreachable_period: int = 45
     unreachable_delay: int = 15
     unavailable_delay: int = 60
@@ -303,12 +319,18 @@ class Settings:
         )
         values.update(  # pollers
             pollers=int(num("VIGIL_POLLERS", int)), http_pollers=int(num("VIGIL_HTTP_POLLERS", int)),
-            pingers=int(num("VIGIL_PINGERS", int)), unreachable_period=int(num("VIGIL_UNREACHABLE_PERIOD", int)),
+            pingers=int(num("VIGIL_PINGERS", int)),
+            ipmi_pollers=int(num("VIGIL_IPMI_POLLERS", int)),
+            unreachable_period=int(num("VIGIL_UNREACHABLE_PERIOD", int)),
             unreachable_delay=int(num("VIGIL_UNREACHABLE_DELAY", int)),
             unavailable_delay=int(num("VIGIL_UNAVAILABLE_DELAY", int)),
             ssl_ca_file=raw["VIGIL_SSL_CA_FILE"].strip(), fping=raw["VIGIL_FPING"].strip(),
             java_gateway=java_gateway(raw["VIGIL_JAVA_GATEWAY"]), java_pollers=int(num("VIGIL_JAVA_POLLERS", int)),
             nagios_plugins=raw["VIGIL_NAGIOS_PLUGINS"].strip(), external_scripts=raw["VIGIL_EXTERNAL_SCRIPTS"].strip(),
+            snmptrap_listen=parse_address(raw["VIGIL_SNMPTRAP_LISTEN"].strip(), "VIGIL_SNMPTRAP_LISTEN")
+            if raw["VIGIL_SNMPTRAP_LISTEN"].strip() else None,
+            snmptrap_communities=tuple(c.strip() for c in raw["VIGIL_SNMPTRAP_COMMUNITIES"].split(",") if c.strip()),
+            snmptrap_users=raw["VIGIL_SNMPTRAP_USERS"],
             secret_key=raw["VIGIL_SECRET_KEY"],
             login_attempts=int(num("VIGIL_LOGIN_ATTEMPTS", int)),
             login_block=int(num("VIGIL_LOGIN_BLOCK", int)),

@@ -361,7 +361,7 @@ AUTH_LABELS = {v: k for k, v in AUTH_TYPES.items()}
 RETRIEVE_MODES = {"body": 0, "headers": 1, "both": 2}
 RETRIEVE_LABELS = {v: k for k, v in RETRIEVE_MODES.items()}
 NO_DELAY_TYPES = {ItemType.TRAPPER, ItemType.DEPENDENT, ItemType.SNMP_TRAP}
-POLL_FIELDS = {"interface_ref", "master_item", "params", "preprocessing", "snmp_oid", "url", "query_fields",
+POLL_FIELDS = {"interface_ref", "master_item", "params", "preprocessing", "snmp_oid", "ipmi_sensor", "url", "query_fields",
                "method", "headers", "body", "status_codes", "follow_redirects", "verify_peer", "verify_host",
                "ssl_cert_file", "ssl_key_file", "auth", "username", "password", "retrieve_mode", "timeout",
                "jmx_endpoint"}
@@ -370,6 +370,9 @@ INTERFACE_FIELDS = {"type", "address", "port", "main", "interface_ref", "useip"}
 SNMP_FIELDS = {"version", "community", "bulk", "max_repetitions", "securityname", "securitylevel", "authprotocol",
                "authpassphrase", "privprotocol", "privpassphrase", "contextname"}
 IPMI_FIELDS = {"username", "password", "authtype", "privilege"}
+# Zabbix's host IPMI authentication types and privilege levels (server/pollers/ipmi.py speaks RMCP+ only).
+IPMI_AUTHTYPES = ("default", "none", "md2", "md5", "straight", "oem", "rmcp_plus")
+IPMI_PRIVILEGES = ("callback", "user", "operator", "admin", "oem")
 DEFAULT_PORTS = {"agent": "10050", "snmp": "161", "ipmi": "623", "jmx": "12345"}
 _STATUS_CODES = re.compile(r"\s*(?:\d+(?:\s*-\s*\d+)?|\{\$[A-Z0-9_.]+\})(?:\s*,\s*(?:\d+(?:\s*-\s*\d+)?|"
                            r"\{\$[A-Z0-9_.]+\}))*\s*")
@@ -390,6 +393,7 @@ class PollSpec:
     params: str = ""
     preprocessing: list[PreprocStep] = field(default_factory=list)
     snmp_oid: str = ""  # SNMP items: an OID (numeric or MIB name), walk[OID,...] or discovery[...]
+    ipmi_sensor: str = ""  # IPMI items: the sensor's name (its SDR ID string); empty for ipmi.get
     url: str = ""
     query_fields: list[tuple[str, str]] = field(default_factory=list)
     method: int = 0  # HTTP_METHODS
@@ -514,7 +518,7 @@ def poll_from_doc(d: dict[str, Any], kind: ItemType, where: str) -> PollSpec:
         interface_ref=_text(d, "interface_ref", where, ""), master_item=_text(d, "master_item", where, "", 2048),
         params=_text(d, "params", where, "", 65535),
         preprocessing=_preprocessing(d.get("preprocessing"), f"{where}.preprocessing"),
-        snmp_oid=_text(d, "snmp_oid", where, "", 512),
+        snmp_oid=_text(d, "snmp_oid", where, "", 512), ipmi_sensor=_text(d, "ipmi_sensor", where, "", 128),
         url=_text(d, "url", where, "", 2048), query_fields=_pairs(d.get("query_fields"), f"{where}.query_fields"),
         method=_choice(d, "method", where, HTTP_METHODS, "GET"), headers=_pairs(d.get("headers"), f"{where}.headers"),
         body=_text(d, "body", where, "", 65535), status_codes=_text(d, "status_codes", where, "200"),
@@ -560,6 +564,11 @@ def poll_from_doc(d: dict[str, Any], kind: ItemType, where: str) -> PollSpec:
                           "walk[1.3.6.1.2.1.2.2.1.2]")
     if kind != ItemType.SNMP and p.snmp_oid:
         raise ConfigError(f"{where}.snmp_oid: only snmp items have an OID")
+    if kind == ItemType.IPMI and not p.ipmi_sensor and str(d.get("key", "")).split("[")[0] != "ipmi.get":
+        raise ConfigError(f"{where}.ipmi_sensor: an ipmi item needs the sensor to read, e.g. 'CPU Temp' "
+                          "(or the key ipmi.get for all sensors as JSON)")
+    if kind != ItemType.IPMI and p.ipmi_sensor:
+        raise ConfigError(f"{where}.ipmi_sensor: only ipmi items have a sensor")
     if kind == ItemType.DEPENDENT:
         if not p.master_item:
             raise ConfigError(f"{where}.master_item: a dependent item needs the key of its master item")
@@ -579,6 +588,8 @@ def poll_to_doc(p: PollSpec) -> dict[str, Any]:
         d["params"] = p.params
     if p.snmp_oid:
         d["snmp_oid"] = p.snmp_oid
+    if p.ipmi_sensor:
+        d["ipmi_sensor"] = p.ipmi_sensor
     if p.url:
         d["url"] = p.url
     if p.query_fields:
@@ -655,6 +666,12 @@ def interfaces_from_doc(v: Any, where: str) -> list[InterfaceSpec]:
                 raise ConfigError(f"{w}.securityname: SNMPv3 needs the user (security name)")
             if version != "3":
                 details.setdefault("community", "{$SNMP_COMMUNITY}")
+        if kind == "ipmi":
+            for name, names in (("authtype", IPMI_AUTHTYPES), ("privilege", IPMI_PRIVILEGES)):
+                if name in details and "{$" not in details[name] and details[name].lower() not in names:
+                    raise ConfigError(f"{w}.{name}: {details[name]!r} is not one of {', '.join(names)}")
+                if name in details:
+                    details[name] = details[name].lower()
         same = sum(1 for x in out if x.type == INTERFACE_TYPE_NAMES[kind])
         out.append(InterfaceSpec(  # default name: agent1, agent2, snmp1... (stable when another type's goes)
             type=int(INTERFACE_TYPE_NAMES[kind]), address=address, port=port,

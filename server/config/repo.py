@@ -161,7 +161,8 @@ def poll_row(c: Connection, hostid: int, it: ItemSpec) -> dict[str, Any]:
         if interfaceid is None:
             raise ConfigError(f"item {it.key!r}: interface_ref {p.interface_ref!r} is not an interface of the host")
     return {
-        "interfaceid": interfaceid, "master_itemid": None, "params": p.params, "snmp_oid": p.snmp_oid, "url": p.url,
+        "interfaceid": interfaceid, "master_itemid": None, "params": p.params, "snmp_oid": p.snmp_oid,
+        "ipmi_sensor": p.ipmi_sensor, "url": p.url,
         "query_fields": json.dumps(p.query_fields),
         "request_method": p.method, "posts": p.body, "headers": json.dumps(p.headers),
         "status_codes": p.status_codes, "follow_redirects": int(p.follow_redirects),
@@ -197,7 +198,7 @@ def poll_spec(c: Connection, rows: list[Any]) -> dict[int, PollSpec]:
     return {r.itemid: PollSpec(
         interface_ref=refs.get(r.interfaceid, "") if r.interfaceid is not None else "",
         master_item=keys.get(r.master_itemid, ""), params=r.params, preprocessing=steps.get(r.itemid, []),
-        snmp_oid=r.snmp_oid,
+        snmp_oid=r.snmp_oid, ipmi_sensor=r.ipmi_sensor,
         url=r.url, query_fields=[tuple(x) for x in json.loads(r.query_fields or "[]")], method=r.request_method,
         headers=[tuple(x) for x in json.loads(r.headers or "[]")], body=r.posts, status_codes=r.status_codes,
         follow_redirects=bool(r.follow_redirects), verify_peer=bool(r.verify_peer), verify_host=bool(r.verify_host),
@@ -246,7 +247,8 @@ class PollConfig:
 
 
 POLLED_TYPES = (ItemType.AGENT, ItemType.INTERNAL, ItemType.SIMPLE, ItemType.SNMP, ItemType.IPMI, ItemType.JMX,
-                ItemType.HTTP_AGENT, ItemType.DEPENDENT, ItemType.CALCULATED, ItemType.EXTERNAL, ItemType.NAGIOS)
+                ItemType.HTTP_AGENT, ItemType.DEPENDENT, ItemType.CALCULATED, ItemType.EXTERNAL, ItemType.NAGIOS,
+                ItemType.SNMP_TRAP)  # SNMP traps: matched by the scheduler
 
 # Items that need no interface but take the host's first one for {HOST.CONN} and the like.
 _ANY_INTERFACE = (ItemType.SIMPLE, ItemType.HTTP_AGENT, ItemType.NAGIOS, ItemType.EXTERNAL)
@@ -364,11 +366,13 @@ class PollerConfig:
                 if itf is None:
                     error = (f"the host has no {InterfaceType(ITEM_INTERFACE[kind]).name.lower()} interface "
                              "to poll this item through: add one under the host's interfaces")
+            elif itf is None and kind == ItemType.SNMP_TRAP:  # traps are matched by the SNMP interface's address
+                itf = main.get((r.hostid, int(InterfaceType.SNMP)))
             elif itf is None and kind in _ANY_INTERFACE:  # for {HOST.CONN} and the like
                 itf = next((main[(r.hostid, int(k))] for k in InterfaceType if (r.hostid, int(k)) in main), None)
             host, name = hosts[r.hostid]
             delay = 0
-            if kind != ItemType.DEPENDENT:
+            if kind not in (ItemType.DEPENDENT, ItemType.SNMP_TRAP):
                 try:
                     delay = seconds(resolve_macros(r.delay, m))
                 except ValueError:

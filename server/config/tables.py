@@ -765,7 +765,12 @@ INTERFACE_POLLER_COLUMNS = (
 # Migration 0009: JMX items' endpoint URL ('' : Zabbix's default, service:jmx:rmi:///jndi/rmi://{HOST.CONN}:
 # {HOST.PORT}/jmxrmi).
 ITEM_POLLER_COLUMNS += (Column("jmx_endpoint", String(255), nullable=False, server_default=""),)
-for _col in ITEM_POLLER_COLUMNS:
+
+# Migration 0011: IPMI items' sensor (Zabbix's items.ipmi_sensor).
+ITEM_IPMI_COLUMNS = (
+    Column("ipmi_sensor", String(128), nullable=False, server_default=""),
+)
+for _col in ITEM_POLLER_COLUMNS + ITEM_IPMI_COLUMNS:
     items.append_column(_col)
 for _col in INTERFACE_POLLER_COLUMNS:
     interfaces.append_column(_col)

@@ -88,6 +88,9 @@ class IngestServer:
                  tls: ssl.SSLContext | None = None, observer: Observer | None = None) -> None:
         self.observer = observer
         self.proxies: ProxyHandler | None = None  # proxy config/heartbeat/data (server/ingest/proxy.py)
+        # Values stored: the pollers' scheduler feeds the dependent items of trapper and active agent items
+        # from them (Scheduler.received), set by `vigil server` once its pollers run.
+        self.on_stored: Callable[[WriteBatch], None] | None = None
         self.read_sessions = read_sessions
         self.sessions = AgentSessions(last_ids)
         self.clock_window = clock_window
@@ -335,6 +338,11 @@ class IngestServer:
             except Exception as e:
                 log.error("%s from %s: not stored: %s", request, peer, e)
                 return e
+            if self.on_stored is not None and len(batch):
+                try:
+                    self.on_stored(batch)
+                except Exception:  # dependent items must not make the sender's values fail
+                    log.exception("%s from %s: feeding dependent items failed", request, peer)
         return None
 
     async def _active_checks(self, obj: dict[str, Any], peer: str) -> bytes:

@@ -30,6 +30,13 @@ async def serve(settings: Settings, stop: asyncio.Event,
                 notify: Callable[[Notice], None] | None = None) -> None:
     """Run ingest and the trigger engine until `stop` is set; `notify` gets each committed event and
     problem update (it must not block). Raises if the database is not migrated or the port is taken."""
+    if settings.snmptrap_listen is not None:  # a bad VIGIL_SNMPTRAP_USERS stops the server before it listens
+        from vigil.server.pollers.trapserver import parse_users
+
+        try:
+            parse_users(settings.snmptrap_users)
+        except ValueError as e:
+            raise RuntimeError(str(e)) from None
     pg = settings.pg_timeouts
     engine = engine_for(settings.database_url, pg)
     check_current(engine)
@@ -100,8 +107,22 @@ async def serve(settings: Settings, stop: asyncio.Event,
         timeout=settings.timeout, max_frame=settings.max_frame_bytes, max_body=settings.max_body_bytes).run(stop))
     # --- pollers (server/pollers/): passive agents, simple checks, HTTP agent items -------------------
     from vigil.server.pollers.scheduler import start as start_pollers
+    from vigil.server.pollers.trapserver import start as start_traps
 
-    stop_pollers = start_pollers(settings, repo, batcher.submit, triggers.unsupported)
+    pollers = start_pollers(settings, repo, batcher.submit, triggers.unsupported)
+    traps = None
+    if pollers is not None:
+        ingest.on_stored = pollers.scheduler.received  # dependent items of trapper and active agent items
+        try:
+            traps = await start_traps(settings, pollers.scheduler.trap)
+        except (OSError, ValueError) as e:
+            await pollers.stop()
+            server.close()
+            batcher.stop()
+            triggers.stop()
+            raise RuntimeError(str(e)) from None
+    elif settings.snmptrap_listen is not None:
+        log.warning("VIGIL_SNMPTRAP_LISTEN is set but VIGIL_POLLERS=0: traps are not received")
     # --- end pollers ---------------------------------------------------------------------------------
     try:
         if on_ready is not None:
@@ -110,8 +131,10 @@ async def serve(settings: Settings, stop: asyncio.Event,
             await stop.wait()
     finally:
         server.close()
-        if stop_pollers is not None:  # pollers: before the writers stop, so their last values are stored
-            await stop_pollers()
+        if traps is not None:
+            traps.close()
+        if pollers is not None:  # pollers: before the writers stop, so their last values are stored
+            await pollers.stop()
         await refresher
         await passive
         housekeeper_stop.set()

@@ -52,6 +52,8 @@ Preprocess = Callable[[PollItem, "Value | None", int, "str | None"], "Value | No
 TimeoutFn = Callable[[PollItem, float], float]
 # Interfaces whose availability is tracked (Zabbix: agent, SNMP, IPMI, JMX; not simple checks or HTTP).
 TRACKED = frozenset({ItemType.AGENT, ItemType.SNMP, ItemType.IPMI, ItemType.JMX})
+# Items in the configuration that are never polled: they take values from a master or from traps.
+NOT_POLLED = frozenset({ItemType.DEPENDENT, ItemType.SNMP_TRAP})
 PROBE_WAIT = 1.0  # seconds an item of an interface being probed waits before it looks again
 
 
@@ -134,8 +136,9 @@ class Stats:
     lateness: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))  # s from due to start
 
 
-def default_pollers() -> dict[ItemType, PollFn]:
+def default_pollers(ipmi_threads: int = 8) -> dict[ItemType, PollFn]:
     from vigil.server.pollers import agent, external, http, jmx, nagios, simple
+    from vigil.server.pollers.ipmi import IpmiPoller
 
     out: dict[ItemType, PollFn] = {ItemType.AGENT: agent.poll, ItemType.SIMPLE: simple.poll,
                                    ItemType.HTTP_AGENT: http.poll}
@@ -143,6 +146,7 @@ def default_pollers() -> dict[ItemType, PollFn]:
     out[ItemType.JMX] = jmx.JmxPoller()
     out[ItemType.NAGIOS] = nagios.NagiosPoller()
     out[ItemType.EXTERNAL] = external.poll
+    out[ItemType.IPMI] = IpmiPoller(ipmi_threads)
     return out
 
 
@@ -224,6 +228,7 @@ class Scheduler:
         self.version = -1
         self.items: dict[int, PollItem] = {}
         self.dependents: dict[int, list[int]] = {}
+        self._traps: dict[str, list[tuple[int, str]]] = {}  # SNMP interface address -> its snmptrap items
         self.interfaces: dict[int, InterfaceState] = {}
         self.stats = Stats()
         self._heap: list[tuple[float, int, int]] = []  # (due, itemid, generation)
@@ -247,14 +252,18 @@ class Scheduler:
         now = self.clock()
         old = self.items
         self.items, self.dependents, self.version = cfg.items, cfg.dependents, cfg.version
+        traps: dict[str, list[tuple[int, str]]] = {}
         for itemid, item in cfg.items.items():
-            if item.type == ItemType.DEPENDENT:
+            if item.type == ItemType.SNMP_TRAP and item.interface is not None:
+                traps.setdefault(item.interface.address, []).append((itemid, item.key))
+            if item.type in NOT_POLLED:
                 continue
             prev = old.get(itemid)
             if (item.error or item.type not in self.pollers) and (prev is None or prev.error != item.error):
                 self._schedule(itemid, now)  # not supported at once, saying why, not at its first slot
             elif prev is None or prev.delay != item.delay or itemid not in self._gen:
                 self._schedule(itemid, nextcheck(itemid, item.delay, now))
+        self._traps = traps
         for itemid in set(old) - set(cfg.items):
             self._gen.pop(itemid, None)
         if isinstance(self.preprocess, Preprocessor):
@@ -287,7 +296,7 @@ class Scheduler:
             self._states = await asyncio.to_thread(self.repo.item_states)
             self.load(await asyncio.to_thread(self.repo.poll_config))
         log.info("pollers: %d items to poll, %d at once at most", sum(1 for i in self.items.values()
-                                                                       if i.type != ItemType.DEPENDENT),
+                                                                       if i.type not in NOT_POLLED),
                  self.s.pollers)
         helpers = [asyncio.create_task(self._flusher(stop)), asyncio.create_task(self._state_writer(stop)),
                    asyncio.create_task(self._reloader(stop))]
@@ -322,7 +331,7 @@ class Scheduler:
 
     def _dispatch(self, itemid: int, due: float, now: float) -> None:
         item = self.items.get(itemid)
-        if item is None:
+        if item is None or item.type in NOT_POLLED:  # gone, or now a dependent or trap item
             return
         nxt = nextcheck(itemid, item.delay, now)
         poller = self.pollers.get(item.type)
@@ -417,12 +426,45 @@ class Scheduler:
                 self._set_state(item, 0, "")
         if feed is not None:
             out = feed
-        if out is None or depth >= 3:
+        if out is not None:
+            self._feed_dependents(item.itemid, out, clock_ns, depth)
+
+    def _feed_dependents(self, itemid: int, value: Value, clock_ns: int, depth: int) -> None:
+        """The one route of a master's value to its dependent items (polled masters, traps and ingest's)."""
+        if depth >= 3:
             return
-        for dep in self.dependents.get(item.itemid, ()):
+        for dep in self.dependents.get(itemid, ()):
             d = self.items.get(dep)
             if d is not None:
-                self._value(d, out, clock_ns, depth + 1)
+                self._value(d, value, clock_ns, depth + 1)
+
+    def received(self, batch: WriteBatch) -> None:
+        """Values ingest stored (trapper items, active agents): their dependent items take them through
+        their own preprocessing, exactly as a polled master's dependents do. Call it on the loop."""
+        if not self.dependents:
+            return
+        n = len(self._batch)
+        for rows, at in ((batch.floats, 3), (batch.uints, 3), (batch.strs, 3), (batch.texts, 3), (batch.logs, 6)):
+            for r in rows:
+                if r[0] in self.dependents:
+                    self._feed_dependents(r[0], r[at], r[1] * 1_000_000_000 + r[2], 0)  # type: ignore[arg-type]
+        if len(self._batch) != n:
+            self._flush.set()
+
+    def trap(self, trap: Any) -> list[int]:
+        """An SNMP trap (vigil.server.pollers.snmptraps.Trap) to the snmptrap[regexp] / snmptrap.fallback
+        items of the host(s) whose SNMP interface has its source address; returns the items it went to."""
+        from vigil.server.pollers.snmptraps import items_for_trap
+
+        itemids = items_for_trap(trap, self._traps)
+        clock_ns = int(trap.clock * 1_000_000_000)
+        for itemid in itemids:
+            item = self.items.get(itemid)
+            if item is not None:
+                self._value(item, trap.text, clock_ns)
+        if itemids:
+            self._flush.set()
+        return itemids
 
     def _add(self, item: PollItem, v: float | int | str, clock_ns: int) -> None:
         clock, ns = divmod(clock_ns, 1_000_000_000)
@@ -560,12 +602,20 @@ def _where(itf: PollInterface | None) -> str:
     return f"interface [{itf.address}]:{itf.port}" if itf is not None else "the item's target"
 
 
+@dataclass
+class Pollers:
+    """The running pollers of `vigil server`: the scheduler (for ingest's `received` and traps) and how
+    to stop them."""
+
+    scheduler: Scheduler
+    stop: Callable[[], Awaitable[None]]
+
+
 def start(settings: Settings, repo: ConfigRepo, submit: Callable[[WriteBatch], Awaitable[None]],
-          unsupported: Callable[[list[tuple[int, int, str]]], None] | None = None,
-          ) -> Callable[[], Awaitable[None]] | None:
-    """Start the pollers of `vigil server` on the running loop; returns the coroutine function that stops
-    them (their last values handed to `submit`), or None when VIGIL_POLLERS is 0. `unsupported`: the
-    trigger engine's, which then keeps item_state (see Scheduler)."""
+          unsupported: Callable[[list[tuple[int, int, str]]], None] | None = None) -> Pollers | None:
+    """Start the pollers of `vigil server` on the running loop; None when VIGIL_POLLERS is 0. Their
+    `stop()` hands their last values to `submit`. `unsupported`: the trigger engine's, which then keeps
+    item_state (see Scheduler)."""
     from vigil.server.pollers import external, http, jmx, nagios, simple
 
     if settings.pollers == 0:
@@ -578,7 +628,7 @@ def start(settings: Settings, repo: ConfigRepo, submit: Callable[[WriteBatch], A
     external.configure(settings.external_scripts)
     from vigil.server.pollers.internal import InternalPoller
 
-    pollers = {**default_pollers(), ItemType.INTERNAL: InternalPoller(repo)}
+    pollers = {**default_pollers(settings.ipmi_pollers), ItemType.INTERNAL: InternalPoller(repo)}
     sched = Scheduler(repo, submit, PollerSettings(
         pollers=settings.pollers, timeout=settings.timeout, unreachable_period=settings.unreachable_period,
         unavailable_delay=settings.unavailable_delay, unreachable_delay=settings.unreachable_delay,
@@ -595,4 +645,4 @@ def start(settings: Settings, repo: ConfigRepo, submit: Callable[[WriteBatch], A
         finally:
             http.shutdown()
 
-    return stop
+    return Pollers(sched, stop)

@@ -339,3 +339,16 @@ def test_seed_fills_a_table_a_new_migration_adds_and_moves_the_ids_on(database_u
         assert new == max(h["hostid"] for h in SEED["hosts"]) + 1
     finally:
         engine.dispose()
+
+
+def test_0011_gives_existing_items_an_empty_ipmi_sensor(database_url: str) -> None:
+    engine = engine_for(database_url)
+    try:
+        upgrade(engine, "0010")
+        seed(engine)
+        upgrade(engine, "0011")
+        with engine.connect() as conn:
+            sensors = conn.execute(sa.text("SELECT ipmi_sensor FROM items")).scalars().all()
+        assert sensors and set(sensors) == {""}
+    finally:
+        engine.dispose()

@@ -309,7 +309,7 @@ hosts:
   - host: bare
     items:
       - {key: agent.ping, type: agent, value_type: unsigned, delay: 1s}
-      - {key: 'ipmi.sensor', type: ipmi, value_type: float, delay: 1s}
+      - {key: 'ipmi.sensor', type: ipmi, ipmi_sensor: CPU Temp, value_type: float, delay: 1s}
       - {key: 'late', type: simple, value_type: float, delay: '{$NO.SUCH.MACRO}'}
 """)
     sched = Scheduler(repo, _collect([]), FAST)
