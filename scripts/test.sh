@@ -19,6 +19,7 @@ command -v logrotate >/dev/null || missing+=(logrotate)
 command -v fping >/dev/null || missing+=(fping)  # pollers: icmpping
 command -v prometheus-node-exporter >/dev/null || missing+=(prometheus-node-exporter)  # pollers: Prometheus items
 { [ -x /usr/sbin/snmpd ] && command -v snmptrap >/dev/null; } || missing+=(snmpd snmp)
+{ [ -x /usr/sbin/sshd ] && command -v ssh-keygen >/dev/null; } || missing+=(openssh-server openssh-client)  # pollers: ssh.run
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
 command -v rabbitmq-server >/dev/null || (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null \

@@ -84,6 +84,9 @@ SETTINGS: tuple[Spec, ...] = (
     Spec("VIGIL_SSL_CA_FILE", "", "CA certificates HTTP agent items with verify_peer check servers against "
          "(Zabbix's SSLCALocation); empty: the system's."),
     Spec("VIGIL_FPING", "", "Path of fping for icmpping items (FpingLocation); empty: fping on PATH or in /usr/sbin."),
+    Spec("VIGIL_SSH_KEY_LOCATION", "", "Directory of the key files that ssh items with public-key authentication "
+         "name (SSHKeyLocation); empty: ssh-keys in VIGIL_DATA_DIR. Host keys seen are kept in "
+         "VIGIL_DATA_DIR/ssh_known_hosts."),
     # --- trigger engine (issue 12) ---
     Spec("VIGIL_TRIGGER_TIMER", "5", "Seconds between evaluations of time-based triggers (nodata, fuzzytime, "
          "time periods) when no value arrives for them.", 0.1, 3600),
@@ -170,6 +173,7 @@ class Settings:
     unavailable_delay: int = 60
     ssl_ca_file: str = ""
     fping: str = ""
+    ssh_key_location: str = ""
     trigger_timer: float = 5.0
     ack_poll: float = 1.0
     value_cache_size: int = 2_000_000
@@ -287,6 +291,7 @@ class Settings:
             unreachable_delay=int(num("VIGIL_UNREACHABLE_DELAY", int)),
             unavailable_delay=int(num("VIGIL_UNAVAILABLE_DELAY", int)),
             ssl_ca_file=raw["VIGIL_SSL_CA_FILE"].strip(), fping=raw["VIGIL_FPING"].strip(),
+            ssh_key_location=raw["VIGIL_SSH_KEY_LOCATION"].strip(),
             secret_key=raw["VIGIL_SECRET_KEY"],
             login_attempts=int(num("VIGIL_LOGIN_ATTEMPTS", int)),
             login_block=int(num("VIGIL_LOGIN_BLOCK", int)),

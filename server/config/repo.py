@@ -164,6 +164,7 @@ def poll_row(c: Connection, hostid: int, it: ItemSpec) -> dict[str, Any]:
         "status_codes": p.status_codes, "follow_redirects": int(p.follow_redirects),
         "verify_peer": int(p.verify_peer), "verify_host": int(p.verify_host), "ssl_cert_file": p.ssl_cert_file,
         "ssl_key_file": p.ssl_key_file, "authtype": p.auth, "username": p.username, "password": p.password,
+        "publickey": p.publickey, "privatekey": p.privatekey,
         "retrieve_mode": p.retrieve_mode, "timeout": p.timeout,
     }
 
@@ -199,7 +200,8 @@ def poll_spec(c: Connection, rows: list[Any]) -> dict[int, PollSpec]:
         headers=[tuple(x) for x in json.loads(r.headers or "[]")], body=r.posts, status_codes=r.status_codes,
         follow_redirects=bool(r.follow_redirects), verify_peer=bool(r.verify_peer), verify_host=bool(r.verify_host),
         ssl_cert_file=r.ssl_cert_file, ssl_key_file=r.ssl_key_file, auth=r.authtype, username=r.username,
-        password=r.password, retrieve_mode=r.retrieve_mode, timeout=r.timeout,
+        password=r.password, retrieve_mode=r.retrieve_mode, timeout=r.timeout, publickey=r.publickey,
+        privatekey=r.privatekey,
     ) for r in rows}
 
 
@@ -243,7 +245,10 @@ class PollConfig:
 
 
 POLLED_TYPES = (ItemType.AGENT, ItemType.SIMPLE, ItemType.SNMP, ItemType.IPMI, ItemType.JMX, ItemType.HTTP_AGENT,
-                ItemType.DEPENDENT, ItemType.CALCULATED)
+                ItemType.DEPENDENT, ItemType.CALCULATED, ItemType.SSH, ItemType.TELNET)
+
+# Items that use the host's first main interface of any kind when they name none
+ANY_INTERFACE = (ItemType.SIMPLE, ItemType.HTTP_AGENT, ItemType.SSH, ItemType.TELNET)
 
 
 class PollerConfig:
@@ -355,7 +360,7 @@ class PollerConfig:
                 if itf is None:
                     error = (f"the host has no {InterfaceType(ITEM_INTERFACE[kind]).name.lower()} interface "
                              "to poll this item through: add one under the host's interfaces")
-            elif itf is None and kind in (ItemType.SIMPLE, ItemType.HTTP_AGENT):  # for {HOST.CONN} and the like
+            elif itf is None and kind in ANY_INTERFACE:  # for {HOST.CONN} and the like
                 itf = next((main[(r.hostid, int(k))] for k in InterfaceType if (r.hostid, int(k)) in main), None)
             host, name = hosts[r.hostid]
             delay = 0

@@ -41,7 +41,9 @@ class ItemType(IntEnum):
     SNMP = 4
     AGENT_ACTIVE = 7
     IPMI = 12
-    CALCULATED = 15
+    SSH = 13  # ssh.run[...]: the item's script over SSH (server/pollers/ssh.py)
+    TELNET = 14  # telnet.run[...] (server/pollers/telnet.py)
+    CALCULATED = 15  # a formula over other items' values (server/pollers/calculated.py)
     JMX = 16
     SNMP_TRAP = 17
     DEPENDENT = 18  # its value is its master item's, through its own preprocessing
@@ -68,6 +70,8 @@ ITEM_TYPE_NAMES = {
     "simple": ItemType.SIMPLE,
     "snmp": ItemType.SNMP,
     "ipmi": ItemType.IPMI,
+    "ssh": ItemType.SSH,
+    "telnet": ItemType.TELNET,
     "calculated": ItemType.CALCULATED,
     "jmx": ItemType.JMX,
     "snmp_trap": ItemType.SNMP_TRAP,
@@ -756,7 +760,12 @@ INTERFACE_POLLER_COLUMNS = (
     Column("errors_from", Integer, nullable=False, server_default="0"),
     Column("disable_until", Integer, nullable=False, server_default="0"),
 )
-for _col in ITEM_POLLER_COLUMNS:
+# Columns migration 0009 adds to `items`: SSH public-key authentication, file names in VIGIL_SSH_KEY_LOCATION.
+ITEM_SSH_COLUMNS = (
+    Column("publickey", String(64), nullable=False, server_default=""),
+    Column("privatekey", String(64), nullable=False, server_default=""),
+)
+for _col in ITEM_POLLER_COLUMNS + ITEM_SSH_COLUMNS:
     items.append_column(_col)
 for _col in INTERFACE_POLLER_COLUMNS:
     interfaces.append_column(_col)

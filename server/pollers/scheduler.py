@@ -134,11 +134,12 @@ class Stats:
 
 
 def default_pollers() -> dict[ItemType, PollFn]:
-    from vigil.server.pollers import agent, http, simple
+    from vigil.server.pollers import agent, http, simple, ssh
 
     out: dict[ItemType, PollFn] = {ItemType.AGENT: agent.poll, ItemType.SIMPLE: simple.poll,
                                    ItemType.HTTP_AGENT: http.poll}
     out[ItemType.SNMP] = SnmpPoller()
+    out[ItemType.SSH] = ssh.SshPoller()
     return out
 
 
@@ -547,13 +548,14 @@ def start(settings: Settings, repo: ConfigRepo, submit: Callable[[WriteBatch], A
     """Start the pollers of `vigil server` on the running loop; returns the coroutine function that stops
     them (their last values handed to `submit`), or None when VIGIL_POLLERS is 0. `unsupported`: the
     trigger engine's, which then keeps item_state (see Scheduler)."""
-    from vigil.server.pollers import http, simple
+    from vigil.server.pollers import http, simple, ssh
 
     if settings.pollers == 0:
         log.info("pollers: off (VIGIL_POLLERS=0)")
         return None
     http.configure(settings.http_pollers, settings.ssl_ca_file)
     simple.configure(settings.fping, settings.pingers)
+    ssh.configure(settings.data_dir, settings.ssh_key_location)
     sched = Scheduler(repo, submit, PollerSettings(
         pollers=settings.pollers, timeout=settings.timeout, unreachable_period=settings.unreachable_period,
         unavailable_delay=settings.unavailable_delay, unreachable_delay=settings.unreachable_delay,
