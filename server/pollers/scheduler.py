@@ -134,12 +134,13 @@ class Stats:
 
 
 def default_pollers() -> dict[ItemType, PollFn]:
-    from vigil.server.pollers import agent, http, simple, ssh
+    from vigil.server.pollers import agent, http, simple, ssh, telnet
 
     out: dict[ItemType, PollFn] = {ItemType.AGENT: agent.poll, ItemType.SIMPLE: simple.poll,
                                    ItemType.HTTP_AGENT: http.poll}
     out[ItemType.SNMP] = SnmpPoller()
     out[ItemType.SSH] = ssh.SshPoller()
+    out[ItemType.TELNET] = telnet.poll
     return out
 
 
