@@ -571,11 +571,11 @@ def _check_script_item(p: PollSpec, kind: ItemType, where: str) -> None:
         if not p.params.strip():
             raise ConfigError(f"{where}.params: a calculated item needs its formula, e.g. "
                               "last(//net.if.in[eth0])+last(//net.if.out[eth0])")
-        from vigil.server.triggers.formula import FormulaError, parse_formula
+        from vigil.server.triggers.expression import ExpressionError, parse
 
         try:
-            parse_formula(p.params)
-        except FormulaError as e:
+            parse(p.params, calculated=True)
+        except ExpressionError as e:
             raise ConfigError(f"{where}.params: {e}") from None
 
 
