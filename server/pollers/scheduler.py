@@ -134,13 +134,14 @@ class Stats:
 
 
 def default_pollers() -> dict[ItemType, PollFn]:
-    from vigil.server.pollers import agent, http, simple, ssh, telnet
+    from vigil.server.pollers import agent, calculated, http, simple, ssh, telnet
 
     out: dict[ItemType, PollFn] = {ItemType.AGENT: agent.poll, ItemType.SIMPLE: simple.poll,
                                    ItemType.HTTP_AGENT: http.poll}
     out[ItemType.SNMP] = SnmpPoller()
     out[ItemType.SSH] = ssh.SshPoller()
     out[ItemType.TELNET] = telnet.poll
+    out[ItemType.CALCULATED] = calculated.CalculatedPoller()
     return out
 
 
@@ -208,6 +209,10 @@ class Scheduler:
         self.submit = submit
         self.s = settings or PollerSettings()
         self.pollers = dict(default_pollers() if pollers is None else pollers)
+        for poller in self.pollers.values():  # pollers that read the configuration themselves (calculated)
+            bind = getattr(poller, "bind", None)
+            if bind is not None:
+                bind(repo)
         self.timeouts = dict(default_timeouts() if timeouts is None else timeouts)
         self.preprocess = preprocess or Preprocessor()
         self.clock = clock
