@@ -5,7 +5,10 @@ sshd_config in `tmp`, starts `/usr/sbin/sshd -D -e -f CONFIG` and waits for its 
 as root, so the login is root's with `PermitRootLogin prohibit-password` (keys only: root has no
 password to log in with, and the tests do not give it one); the only thing outside `tmp` is
 `/run/sshd`, sshd's privilege-separation directory, made when missing as the package's service does.
-`stop()` ends it by its own pid. `new_host_key()` replaces the host key (a restart), to show a
+Sessions get HOME set to an
+empty `tmp/home` (sshd's SetEnv): bash run by sshd reads ~/.bashrc before each command, and root's
+here may be slow to run (pyenv), which is not what the tests and the bench measure. `stop()` ends it
+by its own pid. `new_host_key()` replaces the host key (a restart), to show a
 changed key.
 """
 
@@ -57,7 +60,8 @@ class Sshd:
             f"PidFile {tmp}/sshd.pid\nAuthorizedKeysFile {tmp}/authorized_keys\nStrictModes no\n"
             "UsePAM no\nPermitRootLogin prohibit-password\nPasswordAuthentication yes\n"
             "KbdInteractiveAuthentication no\nMaxSessions 10\nMaxStartups 100:30:200\nLogLevel ERROR\n"
-            "PrintMotd no\nAcceptEnv LANG\n")
+            f"PrintMotd no\nSetEnv HOME={tmp}/home\n")
+        (tmp / "home").mkdir(exist_ok=True)
         os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
         s._run()
         return s
