@@ -203,6 +203,7 @@ class SshPoller:
         self._conns: dict[Target, _Conn] = {}
         self._locks: dict[Target, asyncio.Lock] = {}
         self.connects = 0  # connections made (for tests and the bench)
+        self._timer: asyncio.TimerHandle | None = None
 
     async def __call__(self, item: PollItem, timeout: float) -> str:
         check = parse(item)
@@ -276,7 +277,18 @@ class SshPoller:
                 return entry
             conn = await self._connect(target, deadline)
             entry = self._conns[target] = _Conn(conn, asyncio.Semaphore(MAX_SESSIONS), time.monotonic())
+            self._arm()
             return entry
+
+    def _arm(self) -> None:
+        """Look for idle connections every `idle` seconds while there are any (no polls may come to do it)."""
+        if self._timer is None and self._conns:
+            self._timer = asyncio.get_running_loop().call_later(self.idle, self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        self._reap()
+        self._arm()
 
     async def _connect(self, target: Target, deadline: float) -> Any:
         import asyncssh
@@ -338,6 +350,9 @@ class SshPoller:
         return sum(1 for e in self._conns.values() if not _closed(e.conn))
 
     async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         conns = [e.conn for e in self._conns.values()]
         self._conns.clear()
         for c in conns:

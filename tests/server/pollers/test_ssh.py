@@ -184,3 +184,24 @@ def test_password_authentication(tmp_path: Path) -> None:
     r = asyncio.run(main())
     assert r[0] == "ran: uptime"
     assert isinstance(r[1], NotSupported) and "user 'monitor' was refused with the password" in str(r[1])
+
+
+def test_an_idle_connection_is_closed_and_made_again_when_needed(sshd: Sshd, tmp_path: Path) -> None:
+    p = SshPoller(key_dir=sshd.key_dir, known_hosts=tmp_path / "kh", idle=0.3)
+    it = item(f"ssh.run[x,127.0.0.1,{sshd.port}]", "echo again", sshd.user)
+
+    async def main() -> tuple[str, int, str]:
+        try:
+            first = await p(it, 5)
+            for _ in range(200):  # the poller's own timer closes it; nothing else polls meanwhile
+                if p.open_connections == 0:
+                    break
+                await asyncio.sleep(0.05)
+            closed = p.open_connections
+            return first, closed, await p(it, 5)
+        finally:
+            await p.close()
+
+    first, open_after_idle, again = asyncio.run(main())
+    assert (first, open_after_idle, again) == ("again", 0, "again")
+    assert p.connects == 2
