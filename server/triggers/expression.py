@@ -811,6 +811,8 @@ class _Evaluator:
                 out.append(1.0)
                 continue
             try:
+                if item.error is not None:
+                    raise EvaluationError(f"{label}: the item is not supported: {item.error}")
                 if base == "last" and fc.period:
                     rows = self.data.values(item.itemid, item.value_type, self.now,
                                             seconds=fn.parse_period(fc.period, 0).seconds)
@@ -838,7 +840,8 @@ class _Evaluator:
         where = self.expr.text[site.span[0]:site.span[1]]
         item = self.data.item(f.host, f.key)
         if item is None:
-            raise EvaluationError(f"{where}: no item {f.key!r} on host {f.host!r}")
+            on = f"host {f.host!r}" if f.host else "the calculated item's host"
+            raise EvaluationError(f"{where}: no item {f.key!r} on {on}")
         return fn.call(f.name, item, params, self.data, self.now, where, checked=not site.has_macros,
                        tz=self.tz)
 
