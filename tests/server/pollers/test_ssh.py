@@ -205,3 +205,59 @@ def test_an_idle_connection_is_closed_and_made_again_when_needed(sshd: Sshd, tmp
     first, open_after_idle, again = asyncio.run(main())
     assert (first, open_after_idle, again) == ("again", 0, "again")
     assert p.connects == 2
+
+
+def test_ssh_and_telnet_items_from_the_yaml_through_the_scheduler(sshd: Sshd, tmp_path: Path, migrated_url: str
+                                                                  ) -> None:
+    """Configuration on both stores -> scheduler -> the real sshd and the test's Telnet target -> values."""
+    from vigil.server.config.migrate import engine_for
+    from vigil.server.config.repo import ConfigRepo
+    from vigil.server.pollers import telnet
+    from vigil.server.pollers.scheduler import Scheduler
+    from vigil.server.store.base import WriteBatch
+
+    from tests.peers.telnetd import Telnetd
+    from tests.server.pollers.test_scheduler import FAST, _import, _run_until, _state
+
+    engine = engine_for(migrated_url)
+    repo = ConfigRepo(engine)
+    got: dict[int, list[str]] = {}
+
+    async def submit(b: WriteBatch) -> None:
+        for itemid, _c, _n, v in b.texts:
+            got.setdefault(itemid, []).append(v)
+
+    async def main() -> dict[str, int]:
+        peer = await Telnetd().start()
+        try:
+            ids = _import(repo, f"""
+hosts:
+  - host: box
+    interfaces: [{{type: agent, address: 127.0.0.1, port: 10050}}]
+    items:
+      - {{key: 'ssh.run[who,,{sshd.port}]', type: ssh, value_type: text, delay: 1s, username: {sshd.user},
+         auth: publickey, publickey: id_ed25519.pub, privatekey: id_ed25519, params: 'echo {{HOST.HOST}} via ssh'}}
+      - {{key: 'ssh.run[bad,,{sshd.port}]', type: ssh, value_type: text, delay: 1s, username: {sshd.user},
+         auth: publickey, publickey: wrong_ed25519.pub, privatekey: wrong_ed25519, params: 'echo no'}}
+      - {{key: 'telnet.run[clock,,{peer.port}]', type: telnet, value_type: text, delay: 1s, username: admin,
+         password: cisco, params: show clock}}
+""")
+            sched = Scheduler(repo, submit, FAST, pollers={
+                ItemType.SSH: SshPoller(key_dir=sshd.key_dir, known_hosts=tmp_path / "kh"),
+                ItemType.TELNET: telnet.poll})
+            bad = ids[f"ssh.run[bad,,{sshd.port}]"]
+            await _run_until(sched, lambda: all(got.get(ids[k]) for k in ids if "bad" not in k)
+                             and sched.item_state(bad)[0] == 1, 20, "the ssh and telnet values")
+            return ids
+        finally:
+            await peer.stop()
+
+    try:
+        ids = asyncio.run(main())
+        assert got[ids[f"ssh.run[who,,{sshd.port}]"]][0] == "box via ssh"
+        telnet_key = next(k for k in ids if k.startswith("telnet.run"))
+        assert got[ids[telnet_key]][0] == "*10:15:02.123 UTC Wed Dec 2 2026"
+        state = _state(repo, ids[f"ssh.run[bad,,{sshd.port}]"])
+        assert state is not None and state[0] == 1 and "refused with the public key" in state[1]
+    finally:
+        engine.dispose()
