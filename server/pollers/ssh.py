@@ -245,7 +245,9 @@ class SshPoller:
         raise NotSupported(f"{check.target.where} refused a session again and again")
 
     async def _exec(self, entry: _Conn, check: Check) -> str:
-        proc = await entry.conn.create_process(check.script, encoding=None, stdin=asyncssh_devnull())
+        # stdout only, as Zabbix; stderr discarded as it comes, so a chatty one cannot fill the channel's window
+        proc = await entry.conn.create_process(check.script, encoding=None, stdin=asyncssh_devnull(),
+                                               stderr=asyncssh_devnull())
         try:
             out = bytearray()
             while True:

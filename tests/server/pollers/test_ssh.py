@@ -138,13 +138,15 @@ def test_output_larger_than_the_bound_and_bad_keys_are_refused(sshd: Sshd, tmp_p
             item(f"ssh.run[x,127.0.0.1,{sshd.port},no-such-codec]", "echo", sshd.user),
             item(f"ssh.run[x,127.0.0.1,{sshd.port},,Bogus=1]", "echo", sshd.user),
             item(f"ssh.run[x,127.0.0.1,{sshd.port},,Ciphers=aes256-ctr]", "echo ok", sshd.user),
-            item(f"ssh.run[x,127.0.0.1,{sshd.port}]", "exit 3", sshd.user))
+            item(f"ssh.run[x,127.0.0.1,{sshd.port}]", "exit 3", sshd.user),
+            item(f"ssh.run[x,127.0.0.1,{sshd.port}]", "head -c 3000000 /dev/zero >&2; echo out", sshd.user))
     assert isinstance(r[0], NotSupported) and "larger than 524288 bytes" in str(r[0])
     assert isinstance(r[1], NotSupported) and "port '99999'" in str(r[1])
     assert isinstance(r[2], NotSupported) and "unknown encoding 'no-such-codec'" in str(r[2])
     assert isinstance(r[3], NotSupported) and "ssh option 'Bogus=1'" in str(r[3])
     assert r[4] == "ok"
     assert isinstance(r[5], NotSupported) and "exited with status 3" in str(r[5])
+    assert r[6] == "out"  # 3 MB on stderr (more than the channel's window) is not waited on
 
 
 def test_password_authentication(tmp_path: Path) -> None:
