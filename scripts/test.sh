@@ -23,6 +23,7 @@ command -v prometheus-node-exporter >/dev/null || missing+=(prometheus-node-expo
   || missing+=(zabbix-java-gateway)  # pollers: JMX items through the real Java gateway
 [ -x /usr/lib/nagios/plugins/check_tcp ] || missing+=(monitoring-plugins-basic)  # pollers: nagios items
 command -v ipmi_sim >/dev/null || missing+=(openipmi)  # pollers: IPMI items against ipmi_sim
+{ [ -x /usr/sbin/sshd ] && command -v ssh-keygen >/dev/null; } || missing+=(openssh-server openssh-client)  # pollers: ssh.run
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
 command -v rabbitmq-server >/dev/null || (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null \

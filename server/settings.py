@@ -104,6 +104,9 @@ SETTINGS: tuple[Spec, ...] = (
          "`-e 0x8000000001020304 monitor SHA-256 'auth pass' AES 'priv pass'`. ENGINEID is the sending device's; "
          "AUTH MD5, SHA, SHA-224, SHA-256, SHA-384 or SHA-512; PRIV DES, AES, AES-192 or AES-256; the level follows "
          "from what is given. Traps of unknown users or failing authentication are logged and dropped."),
+    Spec("VIGIL_SSH_KEY_LOCATION", "", "Directory of the key files that ssh items with public-key authentication "
+         "name (SSHKeyLocation); empty: ssh-keys in VIGIL_DATA_DIR. Host keys seen are kept in "
+         "VIGIL_DATA_DIR/ssh_known_hosts."),
     # --- trigger engine (issue 12) ---
     Spec("VIGIL_TRIGGER_TIMER", "5", "Seconds between evaluations of time-based triggers (nodata, fuzzytime, "
          "time periods) when no value arrives for them.", 0.1, 3600),
@@ -204,6 +207,7 @@ class Settings:
     java_pollers: int = 5
     nagios_plugins: str = "/usr/lib/nagios/plugins"
     external_scripts: str = ""
+    ssh_key_location: str = ""
     trigger_timer: float = 5.0
     ack_poll: float = 1.0
     value_cache_size: int = 2_000_000
@@ -331,6 +335,7 @@ class Settings:
             if raw["VIGIL_SNMPTRAP_LISTEN"].strip() else None,
             snmptrap_communities=tuple(c.strip() for c in raw["VIGIL_SNMPTRAP_COMMUNITIES"].split(",") if c.strip()),
             snmptrap_users=raw["VIGIL_SNMPTRAP_USERS"],
+            ssh_key_location=raw["VIGIL_SSH_KEY_LOCATION"].strip(),
             secret_key=raw["VIGIL_SECRET_KEY"],
             login_attempts=int(num("VIGIL_LOGIN_ATTEMPTS", int)),
             login_block=int(num("VIGIL_LOGIN_BLOCK", int)),

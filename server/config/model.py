@@ -327,7 +327,7 @@ def item_to_doc(it: ItemSpec) -> dict[str, Any]:
         d["description"] = it.description
     if it.tags:
         d["tags"] = [{"tag": t, "value": v} for t, v in it.tags]
-    d.update(poll_to_doc(it.poll))
+    d.update(poll_to_doc(it.poll, it.type))
     return d
 
 
@@ -358,13 +358,16 @@ HTTP_METHODS = {"GET": 0, "POST": 1, "PUT": 2, "HEAD": 3}
 HTTP_METHOD_LABELS = {v: k for k, v in HTTP_METHODS.items()}
 AUTH_TYPES = {"none": 0, "basic": 1, "bearer": 5}
 AUTH_LABELS = {v: k for k, v in AUTH_TYPES.items()}
+SSH_AUTH_TYPES = {"password": 0, "publickey": 1}  # Zabbix's authtype of SSH items
+SSH_AUTH_LABELS = {v: k for k, v in SSH_AUTH_TYPES.items()}
+SCRIPT_TYPES = {ItemType.SSH, ItemType.TELNET}
 RETRIEVE_MODES = {"body": 0, "headers": 1, "both": 2}
 RETRIEVE_LABELS = {v: k for k, v in RETRIEVE_MODES.items()}
 NO_DELAY_TYPES = {ItemType.TRAPPER, ItemType.DEPENDENT, ItemType.SNMP_TRAP}
 POLL_FIELDS = {"interface_ref", "master_item", "params", "preprocessing", "snmp_oid", "ipmi_sensor", "url", "query_fields",
                "method", "headers", "body", "status_codes", "follow_redirects", "verify_peer", "verify_host",
                "ssl_cert_file", "ssl_key_file", "auth", "username", "password", "retrieve_mode", "timeout",
-               "jmx_endpoint"}
+               "jmx_endpoint", "publickey", "privatekey"}
 ITEM_FIELDS |= POLL_FIELDS
 INTERFACE_FIELDS = {"type", "address", "port", "main", "interface_ref", "useip"}
 SNMP_FIELDS = {"version", "community", "bulk", "max_repetitions", "securityname", "securitylevel", "authprotocol",
@@ -410,6 +413,8 @@ class PollSpec:
     password: str = ""
     retrieve_mode: int = 0  # RETRIEVE_MODES
     timeout: str = "3s"
+    publickey: str = ""  # ssh items with auth publickey: file names in VIGIL_SSH_KEY_LOCATION
+    privatekey: str = ""
     jmx_endpoint: str = ""  # JMX items: '' : JMX_DEFAULT_ENDPOINT
 
 
@@ -525,10 +530,12 @@ def poll_from_doc(d: dict[str, Any], kind: ItemType, where: str) -> PollSpec:
         follow_redirects=_bool(d, "follow_redirects", where, True),
         verify_peer=_bool(d, "verify_peer", where, False), verify_host=_bool(d, "verify_host", where, False),
         ssl_cert_file=_text(d, "ssl_cert_file", where, ""), ssl_key_file=_text(d, "ssl_key_file", where, ""),
-        auth=_choice(d, "auth", where, AUTH_TYPES, "none"), username=_text(d, "username", where, ""),
+        auth=_choice(d, "auth", where, SSH_AUTH_TYPES, "password") if kind == ItemType.SSH else
+        _choice(d, "auth", where, AUTH_TYPES, "none"), username=_text(d, "username", where, ""),
         password=_text(d, "password", where, ""), retrieve_mode=_choice(d, "retrieve_mode", where, RETRIEVE_MODES,
                                                                         "body"),
         timeout=_text(d, "timeout", where, "3s"), jmx_endpoint=_text(d, "jmx_endpoint", where, "", 255),
+        publickey=_text(d, "publickey", where, "", 64), privatekey=_text(d, "privatekey", where, "", 64),
     )
     if kind != ItemType.JMX and p.jmx_endpoint:
         raise ConfigError(f"{where}.jmx_endpoint: only jmx items have a JMX endpoint")
@@ -538,6 +545,7 @@ def poll_from_doc(d: dict[str, Any], kind: ItemType, where: str) -> PollSpec:
         raise ConfigError(f"{where}.jmx_endpoint: {p.jmx_endpoint!r} is not a JMX service URL "
                           "(service:jmx:rmi:///jndi/rmi://HOST:PORT/jmxrmi)")
     _check_channel_key(d.get("key", ""), kind, where)
+    _check_script_item(p, kind, where)
     if kind == ItemType.HTTP_AGENT:
         if not p.url:
             raise ConfigError(f"{where}.url: an http_agent item needs the URL to request")
@@ -577,7 +585,38 @@ def poll_from_doc(d: dict[str, Any], kind: ItemType, where: str) -> PollSpec:
     return p
 
 
-def poll_to_doc(p: PollSpec) -> dict[str, Any]:
+def _check_script_item(p: PollSpec, kind: ItemType, where: str) -> None:
+    """SSH, Telnet and calculated items: what they need, and no key files on other items."""
+    if kind in SCRIPT_TYPES:
+        name = kind.name.lower()
+        if not p.params.strip():
+            raise ConfigError(f"{where}.params: a {name} item needs the script (commands) to run on the host")
+        if not p.username:
+            raise ConfigError(f"{where}.username: a {name} item needs the user to log in as")
+    if kind == ItemType.SSH and p.auth == SSH_AUTH_TYPES["publickey"]:
+        for f in ("publickey", "privatekey"):
+            v = getattr(p, f)
+            if not v:
+                raise ConfigError(f"{where}.{f}: publickey authentication needs the {f} file name "
+                                  "(in VIGIL_SSH_KEY_LOCATION)")
+            if "/" in v or v in (".", ".."):
+                raise ConfigError(f"{where}.{f}: {v!r} must be a file name in VIGIL_SSH_KEY_LOCATION, not a path")
+    elif p.publickey or p.privatekey:
+        raise ConfigError(f"{where}.{'publickey' if p.publickey else 'privatekey'}: only ssh items with "
+                          "auth: publickey have key files")
+    if kind == ItemType.CALCULATED:
+        if not p.params.strip():
+            raise ConfigError(f"{where}.params: a calculated item needs its formula, e.g. "
+                              "last(//net.if.in[eth0])+last(//net.if.out[eth0])")
+        from vigil.server.triggers.expression import ExpressionError, parse
+
+        try:
+            parse(p.params, calculated=True)
+        except ExpressionError as e:
+            raise ConfigError(f"{where}.params: {e}") from None
+
+
+def poll_to_doc(p: PollSpec, kind: ItemType | None = None) -> dict[str, Any]:
     """The poll fields that differ from their defaults."""
     d: dict[str, Any] = {}
     if p.interface_ref:
@@ -607,10 +646,12 @@ def poll_to_doc(p: PollSpec) -> dict[str, Any]:
     for name in ("verify_peer", "verify_host"):
         if getattr(p, name):
             d[name] = True
-    for name in ("ssl_cert_file", "ssl_key_file", "username", "password"):
+    for name in ("ssl_cert_file", "ssl_key_file", "username", "password", "publickey", "privatekey"):
         if getattr(p, name):
             d[name] = getattr(p, name)
-    if p.auth:
+    if kind == ItemType.SSH:
+        d["auth"] = SSH_AUTH_LABELS.get(p.auth, "password")
+    elif p.auth:
         d["auth"] = AUTH_LABELS[p.auth]
     if p.retrieve_mode:
         d["retrieve_mode"] = RETRIEVE_LABELS[p.retrieve_mode]

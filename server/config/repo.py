@@ -169,6 +169,7 @@ def poll_row(c: Connection, hostid: int, it: ItemSpec) -> dict[str, Any]:
         "verify_peer": int(p.verify_peer), "verify_host": int(p.verify_host), "ssl_cert_file": p.ssl_cert_file,
         "ssl_key_file": p.ssl_key_file, "authtype": p.auth, "username": p.username, "password": p.password,
         "retrieve_mode": p.retrieve_mode, "timeout": p.timeout, "jmx_endpoint": p.jmx_endpoint,
+        "publickey": p.publickey, "privatekey": p.privatekey,
     }
 
 
@@ -204,6 +205,7 @@ def poll_spec(c: Connection, rows: list[Any]) -> dict[int, PollSpec]:
         follow_redirects=bool(r.follow_redirects), verify_peer=bool(r.verify_peer), verify_host=bool(r.verify_host),
         ssl_cert_file=r.ssl_cert_file, ssl_key_file=r.ssl_key_file, auth=r.authtype, username=r.username,
         password=r.password, retrieve_mode=r.retrieve_mode, timeout=r.timeout, jmx_endpoint=r.jmx_endpoint,
+        publickey=r.publickey, privatekey=r.privatekey,
     ) for r in rows}
 
 
@@ -239,6 +241,18 @@ class PollItem:
 
 
 @dataclass(frozen=True, slots=True)
+class CalcItem:
+    itemid: int
+    hostid: int
+    host: str
+    key: str
+    value_type: int
+    groups: frozenset[str]  # its host's
+    tags: tuple[tuple[str, str], ...]
+    error: str | None  # why it is not supported, or None
+
+
+@dataclass(frozen=True, slots=True)
 class PollConfig:
     version: int
     items: dict[int, PollItem]
@@ -248,10 +262,10 @@ class PollConfig:
 
 POLLED_TYPES = (ItemType.AGENT, ItemType.INTERNAL, ItemType.SIMPLE, ItemType.SNMP, ItemType.IPMI, ItemType.JMX,
                 ItemType.HTTP_AGENT, ItemType.DEPENDENT, ItemType.CALCULATED, ItemType.EXTERNAL, ItemType.NAGIOS,
-                ItemType.SNMP_TRAP)  # SNMP traps: matched by the scheduler
+                ItemType.SSH, ItemType.TELNET, ItemType.SNMP_TRAP)  # SNMP traps: matched by the scheduler
 
-# Items that need no interface but take the host's first one for {HOST.CONN} and the like.
-_ANY_INTERFACE = (ItemType.SIMPLE, ItemType.HTTP_AGENT, ItemType.NAGIOS, ItemType.EXTERNAL)
+# Items that use the host's first main interface of any kind when they name none (for {HOST.CONN} and the like)
+ANY_INTERFACE = (ItemType.SIMPLE, ItemType.HTTP_AGENT, ItemType.NAGIOS, ItemType.EXTERNAL, ItemType.SSH, ItemType.TELNET)
 
 
 class PollerConfig:
@@ -368,7 +382,7 @@ class PollerConfig:
                              "to poll this item through: add one under the host's interfaces")
             elif itf is None and kind == ItemType.SNMP_TRAP:  # traps are matched by the SNMP interface's address
                 itf = main.get((r.hostid, int(InterfaceType.SNMP)))
-            elif itf is None and kind in _ANY_INTERFACE:  # for {HOST.CONN} and the like
+            elif itf is None and kind in ANY_INTERFACE:  # for {HOST.CONN} and the like
                 itf = next((main[(r.hostid, int(k))] for k in InterfaceType if (r.hostid, int(k)) in main), None)
             host, name = hosts[r.hostid]
             delay = 0
@@ -420,6 +434,47 @@ class PollerConfig:
                 c.execute(sa.update(t.config_version).where(t.config_version.c.id == 1)
                           .values(version=t.config_version.c.version + 1))
             return made
+
+    def calc_items(self) -> list[CalcItem]:
+        """Every enabled item of the monitored hosts, with its host's groups and its tags: what calculated
+        items' formulas and aggregates (item filters) select from."""
+        with self.engine.connect() as c:
+            macros = ConfigRepo._effective_macros(self, c)  # type: ignore[arg-type]
+            hosts = dict(c.execute(sa.select(t.hosts.c.hostid, t.hosts.c.host)
+                                   .where(t.hosts.c.status == HostStatus.MONITORED)).all())
+            groups: dict[int, set[str]] = {}
+            for hostid, name in c.execute(sa.select(t.hosts_groups.c.hostid, t.host_groups.c.name)
+                                          .join(t.host_groups, t.host_groups.c.groupid == t.hosts_groups.c.groupid)):
+                groups.setdefault(hostid, set()).add(name)
+            tags: dict[int, list[tuple[str, str]]] = {}
+            for itemid, tag, value in c.execute(sa.select(t.item_tags.c.itemid, t.item_tags.c.tag, t.item_tags.c.value)
+                                                .order_by(t.item_tags.c.itemtagid)):
+                tags.setdefault(itemid, []).append((tag, value))
+            states = {r.itemid: r.error for r in c.execute(sa.select(t.item_state.c.itemid, t.item_state.c.error)
+                                                           .where(t.item_state.c.state == 1))}
+            rows = c.execute(sa.select(t.items.c.itemid, t.items.c.hostid, t.items.c.key_, t.items.c.value_type)
+                             .where(t.items.c.status == 0).order_by(t.items.c.itemid)).all()
+        return [CalcItem(r.itemid, r.hostid, hosts[r.hostid], resolve_macros(r.key_, macros.get(r.hostid, {})),
+                         r.value_type, frozenset(groups.get(r.hostid, ())), tuple(tags.get(r.itemid, ())),
+                         states.get(r.itemid)) for r in rows if r.hostid in hosts]
+
+    def check_formulas(self, c: Connection, hostid: int, items: list[ItemSpec], where: str) -> None:
+        """Refuse a calculated item whose formula reads an item that does not exist (naming its position);
+        aggregates' item filters may match nothing yet and are not checked."""
+        from vigil.server.triggers.expression import parse
+
+        calc = [(i, it) for i, it in enumerate(items) if it.type == ItemType.CALCULATED]
+        if not calc:
+            return
+        own = c.execute(sa.select(t.hosts.c.host).where(t.hosts.c.hostid == hostid)).scalar_one()
+        for i, it in calc:
+            for f in parse(it.poll.params, calculated=True).functions:
+                host = f.host or own
+                found = c.execute(sa.select(t.items.c.itemid).join(t.hosts, t.hosts.c.hostid == t.items.c.hostid)
+                                  .where(t.hosts.c.host == host, t.items.c.key_ == f.key)).first()
+                if found is None:
+                    raise ConfigError(f"{where}[{i}].params: no item {f.key!r} on host {host!r} (read by "
+                                      f"{f.name}() at position {f.pos} of the formula)")
 
     def item_states(self) -> dict[int, tuple[int, str]]:
         with self.engine.connect() as c:
@@ -485,6 +540,9 @@ class ConfigRepo(PollerConfig, ProxyConfig):
                 self._apply_template(c, tpl, report, f"templates[{i}]")
             for i, h in enumerate(doc.hosts):
                 self._apply_host(c, h, report, delete_missing, f"hosts[{i}]")
+            for i, h in enumerate(doc.hosts):  # after all hosts: a formula may read a host further down
+                hid = c.execute(sa.select(t.hosts.c.hostid).where(t.hosts.c.host == h.host)).scalar_one()
+                self.check_formulas(c, hid, h.items, f"hosts[{i}].items")
             self._apply_alerting_doc(c, doc, report, delete_missing)
             self._bump(c)
         return report
@@ -572,6 +630,7 @@ class ConfigRepo(PollerConfig, ProxyConfig):
         for it in tpl.items:
             self._upsert_item(c, tid, it, report)
         self.resolve_masters(c, tid, tpl.items, f"{where}.items")
+        self.check_formulas(c, tid, tpl.items, f"{where}.items")
         linked = c.execute(sa.select(t.hosts_templates.c.hostid).where(t.hosts_templates.c.templateid == tid)).scalars()
         for hostid in list(linked):
             self._copy_template_items(c, hostid, tid, report)
@@ -688,6 +747,7 @@ class ConfigRepo(PollerConfig, ProxyConfig):
                 raise ConfigError(f"host {host!r} not found: create it first (vigil host create {host})")
             self._upsert_item(c, int(hid), item, report)
             self.resolve_masters(c, int(hid), [item], "item")
+            self.check_formulas(c, int(hid), [item], "item")
             if c.execute(sa.select(t.hosts.c.status).where(t.hosts.c.hostid == hid)).scalar() == HostStatus.TEMPLATE:
                 for linked in list(c.execute(sa.select(t.hosts_templates.c.hostid)
                                              .where(t.hosts_templates.c.templateid == hid)).scalars()):

@@ -43,7 +43,9 @@ class ItemType(IntEnum):
     AGENT_ACTIVE = 7
     EXTERNAL = 10  # a script from VIGIL_EXTERNAL_SCRIPTS (server/pollers/external.py)
     IPMI = 12
-    CALCULATED = 15
+    SSH = 13  # ssh.run[...]: the item's script over SSH (server/pollers/ssh.py)
+    TELNET = 14  # telnet.run[...] (server/pollers/telnet.py)
+    CALCULATED = 15  # a formula over other items' values (server/pollers/calculated.py)
     JMX = 16
     SNMP_TRAP = 17
     DEPENDENT = 18  # its value is its master item's, through its own preprocessing
@@ -72,6 +74,8 @@ ITEM_TYPE_NAMES = {
     "snmp": ItemType.SNMP,
     "internal": ItemType.INTERNAL,
     "ipmi": ItemType.IPMI,
+    "ssh": ItemType.SSH,
+    "telnet": ItemType.TELNET,
     "calculated": ItemType.CALCULATED,
     "jmx": ItemType.JMX,
     "snmp_trap": ItemType.SNMP_TRAP,
@@ -770,7 +774,12 @@ ITEM_POLLER_COLUMNS += (Column("jmx_endpoint", String(255), nullable=False, serv
 ITEM_IPMI_COLUMNS = (
     Column("ipmi_sensor", String(128), nullable=False, server_default=""),
 )
-for _col in ITEM_POLLER_COLUMNS + ITEM_IPMI_COLUMNS:
+# Columns migration 0012 adds to `items`: SSH public-key authentication, file names in VIGIL_SSH_KEY_LOCATION.
+ITEM_SSH_COLUMNS = (
+    Column("publickey", String(64), nullable=False, server_default=""),
+    Column("privatekey", String(64), nullable=False, server_default=""),
+)
+for _col in ITEM_POLLER_COLUMNS + ITEM_IPMI_COLUMNS + ITEM_SSH_COLUMNS:
     items.append_column(_col)
 for _col in INTERFACE_POLLER_COLUMNS:
     interfaces.append_column(_col)

@@ -137,7 +137,7 @@ class Stats:
 
 
 def default_pollers(ipmi_threads: int = 8) -> dict[ItemType, PollFn]:
-    from vigil.server.pollers import agent, external, http, jmx, nagios, simple
+    from vigil.server.pollers import agent, calculated, external, http, jmx, nagios, simple, ssh, telnet
     from vigil.server.pollers.ipmi import IpmiPoller
 
     out: dict[ItemType, PollFn] = {ItemType.AGENT: agent.poll, ItemType.SIMPLE: simple.poll,
@@ -147,6 +147,9 @@ def default_pollers(ipmi_threads: int = 8) -> dict[ItemType, PollFn]:
     out[ItemType.NAGIOS] = nagios.NagiosPoller()
     out[ItemType.EXTERNAL] = external.poll
     out[ItemType.IPMI] = IpmiPoller(ipmi_threads)
+    out[ItemType.SSH] = ssh.SshPoller()
+    out[ItemType.TELNET] = telnet.poll
+    out[ItemType.CALCULATED] = calculated.CalculatedPoller()
     return out
 
 
@@ -217,7 +220,7 @@ class Scheduler:
         self.submit = submit
         self.s = settings or PollerSettings()
         self.pollers = dict(default_pollers() if pollers is None else pollers)
-        for poller in self.pollers.values():
+        for poller in self.pollers.values():  # pollers that read the configuration themselves (calculated)
             bind = getattr(poller, "bind", None)
             if bind is not None:
                 bind(repo)
@@ -616,13 +619,14 @@ def start(settings: Settings, repo: ConfigRepo, submit: Callable[[WriteBatch], A
     """Start the pollers of `vigil server` on the running loop; None when VIGIL_POLLERS is 0. Their
     `stop()` hands their last values to `submit`. `unsupported`: the trigger engine's, which then keeps
     item_state (see Scheduler)."""
-    from vigil.server.pollers import external, http, jmx, nagios, simple
+    from vigil.server.pollers import external, http, jmx, nagios, simple, ssh
 
     if settings.pollers == 0:
         log.info("pollers: off (VIGIL_POLLERS=0)")
         return None
     http.configure(settings.http_pollers, settings.ssl_ca_file)
     simple.configure(settings.fping, settings.pingers)
+    ssh.configure(settings.data_dir, settings.ssh_key_location)
     jmx.configure(settings.java_gateway, settings.java_pollers)
     nagios.configure(settings.nagios_plugins)
     external.configure(settings.external_scripts)

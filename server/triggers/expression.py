@@ -25,9 +25,17 @@ from vigil.server.triggers import functions as fn
 from vigil.server.triggers.functions import DataSource, EvaluationError, ItemInfo
 
 __all__ = [
-    "DataSource", "EvaluationError", "Expression", "ExpressionError", "FunctionCall", "ItemInfo",
-    "evaluate", "parse",
+    "AGGREGATES", "DataSource", "EvaluationError", "Expression", "ExpressionError", "FOREACH", "ForeachCall",
+    "FunctionCall", "ItemInfo", "evaluate", "key_matches", "parse", "filter_matches",
 ]
+
+# Calculated items only (parse(..., calculated=True)): aggregate functions over a foreach function
+# (`avg(last_foreach(/*/key?[group="G"]))`) or over a list of calls (`max(last(/a/k),last(/b/k))`).
+AGGREGATES = ("avg", "sum", "min", "max", "count")
+# foreach function -> (the history function computing each item's value, whether the period is required)
+FOREACH = {"last_foreach": ("last", False), "avg_foreach": ("avg", True), "min_foreach": ("min", True),
+           "max_foreach": ("max", True), "sum_foreach": ("sum", True), "count_foreach": ("count", True),
+           "exists_foreach": ("", False)}
 
 MAX_LENGTH = 65535
 MAX_NESTING = 64  # parentheses and unary operators inside each other
@@ -56,6 +64,24 @@ class FunctionCall:
 
     def __str__(self) -> str:
         return f"{self.name}(/{self.host}/{self.key}{''.join(',' + p for p in self.params)})"
+
+
+# An item filter's condition: ("group", op, name), ("tag", op, "name" or "name:value"), ("and"|"or", a, b).
+Filter = tuple
+
+
+@dataclass(frozen=True, slots=True)
+class ForeachCall:
+    """`last_foreach(/*/key[a,*]?[group="G" and tag="t:v"],5m)`: host `*` is any host, `*` in a key
+    parameter any value; `filter` None when there is no `?[...]`."""
+
+    name: str
+    host: str
+    key: str
+    filter: Filter | None
+    period: str
+    pos: int
+    text: str  # as written
 
 
 # --- the syntax tree ---------------------------------------------------------------------------
@@ -98,11 +124,19 @@ class _Binary:
     height: int
 
 
+@dataclass(frozen=True, slots=True)
+class _Aggregate:
+    name: str
+    foreach: int | None  # into Expression.foreach
+    calls: tuple[_Call, ...]  # the list form
+    pos: int
+
+
 def _height(node: _Node) -> int:
     return node.height if isinstance(node, _Unary | _Binary) else 0
 
 
-_Node = _Num | _Str | _Macro | _Call | _Unary | _Binary
+_Node = _Num | _Str | _Macro | _Call | _Unary | _Binary | _Aggregate
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +159,7 @@ class Expression:
     _root: _Node = field(repr=False)
     _sites: tuple[_CallSite, ...] = field(repr=False)
     _macros: frozenset[str] = field(repr=False)
+    foreach: tuple[ForeachCall, ...] = ()  # calculated items' aggregates
 
     def item_refs(self) -> set[tuple[str, str]]:
         """The (host, key) pairs the expression reads."""
@@ -164,13 +199,16 @@ class Expression:
 
 # --- the parser --------------------------------------------------------------------------------
 
-def parse(text: str) -> Expression:
-    """Parse a trigger expression; raise ExpressionError with the position of what is wrong."""
+def parse(text: str, *, calculated: bool = False) -> Expression:
+    """Parse a trigger expression; raise ExpressionError with the position of what is wrong.
+
+    `calculated`: a calculated item's formula, which may also leave the host out (`last(//key)`: the
+    item's own host, "" in FunctionCall.host) and use aggregate functions (AGGREGATES, FOREACH)."""
     if not isinstance(text, str):
         raise ExpressionError(f"expected the expression as text, got {type(text).__name__}", 0)
     if len(text) > MAX_LENGTH:
         raise ExpressionError(f"the expression is longer than {MAX_LENGTH} characters", MAX_LENGTH)
-    return _Parser(text).run()
+    return _Parser(text, calculated).run()
 
 
 _BINARY_LEVELS: tuple[tuple[str, ...], ...] = (
@@ -179,8 +217,10 @@ _BINARY_LEVELS: tuple[tuple[str, ...], ...] = (
 
 
 class _Parser:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, calculated: bool = False) -> None:
         self.text = text
+        self.calculated = calculated
+        self.foreach: list[ForeachCall] = []
         self.pos = 0
         self.functions: list[FunctionCall] = []
         self.sites: list[_CallSite] = []
@@ -198,10 +238,12 @@ class _Parser:
                 raise ExpressionError("unexpected ')' without a matching '('", self.pos)
             raise ExpressionError(f"expected an operator or the end of the expression, found {self.near()}",
                                   self.pos)
-        if not self.functions:
-            raise ExpressionError("the expression uses no function: a trigger needs at least one, like "
+        if not self.functions and not self.foreach:
+            what = "a calculated item" if self.calculated else "a trigger"
+            raise ExpressionError(f"the expression uses no function: {what} needs at least one, like "
                                   "last(/host/key)", 0)
-        return Expression(self.text, self.functions, root, tuple(self.sites), frozenset(self.macros))
+        return Expression(self.text, self.functions, root, tuple(self.sites), frozenset(self.macros),
+                          tuple(self.foreach))
 
     # helpers
     def skip(self) -> None:
@@ -345,11 +387,16 @@ class _Parser:
         if self.pos >= len(t) or t[self.pos] != "(":
             raise ExpressionError(f"unexpected {name!r}: expected a function call like {name}(/host/key), a "
                                   "number, a string or a macro", start)
+        if self.calculated and name in FOREACH:
+            raise ExpressionError(f"{name}() can only be the parameter of an aggregate function, like "
+                                  f"avg({name}(/*/key?[group=\"name\"]))", start)
         if name not in fn.SPECS:
-            raise ExpressionError(f"unknown function {name!r}: expected one of {', '.join(sorted(fn.SPECS))}",
-                                  start)
+            known = sorted(fn.SPECS) if not self.calculated else sorted(set(fn.SPECS) | set(FOREACH))
+            raise ExpressionError(f"unknown function {name!r}: expected one of {', '.join(known)}", start)
         self.pos += 1
         self.skip()
+        if self.calculated and name in AGGREGATES and self.pos < len(t) and t[self.pos] != "/":
+            return self.aggregate(name, start)
         if self.pos >= len(t) or t[self.pos] != "/":
             raise ExpressionError(f"function {name}() needs an item reference /host/key as its first parameter, "
                                   f"found {self.near()}", self.pos)
@@ -393,16 +440,148 @@ class _Parser:
         self.sites.append(_CallSite(host_span, tuple(has_macro), (start, self.pos)))
         return _Call(len(self.functions) - 1)
 
-    def item_ref(self) -> tuple[str, tuple[int, int], str]:
+    def aggregate(self, name: str, start: int) -> _Node:
+        """`avg(last_foreach(...))` or `avg(last(/a/k),last(/b/k),...)`; self.pos is after the '('."""
+        t = self.text
+        m = _WORD.match(t, self.pos)
+        if m and m.group() in FOREACH:
+            fpos = self.pos
+            self.pos = m.end()
+            self.skip()
+            if self.pos >= len(t) or t[self.pos] != "(":
+                raise ExpressionError(f"expected '(' after {m.group()}", self.pos)
+            self.pos += 1
+            self.skip()
+            index = self.foreach_call(m.group(), fpos)
+            self.skip()
+            if self.pos >= len(t) or t[self.pos] != ")":
+                raise ExpressionError(f"{name}() takes one foreach function, expected ')' after it, found "
+                                      f"{self.near()}", self.pos)
+            self.pos += 1
+            return _Aggregate(name, index, (), start)
+        calls: list[_Call] = []
+        while True:
+            self.skip()
+            cm = _WORD.match(t, self.pos)
+            if not cm:
+                raise ExpressionError(f"{name}() of several items takes functions like last(/host/key) or one "
+                                      f"foreach function like last_foreach(/*/key), found {self.near()}", self.pos)
+            node = self.call(cm.group(), self.pos, cm.end())
+            if not isinstance(node, _Call):
+                raise ExpressionError(f"{name}() cannot hold another aggregate function", cm.start())
+            calls.append(node)
+            self.skip()
+            if self.pos < len(t) and t[self.pos] == ",":
+                self.pos += 1
+                continue
+            if self.pos < len(t) and t[self.pos] == ")":
+                self.pos += 1
+                return _Aggregate(name, None, tuple(calls), start)
+            raise ExpressionError(f"expected ',' or ')' in {name}(), found {self.near()}", self.pos)
+
+    def foreach_call(self, name: str, start: int) -> int:
+        t = self.text
+        if self.pos >= len(t) or t[self.pos] != "/":
+            raise ExpressionError(f"{name}() needs an item filter /host/key as its first parameter, found "
+                                  f"{self.near()}", self.pos)
+        host, _span, key = self.item_ref(wildcard=True)
+        flt = None
+        if t.startswith("?[", self.pos):
+            self.pos += 2
+            flt = self.filter_or()
+            self.skip()
+            if self.pos >= len(t) or t[self.pos] != "]":
+                raise ExpressionError(f"expected ']' to end the item filter, found {self.near()}", self.pos)
+            self.pos += 1
+        period = ""
+        self.skip()
+        if self.pos < len(t) and t[self.pos] == ",":
+            self.pos += 1
+            self.skip()
+            ppos = self.pos
+            period, _macro = self.param()
+            try:
+                fn.parse_period(period, 0, counts=False, shift=False)
+            except fn.ParamError as e:
+                raise ExpressionError(f"{name}(): {e}", ppos) from None
+            if name == "exists_foreach":
+                raise ExpressionError("exists_foreach() takes no time period", ppos)
+        elif FOREACH[name][1]:
+            raise ExpressionError(f"{name}() needs a time period after the item filter, like {name}(/*/key,5m)",
+                                  self.pos)
+        self.skip()
+        if self.pos >= len(t) or t[self.pos] != ")":
+            raise ExpressionError(f"expected ')' to close {name}(, found {self.near()}", self.pos)
+        self.pos += 1
+        self.foreach.append(ForeachCall(name, host, key, flt, period, start, t[start:self.pos]))
+        return len(self.foreach) - 1
+
+    # the item filter: condition (and|or condition)*, conditions group="..." / tag="..." with = or <>
+    def filter_or(self) -> Filter:
+        left = self.filter_and()
+        while self.peek_op(("or",)):
+            self.pos += 2
+            left = ("or", left, self.filter_and())
+        return left
+
+    def filter_and(self) -> Filter:
+        left = self.filter_term()
+        while self.peek_op(("and",)):
+            self.pos += 3
+            left = ("and", left, self.filter_term())
+        return left
+
+    def filter_term(self) -> Filter:
+        self.skip()
+        t = self.text
+        if self.pos < len(t) and t[self.pos] == "(":
+            open_at = self.pos
+            self.pos += 1
+            inner = self.filter_or()
+            self.skip()
+            if self.pos >= len(t) or t[self.pos] != ")":
+                raise ExpressionError(f"expected ')' to close the '(' at offset {open_at} in the item filter, "
+                                      f"found {self.near()}", self.pos)
+            self.pos += 1
+            return inner
+        m = _WORD.match(t, self.pos)
+        if not m or m.group() not in ("group", "tag"):
+            raise ExpressionError(f"expected group=\"...\" or tag=\"...\" in the item filter, found {self.near()}",
+                                  self.pos)
+        self.pos = m.end()
+        self.skip()
+        op = "<>" if t.startswith("<>", self.pos) else "=" if t.startswith("=", self.pos) else None
+        if op is None:
+            raise ExpressionError(f"expected '=' or '<>' after {m.group()} in the item filter, found {self.near()}",
+                                  self.pos)
+        self.pos += len(op)
+        self.skip()
+        if self.pos >= len(t) or t[self.pos] != '"':
+            raise ExpressionError(f"expected a quoted {m.group()} name after {m.group()}{op}, found {self.near()}",
+                                  self.pos)
+        value, self.pos = self.quoted(self.pos)
+        return (m.group(), op, value)
+
+    def item_ref(self, wildcard: bool = False) -> tuple[str, tuple[int, int], str]:
         t = self.text
         self.pos += 1  # '/'
-        m = _HOST.match(t, self.pos)
-        if not m or m.group().strip() == "":
-            what = "'/' (an empty host: triggers need the host name)" if self.pos < len(t) and t[self.pos] == "/" \
-                else self.near()
-            raise ExpressionError(f"expected a host name after '/', found {what}", self.pos)
-        host, span = m.group(), (m.start(), m.end())
-        self.pos = m.end()
+        if self.calculated and self.pos < len(t) and t[self.pos] == "/":  # //key: the calculated item's host
+            host, span = "", (self.pos, self.pos)
+        elif wildcard and t.startswith("*/", self.pos):
+            host, span = "*", (self.pos, self.pos + 1)
+            self.pos += 1
+        else:
+            m = _HOST.match(t, self.pos)
+            if not m or m.group().strip() == "":
+                what = "'/' (an empty host: triggers need the host name)" if self.pos < len(t) and \
+                    t[self.pos] == "/" else self.near()
+                raise ExpressionError(f"expected a host name after '/', found {what}", self.pos)
+            host, span = m.group(), (m.start(), m.end())
+            self.pos = m.end()
+        return self._key_after_host(host, span)
+
+    def _key_after_host(self, host: str, span: tuple[int, int]) -> tuple[str, tuple[int, int], str]:
+        t = self.text
         if self.pos >= len(t) or t[self.pos] != "/":
             raise ExpressionError(f"expected '/' between the host name and the item key, found {self.near()}",
                                   self.pos)
@@ -506,6 +685,8 @@ class _Evaluator:
             return node.value  # type: ignore[union-attr]
         if t is _Macro:
             return self.macro_value(node.text)  # type: ignore[union-attr]
+        if t is _Aggregate:
+            return self.aggregate(node)  # type: ignore[arg-type]
         assert isinstance(node, _Unary)
         x = self.number(self.eval(node.operand), node.op)
         return -x if node.op == "-" else (1.0 if fn.equal(x, 0.0) else 0.0)
@@ -585,6 +766,70 @@ class _Evaluator:
         self.cache[key] = result
         return result
 
+    def aggregate(self, node: _Aggregate) -> float:
+        """avg/sum/min/max/count of the numbers the foreach function or the listed calls give; items
+        without data are left out (Zabbix's rule), none with data is unknown."""
+        values: list[float] = []
+        why = ""
+        if node.foreach is not None:
+            fc = self.expr.foreach[node.foreach]
+            values, why = self.foreach(fc)
+            what = fc.text
+        else:
+            for c in node.calls:
+                try:
+                    n = fn.to_number(self.call(c.index))
+                except EvaluationError as e:
+                    why = why or str(e)
+                    continue
+                if n is not None:
+                    values.append(n)
+            what = f"{len(node.calls)} functions"
+        if not values:
+            raise EvaluationError(f"{node.name}() at position {node.pos}: no data from {what}"
+                                  + (f" ({why})" if why else ""))
+        if node.name == "count":
+            return float(len(values))
+        if node.name == "sum":
+            return math.fsum(values)
+        if node.name == "avg":
+            return math.fsum(values) / len(values)
+        return min(values) if node.name == "min" else max(values)
+
+    def foreach(self, fc: ForeachCall) -> tuple[list[float], str]:
+        select = getattr(self.data, "select", None)
+        if select is None:
+            raise EvaluationError(f"{fc.text}: aggregate functions are evaluated for calculated items only")
+        items = select(fc.host, fc.key, fc.filter)
+        if not items:
+            raise EvaluationError(f"{fc.text}: no item matches the filter")
+        out: list[float] = []
+        why = ""
+        base = FOREACH[fc.name][0]
+        for label, item in items:
+            if not base:  # exists_foreach: every enabled item
+                out.append(1.0)
+                continue
+            try:
+                if item.error is not None:
+                    raise EvaluationError(f"{label}: the item is not supported: {item.error}")
+                if base == "last" and fc.period:
+                    rows = self.data.values(item.itemid, item.value_type, self.now,
+                                            seconds=fn.parse_period(fc.period, 0).seconds)
+                    if not rows:
+                        raise EvaluationError(f"{label}: no data in period {fc.period!r}")
+                    v: _Value = rows[0][2] if not hasattr(rows[0][2], "value") else rows[0][2].value
+                else:
+                    v = fn.call(base, item, (fc.period,) if fc.period else (), self.data, self.now, label,
+                                tz=self.tz)
+            except EvaluationError as e:
+                why = why or str(e)
+                continue
+            n = fn.to_number(v) if isinstance(v, str) else float(v)
+            if n is not None:
+                out.append(n)
+        return out, why
+
     def _call(self, f: FunctionCall, site: _CallSite) -> _Value:
         params = f.params
         if site.has_macros:
@@ -595,7 +840,8 @@ class _Evaluator:
         where = self.expr.text[site.span[0]:site.span[1]]
         item = self.data.item(f.host, f.key)
         if item is None:
-            raise EvaluationError(f"{where}: no item {f.key!r} on host {f.host!r}")
+            on = f"host {f.host!r}" if f.host else "the calculated item's host"
+            raise EvaluationError(f"{where}: no item {f.key!r} on {on}")
         return fn.call(f.name, item, params, self.data, self.now, where, checked=not site.has_macros,
                        tz=self.tz)
 
@@ -619,3 +865,39 @@ def _context(raw: str) -> str:
     if raw.startswith('"') and raw.endswith('"') and len(raw) >= 2:
         return re.sub(r"\\(.)", r"\1", raw[1:-1])
     return raw.strip()
+
+
+def key_matches(pattern: str, key: str) -> bool:
+    """Whether `key` is selected by a foreach item filter's key: the same key, a `*` parameter
+    matching any value of that parameter."""
+    if pattern == key:
+        return True
+    if "*" not in pattern:
+        return False
+    try:
+        p, k = itemkey.parse(pattern), itemkey.parse(key)
+    except itemkey.ItemKeyError:
+        return False
+    if p.name != k.name or len(p.params) != len(k.params):
+        return False
+    return all(a == "*" or a == b for a, b in zip(p.params, k.params, strict=True))
+
+
+def filter_matches(flt: Filter | None, groups: set[str] | frozenset[str],
+                   tags: list[tuple[str, str]] | tuple[tuple[str, str], ...]) -> bool:
+    """Whether an item on a host in `groups` with item `tags` passes the filter (`tag="name"` matches the
+    tag with any value, `tag="name:value"` that value)."""
+    if flt is None:
+        return True
+    kind = flt[0]
+    if kind == "and":
+        return filter_matches(flt[1], groups, tags) and filter_matches(flt[2], groups, tags)
+    if kind == "or":
+        return filter_matches(flt[1], groups, tags) or filter_matches(flt[2], groups, tags)
+    _, op, value = flt
+    if kind == "group":
+        hit = value in groups
+    else:
+        name, sep, val = value.partition(":")
+        hit = any(t == name and (not sep or v == val) for t, v in tags)
+    return hit if op == "=" else not hit
