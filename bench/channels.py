@@ -13,8 +13,8 @@ Prints `name: value unit` lines:
                                   the 100 Nagios items at the interval that halves their rate)
   channels_lateness_p99           seconds from an item's slot to its poll's start in the mixed run
                                   (target: <= 1 s)
-and then the figures of any other channel in CHANNELS (bench/channels_ssh.py adds SSH checks/s when
-it is there). No database: the configuration is built in memory, values are counted, not stored.
+and then the figures of the other channels in CHANNELS (bench/channels_ssh.py: SSH checks/s over one
+reused connection). No database: the configuration is built in memory, values are counted, not stored.
 """
 
 from __future__ import annotations
@@ -135,15 +135,15 @@ def jmx_and_nagios(a: argparse.Namespace) -> list[Figure]:
             ("channels_lateness_p99", both.lateness_p99, "s")]
 
 
-# Each channel's figures: a function taking the parsed arguments. bench/channels_ssh.py (the SSH checks,
-# built separately) adds its own with `figures(args) -> list[Figure]` when it is there.
-CHANNELS: list[Callable[[argparse.Namespace], list[Figure]]] = [jmx_and_nagios]
-try:
-    import channels_ssh  # type: ignore[import-not-found]  # bench/channels_ssh.py, when present
-except ImportError:
-    pass
-else:
-    CHANNELS.append(channels_ssh.figures)
+def ssh_checks(a: argparse.Namespace) -> list[Figure]:
+    """SSH checks/s over one reused connection, from bench/channels_ssh.py."""
+    import channels_ssh  # bench/channels_ssh.py, beside this file
+
+    return [(name, value, unit) for name, (value, unit) in channels_ssh.run(a.quick).items()]
+
+
+# Each channel's figures: a function taking the parsed arguments.
+CHANNELS: list[Callable[[argparse.Namespace], list[Figure]]] = [jmx_and_nagios, ssh_checks]
 
 
 def main() -> None:

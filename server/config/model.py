@@ -364,7 +364,8 @@ SCRIPT_TYPES = {ItemType.SSH, ItemType.TELNET}
 RETRIEVE_MODES = {"body": 0, "headers": 1, "both": 2}
 RETRIEVE_LABELS = {v: k for k, v in RETRIEVE_MODES.items()}
 NO_DELAY_TYPES = {ItemType.TRAPPER, ItemType.DEPENDENT, ItemType.SNMP_TRAP}
-POLL_FIELDS = {"interface_ref", "master_item", "params", "preprocessing", "snmp_oid", "ipmi_sensor", "url", "query_fields",
+POLL_FIELDS = {"interface_ref", "master_item", "params", "preprocessing", "snmp_oid", "ipmi_sensor", "url",
+               "query_fields",
                "method", "headers", "body", "status_codes", "follow_redirects", "verify_peer", "verify_host",
                "ssl_cert_file", "ssl_key_file", "auth", "username", "password", "retrieve_mode", "timeout",
                "jmx_endpoint", "publickey", "privatekey"}

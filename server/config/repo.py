@@ -264,8 +264,9 @@ POLLED_TYPES = (ItemType.AGENT, ItemType.INTERNAL, ItemType.SIMPLE, ItemType.SNM
                 ItemType.HTTP_AGENT, ItemType.DEPENDENT, ItemType.CALCULATED, ItemType.EXTERNAL, ItemType.NAGIOS,
                 ItemType.SSH, ItemType.TELNET, ItemType.SNMP_TRAP)  # SNMP traps: matched by the scheduler
 
-# Items that use the host's first main interface of any kind when they name none (for {HOST.CONN} and the like)
-ANY_INTERFACE = (ItemType.SIMPLE, ItemType.HTTP_AGENT, ItemType.NAGIOS, ItemType.EXTERNAL, ItemType.SSH, ItemType.TELNET)
+# Items that use the host's first main interface of any kind when they name none ({HOST.CONN} and the like)
+ANY_INTERFACE = (ItemType.SIMPLE, ItemType.HTTP_AGENT, ItemType.NAGIOS, ItemType.EXTERNAL, ItemType.SSH,
+                 ItemType.TELNET)
 
 
 class PollerConfig:
