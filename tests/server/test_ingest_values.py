@@ -174,7 +174,7 @@ CLOCKS: list[tuple[Any, bool]] = [
 ]
 
 
-@pytest.mark.parametrize(("clock", "ok"), CLOCKS)
+@pytest.mark.parametrize(("clock", "ok"), CLOCKS, ids=[repr(c).replace(str(NOW), "NOW") for c, _ in CLOCKS])
 def test_clock_digit_strings_are_read_alike_by_codec_and_ingest(snap: Snapshot, clock: Any, ok: bool) -> None:
     window = ClockWindow(ahead=2**31, age=2**31)
     _, failed = sv(snap, [v("u", "1", clock=clock)], window=window)
