@@ -18,14 +18,15 @@ from vigil.server.config.tables import ITEM_TYPE_NAMES, VALUE_TYPE_NAMES, ItemTy
 
 if TYPE_CHECKING:  # alerting.py imports this module's helpers; doc_from_dict imports it when run
     from vigil.server.config.alerting import ActionSpec, MaintenanceSpec, MediaTypeSpec, TriggerSpec, UserSpec
+    from vigil.server.config.lld import DiscoveryRuleSpec
 
 ITEM_TYPE_LABELS = {v: k for k, v in ITEM_TYPE_NAMES.items()}
 # Zabbix's host tls_accept flags
 TLS_UNENCRYPTED, TLS_PSK, TLS_CERT = 1, 2, 4
 TLS_ACCEPT_NAMES = {"unencrypted": TLS_UNENCRYPTED, "psk": TLS_PSK, "cert": TLS_CERT}
 HOST_FIELDS = {"host", "name", "groups", "status", "description", "templates", "macros", "items", "tls_accept",
-               "tls_issuer", "tls_subject", "triggers", "interfaces"}
-TEMPLATE_FIELDS = {"template", "name", "groups", "description", "macros", "items", "triggers"}
+               "tls_issuer", "tls_subject", "triggers", "interfaces", "discovery_rules"}
+TEMPLATE_FIELDS = {"template", "name", "groups", "description", "macros", "items", "triggers", "discovery_rules"}
 DOCUMENT_FIELDS = {"hosts", "templates", "host_groups", "vigil", "macros", "media_types", "user_groups", "users",
                    "actions", "maintenances"}
 VALUE_TYPE_LABELS = {v: k for k, v in VALUE_TYPE_NAMES.items()}
@@ -69,6 +70,7 @@ class HostSpec:
     tls_subject: str | None = None
     interfaces: list[InterfaceSpec] | None = None  # None: the document does not say; keep what the host has
     triggers: list[TriggerSpec] = field(default_factory=list)
+    discovery_rules: list[DiscoveryRuleSpec] = field(default_factory=list)  # lld.py
 
 
 @dataclass
@@ -80,6 +82,7 @@ class TemplateSpec:
     macros: dict[str, str] = field(default_factory=dict)
     items: list[ItemSpec] = field(default_factory=list)
     triggers: list[TriggerSpec] = field(default_factory=list)
+    discovery_rules: list[DiscoveryRuleSpec] = field(default_factory=list)  # lld.py
 
 
 @dataclass
@@ -238,6 +241,7 @@ def _items(d: dict[str, Any], where: str) -> list[ItemSpec]:
 
 def doc_from_dict(doc: Any) -> ConfigDoc:
     from vigil.server.config.alerting import alerting_from_doc, triggers_from_doc
+    from vigil.server.config.lld import rules_from_doc
 
     if doc is None:
         return ConfigDoc()
@@ -258,6 +262,7 @@ def doc_from_dict(doc: Any) -> ConfigDoc:
             template=_text(t, "template", where, limit=128), name=_text(t, "name", where, "", 128),
             groups=_names(t, "groups", where), description=_text(t, "description", where, "", 65535),
             macros=_macros(t, where), items=_items(t, where), triggers=triggers_from_doc(t, where),
+            discovery_rules=rules_from_doc(t, where),
         ))
     for i, h in enumerate(doc.get("hosts") or []):
         where = f"hosts[{i}]"
@@ -276,7 +281,7 @@ def doc_from_dict(doc: Any) -> ConfigDoc:
             tls_issuer=_text(h, "tls_issuer", where, limit=1024) if "tls_issuer" in h else None,
             tls_subject=_text(h, "tls_subject", where, limit=1024) if "tls_subject" in h else None,
             interfaces=interfaces_from_doc(h["interfaces"], f"{where}.interfaces") if "interfaces" in h else None,
-            triggers=triggers_from_doc(h, where),
+            triggers=triggers_from_doc(h, where), discovery_rules=rules_from_doc(h, where),
         ))
         _check_interface_refs(out.hosts[-1], where)
     for kind, field_, names in (("templates", "template", [t.template for t in out.templates]),
