@@ -28,6 +28,8 @@ from vigil.server.config.lld import (
     LldFilter,
     check_regex,
     lifetime_seconds,
+    mask_lld,
+    masked_trigger,
     row_passes,
     rows_from_value,
     substitute,
@@ -160,7 +162,7 @@ class DiscoveryConfig:
             row = existing.get(tr.name)
             if row is not None and row.triggerid not in mine:
                 raise ConfigError(f"{w}.name: {tr.name!r} is the name of another trigger of {owner!r}")
-            itemids = self._trigger_itemids(c, owner, template, tr, w, cache)  # type: ignore[attr-defined]
+            itemids = self._trigger_itemids(c, owner, template, masked_trigger(tr), w, cache)  # type: ignore[attr-defined]
             protos = set(self._prototype_ids(c, ruleid).values())
             if not protos.intersection(itemids):
                 raise ConfigError(f"{w}.expression: a trigger prototype reads at least one of the rule's item "
@@ -434,19 +436,17 @@ class DiscoveryConfig:
                                   .where(t.triggers.c.hostid == hostid)).all())
         for row in rows:
             for tspec, ptrid in tprotos:
-                new = dataclasses.replace(tspec, name=substitute(tspec.name, row),
-                                          expression=_rename(_expression(tspec.expression, row), owner, host),
-                                          recovery_expression=_rename(_expression(tspec.recovery_expression, row),
-                                                                      owner, host),
-                                          description=substitute(tspec.description, row),
-                                          opdata=substitute(tspec.opdata, row),
-                                          tags=[(substitute(k, row), substitute(v, row)) for k, v in tspec.tags],
-                                          dependencies=[])
                 try:
+                    new = dataclasses.replace(
+                        tspec, name=substitute(tspec.name, row),
+                        expression=_rename(_expression(tspec.expression, row), owner, host),
+                        recovery_expression=_rename(_expression(tspec.recovery_expression, row), owner, host),
+                        description=substitute(tspec.description, row), opdata=substitute(tspec.opdata, row),
+                        tags=[(substitute(k, row), substitute(v, row)) for k, v in tspec.tags], dependencies=[])
                     expr_items = []
                     for text in (new.expression, new.recovery_expression if new.recovery_mode == 1 else ""):
                         if text:
-                            for f in parse_expression(text, "expression").functions:
+                            for f in parse_expression(mask_lld(text), "expression").functions:
                                 iid = keys.get(f.key) if f.host in (host, "{HOST.HOST}") else None
                                 if iid is None:
                                     raise ConfigError(f"no item {f.key!r} on the host")
@@ -602,7 +602,7 @@ def _substituted_item(p: ItemSpec, key: str, row: dict[str, str]) -> ItemSpec:
         query_fields=[(s(a), s(b)) for a, b in p.poll.query_fields], headers=[(s(a), s(b)) for a, b in p.poll.headers],
         preprocessing=[PreprocStep(x.type, s(x.params), x.error_handler, s(x.error_handler_params))
                        for x in p.poll.preprocessing])
-    return dataclasses.replace(p, key=key, name=s(p.name), description=s(p.description), units=p.units,
+    return dataclasses.replace(p, key=key, name=s(p.name), description=s(p.description), units=s(p.units),
                                tags=[(s(a), s(b)) for a, b in p.tags], poll=poll)
 
 
@@ -626,7 +626,7 @@ def _expression(text: str, row: dict[str, str]) -> str:
 
     if "{#" not in text:
         return text
-    for f in parse_expression(text, "expression").functions:
+    for f in parse_expression(mask_lld(text), "expression").functions:
         if "{#" in f.key:
             text = text.replace(f"/{f.host}/{f.key}", f"/{f.host}/{substitute_key(f.key, row)}")
     return substitute(text, row)

@@ -172,10 +172,17 @@ def rule_from_doc(d: Any, where: str) -> DiscoveryRuleSpec:
         spec.item_prototypes.append(it)
     from vigil.server.config.alerting import triggers_from_doc
 
-    try:
-        spec.trigger_prototypes = triggers_from_doc({"triggers": d.get("trigger_prototypes") or []}, where)
+    tdocs = d.get("trigger_prototypes") or []
+    masked = [{**x, **{k: mask_lld(x[k]) for k in ("expression", "recovery_expression") if isinstance(x.get(k), str)}}
+              if isinstance(x, dict) else x for x in tdocs] if isinstance(tdocs, list) else tdocs
+    try:  # checked with the LLD macros outside item keys masked (the parser knows user macros only)
+        spec.trigger_prototypes = triggers_from_doc({"triggers": masked}, where)
     except ConfigError as e:
         raise ConfigError(str(e).replace(f"{where}.triggers", f"{where}.trigger_prototypes", 1)) from None
+    for tr, x in zip(spec.trigger_prototypes, tdocs, strict=True):
+        tr.expression = str(x.get("expression", tr.expression))
+        if tr.recovery_mode == 1:
+            tr.recovery_expression = str(x.get("recovery_expression", tr.recovery_expression))
     for j, tr in enumerate(spec.trigger_prototypes):
         check_prototype_text(tr.name, known, f"{where}.trigger_prototypes[{j}].name", need=True)
         check_prototype_text(tr.expression, known, f"{where}.trigger_prototypes[{j}].expression")
@@ -193,6 +200,37 @@ def rule_from_doc(d: Any, where: str) -> DiscoveryRuleSpec:
             raise ConfigError(f"{where}.graph_prototypes[{j}].name: {gs.name!r} appears twice")
         spec.graph_prototypes.append(gs)
     return spec
+
+
+def mask_lld(text: str) -> str:
+    """A trigger prototype's expression with its LLD macros outside item keys (`{#IFADMINSTATUS}=1`)
+    written as user macros, so the expression parser can check it; those in keys stay."""
+    out, depth, quoted = [], 0, False
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == '"' and (i == 0 or text[i - 1] != "\\"):
+            quoted = not quoted
+        elif not quoted and ch == "[":
+            depth += 1
+        elif not quoted and ch == "]":
+            depth = max(depth - 1, 0)
+        elif ch == "{" and depth == 0 and not quoted:
+            m = LLD_MACRO.match(text, i)
+            if m:
+                out.append("{$LLD." + m.group()[2:])
+                i = m.end()
+                continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def masked_trigger(tr: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(tr, expression=mask_lld(tr.expression),
+                               recovery_expression=mask_lld(tr.recovery_expression))
 
 
 def known_macros(spec: DiscoveryRuleSpec) -> set[str] | None:

@@ -574,6 +574,17 @@ class ConfigRepo(PollerConfig, DiscoveryConfig):
 
     def _template_id(self, c: Connection, name: str, where: str) -> int:
         row = c.execute(sa.select(t.hosts.c.hostid, t.hosts.c.status).where(t.hosts.c.host == name)).first()
+        if row is None:
+            from vigil.server.config.builtins import builtin_document
+            from vigil.server.config.model import doc_from_dict
+
+            builtin = builtin_document(name)
+            if builtin is not None:  # a template shipped with Vigil: imported on first use
+                doc = doc_from_dict(builtin)
+                for i, tpl in enumerate(doc.templates):
+                    self._apply_template(c, tpl, ImportReport(), f"built-in template {name!r}: templates[{i}]")
+                self._apply_triggers(c, dataclasses.replace(doc, hosts=[]), ImportReport(), False)
+                row = c.execute(sa.select(t.hosts.c.hostid, t.hosts.c.status).where(t.hosts.c.host == name)).first()
         if row is None or row.status != HostStatus.TEMPLATE:
             raise ConfigError(f"{where}: no template named {name!r} (import it first or in the same file)")
         return int(row.hostid)
