@@ -556,7 +556,7 @@ class DiscoveryConfig:
         if not delete:
             return
         if table is t.item_discovery:
-            self._delete_triggers_reading(c, delete)  # type: ignore[attr-defined]
+            res.deleted += self._delete_triggers_reading(c, delete)  # type: ignore[attr-defined]
             res.deleted += c.execute(sa.delete(t.items).where(t.items.c.itemid.in_(delete))).rowcount
         elif table is t.trigger_discovery:
             res.deleted += c.execute(sa.delete(t.triggers).where(t.triggers.c.triggerid.in_(delete))).rowcount
