@@ -338,7 +338,7 @@ PREPROC_TYPES = {
     "in_range": 13, "matches_regex": 14, "not_matches_regex": 15, "check_json_error": 16, "check_xml_error": 17,
     "check_regex_error": 18, "discard_unchanged": 19, "discard_unchanged_heartbeat": 20, "javascript": 21,
     "prometheus_pattern": 22, "prometheus_to_json": 23, "csv_to_json": 24, "str_replace": 25,
-    "check_not_supported": 26, "xml_to_json": 27,
+    "check_not_supported": 26, "xml_to_json": 27, "snmp_walk_to_json": 29,
 }
 PREPROC_LABELS = {v: k for k, v in PREPROC_TYPES.items()}
 ERROR_HANDLERS = {"original_error": 0, "discard_value": 1, "custom_value": 2, "custom_error": 3}

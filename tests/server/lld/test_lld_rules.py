@@ -266,3 +266,30 @@ def test_a_discovered_key_taken_by_a_plain_item_is_reported_not_overwritten(repo
     with repo.engine.connect() as c:
         assert c.execute(sa.select(t.items.c.name, t.items.c.flags)
                          .where(t.items.c.key_ == "vfs.fs.size[/,total]")).one() == ("mine", 0)
+
+
+def test_snmp_walk_to_json_step() -> None:
+    from vigil.server.preprocessing import Step, run
+
+    walk = "\n".join([
+        '.1.3.6.1.2.1.2.2.1.2.1 = STRING: "lo"',
+        '.1.3.6.1.2.1.2.2.1.2.2 = STRING: "eth \\"0\\"',
+        'second line"',
+        ".1.3.6.1.2.1.2.2.1.6.2 = Hex-STRING: 00 1A 2B 3C 4D 5E ",
+        ".1.3.6.1.2.1.2.2.1.8.1 = INTEGER: 1",
+        ".1.3.6.1.2.1.1.3.0 = Timeticks: (4242) 0:00:42.42",
+    ])
+    params = "{#IFDESCR}\n1.3.6.1.2.1.2.2.1.2\n0\n{#MAC}\n1.3.6.1.2.1.2.2.1.6\n2\n{#STATUS}\n.1.3.6.1.2.1.2.2.1.8\n0"
+    r = run([Step(29, params)], walk, 0.0, None)
+    assert r.error is None
+    assert json.loads(str(r.value)) == [
+        {"{#SNMPINDEX}": "1", "{#IFDESCR}": "lo", "{#STATUS}": "1"},
+        {"{#SNMPINDEX}": "2", "{#IFDESCR}": 'eth "0"\nsecond line', "{#MAC}": "00:1A:2B:3C:4D:5E"},
+    ]
+    bad = run([Step(29, params)], "this is not a walk", 0.0, None)
+    assert bad.error is not None and "cannot parse the walk's line" in bad.error
+    with pytest.raises(ConfigError, match=r"preprocessing\[0\].params: SNMP walk to JSON: 'IFNAME' is not an LLD"):
+        doc_from_dict({"hosts": [{"host": "h", "items": [{"key": "w", "type": "snmp", "snmp_oid": "walk[1.3]",
+                                                          "value_type": "text", "preprocessing": [
+                                                              {"type": "snmp_walk_to_json",
+                                                               "params": ["IFNAME", "1.3", "0"]}]}]}]})

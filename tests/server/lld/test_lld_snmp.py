@@ -115,3 +115,42 @@ def test_a_host_macro_overrides_the_interface_filter(repo: ConfigRepo, snmpd: Sn
         "ifHCInOctets", "ifHCOutOctets", "ifInErrors", "ifOutErrors", "ifInDiscards", "ifOutDiscards",
         "ifOperStatus", "ifHighSpeed")}
     assert json.loads(json.dumps(res.errors)) == []
+
+
+def test_a_walk_rule_with_snmp_walk_to_json(repo: ConfigRepo, snmpd: Snmpd) -> None:  # noqa: F811
+    names = _walk_names(snmpd)
+    repo.apply(doc_from_dict(yaml.safe_load(f"""
+hosts:
+  - host: sw2
+    interfaces: [{{type: snmp, address: 127.0.0.1, port: {snmpd.port}, version: 2, community: {COMMUNITY}}}]
+    discovery_rules:
+      - key: if.walk
+        type: snmp
+        snmp_oid: "walk[1.3.6.1.2.1.31.1.1.1.1,1.3.6.1.2.1.2.2.1.3]"
+        preprocessing:
+          - type: snmp_walk_to_json
+            params: ["{{#IFNAME}}", "1.3.6.1.2.1.31.1.1.1.1", "0", "{{#IFTYPE}}", "1.3.6.1.2.1.2.2.1.3", "0"]
+        item_prototypes:
+          - {{key: "if.type[{{#IFNAME}}]", type: snmp, snmp_oid: "1.3.6.1.2.1.2.2.1.3.{{#SNMPINDEX}}",
+             value_type: unsigned, delay: 1s}}
+""")))
+    lld = LldProcessor(repo)
+    lld.start()
+    batches: list[WriteBatch] = []
+    sched = Scheduler(repo, _collect(batches), FAST, lld=lld.submit)
+
+    def done() -> bool:
+        found = repo.discovered_items("sw2")
+        return len(found) == len(names) and all(_values(batches, i) for i, _, _ in found.values())
+
+    try:
+        asyncio.run(_run_until(sched, done, 30, "every interface's type"))
+    finally:
+        lld.stop()
+    found = repo.discovered_items("sw2")
+    assert set(found) == {f"if.type[{n}]" for n in names.values()}
+    lo = next(i for i, n in names.items() if n == "lo")
+    assert _values(batches, found["if.type[lo]"][0])[0] == 24  # softwareLoopback
+    with repo.engine.connect() as c:
+        oid = c.execute(sa.select(t.items.c.snmp_oid).where(t.items.c.itemid == found["if.type[lo]"][0])).scalar()
+    assert oid == f"1.3.6.1.2.1.2.2.1.3.{lo}"
