@@ -186,3 +186,37 @@ hosts:
 
         units = c.execute(sa.select(t.items.c.units).where(t.items.c.itemid == found["ipmi.value[FAN 1]"][0])).scalar()
     assert units == "RPM"
+
+
+def test_an_active_agent_rule_from_zabbix_agentd(tmp_path: Path, vigil_server_sqlite: VigilServer) -> None:
+    server = vigil_server_sqlite
+    server.import_yaml("""
+hosts:
+  - host: act1
+    discovery_rules:
+      - key: vfs.fs.discovery
+        type: agent_active
+        delay: 1m
+        filter: {conditions: [{macro: "{#FSNAME}", value: "^/$"}]}
+        item_prototypes:
+          - {key: "vfs.fs.size[{#FSNAME},total]", type: agent_active, value_type: unsigned, delay: 1s}
+""")
+    server.wait_for_config("act1", "vfs.fs.discovery")
+    conf = tmp_path / "active.conf"
+    conf.write_text(f"ServerActive=127.0.0.1:{server.port}\nHostname=act1\nStartAgents=0\nRefreshActiveChecks=60\n"
+                    f"BufferSend=1\nLogType=console\nPidFile={tmp_path}/active.pid\nAllowRoot=1\n")
+    agent = subprocess.Popen([require("zabbix_agentd"), "-f", "-c", str(conf)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    engine = engine_for(server.database_url)
+    try:
+        repo = ConfigRepo(engine)
+        wait_until(lambda: set(repo.discovered_items("act1")) == {"vfs.fs.size[/,total]"}, 30,
+                   "the root file system discovered from the agent's value")
+        server.wait_for_config("act1", "vfs.fs.size[/,total]")  # the agent is told to check it too
+        assert "vfs.fs.discovery" in {c["key"] for c in server.active_checks("act1")["data"]}
+        assert server.history("act1", "vfs.fs.discovery") == []
+    finally:
+        from tests.conftest import stop_process
+
+        stop_process(agent)
+        engine.dispose()
