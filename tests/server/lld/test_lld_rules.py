@@ -293,3 +293,26 @@ def test_snmp_walk_to_json_step() -> None:
                                                           "value_type": "text", "preprocessing": [
                                                               {"type": "snmp_walk_to_json",
                                                                "params": ["IFNAME", "1.3", "0"]}]}]}]})
+
+
+def test_migration_0009_keeps_items_and_triggers_as_plain_ones(database_url: str) -> None:
+    from vigil.server.config.migrate import upgrade
+
+    engine = engine_for(database_url)
+    try:
+        upgrade(engine, "0008")
+        with engine.begin() as c:
+            c.execute(sa.text("INSERT INTO hosts (hostid, host, name, status) VALUES (1, 'h', 'h', 0)"))
+            c.execute(sa.text("INSERT INTO items (itemid, hostid, key_, type, value_type) VALUES (5, 1, 'k', 2, 0)"))
+            c.execute(sa.text("INSERT INTO triggers (triggerid, hostid, description, expression) "
+                              "VALUES (7, 1, 't', 'last(/h/k)>1')"))
+        upgrade(engine)
+        repo = ConfigRepo(engine)
+        with engine.connect() as c:
+            assert c.execute(sa.select(t.items.c.flags, t.items.c.lifetime, t.items.c.evaltype)).one() == (0, "30d", 0)
+            assert c.execute(sa.select(t.triggers.c.flags)).scalar() == 0
+        assert [i.key for i in repo.poll_config().items.values()] == []  # a trapper item: not polled
+        assert [tr.name for tr in repo.triggers()] == ["t"]
+        assert repo.snapshot().items[("h", "k")].itemid == 5 and repo.snapshot().lld == {}
+    finally:
+        engine.dispose()
