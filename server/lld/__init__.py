@@ -54,10 +54,6 @@ class LldProcessor:
         if self._thread is not None:
             self._thread.join(30)
 
-    def idle(self) -> bool:
-        with self._cond:
-            return not self._pending and not getattr(self, "_busy", False)
-
     def _run(self) -> None:
         while True:
             with self._cond:
@@ -66,12 +62,7 @@ class LldProcessor:
                 if self._stop:
                     return
                 ruleid, value = self._pending.popitem(last=False)
-                self._busy = True
-            try:
-                self.process(ruleid, value)
-            finally:
-                with self._cond:
-                    self._busy = False
+            self.process(ruleid, value)
 
     def process(self, ruleid: int, value: str) -> DiscoveryResult | None:
         """Apply one value now; its failure makes the rule not supported (item_state), saying why."""

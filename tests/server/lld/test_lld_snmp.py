@@ -105,10 +105,10 @@ def test_a_host_macro_overrides_the_interface_filter(repo: ConfigRepo, snmpd: Sn
     keep = sorted(n for n in names.values() if n != "lo")[0]
     _link(repo, snmpd.port, f', "{{$NET.IF.IFNAME.MATCHES}}": "^{keep}$"')
     ruleid = repo.rule_id("sw1", "net.if.discovery")
-    lld = LldProcessor(repo)
-    sched = Scheduler(repo, _collect([]), FAST, lld=lambda i, v, c: lld.submit(i, v) if i == ruleid else None)
-    asyncio.run(_run_until(sched, lambda: bool(lld._pending), 15, "the discovery value"))
-    res = lld.process(ruleid, lld._pending.pop(ruleid))
+    values: dict[int, str] = {}  # the polled discovery value, applied below by the processor
+    sched = Scheduler(repo, _collect([]), FAST, lld=lambda i, v, c: values.setdefault(i, v))
+    asyncio.run(_run_until(sched, lambda: ruleid in values, 15, "the discovery value"))
+    res = LldProcessor(repo).process(ruleid, values[ruleid])
     assert res is not None and res.rows == len(names) and res.kept == 1
     index = next(i for i, n in names.items() if n == keep)
     assert {k.split("[")[1] for k in _items(repo)} == {f"{p}.{index}]" for p in (
