@@ -316,3 +316,21 @@ def test_migration_0009_keeps_items_and_triggers_as_plain_ones(database_url: str
         assert repo.snapshot().items[("h", "k")].itemid == 5 and repo.snapshot().lld == {}
     finally:
         engine.dispose()
+
+
+def test_builtin_templates_link_by_name_without_an_import(repo: ConfigRepo) -> None:
+    from vigil.server.config.builtins import builtin_document, builtin_names
+
+    for name in builtin_names():  # every shipped template is a valid document holding that template
+        assert [x.template for x in doc_from_dict(builtin_document(name)).templates] == [name]
+    repo.apply(doc_from_dict({"hosts": [{"host": "sw9", "interfaces": [{"type": "snmp", "address": "192.0.2.9"}]}]}))
+    repo.link_template("sw9", "Generic SNMP device")
+    repo.apply(doc_from_dict({"hosts": [{"host": "sw9", "templates": ["Generic SNMP device",
+                                                                       "Network interfaces by SNMP"]}]}))
+    exported = repo.export()
+    assert {"Generic SNMP device", "Network interfaces by SNMP"} <= {x["template"] for x in exported["templates"]}
+    keys = {i.key for i in repo.poll_config().items.values() if i.host == "sw9"}
+    assert {"system.name", "system.uptime", "icmpping", "net.if.discovery"} <= keys
+    assert "Unavailable by ICMP ping" in {tr.name for tr in repo.triggers()}
+    with pytest.raises(ConfigError, match="no template named 'No such template'"):
+        repo.link_template("sw9", "No such template")
