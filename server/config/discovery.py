@@ -365,6 +365,9 @@ class DiscoveryConfig:
             sa.select(t.items).where(t.items.c.itemid.in_(mine))).all())} if mine else {}
         found: set[int] = set()
         keys_of_row: list[dict[str, int]] = []  # per row: prototype key -> discovered itemid
+        seen: list[int] = []  # discovered before and found again: lastcheck now, no longer lost
+        batch = _Inserts()  # rows of what is new, written together
+        new: dict[str, tuple[ItemSpec, int, str, dict[str, int]]] = {}  # key -> (item, prototype, its key, row's)
         deps: list[tuple[int, str]] = []  # (itemid, master key) of discovered dependent items
         for row in rows:
             made: dict[str, int] = {}
@@ -382,18 +385,11 @@ class DiscoveryConfig:
                     res.errors.append(f"item prototype {pkey!r}: an item with key {key!r} exists on the host "
                                       "already")
                     continue
-                if have is not None and have.itemid in found:
+                if (have is not None and have.itemid in found) or key in new:
                     continue  # two rows giving the same key: the first one wins
-                if have is None:
-                    values = _plain_row(item) | poll_row(c, hostid, item) | {"flags": int(Flags.DISCOVERED)}
-                    itemid = int(c.execute(sa.insert(t.items).values(hostid=hostid, **values))
-                                 .inserted_primary_key[0])
-                    c.execute(sa.insert(t.item_discovery).values(itemid=itemid, parent_itemid=pid, key_=pkey,
-                                                                 lastcheck=now, ts_delete=0))
-                    self._set_tags(c, itemid, item.tags)  # type: ignore[attr-defined]
-                    self.set_preprocessing(c, itemid, item.poll.preprocessing)  # type: ignore[attr-defined]
-                    by_key[key] = _Row(itemid, key, int(Flags.DISCOVERED), pid, 0)
-                    res.created += 1
+                if have is None:  # inserted below, all at once
+                    new[key] = (item, pid, pkey, made)
+                    continue
                 else:
                     itemid = have.itemid
                     old = old_specs.get(itemid)
@@ -406,13 +402,38 @@ class DiscoveryConfig:
                         res.updated += 1
                     if have.ts_delete:
                         res.updated += 1  # found again
-                    c.execute(sa.update(t.item_discovery).where(t.item_discovery.c.itemid == itemid)
-                              .values(lastcheck=now, ts_delete=0))
+                    seen.append(itemid)
                 found.add(itemid)
                 made[pkey] = itemid
                 if item.poll.master_item:
                     deps.append((itemid, item.poll.master_item))
             keys_of_row.append(made)
+        if new:
+            extra = {"flags": int(Flags.DISCOVERED), "hostid": hostid}
+            rows_new = [_plain_row(item) | poll_row(c, hostid, item) | extra for item, _, _, _ in new.values()]
+            for i in range(0, len(rows_new), 1000):
+                c.execute(sa.insert(t.items), rows_new[i:i + 1000])
+            ids: dict[str, int] = {}
+            keys_new = list(new)
+            for i in range(0, len(keys_new), 500):
+                ids.update(c.execute(sa.select(t.items.c.key_, t.items.c.itemid).where(
+                    t.items.c.hostid == hostid, t.items.c.key_.in_(keys_new[i:i + 500]))).all())
+            for key, (item, pid, pkey, made) in new.items():
+                itemid = ids[key]
+                batch.add(t.item_discovery, itemid=itemid, parent_itemid=pid, key_=pkey, lastcheck=now, ts_delete=0)
+                for k, v in item.tags:
+                    batch.add(t.item_tags, itemid=itemid, tag=k, value=v)
+                for n, x in enumerate(item.poll.preprocessing):
+                    batch.add(t.item_preproc, itemid=itemid, step=n + 1, type=x.type, params=x.params,
+                              error_handler=x.error_handler, error_handler_params=x.error_handler_params)
+                by_key[key] = _Row(itemid, key, int(Flags.DISCOVERED), pid, 0)
+                found.add(itemid)
+                made[pkey] = itemid
+                if item.poll.master_item:
+                    deps.append((itemid, item.poll.master_item))
+                res.created += 1
+        _found_again(c, t.item_discovery, t.item_discovery.c.itemid, seen, now)
+        batch.flush(c)
         keys = {r.key_: r.itemid for r in by_key.values()}
         for itemid, master_key in deps:
             master = keys.get(master_key)
@@ -434,6 +455,9 @@ class DiscoveryConfig:
             if tprotos else {}
         tby_name = dict(c.execute(sa.select(t.triggers.c.description, t.triggers.c.triggerid)
                                   .where(t.triggers.c.hostid == hostid)).all())
+        tcur = {r.triggerid: r for r in c.execute(sa.select(t.triggers).where(
+            t.triggers.c.hostid == hostid, t.triggers.c.flags == int(Flags.DISCOVERED)))}
+        tseen: list[int] = []
         for row in rows:
             for tspec, ptrid in tprotos:
                 try:
@@ -464,20 +488,23 @@ class DiscoveryConfig:
                 if trid is None:
                     trid = int(c.execute(sa.insert(t.triggers).values(hostid=hostid, **values))
                                .inserted_primary_key[0])
-                    c.execute(sa.insert(t.trigger_discovery).values(triggerid=trid, parent_triggerid=ptrid,
-                                                                    lastcheck=now))
+                    batch.add(t.trigger_discovery, triggerid=trid, parent_triggerid=ptrid, lastcheck=now, ts_delete=0)
+                    for k, v in new.tags:
+                        batch.add(t.trigger_tags, triggerid=trid, tag=k, value=v)
+                    for i in dict.fromkeys(expr_items):
+                        batch.add(t.trigger_items, triggerid=trid, itemid=i)
                     tby_name[new.name] = trid
                     tmine[trid] = ptrid
                     res.created += 1
-                    changed = True
+                    tfound.add(trid)
+                    continue
                 else:
-                    cur = c.execute(sa.select(t.triggers).where(t.triggers.c.triggerid == trid)).one()
-                    changed = any(getattr(cur, k) != v for k, v in values.items())
+                    cur = tcur.get(trid)
+                    changed = cur is None or any(getattr(cur, k) != v for k, v in values.items())
                     if changed:
                         c.execute(sa.update(t.triggers).where(t.triggers.c.triggerid == trid).values(**values))
                         res.updated += 1
-                    c.execute(sa.update(t.trigger_discovery).where(t.trigger_discovery.c.triggerid == trid)
-                              .values(lastcheck=now, ts_delete=0))
+                    tseen.append(trid)
                 if changed:
                     c.execute(sa.delete(t.trigger_tags).where(t.trigger_tags.c.triggerid == trid))
                     if new.tags:
@@ -487,6 +514,8 @@ class DiscoveryConfig:
                     c.execute(sa.insert(t.trigger_items), [{"triggerid": trid, "itemid": i}
                                                            for i in dict.fromkeys(expr_items)])
                 tfound.add(trid)
+        _found_again(c, t.trigger_discovery, t.trigger_discovery.c.triggerid, tseen, now)
+        batch.flush(c)
         # graphs
         gprotos = [(gid, self._graph_spec(c, gid)) for gid in sorted(self._graph_prototypes_of(c, root.itemid))]
         proto_ids = {v: k for k, v in protos.items()}
@@ -496,6 +525,16 @@ class DiscoveryConfig:
         gby_name = dict(c.execute(sa.select(t.graphs.c.name, t.graphs.c.graphid)
                                   .where(t.graphs.c.hostid == hostid)).all())
         gfound: set[int] = set()
+        gcur: dict[int, list[Any]] = {}
+        for r in c.execute(sa.select(t.graphs).where(t.graphs.c.hostid == hostid,
+                                                     t.graphs.c.flags == int(Flags.DISCOVERED))):
+            gcur[r.graphid] = [(r.name, r.width, r.height, r.graphtype)]
+        for r in c.execute(sa.select(t.graphs_items).join(t.graphs, t.graphs.c.graphid == t.graphs_items.c.graphid)
+                           .where(t.graphs.c.hostid == hostid, t.graphs.c.flags == int(Flags.DISCOVERED))
+                           .order_by(t.graphs_items.c.graphid, t.graphs_items.c.sortorder)):
+            if r.graphid in gcur:
+                gcur[r.graphid].append((r.itemid, r.color, r.drawtype, r.yaxisside, r.calc_fnc))
+        gseen: list[int] = []
         for row, made in zip(rows, keys_of_row, strict=True):
             for pgid, g in gprotos:
                 ids = []
@@ -513,22 +552,26 @@ class DiscoveryConfig:
                     continue
                 new_g = GraphSpec(name, g.width, g.height, g.graphtype, [gi for gi, _ in ids])
                 if gid is None:
-                    gid = self._put_graph(c, hostid, new_g, [i for _, i in ids], int(Flags.DISCOVERED), None)
-                    c.execute(sa.insert(t.graph_discovery).values(graphid=gid, parent_graphid=pgid, lastcheck=now))
+                    gid = int(c.execute(sa.insert(t.graphs).values(
+                        hostid=hostid, name=name, width=g.width, height=g.height, graphtype=g.graphtype,
+                        flags=int(Flags.DISCOVERED))).inserted_primary_key[0])
+                    for n, (gi, iid) in enumerate(ids):
+                        batch.add(t.graphs_items, graphid=gid, itemid=iid, sortorder=n, color=gi.color,
+                                  drawtype=gi.drawtype, yaxisside=gi.yaxisside, calc_fnc=gi.calc_fnc)
+                    batch.add(t.graph_discovery, graphid=gid, parent_graphid=pgid, lastcheck=now, ts_delete=0)
                     gby_name[name] = gid
                     gmine[gid] = pgid
                     res.created += 1
                 else:
-                    cur = self._graph_spec(c, gid)
-                    cur_ids = list(c.execute(sa.select(t.graphs_items.c.itemid).where(
-                        t.graphs_items.c.graphid == gid).order_by(t.graphs_items.c.sortorder)).scalars())
-                    if cur != dataclasses.replace(new_g, items=[dataclasses.replace(gi, key=k) for gi, k in zip(
-                            new_g.items, [x.key for x in cur.items], strict=False)]) or cur_ids != [i for _, i in ids]:
+                    want = [(name, g.width, g.height, g.graphtype)] + [
+                        (i, gi.color, gi.drawtype, gi.yaxisside, gi.calc_fnc) for gi, i in ids]
+                    if gcur.get(gid) != want:
                         self._put_graph(c, hostid, new_g, [i for _, i in ids], int(Flags.DISCOVERED), gid)
                         res.updated += 1
-                    c.execute(sa.update(t.graph_discovery).where(t.graph_discovery.c.graphid == gid)
-                              .values(lastcheck=now, ts_delete=0))
+                    gseen.append(gid)
                 gfound.add(gid)
+        _found_again(c, t.graph_discovery, t.graph_discovery.c.graphid, gseen, now)
+        batch.flush(c)
         # lost ones: marked, then deleted once their lifetime is over
         self._age(c, t.item_discovery, t.item_discovery.c.itemid, [i for i in mine if i not in found], now,
                   lifetime, res, report)
@@ -577,6 +620,27 @@ class DiscoveryConfig:
             return c.execute(sa.select(t.items.c.itemid).join(t.hosts, t.hosts.c.hostid == t.items.c.hostid)
                              .where(t.hosts.c.host == host, t.items.c.key_ == key,
                                     t.items.c.flags == int(Flags.RULE))).scalar()
+
+
+class _Inserts:
+    """Rows to insert, per table, written with one executemany each (in the order tables came)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[sa.Table, list[dict[str, Any]]] = {}
+
+    def add(self, table: sa.Table, **row: Any) -> None:
+        self.rows.setdefault(table, []).append(row)
+
+    def flush(self, c: Connection) -> None:
+        for table, rows in self.rows.items():
+            for i in range(0, len(rows), 1000):
+                c.execute(sa.insert(table), rows[i:i + 1000])
+        self.rows = {}
+
+
+def _found_again(c: Connection, table: sa.Table, idcol: Any, ids: list[int], now: int) -> None:
+    for i in range(0, len(ids), 500):
+        c.execute(sa.update(table).where(idcol.in_(ids[i:i + 500])).values(lastcheck=now, ts_delete=0))
 
 
 @dataclass
