@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -348,7 +350,6 @@ class DiscoveryConfig:
                         rows: list[dict[str, str]], now: int, lifetime: int, res: DiscoveryResult) -> None:
         from vigil.agent.protocol.itemkey import ItemKeyError
         from vigil.agent.protocol.itemkey import parse as parse_key
-        from vigil.server.config.alerting import parse_expression
         from vigil.server.config.repo import ImportReport, poll_row
 
         hostid = rule.hostid
@@ -461,20 +462,23 @@ class DiscoveryConfig:
         for row in rows:
             for tspec, ptrid in tprotos:
                 try:
+                    expr_items: list[int] = []
+                    texts = []
+                    for text in (tspec.expression, tspec.recovery_expression if tspec.recovery_mode == 1 else ""):
+                        out, funcs = _prototype_expression(text, owner, host)
+                        for fhost, fkey in funcs:
+                            key = substitute_key(fkey, row)
+                            if "{#" in fkey:
+                                out = out.replace(f"/{fhost}/{fkey}", f"/{fhost}/{key}")
+                            iid = keys.get(key) if fhost == host else None
+                            if iid is None:
+                                raise ConfigError(f"no item {key!r} on the host")
+                            expr_items.append(iid)
+                        texts.append(substitute(out, row))
                     new = dataclasses.replace(
-                        tspec, name=substitute(tspec.name, row),
-                        expression=_rename(_expression(tspec.expression, row), owner, host),
-                        recovery_expression=_rename(_expression(tspec.recovery_expression, row), owner, host),
+                        tspec, name=substitute(tspec.name, row), expression=texts[0], recovery_expression=texts[1],
                         description=substitute(tspec.description, row), opdata=substitute(tspec.opdata, row),
                         tags=[(substitute(k, row), substitute(v, row)) for k, v in tspec.tags], dependencies=[])
-                    expr_items = []
-                    for text in (new.expression, new.recovery_expression if new.recovery_mode == 1 else ""):
-                        if text:
-                            for f in parse_expression(mask_lld(text), "expression").functions:
-                                iid = keys.get(f.key) if f.host in (host, "{HOST.HOST}") else None
-                                if iid is None:
-                                    raise ConfigError(f"no item {f.key!r} on the host")
-                                expr_items.append(iid)
                 except ConfigError as e:
                     res.errors.append(f"trigger prototype {tspec.name!r}: {e}")
                     continue
@@ -670,27 +674,22 @@ def _substituted_item(p: ItemSpec, key: str, row: dict[str, str]) -> ItemSpec:
                                tags=[(s(a), s(b)) for a, b in p.tags], poll=poll)
 
 
-def _rename(text: str, owner: str, host: str) -> str:
-    """A template's trigger prototype reads the template's items: the discovered one the host's."""
+@lru_cache(maxsize=1024)
+def _prototype_expression(text: str, owner: str, host: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """A trigger prototype's expression for a host: the template's name (and {HOST.HOST}) replaced by
+    the host's, and the (host, key) its functions read, keys with their LLD macros still in (parsed
+    once per prototype, not once per discovered row)."""
     from vigil.server.config.alerting import parse_expression
 
     if not text:
-        return text
+        return "", ()
+    masked = mask_lld(text)
     if owner != host:
-        text = parse_expression(text, "expression").rename_host(owner, host)
-    if "{HOST.HOST}" in text:
-        text = parse_expression(text, "expression").rename_host("{HOST.HOST}", host)
-    return text
+        masked = parse_expression(masked, "expression").rename_host(owner, host)
+    if "{HOST.HOST}" in masked:
+        masked = parse_expression(masked, "expression").rename_host("{HOST.HOST}", host)
+    funcs = tuple((f.host, f.key) for f in parse_expression(masked, "expression").functions)
+    return _UNMASK.sub(r"{#\1}", masked), funcs
 
 
-def _expression(text: str, row: dict[str, str]) -> str:
-    """LLD macros in a trigger prototype's expression: in its item keys as in keys (quoted where they
-    need it), elsewhere as they are."""
-    from vigil.server.config.alerting import parse_expression
-
-    if "{#" not in text:
-        return text
-    for f in parse_expression(mask_lld(text), "expression").functions:
-        if "{#" in f.key:
-            text = text.replace(f"/{f.host}/{f.key}", f"/{f.host}/{substitute_key(f.key, row)}")
-    return substitute(text, row)
+_UNMASK = re.compile(r"\{\$LLD\.([A-Z0-9_.]+)\}")
