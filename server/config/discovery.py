@@ -590,16 +590,23 @@ class DiscoveryConfig:
              res: DiscoveryResult, report: ImportReport) -> None:
         if not lost:
             return
-        rows = c.execute(sa.select(idcol, table.c.lastcheck, table.c.ts_delete).where(idcol.in_(lost))).all()
+        rows = []
+        for i in range(0, len(lost), 500):
+            rows += c.execute(sa.select(idcol, table.c.lastcheck, table.c.ts_delete)
+                              .where(idcol.in_(lost[i:i + 500]))).all()
         delete = []
+        marks: dict[int, list[int]] = {}  # ts_delete -> the ones newly lost with it
         for oid, lastcheck, ts_delete in rows:
             if not ts_delete:
                 ts_delete = (lastcheck or now) + lifetime
                 if ts_delete > now:
-                    c.execute(sa.update(table).where(idcol == oid).values(ts_delete=ts_delete))
+                    marks.setdefault(ts_delete, []).append(oid)
                     res.lost += 1
             if ts_delete <= now:
                 delete.append(oid)
+        for ts_delete, ids in marks.items():
+            for i in range(0, len(ids), 500):
+                c.execute(sa.update(table).where(idcol.in_(ids[i:i + 500])).values(ts_delete=ts_delete))
         if not delete:
             return
         if table is t.item_discovery:
