@@ -345,6 +345,8 @@ def graph_from_doc(g: Any, where: str) -> GraphSpec:
         if not isinstance(x, dict):
             raise ConfigError(f"{w}: expected {{key, color, drawtype}}")
         _check_keys(x, GRAPH_ITEM_FIELDS, w)
+        if "color" in x and not isinstance(x["color"], str):  # YAML reads 009600 as a number
+            raise ConfigError(f"{w}.color: write the colour in quotes, like '009600'")
         color = _text(x, "color", w, "009600", 6).upper()
         if not re.fullmatch(r"[0-9A-F]{6}", color):
             raise ConfigError(f"{w}.color: {color!r} is not an RGB colour like 00AA00")

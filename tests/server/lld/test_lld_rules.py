@@ -127,6 +127,8 @@ def test_macros_in_keys_get_quotes_where_they_need_them() -> None:
     ({"lld_macro_paths": {"{#X}": "$[?("}}, "discovery_rules[0].lld_macro_paths.{#X}"),
     ({"graph_prototypes": [{"name": "{#FSNAME}", "items": [{"key": "a[{#FSNAME}]", "color": "green"}]}]},
      "discovery_rules[0].graph_prototypes[0].items[0].color"),
+    ({"graph_prototypes": [{"name": "{#FSNAME}", "items": [{"key": "a[{#FSNAME}]", "color": 9600}]}]},
+     "discovery_rules[0].graph_prototypes[0].items[0].color: write the colour in quotes"),
     ({"value_type": "float"}, "discovery_rules[0]: unknown field 'value_type'"),
 ])
 def test_bad_rules_are_refused_naming_the_field(change: dict, error: str) -> None:
