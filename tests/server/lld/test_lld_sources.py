@@ -1,5 +1,5 @@
-"""Discovery values from every source into the LLD processor: a real zabbix_agentd's vfs.fs.discovery
-polled passively, zabbix_sender feeding a trapper rule of a running `vigil server`, a real
+"""Discovery values from every source into the LLD processor: vfs.fs.discovery polled from a real
+zabbix_agentd and from vigil-agent (passive) and pushed by zabbix_agentd (active), zabbix_sender feeding a trapper rule of a running `vigil server`, a real
 node_exporter through the "Prometheus node_exporter" template, and the "IPMI sensors" template
 splitting one `ipmi.get` value (given by a test poller: the IPMI poller is not part of this branch)."""
 
@@ -9,8 +9,10 @@ import asyncio
 import json
 import subprocess
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import yaml
 from vigil.server.config.migrate import engine_for
 from vigil.server.config.model import doc_from_dict
@@ -20,7 +22,8 @@ from vigil.server.lld import LldProcessor
 from vigil.server.pollers.scheduler import Scheduler, default_pollers
 from vigil.server.store.base import WriteBatch
 
-from tests.conftest import VigilServer, require, wait_until, zabbix_get
+from tests.conftest import VigilServer, free_port, require, wait_until, zabbix_get
+from tests.server.pollers.conftest import run_vigil_agent
 from tests.server.pollers.test_prometheus import node_exporter  # noqa: F401
 from tests.server.pollers.test_scheduler import FAST, _collect, _run_until, _values, repo  # noqa: F401
 
@@ -37,7 +40,17 @@ def _run(repo: ConfigRepo, done, what: str, pollers=None, batches=None) -> list[
     return batches
 
 
-def test_agent_filesystems_discovered_from_zabbix_agentd(repo: ConfigRepo, zabbix_agentd: int) -> None:  # noqa: F811
+@pytest.fixture(params=["zabbix_agentd", "vigil-agent"])
+def passive_agent(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[int]:
+    """A real passive agent on loopback: Zabbix's zabbix_agentd 6.0 or ours."""
+    if request.param == "zabbix_agentd":
+        yield request.getfixturevalue("zabbix_agentd")
+    else:
+        yield from run_vigil_agent(tmp_path, free_port())
+
+
+def test_agent_filesystems_discovered_from_a_passive_agent(repo: ConfigRepo, passive_agent: int) -> None:  # noqa: F811
+    zabbix_agentd = passive_agent
     fs = json.loads(zabbix_get(zabbix_agentd, "vfs.fs.discovery"))
     fs = fs["data"] if isinstance(fs, dict) else fs
     root_type = next(x["{#FSTYPE}"] for x in fs if x["{#FSNAME}"] == "/")
