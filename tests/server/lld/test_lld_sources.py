@@ -1,7 +1,8 @@
 """Discovery values from every source into the LLD processor: vfs.fs.discovery polled from a real
-zabbix_agentd and from vigil-agent (passive) and pushed by zabbix_agentd (active), zabbix_sender feeding a trapper rule of a running `vigil server`, a real
-node_exporter through the "Prometheus node_exporter" template, and the "IPMI sensors" template
-splitting one `ipmi.get` value (given by a test poller: the IPMI poller is not part of this branch)."""
+zabbix_agentd and from vigil-agent (passive) and pushed by zabbix_agentd (active), zabbix_sender
+feeding a trapper rule of a running `vigil server`, a real node_exporter through the "Prometheus
+node_exporter" template, and the "IPMI sensors" template splitting one `ipmi.get` value (given by a
+test poller: the IPMI poller is not part of this branch)."""
 
 from __future__ import annotations
 
