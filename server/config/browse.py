@@ -281,7 +281,8 @@ class Browse:
               keys: Sequence[str] | None = None, numeric: bool = False, limit: int | None = 100,
               offset: int = 0) -> Page:
         i, h = t.items.c, t.hosts.c
-        where = [h.status != HostStatus.TEMPLATE, scope.hosts_clause(h.hostid)]
+        # plain and discovered items: not discovery rules (their values are not history) or prototypes
+        where = [h.status != HostStatus.TEMPLATE, scope.hosts_clause(h.hostid), i.flags.in_([0, 4])]
         if hostids is not None:
             where.append(i.hostid.in_(list(hostids)))
         if itemids is not None:

@@ -18,14 +18,16 @@ from vigil.server.config.tables import ITEM_TYPE_NAMES, VALUE_TYPE_NAMES, ItemTy
 
 if TYPE_CHECKING:  # alerting.py imports this module's helpers; doc_from_dict imports it when run
     from vigil.server.config.alerting import ActionSpec, MaintenanceSpec, MediaTypeSpec, TriggerSpec, UserSpec
+    from vigil.server.config.lld import DiscoveryRuleSpec
 
 ITEM_TYPE_LABELS = {v: k for k, v in ITEM_TYPE_NAMES.items()}
 # Zabbix's host tls_accept flags
 TLS_UNENCRYPTED, TLS_PSK, TLS_CERT = 1, 2, 4
 TLS_ACCEPT_NAMES = {"unencrypted": TLS_UNENCRYPTED, "psk": TLS_PSK, "cert": TLS_CERT}
 HOST_FIELDS = {"host", "name", "groups", "status", "description", "templates", "macros", "items", "tls_accept",
-               "tls_issuer", "tls_subject", "triggers", "interfaces", "proxy"}
-TEMPLATE_FIELDS = {"template", "name", "groups", "description", "macros", "items", "triggers"}
+               "tls_issuer", "tls_subject", "triggers", "interfaces", "proxy",
+               "discovery_rules"}
+TEMPLATE_FIELDS = {"template", "name", "groups", "description", "macros", "items", "triggers", "discovery_rules"}
 DOCUMENT_FIELDS = {"hosts", "templates", "host_groups", "vigil", "macros", "media_types", "user_groups", "users",
                    "actions", "maintenances", "proxies"}
 VALUE_TYPE_LABELS = {v: k for k, v in VALUE_TYPE_NAMES.items()}
@@ -70,6 +72,7 @@ class HostSpec:
     interfaces: list[InterfaceSpec] | None = None  # None: the document does not say; keep what the host has
     triggers: list[TriggerSpec] = field(default_factory=list)
     proxy: str | None = None  # the proxy monitoring the host; '': the server itself; None: as it is
+    discovery_rules: list[DiscoveryRuleSpec] = field(default_factory=list)  # lld.py
 
 
 @dataclass
@@ -92,6 +95,7 @@ class TemplateSpec:
     macros: dict[str, str] = field(default_factory=dict)
     items: list[ItemSpec] = field(default_factory=list)
     triggers: list[TriggerSpec] = field(default_factory=list)
+    discovery_rules: list[DiscoveryRuleSpec] = field(default_factory=list)  # lld.py
 
 
 @dataclass
@@ -251,6 +255,7 @@ def _items(d: dict[str, Any], where: str) -> list[ItemSpec]:
 
 def doc_from_dict(doc: Any) -> ConfigDoc:
     from vigil.server.config.alerting import alerting_from_doc, triggers_from_doc
+    from vigil.server.config.lld import rules_from_doc
 
     if doc is None:
         return ConfigDoc()
@@ -271,6 +276,7 @@ def doc_from_dict(doc: Any) -> ConfigDoc:
             template=_text(t, "template", where, limit=128), name=_text(t, "name", where, "", 128),
             groups=_names(t, "groups", where), description=_text(t, "description", where, "", 65535),
             macros=_macros(t, where), items=_items(t, where), triggers=triggers_from_doc(t, where),
+            discovery_rules=rules_from_doc(t, where),
         ))
     for i, h in enumerate(doc.get("hosts") or []):
         where = f"hosts[{i}]"
@@ -289,7 +295,7 @@ def doc_from_dict(doc: Any) -> ConfigDoc:
             tls_issuer=_text(h, "tls_issuer", where, limit=1024) if "tls_issuer" in h else None,
             tls_subject=_text(h, "tls_subject", where, limit=1024) if "tls_subject" in h else None,
             interfaces=interfaces_from_doc(h["interfaces"], f"{where}.interfaces") if "interfaces" in h else None,
-            triggers=triggers_from_doc(h, where),
+            triggers=triggers_from_doc(h, where), discovery_rules=rules_from_doc(h, where),
             proxy=_proxy_ref(h, where),
         ))
         _check_interface_refs(out.hosts[-1], where)
@@ -349,7 +355,7 @@ PREPROC_TYPES = {
     "in_range": 13, "matches_regex": 14, "not_matches_regex": 15, "check_json_error": 16, "check_xml_error": 17,
     "check_regex_error": 18, "discard_unchanged": 19, "discard_unchanged_heartbeat": 20, "javascript": 21,
     "prometheus_pattern": 22, "prometheus_to_json": 23, "csv_to_json": 24, "str_replace": 25,
-    "check_not_supported": 26, "xml_to_json": 27,
+    "check_not_supported": 26, "xml_to_json": 27, "snmp_walk_to_json": 29,
 }
 PREPROC_LABELS = {v: k for k, v in PREPROC_TYPES.items()}
 ERROR_HANDLERS = {"original_error": 0, "discard_value": 1, "custom_value": 2, "custom_error": 3}

@@ -28,6 +28,7 @@ from vigil.server.config.alerting import (
     UserSpec,
     parse_expression,
 )
+from vigil.server.config.discovery import DiscoveryConfig
 from vigil.server.config.durations import seconds
 from vigil.server.config.model import (
     JMX_DEFAULT_ENDPOINT,
@@ -45,7 +46,7 @@ from vigil.server.config.model import (
     tls_accept_to_doc,
 )
 from vigil.server.config.proxies import ProxyConfig
-from vigil.server.config.tables import HostStatus, ItemType, MediaKind, Severity, ValueType
+from vigil.server.config.tables import Flags, HostStatus, ItemType, MediaKind, Severity, ValueType
 
 
 @dataclass
@@ -126,6 +127,8 @@ class Snapshot:
     items: dict[tuple[str, str], ItemRef]
     active: dict[int, list[ItemRef]]  # hostid -> its enabled agent-active items
     max_history: int = 0  # longest history retention of the enabled items, in seconds (0: none known)
+    # Discovery rules by (host, key): their values go to the LLD processor, not to history.
+    lld: dict[tuple[str, str], ItemRef] = dataclasses.field(default_factory=dict)
 
 
 def _tls_row(h: HostSpec) -> dict[str, Any]:
@@ -238,6 +241,7 @@ class PollItem:
     poll: PollSpec  # user macros and {HOST.*} resolved in the HTTP fields
     master_itemid: int | None = None
     error: str = ""  # a configuration problem that makes the item not supported (unresolved macro...)
+    flags: int = 0  # 1: a discovery rule, whose values go to the LLD processor, not to history
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,6 +369,7 @@ class PollerConfig:
                 if r.main:
                     main[(r.hostid, r.type)] = itf
             rows = c.execute(sa.select(t.items).where(t.items.c.hostid.in_(list(hosts)), t.items.c.status == 0,
+                                                      t.items.c.flags != int(Flags.PROTOTYPE),
                                                       t.items.c.type.in_([int(x) for x in POLLED_TYPES]))).all() \
                 if hosts else []
             rows = [r for r in rows if r.hostid not in proxied or r.type == ItemType.CALCULATED]
@@ -403,7 +408,8 @@ class PollerConfig:
                         "{ITEM.KEY}": resolve_macros(r.key_, m)})
             spec = _resolve_poll(spec, ctx)
             items[r.itemid] = PollItem(r.itemid, r.hostid, host, kind, ValueType(r.value_type),
-                                       resolve_macros(r.key_, m), delay, itf, spec, r.master_itemid, error)
+                                       resolve_macros(r.key_, m), delay, itf, spec, r.master_itemid, error,
+                                       r.flags)
             if r.master_itemid is not None:
                 dependents.setdefault(r.master_itemid, []).append(r.itemid)
         for deps in dependents.values():
@@ -524,7 +530,7 @@ def _resolve_poll(p: PollSpec, ctx: dict[str, str]) -> PollSpec:
     return dataclasses.replace(p, **changes)
 
 
-class ConfigRepo(PollerConfig, ProxyConfig):
+class ConfigRepo(PollerConfig, ProxyConfig, DiscoveryConfig):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
@@ -622,7 +628,8 @@ class ConfigRepo(PollerConfig, ProxyConfig):
         self._set_macros(c, tid, tpl.macros)
         keys = {it.key for it in tpl.items}
         gone = c.execute(sa.select(t.items.c.itemid)
-                         .where(t.items.c.hostid == tid, t.items.c.key_.not_in(keys))).scalars().all()
+                         .where(t.items.c.hostid == tid, t.items.c.flags == int(Flags.PLAIN),
+                                t.items.c.key_.not_in(keys))).scalars().all()
         if gone:
             copies = list(c.execute(sa.select(t.items.c.itemid).where(t.items.c.templateid.in_(gone))).scalars())
             report.triggers_deleted += self._delete_triggers_reading(c, list(gone) + copies)
@@ -631,6 +638,7 @@ class ConfigRepo(PollerConfig, ProxyConfig):
         for it in tpl.items:
             self._upsert_item(c, tid, it, report)
         self.resolve_masters(c, tid, tpl.items, f"{where}.items")
+        self._write_rules(c, tid, tpl.template, True, tpl.discovery_rules, report, where, authoritative=True)
         self.check_formulas(c, tid, tpl.items, f"{where}.items")
         linked = c.execute(sa.select(t.hosts_templates.c.hostid).where(t.hosts_templates.c.templateid == tid)).scalars()
         for hostid in list(linked):
@@ -641,12 +649,17 @@ class ConfigRepo(PollerConfig, ProxyConfig):
         for it, titemid in copied:
             self._upsert_item(c, hostid, it, report, templateid=titemid)
         self.resolve_masters(c, hostid, [it for it, _ in copied], "template item")
+        self._copy_template_rules(c, hostid, templateid, report)
 
     def _items_of(self, c: Connection, hostid: int, own_only: bool = False) -> list[tuple[ItemSpec, int]]:
-        q = sa.select(t.items).where(t.items.c.hostid == hostid).order_by(t.items.c.itemid)
+        """The host's plain items (not discovery rules, prototypes or discovered items)."""
+        q = (sa.select(t.items).where(t.items.c.hostid == hostid, t.items.c.flags == int(Flags.PLAIN))
+             .order_by(t.items.c.itemid))
         if own_only:
             q = q.where(t.items.c.templateid.is_(None))
-        rows = c.execute(q).all()
+        return self._item_specs(c, c.execute(q).all())
+
+    def _item_specs(self, c: Connection, rows: list[Any]) -> list[tuple[ItemSpec, int]]:
         tags: dict[int, list[tuple[str, str]]] = {}
         if rows:
             for r in c.execute(sa.select(t.item_tags).where(t.item_tags.c.itemid.in_([r.itemid for r in rows]))
@@ -662,6 +675,17 @@ class ConfigRepo(PollerConfig, ProxyConfig):
 
     def _template_id(self, c: Connection, name: str, where: str) -> int:
         row = c.execute(sa.select(t.hosts.c.hostid, t.hosts.c.status).where(t.hosts.c.host == name)).first()
+        if row is None:
+            from vigil.server.config.builtins import builtin_document
+            from vigil.server.config.model import doc_from_dict
+
+            builtin = builtin_document(name)
+            if builtin is not None:  # a template shipped with Vigil: imported on first use
+                doc = doc_from_dict(builtin)
+                for i, tpl in enumerate(doc.templates):
+                    self._apply_template(c, tpl, ImportReport(), f"built-in template {name!r}: templates[{i}]")
+                self._apply_triggers(c, dataclasses.replace(doc, hosts=[]), ImportReport(), False)
+                row = c.execute(sa.select(t.hosts.c.hostid, t.hosts.c.status).where(t.hosts.c.host == name)).first()
         if row is None or row.status != HostStatus.TEMPLATE:
             raise ConfigError(f"{where}: no template named {name!r} (import it first or in the same file)")
         return int(row.hostid)
@@ -694,14 +718,13 @@ class ConfigRepo(PollerConfig, ProxyConfig):
             except ConfigError as e:
                 raise ConfigError(f"{where}.items[{i}].key: {e}") from None
         self.resolve_masters(c, hid, h.items, f"{where}.items")
+        self._write_rules(c, hid, h.host, False, h.discovery_rules, report, where, authoritative=delete_missing)
         if delete_missing:
             keys = {it.key for it in h.items}
-            report.triggers_deleted += self._delete_triggers_reading(c, sa.select(t.items.c.itemid).where(
-                t.items.c.hostid == hid, t.items.c.templateid.is_(None), t.items.c.key_.not_in(keys)))
-            report.items_deleted += c.execute(
-                sa.delete(t.items).where(t.items.c.hostid == hid, t.items.c.templateid.is_(None),
-                                         t.items.c.key_.not_in(keys))
-            ).rowcount
+            plain = (t.items.c.hostid == hid, t.items.c.templateid.is_(None), t.items.c.key_.not_in(keys),
+                     t.items.c.flags == int(Flags.PLAIN))
+            report.triggers_deleted += self._delete_triggers_reading(c, sa.select(t.items.c.itemid).where(*plain))
+            report.items_deleted += c.execute(sa.delete(t.items).where(*plain)).rowcount
 
     def set_templates(self, c: Connection, hostid: int, templateids: list[int], report: ImportReport) -> None:
         """Link exactly these templates: new ones bring their items, dropped ones take theirs away."""
@@ -709,6 +732,7 @@ class ConfigRepo(PollerConfig, ProxyConfig):
                              .where(t.hosts_templates.c.hostid == hostid)).scalars())
         want = set(templateids)
         for tid in have - want:
+            self._unlink_discovered(c, hostid, tid, report)
             report.triggers_deleted += self._unlink_triggers(c, hostid, tid)
             titems = sa.select(t.items.c.itemid).where(t.items.c.hostid == tid).scalar_subquery()
             report.items_deleted += c.execute(
@@ -825,6 +849,10 @@ class ConfigRepo(PollerConfig, ProxyConfig):
                 triggers = [al.trigger_to_doc(spec) for spec, _ in self._triggers_of(c, r.hostid, own_only=True)]
                 if triggers:
                     d["triggers"] = triggers
+                if rules := self.rules_of(c, r.hostid):
+                    from vigil.server.config.lld import rule_to_doc
+
+                    d["discovery_rules"] = [rule_to_doc(x) for x in rules]
                 (templates if r.status == HostStatus.TEMPLATE else hosts).append(d)
             if templates:
                 out["templates"] = templates
@@ -846,10 +874,12 @@ class ConfigRepo(PollerConfig, ProxyConfig):
             active: dict[int, list[ItemRef]] = {}
             periods: dict[str | tuple[str, int], int] = {}
             max_history = 0
+            lld: dict[tuple[str, str], ItemRef] = {}
             q = (sa.select(t.items.c.itemid, t.items.c.hostid, t.items.c.key_, t.items.c.type,
-                           t.items.c.value_type, t.items.c.delay, t.items.c.history, t.hosts.c.host)
+                           t.items.c.value_type, t.items.c.delay, t.items.c.history, t.hosts.c.host, t.items.c.flags)
                  .join(t.hosts, t.hosts.c.hostid == t.items.c.hostid)
-                 .where(t.hosts.c.status == HostStatus.MONITORED, t.items.c.status == 0))
+                 .where(t.hosts.c.status == HostStatus.MONITORED, t.items.c.status == 0,
+                        t.items.c.flags != int(Flags.PROTOTYPE)))
             for r in c.execute(q):
                 key = resolve_macros(r.key_, macros.get(r.hostid, {}))
                 try:
@@ -857,6 +887,12 @@ class ConfigRepo(PollerConfig, ProxyConfig):
                 except ValueError:
                     delay = 60
                 ref = ItemRef(r.itemid, r.hostid, ItemType(r.type), ValueType(r.value_type), delay, key, r.key_)
+                if r.flags == Flags.RULE:
+                    lld[(r.host, key)] = ref
+                    lld.setdefault((r.host, r.key_), ref)
+                    if ref.type == ItemType.AGENT_ACTIVE:
+                        active.setdefault(r.hostid, []).append(ref)
+                    continue
                 items[(r.host, key)] = ref
                 if r.key_ != key:  # a value may come under either: agents report under key_orig, as for Zabbix
                     items.setdefault((r.host, r.key_), ref)
@@ -870,7 +906,7 @@ class ConfigRepo(PollerConfig, ProxyConfig):
                 max_history = max(max_history, periods[period])
                 if ref.type == ItemType.AGENT_ACTIVE:
                     active.setdefault(r.hostid, []).append(ref)
-            return Snapshot(version, hosts, items, active, max_history)
+            return Snapshot(version, hosts, items, active, max_history, lld)
 
     def _effective_macros(self, c: Connection) -> dict[int, dict[str, str]]:
         """Per host: its templates' macros overridden by its own."""
@@ -1077,6 +1113,7 @@ class ConfigRepo(PollerConfig, ProxyConfig):
             names = [s.name for s in specs]
             report.triggers_deleted += c.execute(
                 sa.delete(t.triggers).where(t.triggers.c.hostid == hostid, t.triggers.c.templateid.is_(None),
+                                            t.triggers.c.flags == int(Flags.PLAIN),
                                             t.triggers.c.description.not_in(names))).rowcount
         return written
 
@@ -1122,8 +1159,11 @@ class ConfigRepo(PollerConfig, ProxyConfig):
         for ttrid, trid in copies.items():
             self._set_dependencies(c, trid, ups.get(ttrid, []))
 
-    def _triggers_of(self, c: Connection, hostid: int, own_only: bool = False) -> list[tuple[TriggerSpec, int]]:
-        q = sa.select(t.triggers).where(t.triggers.c.hostid == hostid).order_by(t.triggers.c.triggerid)
+    def _triggers_of(self, c: Connection, hostid: int, own_only: bool = False,
+                     flags: int = 0) -> list[tuple[TriggerSpec, int]]:
+        """The host's triggers of one kind: plain (flags 0), prototypes (2) or discovered (4)."""
+        q = (sa.select(t.triggers).where(t.triggers.c.hostid == hostid, t.triggers.c.flags == flags)
+             .order_by(t.triggers.c.triggerid))
         if own_only:
             q = q.where(t.triggers.c.templateid.is_(None))
         rows = c.execute(q).all()
@@ -1191,7 +1231,8 @@ class ConfigRepo(PollerConfig, ProxyConfig):
         monitored hosts, as the engine evaluates them."""
         with self.engine.connect() as c:
             q = (sa.select(t.triggers, t.hosts.c.host).join(t.hosts, t.hosts.c.hostid == t.triggers.c.hostid)
-                 .where(t.hosts.c.status == HostStatus.MONITORED, t.triggers.c.status == 0)
+                 .where(t.hosts.c.status == HostStatus.MONITORED, t.triggers.c.status == 0,
+                        t.triggers.c.flags != int(Flags.PROTOTYPE))
                  .order_by(t.triggers.c.triggerid))
             rows = c.execute(q).all()
             items: dict[int, list[int]] = {}

@@ -852,3 +852,114 @@ proxies = Table(
 HOST_PROXY_COLUMN = Column("proxyid", Integer, ForeignKey("proxies.proxyid", ondelete="SET NULL",
                                                           name="hosts_proxyid_fk"), nullable=True, index=True)
 hosts.append_column(HOST_PROXY_COLUMN)
+
+
+# --- Low-level discovery (migration 0013), Zabbix's way: items.flags tells a discovery rule (1), an
+# item prototype (2) and a discovered item (4) from a plain item (0); triggers.flags and graphs.flags
+# the same for trigger and graph prototypes (2) and what was discovered from them (4). ------------
+
+
+class Flags(IntEnum):
+    PLAIN = 0
+    RULE = 1
+    PROTOTYPE = 2
+    DISCOVERED = 4
+
+
+ITEM_LLD_COLUMNS = (
+    Column("flags", Integer, nullable=False, server_default="0"),
+    # Discovery rules: how long a lost resource's items live on ("30d"; "0": deleted at once), and the
+    # filter's evaluation (0 and/or, 1 and, 2 or, 3 custom formula) with its formula.
+    Column("lifetime", String(255), nullable=False, server_default="30d"),
+    Column("evaltype", Integer, nullable=False, server_default="0"),
+    Column("formula", String(255), nullable=False, server_default=""),
+)
+for _col in ITEM_LLD_COLUMNS:
+    items.append_column(_col)
+TRIGGER_LLD_COLUMNS = (Column("flags", Integer, nullable=False, server_default="0"),)
+for _col in TRIGGER_LLD_COLUMNS:
+    triggers.append_column(_col)
+
+# A discovery rule's filter conditions (Zabbix's item_condition): operator 8 matches, 9 does not
+# match, 12 exists, 13 does not exist; formulaid names it in a custom formula.
+item_condition = Table(
+    "item_condition",
+    metadata,
+    Column("item_conditionid", Integer, primary_key=True),
+    Column("itemid", Integer, ForeignKey("items.itemid", ondelete="CASCADE"), nullable=False, index=True),
+    Column("operator", Integer, nullable=False, server_default="8"),
+    Column("macro", String(64), nullable=False),
+    Column("value", String(255), nullable=False, server_default=""),
+    Column("formulaid", String(8), nullable=False, server_default=""),
+)
+
+# A discovery rule's LLD macros taken from each row by JSONPath.
+lld_macro_path = Table(
+    "lld_macro_path",
+    metadata,
+    Column("lld_macro_pathid", Integer, primary_key=True),
+    Column("itemid", Integer, ForeignKey("items.itemid", ondelete="CASCADE"), nullable=False),
+    Column("lld_macro", String(255), nullable=False),
+    Column("path", String(255), nullable=False),
+    UniqueConstraint("itemid", "lld_macro", name="lld_macro_path_itemid_macro"),
+)
+
+# A prototype's rule (parent_itemid: the rule) and a discovered item's prototype (parent_itemid: the
+# prototype, key_ its key when discovered), with when it was last found and, once lost, when it goes.
+item_discovery = Table(
+    "item_discovery",
+    metadata,
+    Column("itemdiscoveryid", Integer, primary_key=True),
+    Column("itemid", Integer, ForeignKey("items.itemid", ondelete="CASCADE"), nullable=False, unique=True),
+    Column("parent_itemid", Integer, ForeignKey("items.itemid", ondelete="CASCADE"), nullable=False, index=True),
+    Column("key_", String(2048), nullable=False, server_default=""),
+    Column("lastcheck", Integer, nullable=False, server_default="0"),
+    Column("ts_delete", Integer, nullable=False, server_default="0"),
+)
+
+trigger_discovery = Table(
+    "trigger_discovery",
+    metadata,
+    Column("triggerid", Integer, ForeignKey("triggers.triggerid", ondelete="CASCADE"), primary_key=True),
+    Column("parent_triggerid", Integer, ForeignKey("triggers.triggerid", ondelete="CASCADE"), nullable=False,
+           index=True),
+    Column("lastcheck", Integer, nullable=False, server_default="0"),
+    Column("ts_delete", Integer, nullable=False, server_default="0"),
+)
+
+# Graphs (Zabbix's graphs/graphs_items; hostid added: the host or template whose configuration holds it).
+# graphtype 0 normal, 1 stacked; drawtype 0 line, 1 filled, 2 bold line, 3 dot, 4 dashed, 5 gradient.
+graphs = Table(
+    "graphs",
+    metadata,
+    Column("graphid", Integer, primary_key=True),
+    Column("hostid", Integer, ForeignKey("hosts.hostid", ondelete="CASCADE"), nullable=False, index=True),
+    Column("name", String(128), nullable=False),
+    Column("width", Integer, nullable=False, server_default="900"),
+    Column("height", Integer, nullable=False, server_default="200"),
+    Column("graphtype", Integer, nullable=False, server_default="0"),
+    Column("flags", Integer, nullable=False, server_default="0"),
+    UniqueConstraint("hostid", "name", name="graphs_hostid_name"),
+)
+
+graphs_items = Table(
+    "graphs_items",
+    metadata,
+    Column("gitemid", Integer, primary_key=True),
+    Column("graphid", Integer, ForeignKey("graphs.graphid", ondelete="CASCADE"), nullable=False, index=True),
+    Column("itemid", Integer, ForeignKey("items.itemid", ondelete="CASCADE"), nullable=False, index=True),
+    Column("sortorder", Integer, nullable=False, server_default="0"),
+    Column("color", String(6), nullable=False, server_default="009600"),
+    Column("drawtype", Integer, nullable=False, server_default="0"),
+    Column("yaxisside", Integer, nullable=False, server_default="0"),  # 0 left, 1 right
+    Column("calc_fnc", Integer, nullable=False, server_default="2"),  # 1 min, 2 avg, 4 max, 7 all
+)
+
+graph_discovery = Table(
+    "graph_discovery",
+    metadata,
+    Column("graphid", Integer, ForeignKey("graphs.graphid", ondelete="CASCADE"), primary_key=True),
+    Column("parent_graphid", Integer, ForeignKey("graphs.graphid", ondelete="CASCADE"), nullable=False, index=True),
+    Column("lastcheck", Integer, nullable=False, server_default="0"),
+    Column("ts_delete", Integer, nullable=False, server_default="0"),
+)

@@ -85,12 +85,14 @@ class IngestServer:
                  read_sessions: Callable[[], dict[str, int]], *,
                  max_frame: int, timeout: float, max_connections: int, max_body: int = 16 * 1024 * 1024,
                  max_values: int = 10_000, clock_window: ClockWindow = DEFAULT_WINDOW,
-                 tls: ssl.SSLContext | None = None, observer: Observer | None = None) -> None:
+                 tls: ssl.SSLContext | None = None, observer: Observer | None = None,
+                 lld: Callable[[int, str, int], None] | None = None) -> None:
         self.observer = observer
         self.proxies: ProxyHandler | None = None  # proxy config/heartbeat/data (server/ingest/proxy.py)
         # Values stored: the pollers' scheduler feeds the dependent items of trapper and active agent items
         # from them (Scheduler.received), set by `vigil server` once its pollers run.
         self.on_stored: Callable[[WriteBatch], None] | None = None
+        self.lld = lld  # where discovery rules' values go (vigil.server.lld.LldProcessor.submit)
         self.read_sessions = read_sessions
         self.sessions = AgentSessions(last_ids)
         self.clock_window = clock_window
@@ -294,6 +296,9 @@ class IngestServer:
             now_s, now_ns = divmod(now, 1_000_000_000)
             snap = self.cache.snapshot
             data = self.admission.filter(snap, data, peer)
+            discovered = 0
+            if snap.lld and self.lld is not None:
+                data, discovered = self._discovery_values(snap, data, request == SENDER_DATA, now)
             observer = self.observer
             unsupported: list[tuple[int, int, str]] | None = [] if observer is not None else None
             if request == SENDER_DATA:
@@ -319,9 +324,10 @@ class IngestServer:
                 observer.unsupported(unsupported)  # type: ignore[union-attr]
             if error is not None:
                 return failure(f"values were not stored: {error}")
-            self.stats["values"] += len(data) - failed
+            self.stats["values"] += len(data) - failed + discovered
             self.stats["failed"] += failed
-            info = ProcessedInfo(len(data) - failed, failed, len(data), time.perf_counter() - started)
+            info = ProcessedInfo(len(data) - failed + discovered, failed, len(data) + discovered,
+                                 time.perf_counter() - started)
             return success(info)
         if request == ACTIVE_CHECKS:
             return await self._active_checks(obj, peer)
@@ -330,6 +336,22 @@ class IngestServer:
         log.warning("unknown request %r from %s", request, peer)
         what = "missing field 'request'" if request is None else f"unknown request {str(request)[:64]!r}"
         return failure(what)
+
+    def _discovery_values(self, snap: Any, data: list[Any], sender: bool, now: int) -> tuple[list[Any], int]:
+        """Values of discovery rules (trapper rules from a sender, active ones from an agent) go to the
+        LLD processor instead of history; returns the other values and how many went."""
+        from vigil.server.config.tables import ItemType
+
+        kind = ItemType.TRAPPER if sender else ItemType.AGENT_ACTIVE
+        rest, n = [], 0
+        for d in data:
+            ref = snap.lld.get((d.get("host"), d.get("key"))) if type(d) is dict else None
+            if ref is None or ref.type != kind or not isinstance(d.get("value"), str) or d.get("state") == 1:
+                rest.append(d)
+                continue
+            self.lld(ref.itemid, d["value"], now)  # type: ignore[misc]
+            n += 1
+        return (rest, n) if n else (data, 0)
 
     async def _store(self, batch: WriteBatch, request: str, peer: str) -> Exception | None:
         if len(batch) or batch.logpos or batch.sessions:

@@ -68,18 +68,23 @@ async def serve(settings: Settings, stop: asyncio.Event,
                       settings.history_writers, timeout=settings.timeout, sessions=last_ids,
                       on_commit=triggers.on_commit)
     batcher.start()
+    from vigil.server.lld import LldProcessor
+
+    lld = LldProcessor(repo)  # discovery rules' values, from the pollers and from ingest
+    lld.start()
     try:
         tls = context_from_settings(settings.tls_ca_file, settings.tls_cert_file, settings.tls_key_file,
                                     settings.tls_crl_file) if settings.tls_enabled else None
     except RuntimeError:
         batcher.stop()
+        lld.stop()
         triggers.stop()
         raise
     ingest = IngestServer(cache, repo, batcher, last_ids, read_sessions, max_frame=settings.max_frame_bytes,
                           timeout=settings.timeout, max_connections=settings.max_connections,
                           max_body=settings.max_body_bytes, max_values=settings.max_request_values,
                           clock_window=ClockWindow(settings.max_clock_ahead, settings.max_clock_age),
-                          tls=tls, observer=triggers)
+                          tls=tls, observer=triggers, lld=lld.submit)
     # --- proxies (server/ingest/proxy.py): active ones through the listener, passive ones polled -------
     from vigil.server.ingest.proxy import PassivePoller, ProxyHandler
 
@@ -92,6 +97,7 @@ async def serve(settings: Settings, stop: asyncio.Event,
         server = await ingest.start_server(host, port, backlog=1024)
     except OSError as e:
         batcher.stop()
+        lld.stop()
         triggers.stop()
         raise RuntimeError(f"cannot listen on {host}:{port} (VIGIL_LISTEN): {e.strerror or e}") from None
     log.info("listening for Zabbix protocol traffic on %s:%d%s, store %s", host, port,
@@ -109,7 +115,7 @@ async def serve(settings: Settings, stop: asyncio.Event,
     from vigil.server.pollers.scheduler import start as start_pollers
     from vigil.server.pollers.trapserver import start as start_traps
 
-    pollers = start_pollers(settings, repo, batcher.submit, triggers.unsupported)
+    pollers = start_pollers(settings, repo, batcher.submit, triggers.unsupported, lld.submit)
     traps = None
     if pollers is not None:
         ingest.on_stored = pollers.scheduler.received  # dependent items of trapper and active agent items
@@ -119,6 +125,7 @@ async def serve(settings: Settings, stop: asyncio.Event,
             await pollers.stop()
             server.close()
             batcher.stop()
+            lld.stop()
             triggers.stop()
             raise RuntimeError(str(e)) from None
     elif settings.snmptrap_listen is not None:
@@ -139,6 +146,7 @@ async def serve(settings: Settings, stop: asyncio.Event,
         await passive
         housekeeper_stop.set()
         batcher.stop()
+        lld.stop()
         triggers.stop()  # after the writers: it evaluates what they committed last
         engine.dispose()
         log.info("stopped: %d requests, %d values stored, %d failed",

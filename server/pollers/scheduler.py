@@ -212,10 +212,12 @@ class Scheduler:
                  settings: PollerSettings | None = None, pollers: Mapping[ItemType, PollFn] | None = None,
                  preprocess: Preprocess | None = None, timeouts: Mapping[ItemType, TimeoutFn] | None = None,
                  clock: Callable[[], float] = time.time,
-                 unsupported: Callable[[list[tuple[int, int, str]]], None] | None = None) -> None:
+                 unsupported: Callable[[list[tuple[int, int, str]]], None] | None = None,
+                 lld: Callable[[int, str, int], None] | None = None) -> None:
         """`unsupported`: where (itemid, clock, error) of items that became not supported go when the
         trigger engine keeps item_state (vigil.server.triggers.evaluator.TriggerEngine.unsupported; it
-        also makes them normal again on their next value); None: the scheduler writes item_state itself."""
+        also makes them normal again on their next value); None: the scheduler writes item_state itself.
+        `lld`: where discovery rules' values go, (itemid, value, clock_ns) (vigil.server.lld.LldProcessor)."""
         self.repo = repo
         self.submit = submit
         self.s = settings or PollerSettings()
@@ -228,6 +230,7 @@ class Scheduler:
         self.preprocess = preprocess or Preprocessor()
         self.clock = clock
         self.unsupported = unsupported
+        self.lld = lld
         self.version = -1
         self.items: dict[int, PollItem] = {}
         self.dependents: dict[int, list[int]] = {}
@@ -264,6 +267,8 @@ class Scheduler:
             prev = old.get(itemid)
             if (item.error or item.type not in self.pollers) and (prev is None or prev.error != item.error):
                 self._schedule(itemid, now)  # not supported at once, saying why, not at its first slot
+            elif prev is None and item.flags == 1:
+                self._schedule(itemid, now)  # a discovery rule runs as soon as it appears (linked, or at start)
             elif prev is None or prev.delay != item.delay or itemid not in self._gen:
                 self._schedule(itemid, nextcheck(itemid, item.delay, now))
         self._traps = traps
@@ -418,6 +423,11 @@ class Scheduler:
             out = self.preprocess(item, text, clock_ns, error)
         except NotSupported as e:
             self._set_state(item, 1, str(e))
+            return
+        if out is not None and item.flags == 1:  # a discovery rule: to the LLD processor, not to history
+            if self.lld is not None:
+                self.lld(item.itemid, str(out), clock_ns)
+            self._set_state(item, 0, "")
             return
         if out is not None:
             try:
@@ -615,7 +625,8 @@ class Pollers:
 
 
 def start(settings: Settings, repo: ConfigRepo, submit: Callable[[WriteBatch], Awaitable[None]],
-          unsupported: Callable[[list[tuple[int, int, str]]], None] | None = None) -> Pollers | None:
+          unsupported: Callable[[list[tuple[int, int, str]]], None] | None = None,
+          lld: Callable[[int, str, int], None] | None = None) -> Pollers | None:
     """Start the pollers of `vigil server` on the running loop; None when VIGIL_POLLERS is 0. Their
     `stop()` hands their last values to `submit`. `unsupported`: the trigger engine's, which then keeps
     item_state (see Scheduler)."""
@@ -636,7 +647,7 @@ def start(settings: Settings, repo: ConfigRepo, submit: Callable[[WriteBatch], A
     sched = Scheduler(repo, submit, PollerSettings(
         pollers=settings.pollers, timeout=settings.timeout, unreachable_period=settings.unreachable_period,
         unavailable_delay=settings.unavailable_delay, unreachable_delay=settings.unreachable_delay,
-        config_refresh=settings.config_refresh), pollers=pollers, unsupported=unsupported)
+        config_refresh=settings.config_refresh), pollers=pollers, unsupported=unsupported, lld=lld)
     halt = asyncio.Event()
     task = asyncio.create_task(sched.run(halt), name="pollers")
 

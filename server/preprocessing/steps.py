@@ -51,6 +51,7 @@ class StepType(IntEnum):
     STR_REPLACE = 25
     VALIDATE_NOT_SUPPORTED = 26
     XML_TO_JSON = 27
+    SNMP_WALK_TO_JSON = 29  # Zabbix 6.4's (snmpwalk.py)
 
 
 class ErrorHandler(IntEnum):
@@ -88,6 +89,7 @@ STEP_NAMES: dict[int, str] = {
     25: "Replace",
     26: "Check for not supported value",
     27: "XML to JSON",
+    29: "SNMP walk to JSON",
 }
 
 _NUMERIC = {StepType.MULTIPLIER, StepType.DELTA_VALUE, StepType.DELTA_SPEED, StepType.VALIDATE_RANGE}
@@ -126,7 +128,7 @@ class Step:
     def validate(self) -> None:
         """Check the step's type, parameters and error handler; raises StepError with what to fix."""
         if self.type not in STEP_NAMES:
-            raise StepError(f"unknown preprocessing step type {self.type}, expected 1..27")
+            raise StepError(f"unknown preprocessing step type {self.type}, expected 1..27 or 29")
         if self.type == StepType.SCRIPT:
             raise StepError("JavaScript preprocessing is not supported by Vigil; use JSONPath, regular expressions "
                             "or Prometheus steps instead")
@@ -362,6 +364,21 @@ def _compiled(step: Step) -> Fn:
         if req == "label" and not argument.strip():
             raise StepError("the label result needs a label name")
         return lambda v, c, h: (_prom(pat, v, req, argument), h)
+    if t == StepType.SNMP_WALK_TO_JSON:
+        from vigil.server.preprocessing import snmpwalk
+
+        try:
+            snmpwalk.parse_params(p)
+        except snmpwalk.WalkError as e:
+            raise StepError(str(e)) from None
+
+        def walk_json(v: Value, c: float, h: Previous | None) -> tuple[Value | None, Previous | None]:
+            try:
+                return snmpwalk.walk_to_json(text_of(v), p), h
+            except snmpwalk.WalkError as e:
+                raise _Failed(str(e)) from None
+
+        return walk_json
     if t == StepType.PROMETHEUS_TO_JSON:
         pat2: prometheus.Pattern | str = ""
         if p.strip():
