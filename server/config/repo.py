@@ -1294,6 +1294,54 @@ class ConfigRepo(PollerConfig):
                 day=p.day, start_time=p.start_time, period=p.period, start_date=p.start_date))
         return mid
 
+    # --- one alerting object at a time (the web forms and the API); the same rows an import writes ---
+
+    def _named(self, kind: str) -> tuple[sa.Table, Any, Any, str]:
+        return {"media_type": (t.media_types, t.media_types.c.mediatypeid, t.media_types.c.name, "media type"),
+                "action": (t.actions, t.actions.c.actionid, t.actions.c.name, "action"),
+                "maintenance": (t.maintenances, t.maintenances.c.maintenanceid, t.maintenances.c.name,
+                                "maintenance"),
+                "user_group": (t.usrgrp, t.usrgrp.c.usrgrpid, t.usrgrp.c.name, "user group")}[kind]
+
+    def save_alerting(self, kind: str, spec: Any, objid: int | None = None) -> int:
+        """Create (objid None) or replace one media type, action, maintenance or user group (spec: its
+        name for a user group), renaming it when the name changed. ConfigError `name: ...` for a name
+        another has; `<kind>.field: ...` as an import's; nothing is written then."""
+        table, idcol, namecol, label = self._named(kind)
+        name = spec if kind == "user_group" else spec.name
+        with self.engine.begin() as c:
+            other = c.execute(sa.select(idcol).where(namecol == name)).scalar()
+            if other is not None and other != objid:
+                raise ConfigError(f"{kind}.name: a {label} named {name!r} exists already")
+            if objid is not None:
+                if not c.execute(sa.update(table).where(idcol == objid).values({namecol.name: name})).rowcount:
+                    raise ConfigError(f"{kind}.id: no {label} {objid}")
+            if kind == "media_type":
+                rid = self._upsert_media_type(c, spec)
+            elif kind == "action":
+                rid = self._upsert_action(c, spec, kind)
+            elif kind == "maintenance":
+                rid = self._upsert_maintenance(c, spec, kind)
+            else:
+                rid = objid if objid is not None else int(
+                    c.execute(sa.insert(t.usrgrp).values(name=name)).inserted_primary_key[0])
+            self._bump(c)
+        return rid
+
+    def delete_alerting(self, kind: str, objid: int) -> bool:
+        table, idcol, _, _ = self._named(kind)
+        with self.engine.begin() as c:
+            n = c.execute(sa.delete(table).where(idcol == objid)).rowcount
+            self._bump(c)
+        return n > 0
+
+    def save_user(self, u: UserSpec) -> int:
+        """A user's name, role, groups and media (by username; the password is UserRepo's)."""
+        with self.engine.begin() as c:
+            uid = self._upsert_user(c, u, "user")
+            self._bump(c)
+        return uid
+
     def _read_alerting(self, c: Connection) -> AlertingConfig:
         cfg = AlertingConfig()
         for r in c.execute(sa.select(t.media_types).order_by(t.media_types.c.name)):
