@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from vigil.web.pages import mediatypes
+from vigil.web.pages import actions, mediatypes
 
-CONFIG_PAGES = (mediatypes,)
+CONFIG_PAGES = (actions, mediatypes)
