@@ -17,6 +17,8 @@ from werkzeug.datastructures import MultiDict
 
 ROWS = 30  # at most this many condition / operation / period / media rows in one form
 NAME_BAD = re.compile(r"[<>\x00-\x1f\x7f]")
+# Lists a form shows as rows, each with its own error line; in other lists (groups, hosts) the field errs.
+ROW_FIELDS = {"conditions", "operations", "recovery_operations", "update_operations", "medias", "periods"}
 
 
 def error_field(message: str, prefix: str, default: str = "name") -> tuple[str, str]:
@@ -32,6 +34,8 @@ def error_field(message: str, prefix: str, default: str = "name") -> tuple[str, 
     if m is None:
         return default, text
     top, rest = m.group(1), m.group(2)
+    if "[" in top and top.partition("[")[0] not in ROW_FIELDS:
+        top, rest = top.partition("[")[0], ".".join(x for x in (top.partition("[")[2].rstrip("]"), rest) if x)
     return top, f"{rest}: {text}" if rest else text
 
 
