@@ -12,9 +12,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from vigil.server.config import tables as t
 from vigil.server.config.alerting import ActionSpec, MaintenanceSpec, MediaTypeSpec, UserSpec
-from vigil.server.config.browse import Page, _search
+from vigil.server.config.browse import Page, Scope, _search
 from vigil.server.config.repo import ConfigRepo
-from vigil.server.config.tables import MediaKind
+from vigil.server.config.tables import HostStatus, MediaKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,3 +139,12 @@ class AlertingBrowse:
         with self.engine.connect() as c:
             return [(int(a), b) for a, b in c.execute(sa.select(t.usrgrp.c.usrgrpid, t.usrgrp.c.name)
                                                       .order_by(t.usrgrp.c.name))]
+
+    def host_picks(self, scope: Scope | None = None, limit: int = 2000) -> list[tuple[str, str]]:
+        """(host name, visible name) of the hosts in scope, for pickers that refer to hosts by name."""
+        h = t.hosts.c
+        scope = scope or Scope()
+        q = (sa.select(h.host, h.name).where(h.status != HostStatus.TEMPLATE, scope.hosts_clause(h.hostid))
+             .order_by(h.host).limit(limit))
+        with self.engine.connect() as c:
+            return [(a, b or a) for a, b in c.execute(q)]

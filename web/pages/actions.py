@@ -94,7 +94,7 @@ def _form(doc: dict[str, Any], errors: dict[str, str], actionid: int | None) -> 
         condition_types=al.CONDITION_TYPES, operators=al.CONDITION_OPERATORS, evaltypes=al.EVALTYPE_NAMES,
         severity_names=list(al.SEVERITY_NAMES), users=[u.username for u in svc.users.users()],
         user_groups=[n for _, n in b.user_group_names()], media_types=[n for _, n in b.media_type_names()],
-        host_groups=[n for _, n in svc.browse.host_groups()], hosts=[n for _, n in svc.browse.host_names()],
+        host_groups=[n for _, n in svc.browse.host_groups()], hosts=[h for h, _ in b.host_picks()],
     ), 400 if errors else 200
 
 

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from vigil.web.pages import actions, mediatypes
+from vigil.web.pages import actions, maintenance, mediatypes
 
-CONFIG_PAGES = (actions, mediatypes)
+CONFIG_PAGES = (actions, maintenance, mediatypes)
