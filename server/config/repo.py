@@ -652,6 +652,30 @@ class ConfigRepo(PollerConfig):
             self._bump(c)
         return report
 
+    def item_spec(self, itemid: int) -> tuple[str, ItemSpec, bool] | None:
+        """(host name, the item as a document has it, whether it comes from a template) or None."""
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(t.items.c.hostid, t.items.c.templateid, t.hosts.c.host)
+                            .join(t.hosts, t.hosts.c.hostid == t.items.c.hostid)
+                            .where(t.items.c.itemid == itemid)).first()
+            if row is None:
+                return None
+            spec = next(s for s, i in self._items_of(c, int(row.hostid)) if i == itemid)
+            return row.host, spec, row.templateid is not None
+
+    def delete_item(self, itemid: int) -> bool:
+        """Delete a host's own item with the triggers reading it (an item from a template stays: unlink it)."""
+        with self.engine.begin() as c:
+            row = c.execute(sa.select(t.items.c.templateid, t.items.c.key_).where(t.items.c.itemid == itemid)).first()
+            if row is None:
+                return False
+            if row.templateid is not None:
+                raise ConfigError(f"item {row.key_!r} comes from a linked template: change it in the template")
+            self._delete_triggers_reading(c, sa.select(t.items.c.itemid).where(t.items.c.itemid == itemid))
+            c.execute(sa.delete(t.items).where(t.items.c.itemid == itemid))
+            self._bump(c)
+        return True
+
     def host_exists(self, host: str) -> bool:
         with self.engine.connect() as c:
             return c.execute(sa.select(t.hosts.c.hostid).where(t.hosts.c.host == host)).first() is not None

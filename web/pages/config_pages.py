@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from vigil.web.pages import actions, maintenance, mediatypes
+from vigil.web.pages import actions, items, maintenance, mediatypes, templates
 
-CONFIG_PAGES = (actions, maintenance, mediatypes)
+CONFIG_PAGES = (actions, items, maintenance, mediatypes, templates)
