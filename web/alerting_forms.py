@@ -21,15 +21,18 @@ NAME_BAD = re.compile(r"[<>\x00-\x1f\x7f]")
 ROW_FIELDS = {"conditions", "operations", "recovery_operations", "update_operations", "medias", "periods"}
 
 
-def error_field(message: str, prefix: str, default: str = "name") -> tuple[str, str]:
+def error_field(message: str, prefix: str, default: str = "name", full: bool = False) -> tuple[str, str]:
     """('operations[0]', 'step_from: expected ...') from "action.operations[0].step_from: expected ...":
-    the top-level field, or the row of a list, and the rest of the message."""
+    the top-level field, or the row of a list, and the rest of the message. `full`: the whole path
+    ('operations[0].step_from', 'expected ...'), as the API names fields."""
     path, sep, text = message.partition(": ")
     if not sep or not (path == prefix or path.startswith(prefix + ".") or path.startswith(prefix + "[")):
         return default, message
     path = path[len(prefix):].lstrip(".")
     if not path:
         return default, text
+    if full:
+        return path, text
     m = re.match(r"(\w+(?:\[\d+\])?)\.?(.*)", path)
     if m is None:
         return default, text
@@ -50,8 +53,9 @@ def check_name(doc: dict[str, Any], field: str = "name", limit: int = 100) -> di
     return {}
 
 
-def parse(kind: str, doc: Any, from_doc: Callable[[Any, str], Any], default: str = "name") -> Any:
-    """The spec from a document object, or FormErrors keyed by field."""
+def parse(kind: str, doc: Any, from_doc: Callable[[Any, str], Any], default: str = "name",
+          full: bool = False) -> Any:
+    """The spec from a document object, or FormErrors keyed by field (by its whole path if `full`)."""
     if not isinstance(doc, dict):
         raise FormErrors({"body": "expected a JSON object"})
     errors = check_name(doc, "username" if kind == "user" else "name", 128 if kind == "maintenance" else 100)
@@ -60,11 +64,11 @@ def parse(kind: str, doc: Any, from_doc: Callable[[Any, str], Any], default: str
     try:
         return from_doc(doc, kind)
     except ConfigError as e:
-        raise FormErrors(dict([error_field(str(e), kind, default)])) from None
+        raise FormErrors(dict([error_field(str(e), kind, default, full)])) from None
 
 
-def config_errors(e: ConfigError, kind: str, default: str = "name") -> FormErrors:
-    return FormErrors(dict([error_field(str(e), kind, default)]))
+def config_errors(e: ConfigError, kind: str, default: str = "name", full: bool = False) -> FormErrors:
+    return FormErrors(dict([error_field(str(e), kind, default, full)]))
 
 
 def _s(form: MultiDict, name: str, limit: int = 65535) -> str:

@@ -238,3 +238,6 @@ def openapi() -> Any:
     from vigil.web.api.openapi import document
 
     return jsonify(document())
+
+
+from vigil.web.api import config_api  # noqa: E402,F401  (its routes are on bp)

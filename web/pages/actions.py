@@ -35,13 +35,13 @@ def _spec(actionid: int) -> al.ActionSpec:
     return a
 
 
-def save(doc: Any, actionid: int | None) -> int:
+def save(doc: Any, actionid: int | None, full: bool = False) -> int:
     """Parse an actions entry and write it; FormErrors naming the field (or the row), nothing written."""
-    spec = parse("action", doc, al.action_from_doc, "operations")
+    spec = parse("action", doc, al.action_from_doc, "operations", full)
     try:
         return services().repo.save_alerting("action", spec, actionid)
     except ConfigError as e:
-        raise config_errors(e, "action", "operations") from None
+        raise config_errors(e, "action", "operations", full) from None
 
 
 def condition_text(c: al.ConditionSpec) -> str:

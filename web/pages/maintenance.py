@@ -44,13 +44,13 @@ def require_writable(spec: al.MaintenanceSpec) -> None:
     auth.require_groups_writable([ids[g] for g in spec.groups if g in ids])
 
 
-def save(doc: Any, maintenanceid: int | None) -> int:
-    spec = parse("maintenance", doc, al.maintenance_from_doc, "hosts")
+def save(doc: Any, maintenanceid: int | None, full: bool = False) -> int:
+    spec = parse("maintenance", doc, al.maintenance_from_doc, "hosts", full)
     require_writable(spec)
     try:
         return services().repo.save_alerting("maintenance", spec, maintenanceid)
     except ConfigError as e:
-        raise config_errors(e, "maintenance", "hosts") from None
+        raise config_errors(e, "maintenance", "hosts", full) from None
 
 
 def state(active_since: int, active_till: int, now: int) -> str:

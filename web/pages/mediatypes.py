@@ -38,13 +38,13 @@ def _spec(mediatypeid: int) -> al.MediaTypeSpec:
     return m
 
 
-def save(doc: Any, mediatypeid: int | None) -> int:
+def save(doc: Any, mediatypeid: int | None, full: bool = False) -> int:
     """Parse a media_types entry and write it; FormErrors naming the field, nothing written."""
-    spec = parse("media_type", doc, al.media_type_from_doc)
+    spec = parse("media_type", doc, al.media_type_from_doc, full=full)
     try:
         return services().repo.save_alerting("media_type", spec, mediatypeid)
     except ConfigError as e:
-        raise config_errors(e, "media_type") from None
+        raise config_errors(e, "media_type", full=full) from None
 
 
 def send_test(spec: al.MediaTypeSpec, mediatypeid: int, sendto: str, subject: str, message: str) -> str | None:
