@@ -136,7 +136,7 @@ def media_type_form_values(m: al.MediaTypeSpec) -> dict[str, Any]:
     doc = al.media_type_to_doc(m)
     v: dict[str, Any] = {**{k: x for k, x in m.params.items() if k != "password"}, **doc}
     v.pop("password", None)
-    v["enabled"] = m.enabled
+    v.update(enabled=m.enabled, max_attempts=m.max_attempts, attempt_interval=m.attempt_interval)
     v["headers"] = "\n".join(f"{k}: {x}" for k, x in m.params.get("headers", {}).items())
     v["parameters"] = "\n".join(m.params.get("parameters", []))
     v["has_password"] = bool(m.params.get("password"))

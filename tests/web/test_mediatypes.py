@@ -46,6 +46,7 @@ def test_create_edit_and_delete_an_email_media_type(env: Env) -> None:
     mid = int(r.headers["Location"].rsplit("/", 1)[1])
     page = c.get(f"/config/mediatypes/{mid}").get_data(as_text=True)
     assert "s3cret" not in page and "unchanged" in page
+    assert 'name="max_attempts" value="3"' in page and 'name="attempt_interval" value="10s"' in page
     # an edit with the password left empty keeps it; the rename is seen by the export
     r = post(c, f"/config/mediatypes/{mid}", {**EMAIL, "name": "Ops mail", "smtp_security": "starttls",
                                               "username": "bot"})
