@@ -24,7 +24,7 @@ ITEM_TYPE_LABELS = {v: k for k, v in ITEM_TYPE_NAMES.items()}
 TLS_UNENCRYPTED, TLS_PSK, TLS_CERT = 1, 2, 4
 TLS_ACCEPT_NAMES = {"unencrypted": TLS_UNENCRYPTED, "psk": TLS_PSK, "cert": TLS_CERT}
 HOST_FIELDS = {"host", "name", "groups", "status", "description", "templates", "macros", "items", "tls_accept",
-               "tls_issuer", "tls_subject", "triggers", "interfaces"}
+               "tls_issuer", "tls_subject", "triggers", "interfaces", "tags"}
 TEMPLATE_FIELDS = {"template", "name", "groups", "description", "macros", "items", "triggers"}
 DOCUMENT_FIELDS = {"hosts", "templates", "host_groups", "vigil", "macros", "media_types", "user_groups", "users",
                    "actions", "maintenances"}
@@ -69,6 +69,7 @@ class HostSpec:
     tls_subject: str | None = None
     interfaces: list[InterfaceSpec] | None = None  # None: the document does not say; keep what the host has
     triggers: list[TriggerSpec] = field(default_factory=list)
+    tags: list[tuple[str, str]] | None = None  # None: the document does not say; keep the host's
 
 
 @dataclass
@@ -183,6 +184,14 @@ def _tags(v: Any, where: str) -> list[tuple[str, str]]:
     return out
 
 
+def _host_tags(v: Any, where: str) -> list[tuple[str, str]]:
+    out = _tags(v, where)
+    for i, (k, val) in enumerate(out):
+        if not k.strip() or len(k) > 255 or len(val) > 255:
+            raise ConfigError(f"{where}[{i}]: a tag name of 1 to 255 characters and a value of at most 255")
+    return out
+
+
 ITEM_FIELDS = {"key", "type", "value_type", "name", "units", "delay", "history", "trends", "status",
                "description", "tags"} | set()  # and POLL_FIELDS, added below
 
@@ -277,6 +286,7 @@ def doc_from_dict(doc: Any) -> ConfigDoc:
             tls_subject=_text(h, "tls_subject", where, limit=1024) if "tls_subject" in h else None,
             interfaces=interfaces_from_doc(h["interfaces"], f"{where}.interfaces") if "interfaces" in h else None,
             triggers=triggers_from_doc(h, where),
+            tags=_host_tags(h.get("tags"), f"{where}.tags") if "tags" in h else None,
         ))
         _check_interface_refs(out.hosts[-1], where)
     for kind, field_, names in (("templates", "template", [t.template for t in out.templates]),

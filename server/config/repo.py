@@ -582,6 +582,10 @@ class ConfigRepo(PollerConfig):
             self._set_macros(c, hid, h.macros)
         if h.interfaces is not None:
             self.set_interfaces(c, hid, h.interfaces)
+        if h.tags is not None:
+            c.execute(sa.delete(t.host_tags).where(t.host_tags.c.hostid == hid))
+            if h.tags:
+                c.execute(sa.insert(t.host_tags), [{"hostid": hid, "tag": k, "value": v} for k, v in h.tags])
         if h.templates is not None:
             self.set_templates(c, hid, [self._template_id(c, n, f"{where}.templates[{i}]")
                                         for i, n in enumerate(h.templates)], report)
@@ -676,6 +680,11 @@ class ConfigRepo(PollerConfig):
             self._bump(c)
         return True
 
+    def host_tags(self, c: Connection, hostid: int) -> list[tuple[str, str]]:
+        return [(r.tag, r.value) for r in c.execute(sa.select(t.host_tags.c.tag, t.host_tags.c.value)
+                                                    .where(t.host_tags.c.hostid == hostid)
+                                                    .order_by(t.host_tags.c.hosttagid))]
+
     def host_exists(self, host: str) -> bool:
         with self.engine.connect() as c:
             return c.execute(sa.select(t.hosts.c.hostid).where(t.hosts.c.host == host)).first() is not None
@@ -731,6 +740,8 @@ class ConfigRepo(PollerConfig):
                 if r.status != HostStatus.TEMPLATE:
                     if interfaces := self.interfaces_of(c, r.hostid):
                         d["interfaces"] = [interface_to_doc(x) for x in interfaces]
+                    if host_tags := self.host_tags(c, r.hostid):
+                        d["tags"] = [{"tag": k, "value": v} for k, v in host_tags]
                     if r.tls_accept != 1:
                         d["tls_accept"] = tls_accept_to_doc(r.tls_accept)
                     for name in ("tls_issuer", "tls_subject"):

@@ -105,4 +105,5 @@ def test_media_type_send_test_and_action_in_the_browser(env: Env, served: str, b
     finally:
         d.quit()
     [a] = env.repo.export()["actions"]
-    assert a["operations"][0]["media_type"] == "Office mail" and a["recovery_operations"] == [{"send_to_users": ["ops"]}]
+    assert a["operations"][0]["media_type"] == "Office mail"
+    assert a["recovery_operations"] == [{"send_to_users": ["ops"]}]

@@ -89,3 +89,35 @@ def test_template_page_and_link_unlink_from_the_host_form(env: Env) -> None:
     r = post(c, f"/config/hosts/{web}", host)
     assert r.status_code == 302 and env.repo.item("web-01", "http.up") is None
     assert c.get("/config/templates/999999").status_code == 404
+
+
+HOST = {"host": "web-01", "name": "Web 01", "groups": "Linux servers", "port": "10050", "enabled": "1"}
+
+
+def test_host_tags_in_the_host_form_the_export_and_the_api(env: Env) -> None:
+    c = env.client("ops")
+    web = env.hostid("web-01")
+    r = post(c, f"/config/hosts/{web}", {**HOST, "tags": "env=prod\nservice=shop\nowner"})
+    assert r.status_code == 302, r.get_data(as_text=True)[-1500:]
+    h = next(x for x in env.repo.export()["hosts"] if x["host"] == "web-01")
+    assert h["tags"] == [{"tag": "env", "value": "prod"}, {"tag": "service", "value": "shop"},
+                         {"tag": "owner", "value": ""}]
+    assert "env=prod" in c.get(f"/config/hosts/{web}").get_data(as_text=True)
+    assert "service: shop" in c.get(f"/hosts/{web}").get_data(as_text=True)
+    for bad in ("=nameless", "x" * 300 + "=v", "k=" + "v" * 300):
+        r = post(c, f"/config/hosts/{web}", {**HOST, "tags": bad})
+        assert r.status_code == 400 and 'id="err-tags"' in r.get_data(as_text=True)
+    assert len(next(x for x in env.repo.export()["hosts"] if x["host"] == "web-01")["tags"]) == 3
+    from tests.web.test_api import bearer
+
+    api, h2 = env.app.test_client(), bearer(env, "ops")
+    r = api.patch(f"/api/v1/hosts/{web}", json={"tags": [{"tag": "env", "value": "staging"}]}, headers=h2)
+    assert r.status_code == 200 and r.get_json()["data"]["tags"] == [{"tag": "env", "value": "staging"}]
+    r = api.patch(f"/api/v1/hosts/{web}", json={"tags": "nonsense"}, headers=h2)
+    assert r.status_code == 200  # a TAG=VALUE line: the tag 'nonsense' with no value
+    r = api.patch(f"/api/v1/hosts/{web}", json={"tags": [{"value": "x"}]}, headers=h2)
+    assert r.status_code == 400 and r.get_json()["error"]["field"] == "tags"
+    # a host untouched by the form keeps its tags when an import does not name them
+    env.repo.apply(doc_from_dict({"hosts": [{"host": "web-01", "groups": ["Linux servers"]}]}))
+    assert env.app.test_client().get(f"/api/v1/hosts/{web}", headers=h2).get_json()["data"]["tags"] == [
+        {"tag": "nonsense", "value": ""}]

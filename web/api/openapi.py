@@ -86,7 +86,9 @@ def document() -> dict[str, Any]:
                     "templates": {"type": "array", "items": {"type": "string"}},
                     "macros": {"type": "object"}, "description": {"type": "string"},
                     "status": {"enum": ["enabled", "disabled"]}, "ip": {"type": "string"},
-                    "dns": {"type": "string"}, "port": {"type": "string"}}},
+                    "dns": {"type": "string"}, "port": {"type": "string"},
+                    "tags": {"type": "array", "items": {"type": "object", "properties": {
+                        "tag": {"type": "string"}, "value": {"type": "string"}}}}}},
             },
             "responses": {"Error": {"description": "an error naming the field",
                                     "content": {"application/json": {"schema": {
