@@ -47,10 +47,43 @@ class HostForm:
     ip: str = ""
     dns: str = ""
     port: str = "10050"
+    tags: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def macros_text(self) -> str:
         return "\n".join(f"{k}={v}" for k, v in self.macros.items())
+
+    @property
+    def tags_text(self) -> str:
+        return "\n".join(f"{k}={v}" if v else k for k, v in self.tags)
+
+
+def parse_tags(v: Any, errors: dict[str, str], name: str = "tags") -> list[tuple[str, str]]:
+    """Tags from TAG=VALUE lines (a form) or [{tag, value}] / {tag: value} (JSON); each part at most 255."""
+    out: list[tuple[str, str]] = []
+    if v is None or v == "":
+        return out
+    if isinstance(v, str):
+        pairs = []
+        for n, line in enumerate(v.splitlines(), 1):
+            if line.strip():
+                k, _, val = line.partition("=")
+                pairs.append((n, k.strip(), val.strip()))
+    elif isinstance(v, dict):
+        pairs = [(i + 1, str(k), "" if x is None else str(x)) for i, (k, x) in enumerate(v.items())]
+    elif isinstance(v, list) and all(isinstance(x, dict) and isinstance(x.get("tag"), str) for x in v):
+        pairs = [(i + 1, x["tag"].strip(), str(x.get("value", ""))) for i, x in enumerate(v)]
+    else:
+        errors[name] = "expected TAG=VALUE lines, [{tag, value}] or {tag: value}"
+        return out
+    for n, k, val in pairs:
+        if not k or len(k) > 255 or len(val) > 255:
+            errors[name] = f"line {n}: expected TAG=VALUE, a tag of 1 to 255 characters and a value of at most 255"
+            return []
+        out.append((k, val))
+    if len(out) > 500:
+        errors[name] = "at most 500 tags"
+    return out
 
 
 def _text(v: Any, name: str, errors: dict[str, str], limit: int, required: bool = False) -> str:
@@ -144,6 +177,7 @@ def parse_host(data: Mapping[str, Any], *, lists: Mapping[str, list[str]] | None
     f.dns = _text(data.get("dns"), "dns", errors, 255)
     if f.dns and "dns" not in errors and not DNS_RE.fullmatch(f.dns):
         errors["dns"] = "not a DNS name"
+    f.tags = parse_tags(data.get("tags"), errors)
     f.port = _text(data.get("port", "10050"), "port", errors, 64) or "10050"
     if "port" not in errors and not MACRO_RE.fullmatch(f.port):
         if not f.port.isdigit() or not 1 <= int(f.port) <= 65535:
@@ -171,7 +205,8 @@ def save_host(repo: ConfigRepo, browse: Browse, f: HostForm, hostid: int | None,
     if errors:
         raise FormErrors(errors)
     doc = {"host": f.host, "name": f.name, "groups": f.groups, "templates": f.templates, "macros": f.macros,
-           "description": f.description, "status": "enabled" if f.enabled else "disabled"}
+           "description": f.description, "status": "enabled" if f.enabled else "disabled",
+           "tags": [{"tag": k, "value": v} for k, v in f.tags]}
     try:
         spec = doc_from_dict({"hosts": [doc]})
         if hostid is not None:

@@ -374,3 +374,9 @@ class Browse:
             m.update(own.get(hid, {}))
             out[hid] = m
         return out
+
+    def host_tags(self, hostid: int) -> list[tuple[str, str]]:
+        with self.engine.connect() as c:
+            return [(a, b) for a, b in c.execute(sa.select(t.host_tags.c.tag, t.host_tags.c.value)
+                                                 .where(t.host_tags.c.hostid == hostid)
+                                                 .order_by(t.host_tags.c.hosttagid))]

@@ -26,7 +26,7 @@ TLS_UNENCRYPTED, TLS_PSK, TLS_CERT = 1, 2, 4
 TLS_ACCEPT_NAMES = {"unencrypted": TLS_UNENCRYPTED, "psk": TLS_PSK, "cert": TLS_CERT}
 HOST_FIELDS = {"host", "name", "groups", "status", "description", "templates", "macros", "items", "tls_accept",
                "tls_issuer", "tls_subject", "triggers", "interfaces", "proxy",
-               "discovery_rules"}
+               "discovery_rules", "tags"}
 TEMPLATE_FIELDS = {"template", "name", "groups", "description", "macros", "items", "triggers", "discovery_rules"}
 DOCUMENT_FIELDS = {"hosts", "templates", "host_groups", "vigil", "macros", "media_types", "user_groups", "users",
                    "actions", "maintenances", "proxies"}
@@ -73,6 +73,7 @@ class HostSpec:
     triggers: list[TriggerSpec] = field(default_factory=list)
     proxy: str | None = None  # the proxy monitoring the host; '': the server itself; None: as it is
     discovery_rules: list[DiscoveryRuleSpec] = field(default_factory=list)  # lld.py
+    tags: list[tuple[str, str]] | None = None  # None: the document does not say; keep the host's
 
 
 @dataclass
@@ -200,6 +201,14 @@ def _tags(v: Any, where: str) -> list[tuple[str, str]]:
     return out
 
 
+def _host_tags(v: Any, where: str) -> list[tuple[str, str]]:
+    out = _tags(v, where)
+    for i, (k, val) in enumerate(out):
+        if not k.strip() or len(k) > 255 or len(val) > 255:
+            raise ConfigError(f"{where}[{i}]: a tag name of 1 to 255 characters and a value of at most 255")
+    return out
+
+
 ITEM_FIELDS = {"key", "type", "value_type", "name", "units", "delay", "history", "trends", "status",
                "description", "tags"} | set()  # and POLL_FIELDS, added below
 
@@ -297,6 +306,7 @@ def doc_from_dict(doc: Any) -> ConfigDoc:
             interfaces=interfaces_from_doc(h["interfaces"], f"{where}.interfaces") if "interfaces" in h else None,
             triggers=triggers_from_doc(h, where), discovery_rules=rules_from_doc(h, where),
             proxy=_proxy_ref(h, where),
+            tags=_host_tags(h.get("tags"), f"{where}.tags") if "tags" in h else None,
         ))
         _check_interface_refs(out.hosts[-1], where)
     if "proxies" in doc:

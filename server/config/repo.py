@@ -709,6 +709,10 @@ class ConfigRepo(PollerConfig, ProxyConfig, DiscoveryConfig):
         if h.interfaces is not None:
             self.set_interfaces(c, hid, h.interfaces)
         self.set_host_proxy(c, hid, h.proxy, where)
+        if h.tags is not None:
+            c.execute(sa.delete(t.host_tags).where(t.host_tags.c.hostid == hid))
+            if h.tags:
+                c.execute(sa.insert(t.host_tags), [{"hostid": hid, "tag": k, "value": v} for k, v in h.tags])
         if h.templates is not None:
             self.set_templates(c, hid, [self._template_id(c, n, f"{where}.templates[{i}]")
                                         for i, n in enumerate(h.templates)], report)
@@ -780,6 +784,35 @@ class ConfigRepo(PollerConfig, ProxyConfig, DiscoveryConfig):
             self._bump(c)
         return report
 
+    def item_spec(self, itemid: int) -> tuple[str, ItemSpec, bool] | None:
+        """(host name, the item as a document has it, whether it comes from a template) or None."""
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(t.items.c.hostid, t.items.c.templateid, t.hosts.c.host)
+                            .join(t.hosts, t.hosts.c.hostid == t.items.c.hostid)
+                            .where(t.items.c.itemid == itemid)).first()
+            if row is None:
+                return None
+            spec = next(s for s, i in self._items_of(c, int(row.hostid)) if i == itemid)
+            return row.host, spec, row.templateid is not None
+
+    def delete_item(self, itemid: int) -> bool:
+        """Delete a host's own item with the triggers reading it (an item from a template stays: unlink it)."""
+        with self.engine.begin() as c:
+            row = c.execute(sa.select(t.items.c.templateid, t.items.c.key_).where(t.items.c.itemid == itemid)).first()
+            if row is None:
+                return False
+            if row.templateid is not None:
+                raise ConfigError(f"item {row.key_!r} comes from a linked template: change it in the template")
+            self._delete_triggers_reading(c, sa.select(t.items.c.itemid).where(t.items.c.itemid == itemid))
+            c.execute(sa.delete(t.items).where(t.items.c.itemid == itemid))
+            self._bump(c)
+        return True
+
+    def host_tags(self, c: Connection, hostid: int) -> list[tuple[str, str]]:
+        return [(r.tag, r.value) for r in c.execute(sa.select(t.host_tags.c.tag, t.host_tags.c.value)
+                                                    .where(t.host_tags.c.hostid == hostid)
+                                                    .order_by(t.host_tags.c.hosttagid))]
+
     def host_exists(self, host: str) -> bool:
         with self.engine.connect() as c:
             return c.execute(sa.select(t.hosts.c.hostid).where(t.hosts.c.host == host)).first() is not None
@@ -838,6 +871,8 @@ class ConfigRepo(PollerConfig, ProxyConfig, DiscoveryConfig):
                 if r.status != HostStatus.TEMPLATE:
                     if interfaces := self.interfaces_of(c, r.hostid):
                         d["interfaces"] = [interface_to_doc(x) for x in interfaces]
+                    if host_tags := self.host_tags(c, r.hostid):
+                        d["tags"] = [{"tag": k, "value": v} for k, v in host_tags]
                     if r.tls_accept != 1:
                         d["tls_accept"] = tls_accept_to_doc(r.tls_accept)
                     if r.hostid in host_proxy:
@@ -1443,6 +1478,54 @@ class ConfigRepo(PollerConfig, ProxyConfig, DiscoveryConfig):
                 maintenanceid=mid, timeperiod_type=p.type, every=p.every, month=p.month, dayofweek=p.dayofweek,
                 day=p.day, start_time=p.start_time, period=p.period, start_date=p.start_date))
         return mid
+
+    # --- one alerting object at a time (the web forms and the API); the same rows an import writes ---
+
+    def _named(self, kind: str) -> tuple[sa.Table, Any, Any, str]:
+        return {"media_type": (t.media_types, t.media_types.c.mediatypeid, t.media_types.c.name, "media type"),
+                "action": (t.actions, t.actions.c.actionid, t.actions.c.name, "action"),
+                "maintenance": (t.maintenances, t.maintenances.c.maintenanceid, t.maintenances.c.name,
+                                "maintenance"),
+                "user_group": (t.usrgrp, t.usrgrp.c.usrgrpid, t.usrgrp.c.name, "user group")}[kind]
+
+    def save_alerting(self, kind: str, spec: Any, objid: int | None = None) -> int:
+        """Create (objid None) or replace one media type, action, maintenance or user group (spec: its
+        name for a user group), renaming it when the name changed. ConfigError `name: ...` for a name
+        another has; `<kind>.field: ...` as an import's; nothing is written then."""
+        table, idcol, namecol, label = self._named(kind)
+        name = spec if kind == "user_group" else spec.name
+        with self.engine.begin() as c:
+            other = c.execute(sa.select(idcol).where(namecol == name)).scalar()
+            if other is not None and other != objid:
+                raise ConfigError(f"{kind}.name: a {label} named {name!r} exists already")
+            if objid is not None:
+                if not c.execute(sa.update(table).where(idcol == objid).values({namecol.name: name})).rowcount:
+                    raise ConfigError(f"{kind}.id: no {label} {objid}")
+            if kind == "media_type":
+                rid = self._upsert_media_type(c, spec)
+            elif kind == "action":
+                rid = self._upsert_action(c, spec, kind)
+            elif kind == "maintenance":
+                rid = self._upsert_maintenance(c, spec, kind)
+            else:
+                rid = objid if objid is not None else int(
+                    c.execute(sa.insert(t.usrgrp).values(name=name)).inserted_primary_key[0])
+            self._bump(c)
+        return rid
+
+    def delete_alerting(self, kind: str, objid: int) -> bool:
+        table, idcol, _, _ = self._named(kind)
+        with self.engine.begin() as c:
+            n = c.execute(sa.delete(table).where(idcol == objid)).rowcount
+            self._bump(c)
+        return n > 0
+
+    def save_user(self, u: UserSpec) -> int:
+        """A user's name, role, groups and media (by username; the password is UserRepo's)."""
+        with self.engine.begin() as c:
+            uid = self._upsert_user(c, u, "user")
+            self._bump(c)
+        return uid
 
     def _read_alerting(self, c: Connection) -> AlertingConfig:
         cfg = AlertingConfig()

@@ -163,6 +163,16 @@ item_tags = Table(
     Column("value", String(255), nullable=False, server_default=""),
 )
 
+# A host's tags (Zabbix 6.0 host tags): problems of the host's triggers carry them.
+host_tags = Table(
+    "host_tags",
+    metadata,
+    Column("hosttagid", Integer, primary_key=True),
+    Column("hostid", Integer, ForeignKey("hosts.hostid", ondelete="CASCADE"), nullable=False, index=True),
+    Column("tag", String(255), nullable=False),
+    Column("value", String(255), nullable=False, server_default=""),
+)
+
 # Runtime data written by ingest, not configuration: the log position an active agent reported.
 item_rtdata = Table(
     "item_rtdata",

@@ -180,6 +180,16 @@ class UserRepo:
         with self.engine.begin() as c:
             c.execute(sa.update(t.users).where(t.users.c.userid == userid).values(roleid=int(role)))
 
+    def unlock(self, userid: int) -> bool:
+        """Forget a user's failed sign-ins, ending a lockout; False if there is no such user."""
+        with self.engine.begin() as c:
+            return c.execute(sa.update(t.users).where(t.users.c.userid == userid)
+                             .values(attempt_failed=0, attempt_clock=0)).rowcount > 0
+
+    def delete_user(self, userid: int) -> bool:
+        with self.engine.begin() as c:
+            return c.execute(sa.delete(t.users).where(t.users.c.userid == userid)).rowcount > 0
+
     def user(self, userid: int) -> User | None:
         with self.engine.connect() as c:
             r = c.execute(sa.select(t.users).where(t.users.c.userid == userid)).first()

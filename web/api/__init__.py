@@ -88,6 +88,7 @@ def host(hostid: int) -> Any:
         raise NotFound(f"hostid: no host {hostid}", "hostid")
     out = host_json(d.row)
     out["macros"] = d.macros
+    out["tags"] = [{"tag": k, "value": v} for k, v in services().browse.host_tags(hostid)]
     out["interfaces"] = [{"type": t, "ip": ip, "dns": dns, "port": port} for t, ip, dns, port in d.interfaces]
     return jsonify({"data": out})
 
@@ -123,14 +124,15 @@ def update_host(hostid: int) -> Any:
     assert d is not None
     body = _json_body()
     unknown = sorted(set(body) - {"host", "name", "groups", "templates", "macros", "description", "status",
-                                  "ip", "dns", "port"})
+                                  "ip", "dns", "port", "tags"})
     if unknown:
         raise WebError(f"{unknown[0]}: not a host field", unknown[0])
     agent = next((i for i in d.interfaces if i[0] == 1), (1, "", "", "10050"))
     merged = {"host": d.row.host, "name": d.row.name if d.row.name != d.row.host else "",
               "groups": [n for _, n in d.row.groups], "templates": list(d.row.templates), "macros": d.macros,
               "description": d.row.description, "status": "enabled" if d.row.enabled else "disabled",
-              "ip": agent[1], "dns": agent[2], "port": agent[3], **body}
+              "ip": agent[1], "dns": agent[2], "port": agent[3],
+              "tags": [{"tag": k, "value": v} for k, v in svc.browse.host_tags(hostid)], **body}
     form, errors = parse_host(merged)
     if errors:
         raise FormErrors(errors)
@@ -238,3 +240,6 @@ def openapi() -> Any:
     from vigil.web.api.openapi import document
 
     return jsonify(document())
+
+
+from vigil.web.api import config_api  # noqa: E402,F401  (its routes are on bp)

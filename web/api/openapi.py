@@ -59,6 +59,9 @@ def document() -> dict[str, Any]:
     paths["/hosts/{hostid}"]["delete"] = {
         "summary": "delete a host with its items", "parameters": [host_id],
         "responses": {"200": {"description": "deleted"}, "401": ERROR, "403": ERROR, "404": ERROR}}
+    from vigil.web.api.openapi_config import config_paths
+
+    paths.update(config_paths())
     return {
         "openapi": "3.1.0",
         "info": {"title": "Vigil API", "version": "1",
@@ -83,7 +86,9 @@ def document() -> dict[str, Any]:
                     "templates": {"type": "array", "items": {"type": "string"}},
                     "macros": {"type": "object"}, "description": {"type": "string"},
                     "status": {"enum": ["enabled", "disabled"]}, "ip": {"type": "string"},
-                    "dns": {"type": "string"}, "port": {"type": "string"}}},
+                    "dns": {"type": "string"}, "port": {"type": "string"},
+                    "tags": {"type": "array", "items": {"type": "object", "properties": {
+                        "tag": {"type": "string"}, "value": {"type": "string"}}}}}},
             },
             "responses": {"Error": {"description": "an error naming the field",
                                     "content": {"application/json": {"schema": {

@@ -75,6 +75,7 @@ def host(hostid: int) -> Any:
     perm = auth.access().host(g for g, _ in d.row.groups)
     alive = data.active_available(svc.store, svc.browse, [hostid], int(time.time()))
     return render_template("host.html", d=d, rows=rows, total=items.total, available=1 if alive else d.row.available,
+                           tags=svc.browse.host_tags(hostid),
                            can_edit=auth.current_user().can_configure and perm >= Permission.READ_WRITE)
 
 
@@ -123,7 +124,8 @@ def edit(hostid: int) -> Any:
     assert d is not None
     agent = next((i for i in d.interfaces if i[0] == 1), (1, "", "", "10050"))
     f = HostForm(d.row.host, d.row.name if d.row.name != d.row.host else "", [n for _, n in d.row.groups],
-                 list(d.row.templates), d.macros, d.row.description, d.row.enabled, agent[1], agent[2], agent[3])
+                 list(d.row.templates), d.macros, d.row.description, d.row.enabled, agent[1], agent[2], agent[3],
+                 services().browse.host_tags(hostid))
     return _form_page(f, {}, hostid)
 
 

@@ -1,0 +1,7 @@
+"""The Configuration pages of alerting and users beyond the host forms, registered by the app factory."""
+
+from __future__ import annotations
+
+from vigil.web.pages import actions, items, maintenance, mediatypes, templates
+
+CONFIG_PAGES = (actions, items, maintenance, mediatypes, templates)
