@@ -16,11 +16,10 @@ import signal
 import socket
 import subprocess
 import sys
-from importlib import resources
 from pathlib import Path
 
-import yaml
 from vigil.run.alerting import serve_with_alerts
+from vigil.server.config.builtins import builtin_document
 from vigil.server.config.migrate import engine_for, upgrade
 from vigil.server.config.model import doc_from_dict
 from vigil.server.config.repo import ConfigRepo
@@ -31,13 +30,16 @@ log = logging.getLogger("vigil.up")
 BUILTIN_TEMPLATE = "Linux by Vigil agent"
 
 
-# The built-in templates `vigil up` imports at every start (server/config/builtin/).
-BUILTIN_FILES = ("linux-by-vigil-agent.yaml", "generic-java-jmx.yaml")
+# The built-in templates `vigil up` imports at every start, so that an upgrade's changes reach them
+# (the others are imported when a host first links them: vigil.server.config.builtins).
+BUILTIN_NAMES = (BUILTIN_TEMPLATE, "Generic Java JMX")
 
 
-def builtin_templates(name: str = "linux-by-vigil-agent.yaml") -> dict:
-    text = resources.files("vigil.server.config").joinpath(f"builtin/{name}").read_text()
-    return yaml.safe_load(text)
+def builtin_templates(name: str = BUILTIN_TEMPLATE) -> dict:
+    doc = builtin_document(name)
+    if doc is None:
+        raise KeyError(f"no built-in template {name!r}")
+    return doc
 
 
 def local_hostname() -> str:
@@ -51,7 +53,7 @@ def prepare(settings: Settings, hostname: str) -> None:
     try:
         upgrade(engine)
         repo = ConfigRepo(engine)
-        for name in BUILTIN_FILES:
+        for name in BUILTIN_NAMES:
             repo.apply(doc_from_dict(builtin_templates(name)))
         if not repo.host_exists(hostname):
             repo.apply(doc_from_dict({"hosts": [{"host": hostname, "groups": ["Vigil servers"],

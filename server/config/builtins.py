@@ -19,6 +19,7 @@ FILES = {
     "Generic SNMP device": "generic-snmp-device.yaml",
     "Prometheus node_exporter": "prometheus-node-exporter.yaml",
     "IPMI sensors": "ipmi-sensors.yaml",
+    "Generic Java JMX": "generic-java-jmx.yaml",
 }
 
 

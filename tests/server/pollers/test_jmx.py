@@ -261,11 +261,11 @@ def test_jmx_endpoint_round_trips_through_the_repo(repo: ConfigRepo, tmp_path: P
 
 def test_the_generic_java_jmx_template_reads_every_item(repo: ConfigRepo, gateway: JavaGateway,  # noqa: F811
                                                         use_gateway) -> None:
-    from vigil.run.up import BUILTIN_FILES, builtin_templates
+    from vigil.run.up import BUILTIN_NAMES, builtin_templates
 
-    assert "generic-java-jmx.yaml" in BUILTIN_FILES  # `vigil up` imports it
+    assert "Generic Java JMX" in BUILTIN_NAMES  # `vigil up` imports it
     use_gateway(gateway.address)
-    repo.apply(doc_from_dict(builtin_templates("generic-java-jmx.yaml")))
+    repo.apply(doc_from_dict(builtin_templates("Generic Java JMX")))
     ids = _import(repo, f"""
 hosts:
   - host: app1
