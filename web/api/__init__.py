@@ -238,3 +238,6 @@ def openapi() -> Any:
     from vigil.web.api.openapi import document
 
     return jsonify(document())
+
+
+from vigil.web.api import problems as _problems  # noqa: E402,F401  (triggers, problems, events routes)

@@ -59,7 +59,7 @@ def document() -> dict[str, Any]:
     paths["/hosts/{hostid}"]["delete"] = {
         "summary": "delete a host with its items", "parameters": [host_id],
         "responses": {"200": {"description": "deleted"}, "401": ERROR, "403": ERROR, "404": ERROR}}
-    return {
+    doc = {
         "openapi": "3.1.0",
         "info": {"title": "Vigil API", "version": "1",
                  "description": "Send Authorization: Bearer TOKEN (vigil token create USER)."},
@@ -90,3 +90,7 @@ def document() -> dict[str, Any]:
                                         "$ref": "#/components/schemas/Error"}}}}},
         },
     }
+    from vigil.web.api import openapi_problems
+
+    openapi_problems.add(paths, doc["components"]["schemas"])
+    return doc
