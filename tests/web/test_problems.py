@@ -124,7 +124,7 @@ def test_bulk_acknowledge_with_a_message_through_the_ui(env: Env, probs: Problem
     acks = probs.events.acknowledges_after(0)
     assert sorted(a.eventid for a in acks) == sorted([probs.cpu, probs.net])
     assert all(a.action == ACTION_ACK | ACTION_MESSAGE and a.message == "looking <b>now</b>" for a in acks)
-    assert "No problems match" in text(c, "/problems?ack=no&hostid=%d" % env.hostid("web-01"))
+    assert "No problems match" in text(c, f"/problems?ack=no&hostid={env.hostid('web-01')}")
     event = text(c, f"/events/{probs.cpu}")
     assert "looking &lt;b&gt;now&lt;/b&gt;" in event and "ops" in event and "acknowledged, commented" in event
 
