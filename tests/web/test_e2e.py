@@ -215,6 +215,7 @@ def test_browser_walk(up: VigilServer) -> None:
         shot("03-problems")
         d.find_element(By.CSS_SELECTOR, "input[name=eventid][type=checkbox]").click()
         d.find_element(By.NAME, "message").send_keys("Looking at the queue consumer")
+        shot("16-problem-update")
         d.find_element(By.CSS_SELECTOR, "fieldset.triage button.primary").click()
         wait.until(lambda drv: "1 problem(s) acknowledged, commented." in drv.page_source)
         d.find_element(By.CSS_SELECTOR, "table.problems td a.ok-text").click()  # Ack "Yes" opens the event

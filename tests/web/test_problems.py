@@ -217,6 +217,11 @@ def test_trigger_pages_refuse_those_without_rights(env: Env, probs: Problems) ->
     viewer = env.client("viewer")
     assert "CPU high" in text(viewer, f"/config/triggers?hostid={web}")
     text(viewer, f"/config/hosts/{web}/triggers/new", 403)
+    form = text(viewer, f"/config/triggers/{probs.cpu_trigger}")  # read-only: no buttons that would fail
+    assert "Would it fire now?" in form and 'value="save"' not in form and "Delete trigger" not in form
+    r = viewer.post(f"/config/triggers/{probs.cpu_trigger}", data={"csrf_token": form_token(viewer), "name": "x",
+                                                                    "expression": "last(/web-01/cpu.util)>1"})
+    assert r.status_code == 403
     tok = form_token(viewer)
     r = viewer.post("/config/triggers/delete", data={"csrf_token": tok, "triggerid": probs.cpu_trigger})
     assert r.status_code == 403

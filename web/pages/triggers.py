@@ -88,7 +88,10 @@ def _form(f: TriggerForm, errors: dict[str, str], hostid: int, triggerid: int | 
     fire = would_fire(f.expression, hostid, d.row.host) if f.expression and pos is None else None
     recent = problems_repo().trigger_problems(triggerid) if triggerid is not None else []
     row = triggers_repo().trigger(triggerid) if triggerid is not None else None
+    can_save = auth.current_user().can_configure and auth.access().host(g for g, _ in d.row.groups) >= \
+        Permission.READ_WRITE and not (row is not None and row.templated)
     return render_template("trigger_form.html", f=f, errors=errors, d=d, triggerid=triggerid, row=row, fire=fire,
+                           can_save=can_save,
                            recent=recent, pos=pos, now=int(time.time()), checked=check,
                            names=[n for n in triggers_repo().trigger_names(hostid) if n != f.name]), \
         400 if errors else 200
