@@ -56,6 +56,7 @@ class ProblemView:
     tags: tuple[tuple[str, str], ...] = ()
     updates: int = 0  # acknowledges rows (acknowledge, message, severity, close)
     alerts: int = 0
+    itemids: tuple[int, ...] = ()  # the items the trigger reads
 
     @property
     def resolved(self) -> bool:
@@ -204,7 +205,14 @@ class ProblemBrowse:
             rows = c.execute(q).all()
             ids = [int(r.eventid) for r in rows]
             tags, updates, alerts = self._extras(c, ids)
-        return Page(total, [_view(r, tags, updates, alerts) for r in rows])
+            items: dict[int, list[int]] = {}
+            trids = sorted({int(r.objectid) for r in rows})
+            if trids:
+                for trid, itemid in c.execute(sa.select(t.trigger_items.c.triggerid, t.trigger_items.c.itemid)
+                                              .where(t.trigger_items.c.triggerid.in_(trids))
+                                              .order_by(t.trigger_items.c.itemid)):
+                    items.setdefault(int(trid), []).append(int(itemid))
+        return Page(total, [_view(r, tags, updates, alerts, items) for r in rows])
 
     def _extras(self, c: sa.Connection, ids: list[int]) -> tuple[dict, dict, dict]:
         tags: dict[int, list[tuple[str, str]]] = {}
@@ -380,9 +388,9 @@ class EventListRow:
     host_name: str
 
 
-def _view(r: sa.Row, tags: dict, updates: dict, alerts: dict) -> ProblemView:
+def _view(r: sa.Row, tags: dict, updates: dict, alerts: dict, items: dict) -> ProblemView:
     eid = int(r.eventid)
     return ProblemView(eid, int(r.objectid), int(r.clock), int(r.ns), None if r.r_eventid is None else int(r.r_eventid),
                        int(r.r_clock), r.name, int(r.severity), r.acknowledged == 1, int(r.hostid), r.host,
                        r.host_name or r.host, r.manual_close == 1, tuple(tags.get(eid, ())), updates.get(eid, 0),
-                       alerts.get(eid, 0))
+                       alerts.get(eid, 0), tuple(items.get(int(r.objectid), ())))

@@ -59,6 +59,9 @@ def test_problems_page_lists_filters_and_sorts(env: Env, probs: Problems) -> Non
     page = text(c, "/problems")
     assert "CPU high" in page and "Traffic seen" in page and "Secret CPU" in page
     assert 'class="sev sev-4"' in page and "PROBLEM" in page
+    # each problem's menu goes to its event, a graph of its item around it, and its trigger
+    assert f"/graphs?itemid={env.itemid('web-01', 'cpu.util')}&amp;from={env.now - 300 - 3600}" in page
+    assert f"/config/triggers/{probs.cpu_trigger}" in page and f"/events/{probs.cpu}" in page
     assert "Secret CPU" not in text(c, "/problems?severity=4") and "CPU high" in text(c, "/problems?severity=high")
     assert "Secret CPU" not in text(c, f"/problems?hostid={env.hostid('web-01')}")
     tagged = text(c, "/problems?tag=component=cpu")
