@@ -329,3 +329,15 @@ def test_api_triggers_crud_with_field_errors_and_rights(env: Env, probs: Problem
     doc = c.get("/api/v1/openapi.json").get_json()
     assert {"/triggers", "/triggers/{triggerid}", "/problems", "/problems/acknowledge", "/events/{eventid}"} <= set(
         doc["paths"])
+
+
+def test_recently_resolved_problems_stay_listed_for_an_hour_when_asked(env: Env, probs: Problems) -> None:
+    probs.events.commit(Cycle(events=[NewEvent(0, 0, probs.net_trigger, env.now - 30, 0, 0, "Traffic seen", 2,
+                                               resolves=(probs.net,))]))
+    c = env.client("admin")
+    assert f"/events/{probs.net}" not in text(c, "/problems")
+    recent = text(c, "/problems?show=recent")
+    assert f"/events/{probs.net}" in recent and "RESOLVED" in recent
+    assert f"/events/{probs.old}" not in recent  # resolved 100 minutes ago
+    api = c.get("/api/v1/problems?show=recent&severity=2").get_json()["data"]
+    assert [(p["eventid"], p["status"], p["duration"]) for p in api] == [(probs.net, "resolved", 70)]
