@@ -1,7 +1,8 @@
 """Web UI latency: p50/p95 of the main pages and a 7-day graph's data, and the bytes a page loads.
 
 Fills a temporary PostgreSQL database (VIGIL_BENCH_PG, default 127.0.0.1:5432, dropped at the end)
-with H hosts linked to a template of I items (default 1,000 x 100; --quick 50 x 20), an hour of
+with H hosts linked to a template of I items and one trigger (default 1,000 x 100; --quick 50 x 20),
+an open problem on every fifth host, an hour of
 1-minute values for every item of the first host and 7 days of them for one item (rolled up into
 trends), then times requests through the app in-process (Flask test client, signed in as a super
 admin), N times each:
@@ -60,7 +61,9 @@ def main() -> int:
         keys = [f"bench.metric[{i}]" for i in range(items)]
         doc = {"templates": [{"template": "Bench", "items": [
             {"key": k, "name": f"Metric {i}", "units": "%" if i % 3 == 0 else "B", "type": "agent_active",
-             "delay": "1m", "tags": {"component": f"c{i % 10}"}} for i, k in enumerate(keys)]}],
+             "delay": "1m", "tags": {"component": f"c{i % 10}"}} for i, k in enumerate(keys)],
+            "triggers": [{"name": "Metric 0 is high", "expression": "last(/Bench/bench.metric[0])>50",
+                          "severity": "average", "manual_close": True}]}],
             "hosts": [{"host": f"host-{h:04d}", "groups": [f"Group {h % 20}"], "templates": ["Bench"]}
                       for h in range(hosts)]}
         repo = ConfigRepo(engine)
@@ -76,6 +79,13 @@ def main() -> int:
         store.write(batch)
         store.rollup_trends(now)
         store.close()
+        # an open problem on every fifth host's trigger copy (200 of 1,000), with tags, for the Problems page
+        from vigil.server.store.events import Cycle, EventStore, NewEvent
+
+        refs = repo.triggers()
+        EventStore(engine).commit(Cycle(events=[
+            NewEvent(0, 0, tr.triggerid, now - 60 * n, 0, 1, tr.name, 3, (("component", "c0"),), problem=True)
+            for n, tr in enumerate(refs) if n % 5 == 0]))
         UserRepo(engine).create_user("bench", "bench password", Role.SUPER_ADMIN)
         with tempfile.TemporaryDirectory() as tmp:
             settings = Settings.from_env({"VIGIL_DATA_DIR": tmp, "VIGIL_DATABASE_URL": url})
@@ -93,6 +103,8 @@ def main() -> int:
                 "latest_data_host": f"/latest?hostid={hostid}",
                 "graph_7d": f"/api/v1/graph?itemid={graph_item}&from=now-7d",
                 "graph_1h_page": f"/graphs?itemid={graph_item}",
+                "problems": "/problems",
+                "problems_api": "/api/v1/problems?limit=100",
             }
             for label, path in targets.items():
                 c.get(path)  # warm

@@ -120,14 +120,14 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
 
     from vigil.web import auth, filters
     from vigil.web.api import bp as api_bp
-    from vigil.web.pages import dashboard, graphs, hosts, latest, users
+    from vigil.web.pages import dashboard, graphs, hosts, latest, problems, triggers, users
     from vigil.web.pages.config_pages import CONFIG_PAGES
 
     filters.init_app(app)
     auth.init_app(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(api_bp)
-    for mod in (dashboard, hosts, latest, graphs, users, *CONFIG_PAGES):
+    for mod in (dashboard, hosts, latest, graphs, users, problems, triggers, *CONFIG_PAGES):
         app.register_blueprint(mod.bp)
 
     plotly_js: dict[str, bytes] = {}

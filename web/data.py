@@ -71,6 +71,9 @@ def availability(store: Store, browse: Browse, scope: Scope, now: int) -> dict[i
 
 def latest(store: Store, items: Sequence[ItemRow], now: int, *, sparklines: bool = True) -> list[Latest]:
     found = store.latest({i.itemid: i.value_type for i in items}) if items else {}
+    windows = {it.itemid: (it.value_type, max(0, found[it.itemid][0] - SPARK_WINDOW), found[it.itemid][0])
+               for it in items if it.itemid in found and it.value_type in NUMERIC} if sparklines else {}
+    recent = store.histories(windows, 400) if windows else {}  # every sparkline in one query
     out = []
     for it in items:
         row = found.get(it.itemid)
@@ -78,7 +81,7 @@ def latest(store: Store, items: Sequence[ItemRow], now: int, *, sparklines: bool
         previous = None
         if row is not None and it.value_type in NUMERIC:
             if sparklines:
-                hist = store.history(it.itemid, it.value_type, max(0, row[0] - SPARK_WINDOW), row[0], 400)
+                hist = recent.get(it.itemid, [])
                 spark = tuple(float(v) for _, _, v in hist)
                 if len(hist) >= 2:
                     previous = hist[-2][2]

@@ -1295,6 +1295,56 @@ class ConfigRepo(PollerConfig, ProxyConfig, DiscoveryConfig):
                 for r in rows if r.triggerid not in off
             ]
 
+    def save_trigger(self, host: str, spec: TriggerSpec, triggerid: int | None = None) -> int:
+        """Create (triggerid None) or update one trigger of a host or template (renaming it if the name
+        changed); a template's trigger is copied to its linked hosts. ConfigError `trigger.FIELD: ...`."""
+        report = ImportReport()
+        with self.engine.begin() as c:
+            row = self._host_row(c, host)
+            if row is None:
+                raise ConfigError(f"trigger.host: no host named {host!r}")
+            hid, template = int(row.hostid), row.status == HostStatus.TEMPLATE
+            tr = t.triggers.c
+            clash = c.execute(sa.select(tr.triggerid).where(tr.hostid == hid, tr.description == spec.name)).scalar()
+            if triggerid is not None:
+                cur = c.execute(sa.select(tr.hostid, tr.templateid, tr.description)
+                                .where(tr.triggerid == triggerid)).first()
+                if cur is None or int(cur.hostid) != hid:
+                    raise ConfigError(f"trigger.triggerid: no trigger {triggerid} on {host!r}")
+                if cur.templateid is not None:
+                    raise ConfigError("trigger.name: this trigger comes from a linked template: change it in the "
+                                      "template")
+                if clash is not None and int(clash) != triggerid:
+                    raise ConfigError(f"trigger.name: {host!r} has a trigger named {spec.name!r} already")
+                if cur.description != spec.name:
+                    c.execute(sa.update(t.triggers).where(tr.triggerid == triggerid).values(description=spec.name))
+            elif clash is not None:
+                raise ConfigError(f"trigger.name: {host!r} has a trigger named {spec.name!r} already")
+            itemids = self._trigger_itemids(c, host, template, spec, "trigger")
+            trid = self._upsert_trigger(c, hid, spec, itemids, report, "trigger")
+            ups = {self._resolve_dependency(c, hid, host, d, "trigger.dependencies") for d in spec.dependencies}
+            self._set_dependencies(c, trid, sorted(ups))
+            self._check_cycles(c, [(trid, "trigger")])
+            if template:
+                for linked in list(c.execute(sa.select(t.hosts_templates.c.hostid)
+                                             .where(t.hosts_templates.c.templateid == hid)).scalars()):
+                    self._copy_template_triggers(c, linked, hid, report)
+                    self._copy_dependencies(c, linked)
+            self._bump(c)
+        return trid
+
+    def delete_trigger(self, triggerid: int) -> bool:
+        """Delete a host's or template's own trigger (its copies on linked hosts go with it)."""
+        with self.engine.begin() as c:
+            tid = c.execute(sa.select(t.triggers.c.templateid).where(t.triggers.c.triggerid == triggerid)).first()
+            if tid is None:
+                return False
+            if tid.templateid is not None:
+                raise ConfigError("trigger.triggerid: this trigger comes from a linked template: delete it there")
+            c.execute(sa.delete(t.triggers).where(t.triggers.c.triggerid == triggerid))
+            self._bump(c)
+        return True
+
     # --- user macros: global (issue 12) ---------------------------------------------------------
 
     def _set_global_macros(self, c: Connection, macros: dict[str, str]) -> None:

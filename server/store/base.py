@@ -218,6 +218,12 @@ class Store(ABC):
     ) -> list[HistoryRow]:
         """Values with start <= clock <= end, oldest first (clock, then ns); at most the oldest `limit`."""
 
+    def histories(self, windows: Mapping[int, tuple[ValueType, int, int]],
+                  limit: int | None = None) -> dict[int, list[HistoryRow]]:
+        """history() of several items at once: itemid -> (value_type, start, end) gives itemid -> its rows,
+        oldest first, at most the oldest `limit` each. A store may answer in one query (PostgreSQL does)."""
+        return {i: self.history(i, vt, lo, hi, limit) for i, (vt, lo, hi) in windows.items()}
+
     @abstractmethod
     def log_history(self, itemid: int, start: int, end: int, limit: int | None = None) -> list[LogEntry]:
         """Like history() for a log item, with every field of each entry."""

@@ -387,6 +387,27 @@ class PostgresStore(Store):
             return [(c, n, from_signed64(v)) for c, n, v in rows]
         return rows
 
+    def histories(self, windows: Mapping[int, tuple[ValueType, int, int]],
+                  limit: int | None = None) -> dict[int, list[HistoryRow]]:
+        out: dict[int, list[HistoryRow]] = {i: [] for i in windows}
+        by_type: dict[ValueType, list[tuple[int, int, int]]] = {}
+        for itemid, (vt, lo, hi) in windows.items():
+            history_table(vt)
+            by_type.setdefault(ValueType(vt), []).append((itemid, int(lo), int(hi)))
+        lim = None if limit is None else check_limit(limit)
+        for vt, rows in by_type.items():
+            # one query per value type; the constant lower bound lets PostgreSQL skip older partitions
+            ids, los, his = [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
+            q = (f"SELECT w.itemid, h.clock, h.ns, h.value FROM unnest(%s::int[], %s::int[], %s::int[]) "
+                 f"AS w(itemid, lo, hi) CROSS JOIN LATERAL (SELECT clock, ns, value FROM {HISTORY_TABLES[vt]} "
+                 "WHERE itemid = w.itemid AND clock >= w.lo AND clock <= w.hi AND clock >= %s "
+                 "ORDER BY clock, ns LIMIT %s) h ORDER BY w.itemid, h.clock, h.ns")
+            uint = vt == ValueType.UNSIGNED
+            for itemid, clock, ns, value in self._query(q, (ids, los, his, min(los), lim),
+                                                        binary=vt in (ValueType.FLOAT, ValueType.UNSIGNED)):
+                out[itemid].append((clock, ns, from_signed64(value) if uint else value))
+        return out
+
     def log_history(self, itemid: int, start: int, end: int, limit: int | None = None) -> list[LogEntry]:
         lim = None if limit is None else check_limit(limit)
         rows = self._query(

@@ -147,6 +147,7 @@ def test_browser_walk(up: VigilServer) -> None:
         d.find_element(By.NAME, "new_group").send_keys("Vigil demo")
         d.find_element(By.CSS_SELECTOR, "form.form button.primary").click()
         wait.until(lambda drv: "Host app-01 created" in drv.page_source)
+        app_id = d.current_url.rstrip("/").rsplit("/", 1)[1]
         d.find_element(By.LINK_TEXT, "Create item").click()
         d.find_element(By.NAME, "key").send_keys("demo.queue")
         d.find_element(By.NAME, "name").send_keys("Demo queue")
@@ -183,6 +184,48 @@ def test_browser_walk(up: VigilServer) -> None:
         shot("06-graph")
         d.get(base + "/latest")
         shot("05b-latest-data-all")
+
+        # a trigger on the trapper item, through the form: a bad expression first, then one that fires now
+        d.get(base + f"/config/hosts/{app_id}/triggers/new")
+        d.find_element(By.NAME, "name").send_keys("Demo queue is long")
+        d.find_element(By.NAME, "expression").send_keys("last(/app-01/demo.queue)>>5")
+        d.find_element(By.CSS_SELECTOR, "button[value=check]").click()
+        wait.until(lambda drv: "at position 25" in drv.page_source)
+        expr = d.find_element(By.NAME, "expression")
+        expr.clear()
+        expr.send_keys("last(/app-01/demo.queue)>5")
+        d.find_element(By.CSS_SELECTOR, "label.sev-3-opt").click()
+        d.find_element(By.NAME, "manual_close").click()
+        d.find_element(By.CSS_SELECTOR, "button[value=check]").click()
+        wait.until(lambda drv: "<b>PROBLEM</b>" in drv.page_source)  # the last value, 6, is over 5
+        shot("11-trigger-form")
+        d.find_element(By.CSS_SELECTOR, "button[value=save]").click()
+        wait.until(lambda drv: "Trigger Demo queue is long created" in drv.page_source)
+
+        # a new value over 5 raises the problem once the server has loaded the trigger
+        def raised() -> bool:
+            line = f"app-01 demo.queue {int(time.time())} 8\n"
+            subprocess.run([vigil_bin("vigil-sender"), "-z", "127.0.0.1", "-p", str(up.port), "-T", "-i", "-"],
+                           input=line, capture_output=True, text=True, timeout=30)
+            d.get(base + "/problems")
+            return "Demo queue is long" in d.page_source
+
+        wait_until(raised, 40, "the problem of 'Demo queue is long' on the Problems page", interval=1)
+        assert d.find_element(By.CSS_SELECTOR, "td.sev.sev-3").text == "Average"
+        shot("03-problems")
+        d.find_element(By.CSS_SELECTOR, "input[name=eventid][type=checkbox]").click()
+        d.find_element(By.NAME, "message").send_keys("Looking at the queue consumer")
+        shot("16-problem-update")
+        d.find_element(By.CSS_SELECTOR, "fieldset.triage button.primary").click()
+        wait.until(lambda drv: "1 problem(s) acknowledged, commented." in drv.page_source)
+        d.find_element(By.CSS_SELECTOR, "table.problems td a.ok-text").click()  # Ack "Yes" opens the event
+        wait.until(lambda drv: "Looking at the queue consumer" in drv.page_source)
+        wait.until(lambda drv: drv.execute_script(
+            "var p = document.querySelector('.plot'); return p && p.data && p.data.length > 0;"))
+        d.execute_script("window.scrollTo(0, 0)")
+        shot("15-event")
+        d.get(base + f"/config/triggers?hostid={app_id}")
+        shot("11b-triggers")
 
         d.find_element(By.CSS_SELECTOR, ".nav-foot button.link").click()
         wait.until(lambda drv: "/login" in drv.current_url)

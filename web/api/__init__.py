@@ -243,3 +243,4 @@ def openapi() -> Any:
 
 
 from vigil.web.api import config_api  # noqa: E402,F401  (its routes are on bp)
+from vigil.web.api import problems as _problems  # noqa: E402,F401  (triggers, problems, events routes)

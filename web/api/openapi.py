@@ -62,7 +62,7 @@ def document() -> dict[str, Any]:
     from vigil.web.api.openapi_config import config_paths
 
     paths.update(config_paths())
-    return {
+    doc = {
         "openapi": "3.1.0",
         "info": {"title": "Vigil API", "version": "1",
                  "description": "Send Authorization: Bearer TOKEN (vigil token create USER)."},
@@ -95,3 +95,7 @@ def document() -> dict[str, Any]:
                                         "$ref": "#/components/schemas/Error"}}}}},
         },
     }
+    from vigil.web.api import openapi_problems
+
+    openapi_problems.add(paths, doc["components"]["schemas"])
+    return doc

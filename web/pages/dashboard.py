@@ -40,7 +40,9 @@ def index() -> Any:
     scope = auth.scope()
     now = int(time.time())
     avail = data.availability(svc.store, svc.browse, scope, now)
-    problems = svc.browse.problem_counts(scope)
+    from vigil.web.triage import problems_repo
+
+    problems = problems_repo().counts(scope)
     host = watched_host(scope)
     panels = []
     if host is not None:

@@ -16,6 +16,7 @@
       var local = function (ms) { return typeof ms === "number" ? ms - new Date(ms).getTimezoneOffset() * 60000 : ms; };
       fig.data.forEach(function (t) { if (t.x) t.x = t.x.map(local); });
       if (fig.layout.xaxis && fig.layout.xaxis.range) fig.layout.xaxis.range = fig.layout.xaxis.range.map(local);
+      (fig.layout.shapes || []).forEach(function (s) { s.x0 = local(s.x0); s.x1 = local(s.x1); });
       window.Plotly.newPlot(el, fig.data, fig.layout, {responsive: true, displaylogo: false});
       if (el.getAttribute("data-zoom")) {
         el.on("plotly_relayout", function (ev) {
@@ -37,7 +38,8 @@
     });
     document.querySelectorAll(".check-all").forEach(function (box) {
       box.addEventListener("change", function () {
-        box.closest("form").querySelectorAll("input[name=hostid]").forEach(function (c) { c.checked = box.checked; });
+        var name = box.getAttribute("data-name") || "hostid";
+        box.closest("form").querySelectorAll("input[type=checkbox][name=" + name + "]").forEach(function (c) { c.checked = box.checked; });
       });
     });
     document.querySelectorAll("[data-confirm]").forEach(function (b) {
