@@ -111,13 +111,13 @@ def test_the_server_start_configures_the_new_channels_from_settings(repo: Config
                                   "VIGIL_EXTERNAL_SCRIPTS": str(tmp_path), "VIGIL_NAGIOS_PLUGINS": str(tmp_path)})
 
     async def go() -> None:
-        stop = start(settings, repo, _collect([]))
-        assert stop is not None
+        pollers = start(settings, repo, _collect([]))
+        assert pollers is not None
         try:
             assert (jmx._config.gateway, jmx._config.pollers) == (("127.0.0.1", 1), 3)
             assert external._scripts == str(tmp_path) and nagios._plugins == str(tmp_path)
         finally:
-            await stop()
+            await pollers.stop()
     try:
         asyncio.run(go())
     finally:
