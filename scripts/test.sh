@@ -69,4 +69,9 @@ say "installing Vigil with its test dependencies into .venv"
 say "ruff"
 .venv/bin/ruff check .
 say "pytest"
-exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+# The suite waits on real processes far more than it computes: three workers on two cores (pytest-xdist;
+# each test module stays on one worker, so its module-scoped peers start once). VIGIL_TEST_WORKERS=0: serial.
+workers=${VIGIL_TEST_WORKERS:-3}
+parallel=()
+[ "$workers" != 0 ] && parallel=(-n "$workers" --dist loadscope)
+exec .venv/bin/python -m pytest -q -p no:cacheprovider "${parallel[@]}" "$@"
