@@ -18,7 +18,6 @@ starting the script and reading its output (at most MAX_OUTPUT bytes).
 from __future__ import annotations
 
 import asyncio
-import codecs
 import logging
 import os
 import time
@@ -26,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vigil.agent.protocol import itemkey
 from vigil.server.config.repo import PollItem
 from vigil.server.pollers import NotSupported, Unreachable
+from vigil.server.pollers.scriptkey import parse_script_key
 
 log = logging.getLogger("vigil.pollers.ssh")
 
@@ -65,29 +64,9 @@ class Check:
 
 def parse(item: PollItem) -> Check:
     """The item's key and fields as a Check; NotSupported naming the bad part."""
-    try:
-        key = itemkey.parse(item.key)
-    except itemkey.ItemKeyError as e:
-        raise NotSupported(f"Invalid item key: {e}") from None
-    if key.name != "ssh.run":
-        raise NotSupported(f"Unsupported item key {key.name!r}: ssh items take ssh.run[description,ip,port,"
-                           "encoding,ssh options]")
-    if len(key.params) > 5 or not key.param(0):
-        raise NotSupported("Invalid item key: ssh.run takes a description (required), ip, port, encoding and "
-                           "ssh options")
-    address = key.param(1) or (item.interface.address if item.interface is not None else "")
-    if not address:
-        raise NotSupported("Invalid item key: no ip given and the host has no interface to connect to")
-    port_text = key.param(2, "22")
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise NotSupported(f"Invalid item key: port {port_text!r} is not a number 1-65535")
-    encoding = key.param(3, "utf-8")
-    try:
-        codecs.lookup(encoding)
-    except LookupError:
-        raise NotSupported(f"Invalid item key: unknown encoding {encoding!r}") from None
+    k = parse_script_key(item, "ssh.run", 22, ["description", "ip", "port", "encoding", "ssh options"])
     options: list[tuple[str, str]] = []
-    for part in key.param(4).split(";"):
+    for part in k.key.param(4).split(";"):
         if not part.strip():
             continue
         name, eq, value = part.partition("=")
@@ -102,8 +81,8 @@ def parse(item: PollItem) -> Check:
         raise NotSupported("The item has no username to log in as")
     if p.auth == 1 and not (p.publickey and p.privatekey):
         raise NotSupported("Public key authentication needs the publickey and privatekey file names")
-    return Check(Target(address, int(port_text), p.username, p.auth, p.password, p.publickey, p.privatekey,
-                        tuple(options)), p.params, encoding)
+    return Check(Target(k.address, k.port, p.username, p.auth, p.password, p.publickey, p.privatekey,
+                        tuple(options)), p.params, k.encoding)
 
 
 class KnownHosts:

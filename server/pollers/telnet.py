@@ -16,12 +16,11 @@ A device that asks for the login again after the password refused it.
 from __future__ import annotations
 
 import asyncio
-import codecs
 from dataclasses import dataclass
 
-from vigil.agent.protocol import itemkey
 from vigil.server.config.repo import PollItem
 from vigil.server.pollers import NotSupported, Unreachable
+from vigil.server.pollers.scriptkey import parse_script_key
 
 MAX_OUTPUT = 512 * 1024
 PROMPTS = ("$", "#", ">", "%")
@@ -43,32 +42,13 @@ class Check:
 
 
 def parse(item: PollItem) -> Check:
-    try:
-        key = itemkey.parse(item.key)
-    except itemkey.ItemKeyError as e:
-        raise NotSupported(f"Invalid item key: {e}") from None
-    if key.name != "telnet.run":
-        raise NotSupported(f"Unsupported item key {key.name!r}: telnet items take telnet.run[description,ip,port,"
-                           "encoding]")
-    if len(key.params) > 4 or not key.param(0):
-        raise NotSupported("Invalid item key: telnet.run takes a description (required), ip, port and encoding")
-    address = key.param(1) or (item.interface.address if item.interface is not None else "")
-    if not address:
-        raise NotSupported("Invalid item key: no ip given and the host has no interface to connect to")
-    port = key.param(2, "23")
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise NotSupported(f"Invalid item key: port {port!r} is not a number 1-65535")
-    encoding = key.param(3, "utf-8")
-    try:
-        codecs.lookup(encoding)
-    except LookupError:
-        raise NotSupported(f"Invalid item key: unknown encoding {encoding!r}") from None
+    k = parse_script_key(item, "telnet.run", 23, ["description", "ip", "port", "encoding"])
     p = item.poll
     if not p.params.strip():
         raise NotSupported("The item has no script (params) to run")
     if not p.username:
         raise NotSupported("The item has no username to log in as")
-    return Check(address, int(port), encoding, p.username, p.password, p.params)
+    return Check(k.address, k.port, k.encoding, p.username, p.password, p.params)
 
 
 class Session:

@@ -17,7 +17,8 @@ from vigil.web.alerting_forms import action_doc, config_errors, parse
 from vigil.web.app import services
 from vigil.web.errors import NotFound, WebError
 from vigil.web.forms import FormErrors
-from vigil.web.params import ids_arg, int_arg, text_arg
+from vigil.web.pages.bulk import bulk_change
+from vigil.web.params import int_arg, text_arg
 
 bp = Blueprint("actions", __name__)
 PAGE = 50
@@ -129,23 +130,4 @@ def edit(actionid: int) -> Any:
 
 @bp.post("/config/actions/delete")
 def delete() -> Any:
-    auth.require_configure()
-    ids = ids_arg(request.form, "actionid", getlist=request.form.getlist) or []
-    if not ids:
-        raise WebError("actionid: choose at least one action", "actionid")
-    action = request.form.get("action", "delete")
-    if action not in ("delete", "enable", "disable"):
-        raise WebError("action: delete, enable or disable", "action")
-    b, repo, n = browse(), services().repo, 0
-    for aid in ids:
-        spec = b.action(aid)
-        if spec is None:
-            continue
-        if action == "delete":
-            n += repo.delete_alerting("action", aid)
-        else:
-            spec.enabled = action == "enable"
-            repo.save_alerting("action", spec, aid)
-            n += 1
-    flash(f"{n} action{'s' if n != 1 else ''} {action}d.")
-    return redirect(url_for("actions.index"))
+    return bulk_change("action", "actionid", "action", browse().action, "actions.index")

@@ -20,7 +20,8 @@ from vigil.web.alerting_forms import config_errors, media_type_doc, media_type_f
 from vigil.web.app import services
 from vigil.web.errors import NotFound, WebError
 from vigil.web.forms import FormErrors
-from vigil.web.params import ids_arg, int_arg, text_arg
+from vigil.web.pages.bulk import bulk_change
+from vigil.web.params import int_arg, text_arg
 
 bp = Blueprint("mediatypes", __name__)
 PAGE = 50
@@ -171,23 +172,4 @@ def test(mediatypeid: int) -> Any:
 
 @bp.post("/config/mediatypes/delete")
 def delete() -> Any:
-    auth.require_configure()
-    ids = ids_arg(request.form, "mediatypeid", getlist=request.form.getlist) or []
-    if not ids:
-        raise WebError("mediatypeid: choose at least one media type", "mediatypeid")
-    action = request.form.get("action", "delete")
-    if action not in ("delete", "enable", "disable"):
-        raise WebError("action: delete, enable or disable", "action")
-    b, repo, n = browse(), services().repo, 0
-    for mid in ids:
-        spec = b.media_type(mid)
-        if spec is None:
-            continue
-        if action == "delete":
-            n += repo.delete_alerting("media_type", mid)
-        else:
-            spec.enabled = action == "enable"
-            repo.save_alerting("media_type", spec, mid)
-            n += 1
-    flash(f"{n} media type{'s' if n != 1 else ''} {action}d.")
-    return redirect(url_for("mediatypes.index"))
+    return bulk_change("media_type", "mediatypeid", "media type", browse().media_type, "mediatypes.index")
