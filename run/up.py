@@ -31,8 +31,9 @@ BUILTIN_TEMPLATE = "Linux by Vigil agent"
 
 
 # The built-in templates `vigil up` imports at every start, so that an upgrade's changes reach them
-# (the others are imported when a host first links them: vigil.server.config.builtins).
-BUILTIN_NAMES = (BUILTIN_TEMPLATE, "Generic Java JMX")
+# (the others, "Generic Java JMX" and the SNMP, IPMI and Prometheus ones, are imported when a host
+# first links them: vigil.server.config.builtins).
+BUILTIN_NAMES = (BUILTIN_TEMPLATE,)
 
 
 def builtin_templates(name: str = BUILTIN_TEMPLATE) -> dict:

@@ -261,9 +261,10 @@ def test_jmx_endpoint_round_trips_through_the_repo(repo: ConfigRepo, tmp_path: P
 
 def test_the_generic_java_jmx_template_reads_every_item(repo: ConfigRepo, gateway: JavaGateway,  # noqa: F811
                                                         use_gateway) -> None:
-    from vigil.run.up import BUILTIN_NAMES, builtin_templates
+    from vigil.run.up import builtin_templates
+    from vigil.server.config.builtins import builtin_names
 
-    assert "Generic Java JMX" in BUILTIN_NAMES  # `vigil up` imports it
+    assert "Generic Java JMX" in builtin_names()  # linked by name, imported on first use
     use_gateway(gateway.address)
     repo.apply(doc_from_dict(builtin_templates("Generic Java JMX")))
     ids = _import(repo, f"""
