@@ -32,8 +32,10 @@ from vigil.agent.protocol.messages import (
     failure,
     success,
 )
+from vigil.agent.protocol.proxy import MAX_RECORDS as PROXY_MAX_RECORDS
 from vigil.agent.protocol.proxy import PROXY_REQUESTS
 from vigil.server.config.repo import ConfigRepo
+from vigil.server.config.tables import ItemType
 from vigil.server.ingest.batcher import Batcher
 from vigil.server.ingest.cache import ConfigCache
 from vigil.server.ingest.proxy import ProxyHandler
@@ -249,20 +251,20 @@ class IngestServer:
             return
         try:
             if len(payload) <= INLINE_BYTES and header.body_length <= INLINE_BYTES:
-                body, too_many = zbxd.decode_body(header, payload), False
+                body, over = zbxd.decode_body(header, payload), 0
             else:
-                body, too_many = await self._off_loop(_decode_big, header, payload, self.max_values)
+                body, over = await self._off_loop(_decode_big, header, payload, self.max_values)
         except zbxd.FrameError as e:
             self.stats["refused"] += 1
             log.warning("refused a frame from %s: %s", peer, e)
             return
         del payload
         self.stats["requests"] += 1
-        if too_many:
-            log.warning("request from %s: more than %d values, over VIGIL_MAX_REQUEST_VALUES: none stored", peer,
-                        self.max_values)
-            writer.write(zbxd.encode_like(failure(f"request of more than {self.max_values} values is over the "
-                                                  f"maximum of {self.max_values}; none were stored"), header.flags))
+        if over:
+            log.warning("request from %s: more than %d values, over %s: none stored", peer, over,
+                        "a proxy batch's records" if over != self.max_values else "VIGIL_MAX_REQUEST_VALUES")
+            writer.write(zbxd.encode_like(failure(f"request of more than {over} values is over the "
+                                                  f"maximum of {over}; none were stored"), header.flags))
             await _drain(writer, self.timeout)
             return
         reply = await self._dispatch(body, peer)
@@ -340,8 +342,6 @@ class IngestServer:
     def _discovery_values(self, snap: Any, data: list[Any], sender: bool, now: int) -> tuple[list[Any], int]:
         """Values of discovery rules (trapper rules from a sender, active ones from an agent) go to the
         LLD processor instead of history; returns the other values and how many went."""
-        from vigil.server.config.tables import ItemType
-
         kind = ItemType.TRAPPER if sender else ItemType.AGENT_ACTIVE
         rest, n = [], 0
         for d in data:
@@ -445,15 +445,18 @@ _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _PROXY_DATA = re.compile(rb'\s*\{\s*"request"\s*:\s*"proxy data"')
 
 
-def _decode_big(header: zbxd.Header, payload: bytes, max_values: int) -> tuple[bytes, bool]:
-    """The body, and whether it holds more values than allowed: parsed, a body of many small values
+# A 6.0 proxy's full batch holds up to MAX_RECORDS records in each of its sections (history, discovery,
+# auto registration, interface and host availability), whatever VIGIL_MAX_REQUEST_VALUES says; each
+# section is bounded again by agent.protocol.proxy.parse_proxy_data. Tasks and the top object: the margin.
+PROXY_MAX_OBJECTS = 5 * PROXY_MAX_RECORDS + 100
+
+
+def _decode_big(header: zbxd.Header, payload: bytes, max_values: int) -> tuple[bytes, int]:
+    """The body, and the limit of values it goes over (0: none): parsed, a body of many small values
     costs ~16x its size, so they are counted before it is parsed (the top object is one more)."""
     body = zbxd.decode_body(header, payload)
-    if _PROXY_DATA.match(body):
-        # A 6.0 proxy's full batch is 10,000 history records plus availability and other sections;
-        # each section's size is bounded by agent.protocol.proxy.parse_proxy_data instead.
-        return body, False
-    return body, _more_objects_than(body, max_values + 1)
+    limit = PROXY_MAX_OBJECTS if _PROXY_DATA.match(body) else max_values
+    return body, limit if _more_objects_than(body, limit + 1) else 0
 
 
 def _more_objects_than(body: bytes, limit: int) -> bool:

@@ -290,6 +290,19 @@ def test_a_body_of_many_small_values_is_counted_before_it_is_parsed(live: LiveIn
     assert reply is not None and "processed: 2000; failed: 0" in reply["info"], reply
 
 
+
+def test_a_proxy_data_body_is_counted_against_a_full_proxy_batch_not_skipped(live: LiveIngest) -> None:
+    """A proxy's batch may hold 10,000 records in each of five sections, so it is counted against that
+    (PROXY_MAX_OBJECTS), not VIGIL_MAX_REQUEST_VALUES; but it is counted: a "proxy data" flood is refused
+    before it is parsed, as a sender's is."""
+    from vigil.server.ingest.listener import PROXY_MAX_OBJECTS
+
+    unit = b'{"itemid":1,"clock":1,"ns":0,"value":"1","id":1}'
+    flood = (b'{"request":"proxy data","host":"px","session":"' + b"0" * 32 + b'","history data":['
+             + b",".join([unit] * (PROXY_MAX_OBJECTS + 1)) + b"]}")
+    assert_failed(exchange(live.port, zbxd.encode(flood)),
+                  f"more than {PROXY_MAX_OBJECTS} values is over the maximum of {PROXY_MAX_OBJECTS}")
+
 # --- the process as a whole: memory, sockets, a shared event loop -----------------------------------------
 
 
