@@ -263,17 +263,6 @@ class Browse:
         with self.engine.connect() as c:
             return {int(a): int(n) for a, n in c.execute(q)}
 
-    def problem_counts(self, scope: Scope = Scope()) -> dict[int, int]:
-        """Open trigger problems per severity, of triggers on hosts in scope."""
-        p = t.problems.c
-        on_hosts = (sa.select(t.trigger_items.c.triggerid)
-                    .join(t.items, t.items.c.itemid == t.trigger_items.c.itemid)
-                    .where(scope.hosts_clause(t.items.c.hostid)))
-        q = (sa.select(p.severity, sa.func.count()).where(p.source == 0, p.object == 0, p.r_eventid.is_(None),
-                                                          p.objectid.in_(on_hosts)).group_by(p.severity))
-        with self.engine.connect() as c:
-            return {int(s): int(n) for s, n in c.execute(q)}
-
     # --- items ---------------------------------------------------------------------------------------------
 
     def items(self, scope: Scope = Scope(), *, hostids: Sequence[int] | None = None, groupid: int | None = None,
