@@ -204,14 +204,12 @@ class Batcher:
             except BaseException as e:
                 _settle_all(taken, e)  # then the supervisor logs it with its traceback
                 raise
-            _settle_all(taken, error)
+            _settle_all(taken, error, self._wake)
             if error is None and self._on_commit is not None:
                 try:
                     self._on_commit(merged)
                 except Exception:
                     log.exception("the on-commit hook failed for %d values", len(merged))
-            for loop in {lp for _, _, lp in taken}:
-                loop.call_soon_threadsafe(self._wake)
             t0 = time.monotonic()
             self._maintain(store)
             busy += time.monotonic() - t0
@@ -239,12 +237,26 @@ class Batcher:
 _Entry = tuple[WriteBatch, "asyncio.Future[None]", asyncio.AbstractEventLoop]
 
 
-def _settle_all(entries: list[_Entry], error: BaseException | None) -> None:
+def _settle_all(entries: list[_Entry], error: BaseException | None,
+                then: Callable[[], None] | None = None) -> None:
+    """Settle the entries' futures on their loops, then call `then` there: one wake-up of each loop
+    for all its entries (each call_soon_threadsafe is a write to the loop's self-pipe)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
     for _, fut, loop in entries:
+        by_loop.setdefault(loop, []).append(fut)
+    for loop, futs in by_loop.items():
         try:
-            loop.call_soon_threadsafe(_settle, fut, error)
+            loop.call_soon_threadsafe(_settle_futures, futs, error, then)
         except RuntimeError:
             pass  # that client's event loop is closed: nobody is waiting any more
+
+
+def _settle_futures(futs: list[asyncio.Future[None]], error: BaseException | None,
+                    then: Callable[[], None] | None) -> None:
+    for fut in futs:
+        _settle(fut, error)
+    if then is not None:
+        then()
 
 
 def _settle(fut: asyncio.Future[None], error: BaseException | None) -> None:

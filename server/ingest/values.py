@@ -153,7 +153,7 @@ def sender_values(snap: Snapshot, data: list[Any], now_s: int, now_ns: int, peer
     float_max, ns_max, nan, number_limit = FLOAT_MAX, NS_MAX, NAN, NUMBER_TEXT_LIMIT
     now_c, now_n = divmod(times.next_stamp, _NS)  # the receive stamps this request reserved
     # The hot loop (well under 1 µs a value) handles inline what most senders send: int clock and ns
-    # inside the window, or no clock; float items with plain numbers in strings. float() takes more
+    # (or none) inside the window, or no clock; float items with plain numbers in strings. float() takes more
     # than Zabbix does, but not once the text is ASCII without "_" or white space at its ends and the
     # number is within ±1e308: that is Zabbix's syntax (str.strip returns the string itself when there
     # is nothing to strip). Anything else goes through times.of and _add.
@@ -173,8 +173,13 @@ def sender_values(snap: Snapshot, data: list[Any], now_s: int, now_ns: int, peer
                     now_c, now_n = now_c + 1, 0
             else:
                 n = d.get("ns")
-                if type(clock) is int and type(n) is int and lo <= clock <= hi and 0 <= n <= ns_max:
+                if type(clock) is int and lo <= clock <= hi:
                     c = clock
+                    if n is None:  # zabbix_sender -T sends a clock and no ns: 0, 1, 2, ... as times.of
+                        n = times.next_ns
+                        times.next_ns = n + 1
+                    elif type(n) is not int or not 0 <= n <= ns_max:
+                        c, n = times.of(d)
                 else:
                     c, n = times.of(d)
             value = d.get("value")

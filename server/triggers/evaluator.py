@@ -403,13 +403,21 @@ class TriggerEngine:
         return notices
 
     def _note_values(self, batch: WriteBatch, touched: dict[int, tuple[int, int]]) -> None:
+        # Only two kinds of item need a look: those a trigger reads (self._by_item, rebuilt with each
+        # configuration version) and those not supported now (a value makes them supported again).
+        # Most stored values are of neither: they cost one set lookup here, nothing more.
         self.cache.add(batch)
+        by_item, unsupported = self._by_item, self.cache.unsupported
+        if not by_item and not unsupported:
+            return
         for rows in (batch.floats, batch.uints, batch.strs, batch.texts, batch.logs):
             for row in rows:
-                stamp = (row[1], row[2])
-                old = touched.get(row[0])
-                if old is None or stamp > old:
-                    touched[row[0]] = stamp
+                itemid = row[0]
+                if itemid in by_item or itemid in unsupported:
+                    stamp = (row[1], row[2])
+                    old = touched.get(itemid)
+                    if old is None or stamp > old:
+                        touched[itemid] = stamp
 
     def _undo(self, pend: _Pending) -> None:
         for tid, (value, state, error, lastchange) in pend.triggers.items():

@@ -153,20 +153,22 @@ class ValueCache:
     # --- fed by the engine -----------------------------------------------------------------------
 
     def add(self, batch: WriteBatch) -> set[int]:
-        """Take a committed batch's values; returns the items it held values of."""
+        """Take a committed batch's values; returns the cached items it held values of (only those
+        grow, and most values are of items no trigger reads: they cost one dict lookup)."""
         seen: set[int] = set()
         series = self._series
+        if not series:
+            return seen
         for rows in (batch.floats, batch.uints, batch.strs, batch.texts):
-            for itemid, clock, ns, value in rows:
-                seen.add(itemid)
-                s = series.get(itemid)
+            for row in rows:
+                s = series.get(row[0])
                 if s is not None:
-                    self._insert(s, clock, ns, value)
+                    seen.add(row[0])
+                    self._insert(s, row[1], row[2], row[3])
         for row in batch.logs:
-            itemid = row[0]
-            seen.add(itemid)
-            s = series.get(itemid)
+            s = series.get(row[0])
             if s is not None:
+                seen.add(row[0])
                 self._insert(s, row[1], row[2], row[6])
         self._grown |= seen
         return seen
