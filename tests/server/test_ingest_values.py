@@ -166,6 +166,16 @@ def test_a_clock_without_ns_gets_0_1_2_in_its_request(snap: Snapshot) -> None:
     assert by_value[2] == (NOW, 0) and by_value[4] == (NOW, 1) and by_value[5] == (NOW + 1, 2)
 
 
+
+def test_clock_without_ns_numbers_one_sequence_on_fast_and_slow_paths(snap: Snapshot) -> None:
+    """Float items with an int clock take the hot loop, a digit-string clock or an unsigned item the
+    general one: both count the same 0, 1, 2, ... (zabbix_sender -T sends a clock and no ns)."""
+    batch, failed = sv(snap, [v("f", "1.5", clock=NOW), v("f", "2.5", clock=str(NOW)), v("u", "3", clock=NOW),
+                              v("f", "4.5", clock=NOW), v("f", "5.5", clock=NOW, ns=7), v("f", "6.5", clock=NOW)])
+    assert failed == 0
+    stamps = {r[3]: (r[1], r[2]) for r in batch.floats + batch.uints}
+    assert stamps == {1.5: (NOW, 0), 2.5: (NOW, 1), 3: (NOW, 2), 4.5: (NOW, 3), 5.5: (NOW, 7), 6.5: (NOW, 4)}
+
 # (field value, accepted) as zabbix_server 6.0 read a sender value's clock
 CLOCKS: list[tuple[Any, bool]] = [
     (NOW, True), (str(NOW), True), ("0" + str(NOW), True), (" " + str(NOW), False), (str(NOW) + " ", False),

@@ -495,3 +495,11 @@ def test_active_checks_while_the_database_is_away_get_a_failed_reply(tmp_path: P
     finally:
         srv.engine.dispose()
         srv.stop()
+
+
+@pytest.mark.parametrize("info", [(250, 0, 250, 0.000123), (0, 10_000, 10_000, 2.5), (7, 3, 10, 123456.0)])
+def test_the_success_reply_is_what_messages_success_makes(info: tuple[int, int, int, float]) -> None:
+    from vigil.agent.protocol.messages import ProcessedInfo, success
+    from vigil.server.ingest.listener import success_reply
+
+    assert success_reply(ProcessedInfo(*info)) == success(ProcessedInfo(*info))

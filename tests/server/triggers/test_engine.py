@@ -326,3 +326,18 @@ def test_failed_commit_is_retried(world: World, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(world.events, "commit", real)
     [ev] = events(world.tick(1))
     assert ev.value == 1 and world.rt(tid)[0] == 1
+
+
+def test_item_no_trigger_reads_recovers_from_not_supported(world: World) -> None:
+    # The engine looks only at values of items a trigger reads and of items not supported now:
+    # "load" is read by no trigger, and a value must still make it supported again.
+    world.trigger("avg", "avg(/h1/temp,#3)>30")
+    world.start()
+    assert events(world.send("load", 1.0)) == []  # neither kind: nothing happens
+    notices = world.te.cycle([("unsupported", [(world.items["load"], T0 + 1, "Value of type string")])])  # type: ignore[union-attr]
+    [internal] = events(notices)
+    assert (internal.objectid, internal.value) == (world.items["load"], 1)
+    got = events(world.send("load", 2.0, clock=T0 + 2))
+    assert [(e.source, e.objectid, e.value) for e in got] == [(3, world.items["load"], 0)]
+    assert got[0].resolves == (internal.eventid,)
+    assert world.te.cache.size == 0 or world.items["load"] not in world.te.cache.tracked  # type: ignore[union-attr]
