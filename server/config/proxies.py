@@ -93,9 +93,11 @@ class ProxyConfig:
         host of its proxy group: values it buffered for a host that moved to another proxy are kept."""
         with self.engine.connect() as c:
             group = sa.select(t.proxies.c.proxy_groupid).where(t.proxies.c.proxyid == proxyid).scalar_subquery()
+            drained = sa.select(t.proxy_drains.c.hostid).where(t.proxy_drains.c.proxyid == proxyid)
             q = (sa.select(t.items.c.itemid, t.items.c.hostid, t.items.c.type, t.items.c.value_type)
                  .join(t.hosts, t.hosts.c.hostid == t.items.c.hostid)
-                 .where(sa.or_(t.hosts.c.proxyid == proxyid, t.hosts.c.proxy_groupid == group),
+                 .where(sa.or_(t.hosts.c.proxyid == proxyid, t.hosts.c.proxy_groupid == group,
+                              t.hosts.c.hostid.in_(drained)),
                         t.hosts.c.status == HostStatus.MONITORED,
                         t.items.c.status == 0, t.items.c.type.in_([int(x) for x in PROXY_ITEM_TYPES])))
             return {r.itemid: (r.hostid, r.type, r.value_type) for r in c.execute(q)}
@@ -192,6 +194,7 @@ class ProxyConfig:
                                 "error_handler_params"],
                                [[p.item_preprocid, p.itemid, p.step, p.type, p.params, p.error_handler,
                                  p.error_handler_params] for p in preproc])
+        self.add_drained_tables(proxyid, out)  # type: ignore[attr-defined]
         return out
 
 

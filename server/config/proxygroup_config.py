@@ -6,6 +6,7 @@ A mixin of ConfigRepo (server/config/repo.py), kept apart so the proxy groups' S
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +14,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from vigil.server.config import tables as t
 from vigil.server.config.model import ConfigError, ProxyGroupSpec, failover_seconds, proxy_group_to_doc
-from vigil.server.config.tables import HostStatus, ProxyGroupState
+from vigil.server.config.tables import HostStatus, ItemType, ProxyGroupState
+
+# A drained host's items take sender values from this address only, i.e. from no one.
+SINK_ADDRESS = "255.255.255.255"
+# A proxy is done with a drained host once it sent a `proxy data` with no "more" this long after it was
+# first sent the host as a sink: values it took just before flow from its cache into its buffer first.
+DRAIN_GRACE = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,18 +131,91 @@ class ProxyGroupConfig:
                                   {p.proxyid: p.name for p in members}))
         return out
 
-    def save_proxy_group(self, proxy_groupid: int, moved: dict[int, int | None], state: ProxyGroupState) -> None:
-        """Write a balancing: the hosts that moved (hostid -> proxyid) and the group's state. Moving a
-        host is a configuration change (its proxy's `proxy config` and the ingest views follow it)."""
+    def save_proxy_group(self, proxy_groupid: int, moved: dict[int, tuple[int | None, int | None]],
+                         state: ProxyGroupState, now: int) -> None:
+        """Write a balancing: the hosts that moved (hostid -> (from, to)) and the group's state. Moving a
+        host is a configuration change (its proxy's `proxy config` and the ingest views follow it); the
+        proxy it left keeps it as a sink until it has delivered its buffer (see drained_tables)."""
         with self.engine.begin() as c:
             c.execute(sa.update(t.proxy_groups).where(t.proxy_groups.c.proxy_groupid == proxy_groupid)
                       .values(state=int(state)))
             if not moved:
                 return
-            for hostid, proxyid in moved.items():
+            for hostid, (old, new) in moved.items():
                 # Only if the host is still in this group: an import may have moved it meanwhile.
-                c.execute(sa.update(t.hosts).where(t.hosts.c.hostid == hostid,
-                                                   t.hosts.c.proxy_groupid == proxy_groupid)
-                          .values(proxyid=proxyid))
+                done = c.execute(sa.update(t.hosts).where(t.hosts.c.hostid == hostid,
+                                                          t.hosts.c.proxy_groupid == proxy_groupid)
+                                 .values(proxyid=new)).rowcount
+                if not done:
+                    continue
+                if new is not None:
+                    c.execute(sa.delete(t.proxy_drains).where(t.proxy_drains.c.hostid == hostid,
+                                                              t.proxy_drains.c.proxyid == new))
+                if old is not None and c.execute(sa.select(t.proxies.c.proxyid)
+                                                 .where(t.proxies.c.proxyid == old)).first() is not None:
+                    c.execute(sa.delete(t.proxy_drains).where(t.proxy_drains.c.hostid == hostid,
+                                                              t.proxy_drains.c.proxyid == old))
+                    c.execute(sa.insert(t.proxy_drains).values(hostid=hostid, proxyid=old, moved=now,
+                                                               config_sent=0))
             c.execute(sa.update(t.config_version).where(t.config_version.c.id == 1)
                       .values(version=t.config_version.c.version + 1))
+
+    # --- draining: a moved host stays with its old proxy until that proxy delivered its buffer --------
+
+    def draining_proxies(self) -> set[int]:
+        with self.engine.connect() as c:
+            return set(c.execute(sa.select(t.proxy_drains.c.proxyid).distinct()).scalars())
+
+    def drained_hosts(self, proxyid: int) -> list[int]:
+        with self.engine.connect() as c:
+            return sorted(c.execute(sa.select(t.proxy_drains.c.hostid)
+                                    .where(t.proxy_drains.c.proxyid == proxyid)).scalars())
+
+    def add_drained_tables(self, proxyid: int, out: dict[str, tuple[list[str], list[list[Any]]]]) -> None:
+        """Add the hosts that moved off the proxy to what it is sent, as sinks: their items as trapper
+        items that take values from no address, so the proxy collects nothing new for them but still
+        sends what it buffered (6.0 sends a buffered value only if its item is in its configuration,
+        enabled, on a monitored host). Marks when the proxy was first sent them so."""
+        from vigil.server.config.proxies import PROXY_ITEM_TYPES, _item_row
+
+        now = int(time.time())
+        with self.engine.begin() as c:
+            hostids = sorted(c.execute(sa.select(t.proxy_drains.c.hostid).join(
+                t.hosts, t.hosts.c.hostid == t.proxy_drains.c.hostid).where(
+                t.proxy_drains.c.proxyid == proxyid, t.hosts.c.status == HostStatus.MONITORED,
+                sa.or_(t.hosts.c.proxyid.is_(None), t.hosts.c.proxyid != proxyid))).scalars())
+            if not hostids:
+                return
+            hosts = c.execute(sa.select(t.hosts).where(t.hosts.c.hostid.in_(hostids))
+                              .order_by(t.hosts.c.hostid)).all()
+            items = c.execute(sa.select(t.items).where(
+                t.items.c.hostid.in_(hostids), t.items.c.status == 0,
+                t.items.c.type.in_([int(x) for x in PROXY_ITEM_TYPES])).order_by(t.items.c.itemid)).all()
+            c.execute(sa.update(t.proxy_drains).where(t.proxy_drains.c.proxyid == proxyid,
+                                                      t.proxy_drains.c.config_sent == 0).values(config_sent=now))
+        fields, rows = out["hosts"]
+        for h in hosts:
+            row = dict.fromkeys(fields, "")
+            row.update(hostid=h.hostid, host=h.host, name=h.name or h.host, status=int(HostStatus.MONITORED),
+                       ipmi_authtype=-1, ipmi_privilege=2, tls_connect=1, tls_accept=h.tls_accept)
+            rows.append([row[f] for f in fields])
+        fields, rows = out["items"]
+        sink = {"type": int(ItemType.TRAPPER), "trapper_hosts": SINK_ADDRESS, "interfaceid": None,
+                "master_itemid": None, "delay": "0"}
+        for i in items:
+            row = dict(zip(fields, _item_row(i, {}), strict=True))
+            row.update(sink)
+            rows.append([row[f] for f in fields])
+        out["item_rtdata"][1].extend([i.itemid, 0, 0] for i in items)
+
+    def end_drains(self, proxyid: int, now: int) -> int:
+        """The proxy sent a `proxy data` with nothing more to follow: the hosts it was sent as sinks at
+        least DRAIN_GRACE seconds ago are delivered and leave its configuration. Returns how many."""
+        with self.engine.begin() as c:
+            n = c.execute(sa.delete(t.proxy_drains).where(
+                t.proxy_drains.c.proxyid == proxyid, t.proxy_drains.c.config_sent > 0,
+                t.proxy_drains.c.config_sent <= now - DRAIN_GRACE)).rowcount
+            if n:
+                c.execute(sa.update(t.config_version).where(t.config_version.c.id == 1)
+                          .values(version=t.config_version.c.version + 1))
+        return int(n or 0)

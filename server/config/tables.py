@@ -1004,3 +1004,16 @@ HOST_PROXY_GROUP_COLUMN = Column("proxy_groupid", Integer,
                                  ForeignKey("proxy_groups.proxy_groupid", ondelete="SET NULL",
                                             name="hosts_proxy_groupid_fk"), nullable=True, index=True)
 hosts.append_column(HOST_PROXY_GROUP_COLUMN)
+
+# A host that moved off a proxy stays in that proxy's configuration as a sink until the proxy has
+# delivered what it buffered for it: a 6.0 proxy skips, and forgets, buffered values of items that are
+# no longer in its configuration. config_sent: when the proxy was first sent a configuration with the
+# host as a sink (0: not yet).
+proxy_drains = Table(
+    "proxy_drains",
+    metadata,
+    Column("hostid", Integer, ForeignKey("hosts.hostid", ondelete="CASCADE"), primary_key=True),
+    Column("proxyid", Integer, ForeignKey("proxies.proxyid", ondelete="CASCADE"), primary_key=True, index=True),
+    Column("moved", Integer, nullable=False, server_default="0"),
+    Column("config_sent", Integer, nullable=False, server_default="0"),
+)

@@ -37,7 +37,7 @@ class ProxyBalancer:
             result = balance(seen, now, g.failover_delay, g.min_online, g.hosts)
             state = ProxyGroupState.OFFLINE if result.offline else ProxyGroupState.ONLINE
             if result.moved or state != g.state:
-                self.repo.save_proxy_group(g.proxy_groupid, {h: to for h, (_, to) in result.moved.items()}, state)
+                self.repo.save_proxy_group(g.proxy_groupid, result.moved, state, int(now))
             self._report(g, result)
             out[g.name] = result
         return out

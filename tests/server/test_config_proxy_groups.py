@@ -4,6 +4,7 @@ which proxy is sent which host, and that a moved host's values are still taken f
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +15,8 @@ from vigil.server.config.model import ConfigError, doc_from_dict
 from vigil.server.config.repo import ConfigRepo
 from vigil.server.config.tables import ProxyGroupState
 from vigil.server.ingest.proxybalancer import ProxyBalancer
+
+from tests.server.proxy_schema import PROXY_SCHEMA_60
 
 
 @pytest.fixture
@@ -121,18 +124,51 @@ def test_balancer_assigns_and_fails_over_and_the_proxy_tables_follow(repo: Confi
     version = repo.version()
     result = balancer.run_once(t0 + 40)["dc-east"]
     assert len(result.moved) == 3 and hosts_of(repo, "east-1") == [f"h{i}" for i in range(6)]
-    assert hosts_of(repo, "east-2") == [] and set(on_e2) < set(hosts_of(repo, "east-1"))
-    assert repo.version() > version
+    assert set(on_e2) < set(hosts_of(repo, "east-1")) and repo.version() > version
     # Values east-2 buffered for its old hosts are still accepted from it, and from east-1.
     grouped = set(repo.proxy_items(e1))
     assert set(repo.proxy_items(e2)) == grouped and len(grouped) == 12
     assert set(repo.proxy_items(proxies["lone"].proxyid)).isdisjoint(grouped)
+    # east-2 keeps them as sinks until it has delivered its buffer: trapper items nobody may send to,
+    # so it polls nothing for them but still sends what it holds (6.0 drops values of unknown items).
+    tables = repo.proxy_tables(e2)
+    assert hosts_of(repo, "east-2") == on_e2
+    items = [dict(zip(tables["items"][0], r, strict=True)) for r in tables["items"][1]]
+    assert len(items) == 6 and {(i["type"], i["trapper_hosts"], i["interfaceid"]) for i in items} == {
+        (2, "255.255.255.255", None)}
+    assert sorted(r[0] for r in tables["item_rtdata"][1]) == sorted(i["itemid"] for i in items)
+    for name, (fields, rows) in tables.items():
+        assert [f for f in fields if f not in PROXY_SCHEMA_60[name]] == [], name
+        assert all(len(r) == len(fields) for r in rows), name
+    sent = int(time.time())  # proxy_tables marked when east-2 was sent them
+    assert repo.end_drains(e2, sent) == 0  # caught up too soon after: values may still be on their way
+    version = repo.version()
+    assert repo.end_drains(e2, sent + 6) == 3 and repo.version() > version
+    assert hosts_of(repo, "east-2") == [] and repo.draining_proxies() == set()
 
     # east-2 is back: within the bound (6 hosts on east-1 = twice the average of 3), nothing moves.
     repo.touch_proxy(e2, t0 + 41, "6.0.14")
     version = repo.version()
     assert balancer.run_once(t0 + 41)["dc-east"].moved == {}
     assert repo.version() == version
+
+
+def test_a_host_moving_back_to_the_proxy_it_drains_from_is_its_own_again(repo: ConfigRepo) -> None:
+    load(repo, DOC)
+    proxies = repo.proxies()
+    e1, e2 = proxies["east-1"].proxyid, proxies["east-2"].proxyid
+    t0 = 1_800_000_000
+    balancer = ProxyBalancer(repo, 1, started=t0 - 3600)
+    for p in (e1, e2):
+        repo.touch_proxy(p, t0, "6.0.14")
+    balancer.run_once(t0)
+    repo.touch_proxy(e1, t0 + 100, "6.0.14")
+    balancer.run_once(t0 + 100)  # all on east-1; east-2 drains three
+    assert repo.draining_proxies() == {e2}
+    repo.touch_proxy(e2, t0 + 200, "6.0.14")  # east-2 is back, east-1 goes silent: all go to east-2
+    balancer.run_once(t0 + 200)
+    assert len(hosts_of(repo, "east-2")) == 6 and repo.draining_proxies() == {e1}
+    assert len(repo.drained_hosts(e1)) == 6
 
 
 def test_a_group_below_min_online_is_offline_and_keeps_its_hosts(repo: ConfigRepo) -> None:

@@ -1,5 +1,5 @@
-"""Proxy groups (Zabbix 7.0's HA and load balancing): proxy_groups, and proxy_groupid on proxies and
-hosts.
+"""Proxy groups (Zabbix 7.0's HA and load balancing): proxy_groups, proxy_groupid on proxies and
+hosts, and proxy_drains (hosts kept in their old proxy's configuration until it delivered its buffer).
 
 Existing proxies belong to no group and existing hosts keep the proxy they have (proxy_groupid NULL).
 
@@ -35,9 +35,22 @@ def upgrade() -> None:
             batch.create_foreign_key(f"{table}_proxy_groupid_fk", "proxy_groups", ["proxy_groupid"],
                                      ["proxy_groupid"], ondelete="SET NULL")
             batch.create_index(f"ix_{table}_proxy_groupid", ["proxy_groupid"])
+    op.create_table(
+        "proxy_drains",
+        sa.Column("hostid", sa.Integer(), nullable=False),
+        sa.Column("proxyid", sa.Integer(), nullable=False),
+        sa.Column("moved", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("config_sent", sa.Integer(), server_default="0", nullable=False),
+        sa.ForeignKeyConstraint(["hostid"], ["hosts.hostid"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["proxyid"], ["proxies.proxyid"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("hostid", "proxyid"),
+    )
+    op.create_index(op.f("ix_proxy_drains_proxyid"), "proxy_drains", ["proxyid"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_proxy_drains_proxyid"), table_name="proxy_drains")
+    op.drop_table("proxy_drains")
     for table in ("hosts", "proxies"):
         with op.batch_alter_table(table) as batch:
             batch.drop_index(f"ix_{table}_proxy_groupid")
