@@ -37,6 +37,10 @@ class GroupState:
     proxy_names: dict[int, str]
 
 
+def _chunks(ids: list[int], size: int = 500) -> list[list[int]]:
+    return [ids[i:i + size] for i in range(0, len(ids), size)]
+
+
 class ProxyGroupConfig:
     engine: Engine
 
@@ -135,28 +139,33 @@ class ProxyGroupConfig:
                          state: ProxyGroupState, now: int) -> None:
         """Write a balancing: the hosts that moved (hostid -> (from, to)) and the group's state. Moving a
         host is a configuration change (its proxy's `proxy config` and the ingest views follow it); the
-        proxy it left keeps it as a sink until it has delivered its buffer (see drained_tables)."""
+        proxy it left keeps it as a sink until it has delivered its buffer (see add_drained_tables)."""
         with self.engine.begin() as c:
             c.execute(sa.update(t.proxy_groups).where(t.proxy_groups.c.proxy_groupid == proxy_groupid)
                       .values(state=int(state)))
             if not moved:
                 return
-            for hostid, (old, new) in moved.items():
-                # Only if the host is still in this group: an import may have moved it meanwhile.
-                done = c.execute(sa.update(t.hosts).where(t.hosts.c.hostid == hostid,
-                                                          t.hosts.c.proxy_groupid == proxy_groupid)
-                                 .values(proxyid=new)).rowcount
-                if not done:
-                    continue
-                if new is not None:
-                    c.execute(sa.delete(t.proxy_drains).where(t.proxy_drains.c.hostid == hostid,
-                                                              t.proxy_drains.c.proxyid == new))
-                if old is not None and c.execute(sa.select(t.proxies.c.proxyid)
-                                                 .where(t.proxies.c.proxyid == old)).first() is not None:
-                    c.execute(sa.delete(t.proxy_drains).where(t.proxy_drains.c.hostid == hostid,
-                                                              t.proxy_drains.c.proxyid == old))
-                    c.execute(sa.insert(t.proxy_drains).values(hostid=hostid, proxyid=old, moved=now,
-                                                               config_sent=0))
+            # Only hosts still in this group: an import may have moved one meanwhile.
+            still = set(c.execute(sa.select(t.hosts.c.hostid).where(
+                t.hosts.c.proxy_groupid == proxy_groupid)).scalars())
+            moved = {h: m for h, m in moved.items() if h in still}
+            by_target: dict[int | None, list[int]] = {}
+            for hostid, (_, new) in moved.items():
+                by_target.setdefault(new, []).append(hostid)
+            for new, hostids in by_target.items():
+                for chunk in _chunks(hostids):
+                    c.execute(sa.update(t.hosts).where(t.hosts.c.hostid.in_(chunk)).values(proxyid=new))
+            proxies = set(c.execute(sa.select(t.proxies.c.proxyid)).scalars())
+            pairs = [(h, p) for h, (old, new) in moved.items() for p in (old, new) if p is not None]
+            if pairs:
+                d = t.proxy_drains.c
+                c.execute(sa.delete(t.proxy_drains).where(d.hostid == sa.bindparam("h"),
+                                                          d.proxyid == sa.bindparam("p")),
+                          [{"h": h, "p": p} for h, p in pairs])
+            drains = [{"hostid": h, "proxyid": old, "moved": now, "config_sent": 0}
+                      for h, (old, new) in moved.items() if old is not None and old in proxies and old != new]
+            if drains:
+                c.execute(sa.insert(t.proxy_drains), drains)
             c.execute(sa.update(t.config_version).where(t.config_version.c.id == 1)
                       .values(version=t.config_version.c.version + 1))
 
