@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -174,6 +175,20 @@ def total(parts: list[dict[tuple[str, str], Counter]], key: tuple[str, str]) -> 
     return out
 
 
+def explain_missing(server: VigilServer, feeder: Feeder, a: ZabbixProxy, b: ZabbixProxy) -> None:
+    """On a failure: per host, what zabbix_sender had processed, what each proxy holds, what is stored."""
+    keys = item_keys(server.database_url)
+    have = stored(server)
+    held = [collected(p, keys, sent_only=False) for p in (a, b)]
+    for h in HOSTS:
+        acc = Counter((c, ns, repr(float(v))) for (hh, c, ns, v) in feeder.accepted if hh == h)
+        print(h, "processed", sum(acc.values()), "stored", sum(have[(h, "trap")].values()),
+              "held by px-a", sum(held[0].get((h, "trap"), Counter()).values()),
+              "held by px-b", sum(held[1].get((h, "trap"), Counter()).values()),
+              "first missing", sorted(acc - have[(h, "trap")])[:5], file=sys.stderr)
+    print("px-a sent up to", a.sent_up_to(), "px-b sent up to", b.sent_up_to(), file=sys.stderr)
+
+
 def test_a_proxy_group_fails_over_under_load_and_loses_nothing(tmp_path: Path, database_url: str,
                                                               zabbix_agentd: int, proxy_db: Path) -> None:
     server = VigilServer(tmp_path, database_url, VIGIL_PROXY_GROUP_INTERVAL=str(BALANCE_INTERVAL))
@@ -254,19 +269,7 @@ def test_a_proxy_group_fails_over_under_load_and_loses_nothing(tmp_path: Path, d
             wait_until(lambda: sum(sum(s.values()) for (h, k), s in stored(server).items() if k == "trap") >= produced,
                        60, "every trapper value to be stored", interval=0.5)
         except AssertionError:
-            import sys
-            keys = item_keys(server.database_url)
-            have = stored(server)
-            held = [collected(p, keys, sent_only=False) for p in (a, b)]
-            for h in HOSTS:
-                acc = Counter((c, ns, repr(float(v))) for (hh, c, ns, v) in feeder.accepted if hh == h)
-                print(h, where[h], "accepted", sum(acc.values()), "stored", sum(have[(h, "trap")].values()),
-                      "in a", sum(held[0].get((h, "trap"), Counter()).values()),
-                      "in b", sum(held[1].get((h, "trap"), Counter()).values()),
-                      "missing", sorted(acc - have[(h, "trap")])[:5], file=sys.stderr)
-            print("a sent", a.sent_up_to(), a.history()[-1][0], "b sent", b.sent_up_to(), b.history()[-1][0],
-                  file=sys.stderr)
-            print("\n".join(x for x in server.log_text().splitlines() if "proxy" in x)[-5000:], file=sys.stderr)
+            explain_missing(server, feeder, a, b)
             raise
         a.stop()
         b.stop()
