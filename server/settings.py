@@ -123,6 +123,8 @@ SETTINGS: tuple[Spec, ...] = (
     Spec("VIGIL_PROXY_CONFIG_FREQUENCY", "3600", "Seconds between two pushes of its configuration to each passive "
          "proxy (Zabbix's ProxyConfigFrequency); a configuration change is pushed at the next poll anyway.",
          1, 604800),
+    Spec("VIGIL_PROXY_GROUP_INTERVAL", "5", "Seconds between two balancings of the proxy groups: hosts of a proxy "
+         "silent for longer than its group's failover_delay move to the online ones.", 0.2, 3600),
     # Alert delivery (alerts/: `vigil worker`, and the in-process pool of `vigil up`)
     Spec("VIGIL_BROKER_URL", "redis://127.0.0.1:6379/0",
          "Celery broker of alert delivery: redis://HOST:PORT/DB or amqp://USER:PASSWORD@HOST:PORT/VHOST (RabbitMQ)."),
@@ -227,6 +229,7 @@ class Settings:
     web_threads: int = 8
     proxy_poll_interval: float = 1.0
     proxy_config_frequency: float = 3600.0
+    proxy_group_interval: float = 5.0
 
     @property
     def tls_enabled(self) -> bool:
@@ -343,6 +346,7 @@ class Settings:
             web_threads=int(num("VIGIL_WEB_THREADS", int)),
             proxy_poll_interval=num("VIGIL_PROXY_POLL_INTERVAL"),
             proxy_config_frequency=num("VIGIL_PROXY_CONFIG_FREQUENCY"),
+            proxy_group_interval=num("VIGIL_PROXY_GROUP_INTERVAL"),
         )
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

@@ -26,10 +26,10 @@ TLS_UNENCRYPTED, TLS_PSK, TLS_CERT = 1, 2, 4
 TLS_ACCEPT_NAMES = {"unencrypted": TLS_UNENCRYPTED, "psk": TLS_PSK, "cert": TLS_CERT}
 HOST_FIELDS = {"host", "name", "groups", "status", "description", "templates", "macros", "items", "tls_accept",
                "tls_issuer", "tls_subject", "triggers", "interfaces", "proxy",
-               "discovery_rules", "tags"}
+               "discovery_rules", "tags", "proxy_group"}
 TEMPLATE_FIELDS = {"template", "name", "groups", "description", "macros", "items", "triggers", "discovery_rules"}
 DOCUMENT_FIELDS = {"hosts", "templates", "host_groups", "vigil", "macros", "media_types", "user_groups", "users",
-                   "actions", "maintenances", "proxies"}
+                   "actions", "maintenances", "proxies", "proxy_groups"}
 VALUE_TYPE_LABELS = {v: k for k, v in VALUE_TYPE_NAMES.items()}
 _MACRO = re.compile(r"\{\$[A-Z0-9_.]+\}")
 
@@ -74,6 +74,7 @@ class HostSpec:
     proxy: str | None = None  # the proxy monitoring the host; '': the server itself; None: as it is
     discovery_rules: list[DiscoveryRuleSpec] = field(default_factory=list)  # lld.py
     tags: list[tuple[str, str]] | None = None  # None: the document does not say; keep the host's
+    proxy_group: str | None = None  # the proxy group monitoring the host; '': none; None: as it is
 
 
 @dataclass
@@ -84,6 +85,17 @@ class ProxySpec:
     mode: int = 0  # ProxyMode: 0 active, 1 passive
     address: str = ""  # passive: host:port where the server reaches it
     allowed_addresses: list[str] = field(default_factory=list)  # active: addresses/CIDRs it may connect from
+    description: str = ""
+    group: str = ""  # the proxy group it belongs to ('': none)
+
+
+@dataclass
+class ProxyGroupSpec:
+    """Zabbix 7.0's proxy group: its hosts go to whichever of its proxies are online."""
+
+    name: str
+    failover_delay: str = "1m"  # how long a proxy may be silent before its hosts move (10s..15m)
+    min_online: int = 1  # fewer online proxies than this: the group is offline and nothing moves
     description: str = ""
 
 
@@ -112,6 +124,7 @@ class ConfigDoc:
     actions: list[ActionSpec] | None = None
     maintenances: list[MaintenanceSpec] | None = None
     proxies: list[ProxySpec] | None = None  # None: the document has no proxies: section
+    proxy_groups: list[ProxyGroupSpec] | None = None  # None: the document has no proxy_groups: section
 
 
 def _check_keys(d: dict[str, Any], allowed: set[str], where: str) -> None:
@@ -307,10 +320,13 @@ def doc_from_dict(doc: Any) -> ConfigDoc:
             triggers=triggers_from_doc(h, where), discovery_rules=rules_from_doc(h, where),
             proxy=_proxy_ref(h, where),
             tags=_host_tags(h.get("tags"), f"{where}.tags") if "tags" in h else None,
+            proxy_group=_proxy_group_ref(h, where),
         ))
         _check_interface_refs(out.hosts[-1], where)
     if "proxies" in doc:
         out.proxies = proxies_from_doc(doc["proxies"])
+    if "proxy_groups" in doc:
+        out.proxy_groups = proxy_groups_from_doc(doc["proxy_groups"])
     for kind, field_, names in (("templates", "template", [t.template for t in out.templates]),
                                 ("hosts", "host", [h.host for h in out.hosts])):
         for i, n in enumerate(names):
@@ -800,7 +816,7 @@ def plain_file_name(name: str) -> bool:
     return bool(name) and "/" not in name and "\0" not in name and name not in (".", "..")
 # --- Proxies (migration 0010) -------------------------------------------------------------------------
 
-PROXY_FIELDS = {"name", "mode", "address", "allowed_addresses", "description"}
+PROXY_FIELDS = {"name", "mode", "address", "allowed_addresses", "description", "group"}
 _PROXY_NAME = re.compile(r"[0-9A-Za-z_. \-]+")
 
 
@@ -868,7 +884,8 @@ def proxies_from_doc(v: Any) -> list[ProxySpec]:
             raise ConfigError(f"{where}.mode: {mode!r} is not one of active, passive")
         spec = ProxySpec(name=name, mode=int(PROXY_MODE_NAMES[mode]), address=_text(d, "address", where, "").strip(),
                          allowed_addresses=_address_list(d.get("allowed_addresses"), f"{where}.allowed_addresses"),
-                         description=_text(d, "description", where, "", 65535))
+                         description=_text(d, "description", where, "", 65535),
+                         group=(_text(d, "group", where, "", 128) if d.get("group") is not None else "").strip())
         if mode == "passive":
             if not spec.address:
                 raise ConfigError(f"{where}.address: a passive proxy needs the host:port the server connects to")
@@ -893,4 +910,72 @@ def proxy_to_doc(p: ProxySpec) -> dict[str, Any]:
         d["allowed_addresses"] = list(p.allowed_addresses)
     if p.description:
         d["description"] = p.description
+    if p.group:
+        d["group"] = p.group
+    return d
+
+
+# --- Proxy groups (migration 0016) --------------------------------------------------------------------
+
+PROXY_GROUP_FIELDS = {"name", "failover_delay", "min_online", "description"}
+FAILOVER_DELAY_RANGE = (10, 900)  # Zabbix 7.0's 10s..15m
+MIN_ONLINE_RANGE = (1, 1000)
+
+
+def _proxy_group_ref(h: dict[str, Any], where: str) -> str | None:
+    if "proxy_group" not in h:
+        return None
+    if h["proxy_group"] is None:
+        return ""
+    if "proxy" in h and h["proxy"]:
+        raise ConfigError(f"{where}.proxy_group: a host is monitored by a proxy or by a proxy group, not both "
+                          f"(it has proxy: {h['proxy']!r}; leave one out)")
+    return _text(h, "proxy_group", where, limit=128).strip()
+
+
+def failover_seconds(text: Any, where: str) -> int:
+    try:
+        s = seconds(text, where)
+    except DurationError as e:
+        raise ConfigError(str(e)) from None
+    lo, hi = FAILOVER_DELAY_RANGE
+    if not lo <= s <= hi:
+        raise ConfigError(f"{where}: {text!r} is outside 10s..15m")
+    return s
+
+
+def proxy_groups_from_doc(v: Any) -> list[ProxyGroupSpec]:
+    if v is None:
+        return []
+    if not isinstance(v, list):
+        raise ConfigError("proxy_groups: expected a list of {name, failover_delay, min_online}")
+    out: list[ProxyGroupSpec] = []
+    for i, d in enumerate(v):
+        where = f"proxy_groups[{i}]"
+        if not isinstance(d, dict):
+            raise ConfigError(f"{where}: expected a mapping with at least 'name'")
+        _check_keys(d, PROXY_GROUP_FIELDS, where)
+        name = _text(d, "name", where, limit=128).strip()
+        if not _PROXY_NAME.fullmatch(name):
+            raise ConfigError(f"{where}.name: {name!r} may contain only letters, digits, space, '.', '_' and '-'")
+        raw = d.get("failover_delay", "1m")
+        failover_seconds(raw, f"{where}.failover_delay")
+        delay = str(raw).strip()
+        n = d.get("min_online", 1)
+        if isinstance(n, str) and n.strip().isdigit():
+            n = int(n)
+        lo, hi = MIN_ONLINE_RANGE
+        if isinstance(n, bool) or not isinstance(n, int) or not lo <= n <= hi:
+            raise ConfigError(f"{where}.min_online: expected a number of proxies from 1 to 1000, got {n!r}")
+        for j, other in enumerate(out):
+            if other.name == name:
+                raise ConfigError(f"{where}.name: {name!r} appears twice (also proxy_groups[{j}])")
+        out.append(ProxyGroupSpec(name, delay, n, _text(d, "description", where, "", 65535)))
+    return out
+
+
+def proxy_group_to_doc(g: ProxyGroupSpec) -> dict[str, Any]:
+    d: dict[str, Any] = {"name": g.name, "failover_delay": g.failover_delay, "min_online": g.min_online}
+    if g.description:
+        d["description"] = g.description
     return d

@@ -47,9 +47,10 @@ class ProxyConfig:
     def apply_proxies(self, c: Connection, specs: list[ProxySpec] | None, delete_missing: bool) -> None:
         if specs is None:
             return
-        for p in specs:
+        for i, p in enumerate(specs):
             values = {"mode": p.mode, "address": p.address, "allowed_addresses": ",".join(p.allowed_addresses),
-                      "description": p.description}
+                      "description": p.description,
+                      "proxy_groupid": self.proxy_group_id(c, p.group, f"proxies[{i}].group")}  # type: ignore[attr-defined]
             pid = c.execute(sa.select(t.proxies.c.proxyid).where(t.proxies.c.name == p.name)).scalar()
             if pid is None:
                 c.execute(sa.insert(t.proxies).values(name=p.name, **values))
@@ -73,8 +74,9 @@ class ProxyConfig:
     def export_proxies(self, c: Connection) -> tuple[list[dict[str, Any]], dict[int, str]]:
         """The proxies as document entries, and each host's proxy name by hostid."""
         rows = c.execute(sa.select(t.proxies).order_by(t.proxies.c.name)).all()
+        groups = self.proxy_group_names(c)  # type: ignore[attr-defined]
         docs = [proxy_to_doc(ProxySpec(r.name, r.mode, r.address, [x for x in r.allowed_addresses.split(",") if x],
-                                       r.description)) for r in rows]
+                                       r.description, groups.get(r.proxy_groupid, ""))) for r in rows]
         names = {r.proxyid: r.name for r in rows}
         hosts = {r.hostid: names[r.proxyid] for r in c.execute(
             sa.select(t.hosts.c.hostid, t.hosts.c.proxyid).where(t.hosts.c.proxyid.is_not(None)))}
@@ -87,11 +89,16 @@ class ProxyConfig:
             return {r.name: _ref(r) for r in c.execute(sa.select(t.proxies))}
 
     def proxy_items(self, proxyid: int) -> dict[int, tuple[int, int, int]]:
-        """itemid -> (hostid, type, value_type) of the enabled items the proxy collects."""
+        """itemid -> (hostid, type, value_type) of the enabled items the proxy collects, and of every
+        host of its proxy group: values it buffered for a host that moved to another proxy are kept."""
         with self.engine.connect() as c:
+            group = sa.select(t.proxies.c.proxy_groupid).where(t.proxies.c.proxyid == proxyid).scalar_subquery()
+            drained = sa.select(t.proxy_drains.c.hostid).where(t.proxy_drains.c.proxyid == proxyid)
             q = (sa.select(t.items.c.itemid, t.items.c.hostid, t.items.c.type, t.items.c.value_type)
                  .join(t.hosts, t.hosts.c.hostid == t.items.c.hostid)
-                 .where(t.hosts.c.proxyid == proxyid, t.hosts.c.status == HostStatus.MONITORED,
+                 .where(sa.or_(t.hosts.c.proxyid == proxyid, t.hosts.c.proxy_groupid == group,
+                              t.hosts.c.hostid.in_(drained)),
+                        t.hosts.c.status == HostStatus.MONITORED,
                         t.items.c.status == 0, t.items.c.type.in_([int(x) for x in PROXY_ITEM_TYPES])))
             return {r.itemid: (r.hostid, r.type, r.value_type) for r in c.execute(q)}
 
@@ -187,6 +194,7 @@ class ProxyConfig:
                                 "error_handler_params"],
                                [[p.item_preprocid, p.itemid, p.step, p.type, p.params, p.error_handler,
                                  p.error_handler_params] for p in preproc])
+        self.add_drained_tables(proxyid, out)  # type: ignore[attr-defined]
         return out
 
 

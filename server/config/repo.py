@@ -46,6 +46,7 @@ from vigil.server.config.model import (
     tls_accept_to_doc,
 )
 from vigil.server.config.proxies import ProxyConfig
+from vigil.server.config.proxygroup_config import ProxyGroupConfig
 from vigil.server.config.tables import Flags, HostStatus, ItemType, MediaKind, Severity, ValueType
 
 
@@ -353,7 +354,8 @@ class PollerConfig:
                 sa.select(t.hosts.c.hostid, t.hosts.c.host, t.hosts.c.name)
                 .where(t.hosts.c.status == HostStatus.MONITORED))}
             # A host monitored by a proxy: the proxy polls it; the server keeps its calculated items.
-            proxied = set(c.execute(sa.select(t.hosts.c.hostid).where(t.hosts.c.proxyid.is_not(None))).scalars())
+            proxied = set(c.execute(sa.select(t.hosts.c.hostid).where(
+                t.hosts.c.proxyid.is_not(None) | t.hosts.c.proxy_groupid.is_not(None))).scalars())
             interfaces: dict[int, PollInterface] = {}
             main: dict[tuple[int, int], PollInterface] = {}
             for r in c.execute(sa.select(t.interfaces).order_by(t.interfaces.c.interfaceid)):
@@ -530,7 +532,7 @@ def _resolve_poll(p: PollSpec, ctx: dict[str, str]) -> PollSpec:
     return dataclasses.replace(p, **changes)
 
 
-class ConfigRepo(PollerConfig, ProxyConfig, DiscoveryConfig):
+class ConfigRepo(PollerConfig, ProxyConfig, ProxyGroupConfig, DiscoveryConfig):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
@@ -542,6 +544,7 @@ class ConfigRepo(PollerConfig, ProxyConfig, DiscoveryConfig):
         with self.engine.begin() as c:
             for g in doc.host_groups:
                 self._group(c, g)
+            self.apply_proxy_groups(c, doc.proxy_groups, delete_missing)
             self.apply_proxies(c, doc.proxies, delete_missing)
             for i, tpl in enumerate(doc.templates):
                 self._apply_template(c, tpl, report, f"templates[{i}]")
@@ -709,6 +712,7 @@ class ConfigRepo(PollerConfig, ProxyConfig, DiscoveryConfig):
         if h.interfaces is not None:
             self.set_interfaces(c, hid, h.interfaces)
         self.set_host_proxy(c, hid, h.proxy, where)
+        self.set_host_proxy_group(c, hid, h.proxy, h.proxy_group, where)
         if h.tags is not None:
             c.execute(sa.delete(t.host_tags).where(t.host_tags.c.hostid == hid))
             if h.tags:
@@ -847,6 +851,9 @@ class ConfigRepo(PollerConfig, ProxyConfig, DiscoveryConfig):
             for hid, tid in c.execute(sa.select(t.hosts_templates.c.hostid, t.hosts_templates.c.templateid)):
                 links.setdefault(hid, []).append(names[tid])
             out: dict[str, Any] = {"host_groups": sorted(groups.values())}
+            proxy_groups, host_group = self.export_proxy_groups(c)
+            if proxy_groups:
+                out["proxy_groups"] = proxy_groups
             proxies, host_proxy = self.export_proxies(c)
             if proxies:
                 out["proxies"] = proxies
@@ -875,7 +882,9 @@ class ConfigRepo(PollerConfig, ProxyConfig, DiscoveryConfig):
                         d["tags"] = [{"tag": k, "value": v} for k, v in host_tags]
                     if r.tls_accept != 1:
                         d["tls_accept"] = tls_accept_to_doc(r.tls_accept)
-                    if r.hostid in host_proxy:
+                    if r.hostid in host_group:  # its proxyid is the balancer's, not configuration
+                        d["proxy_group"] = host_group[r.hostid]
+                    elif r.hostid in host_proxy:
                         d["proxy"] = host_proxy[r.hostid]
                     for name in ("tls_issuer", "tls_subject"):
                         if getattr(r, name):

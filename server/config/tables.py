@@ -973,3 +973,47 @@ graph_discovery = Table(
     Column("lastcheck", Integer, nullable=False, server_default="0"),
     Column("ts_delete", Integer, nullable=False, server_default="0"),
 )
+
+# --- Proxy groups (migration 0016): Zabbix 7.0's HA and load balancing of proxies. A host with a
+# proxy_groupid is monitored by the group; hosts.proxyid then holds the proxy the balancer
+# (server/config/proxygroups.py) assigned it to, and is rewritten when that proxy goes silent. ------
+
+
+class ProxyGroupState(IntEnum):  # as Zabbix 7.0's proxy_group.state (Vigil sets 0, 1 and 3)
+    UNKNOWN = 0
+    OFFLINE = 1
+    ONLINE = 3
+
+
+proxy_groups = Table(
+    "proxy_groups",
+    metadata,
+    Column("proxy_groupid", Integer, primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("failover_delay", String(32), nullable=False, server_default="1m"),
+    Column("min_online", Integer, nullable=False, server_default="1"),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("state", Integer, nullable=False, server_default="0"),  # ProxyGroupState, written by the balancer
+)
+
+PROXY_GROUP_COLUMN = Column("proxy_groupid", Integer, ForeignKey("proxy_groups.proxy_groupid", ondelete="SET NULL",
+                                                                 name="proxies_proxy_groupid_fk"),
+                            nullable=True, index=True)
+proxies.append_column(PROXY_GROUP_COLUMN)
+HOST_PROXY_GROUP_COLUMN = Column("proxy_groupid", Integer,
+                                 ForeignKey("proxy_groups.proxy_groupid", ondelete="SET NULL",
+                                            name="hosts_proxy_groupid_fk"), nullable=True, index=True)
+hosts.append_column(HOST_PROXY_GROUP_COLUMN)
+
+# A host that moved off a proxy stays in that proxy's configuration as a sink until the proxy has
+# delivered what it buffered for it: a 6.0 proxy skips, and forgets, buffered values of items that are
+# no longer in its configuration. config_sent: when the proxy was first sent a configuration with the
+# host as a sink (0: not yet).
+proxy_drains = Table(
+    "proxy_drains",
+    metadata,
+    Column("hostid", Integer, ForeignKey("hosts.hostid", ondelete="CASCADE"), primary_key=True),
+    Column("proxyid", Integer, ForeignKey("proxies.proxyid", ondelete="CASCADE"), primary_key=True, index=True),
+    Column("moved", Integer, nullable=False, server_default="0"),
+    Column("config_sent", Integer, nullable=False, server_default="0"),
+)

@@ -91,6 +91,7 @@ class ProxyHandler:
         self._views: dict[int, _ProxyView] = {}
         self._proxies: tuple[int, dict[str, ProxyRef]] = (-1, {})
         self.stats = {"records": 0, "duplicates": 0, "failed": 0}
+        self._draining: tuple[int, set[int]] = (-1, set())  # proxies keeping moved hosts (proxy groups)
 
     # --- configuration ----------------------------------------------------------------------------
 
@@ -201,6 +202,8 @@ class ProxyHandler:
                     return Outcome(error=f"values were not stored: {e}")
                 if batch.sessions:
                     self.sessions.committed(batch.sessions)
+        if not data.more:
+            await self._end_drains(proxy, now)
         if availability:
             try:
                 await asyncio.to_thread(self.repo.save_proxy_availability, availability)
@@ -218,6 +221,20 @@ class ProxyHandler:
             log.info("proxy data from [%s]: %d stored, %d failed, %d already stored (resent)%s", proxy.name,
                      out.processed, out.failed, out.duplicates, f"; first failure: {out.reason}" if out.reason else "")
         return out
+
+    async def _end_drains(self, proxy: ProxyRef, now: int) -> None:
+        """A proxy group's host that moved off this proxy leaves its configuration once the proxy has
+        caught up (server/config/proxygroup_config.py)."""
+        try:
+            v = self.version()
+            if self._draining[0] != v:
+                self._draining = (v, await asyncio.to_thread(self.repo.draining_proxies))
+            if proxy.proxyid in self._draining[1]:
+                if n := await asyncio.to_thread(self.repo.end_drains, proxy.proxyid, now):
+                    log.info("proxy [%s] delivered its buffer for %d hosts that moved to other proxies of "
+                             "its group", proxy.name, n)
+        except Exception as e:  # tried again at its next data
+            log.info("proxy [%s]: cannot update its moved hosts: %s", proxy.name, e)
 
     def _batch(self, proxy: ProxyRef, view: _ProxyView, records: list[HistoryRecord], seen: int, now: int,
                out: Outcome) -> tuple[WriteBatch, list[tuple[int, int, str]]]:

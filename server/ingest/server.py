@@ -111,6 +111,9 @@ async def serve(settings: Settings, stop: asyncio.Event,
     passive = asyncio.create_task(PassivePoller(
         ingest.proxies, interval=settings.proxy_poll_interval, config_frequency=settings.proxy_config_frequency,
         timeout=settings.timeout, max_frame=settings.max_frame_bytes, max_body=settings.max_body_bytes).run(stop))
+    from vigil.server.ingest.proxybalancer import ProxyBalancer
+
+    balancer = asyncio.create_task(ProxyBalancer(repo, settings.proxy_group_interval).run(stop))
     # --- pollers (server/pollers/): passive agents, simple checks, HTTP agent items -------------------
     from vigil.server.pollers.scheduler import start as start_pollers
     from vigil.server.pollers.trapserver import start as start_traps
@@ -144,6 +147,7 @@ async def serve(settings: Settings, stop: asyncio.Event,
             await pollers.stop()
         await refresher
         await passive
+        await balancer
         housekeeper_stop.set()
         batcher.stop()
         lld.stop()
