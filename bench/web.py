@@ -29,6 +29,8 @@ import time
 import uuid
 from pathlib import Path
 
+from sqlalchemy.engine import Engine
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -38,71 +40,31 @@ PG_ADMIN = os.environ.get("VIGIL_BENCH_PG", "postgresql://postgres@127.0.0.1:543
 def main() -> int:
     import psycopg
     from vigil.server.config.migrate import engine_for, upgrade
-    from vigil.server.config.model import doc_from_dict
     from vigil.server.config.repo import ConfigRepo
-    from vigil.server.config.tables import Role
-    from vigil.server.config.users import UserRepo
     from vigil.server.settings import Settings
-    from vigil.server.store import open_store
-    from vigil.server.store.base import WriteBatch
-    from vigil.server.store.events import Cycle, EventStore, NewEvent
     from vigil.web.app import create_app
-    from web_estate import clone_host
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="100 hosts x 20 items, 10 requests a page")
     ap.add_argument("--repeat", type=int, default=None, help="requests a page (default 30; --quick 10)")
+    ap.add_argument("--keep", action="store_true", help="keep the database (its name is printed) for profiling")
+    ap.add_argument("--database", help="time the pages on a database a --keep run left (no fill, not dropped)")
     args = ap.parse_args()
     hosts, items = (100, 20) if args.quick else (1000, 100)
     repeat = args.repeat or (10 if args.quick else 30)
-    name = "vigil_bench_web_" + uuid.uuid4().hex[:8]
-    with psycopg.connect(PG_ADMIN, autocommit=True) as c:
-        c.execute(f"CREATE DATABASE {name}")
+    name = args.database or "vigil_bench_web_" + uuid.uuid4().hex[:8]
+    if not args.database:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+            c.execute(f"CREATE DATABASE {name}")
     url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
     try:
         engine = engine_for(url)
         upgrade(engine)
-        t = time.perf_counter()
-        keys = [f"bench.metric[{i}]" for i in range(items)]
-        doc = {"templates": [{"template": "Bench", "items": [
-            {"key": k, "name": f"Metric {i}", "units": "%" if i % 3 == 0 else "B", "type": "agent_active",
-             "delay": "1m", "tags": {"component": f"c{i % 10}"}} for i, k in enumerate(keys)],
-            "triggers": [{"name": "Metric 0 is high", "expression": "last(/Bench/bench.metric[0])>50",
-                          "severity": "average", "manual_close": True}]}],
-            "hosts": [{"host": "host-0000", "groups": ["Group 0"], "templates": ["Bench"]}]}
+        if not args.database:
+            fill(engine, url, hosts, items)
         repo = ConfigRepo(engine)
-        repo.apply(doc_from_dict(doc))
-        clone_host(engine, "host-0000", [f"host-{h:04d}" for h in range(1, hosts)],
-                   [f"Group {h % 20}" for h in range(1, hosts)])
         snap = repo.snapshot()
-        assert len(snap.hosts) == hosts, len(snap.hosts)
-        print(f"# configured {hosts} hosts x {items} items in {time.perf_counter() - t:.1f} s", file=sys.stderr)
-        t = time.perf_counter()
-        now = int(time.time())
-        store = open_store(url)
-        first = [repo.item("host-0000", k) for k in keys]
-        ids = [it[0] for it in first]  # type: ignore[index]
-        graph_item = ids[0]
-        all_ids = sorted({i.itemid for i in snap.items.values()})
-        mine = set(ids)
-        for part in range(0, len(all_ids), 20000):  # every other item: its last hour, every 6 minutes
-            store.write(WriteBatch(floats=[(i, now - 3600 + 360 * m + i % 60, 0, float((i + m) % 100))
-                                           for i in all_ids[part:part + 20000] if i not in mine for m in range(10)]))
-        batch = WriteBatch(floats=[(i, now - 3600 + 60 * m, 0, (m * 7 + n) % 100 * 1.0)
-                                   for n, i in enumerate(ids) if i != graph_item for m in range(60)])
-        batch.floats += [(graph_item, now - 7 * 86400 + 60 * m, 0, m % 100 * 1.0) for m in range(7 * 1440)]
-        store.write(batch)
-        store.rollup_trends(now)
-        store.close()
-        # an open problem on every fifth host's trigger copy (200 of 1,000), with tags, for the Problems page
-        refs = repo.triggers()
-        EventStore(engine).commit(Cycle(events=[
-            NewEvent(0, 0, tr.triggerid, now - 60 * n, 0, 1, tr.name, 3, (("component", "c0"),), problem=True)
-            for n, tr in enumerate(refs) if n % 5 == 0]))
-        UserRepo(engine).create_user("bench", "bench password", Role.SUPER_ADMIN)
-        with engine.connect() as c:
-            c.exec_driver_sql("ANALYZE")
-        print(f"# values and problems in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+        graph_item = repo.item("host-0000", "bench.metric[0]")[0]  # type: ignore[index]
         with tempfile.TemporaryDirectory() as tmp:
             settings = Settings.from_env({"VIGIL_DATA_DIR": tmp, "VIGIL_DATABASE_URL": url})
             app = create_app(settings, engine=engine)
@@ -146,9 +108,66 @@ def main() -> int:
             print(f"web_latest_html_bytes: {len(c.get('/latest').data)} B")
             app.extensions["vigil"].close()
     finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as c:
-            c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        if args.keep or args.database:
+            print(f"# database kept: {name}", file=sys.stderr)
+        else:
+            with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+                c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     return 0
+
+
+def fill(engine: Engine, url: str, hosts: int, items: int) -> None:
+    """The estate: configuration, values, trends, problems and the bench user."""
+    from vigil.server.config.model import doc_from_dict
+    from vigil.server.config.repo import ConfigRepo
+    from vigil.server.config.tables import Role
+    from vigil.server.config.users import UserRepo
+    from vigil.server.store import open_store
+    from vigil.server.store.base import WriteBatch
+    from vigil.server.store.events import Cycle, EventStore, NewEvent
+    from web_estate import clone_host
+
+    t = time.perf_counter()
+    keys = [f"bench.metric[{i}]" for i in range(items)]
+    doc = {"templates": [{"template": "Bench", "items": [
+        {"key": k, "name": f"Metric {i}", "units": "%" if i % 3 == 0 else "B", "type": "agent_active",
+         "delay": "1m", "tags": {"component": f"c{i % 10}"}} for i, k in enumerate(keys)],
+        "triggers": [{"name": "Metric 0 is high", "expression": "last(/Bench/bench.metric[0])>50",
+                      "severity": "average", "manual_close": True}]}],
+        "hosts": [{"host": "host-0000", "groups": ["Group 0"], "templates": ["Bench"]}]}
+    repo = ConfigRepo(engine)
+    repo.apply(doc_from_dict(doc))
+    clone_host(engine, "host-0000", [f"host-{h:04d}" for h in range(1, hosts)],
+               [f"Group {h % 20}" for h in range(1, hosts)])
+    snap = repo.snapshot()
+    assert len(snap.hosts) == hosts, len(snap.hosts)
+    print(f"# configured {hosts} hosts x {items} items in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+    t = time.perf_counter()
+    now = int(time.time())
+    store = open_store(url)
+    first = [repo.item("host-0000", k) for k in keys]
+    ids = [it[0] for it in first]  # type: ignore[index]
+    graph_item = ids[0]
+    all_ids = sorted({i.itemid for i in snap.items.values()})
+    mine = set(ids)
+    for part in range(0, len(all_ids), 20000):  # every other item: its last hour, every 6 minutes
+        store.write(WriteBatch(floats=[(i, now - 3600 + 360 * m + i % 60, 0, float((i + m) % 100))
+                                       for i in all_ids[part:part + 20000] if i not in mine for m in range(10)]))
+    batch = WriteBatch(floats=[(i, now - 3600 + 60 * m, 0, (m * 7 + n) % 100 * 1.0)
+                               for n, i in enumerate(ids) if i != graph_item for m in range(60)])
+    batch.floats += [(graph_item, now - 7 * 86400 + 60 * m, 0, m % 100 * 1.0) for m in range(7 * 1440)]
+    store.write(batch)
+    store.rollup_trends(now)
+    store.close()
+    # an open problem on every fifth host's trigger copy (200 of 1,000), with tags, for the Problems page
+    refs = repo.triggers()
+    EventStore(engine).commit(Cycle(events=[
+        NewEvent(0, 0, tr.triggerid, now - 60 * n, 0, 1, tr.name, 3, (("component", "c0"),), problem=True)
+        for n, tr in enumerate(refs) if n % 5 == 0]))
+    UserRepo(engine).create_user("bench", "bench password", Role.SUPER_ADMIN)
+    with engine.connect() as c:
+        c.exec_driver_sql("ANALYZE")
+    print(f"# values and problems in {time.perf_counter() - t:.1f} s", file=sys.stderr)
 
 
 def page_weight(client: object, path: str) -> tuple[int, int, int]:
