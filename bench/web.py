@@ -45,13 +45,13 @@ def main() -> int:
     from vigil.web.app import create_app
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="100 hosts x 20 items, 10 requests a page")
-    ap.add_argument("--repeat", type=int, default=None, help="requests a page (default 30; --quick 10)")
+    ap.add_argument("--quick", action="store_true", help="100 hosts x 20 items, 8 requests a page")
+    ap.add_argument("--repeat", type=int, default=None, help="requests a page (default 30; --quick 8)")
     ap.add_argument("--keep", action="store_true", help="keep the database (its name is printed) for profiling")
     ap.add_argument("--database", help="time the pages on a database a --keep run left (no fill, not dropped)")
     args = ap.parse_args()
     hosts, items = (100, 20) if args.quick else (1000, 100)
-    repeat = args.repeat or (10 if args.quick else 30)
+    repeat = args.repeat or (8 if args.quick else 30)
     name = args.database or "vigil_bench_web_" + uuid.uuid4().hex[:8]
     if not args.database:
         with psycopg.connect(PG_ADMIN, autocommit=True) as c:
