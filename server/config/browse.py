@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from vigil.server.config import tables as t
+from vigil.server.config.countcache import VersionedCache
 from vigil.server.config.model import ConfigError, resolve_macros
 from vigil.server.config.tables import HostStatus, ItemType, ValueType
 
@@ -89,6 +90,10 @@ class Page:
 SORTS = {"name": t.hosts.c.name, "host": t.hosts.c.host, "status": t.hosts.c.status}
 
 
+def _tuple(v: Sequence | None) -> tuple | None:
+    return None if v is None else tuple(v)
+
+
 def _escape_like(s: str) -> str:
     return s.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -100,6 +105,7 @@ def _search(col: sa.ColumnElement, text: str) -> sa.ColumnElement[bool]:
 class Browse:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._item_counts: VersionedCache[list[tuple[int, int]]] = VersionedCache()
 
     # --- groups and templates -----------------------------------------------------------------------
 
@@ -292,11 +298,19 @@ class Browse:
         q = (sa.select(t.items, h.host, h.name.label("host_name"))
              .join(t.hosts, h.hostid == i.hostid).where(*where).order_by(h.name, h.host, i.name, i.key_, i.itemid))
         with self.engine.connect() as c:
-            total = int(c.execute(sa.select(sa.func.count()).select_from(
-                sa.select(i.itemid).join(t.hosts, h.hostid == i.hostid).where(*where).subquery())).scalar() or 0)
-            if limit is not None:
-                q = q.limit(limit)
-            rows = c.execute(q.offset(offset)).all()
+            if limit is None and not offset:
+                rows = c.execute(q).all()
+                total = len(rows)
+            elif limit is None:
+                total = int(c.execute(sa.select(sa.func.count()).select_from(
+                    sa.select(i.itemid).join(t.hosts, h.hostid == i.hostid).where(*where).subquery())).scalar() or 0)
+                rows = c.execute(q.offset(offset)).all()
+            else:
+                key = (scope, _tuple(hostids), _tuple(itemids), groupid, search, tag, _tuple(keys), numeric)
+                version = int(c.execute(sa.select(t.config_version.c.version)).scalar() or 0)
+                per_host = self._item_counts.get(key, version, lambda: self._items_per_host(c, where))
+                total, q = self._page_of_hosts(per_host, q, limit, offset)
+                rows = c.execute(q).all() if q is not None else []
             ids = [r.itemid for r in rows]
             tags: dict[int, list[tuple[str, str]]] = {}
             if ids:
@@ -313,6 +327,34 @@ class Browse:
                                    r.units, r.delay, int(r.status), r.templateid is not None,
                                    tuple(tags.get(r.itemid, ())), r.description))
             return Page(total, out)
+
+    @staticmethod
+    def _items_per_host(c: Connection, where: list[sa.ColumnElement[bool]]) -> list[tuple[int, int]]:
+        """(hostid, matching items) of every host with any, in the list's host order."""
+        i, h = t.items.c, t.hosts.c
+        return [(int(a), int(n)) for a, n in c.execute(
+            sa.select(h.hostid, sa.func.count()).select_from(t.items.join(t.hosts, h.hostid == i.hostid))
+            .where(*where).group_by(h.hostid, h.name, h.host).order_by(h.name, h.host))]
+
+    @staticmethod
+    def _page_of_hosts(per_host: list[tuple[int, int]], q: sa.Select, limit: int,
+                       offset: int) -> tuple[int, sa.Select | None]:
+        """The total and the query of one page of items, without sorting every matching item: the list is
+        ordered by host first (host names are unique), so the count per host gives the total and tells
+        which few hosts the page falls on; only their items are then read and sorted."""
+        total = sum(int(n) for _, n in per_host)
+        before, covered, chosen = 0, 0, []  # items on the hosts before the page's first; items on the chosen
+        for hostid, n in per_host:
+            if not chosen and before + n <= offset:
+                before += n
+                continue
+            chosen.append(int(hostid))
+            covered += n
+            if before + covered >= offset + limit:
+                break
+        if not chosen or limit == 0:
+            return total, None
+        return total, q.where(t.items.c.hostid.in_(chosen)).limit(limit).offset(offset - before)
 
     def item(self, itemid: int) -> ItemRow | None:
         rows = self.items(itemids=[itemid], limit=1).rows
