@@ -108,10 +108,14 @@ class ProxyConfig:
                                  .join(t.hosts, t.hosts.c.hostid == t.interfaces.c.hostid)
                                  .where(t.hosts.c.proxyid == proxyid)).scalars())
 
-    def touch_proxy(self, proxyid: int, now: int, version: str, delay: int | None = None) -> None:
+    def touch_proxy(self, proxyid: int, now: int, version: str, delay: int | None = None,
+                    buffer: int | None = None) -> None:
+        """Record a contact; `delay` and `buffer` (unsent values it reported) only when given."""
         values: dict[str, Any] = {"lastaccess": now, "version": version[:32]}
         if delay is not None:
             values["delay"] = delay
+        if buffer is not None:
+            values["buffer"] = buffer
         with self.engine.begin() as c:
             c.execute(sa.update(t.proxies).where(t.proxies.c.proxyid == proxyid).values(**values))
 
@@ -127,6 +131,11 @@ class ProxyConfig:
         with self.engine.connect() as c:
             return {r.name: (r.lastaccess, r.delay, r.version) for r in c.execute(
                 sa.select(t.proxies.c.name, t.proxies.c.lastaccess, t.proxies.c.delay, t.proxies.c.version))}
+
+    def proxy_buffers(self) -> dict[str, int | None]:
+        """name -> the unsent values it last reported (None: it never reported any, as a 6.0 proxy)."""
+        with self.engine.connect() as c:
+            return {r.name: r.buffer for r in c.execute(sa.select(t.proxies.c.name, t.proxies.c.buffer))}
 
     def proxy_tables(self, proxyid: int) -> dict[str, tuple[list[str], list[list[Any]]]]:
         """Zabbix 6.0's proxy configuration tables for the hosts the proxy monitors: name -> (fields, rows).

@@ -856,6 +856,8 @@ proxies = Table(
     Column("lastaccess", Integer, nullable=False, server_default="0"),
     Column("version", String(32), nullable=False, server_default=""),
     Column("delay", Integer, nullable=False, server_default="0"),
+    # Migration 0015: the unsent values a Vigil proxy last reported; NULL: never reported (Zabbix 6.0).
+    Column("buffer", BigInteger, nullable=True),
 )
 
 # The proxy monitoring a host; NULL: the server itself.

@@ -139,6 +139,7 @@ class ProxyHandler:
                         ", ".join(proxy.allowed_addresses))
             return failure(f"connection of proxy \"{name}\" from {_ip(peer)} is not allowed")
         version = str(obj.get("version", ""))
+        buffer = reported_buffer(obj, name, peer) if request in (PROXY_HEARTBEAT, PROXY_DATA) else None
         if request == PROXY_CONFIG:
             try:
                 reply = await self.config_reply(proxy)
@@ -150,7 +151,7 @@ class ProxyHandler:
                      len(reply.tables["hosts"].data), len(reply.tables["items"].data))
             return dumps(reply.active_json())
         if request == PROXY_HEARTBEAT:
-            await self._touch(proxy, version)
+            await self._touch(proxy, version, buffer=buffer)
             return dumps({"response": "success"})
         if request == PROXY_DATA:
             started = time.perf_counter()
@@ -159,7 +160,7 @@ class ProxyHandler:
             except ProtocolError as e:
                 log.warning("proxy data from [%s] at %s refused: %s", name, peer, e)
                 return failure(f"invalid proxy data: {e}")
-            out = await self.take(proxy, data, peer)
+            out = await self.take(proxy, data, peer, buffer)
             if out.error:
                 return failure(out.error)
             total = out.processed + out.failed + out.duplicates
@@ -169,16 +170,18 @@ class ProxyHandler:
             return dumps({"response": "success"})
         return failure(f"unknown request {request!r}")
 
-    async def _touch(self, proxy: ProxyRef, version: str, delay: int | None = None) -> None:
+    async def _touch(self, proxy: ProxyRef, version: str, delay: int | None = None,
+                     buffer: int | None = None) -> None:
         try:
-            await asyncio.to_thread(self.repo.touch_proxy, proxy.proxyid, int(time.time()), version, delay)
+            await asyncio.to_thread(self.repo.touch_proxy, proxy.proxyid, int(time.time()), version, delay, buffer)
         except Exception as e:  # last-seen is not worth failing a request for
             log.info("cannot record the last contact of proxy [%s]: %s", proxy.name, e)
 
     # --- proxy data, from either mode -----------------------------------------------------------
 
-    async def take(self, proxy: ProxyRef, data: ProxyData, peer: str) -> Outcome:
-        """Store a parsed `proxy data`; returns once it is committed (or refused)."""
+    async def take(self, proxy: ProxyRef, data: ProxyData, peer: str, buffer: int | None = None) -> Outcome:
+        """Store a parsed `proxy data`; returns once it is committed (or refused). `buffer`: the
+        unsent values the proxy reported with it (a Vigil proxy does), recorded with its last contact."""
         try:
             view = await self.view(proxy)
         except Exception as e:
@@ -213,7 +216,7 @@ class ProxyHandler:
             self.unsupported(unsupported)
         # Delay: how old the oldest value of this batch is, i.e. how far behind the proxy's buffer is.
         delay = max(0, now - min(r.clock for r in data.history)) if data.history else 0
-        await self._touch(proxy, data.version, delay)
+        await self._touch(proxy, data.version, delay, buffer)
         self.stats["records"] += out.processed
         self.stats["duplicates"] += out.duplicates
         self.stats["failed"] += out.failed
@@ -273,6 +276,25 @@ class ProxyHandler:
                 continue
             out.processed += 1
         return batch, unsupported
+
+
+BUFFER_MAX = 2**63 - 1
+
+
+def reported_buffer(obj: dict[str, Any], name: str, peer: str) -> int | None:
+    """The top-level `"buffer": N` (values held unsent) a Vigil proxy sends; None when absent or bad.
+
+    A bad value is logged and ignored: the request it came with is still served."""
+    if "buffer" not in obj:
+        return None
+    value = obj["buffer"]
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= BUFFER_MAX:
+        log.warning("proxy [%s] at %s: buffer: %r ignored: must be a whole number from 0 to %d", name, peer,
+                    obj["buffer"], BUFFER_MAX)
+        return None
+    return value
 
 
 def _ip(peer: str) -> str:
@@ -401,7 +423,7 @@ class PassivePoller:
                 log.warning("proxy data from passive proxy [%s] refused: %s", proxy.name, e)
                 result = Outcome(error=str(e))
                 return failure(f"invalid proxy data: {e}")
-            result = await self.handler.take(proxy, data, f"{host}:{port}")
+            result = await self.handler.take(proxy, data, f"{host}:{port}", reported_buffer(obj, proxy.name, host))
             if result.error:
                 return failure(result.error)
             return dumps({"response": "success"})

@@ -4,7 +4,9 @@
 - `vigil[proxy,NAME,delay]`: how far behind the proxy is, in seconds: the age the oldest value of its
   last batch had when it arrived, plus the time since that contact when the proxy went silent
   (past twice the poll/heartbeat pace no news is itself delay);
-- `vigil[proxy,NAME,buffer]`: not supported: a 6.0 proxy does not report how much it holds.
+- `vigil[proxy,NAME,buffer]`: how many values the proxy holds unsent, as a Vigil proxy reports it
+  (`"buffer": N`) in each heartbeat and data request; not supported for a proxy that never reported
+  it (a Zabbix 6.0 proxy does not).
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ class InternalPoller:
         key = parse_key(item.key)
         params = [str(p) for p in key.params]
         if key.name != "vigil" or len(params) != 3 or params[0] != "proxy":
-            raise NotSupported(f"unknown internal item key {item.key!r}: expected vigil[proxy,NAME,lastseen|delay]")
+            raise NotSupported(f"unknown internal item key {item.key!r}: "
+                               "expected vigil[proxy,NAME,lastseen|delay|buffer]")
         name, what = params[1], params[2]
         state = (await asyncio.to_thread(self.repo.proxy_state)).get(name)
         if state is None:
@@ -43,5 +46,9 @@ class InternalPoller:
             silent = int(self.clock()) - lastaccess
             return str(delay + (silent if silent > SILENT_AFTER else 0))
         if what == "buffer":
-            raise NotSupported("a Zabbix 6.0 proxy does not report the size of its buffer")
+            buffer = (await asyncio.to_thread(self.repo.proxy_buffers)).get(name)
+            if buffer is None:
+                raise NotSupported(f"proxy {name!r} has not reported the size of its buffer "
+                                   "(a Zabbix 6.0 proxy does not)")
+            return str(buffer)
         raise NotSupported(f"{what!r} is not one of lastseen, delay, buffer")

@@ -47,6 +47,9 @@ class NewEvent:
     tags: tuple[tuple[str, str], ...] = ()
     problem: bool = False  # also open a problems row for it
     resolves: tuple[int, ...] = ()  # problem eventids this (OK) event resolves
+    # Problem events of the same cycle it resolves (late values: raised and resolved in one batch);
+    # their ids join `resolves` once they are inserted.
+    resolves_new: tuple[NewEvent, ...] = ()
     userid: int | None = None  # who closed the problems by hand
     eventid: int = 0
 
@@ -212,6 +215,8 @@ class EventStore:
             c.execute(sa.insert(t.problems), problems)
         p = t.problems.c
         for ev in events:
+            if ev.resolves_new:
+                ev.resolves = ev.resolves + tuple(x.eventid for x in ev.resolves_new)
             if ev.resolves:
                 c.execute(sa.update(t.problems).where(p.eventid.in_(ev.resolves), p.r_eventid.is_(None))
                           .values(r_eventid=ev.eventid, r_clock=ev.clock, r_ns=ev.ns, userid=ev.userid))

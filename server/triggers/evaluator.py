@@ -131,6 +131,7 @@ class TriggerEngine:
         self._item_tags: dict[int, tuple[tuple[str, str], ...]] = {}
         self._rtdata: dict[int, tuple[int, int, str, int]] = {}
         self._problems: dict[tuple[int, int, int], list[int]] = {}
+        self._opened_now: dict[int, list[NewEvent]] = {}  # triggerid -> its problem events of this cycle
         self._item_state: dict[int, tuple[int, str, int]] = {}
         self._avail: dict[int, tuple[int, str, int]] = {}
         self._seen: dict[int, float] = {}  # hostid -> when its active agent was last heard (wall clock)
@@ -312,10 +313,12 @@ class TriggerEngine:
         notices: list[Notice] = []
         updates: list[tuple[AckRow, NewEvent | None]] = []
         touched: dict[int, tuple[int, int]] = {}  # itemid -> newest (clock, ns) in this cycle
+        stamps: dict[int, set[tuple[int, int]]] = {}  # itemid -> every (clock, ns) it got in this cycle
         unsupported: list[tuple[int, int, str]] = []
+        self._opened_now = {}
         for kind, payload in msgs:
             if kind == "values":
-                self._note_values(payload, touched)
+                self._note_values(payload, touched, stamps)
             elif kind == "unsupported":
                 unsupported += payload
         if self._overflow:
@@ -350,6 +353,8 @@ class TriggerEngine:
             stamp = max((touched[i] for i in tr.ref.itemids if i in touched), default=(inow, 0))
             before = (tr.value, tr.state, tr.error, tr.lastchange)
             try:
+                if tid in from_value:
+                    self._evaluate_earlier(tr, stamp, stamps, cycle, pend)
                 self._evaluate(tr, max(inow, stamp[0]), stamp, tid in from_value, cycle, pend)
             except Exception as e:  # a fault in one trigger's evaluation must not stop the others
                 log.exception("trigger %d %r: evaluation failed", tid, tr.ref.name)
@@ -402,7 +407,8 @@ class TriggerEngine:
             self.cache.trim()
         return notices
 
-    def _note_values(self, batch: WriteBatch, touched: dict[int, tuple[int, int]]) -> None:
+    def _note_values(self, batch: WriteBatch, touched: dict[int, tuple[int, int]],
+                     stamps: dict[int, set[tuple[int, int]]]) -> None:
         # Only two kinds of item need a look: those a trigger reads (self._by_item, rebuilt with each
         # configuration version) and those not supported now (a value makes them supported again).
         # Most stored values are of neither: they cost one set lookup here, nothing more.
@@ -415,9 +421,24 @@ class TriggerEngine:
                 itemid = row[0]
                 if itemid in by_item or itemid in unsupported:
                     stamp = (row[1], row[2])
+                    stamps.setdefault(itemid, set()).add(stamp)
                     old = touched.get(itemid)
                     if old is None or stamp > old:
                         touched[itemid] = stamp
+
+    def _evaluate_earlier(self, tr: _Trigger, newest: tuple[int, int], stamps: dict[int, set[tuple[int, int]]],
+                          cycle: Cycle, pend: _Pending) -> None:
+        """Several values of the trigger's items in one cycle (a proxy's buffer after an outage, a
+        sender's batch): as Zabbix 6.0, which evaluates a trigger for each value at that value's time,
+        evaluate it at each one's clock, oldest first, so a problem that came and went inside the
+        batch is raised and resolved with those values' clocks. The newest is the caller's evaluation.
+        Values older than the trigger's last change do not rewrite its past and are skipped."""
+        earlier: set[tuple[int, int]] = set()
+        for i in tr.ref.itemids:
+            earlier |= stamps.get(i, set())
+        for stamp in sorted(s for s in earlier if s < newest):
+            if stamp[0] >= tr.lastchange:
+                self._evaluate(tr, stamp[0], stamp, True, cycle, pend)
 
     def _undo(self, pend: _Pending) -> None:
         for tid, (value, state, error, lastchange) in pend.triggers.items():
@@ -473,7 +494,7 @@ class TriggerEngine:
                     if changed_state:
                         self._write_rt(tr, cycle, pend, before)
                     return
-                self._problem_event(tr, clock, ns, cycle)
+                self._opened_now.setdefault(ref.triggerid, []).append(self._problem_event(tr, clock, ns, cycle))
                 if tr.value == OK:
                     tr.value, tr.lastchange = PROBLEM, clock
                 self._write_rt(tr, cycle, pend, before)
@@ -489,7 +510,8 @@ class TriggerEngine:
                     opened = tuple(self._problems.get(key, ()))
                     cycle.events.append(NewEvent(EventSource.TRIGGERS, EventObject.TRIGGER, ref.triggerid, clock, ns,
                                                  OK, self._name(tr, ref.name), ref.severity,
-                                                 self._tags(tr), resolves=opened))
+                                                 self._tags(tr), resolves=opened,
+                                                 resolves_new=tuple(self._opened_now.pop(ref.triggerid, ()))))
                 self._write_rt(tr, cycle, pend, before)
                 return
         if changed_state:
@@ -512,10 +534,12 @@ class TriggerEngine:
             todo += list(up.ref.depends_on)
         return False
 
-    def _problem_event(self, tr: _Trigger, clock: int, ns: int, cycle: Cycle) -> None:
+    def _problem_event(self, tr: _Trigger, clock: int, ns: int, cycle: Cycle) -> NewEvent:
         ref = tr.ref
-        cycle.events.append(NewEvent(EventSource.TRIGGERS, EventObject.TRIGGER, ref.triggerid, clock, ns, PROBLEM,
-                                     self._name(tr, ref.name), ref.severity, self._tags(tr), problem=True))
+        ev = NewEvent(EventSource.TRIGGERS, EventObject.TRIGGER, ref.triggerid, clock, ns, PROBLEM,
+                      self._name(tr, ref.name), ref.severity, self._tags(tr), problem=True)
+        cycle.events.append(ev)
+        return ev
 
     def _set_unknown(self, tr: _Trigger, error: str, cycle: Cycle, pend: _Pending,
                      before: tuple[int, int, str, int]) -> None:

@@ -55,7 +55,27 @@ def test_proxy_lastseen_and_delay(repo: ConfigRepo) -> None:
     assert value("vigil[proxy,px1,delay]") == "42"
     now[0] += 600  # silent for 10 minutes: its values are that much older by now
     assert value("vigil[proxy,px1,delay]") == "642"
-    for key, message in (("vigil[proxy,px1,buffer]", "does not report"), ("vigil[proxy,nobody,delay]", "no proxy"),
+    for key, message in (("vigil[proxy,px1,buffer]", "has not reported the size of its buffer"),
+                         ("vigil[proxy,nobody,delay]", "no proxy"),
                          ("vigil[proxy,px1,colour]", "not one of lastseen")):
         with pytest.raises(NotSupported, match=message):
             value(key)
+
+
+def test_proxy_buffer_is_what_the_proxy_last_reported(repo: ConfigRepo) -> None:
+    items = {i.key: i for i in repo.poll_config().items.values()}
+    poller = InternalPoller(repo)
+    pid = repo.proxies()["px1"].proxyid
+
+    def value() -> str:
+        return asyncio.run(poller(items["vigil[proxy,px1,buffer]"], 3))
+
+    repo.touch_proxy(pid, 1_800_000_000, "6.0.14")  # a Zabbix proxy: contact, but no buffer
+    with pytest.raises(NotSupported, match="has not reported the size of its buffer"):
+        value()
+    repo.touch_proxy(pid, 1_800_000_001, "vigil", buffer=2**40 + 3)  # beyond 32 bits
+    assert value() == str(2**40 + 3)
+    repo.touch_proxy(pid, 1_800_000_002, "vigil", buffer=0)
+    assert value() == "0"
+    repo.touch_proxy(pid, 1_800_000_003, "vigil", delay=5)  # a contact without a report keeps the last one
+    assert value() == "0"

@@ -352,3 +352,19 @@ def test_0011_gives_existing_items_an_empty_ipmi_sensor(database_url: str) -> No
         assert sensors and set(sensors) == {""}
     finally:
         engine.dispose()
+
+
+def test_0015_leaves_existing_proxies_without_a_reported_buffer(database_url: str) -> None:
+    engine = engine_for(database_url)
+    try:
+        upgrade(engine, "0014")
+        seed(engine)
+        with engine.connect() as conn:
+            before = conn.execute(sa.text("SELECT proxyid, name, lastaccess, delay FROM proxies")).all()
+        upgrade(engine, "0015")
+        with engine.connect() as conn:
+            after = conn.execute(sa.text("SELECT proxyid, name, lastaccess, delay, buffer FROM proxies")).all()
+        assert before and [tuple(r[:4]) for r in after] == [tuple(r) for r in before]
+        assert {r[4] for r in after} == {None}  # never reported: vigil[proxy,NAME,buffer] stays not supported
+    finally:
+        engine.dispose()

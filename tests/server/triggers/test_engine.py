@@ -341,3 +341,63 @@ def test_item_no_trigger_reads_recovers_from_not_supported(world: World) -> None
     assert [(e.source, e.objectid, e.value) for e in got] == [(3, world.items["load"], 0)]
     assert got[0].resolves == (internal.eventid,)
     assert world.te.cache.size == 0 or world.items["load"] not in world.te.cache.tracked  # type: ignore[union-attr]
+
+
+def send_many(world: World, key: str, values: list[tuple[int, float]]) -> list[Notice]:
+    """One batch with several values of an item, as a proxy delivers its buffer after an outage."""
+    b = WriteBatch()
+    b.floats.extend((world.items[key], clock, 0, value) for clock, value in values)
+    world.store.write(b)
+    assert world.te is not None
+    return world.te.cycle([("values", b)])
+
+
+def open_problems(world: World, tid: int) -> list[tuple[int, int]]:
+    with world.engine.connect() as c:
+        return [(r.clock, r.r_clock) for r in c.execute(
+            sa.select(t.problems.c.clock, t.problems.c.r_clock).where(t.problems.c.objectid == tid)
+            .order_by(t.problems.c.eventid))]
+
+
+def test_a_late_batch_raises_and_resolves_with_the_values_clocks(world: World) -> None:
+    """A problem that came and went while the values sat in a proxy's buffer: Zabbix evaluates each
+    value at its own time, so the problem is raised at the first high value and resolved at the
+    first low one after it (evaluating only the newest would miss it)."""
+    tid = world.trigger("Hot", "last(/h1/temp)>30")
+    world.start()
+    assert events(world.send("temp", 20, clock=T0 - 600)) == []
+    world.now[0] += 600
+    late = [(T0 - 500, 21), (T0 - 400, 35), (T0 - 300, 36), (T0 - 200, 22), (T0 - 100, 23)]
+    got = events(send_many(world, "temp", late))
+    assert [(e.value, e.clock) for e in got] == [(1, T0 - 400), (0, T0 - 200)]
+    assert got[1].resolves == (got[0].eventid,)
+    assert open_problems(world, tid) == [(T0 - 400, T0 - 200)]  # resolved in the store too
+    assert world.rt(tid) == (0, 0, "")
+
+
+def test_a_late_batch_ending_in_a_problem_leaves_it_open_once(world: World) -> None:
+    tid = world.trigger("Hot", "last(/h1/temp)>30")
+    world.start()
+    got = events(send_many(world, "temp", [(T0 - 30, 31), (T0 - 20, 32), (T0 - 10, 33)]))
+    assert [(e.value, e.clock) for e in got] == [(1, T0 - 30)]  # no flapping: one problem
+    assert open_problems(world, tid) == [(T0 - 30, 0)]  # r_clock 0: open
+    assert world.rt(tid)[0] == 1
+
+
+def test_values_older_than_the_last_change_do_not_rewrite_it(world: World) -> None:
+    tid = world.trigger("Hot", "last(/h1/temp)>30")
+    world.start()
+    assert [e.value for e in events(world.send("temp", 40, clock=T0))] == [1]
+    # Older values arrive later (another path, a resent buffer): the trigger changed at T0 already.
+    got = events(send_many(world, "temp", [(T0 - 50, 10), (T0 - 40, 11), (T0 + 5, 41)]))
+    assert got == []
+    assert open_problems(world, tid) == [(T0, 0)]
+
+
+def test_multiple_mode_raises_one_problem_per_high_value_of_a_batch(world: World) -> None:
+    tid = world.trigger("Hot", "last(/h1/temp)>30", multiple=True)
+    world.start()
+    got = events(send_many(world, "temp", [(T0 - 30, 31), (T0 - 20, 32), (T0 - 10, 5)]))
+    assert [(e.value, e.clock) for e in got] == [(1, T0 - 30), (1, T0 - 20), (0, T0 - 10)]
+    assert sorted(got[2].resolves) == [got[0].eventid, got[1].eventid]
+    assert open_problems(world, tid) == [(T0 - 30, T0 - 10), (T0 - 20, T0 - 10)]

@@ -13,8 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0016"
-# 0015 (proxies' buffer column) is on another branch; when both are merged this revises "0015".
-down_revision = "0014"
+down_revision = "0015"
 
 
 def upgrade() -> None:
