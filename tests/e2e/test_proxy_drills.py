@@ -52,6 +52,7 @@ OLD_KEY = "trap.old"
 GAP = 10  # seconds an agent item's 1 s series may pause (a loaded machine) before it counts as a loss
 UNWRITTEN = 5  # seconds before a SIGKILL in which zabbix_proxy may have acknowledged values not yet written
 RECOVERY = 180  # seconds the proxy gets to deliver its buffer after the fault is repaired
+pytestmark = pytest.mark.timeout(int(300 + 2 * OUTAGE + RECOVERY))  # a long VIGIL_DRILL_OUTAGE needs longer
 
 Value = tuple[int, int, str]  # clock, ns, value
 
