@@ -16,7 +16,7 @@ of 10,000 trapper items, a fault front (tests/proxyfaults.py) between the proxy 
 
     python bench/proxy.py [--quick] [-N VALUES] [-K CLIENTS]
 
---quick: N=50,000 and 8 s of lag samples, within 60 s for both proxies; the full run buffers 1,000,000.
+--quick: N=30,000 and 6 s of lag samples, within 60 s for both proxies; the full run buffers 1,000,000.
 The machine may be shared with other work: figures are approximate, compare the two proxies of one run.
 Ends with `name: value unit` lines: proxy_accept_{zabbix,vigil} (values/s), proxy_drain_* (values/s),
 proxy_lag_p50_*, proxy_lag_p99_* (s), proxy_rss_* (MB).
@@ -146,14 +146,18 @@ def run(kind: str, tmp: Path, n: int, clients: int, lag_seconds: float, proxy_db
     else:
         proxy = VigilProxy(tmp, PROXY, server=f"127.0.0.1:{front.port}")
     figures: dict[str, float] = {}
+    began = time.monotonic()
     try:
         provision(server)
+        print(f"  {kind}: configuration written after {time.monotonic() - began:.1f} s", file=sys.stderr)
         server.start()
         front.upstream = server.port
         proxy.start()
+        print(f"  {kind}: server and proxy started after {time.monotonic() - began:.1f} s", file=sys.stderr)
         wait_for(lambda: send(proxy.port, [{"host": HOST, "key": "trap.0", "value": "0", "clock": int(time.time()),
                                             "ns": 0}]) == 1, 120, f"{kind} proxy to load its configuration", 0.5)
         wait_for(lambda: server_count(server) >= 1, 60, "the first value to reach the server")
+        print(f"  {kind}: ready after {time.monotonic() - began:.1f} s", file=sys.stderr)
         figures["rss"] = pss_mb(proxy.proc.pid)  # type: ignore[union-attr]
 
         # 1. accept during an outage
@@ -190,6 +194,7 @@ def run(kind: str, tmp: Path, n: int, clients: int, lag_seconds: float, proxy_db
         front.set(Mode.PASS)
         t_drained = wait_for(lambda: server_count(server) >= before + n, 600, "the server to store the buffer", 0.1)
         figures["drain"] = n / (t_drained - t1)
+        print(f"  {kind}: drained in {t_drained - t1:.2f} s", file=sys.stderr)
 
         # 3. lag in steady state
         engine = engine_for(server.database_url)
@@ -238,17 +243,19 @@ def run(kind: str, tmp: Path, n: int, clients: int, lag_seconds: float, proxy_db
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="a short run, within 60 s")
-    ap.add_argument("-N", type=int, help="values buffered through the outage (default 1,000,000; --quick 50,000)")
+    ap.add_argument("-N", type=int, help="values buffered through the outage (default 1,000,000; --quick 30,000)")
     ap.add_argument("-K", type=int, default=4, help="concurrent sender clients (default 4)")
     args = ap.parse_args()
-    n = args.N or (50_000 if args.quick else 1_000_000)
-    lag_seconds = 8 if args.quick else 30
+    n = args.N or (30_000 if args.quick else 1_000_000)
+    lag_seconds = 6 if args.quick else 30
     kinds = ["zabbix"] + (["vigil"] if missing() is None else [])
     if missing() is not None:
         print(f"  vigil proxy skipped: {missing()}", file=sys.stderr)
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-proxy-") as tmp:
+        t = time.monotonic()
         proxy_db = empty_proxy_database(Path(tmp) / "schema")
+        print(f"  zabbix_proxy's empty database made in {time.monotonic() - t:.1f} s", file=sys.stderr)
         for kind in kinds:
             d = Path(tmp) / kind
             d.mkdir()

@@ -83,12 +83,14 @@ class FaultFront:
 
         def run() -> None:
             loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
             self._loop = loop
             self._server = loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", self.port))
             self.port = self._server.sockets[0].getsockname()[1]
             ready.set()
             loop.run_forever()
             self._server.close()
+            loop.set_exception_handler(lambda loop, context: None)  # connections cut by the stop itself
             pending = asyncio.all_tasks(loop)
             for task in pending:
                 task.cancel()
