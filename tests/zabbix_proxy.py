@@ -41,8 +41,9 @@ class ZabbixProxy:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> ZabbixProxy:
+        self.sockets.mkdir(parents=True, exist_ok=True)  # stop() removed it, a restart needs it again
         self.proc = subprocess.Popen([require("zabbix_proxy"), "-f", "-c", str(self.conf)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         wait_port(self.port, 30, self.proc)
         return self
 
@@ -51,6 +52,25 @@ class ZabbixProxy:
             stop_process(self.proc, 20)
             self.proc = None
         shutil.rmtree(self.sockets, ignore_errors=True)
+
+    def kill(self) -> None:
+        """SIGKILL the proxy and its children (it forks one process per role), keeping its database."""
+        import os
+        import signal
+
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(10)
+            self.proc = None
+
+    def runtime_control(self, command: str) -> str:
+        """`zabbix_proxy -R command` on this proxy (e.g. housekeeper_execute); what it printed."""
+        r = subprocess.run([require("zabbix_proxy"), "-c", str(self.conf), "-R", command], capture_output=True,
+                           text=True, timeout=30)
+        return r.stdout + r.stderr
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
