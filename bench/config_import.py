@@ -46,7 +46,8 @@ def template() -> dict[str, Any]:
             it["preprocessing"] = [{"type": "multiplier", "params": "8"}]
         if n % 11 == 0:
             it = {"key": f"bench.part[{n}]", "name": f"Bench part {n}", "type": "dependent",
-                  "master_item": "bench.json", "value_type": "float", "preprocessing": [{"type": "jsonpath", "params": f"$.v{n}"}]}
+                  "master_item": "bench.json", "value_type": "float",
+                  "preprocessing": [{"type": "jsonpath", "params": f"$.v{n}"}]}
         items.append(it)
         n += 1
     metrics = [it["key"] for it in items if it["key"].startswith("bench.metric[")]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -129,6 +130,16 @@ class Snapshot:
     max_history: int = 0  # longest history retention of the enabled items, in seconds (0: none known)
     # Discovery rules by (host, key): their values go to the LLD processor, not to history.
     lld: dict[tuple[str, str], ItemRef] = dataclasses.field(default_factory=dict)
+
+
+HostItems = tuple[dict[str, int], dict[int, "int | None"]]  # a host's item ids by key, and their masters
+_TEMPLATE_READS = "vigil.template_reads"  # key of Connection.info: templates' rows read during one apply
+
+
+@lru_cache(maxsize=4096)
+def _parsed(text: str) -> Any:
+    """A template trigger's expression parsed once for all its hosts' copies (rename_host reads it only)."""
+    return parse_expression(text, "expression")
 
 
 def _tls_row(h: HostSpec) -> dict[str, Any]:
@@ -315,17 +326,21 @@ class PollerConfig:
                  "error_handler": s.error_handler, "error_handler_params": s.error_handler_params}
                 for i, s in enumerate(steps)])
 
-    def resolve_masters(self, c: Connection, hostid: int, items: list[ItemSpec], where: str) -> None:
+    def resolve_masters(self, c: Connection, hostid: int, items: list[ItemSpec], where: str,
+                        known: HostItems | None = None) -> None:
         """Point dependent items at their master (an item of the same host), and the others at none;
-        refuse a missing master or a loop. Only the rows whose master changes are written."""
+        refuse a missing master or a loop. Only the rows whose master changes are written. `known`:
+        the ids by key and masters of all the host's items, when the caller has them (_upsert_items)."""
         if not items:
             return
-        ids: dict[str, int] = {}
-        masters: dict[int, int | None] = {}
-        for key, itemid, master in c.execute(sa.select(t.items.c.key_, t.items.c.itemid, t.items.c.master_itemid)
-                                             .where(t.items.c.hostid == hostid)):
-            ids[key] = itemid
-            masters[itemid] = master
+        if known is not None:
+            ids, masters = known
+        else:
+            ids, masters = {}, {}
+            for key, itemid, master in c.execute(sa.select(t.items.c.key_, t.items.c.itemid,
+                                                           t.items.c.master_itemid).where(t.items.c.hostid == hostid)):
+                ids[key] = itemid
+                masters[itemid] = master
         changes = []
         deps = []
         for i, it in enumerate(items):
@@ -556,19 +571,26 @@ class ConfigRepo(PollerConfig, ProxyConfig, DiscoveryConfig):
         """Create or update everything in the document in one transaction."""
         report = ImportReport()
         with self.engine.begin() as c:
-            for g in doc.host_groups:
-                self._group(c, g)
-            self.apply_proxies(c, doc.proxies, delete_missing)
-            for i, tpl in enumerate(doc.templates):
-                self._apply_template(c, tpl, report, f"templates[{i}]")
-            for i, h in enumerate(doc.hosts):
-                self._apply_host(c, h, report, delete_missing, f"hosts[{i}]")
-            for i, h in enumerate(doc.hosts):  # after all hosts: a formula may read a host further down
-                hid = c.execute(sa.select(t.hosts.c.hostid).where(t.hosts.c.host == h.host)).scalar_one()
-                self.check_formulas(c, hid, h.items, f"hosts[{i}].items")
-            self._apply_alerting_doc(c, doc, report, delete_missing)
-            self._bump(c)
+            c.info[_TEMPLATE_READS] = {}
+            try:
+                self._apply_doc(c, doc, report, delete_missing)
+            finally:
+                c.info.pop(_TEMPLATE_READS, None)
         return report
+
+    def _apply_doc(self, c: Connection, doc: ConfigDoc, report: ImportReport, delete_missing: bool) -> None:
+        for g in doc.host_groups:
+            self._group(c, g)
+        self.apply_proxies(c, doc.proxies, delete_missing)
+        for i, tpl in enumerate(doc.templates):
+            self._apply_template(c, tpl, report, f"templates[{i}]")
+        for i, h in enumerate(doc.hosts):
+            self._apply_host(c, h, report, delete_missing, f"hosts[{i}]")
+        for i, h in enumerate(doc.hosts):  # after all hosts: a formula may read a host further down
+            hid = c.execute(sa.select(t.hosts.c.hostid).where(t.hosts.c.host == h.host)).scalar_one()
+            self.check_formulas(c, hid, h.items, f"hosts[{i}].items")
+        self._apply_alerting_doc(c, doc, report, delete_missing)
+        self._bump(c)
 
     def _bump(self, c: Connection) -> None:
         c.execute(sa.update(t.config_version).where(t.config_version.c.id == 1)
@@ -640,6 +662,7 @@ class ConfigRepo(PollerConfig, ProxyConfig, DiscoveryConfig):
             report.templates_created += 1
         else:
             report.templates_updated += 1
+        self._forget_template(c, tid)
         self._set_groups(c, tid, tpl.groups or ["Templates"])
         self._set_macros(c, tid, tpl.macros)
         keys = {it.key for it in tpl.items}
@@ -651,9 +674,8 @@ class ConfigRepo(PollerConfig, ProxyConfig, DiscoveryConfig):
             report.triggers_deleted += self._delete_triggers_reading(c, list(gone) + copies)
             # Copies on linked hosts go with them (ON DELETE CASCADE on items.templateid).
             report.items_deleted += c.execute(sa.delete(t.items).where(t.items.c.itemid.in_(gone))).rowcount
-        for it in tpl.items:
-            self._upsert_item(c, tid, it, report)
-        self.resolve_masters(c, tid, tpl.items, f"{where}.items")
+        known = self._upsert_items(c, tid, [(it, None) for it in tpl.items], report)
+        self.resolve_masters(c, tid, tpl.items, f"{where}.items", known)
         self._write_rules(c, tid, tpl.template, True, tpl.discovery_rules, report, where, authoritative=True)
         self.check_formulas(c, tid, tpl.items, f"{where}.items")
         linked = c.execute(sa.select(t.hosts_templates.c.hostid).where(t.hosts_templates.c.templateid == tid)).scalars()
@@ -661,21 +683,23 @@ class ConfigRepo(PollerConfig, ProxyConfig, DiscoveryConfig):
             self._copy_template_items(c, hostid, tid, report)
 
     def _upsert_items(self, c: Connection, hostid: int, specs: list[tuple[ItemSpec, int | None]],
-                      report: ImportReport) -> dict[str, int]:
+                      report: ImportReport, where: str | None = None) -> HostItems:
         """_upsert_item for many items of one host in a few statements: the same checks and the same rows
         in the end, but rows, tags and preprocessing steps that would not change are not written.
-        Masters are left to resolve_masters. Returns the items' ids by key."""
-        if not specs:
-            return {}
+        Masters are left to resolve_masters, which takes the returned ids and masters of all the host's
+        items. A ConfigError names `where[i].key` when `where` is given."""
         existing = {r.key_: r for r in c.execute(sa.select(t.items).where(t.items.c.hostid == hostid))}
+        ids = {k: int(r.itemid) for k, r in existing.items()}
+        masters = {int(r.itemid): r.master_itemid for r in existing.values()}
+        if not specs:
+            return ids, masters
         refs: dict[str, int] | None = None
         if any(it.poll.interface_ref for it, _ in specs):
             refs = dict(c.execute(sa.select(t.interfaces.c.ref, t.interfaces.c.interfaceid)
                                   .where(t.interfaces.c.hostid == hostid)).all())
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
-        ids: dict[str, int] = {}
-        for it, templateid in specs:
+        for i, (it, templateid) in enumerate(specs):
             values = _item_row(it) | {"templateid": templateid} | poll_row(c, hostid, it, refs)
             del values["master_itemid"]
             row = existing.get(it.key)
@@ -683,11 +707,13 @@ class ConfigRepo(PollerConfig, ProxyConfig, DiscoveryConfig):
                 inserts.append(values | {"hostid": hostid})
                 report.items_created += 1
                 continue
+            error = None
             if templateid is None and row.templateid is not None:
-                raise ConfigError(f"item {it.key!r} comes from a linked template: change it in the template")
+                error = f"item {it.key!r} comes from a linked template: change it in the template"
             if templateid is not None and row.templateid not in (None, templateid):
-                raise ConfigError(f"item {it.key!r} already comes from another linked template")
-            ids[it.key] = int(row.itemid)
+                error = f"item {it.key!r} already comes from another linked template"
+            if error is not None:
+                raise ConfigError(f"{where}[{i}].key: {error}" if where is not None else error)
             if any(getattr(row, k) != v for k, v in values.items()):
                 updates.append(values | {"b_itemid": row.itemid})
             report.items_updated += 1
@@ -700,8 +726,9 @@ class ConfigRepo(PollerConfig, ProxyConfig, DiscoveryConfig):
                              inserts).scalars().all()
             ids.update(zip([r["key_"] for r in inserts], (int(x) for x in made), strict=True))
         new = {ids[r["key_"]] for r in inserts}
+        masters.update(dict.fromkeys(new))
         self._sync_item_children(c, [(ids[it.key], it) for it, _ in specs], new)
-        return ids
+        return ids, masters
 
     def _sync_item_children(self, c: Connection, items: list[tuple[int, ItemSpec]], new: set[int]) -> None:
         """Give each item exactly its spec's tags and preprocessing steps (those of items in `new` have none
@@ -733,9 +760,9 @@ class ConfigRepo(PollerConfig, ProxyConfig, DiscoveryConfig):
                 c.execute(sa.insert(table), rows)
 
     def _copy_template_items(self, c: Connection, hostid: int, templateid: int, report: ImportReport) -> None:
-        copied = self._items_of(c, templateid)
-        self._upsert_items(c, hostid, [(it, titemid) for it, titemid in copied], report)
-        self.resolve_masters(c, hostid, [it for it, _ in copied], "template item")
+        copied = self._template_reads(c, "items", templateid, lambda: self._items_of(c, templateid))
+        known = self._upsert_items(c, hostid, [(it, titemid) for it, titemid in copied], report)
+        self.resolve_masters(c, hostid, [it for it, _ in copied], "template item", known)
         self._copy_template_rules(c, hostid, templateid, report)
 
     def _items_of(self, c: Connection, hostid: int, own_only: bool = False) -> list[tuple[ItemSpec, int]]:
@@ -759,6 +786,22 @@ class ConfigRepo(PollerConfig, ProxyConfig, DiscoveryConfig):
                       description=r.description, tags=tags.get(r.itemid, []), poll=polls[r.itemid]), r.itemid)
             for r in rows
         ]
+
+    def _template_reads(self, c: Connection, kind: str, templateid: int, read: Any) -> Any:
+        """What `read()` returns for a template, read once per apply (which forgets it when it writes the
+        template): each linked host's copy then costs no reads of the template."""
+        cache = c.info.get(_TEMPLATE_READS)
+        if cache is None:
+            return read()
+        if (kind, templateid) not in cache:
+            cache[(kind, templateid)] = read()
+        return cache[(kind, templateid)]
+
+    def _forget_template(self, c: Connection, templateid: int) -> None:
+        cache = c.info.get(_TEMPLATE_READS)
+        if cache is not None:
+            for key in [k for k in cache if k[1] == templateid]:
+                del cache[key]
 
     def _template_id(self, c: Connection, name: str, where: str) -> int:
         row = c.execute(sa.select(t.hosts.c.hostid, t.hosts.c.status).where(t.hosts.c.host == name)).first()
@@ -803,12 +846,8 @@ class ConfigRepo(PollerConfig, ProxyConfig, DiscoveryConfig):
         if h.templates is not None:
             self.set_templates(c, hid, [self._template_id(c, n, f"{where}.templates[{i}]")
                                         for i, n in enumerate(h.templates)], report)
-        for i, it in enumerate(h.items):
-            try:
-                self._upsert_item(c, hid, it, report)
-            except ConfigError as e:
-                raise ConfigError(f"{where}.items[{i}].key: {e}") from None
-        self.resolve_masters(c, hid, h.items, f"{where}.items")
+        known = self._upsert_items(c, hid, [(it, None) for it in h.items], report, f"{where}.items")
+        self.resolve_masters(c, hid, h.items, f"{where}.items", known)
         self._write_rules(c, hid, h.host, False, h.discovery_rules, report, where, authoritative=delete_missing)
         if delete_missing:
             keys = {it.key for it in h.items}
@@ -1226,6 +1265,8 @@ class ConfigRepo(PollerConfig, ProxyConfig, DiscoveryConfig):
                        cache: dict[str, Any]) -> list[tuple[int, TriggerSpec, str]]:
         """Write one host's or template's own triggers (dependencies come later, once all exist)."""
         written = []
+        if template:
+            self._forget_template(c, hostid)
         existing = self._existing_triggers(c, hostid)
         for i, spec in enumerate(specs):
             w = f"{where}.triggers[{i}]"
@@ -1242,25 +1283,95 @@ class ConfigRepo(PollerConfig, ProxyConfig, DiscoveryConfig):
     def _copy_template_triggers(self, c: Connection, hostid: int, templateid: int, report: ImportReport) -> None:
         """Copy (or update) the template's triggers on a linked host, the template's name in their
         expressions replaced by the host's, reading the host's copies of the template's items."""
-        tname = c.execute(sa.select(t.hosts.c.host).where(t.hosts.c.hostid == templateid)).scalar_one()
-        hname = c.execute(sa.select(t.hosts.c.host).where(t.hosts.c.hostid == hostid)).scalar_one()
+        names = dict(c.execute(sa.select(t.hosts.c.hostid, t.hosts.c.host)
+                               .where(t.hosts.c.hostid.in_([templateid, hostid]))).all())
+        tname, hname = names[templateid], names[hostid]
+        template = self._template_reads(c, "triggers", templateid, lambda: self._template_triggers(c, templateid))
+        if not template:
+            return
         copies = dict(c.execute(sa.select(t.items.c.templateid, t.items.c.itemid)
                                 .where(t.items.c.hostid == hostid, t.items.c.templateid.is_not(None))).all())
-        existing = self._existing_triggers(c, hostid)
-        def rename(text: str) -> str:
-            text = parse_expression(text, "expression").rename_host(tname, hname)
-            return parse_expression(text, "expression").rename_host("{HOST.HOST}", hname) if "{HOST.HOST}" in text \
-                else text
 
-        for spec, ttrid in self._triggers_of(c, templateid):
-            spec.expression = rename(spec.expression)
+        def rename(text: str) -> str:
+            text = _parsed(text).rename_host(tname, hname)
+            return _parsed(text).rename_host("{HOST.HOST}", hname) if "{HOST.HOST}" in text else text
+
+        entries = []
+        for spec, ttrid, titemids in template:
+            spec = dataclasses.replace(spec, expression=rename(spec.expression))
             if spec.recovery_mode == 1:
                 spec.recovery_expression = rename(spec.recovery_expression)
-            titemids = c.execute(sa.select(t.trigger_items.c.itemid)
-                                 .where(t.trigger_items.c.triggerid == ttrid)).scalars()
-            itemids = [copies[i] for i in titemids if i in copies]
-            self._upsert_trigger(c, hostid, spec, itemids, report, f"host {hname!r}", templateid=ttrid,
-                                 existing=existing)
+            entries.append((spec, [copies[i] for i in titemids if i in copies], ttrid))
+        self._upsert_copies(c, hostid, entries, report, f"host {hname!r}")
+
+    def _template_triggers(self, c: Connection, templateid: int) -> list[tuple[TriggerSpec, int, list[int]]]:
+        """The template's plain triggers with the items each reads."""
+        reads: dict[int, list[int]] = {}
+        for trid, itemid in c.execute(sa.select(t.trigger_items.c.triggerid, t.trigger_items.c.itemid)
+                                      .join(t.triggers, t.triggers.c.triggerid == t.trigger_items.c.triggerid)
+                                      .where(t.triggers.c.hostid == templateid)
+                                      .order_by(t.trigger_items.c.triggerid, t.trigger_items.c.itemid)):
+            reads.setdefault(trid, []).append(itemid)
+        return [(spec, ttrid, reads.get(ttrid, [])) for spec, ttrid in self._triggers_of(c, templateid)]
+
+    def _upsert_copies(self, c: Connection, hostid: int, entries: list[tuple[TriggerSpec, list[int], int]],
+                       report: ImportReport, where: str) -> None:
+        """_upsert_trigger for copies of template triggers on one host, in a few statements; rows that
+        would not change (the trigger, its tags, the items it reads) are not written."""
+        rows = c.execute(sa.select(t.triggers).where(t.triggers.c.hostid == hostid)).all()
+        by_name = {r.description: r for r in rows}
+        by_copy = {r.templateid: r for r in rows if r.templateid is not None}
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        ids: list[int | None] = []
+        for spec, _, templateid in entries:
+            values = self._trigger_values(spec) | {"templateid": templateid}
+            row = by_copy.get(templateid) or by_name.get(spec.name)  # a copy keeps its id when renamed
+            if row is None:
+                inserts.append(values | {"hostid": hostid})
+                ids.append(None)
+                report.triggers_created += 1
+                continue
+            if row.templateid != templateid:
+                what = "another linked template" if row.templateid is not None else "the host itself"
+                raise ConfigError(f"{where}: trigger {spec.name!r} of the template exists on the host already, "
+                                  f"from {what}: rename one of them")
+            if any(getattr(row, k) != v for k, v in values.items()):
+                updates.append(values | {"b_triggerid": row.triggerid})
+            ids.append(int(row.triggerid))
+            report.triggers_updated += 1
+        if updates:
+            cols = [k for k in updates[0] if k != "b_triggerid"]
+            c.execute(sa.update(t.triggers).where(t.triggers.c.triggerid == sa.bindparam("b_triggerid"))
+                      .values({k: sa.bindparam(k) for k in cols}), updates)
+        made = iter(c.execute(sa.insert(t.triggers).returning(t.triggers.c.triggerid, sort_by_parameter_order=True),
+                              inserts).scalars().all() if inserts else [])
+        trids = [x if x is not None else int(next(made)) for x in ids]
+        old = [x for x in ids if x is not None]
+        tags: dict[int, list[tuple[str, str]]] = {}
+        reads: dict[int, set[int]] = {}
+        for n in range(0, len(old), 500):
+            for r in c.execute(sa.select(t.trigger_tags.c.triggerid, t.trigger_tags.c.tag, t.trigger_tags.c.value)
+                               .where(t.trigger_tags.c.triggerid.in_(old[n:n + 500]))
+                               .order_by(t.trigger_tags.c.triggertagid)):
+                tags.setdefault(r.triggerid, []).append((r.tag, r.value))
+            for trid, itemid in c.execute(sa.select(t.trigger_items.c.triggerid, t.trigger_items.c.itemid)
+                                          .where(t.trigger_items.c.triggerid.in_(old[n:n + 500]))):
+                reads.setdefault(trid, set()).add(itemid)
+        tag_gone, tag_rows, item_gone, item_rows = [], [], [], []
+        for trid, (spec, itemids, _) in zip(trids, entries, strict=True):
+            want = [tuple(x) for x in spec.tags]
+            if tags.get(trid, []) != want:
+                tag_gone.append(trid)
+                tag_rows += [{"triggerid": trid, "tag": k, "value": v} for k, v in want]
+            if reads.get(trid, set()) != set(itemids):
+                item_gone.append(trid)
+                item_rows += [{"triggerid": trid, "itemid": i} for i in dict.fromkeys(itemids)]
+        for table, gone, new_rows in ((t.trigger_tags, tag_gone, tag_rows), (t.trigger_items, item_gone, item_rows)):
+            for n in range(0, len(gone), 500):
+                c.execute(sa.delete(table).where(table.c.triggerid.in_(gone[n:n + 500])))
+            if new_rows:
+                c.execute(sa.insert(table), new_rows)
 
     def _copy_dependencies(self, c: Connection, hostid: int) -> None:
         """A copy depends on what its template trigger depends on: on this host's copy of it where the
@@ -1269,17 +1380,30 @@ class ConfigRepo(PollerConfig, ProxyConfig, DiscoveryConfig):
                                 .where(t.triggers.c.hostid == hostid, t.triggers.c.templateid.is_not(None))).all())
         if not copies:
             return
-        template_triggers = set(c.execute(
-            sa.select(t.triggers.c.triggerid).join(t.hosts, t.hosts.c.hostid == t.triggers.c.hostid)
-            .where(t.hosts.c.status == HostStatus.TEMPLATE)).scalars())
-        ups: dict[int, list[int]] = {}
-        for down, up in c.execute(sa.select(t.trigger_depends.c.triggerid_down, t.trigger_depends.c.triggerid_up)
-                                  .where(t.trigger_depends.c.triggerid_down.in_(list(copies)))):
-            target = copies.get(up) if up in template_triggers else up
-            if target is not None:
-                ups.setdefault(down, []).append(target)
-        for ttrid, trid in copies.items():
-            self._set_dependencies(c, trid, ups.get(ttrid, []))
+        up = t.triggers.alias("up")
+        ups: dict[int, set[int]] = {}
+        for n in range(0, len(copies), 500):
+            part = list(copies)[n:n + 500]
+            for down, upid, status in c.execute(
+                    sa.select(t.trigger_depends.c.triggerid_down, t.trigger_depends.c.triggerid_up, t.hosts.c.status)
+                    .join(up, up.c.triggerid == t.trigger_depends.c.triggerid_up)
+                    .join(t.hosts, t.hosts.c.hostid == up.c.hostid)
+                    .where(t.trigger_depends.c.triggerid_down.in_(part))):
+                target = copies.get(upid) if status == HostStatus.TEMPLATE else upid
+                if target is not None:
+                    ups.setdefault(copies[down], set()).add(target)
+        have: dict[int, set[int]] = {}
+        mine = list(copies.values())
+        for n in range(0, len(mine), 500):
+            for down, upid in c.execute(sa.select(t.trigger_depends.c.triggerid_down, t.trigger_depends.c.triggerid_up)
+                                        .where(t.trigger_depends.c.triggerid_down.in_(mine[n:n + 500]))):
+                have.setdefault(down, set()).add(upid)
+        changed = [trid for trid in mine if have.get(trid, set()) != ups.get(trid, set())]
+        for n in range(0, len(changed), 500):
+            c.execute(sa.delete(t.trigger_depends).where(t.trigger_depends.c.triggerid_down.in_(changed[n:n + 500])))
+        rows = [{"triggerid_down": trid, "triggerid_up": u} for trid in changed for u in sorted(ups.get(trid, ()))]
+        if rows:
+            c.execute(sa.insert(t.trigger_depends), rows)
 
     def _triggers_of(self, c: Connection, hostid: int, own_only: bool = False,
                      flags: int = 0) -> list[tuple[TriggerSpec, int]]:
