@@ -229,32 +229,12 @@ class DiscoveryConfig:
                               .where(t.graphs.c.flags == int(Flags.PROTOTYPE),
                                      t.graphs_items.c.itemid.in_(protos))).scalars())
 
-    def _copy_template_rules(self, c: Connection, hostid: int, templateid: int, report: ImportReport) -> None:
-        def read() -> tuple[list[Any], list[tuple[ItemSpec, int]]]:
-            rows = c.execute(sa.select(t.items).where(t.items.c.hostid == templateid,
-                                                      t.items.c.flags == int(Flags.RULE))
-                             .order_by(t.items.c.itemid)).all()
-            return rows, self._item_specs(c, rows)  # type: ignore[attr-defined]
-
-        rows, specs = self._template_reads(c, "rules", templateid, read)  # type: ignore[attr-defined]
-        if not rows:
-            return
-        known = self._upsert_items(c, hostid, [(spec, r.itemid) for (spec, _), r in zip(specs, rows, strict=True)],  # type: ignore[attr-defined]
-                                   report)
-        ids = known[0]
-        have = {r.itemid: r for r in c.execute(sa.select(t.items.c.itemid, t.items.c.flags, t.items.c.lifetime,
-                                                         t.items.c.evaltype, t.items.c.formula)
-                                               .where(t.items.c.itemid.in_([ids[s.key] for s, _ in specs])))}
-        changes = []
-        for (spec, _), r in zip(specs, rows, strict=True):
-            want = {"flags": int(Flags.RULE), "lifetime": r.lifetime, "evaltype": r.evaltype, "formula": r.formula}
-            cur = have[ids[spec.key]]
-            if any(getattr(cur, k) != v for k, v in want.items()):
-                changes.append(want | {"b_itemid": cur.itemid})
-        if changes:
-            c.execute(sa.update(t.items).where(t.items.c.itemid == sa.bindparam("b_itemid"))
-                      .values({k: sa.bindparam(k) for k in ("flags", "lifetime", "evaltype", "formula")}), changes)
-        self.resolve_masters(c, hostid, [s for s, _ in specs], "template discovery rule", known)  # type: ignore[attr-defined]
+    def template_rules(self, c: Connection, templateid: int) -> tuple[list[Any], list[tuple[ItemSpec, int]]]:
+        """A template's discovery rules: their items rows and specs. (ConfigRepo._copy_template_items
+        copies them to linked hosts with the template's items, flags, lifetime and filter included.)"""
+        rows = c.execute(sa.select(t.items).where(t.items.c.hostid == templateid, t.items.c.flags == int(Flags.RULE))
+                         .order_by(t.items.c.itemid)).all()
+        return rows, self._item_specs(c, rows)  # type: ignore[attr-defined]
 
     def _unlink_discovered(self, c: Connection, hostid: int, templateid: int, report: ImportReport) -> None:
         """Before a template's rules leave a host: what they discovered there goes too."""

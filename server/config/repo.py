@@ -597,20 +597,34 @@ class ConfigRepo(PollerConfig, ProxyConfig, DiscoveryConfig):
                   .values(version=t.config_version.c.version + 1))
 
     def _group(self, c: Connection, name: str) -> int:
+        known = c.info.get(_TEMPLATE_READS)  # during an apply: each group looked up once
+        if known is not None and ("group", name) in known:
+            return int(known[("group", name)])
         gid = c.execute(sa.select(t.host_groups.c.groupid).where(t.host_groups.c.name == name)).scalar()
         if gid is None:
             gid = c.execute(sa.insert(t.host_groups).values(name=name)).inserted_primary_key[0]
+        if known is not None:
+            known[("group", name)] = int(gid)
         return int(gid)
 
     def _set_groups(self, c: Connection, hostid: int, groups: list[str]) -> None:
+        want = {self._group(c, g) for g in groups}
+        have = set(c.execute(sa.select(t.hosts_groups.c.groupid).where(t.hosts_groups.c.hostid == hostid)).scalars())
+        if have == want:
+            return
         c.execute(sa.delete(t.hosts_groups).where(t.hosts_groups.c.hostid == hostid))
-        for gid in {self._group(c, g) for g in groups}:
-            c.execute(sa.insert(t.hosts_groups).values(hostid=hostid, groupid=gid))
+        c.execute(sa.insert(t.hosts_groups), [{"hostid": hostid, "groupid": gid} for gid in want])
 
     def _set_macros(self, c: Connection, hostid: int, macros: dict[str, str]) -> None:
+        have = [tuple(r) for r in c.execute(sa.select(t.host_macros.c.macro, t.host_macros.c.value)
+                                            .where(t.host_macros.c.hostid == hostid)
+                                            .order_by(t.host_macros.c.hostmacroid))]
+        if have == list(macros.items()):
+            return
         c.execute(sa.delete(t.host_macros).where(t.host_macros.c.hostid == hostid))
-        for m, v in macros.items():
-            c.execute(sa.insert(t.host_macros).values(hostid=hostid, macro=m, value=v))
+        if macros:
+            c.execute(sa.insert(t.host_macros), [{"hostid": hostid, "macro": m, "value": v}
+                                                 for m, v in macros.items()])
 
     def _upsert_host(self, c: Connection, name: str, values: dict[str, Any], template: bool,
                      where: str) -> tuple[int, bool]:
@@ -683,28 +697,26 @@ class ConfigRepo(PollerConfig, ProxyConfig, DiscoveryConfig):
             self._copy_template_items(c, hostid, tid, report)
 
     def _upsert_items(self, c: Connection, hostid: int, specs: list[tuple[ItemSpec, int | None]],
-                      report: ImportReport, where: str | None = None) -> HostItems:
+                      report: ImportReport, where: str | None = None,
+                      values: list[dict[str, Any]] | None = None) -> HostItems:
         """_upsert_item for many items of one host in a few statements: the same checks and the same rows
         in the end, but rows, tags and preprocessing steps that would not change are not written.
         Masters are left to resolve_masters, which takes the returned ids and masters of all the host's
-        items. A ConfigError names `where[i].key` when `where` is given."""
+        items. A ConfigError names `where[i].key` when `where` is given. `values`: the columns of each
+        spec when the caller has them already (item_values; the same for every host of a template)."""
         existing = {r.key_: r for r in c.execute(sa.select(t.items).where(t.items.c.hostid == hostid))}
         ids = {k: int(r.itemid) for k, r in existing.items()}
         masters = {int(r.itemid): r.master_itemid for r in existing.values()}
         if not specs:
             return ids, masters
-        refs: dict[str, int] | None = None
-        if any(it.poll.interface_ref for it, _ in specs):
-            refs = dict(c.execute(sa.select(t.interfaces.c.ref, t.interfaces.c.interfaceid)
-                                  .where(t.interfaces.c.hostid == hostid)).all())
+        if values is None:
+            values = self.item_values(c, hostid, specs)
         inserts: list[dict[str, Any]] = []
-        updates: list[dict[str, Any]] = []
-        for i, (it, templateid) in enumerate(specs):
-            values = _item_row(it) | {"templateid": templateid} | poll_row(c, hostid, it, refs)
-            del values["master_itemid"]
+        updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for i, ((it, templateid), row_values) in enumerate(zip(specs, values, strict=True)):
             row = existing.get(it.key)
             if row is None:
-                inserts.append(values | {"hostid": hostid})
+                inserts.append(row_values | {"hostid": hostid})
                 report.items_created += 1
                 continue
             error = None
@@ -714,21 +726,35 @@ class ConfigRepo(PollerConfig, ProxyConfig, DiscoveryConfig):
                 error = f"item {it.key!r} already comes from another linked template"
             if error is not None:
                 raise ConfigError(f"{where}[{i}].key: {error}" if where is not None else error)
-            if any(getattr(row, k) != v for k, v in values.items()):
-                updates.append(values | {"b_itemid": row.itemid})
+            m = row._mapping
+            if any(m[k] != v for k, v in row_values.items()):
+                updates.setdefault(tuple(row_values), []).append(row_values | {"b_itemid": row.itemid})
             report.items_updated += 1
-        if updates:
-            cols = [k for k in updates[0] if k != "b_itemid"]
+        for cols, rows in updates.items():  # one executemany per set of columns (rules set a few more)
             c.execute(sa.update(t.items).where(t.items.c.itemid == sa.bindparam("b_itemid"))
-                      .values({k: sa.bindparam(k) for k in cols}), updates)
-        if inserts:
+                      .values({k: sa.bindparam(k) for k in cols}), rows)
+        for cols in dict.fromkeys(tuple(r) for r in inserts):
+            part = [r for r in inserts if tuple(r) == cols]
             made = c.execute(sa.insert(t.items).returning(t.items.c.itemid, sort_by_parameter_order=True),
-                             inserts).scalars().all()
-            ids.update(zip([r["key_"] for r in inserts], (int(x) for x in made), strict=True))
+                             part).scalars().all()
+            ids.update(zip([r["key_"] for r in part], (int(x) for x in made), strict=True))
         new = {ids[r["key_"]] for r in inserts}
         masters.update(dict.fromkeys(new))
         self._sync_item_children(c, [(ids[it.key], it) for it, _ in specs], new)
         return ids, masters
+
+    def item_values(self, c: Connection, hostid: int, specs: list[tuple[ItemSpec, int | None]]) -> list[dict[str, Any]]:
+        """The items columns _upsert_item writes for each (spec, templateid), but master_itemid."""
+        refs: dict[str, int] | None = None
+        if any(it.poll.interface_ref for it, _ in specs):
+            refs = dict(c.execute(sa.select(t.interfaces.c.ref, t.interfaces.c.interfaceid)
+                                  .where(t.interfaces.c.hostid == hostid)).all())
+        out = []
+        for it, templateid in specs:
+            values = _item_row(it) | {"templateid": templateid} | poll_row(c, hostid, it, refs)
+            del values["master_itemid"]
+            out.append(values)
+        return out
 
     def _sync_item_children(self, c: Connection, items: list[tuple[int, ItemSpec]], new: set[int]) -> None:
         """Give each item exactly its spec's tags and preprocessing steps (those of items in `new` have none
@@ -760,10 +786,24 @@ class ConfigRepo(PollerConfig, ProxyConfig, DiscoveryConfig):
                 c.execute(sa.insert(table), rows)
 
     def _copy_template_items(self, c: Connection, hostid: int, templateid: int, report: ImportReport) -> None:
-        copied = self._template_reads(c, "items", templateid, lambda: self._items_of(c, templateid))
-        known = self._upsert_items(c, hostid, [(it, titemid) for it, titemid in copied], report)
-        self.resolve_masters(c, hostid, [it for it, _ in copied], "template item", known)
-        self._copy_template_rules(c, hostid, templateid, report)
+        """The template's items and discovery rules on a linked host, in one bulk upsert."""
+        copies = self._template_reads(c, "copies", templateid, lambda: self._template_copies(c, templateid))
+        specs, values, nitems = copies
+        known = self._upsert_items(c, hostid, specs, report, values=values)
+        self.resolve_masters(c, hostid, [it for it, _ in specs[:nitems]], "template item", known)
+        self.resolve_masters(c, hostid, [it for it, _ in specs[nitems:]], "template discovery rule", known)
+
+    def _template_copies(self, c: Connection, templateid: int) -> tuple[list[tuple[ItemSpec, int]],
+                                                                         list[dict[str, Any]], int]:
+        """What a copy of the template's items and rules is made of: (spec, template itemid) pairs, the
+        items columns of each, and how many of them are plain items (the rules follow)."""
+        items = self._items_of(c, templateid)
+        rows, rules = self.template_rules(c, templateid)
+        specs = [(it, i) for it, i in items] + [(spec, i) for spec, i in rules]
+        values = self.item_values(c, templateid, specs)  # templates have no interfaces: no interface_ref
+        for v, r in zip(values[len(items):], rows, strict=True):
+            v.update(flags=int(Flags.RULE), lifetime=r.lifetime, evaltype=r.evaltype, formula=r.formula)
+        return specs, values, len(items)
 
     def _items_of(self, c: Connection, hostid: int, own_only: bool = False) -> list[tuple[ItemSpec, int]]:
         """The host's plain items (not discovery rules, prototypes or discovered items)."""
@@ -839,7 +879,7 @@ class ConfigRepo(PollerConfig, ProxyConfig, DiscoveryConfig):
         if h.interfaces is not None:
             self.set_interfaces(c, hid, h.interfaces)
         self.set_host_proxy(c, hid, h.proxy, where)
-        if h.tags is not None:
+        if h.tags is not None and self.host_tags(c, hid) != [tuple(x) for x in h.tags]:
             c.execute(sa.delete(t.host_tags).where(t.host_tags.c.hostid == hid))
             if h.tags:
                 c.execute(sa.insert(t.host_tags), [{"hostid": hid, "tag": k, "value": v} for k, v in h.tags])
@@ -1213,9 +1253,14 @@ class ConfigRepo(PollerConfig, ProxyConfig, DiscoveryConfig):
             trid = int(row.triggerid)
             c.execute(sa.update(t.triggers).where(t.triggers.c.triggerid == trid).values(**values))
             report.triggers_updated += 1
-        c.execute(sa.delete(t.trigger_tags).where(t.trigger_tags.c.triggerid == trid))
-        if spec.tags:
-            c.execute(sa.insert(t.trigger_tags), [{"triggerid": trid, "tag": k, "value": v} for k, v in spec.tags])
+        have = [tuple(r) for r in c.execute(sa.select(t.trigger_tags.c.tag, t.trigger_tags.c.value)
+                                            .where(t.trigger_tags.c.triggerid == trid)
+                                            .order_by(t.trigger_tags.c.triggertagid))]
+        if have != [tuple(x) for x in spec.tags]:  # rewritten only when they differ: a re-import keeps the rows
+            c.execute(sa.delete(t.trigger_tags).where(t.trigger_tags.c.triggerid == trid))
+            if spec.tags:
+                c.execute(sa.insert(t.trigger_tags), [{"triggerid": trid, "tag": k, "value": v}
+                                                      for k, v in spec.tags])
         c.execute(sa.delete(t.trigger_items).where(t.trigger_items.c.triggerid == trid))
         if itemids:
             c.execute(sa.insert(t.trigger_items), [{"triggerid": trid, "itemid": i} for i in itemids])
