@@ -229,15 +229,12 @@ class DiscoveryConfig:
                               .where(t.graphs.c.flags == int(Flags.PROTOTYPE),
                                      t.graphs_items.c.itemid.in_(protos))).scalars())
 
-    def _copy_template_rules(self, c: Connection, hostid: int, templateid: int, report: ImportReport) -> None:
+    def template_rules(self, c: Connection, templateid: int) -> tuple[list[Any], list[tuple[ItemSpec, int]]]:
+        """A template's discovery rules: their items rows and specs. (ConfigRepo._copy_template_items
+        copies them to linked hosts with the template's items, flags, lifetime and filter included.)"""
         rows = c.execute(sa.select(t.items).where(t.items.c.hostid == templateid, t.items.c.flags == int(Flags.RULE))
                          .order_by(t.items.c.itemid)).all()
-        specs = self._item_specs(c, rows)  # type: ignore[attr-defined]
-        for (spec, _), r in zip(specs, rows, strict=True):
-            copy = self._upsert_item(c, hostid, spec, report, templateid=r.itemid)  # type: ignore[attr-defined]
-            c.execute(sa.update(t.items).where(t.items.c.itemid == copy).values(
-                flags=int(Flags.RULE), lifetime=r.lifetime, evaltype=r.evaltype, formula=r.formula))
-        self.resolve_masters(c, hostid, [s for s, _ in specs], "template discovery rule")  # type: ignore[attr-defined]
+        return rows, self._item_specs(c, rows)  # type: ignore[attr-defined]
 
     def _unlink_discovered(self, c: Connection, hostid: int, templateid: int, report: ImportReport) -> None:
         """Before a template's rules leave a host: what they discovered there goes too."""

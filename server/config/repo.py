@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -132,6 +133,16 @@ class Snapshot:
     lld: dict[tuple[str, str], ItemRef] = dataclasses.field(default_factory=dict)
 
 
+HostItems = tuple[dict[str, int], dict[int, "int | None"]]  # a host's item ids by key, and their masters
+_TEMPLATE_READS = "vigil.template_reads"  # key of Connection.info: templates' rows read during one apply
+
+
+@lru_cache(maxsize=4096)
+def _parsed(text: str) -> Any:
+    """A template trigger's expression parsed once for all its hosts' copies (rename_host reads it only)."""
+    return parse_expression(text, "expression")
+
+
 def _tls_row(h: HostSpec) -> dict[str, Any]:
     """The TLS columns the document sets (absent ones stay as they are)."""
     row = {"tls_accept": h.tls_accept, "tls_issuer": h.tls_issuer, "tls_subject": h.tls_subject}
@@ -153,15 +164,17 @@ _POLL_TEXT = ("params", "url", "posts", "status_codes", "ssl_cert_file", "ssl_ke
               "timeout")
 
 
-def poll_row(c: Connection, hostid: int, it: ItemSpec) -> dict[str, Any]:
-    """The items columns of `it.poll`; its interface_ref resolved to one of the host's interfaces."""
+def poll_row(c: Connection, hostid: int, it: ItemSpec, refs: dict[str, int] | None = None) -> dict[str, Any]:
+    """The items columns of `it.poll`; its interface_ref resolved to one of the host's interfaces
+    (through `refs`, the host's interface ids by ref, when the caller read them already)."""
     import json
 
     p = it.poll
     interfaceid = None
     if p.interface_ref:
-        interfaceid = c.execute(sa.select(t.interfaces.c.interfaceid).where(
-            t.interfaces.c.hostid == hostid, t.interfaces.c.ref == p.interface_ref)).scalar()
+        interfaceid = refs.get(p.interface_ref) if refs is not None else c.execute(
+            sa.select(t.interfaces.c.interfaceid).where(t.interfaces.c.hostid == hostid,
+                                                        t.interfaces.c.ref == p.interface_ref)).scalar()
         if interfaceid is None:
             raise ConfigError(f"item {it.key!r}: interface_ref {p.interface_ref!r} is not an interface of the host")
     return {
@@ -314,21 +327,39 @@ class PollerConfig:
                  "error_handler": s.error_handler, "error_handler_params": s.error_handler_params}
                 for i, s in enumerate(steps)])
 
-    def resolve_masters(self, c: Connection, hostid: int, items: list[ItemSpec], where: str) -> None:
-        """Point dependent items at their master (an item of the same host); refuse a missing one or a loop."""
-        deps = [(i, it) for i, it in enumerate(items) if it.type == ItemType.DEPENDENT]
-        if not deps:
+    def resolve_masters(self, c: Connection, hostid: int, items: list[ItemSpec], where: str,
+                        known: HostItems | None = None) -> None:
+        """Point dependent items at their master (an item of the same host), and the others at none;
+        refuse a missing master or a loop. Only the rows whose master changes are written. `known`:
+        the ids by key and masters of all the host's items, when the caller has them (_upsert_items)."""
+        if not items:
             return
-        ids = dict(c.execute(sa.select(t.items.c.key_, t.items.c.itemid).where(t.items.c.hostid == hostid)).all())
-        for i, it in deps:
-            master = ids.get(it.poll.master_item)
-            if master is None:
-                raise ConfigError(f"{where}[{i}].master_item: no item {it.poll.master_item!r} on this host")
-            if master == ids[it.key]:
-                raise ConfigError(f"{where}[{i}].master_item: an item cannot be its own master")
-            c.execute(sa.update(t.items).where(t.items.c.itemid == ids[it.key]).values(master_itemid=master))
-        masters = dict(c.execute(sa.select(t.items.c.itemid, t.items.c.master_itemid)
-                                 .where(t.items.c.hostid == hostid, t.items.c.master_itemid.is_not(None))).all())
+        if known is not None:
+            ids, masters = known
+        else:
+            ids, masters = {}, {}
+            for key, itemid, master in c.execute(sa.select(t.items.c.key_, t.items.c.itemid,
+                                                           t.items.c.master_itemid).where(t.items.c.hostid == hostid)):
+                ids[key] = itemid
+                masters[itemid] = master
+        changes = []
+        deps = []
+        for i, it in enumerate(items):
+            itemid = ids[it.key]
+            master = None
+            if it.type == ItemType.DEPENDENT:
+                deps.append((i, it))
+                master = ids.get(it.poll.master_item)
+                if master is None:
+                    raise ConfigError(f"{where}[{i}].master_item: no item {it.poll.master_item!r} on this host")
+                if master == itemid:
+                    raise ConfigError(f"{where}[{i}].master_item: an item cannot be its own master")
+            if masters.get(itemid) != master:
+                changes.append({"b_itemid": itemid, "master_itemid": master})
+                masters[itemid] = master
+        if changes:
+            c.execute(sa.update(t.items).where(t.items.c.itemid == sa.bindparam("b_itemid"))
+                      .values(master_itemid=sa.bindparam("master_itemid")), changes)
         for i, it in deps:
             seen, cur = {ids[it.key]}, masters.get(ids[it.key])
             while cur is not None:
@@ -542,40 +573,61 @@ class ConfigRepo(PollerConfig, ProxyConfig, ProxyGroupConfig, DiscoveryConfig):
         """Create or update everything in the document in one transaction."""
         report = ImportReport()
         with self.engine.begin() as c:
-            for g in doc.host_groups:
-                self._group(c, g)
-            self.apply_proxy_groups(c, doc.proxy_groups, delete_missing)
-            self.apply_proxies(c, doc.proxies, delete_missing)
-            for i, tpl in enumerate(doc.templates):
-                self._apply_template(c, tpl, report, f"templates[{i}]")
-            for i, h in enumerate(doc.hosts):
-                self._apply_host(c, h, report, delete_missing, f"hosts[{i}]")
-            for i, h in enumerate(doc.hosts):  # after all hosts: a formula may read a host further down
-                hid = c.execute(sa.select(t.hosts.c.hostid).where(t.hosts.c.host == h.host)).scalar_one()
-                self.check_formulas(c, hid, h.items, f"hosts[{i}].items")
-            self._apply_alerting_doc(c, doc, report, delete_missing)
-            self._bump(c)
+            c.info[_TEMPLATE_READS] = {}
+            try:
+                self._apply_doc(c, doc, report, delete_missing)
+            finally:
+                c.info.pop(_TEMPLATE_READS, None)
         return report
+
+    def _apply_doc(self, c: Connection, doc: ConfigDoc, report: ImportReport, delete_missing: bool) -> None:
+        for g in doc.host_groups:
+            self._group(c, g)
+        self.apply_proxy_groups(c, doc.proxy_groups, delete_missing)
+        self.apply_proxies(c, doc.proxies, delete_missing)
+        for i, tpl in enumerate(doc.templates):
+            self._apply_template(c, tpl, report, f"templates[{i}]")
+        for i, h in enumerate(doc.hosts):
+            self._apply_host(c, h, report, delete_missing, f"hosts[{i}]")
+        for i, h in enumerate(doc.hosts):  # after all hosts: a formula may read a host further down
+            hid = c.execute(sa.select(t.hosts.c.hostid).where(t.hosts.c.host == h.host)).scalar_one()
+            self.check_formulas(c, hid, h.items, f"hosts[{i}].items")
+        self._apply_alerting_doc(c, doc, report, delete_missing)
+        self._bump(c)
 
     def _bump(self, c: Connection) -> None:
         c.execute(sa.update(t.config_version).where(t.config_version.c.id == 1)
                   .values(version=t.config_version.c.version + 1))
 
     def _group(self, c: Connection, name: str) -> int:
+        known = c.info.get(_TEMPLATE_READS)  # during an apply: each group looked up once
+        if known is not None and ("group", name) in known:
+            return int(known[("group", name)])
         gid = c.execute(sa.select(t.host_groups.c.groupid).where(t.host_groups.c.name == name)).scalar()
         if gid is None:
             gid = c.execute(sa.insert(t.host_groups).values(name=name)).inserted_primary_key[0]
+        if known is not None:
+            known[("group", name)] = int(gid)
         return int(gid)
 
     def _set_groups(self, c: Connection, hostid: int, groups: list[str]) -> None:
+        want = {self._group(c, g) for g in groups}
+        have = set(c.execute(sa.select(t.hosts_groups.c.groupid).where(t.hosts_groups.c.hostid == hostid)).scalars())
+        if have == want:
+            return
         c.execute(sa.delete(t.hosts_groups).where(t.hosts_groups.c.hostid == hostid))
-        for gid in {self._group(c, g) for g in groups}:
-            c.execute(sa.insert(t.hosts_groups).values(hostid=hostid, groupid=gid))
+        c.execute(sa.insert(t.hosts_groups), [{"hostid": hostid, "groupid": gid} for gid in want])
 
     def _set_macros(self, c: Connection, hostid: int, macros: dict[str, str]) -> None:
+        have = [tuple(r) for r in c.execute(sa.select(t.host_macros.c.macro, t.host_macros.c.value)
+                                            .where(t.host_macros.c.hostid == hostid)
+                                            .order_by(t.host_macros.c.hostmacroid))]
+        if have == list(macros.items()):
+            return
         c.execute(sa.delete(t.host_macros).where(t.host_macros.c.hostid == hostid))
-        for m, v in macros.items():
-            c.execute(sa.insert(t.host_macros).values(hostid=hostid, macro=m, value=v))
+        if macros:
+            c.execute(sa.insert(t.host_macros), [{"hostid": hostid, "macro": m, "value": v}
+                                                 for m, v in macros.items()])
 
     def _upsert_host(self, c: Connection, name: str, values: dict[str, Any], template: bool,
                      where: str) -> tuple[int, bool]:
@@ -627,6 +679,7 @@ class ConfigRepo(PollerConfig, ProxyConfig, ProxyGroupConfig, DiscoveryConfig):
             report.templates_created += 1
         else:
             report.templates_updated += 1
+        self._forget_template(c, tid)
         self._set_groups(c, tid, tpl.groups or ["Templates"])
         self._set_macros(c, tid, tpl.macros)
         keys = {it.key for it in tpl.items}
@@ -638,21 +691,122 @@ class ConfigRepo(PollerConfig, ProxyConfig, ProxyGroupConfig, DiscoveryConfig):
             report.triggers_deleted += self._delete_triggers_reading(c, list(gone) + copies)
             # Copies on linked hosts go with them (ON DELETE CASCADE on items.templateid).
             report.items_deleted += c.execute(sa.delete(t.items).where(t.items.c.itemid.in_(gone))).rowcount
-        for it in tpl.items:
-            self._upsert_item(c, tid, it, report)
-        self.resolve_masters(c, tid, tpl.items, f"{where}.items")
+        known = self._upsert_items(c, tid, [(it, None) for it in tpl.items], report)
+        self.resolve_masters(c, tid, tpl.items, f"{where}.items", known)
         self._write_rules(c, tid, tpl.template, True, tpl.discovery_rules, report, where, authoritative=True)
         self.check_formulas(c, tid, tpl.items, f"{where}.items")
         linked = c.execute(sa.select(t.hosts_templates.c.hostid).where(t.hosts_templates.c.templateid == tid)).scalars()
         for hostid in list(linked):
             self._copy_template_items(c, hostid, tid, report)
 
+    def _upsert_items(self, c: Connection, hostid: int, specs: list[tuple[ItemSpec, int | None]],
+                      report: ImportReport, where: str | None = None,
+                      values: list[dict[str, Any]] | None = None) -> HostItems:
+        """_upsert_item for many items of one host in a few statements: the same checks and the same rows
+        in the end, but rows, tags and preprocessing steps that would not change are not written.
+        Masters are left to resolve_masters, which takes the returned ids and masters of all the host's
+        items. A ConfigError names `where[i].key` when `where` is given. `values`: the columns of each
+        spec when the caller has them already (item_values; the same for every host of a template)."""
+        existing = {r.key_: r for r in c.execute(sa.select(t.items).where(t.items.c.hostid == hostid))}
+        ids = {k: int(r.itemid) for k, r in existing.items()}
+        masters = {int(r.itemid): r.master_itemid for r in existing.values()}
+        if not specs:
+            return ids, masters
+        if values is None:
+            values = self.item_values(c, hostid, specs)
+        inserts: list[dict[str, Any]] = []
+        updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for i, ((it, templateid), row_values) in enumerate(zip(specs, values, strict=True)):
+            row = existing.get(it.key)
+            if row is None:
+                inserts.append(row_values | {"hostid": hostid})
+                report.items_created += 1
+                continue
+            error = None
+            if templateid is None and row.templateid is not None:
+                error = f"item {it.key!r} comes from a linked template: change it in the template"
+            if templateid is not None and row.templateid not in (None, templateid):
+                error = f"item {it.key!r} already comes from another linked template"
+            if error is not None:
+                raise ConfigError(f"{where}[{i}].key: {error}" if where is not None else error)
+            m = row._mapping
+            if any(m[k] != v for k, v in row_values.items()):
+                updates.setdefault(tuple(row_values), []).append(row_values | {"b_itemid": row.itemid})
+            report.items_updated += 1
+        for cols, rows in updates.items():  # one executemany per set of columns (rules set a few more)
+            c.execute(sa.update(t.items).where(t.items.c.itemid == sa.bindparam("b_itemid"))
+                      .values({k: sa.bindparam(k) for k in cols}), rows)
+        for cols in dict.fromkeys(tuple(r) for r in inserts):
+            part = [r for r in inserts if tuple(r) == cols]
+            made = c.execute(sa.insert(t.items).returning(t.items.c.itemid, sort_by_parameter_order=True),
+                             part).scalars().all()
+            ids.update(zip([r["key_"] for r in part], (int(x) for x in made), strict=True))
+        new = {ids[r["key_"]] for r in inserts}
+        masters.update(dict.fromkeys(new))
+        self._sync_item_children(c, [(ids[it.key], it) for it, _ in specs], new)
+        return ids, masters
+
+    def item_values(self, c: Connection, hostid: int, specs: list[tuple[ItemSpec, int | None]]) -> list[dict[str, Any]]:
+        """The items columns _upsert_item writes for each (spec, templateid), but master_itemid."""
+        refs: dict[str, int] | None = None
+        if any(it.poll.interface_ref for it, _ in specs):
+            refs = dict(c.execute(sa.select(t.interfaces.c.ref, t.interfaces.c.interfaceid)
+                                  .where(t.interfaces.c.hostid == hostid)).all())
+        out = []
+        for it, templateid in specs:
+            values = _item_row(it) | {"templateid": templateid} | poll_row(c, hostid, it, refs)
+            del values["master_itemid"]
+            out.append(values)
+        return out
+
+    def _sync_item_children(self, c: Connection, items: list[tuple[int, ItemSpec]], new: set[int]) -> None:
+        """Give each item exactly its spec's tags and preprocessing steps (those of items in `new` have none
+        yet); an item whose rows already match keeps them."""
+        old = [itemid for itemid, _ in items if itemid not in new]
+        tags: dict[int, list[tuple[str, str]]] = {}
+        steps: dict[int, list[PreprocStep]] = _preproc_of(c, old) if old else {}
+        for n in range(0, len(old), 500):
+            for r in c.execute(sa.select(t.item_tags.c.itemid, t.item_tags.c.tag, t.item_tags.c.value)
+                               .where(t.item_tags.c.itemid.in_(old[n:n + 500])).order_by(t.item_tags.c.itemtagid)):
+                tags.setdefault(r.itemid, []).append((r.tag, r.value))
+        tag_rows, tag_gone, step_rows, step_gone = [], [], [], []
+        for itemid, it in items:
+            want = [tuple(x) for x in it.tags]
+            if tags.get(itemid, []) != want:
+                if itemid not in new:
+                    tag_gone.append(itemid)
+                tag_rows += [{"itemid": itemid, "tag": k, "value": v} for k, v in want]
+            if steps.get(itemid, []) != list(it.poll.preprocessing):
+                if itemid not in new:
+                    step_gone.append(itemid)
+                step_rows += [{"itemid": itemid, "step": i + 1, "type": s.type, "params": s.params,
+                               "error_handler": s.error_handler, "error_handler_params": s.error_handler_params}
+                              for i, s in enumerate(it.poll.preprocessing)]
+        for table, gone, rows in ((t.item_tags, tag_gone, tag_rows), (t.item_preproc, step_gone, step_rows)):
+            for n in range(0, len(gone), 500):
+                c.execute(sa.delete(table).where(table.c.itemid.in_(gone[n:n + 500])))
+            if rows:
+                c.execute(sa.insert(table), rows)
+
     def _copy_template_items(self, c: Connection, hostid: int, templateid: int, report: ImportReport) -> None:
-        copied = self._items_of(c, templateid)
-        for it, titemid in copied:
-            self._upsert_item(c, hostid, it, report, templateid=titemid)
-        self.resolve_masters(c, hostid, [it for it, _ in copied], "template item")
-        self._copy_template_rules(c, hostid, templateid, report)
+        """The template's items and discovery rules on a linked host, in one bulk upsert."""
+        copies = self._template_reads(c, "copies", templateid, lambda: self._template_copies(c, templateid))
+        specs, values, nitems = copies
+        known = self._upsert_items(c, hostid, specs, report, values=values)
+        self.resolve_masters(c, hostid, [it for it, _ in specs[:nitems]], "template item", known)
+        self.resolve_masters(c, hostid, [it for it, _ in specs[nitems:]], "template discovery rule", known)
+
+    def _template_copies(self, c: Connection, templateid: int) -> tuple[list[tuple[ItemSpec, int]],
+                                                                         list[dict[str, Any]], int]:
+        """What a copy of the template's items and rules is made of: (spec, template itemid) pairs, the
+        items columns of each, and how many of them are plain items (the rules follow)."""
+        items = self._items_of(c, templateid)
+        rows, rules = self.template_rules(c, templateid)
+        specs = [(it, i) for it, i in items] + [(spec, i) for spec, i in rules]
+        values = self.item_values(c, templateid, specs)  # templates have no interfaces: no interface_ref
+        for v, r in zip(values[len(items):], rows, strict=True):
+            v.update(flags=int(Flags.RULE), lifetime=r.lifetime, evaltype=r.evaltype, formula=r.formula)
+        return specs, values, len(items)
 
     def _items_of(self, c: Connection, hostid: int, own_only: bool = False) -> list[tuple[ItemSpec, int]]:
         """The host's plain items (not discovery rules, prototypes or discovered items)."""
@@ -675,6 +829,22 @@ class ConfigRepo(PollerConfig, ProxyConfig, ProxyGroupConfig, DiscoveryConfig):
                       description=r.description, tags=tags.get(r.itemid, []), poll=polls[r.itemid]), r.itemid)
             for r in rows
         ]
+
+    def _template_reads(self, c: Connection, kind: str, templateid: int, read: Any) -> Any:
+        """What `read()` returns for a template, read once per apply (which forgets it when it writes the
+        template): each linked host's copy then costs no reads of the template."""
+        cache = c.info.get(_TEMPLATE_READS)
+        if cache is None:
+            return read()
+        if (kind, templateid) not in cache:
+            cache[(kind, templateid)] = read()
+        return cache[(kind, templateid)]
+
+    def _forget_template(self, c: Connection, templateid: int) -> None:
+        cache = c.info.get(_TEMPLATE_READS)
+        if cache is not None:
+            for key in [k for k in cache if k[1] == templateid]:
+                del cache[key]
 
     def _template_id(self, c: Connection, name: str, where: str) -> int:
         row = c.execute(sa.select(t.hosts.c.hostid, t.hosts.c.status).where(t.hosts.c.host == name)).first()
@@ -713,19 +883,15 @@ class ConfigRepo(PollerConfig, ProxyConfig, ProxyGroupConfig, DiscoveryConfig):
             self.set_interfaces(c, hid, h.interfaces)
         self.set_host_proxy(c, hid, h.proxy, where)
         self.set_host_proxy_group(c, hid, h.proxy, h.proxy_group, where)
-        if h.tags is not None:
+        if h.tags is not None and self.host_tags(c, hid) != [tuple(x) for x in h.tags]:
             c.execute(sa.delete(t.host_tags).where(t.host_tags.c.hostid == hid))
             if h.tags:
                 c.execute(sa.insert(t.host_tags), [{"hostid": hid, "tag": k, "value": v} for k, v in h.tags])
         if h.templates is not None:
             self.set_templates(c, hid, [self._template_id(c, n, f"{where}.templates[{i}]")
                                         for i, n in enumerate(h.templates)], report)
-        for i, it in enumerate(h.items):
-            try:
-                self._upsert_item(c, hid, it, report)
-            except ConfigError as e:
-                raise ConfigError(f"{where}.items[{i}].key: {e}") from None
-        self.resolve_masters(c, hid, h.items, f"{where}.items")
+        known = self._upsert_items(c, hid, [(it, None) for it in h.items], report, f"{where}.items")
+        self.resolve_masters(c, hid, h.items, f"{where}.items", known)
         self._write_rules(c, hid, h.host, False, h.discovery_rules, report, where, authoritative=delete_missing)
         if delete_missing:
             keys = {it.key for it in h.items}
@@ -1096,9 +1262,14 @@ class ConfigRepo(PollerConfig, ProxyConfig, ProxyGroupConfig, DiscoveryConfig):
             trid = int(row.triggerid)
             c.execute(sa.update(t.triggers).where(t.triggers.c.triggerid == trid).values(**values))
             report.triggers_updated += 1
-        c.execute(sa.delete(t.trigger_tags).where(t.trigger_tags.c.triggerid == trid))
-        if spec.tags:
-            c.execute(sa.insert(t.trigger_tags), [{"triggerid": trid, "tag": k, "value": v} for k, v in spec.tags])
+        have = [tuple(r) for r in c.execute(sa.select(t.trigger_tags.c.tag, t.trigger_tags.c.value)
+                                            .where(t.trigger_tags.c.triggerid == trid)
+                                            .order_by(t.trigger_tags.c.triggertagid))]
+        if have != [tuple(x) for x in spec.tags]:  # rewritten only when they differ: a re-import keeps the rows
+            c.execute(sa.delete(t.trigger_tags).where(t.trigger_tags.c.triggerid == trid))
+            if spec.tags:
+                c.execute(sa.insert(t.trigger_tags), [{"triggerid": trid, "tag": k, "value": v}
+                                                      for k, v in spec.tags])
         c.execute(sa.delete(t.trigger_items).where(t.trigger_items.c.triggerid == trid))
         if itemids:
             c.execute(sa.insert(t.trigger_items), [{"triggerid": trid, "itemid": i} for i in itemids])
@@ -1148,6 +1319,8 @@ class ConfigRepo(PollerConfig, ProxyConfig, ProxyGroupConfig, DiscoveryConfig):
                        cache: dict[str, Any]) -> list[tuple[int, TriggerSpec, str]]:
         """Write one host's or template's own triggers (dependencies come later, once all exist)."""
         written = []
+        if template:
+            self._forget_template(c, hostid)
         existing = self._existing_triggers(c, hostid)
         for i, spec in enumerate(specs):
             w = f"{where}.triggers[{i}]"
@@ -1164,25 +1337,95 @@ class ConfigRepo(PollerConfig, ProxyConfig, ProxyGroupConfig, DiscoveryConfig):
     def _copy_template_triggers(self, c: Connection, hostid: int, templateid: int, report: ImportReport) -> None:
         """Copy (or update) the template's triggers on a linked host, the template's name in their
         expressions replaced by the host's, reading the host's copies of the template's items."""
-        tname = c.execute(sa.select(t.hosts.c.host).where(t.hosts.c.hostid == templateid)).scalar_one()
-        hname = c.execute(sa.select(t.hosts.c.host).where(t.hosts.c.hostid == hostid)).scalar_one()
+        names = dict(c.execute(sa.select(t.hosts.c.hostid, t.hosts.c.host)
+                               .where(t.hosts.c.hostid.in_([templateid, hostid]))).all())
+        tname, hname = names[templateid], names[hostid]
+        template = self._template_reads(c, "triggers", templateid, lambda: self._template_triggers(c, templateid))
+        if not template:
+            return
         copies = dict(c.execute(sa.select(t.items.c.templateid, t.items.c.itemid)
                                 .where(t.items.c.hostid == hostid, t.items.c.templateid.is_not(None))).all())
-        existing = self._existing_triggers(c, hostid)
-        def rename(text: str) -> str:
-            text = parse_expression(text, "expression").rename_host(tname, hname)
-            return parse_expression(text, "expression").rename_host("{HOST.HOST}", hname) if "{HOST.HOST}" in text \
-                else text
 
-        for spec, ttrid in self._triggers_of(c, templateid):
-            spec.expression = rename(spec.expression)
+        def rename(text: str) -> str:
+            text = _parsed(text).rename_host(tname, hname)
+            return _parsed(text).rename_host("{HOST.HOST}", hname) if "{HOST.HOST}" in text else text
+
+        entries = []
+        for spec, ttrid, titemids in template:
+            spec = dataclasses.replace(spec, expression=rename(spec.expression))
             if spec.recovery_mode == 1:
                 spec.recovery_expression = rename(spec.recovery_expression)
-            titemids = c.execute(sa.select(t.trigger_items.c.itemid)
-                                 .where(t.trigger_items.c.triggerid == ttrid)).scalars()
-            itemids = [copies[i] for i in titemids if i in copies]
-            self._upsert_trigger(c, hostid, spec, itemids, report, f"host {hname!r}", templateid=ttrid,
-                                 existing=existing)
+            entries.append((spec, [copies[i] for i in titemids if i in copies], ttrid))
+        self._upsert_copies(c, hostid, entries, report, f"host {hname!r}")
+
+    def _template_triggers(self, c: Connection, templateid: int) -> list[tuple[TriggerSpec, int, list[int]]]:
+        """The template's plain triggers with the items each reads."""
+        reads: dict[int, list[int]] = {}
+        for trid, itemid in c.execute(sa.select(t.trigger_items.c.triggerid, t.trigger_items.c.itemid)
+                                      .join(t.triggers, t.triggers.c.triggerid == t.trigger_items.c.triggerid)
+                                      .where(t.triggers.c.hostid == templateid)
+                                      .order_by(t.trigger_items.c.triggerid, t.trigger_items.c.itemid)):
+            reads.setdefault(trid, []).append(itemid)
+        return [(spec, ttrid, reads.get(ttrid, [])) for spec, ttrid in self._triggers_of(c, templateid)]
+
+    def _upsert_copies(self, c: Connection, hostid: int, entries: list[tuple[TriggerSpec, list[int], int]],
+                       report: ImportReport, where: str) -> None:
+        """_upsert_trigger for copies of template triggers on one host, in a few statements; rows that
+        would not change (the trigger, its tags, the items it reads) are not written."""
+        rows = c.execute(sa.select(t.triggers).where(t.triggers.c.hostid == hostid)).all()
+        by_name = {r.description: r for r in rows}
+        by_copy = {r.templateid: r for r in rows if r.templateid is not None}
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        ids: list[int | None] = []
+        for spec, _, templateid in entries:
+            values = self._trigger_values(spec) | {"templateid": templateid}
+            row = by_copy.get(templateid) or by_name.get(spec.name)  # a copy keeps its id when renamed
+            if row is None:
+                inserts.append(values | {"hostid": hostid})
+                ids.append(None)
+                report.triggers_created += 1
+                continue
+            if row.templateid != templateid:
+                what = "another linked template" if row.templateid is not None else "the host itself"
+                raise ConfigError(f"{where}: trigger {spec.name!r} of the template exists on the host already, "
+                                  f"from {what}: rename one of them")
+            if any(getattr(row, k) != v for k, v in values.items()):
+                updates.append(values | {"b_triggerid": row.triggerid})
+            ids.append(int(row.triggerid))
+            report.triggers_updated += 1
+        if updates:
+            cols = [k for k in updates[0] if k != "b_triggerid"]
+            c.execute(sa.update(t.triggers).where(t.triggers.c.triggerid == sa.bindparam("b_triggerid"))
+                      .values({k: sa.bindparam(k) for k in cols}), updates)
+        made = iter(c.execute(sa.insert(t.triggers).returning(t.triggers.c.triggerid, sort_by_parameter_order=True),
+                              inserts).scalars().all() if inserts else [])
+        trids = [x if x is not None else int(next(made)) for x in ids]
+        old = [x for x in ids if x is not None]
+        tags: dict[int, list[tuple[str, str]]] = {}
+        reads: dict[int, set[int]] = {}
+        for n in range(0, len(old), 500):
+            for r in c.execute(sa.select(t.trigger_tags.c.triggerid, t.trigger_tags.c.tag, t.trigger_tags.c.value)
+                               .where(t.trigger_tags.c.triggerid.in_(old[n:n + 500]))
+                               .order_by(t.trigger_tags.c.triggertagid)):
+                tags.setdefault(r.triggerid, []).append((r.tag, r.value))
+            for trid, itemid in c.execute(sa.select(t.trigger_items.c.triggerid, t.trigger_items.c.itemid)
+                                          .where(t.trigger_items.c.triggerid.in_(old[n:n + 500]))):
+                reads.setdefault(trid, set()).add(itemid)
+        tag_gone, tag_rows, item_gone, item_rows = [], [], [], []
+        for trid, (spec, itemids, _) in zip(trids, entries, strict=True):
+            want = [tuple(x) for x in spec.tags]
+            if tags.get(trid, []) != want:
+                tag_gone.append(trid)
+                tag_rows += [{"triggerid": trid, "tag": k, "value": v} for k, v in want]
+            if reads.get(trid, set()) != set(itemids):
+                item_gone.append(trid)
+                item_rows += [{"triggerid": trid, "itemid": i} for i in dict.fromkeys(itemids)]
+        for table, gone, new_rows in ((t.trigger_tags, tag_gone, tag_rows), (t.trigger_items, item_gone, item_rows)):
+            for n in range(0, len(gone), 500):
+                c.execute(sa.delete(table).where(table.c.triggerid.in_(gone[n:n + 500])))
+            if new_rows:
+                c.execute(sa.insert(table), new_rows)
 
     def _copy_dependencies(self, c: Connection, hostid: int) -> None:
         """A copy depends on what its template trigger depends on: on this host's copy of it where the
@@ -1191,17 +1434,30 @@ class ConfigRepo(PollerConfig, ProxyConfig, ProxyGroupConfig, DiscoveryConfig):
                                 .where(t.triggers.c.hostid == hostid, t.triggers.c.templateid.is_not(None))).all())
         if not copies:
             return
-        template_triggers = set(c.execute(
-            sa.select(t.triggers.c.triggerid).join(t.hosts, t.hosts.c.hostid == t.triggers.c.hostid)
-            .where(t.hosts.c.status == HostStatus.TEMPLATE)).scalars())
-        ups: dict[int, list[int]] = {}
-        for down, up in c.execute(sa.select(t.trigger_depends.c.triggerid_down, t.trigger_depends.c.triggerid_up)
-                                  .where(t.trigger_depends.c.triggerid_down.in_(list(copies)))):
-            target = copies.get(up) if up in template_triggers else up
-            if target is not None:
-                ups.setdefault(down, []).append(target)
-        for ttrid, trid in copies.items():
-            self._set_dependencies(c, trid, ups.get(ttrid, []))
+        up = t.triggers.alias("up")
+        ups: dict[int, set[int]] = {}
+        for n in range(0, len(copies), 500):
+            part = list(copies)[n:n + 500]
+            for down, upid, status in c.execute(
+                    sa.select(t.trigger_depends.c.triggerid_down, t.trigger_depends.c.triggerid_up, t.hosts.c.status)
+                    .join(up, up.c.triggerid == t.trigger_depends.c.triggerid_up)
+                    .join(t.hosts, t.hosts.c.hostid == up.c.hostid)
+                    .where(t.trigger_depends.c.triggerid_down.in_(part))):
+                target = copies.get(upid) if status == HostStatus.TEMPLATE else upid
+                if target is not None:
+                    ups.setdefault(copies[down], set()).add(target)
+        have: dict[int, set[int]] = {}
+        mine = list(copies.values())
+        for n in range(0, len(mine), 500):
+            for down, upid in c.execute(sa.select(t.trigger_depends.c.triggerid_down, t.trigger_depends.c.triggerid_up)
+                                        .where(t.trigger_depends.c.triggerid_down.in_(mine[n:n + 500]))):
+                have.setdefault(down, set()).add(upid)
+        changed = [trid for trid in mine if have.get(trid, set()) != ups.get(trid, set())]
+        for n in range(0, len(changed), 500):
+            c.execute(sa.delete(t.trigger_depends).where(t.trigger_depends.c.triggerid_down.in_(changed[n:n + 500])))
+        rows = [{"triggerid_down": trid, "triggerid_up": u} for trid in changed for u in sorted(ups.get(trid, ()))]
+        if rows:
+            c.execute(sa.insert(t.trigger_depends), rows)
 
     def _triggers_of(self, c: Connection, hostid: int, own_only: bool = False,
                      flags: int = 0) -> list[tuple[TriggerSpec, int]]:
