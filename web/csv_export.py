@@ -63,8 +63,9 @@ def lines(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Iterator[str]
         yield rest
 
 
-def paged(fetch: Callable[[int, int], list[Any]], chunk: int = CHUNK) -> Iterator[Any]:
+def paged(fetch: Callable[[int, int], list[Any]], chunk: int | None = None) -> Iterator[Any]:
     """Every row of a paged read: fetch(limit, offset) until a short page."""
+    chunk = chunk or CHUNK
     offset = 0
     while True:
         rows = fetch(chunk, offset)

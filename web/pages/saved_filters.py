@@ -161,6 +161,4 @@ def delete(filterid: int) -> Any:
     return _back(f.page, "")
 
 
-@bp.app_context_processor
-def _globals() -> dict[str, Any]:
-    return {"filter_tabs_for": filter_tabs_for}
+bp.add_app_template_global(filter_tabs_for)
