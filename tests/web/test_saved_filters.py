@@ -178,3 +178,24 @@ def test_a_counter_whose_filter_no_longer_applies_shows_why(env: Env, probs: Pro
     sf.create(_uid(env, "ops"), "problems.index", "Secret", f"hostid={env.hostid('db-secret')}", show_counter=True)
     page = env.client("ops").get("/problems").get_data(as_text=True)
     assert re.search(r'Secret <b class="count bad" title="hostid: you have no rights to host \d+', page)
+
+
+def test_save_as_can_replace_the_filter_of_an_existing_tab(env: Env) -> None:
+    c = env.client("admin")
+    token = form_token(c, "/latest")
+    c.post("/filters", data={"csrf_token": token, "page": "latest.index", "name": "CPU", "query": "search=cpu"})
+    fid = SavedFilters(env.repo.engine).list(_uid(env, "admin"), "latest.index")[0].filterid
+    page = c.get("/latest?search=cpu.util").get_data(as_text=True)
+    assert f'<option value="{fid}">CPU</option>' in page and "Replace" in page
+    r = c.post("/filters", data={"csrf_token": token, "page": "latest.index", "query": "search=cpu.util",
+                                 "replace": str(fid)})
+    assert r.status_code == 302 and r.headers["Location"].endswith("/latest?search=cpu.util")
+    assert _rows(env)[0][2:4] == ("CPU", "search=cpu.util")
+    # another list's tab, or another user's, is not replaced
+    r = c.post("/filters", data={"csrf_token": token, "page": "hosts.monitoring", "query": "x=1", "replace": str(fid)})
+    assert r.status_code == 400 and "replace: " in r.get_data(as_text=True)
+    v = env.client("viewer")
+    r = v.post("/filters", data={"csrf_token": form_token(v, "/latest"), "page": "latest.index", "query": "x=1",
+                                 "replace": str(fid)})
+    assert r.status_code == 404
+    assert _rows(env)[0][2:4] == ("CPU", "search=cpu.util")

@@ -109,9 +109,20 @@ def _error(e: SavedFilterError) -> WebError:
 
 @bp.post("/filters")
 def create() -> Any:
+    """Save the filter under a new name, or (replace=ID) store it in one of the user's tabs of the page."""
     _require_can_save()
     page = _page_arg()
     query = normalise(request.form.get("query", ""))
+    replace = request.form.get("replace", "")
+    if replace:
+        if not replace.isdigit() or len(replace) > 12:
+            raise WebError(f"replace: expected a saved filter's id, got {replace[:40]!r}", "replace")
+        target = _own(int(replace))
+        if target.page != page:
+            raise WebError(f"replace: filter {target.name!r} belongs to another list", "replace")
+        _repo().update(auth.current_user().userid, target.filterid, query=query)
+        flash(f"Filter {target.name} updated.")
+        return _back(page, query)
     try:
         _repo().create(auth.current_user().userid, page, request.form.get("name", ""), query,
                        show_counter=request.form.get("show_counter") == "1")
