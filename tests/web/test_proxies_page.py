@@ -3,6 +3,8 @@ the list with runtime state, create / edit / delete with field errors on garbage
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 
 import pytest
@@ -54,8 +56,10 @@ def test_create_list_with_state_edit_and_delete(env: Env) -> None:
     r = _add(c, {"name": "branch-one", "mode": "passive", "address": "10.0.0.5"}, f"/admin/proxies/{pid}")
     assert r.status_code == 302
     assert _names(env) == ["branch-one", "dmz"] and env.repo.host_proxy_names() == {hid: "branch-one"}
-    # the host's page and the hosts CSV show it
-    assert "branch-one" in c.get(f"/config/hosts/{hid}").get_data(as_text=True)
+    # the host's form and the hosts CSV show it
+    assert '<option value="branch-one" selected>' in c.get(f"/config/hosts/{hid}").get_data(as_text=True)
+    exported = list(csv.DictReader(io.StringIO(c.get("/config/hosts?format=csv").get_data(as_text=True))))
+    assert {r["Host"]: r["Monitored by proxy"] for r in exported} == {"web-01": "branch-one", "db-secret": ""}
     # delete: the host goes back to the server
     r = c.post("/admin/proxies/delete", data={"csrf_token": form_token(c, "/admin/proxies"), "proxyid": str(pid)})
     assert r.status_code == 302 and _names(env) == ["dmz"] and env.repo.host_proxy_names() == {}

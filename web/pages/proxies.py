@@ -87,12 +87,12 @@ def form_of(spec: ProxySpec) -> ProxyForm:
 @bp.get("/admin/proxies")
 def index() -> Any:
     _require_view()
-    search = text_arg(request.args, "search").lower()
+    search = text_arg(request.args, "search")
     mode = text_arg(request.args, "mode", 16)
     if mode not in ("", "active", "passive"):
         raise WebError(f"mode: active, passive or empty for both, got {mode[:40]!r}", "mode")
     rows = [r for r in services().repo.proxy_rows()
-            if search in r.ref.name.lower()
+            if search.lower() in r.ref.name.lower()
             and (not mode or r.ref.mode == (ProxyMode.PASSIVE if mode == "passive" else ProxyMode.ACTIVE))]
     return render_template("proxies.html", rows=rows, f={"search": search, "mode": mode}, now=int(time.time()),
                            can_change=auth.current_user().is_super_admin)
