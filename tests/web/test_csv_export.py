@@ -31,7 +31,7 @@ def test_cells_that_would_run_as_formulas_are_prefixed_and_quoting_is_rfc4180() 
     assert [csv_export.cell(v) for v in ("=1+2", "+1", "-2", "@SUM(A1)", "\tx", "ok", None, 3, True)] == \
         ["'=1+2", "'+1", "'-2", "'@SUM(A1)", "'\tx", "ok", "", "3", "1"]
     text = "".join(csv_export.lines(["a", "b"], [['say "hi", then', "two\nlines"], ["=cmd|' /C calc'!A0", 1.5]]))
-    assert text == 'a,b\r\n"say ""hi"", then","two\nlines"\r\n"\'=cmd|\' /C calc\'!A0",1.5\r\n'
+    assert text == 'a,b\r\n"say ""hi"", then","two\nlines"\r\n\'=cmd|\' /C calc\'!A0,1.5\r\n'
 
 
 def test_paged_reads_every_chunk_until_a_short_one() -> None:
