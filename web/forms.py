@@ -48,6 +48,7 @@ class HostForm:
     dns: str = ""
     port: str = "10050"
     tags: list[tuple[str, str]] = field(default_factory=list)
+    proxy: str | None = None  # the proxy monitoring the host; '': the server; None: left as it is
 
     @property
     def macros_text(self) -> str:
@@ -178,6 +179,8 @@ def parse_host(data: Mapping[str, Any], *, lists: Mapping[str, list[str]] | None
     if f.dns and "dns" not in errors and not DNS_RE.fullmatch(f.dns):
         errors["dns"] = "not a DNS name"
     f.tags = parse_tags(data.get("tags"), errors)
+    if data.get("proxy") is not None:
+        f.proxy = _text(data.get("proxy"), "proxy", errors, 128)
     f.port = _text(data.get("port", "10050"), "port", errors, 64) or "10050"
     if "port" not in errors and not MACRO_RE.fullmatch(f.port):
         if not f.port.isdigit() or not 1 <= int(f.port) <= 65535:
@@ -207,6 +210,8 @@ def save_host(repo: ConfigRepo, browse: Browse, f: HostForm, hostid: int | None,
     doc = {"host": f.host, "name": f.name, "groups": f.groups, "templates": f.templates, "macros": f.macros,
            "description": f.description, "status": "enabled" if f.enabled else "disabled",
            "tags": [{"tag": k, "value": v} for k, v in f.tags]}
+    if f.proxy is not None:
+        doc["proxy"] = f.proxy
     try:
         spec = doc_from_dict({"hosts": [doc]})
         if hostid is not None:

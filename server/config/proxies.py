@@ -34,6 +34,18 @@ class ProxyRef:
     allowed_addresses: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class ProxyRow:
+    """A proxy as Administration -> Proxies lists it."""
+
+    ref: ProxyRef
+    description: str
+    lastaccess: int  # 0: never seen
+    version: str
+    delay: int  # seconds: the age of the oldest value it delivered last
+    hosts: int
+
+
 def _ref(r: Any) -> ProxyRef:
     allowed = tuple(x for x in r.allowed_addresses.split(",") if x)
     return ProxyRef(r.proxyid, r.name, r.mode, r.address, allowed)
@@ -81,6 +93,58 @@ class ProxyConfig:
         hosts = {r.hostid: names[r.proxyid] for r in c.execute(
             sa.select(t.hosts.c.hostid, t.hosts.c.proxyid).where(t.hosts.c.proxyid.is_not(None)))}
         return docs, hosts
+
+    # --- what the web pages read and change (Administration -> Proxies, the host form) ---------------
+
+    def proxy_rows(self) -> list[ProxyRow]:
+        """Every proxy with its runtime state and how many hosts it monitors, by name."""
+        h = t.hosts.c
+        counts = (sa.select(h.proxyid, sa.func.count().label("n")).where(h.proxyid.is_not(None),
+                                                                        h.status != HostStatus.TEMPLATE)
+                  .group_by(h.proxyid).subquery())
+        q = (sa.select(t.proxies, sa.func.coalesce(counts.c.n, 0).label("hosts"))
+             .outerjoin(counts, counts.c.proxyid == t.proxies.c.proxyid).order_by(t.proxies.c.name))
+        with self.engine.connect() as c:
+            return [ProxyRow(_ref(r), r.description, int(r.lastaccess), r.version, int(r.delay), int(r.hosts))
+                    for r in c.execute(q)]
+
+    def proxy_row(self, proxyid: int) -> ProxyRow | None:
+        return next((r for r in self.proxy_rows() if r.ref.proxyid == proxyid), None)
+
+    def host_proxy_names(self, hostids: list[int] | None = None) -> dict[int, str]:
+        """hostid -> the name of the proxy monitoring it (hosts the server monitors itself are left out)."""
+        q = (sa.select(t.hosts.c.hostid, t.proxies.c.name)
+             .join(t.proxies, t.proxies.c.proxyid == t.hosts.c.proxyid))
+        if hostids is not None:
+            q = q.where(t.hosts.c.hostid.in_(hostids))
+        with self.engine.connect() as c:
+            return {int(r.hostid): r.name for r in c.execute(q)}
+
+    def save_proxy(self, spec: ProxySpec, proxyid: int | None) -> int:
+        """Create (proxyid None) or change a proxy, renaming it if need be; ConfigError 'name: ...' when the
+        name is taken or the proxy is gone. Its hosts stay with it."""
+        values = {"name": spec.name, "mode": spec.mode, "address": spec.address,
+                  "allowed_addresses": ",".join(spec.allowed_addresses), "description": spec.description}
+        with self.engine.begin() as c:
+            other = c.execute(sa.select(t.proxies.c.proxyid).where(t.proxies.c.name == spec.name)).scalar()
+            if other is not None and other != proxyid:
+                raise ConfigError(f"name: a proxy named {spec.name!r} exists already")
+            if proxyid is None:
+                proxyid = int(c.execute(sa.insert(t.proxies).values(**values)).inserted_primary_key[0])
+            elif c.execute(sa.update(t.proxies).where(t.proxies.c.proxyid == proxyid).values(**values)).rowcount == 0:
+                raise ConfigError(f"proxyid: no proxy {proxyid}")
+            self._bump(c)  # type: ignore[attr-defined]
+            return proxyid
+
+    def delete_proxies(self, proxyids: list[int]) -> list[str]:
+        """Delete the proxies; their hosts go back to the server. The names of those deleted."""
+        with self.engine.begin() as c:
+            names = list(c.execute(sa.select(t.proxies.c.name).where(t.proxies.c.proxyid.in_(proxyids))
+                                   .order_by(t.proxies.c.name)).scalars())
+            if names:
+                c.execute(sa.delete(t.proxies).where(t.proxies.c.proxyid.in_(proxyids)))
+                self._bump(c)  # type: ignore[attr-defined]
+            return names
 
     # --- what the server's proxy handling reads -----------------------------------------------------
 

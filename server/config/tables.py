@@ -1019,3 +1019,20 @@ proxy_drains = Table(
     Column("moved", Integer, nullable=False, server_default="0"),
     Column("config_sent", Integer, nullable=False, server_default="0"),
 )
+
+# --- Saved filters (migration 0017): a user's named filters of a list page, shown as tabs above it
+# (Zabbix's tabbed filter). `page` is the list (problems, hosts, latest...), `query` the URL's query
+# string; `show_counter` asks for a count badge on the tab where the page can count cheaply. ----------
+
+saved_filters = Table(
+    "saved_filters",
+    metadata,
+    Column("filterid", Integer, primary_key=True),
+    Column("userid", Integer, ForeignKey("users.userid", ondelete="CASCADE"), nullable=False),
+    Column("page", String(32), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("query", String(2048), nullable=False, server_default=""),
+    Column("show_counter", Integer, nullable=False, server_default="0"),
+    Column("sortorder", Integer, nullable=False, server_default="0"),
+    UniqueConstraint("userid", "page", "name", name="saved_filters_userid_page_name"),
+)

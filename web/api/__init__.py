@@ -77,7 +77,9 @@ def hosts() -> Any:
         groupid=int_arg(request.args, "groupid", None, 1, 2**31 - 1),
         status=None if not status else int(HostStatus.MONITORED if status == "enabled" else HostStatus.DISABLED),
         limit=limit, offset=offset)
-    return _listing([host_json(h) for h in page.rows], page.total, limit, offset)
+    proxies = services().repo.host_proxy_names([h.hostid for h in page.rows]) if page.rows else {}
+    return _listing([{**host_json(h), "proxy": proxies.get(h.hostid, "")} for h in page.rows], page.total, limit,
+                    offset)
 
 
 @bp.get("/hosts/<int:hostid>")
@@ -90,6 +92,7 @@ def host(hostid: int) -> Any:
     out["macros"] = d.macros
     out["tags"] = [{"tag": k, "value": v} for k, v in services().browse.host_tags(hostid)]
     out["interfaces"] = [{"type": t, "ip": ip, "dns": dns, "port": port} for t, ip, dns, port in d.interfaces]
+    out["proxy"] = services().repo.host_proxy_names([hostid]).get(hostid, "")
     return jsonify({"data": out})
 
 
@@ -124,7 +127,7 @@ def update_host(hostid: int) -> Any:
     assert d is not None
     body = _json_body()
     unknown = sorted(set(body) - {"host", "name", "groups", "templates", "macros", "description", "status",
-                                  "ip", "dns", "port", "tags"})
+                                  "ip", "dns", "port", "tags", "proxy"})
     if unknown:
         raise WebError(f"{unknown[0]}: not a host field", unknown[0])
     agent = next((i for i in d.interfaces if i[0] == 1), (1, "", "", "10050"))

@@ -37,7 +37,7 @@ def document() -> dict[str, Any]:
         "/hosts": _get("hosts the caller may read", [_param("search", "in host or visible name"),
                                                       _param("groupid", "host group", "integer"),
                                                       _param("status", "enabled or disabled"), *PAGE], "List"),
-        "/hosts/{hostid}": _get("one host with macros and interfaces", [host_id]),
+        "/hosts/{hostid}": _get("one host with macros, interfaces and its proxy", [host_id]),
         "/items": _get("items", ITEMS, "List"),
         "/items/{itemid}": _get("one item", [item_id]),
         "/items/{itemid}/history": _get("values, oldest first", [item_id, *RANGE,
@@ -87,6 +87,8 @@ def document() -> dict[str, Any]:
                     "macros": {"type": "object"}, "description": {"type": "string"},
                     "status": {"enum": ["enabled", "disabled"]}, "ip": {"type": "string"},
                     "dns": {"type": "string"}, "port": {"type": "string"},
+                    "proxy": {"type": "string", "description": "the name of the proxy monitoring the host "
+                              "(Administration → Proxies); empty: the server itself; left out: unchanged"},
                     "tags": {"type": "array", "items": {"type": "object", "properties": {
                         "tag": {"type": "string"}, "value": {"type": "string"}}}}}},
             },

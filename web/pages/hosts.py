@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from vigil.server.config.tables import HostStatus, Permission
-from vigil.web import auth, data
+from vigil.web import auth, csv_export, data, exports
 from vigil.web.app import services
 from vigil.web.errors import Forbidden, NotFound, WebError
 from vigil.web.forms import ITEM_FORM_FIELDS, FormErrors, HostForm, parse_host, save_host, save_item
@@ -32,11 +32,13 @@ def _list(config: bool) -> Any:
     page_no = int_arg(args, "page", 1, 1, 100000) or 1
     groupid = int_arg(args, "groupid", None, 1, 2**31 - 1)
     search = text_arg(args, "search")
-    page = svc.browse.hosts(
-        auth.scope(), search=search, groupid=groupid,
+    filters: dict[str, Any] = dict(
+        search=search, groupid=groupid,
         status=None if not status else int(HostStatus.MONITORED if status == "enabled" else HostStatus.DISABLED),
-        available=int(available) if available else None, sort=sort, desc=args.get("desc") == "1",
-        limit=PAGE, offset=(page_no - 1) * PAGE)
+        available=int(available) if available else None, sort=sort, desc=args.get("desc") == "1")
+    if csv_export.wants_csv():
+        return exports.hosts(auth.scope(), **filters)
+    page = svc.browse.hosts(auth.scope(), **filters, limit=PAGE, offset=(page_no - 1) * PAGE)
     alive = data.active_available(svc.store, svc.browse, [h.hostid for h in page.rows if h.available == 0],
                                   int(time.time()))
     a = auth.access()
@@ -70,6 +72,8 @@ def host(hostid: int) -> Any:
     d = svc.browse.host(hostid)
     if d is None:
         raise NotFound(f"hostid: no host {hostid}", "hostid")
+    if csv_export.wants_csv():
+        return exports.items(auth.scope(), hostids=[hostid])
     items = svc.browse.items(hostids=[hostid], limit=200)
     rows = data.latest(svc.store, items.rows, int(time.time()))
     perm = auth.access().host(g for g, _ in d.row.groups)
@@ -83,6 +87,7 @@ def _form_page(f: HostForm, errors: dict[str, str], hostid: int | None) -> Any:
     svc = services()
     return render_template("host_form.html", f=f, errors=errors, hostid=hostid,
                            groups=svc.browse.host_groups(), templates=svc.browse.templates(),
+                           proxies=[r.ref.name for r in svc.repo.proxy_rows()],
                            may_create_groups=auth.current_user().is_super_admin), 400 if errors else 200
 
 
@@ -125,7 +130,7 @@ def edit(hostid: int) -> Any:
     agent = next((i for i in d.interfaces if i[0] == 1), (1, "", "", "10050"))
     f = HostForm(d.row.host, d.row.name if d.row.name != d.row.host else "", [n for _, n in d.row.groups],
                  list(d.row.templates), d.macros, d.row.description, d.row.enabled, agent[1], agent[2], agent[3],
-                 services().browse.host_tags(hostid))
+                 services().browse.host_tags(hostid), services().repo.host_proxy_names([hostid]).get(hostid, ""))
     return _form_page(f, {}, hostid)
 
 

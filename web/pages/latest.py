@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from flask import Blueprint, render_template, request
-from vigil.web import auth, data
+from vigil.web import auth, csv_export, data, exports
 from vigil.web.app import services
 from vigil.web.params import ids_arg, int_arg, tag_arg, text_arg
 
@@ -26,6 +26,8 @@ def index() -> Any:
     page_no = int_arg(args, "page", 1, 1, 100000) or 1
     tag = tag_arg(args)
     search = text_arg(args, "search")
+    if csv_export.wants_csv():
+        return exports.latest(scope, hostids=hostids, groupid=groupid, search=search, tag=tag)
     page = svc.browse.items(scope, hostids=hostids, groupid=groupid, search=search, tag=tag, limit=PAGE,
                             offset=(page_no - 1) * PAGE)
     rows = data.latest(svc.store, page.rows, int(time.time()))

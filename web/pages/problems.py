@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from vigil.server.config.tables import Permission
-from vigil.web import auth, charts, data
+from vigil.web import auth, charts, csv_export, data, exports
 from vigil.web.app import services
 from vigil.web.auth import _safe_next
 from vigil.web.errors import NotFound
@@ -36,6 +36,8 @@ def index() -> Any:
     now = int(time.time())
     f, given = problem_args(request.args, now)
     sort, desc = sort_args(request.args)
+    if csv_export.wants_csv():
+        return exports.problems(scope, f, now, sort, desc)
     page_no = int_arg(request.args, "page", 1, 1, 100000) or 1
     pr = problems_repo()
     page = pr.problems(scope, f, now, sort=sort, desc=desc, limit=PAGE, offset=(page_no - 1) * PAGE)
@@ -115,6 +117,8 @@ def events() -> Any:
     triggerid = int_arg(args, "triggerid", None, 1, 2**31 - 1)
     start, end, ftext, ttext = time_range(args, now, "now-7d")
     page_no = int_arg(args, "page", 1, 1, 100000) or 1
+    if csv_export.wants_csv():
+        return exports.events(scope, triggerid=triggerid, hostids=hostids, start=start, end=end)
     page = problems_repo().events(scope, triggerid=triggerid, hostids=hostids, start=start, end=end, limit=PAGE,
                                   offset=(page_no - 1) * PAGE)
     return render_template("events.html", rows=page.rows, total=page.total, page=page_no,

@@ -10,7 +10,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from vigil.server.config.browse_triggers import TRIGGER_SORTS, TriggerFilter
 from vigil.server.config.model import ConfigError
 from vigil.server.config.tables import Permission
-from vigil.web import auth
+from vigil.web import auth, csv_export, exports
 from vigil.web.app import services
 from vigil.web.errors import NotFound, WebError
 from vigil.web.forms import FormErrors
@@ -53,6 +53,8 @@ def index() -> Any:
                       groupid=int_arg(args, "groupid", None, 1, 2**31 - 1), search=text_arg(args, "search"),
                       severities=sevs, enabled=None if not status else status == "enabled",
                       value=None if not value else int(value == "problem"))
+    if csv_export.wants_csv():
+        return exports.triggers(scope, f, sort, args.get("desc") == "1")
     page = triggers_repo().triggers(scope, f, sort=sort, desc=args.get("desc") == "1", limit=PAGE,
                                     offset=(page_no - 1) * PAGE)
     perms = trigger_permission([r.triggerid for r in page.rows]) if page.rows else {}
