@@ -4,7 +4,7 @@ hosts, and proxy_drains (hosts kept in their old proxy's configuration until it 
 Existing proxies belong to no group and existing hosts keep the proxy they have (proxy_groupid NULL).
 
 Revision ID: 0016
-Revises: 0014
+Revises: 0015
 """
 
 from __future__ import annotations
