@@ -23,11 +23,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from vigil.agent.protocol.proxy import ConfigReply, parse_config_tables
+from vigil.proxy.schema60 import PROXY_TABLES_60
 from vigil.server.config import tables as t
 from vigil.server.config.migrate import engine_for, upgrade
 from vigil.server.config.tables import InterfaceType, ItemType
-
-from vigil.proxy.schema60 import PROXY_TABLES_60
 
 log = logging.getLogger("vigil.proxy.config")
 

@@ -18,8 +18,9 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from vigil.agent.protocol import zbxd
@@ -72,6 +73,16 @@ ACCEPT_RETRY = 0.1  # seconds before accepting again after the process ran out o
 
 # orjson refuses nesting deeper than 1024 levels itself; the standard library's parser is given
 # the same bound by agent.protocol.messages.loads.
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUp:
+    """A reply after which the listener reads one more frame on the same connection and hands its body
+    (None: none came in time, or it could not be read) to `then`: a passive proxy's `proxy data`, which
+    the server acknowledges on the connection it asked on (the `proxies` hook may return one)."""
+
+    reply: bytes
+    then: Callable[[bytes | None], Awaitable[None]]
 
 
 class Observer(Protocol):
@@ -268,11 +279,23 @@ class IngestServer:
             await _drain(writer, self.timeout)
             return
         reply = await self._dispatch(body, peer)
-        if reply is not None:
+        if isinstance(reply, FollowUp):
+            answer: bytes | None = None
+            try:
+                writer.write(zbxd.encode_like(reply.reply, header.flags))
+                await _drain(writer, self.timeout)
+                async with asyncio.timeout(self.timeout * 4):  # the other side may be committing first
+                    h, p = await zbxd.read_raw_frame(reader, self.max_frame, self.max_body)
+                answer = zbxd.decode_body(h, p)
+            except (EOFError, TimeoutError, zbxd.FrameError) as e:
+                log.warning("%s sent no answer to the reply: %s", peer, e or type(e).__name__)
+            finally:  # whatever happened, the hook learns it (None: no answer)
+                await reply.then(answer)
+        elif reply is not None:
             writer.write(zbxd.encode_like(reply, header.flags))
             await _drain(writer, self.timeout)
 
-    async def _dispatch(self, body: bytes, peer: str) -> bytes | None:
+    async def _dispatch(self, body: bytes, peer: str) -> bytes | FollowUp | None:
         started = time.perf_counter()
         try:
             obj = _loads(body) if len(body) <= INLINE_BYTES else await self._off_loop(_loads, body)

@@ -11,12 +11,11 @@ import pytest
 import sqlalchemy as sa
 import yaml
 from vigil.agent.protocol.proxy import ConfigReply, Table
+from vigil.proxy.localconfig import LocalConfig, LocalConfigError, open_local
 from vigil.server.config import tables as t
 from vigil.server.config.migrate import engine_for, upgrade
 from vigil.server.config.model import doc_from_dict
 from vigil.server.config.repo import ConfigRepo
-
-from vigil.proxy.localconfig import LocalConfig, LocalConfigError, open_local
 
 SERVER_CONFIG = """
 macros: {"{$GLOBAL}": g1}
