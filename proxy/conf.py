@@ -202,6 +202,8 @@ def load(path: str | Path) -> ProxyConf:
                 raise ConfError(f"{where}={value}: outside the range {spec.lo}-{spec.hi}")
             values[key] = v
         elif key in _STRS:
+            if key == "LogType" and value not in _LOG_TYPES:
+                raise ConfError(f"{where}={value}: expected one of {', '.join(_LOG_TYPES)}")
             values[key] = value
         elif key in NOT_IMPLEMENTED:
             if key not in ignored:
@@ -211,8 +213,6 @@ def load(path: str | Path) -> ProxyConf:
     frequency = values.pop("ProxyConfigFrequency", None)
     if frequency and "ConfigFrequency" not in values:
         values["ConfigFrequency"] = frequency
-    if values.get("LogType", "file") not in _LOG_TYPES:
-        raise ConfError(f"{path}: LogType={values['LogType']}: expected one of {', '.join(_LOG_TYPES)}")
     if not values.get("Server"):
         raise ConfError(f"{path}: Server: missing (active: host:port of the server; passive: who may connect)")
     if not values.get("DBName"):

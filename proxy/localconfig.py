@@ -33,6 +33,10 @@ log = logging.getLogger("vigil.proxy.config")
 # Item types the proxy does not collect even if sent (the server computes them).
 _SERVER_SIDE = (ItemType.CALCULATED,)
 _LEVELS = {0: "0", 1: "1", 2: "2"}
+# Zabbix 6.0 numbers SNMP agent items 20; Vigil keeps the older 4 (ItemType.SNMP).
+_ZABBIX_TYPES = {20: int(ItemType.SNMP)}
+# Top-level keys of a server's reply that are not tables (6.0.14 sends "macro.secrets": {}; 6.4 the rest).
+NOT_TABLES = frozenset({"macro.secrets", "config_revision", "full_sync", "del_hostids", "del_macro_hostids"})
 
 
 class LocalConfigError(ValueError):
@@ -149,6 +153,7 @@ class LocalConfig:
     def apply_json(self, obj: Any) -> Applied:
         """Check and apply the tables of a `proxy config` (the object of tables)."""
         if isinstance(obj, dict):
+            obj = {k: v for k, v in obj.items() if k not in NOT_TABLES}
             for name in obj:
                 if name not in PROXY_TABLES_60:
                     raise LocalConfigError(f"invalid table name {name!r}: not a table of Zabbix 6.0's proxy schema")
@@ -171,15 +176,15 @@ class LocalConfig:
             interfaces = _rows(reply, "interface")
             if interfaces is not None:
                 skipped += self._interfaces(c, interfaces, _rows(reply, "interface_snmp") or [], hostids)
-            macros = _rows(reply, "hostmacro")
-            if macros is not None:
-                self._macros(c, macros, _rows(reply, "hosts_templates") or [], hostids)
             globals_ = _rows(reply, "globalmacro")
             if globals_ is not None:
                 c.execute(sa.delete(t.global_macros))
                 rows = [{"macro": _text(g, "macro"), "value": _text(g, "value")} for g in globals_]
                 if rows:
                     c.execute(sa.insert(t.global_macros), rows)
+            macros = _rows(reply, "hostmacro")
+            if macros is not None:  # (both servers always send both tables)
+                self._macros(c, macros, _rows(reply, "hosts_templates") or [], hostids)
             items = _rows(reply, "items")
             if items is not None:
                 skipped += self._items(c, items, hostids)
@@ -266,9 +271,13 @@ class LocalConfig:
 
     def _macros(self, c: Connection, rows: list[dict[str, Any]], links: list[dict[str, Any]],
                 hostids: set[int]) -> None:
+        """Each host gets its effective macros: its own over its templates' over the global ones (the
+        pollers resolve host macros only, so the global ones are folded in here)."""
         c.execute(sa.delete(t.host_macros))
+        glob = dict(c.execute(sa.select(t.global_macros.c.macro, t.global_macros.c.value)).all())
         flat = _flatten_macros(rows, links, hostids, "hostmacro")
-        out = [{"hostid": hid, "macro": m, "value": v} for hid, ms in flat.items() for m, v in sorted(ms.items())]
+        out = [{"hostid": hid, "macro": m, "value": v} for hid, ms in flat.items()
+               for m, v in sorted({**glob, **ms}.items())]
         if out:
             c.execute(sa.insert(t.host_macros), out)
 
@@ -280,7 +289,7 @@ class LocalConfig:
         for i, r in enumerate(rows):
             w = f"items[{i}]"
             itemid, hid = _id(r, "itemid", w), _id(r, "hostid", w)
-            kind = _int(r, "type", w)
+            kind = _ZABBIX_TYPES.get(_int(r, "type", w) or 0, _int(r, "type", w))
             if hid not in hostids or kind in _SERVER_SIDE:
                 skipped += hid not in hostids
                 continue

@@ -17,6 +17,8 @@ from vigil.server.config.migrate import engine_for, upgrade
 from vigil.server.config.model import doc_from_dict
 from vigil.server.config.repo import ConfigRepo
 
+from tests.conftest import VECTORS
+
 SERVER_CONFIG = """
 macros: {"{$GLOBAL}": g1}
 proxies:
@@ -193,3 +195,29 @@ def test_open_local_upgrades_an_existing_file(tmp_path: Path) -> None:
     upgrade(engine)
     engine.dispose()
     assert LocalConfig(open_local(tmp_path / "p.db")).version() >= 0
+
+
+def test_what_a_real_zabbix_server_6_0_sends_is_applied(tmp_path: Path) -> None:
+    """The real zabbix_server 6.0.14's reply (tests/vectors/proxy, captured by helper B): its extra
+    tables, columns and the non-table "macro.secrets" are ignored; SNMP items (its type 20) are SNMP
+    items; host and global macros resolve in what the proxy polls."""
+    from vigil.agent.protocol import zbxd
+    from vigil.server.config.tables import ItemType
+
+    raw = (VECTORS / "proxy" / "zabbix-server-proxy-config.response.bin").read_bytes()
+    reply = json.loads(zbxd.decode(raw)[1])
+    local = open_local(tmp_path / "proxy.db")
+    applied = LocalConfig(local).apply_json(reply)
+    assert (applied.hosts, applied.items, applied.skipped) == (2, 8, 0)
+    items = {p.key: p for p in ConfigRepo(local).poll_config().items.values()}
+    assert items["sysUpTime"].type == ItemType.SNMP and items["sysUpTime"].itemid == 900005
+    assert items["sysUpTime"].interface.interfaceid == 800012
+    assert items["sysUpTime"].interface.details["community"] == "public"  # {$SNMP_COMMUNITY}, a global macro
+    assert "net.tcp.service[http,,8080]" in items  # the host's macro
+    web = items["status.json"]
+    assert web.poll.url == "http://127.0.0.1:8080/s"
+    assert web.poll.headers == [("X-Vigil", "global-value")]
+    used = items["status.used"]
+    assert used.master_itemid == 900007 and [s.type for s in used.poll.preprocessing] == [12, 1]
+    snap = ConfigRepo(local).snapshot()
+    assert snap.items[("vector-db", "trap.text")].itemid == 900010
