@@ -208,3 +208,37 @@ def test_killed_proxy_keeps_its_buffer_and_starts_a_new_session(tmp_path: Path, 
     finally:
         proxy.stop()
         server.stop()
+
+
+def test_config_changes_reach_the_proxy_and_sigterm_keeps_what_was_not_sent(tmp_path: Path, database_url: str,
+                                                                          agentd: tuple[int, Path]) -> None:
+    server = VigilServer(tmp_path, database_url).start()
+    proxy = VigilProxy(tmp_path, "vp-sync", server=f"127.0.0.1:{server.port}", StartPollers="0")
+    doc = CONFIG % {"name": "vp-sync", "mode": "active", "address": "", "agent_port": agentd[0]}
+    server.import_yaml(doc)
+    try:
+        proxy.start()
+        proxy.wait_for_host("far1")
+        now = int(time.time())
+        assert "failed: 1" in send(proxy.port, [f"far1 trap.b {now} 0 1"], tmp_path)  # not an item yet
+        server.import_yaml(doc + "      - {key: trap.b, type: trapper, value_type: unsigned}\n")
+
+        def accepted() -> bool:
+            return "processed: 1; failed: 0" in send(proxy.port, [f"far1 trap.b {now} 1 5"], tmp_path)
+
+        wait_until(accepted, 30, "the proxy to take the new item within ConfigFrequency", interval=0.5)
+        wait_until(lambda: server_rows(server, "trap.b") == [(now, 1, "5")], 30, "trap.b on the server")
+        server.stop()
+        assert "processed: 3; failed: 0" in send(proxy.port, [f"far1 trap.a {now + i} {i} {i}" for i in range(3)],
+                                                  tmp_path)
+        proxy.stop()  # SIGTERM while the server is away: the values stay buffered
+        assert "stopped:" in proxy.log_text()
+        assert len([r for r in proxy.outbox() if not r[4]]) == 3
+        proxy.start()
+        server.start()
+        wait_until(lambda: len(server_rows(server, "trap.a")) == 3, 60, "the values buffered over the stop",
+                   interval=0.3)
+        assert sorted(server_rows(server, "trap.a")) == [(now + i, i, str(i)) for i in range(3)]
+    finally:
+        proxy.stop()
+        server.stop()
