@@ -213,12 +213,15 @@ class ActiveUplink:
 
     async def send_data(self, outbox: Outbox) -> bool:
         """One `proxy data`; True when a full batch went and the next should follow at once."""
+        t0 = time.perf_counter()
         try:
             data, unsent = await asyncio.to_thread(outbox.take)
         except (StoreError, sa.exc.SQLAlchemyError, OSError) as e:
             log.error("cannot read the buffer: %s", e)
             return False
+        t1 = time.perf_counter()
         reply = await self.exchange(body(data, unsent))
+        t2 = time.perf_counter()
         if reply is None:
             self.stats["failures"] += 1
             return False
@@ -228,6 +231,9 @@ class ActiveUplink:
                         reply.get("info", reply))
             return False
         await asyncio.to_thread(outbox.acknowledged, data)
+        if data.history:
+            log.debug("proxy data: %d records; read %.3f s, server %.3f s, marked sent %.3f s", len(data.history),
+                      t1 - t0, t2 - t1, time.perf_counter() - t2)
         if self._failing:
             log.info("the server answers again; %d values were waiting", unsent)
             self._failing = False
