@@ -227,8 +227,18 @@ def main(conf: ProxyConf) -> int:
     """Run until SIGTERM/SIGINT; the exit status."""
     import signal
 
-    setup_logging(conf)
-    write_pid(conf.PidFile)
+    try:
+        setup_logging(conf)
+    except OSError as e:
+        print(f"vigil proxy: LogFile {conf.LogFile}: {e.strerror or e}", file=sys.stderr)
+        return 1
+    try:
+        write_pid(conf.PidFile)
+    except (OSError, RuntimeError) as e:
+        log.error("cannot start: %s", e)
+        print(f"vigil proxy: {e if isinstance(e, RuntimeError) else f'PidFile {conf.PidFile}: {e.strerror or e}'}",
+              file=sys.stderr)
+        return 1
 
     async def runner() -> None:
         stop = asyncio.Event()
