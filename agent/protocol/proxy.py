@@ -29,6 +29,9 @@ PROXY_HEARTBEAT = "proxy heartbeat"
 PROXY_DATA = "proxy data"
 PROXY_TASKS = "proxy tasks"
 PROXY_REQUESTS = (PROXY_CONFIG, PROXY_HEARTBEAT, PROXY_DATA, PROXY_TASKS)
+# Vigil's extension for site servers (docs/proxies.md, "Site servers"): a site registers its hosts and
+# items on the central server, which answers the map from the site's item ids to its own.
+SITE_CONFIG = "vigil site config"
 
 HISTORY_DATA = "history data"
 DISCOVERY_DATA = "discovery data"

@@ -34,7 +34,7 @@ from vigil.agent.protocol.messages import (
     success,
 )
 from vigil.agent.protocol.proxy import MAX_RECORDS as PROXY_MAX_RECORDS
-from vigil.agent.protocol.proxy import PROXY_REQUESTS
+from vigil.agent.protocol.proxy import PROXY_REQUESTS, SITE_CONFIG
 from vigil.server.config.repo import ConfigRepo
 from vigil.server.config.tables import ItemType
 from vigil.server.ingest.batcher import Batcher
@@ -102,6 +102,8 @@ class IngestServer:
                  lld: Callable[[int, str, int], None] | None = None) -> None:
         self.observer = observer
         self.proxies: ProxyHandler | None = None  # proxy config/heartbeat/data (server/ingest/proxy.py)
+        # `vigil site config` from site servers (server/ingest/site.py): returns the reply
+        self.sites: Callable[[dict[str, Any], str], Awaitable[bytes]] | None = None
         # Values stored: the pollers' scheduler feeds the dependent items of trapper and active agent items
         # from them (Scheduler.received), set by `vigil server` once its pollers run.
         self.on_stored: Callable[[WriteBatch], None] | None = None
@@ -358,6 +360,8 @@ class IngestServer:
             return await self._active_checks(obj, peer)
         if request in PROXY_REQUESTS and self.proxies is not None:
             return await self.proxies.handle(request, obj, peer)
+        if request == SITE_CONFIG and self.sites is not None:
+            return await self.sites(obj, peer)
         log.warning("unknown request %r from %s", request, peer)
         what = "missing field 'request'" if request is None else f"unknown request {str(request)[:64]!r}"
         return failure(what)
