@@ -81,3 +81,24 @@ def test_records_go_under_the_central_ids_held_for_unknown_items(migrated_url: s
     finally:
         buf.close()
         engine.dispose()
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"VIGIL_UPSTREAM": "central:10051"}, "VIGIL_SITE: required when VIGIL_UPSTREAM is set"),
+    ({"VIGIL_SITE": "paris"}, "VIGIL_SITE='paris': set VIGIL_UPSTREAM too"),
+    ({"VIGIL_UPSTREAM": "central", "VIGIL_SITE": "paris"}, "VIGIL_UPSTREAM='central': expected HOST:PORT"),
+    ({"VIGIL_UPSTREAM": "central:10051", "VIGIL_SITE": "a/b"}, "VIGIL_SITE='a/b': at most 128 characters"),
+], ids=["no-site", "no-upstream", "no-port", "slash"])
+def test_bad_site_settings_name_the_variable(env: dict[str, str], message: str) -> None:
+    from vigil.server.settings import Settings, SettingsError
+
+    with pytest.raises(SettingsError, match=message.replace("(", r"\(")):
+        Settings.from_env(env)
+
+
+def test_site_settings_are_read() -> None:
+    from vigil.server.settings import Settings
+
+    s = Settings.from_env({"VIGIL_UPSTREAM": "central.example:10051", "VIGIL_SITE": " paris "})
+    assert s.upstream == ("central.example", 10051) and s.site == "paris"
+    assert Settings.from_env({}).upstream is None
