@@ -144,17 +144,13 @@ class ProxyBuffer(Store):
     def batch(self, limit: int = 10_000) -> list[HistoryRecord]:
         """The oldest unsent records, ids increasing."""
         cur = self._db.execute(f"SELECT {_COLUMNS} FROM proxy_outbox WHERE sent = 0 ORDER BY id LIMIT ?", (limit,))
-        return [HistoryRecord(id=r[0], itemid=r[1], clock=r[2], ns=r[3], value=r[4], state=r[5], lastlogsize=r[6],
-                              mtime=r[7], timestamp=r[8], source=r[9], severity=r[10], logeventid=r[11])
-                for r in cur]
+        return [HistoryRecord(*r) for r in cur]  # _COLUMNS are HistoryRecord's fields in order
 
     def batch_range(self, lo: int, hi: int) -> list[HistoryRecord]:
         """The unsent records with ids lo..hi (an in-flight batch of an earlier run), ids increasing."""
         cur = self._db.execute(f"SELECT {_COLUMNS} FROM proxy_outbox WHERE sent = 0 AND id BETWEEN ? AND ? "
                                "ORDER BY id", (lo, hi))
-        return [HistoryRecord(id=r[0], itemid=r[1], clock=r[2], ns=r[3], value=r[4], state=r[5], lastlogsize=r[6],
-                              mtime=r[7], timestamp=r[8], source=r[9], severity=r[10], logeventid=r[11])
-                for r in cur]
+        return [HistoryRecord(*r) for r in cur]  # _COLUMNS are HistoryRecord's fields in order
 
     def sending(self, session: str, records: list[HistoryRecord]) -> None:
         """Commit, before they are sent, that these records (ids increasing) go under `session`."""
@@ -189,6 +185,11 @@ class ProxyBuffer(Store):
 
     def unsent(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM proxy_outbox WHERE sent = 0").fetchone()[0])
+
+    def last_id(self) -> int:
+        """The highest id ever given (AUTOINCREMENT's counter: ids are not reused)."""
+        r = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'proxy_outbox'").fetchone()
+        return 0 if r is None else int(r[0])
 
     def oldest_unsent_clock(self) -> int | None:
         r = self._db.execute("SELECT clock FROM proxy_outbox WHERE sent = 0 ORDER BY id LIMIT 1").fetchone()

@@ -60,6 +60,7 @@ class Outbox:
         self.session = session
         self.host = host
         self._reported: dict[int, tuple[int, str]] = {}  # interfaceid -> availability the server acknowledged
+        self._counted = (-1e9, 0, 0)  # (when counted, unsent then, highest id then)
 
     def interfaces(self) -> list[InterfaceAvailability]:
         with self.engine.connect() as c:
@@ -91,10 +92,21 @@ class Outbox:
         now = time.time_ns()
         data = ProxyData(host=self.host, session=session, version=VERSION, clock=now // 1_000_000_000,
                          ns=now % 1_000_000_000, history=records, interfaces=self.interfaces(), more=more)
-        return data, self.buffer.unsent()
+        return data, self.unsent()
+
+    def unsent(self) -> int:
+        """The unsent count for the "buffer" field: counted at most once a second (a count over a
+        large buffer costs more than reading a batch); in between, what was acknowledged is taken
+        off and what was buffered (ids beyond the highest then) is added."""
+        now, top = time.monotonic(), self.buffer.last_id()
+        if now - self._counted[0] >= 1.0:
+            self._counted = (now, self.buffer.unsent(), top)
+        return max(0, self._counted[1] + top - self._counted[2])
 
     def acknowledged(self, data: ProxyData) -> None:
         self.buffer.ack(data.history)
+        when, unsent, top = self._counted
+        self._counted = (when, unsent - len(data.history), top)
         for a in data.interfaces:
             self._reported[a.interfaceid] = (a.available, a.error)
 

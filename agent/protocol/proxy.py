@@ -186,6 +186,11 @@ class HistoryRecord:
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"id": self.id, "itemid": self.itemid, "clock": self.clock, "ns": self.ns}
+        if not (self.state or self.timestamp or self.severity or self.logeventid or self.source
+                or self.lastlogsize is not None or self.mtime is not None):
+            if self.value is not None:  # the common record: no per-field checks
+                d["value"] = self.value
+            return d
         if self.value is not None:
             d["value"] = self.value
         if self.state:
