@@ -8,7 +8,9 @@ them: they are deleted, or kept as sent for `ProxyLocalBuffer` hours. `expire` d
 older than `ProxyOfflineBuffer` hours and counts them (the total is kept in the file).
 
 Each record's id is its outbox row id (AUTOINCREMENT: increasing, never reused), which the uplink
-sends as the record's `id`.
+sends as the record's `id`. Before a batch is sent its session and id range are committed
+(`sending`); `inflight` returns them after a restart, so the records the server may have stored
+without the proxy seeing its reply go again under their old session and ids, never under a new one.
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS proxy_outbox_unsent ON proxy_outbox (id) WHERE sent = 0",
     "CREATE INDEX IF NOT EXISTS proxy_outbox_sent ON proxy_outbox (sent) WHERE sent <> 0",
     "CREATE TABLE IF NOT EXISTS proxy_totals (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+    # The batch handed to the server and not yet acknowledged: its session and id range. After a
+    # restart those records go again under that session (the server drops what it already stored).
+    "CREATE TABLE IF NOT EXISTS proxy_inflight (session TEXT NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL)",
 )
 _INSERT = ("INSERT INTO proxy_outbox (itemid, clock, ns, value, state, lastlogsize, mtime, timestamp, source, "
            "severity, logeventid) VALUES (?,?,?,?,?,?,?,?,?,?,?)")
@@ -139,9 +144,31 @@ class ProxyBuffer(Store):
     def batch(self, limit: int = 10_000) -> list[HistoryRecord]:
         """The oldest unsent records, ids increasing."""
         cur = self._db.execute(f"SELECT {_COLUMNS} FROM proxy_outbox WHERE sent = 0 ORDER BY id LIMIT ?", (limit,))
-        return [HistoryRecord(id=r[0], itemid=r[1], clock=r[2], ns=r[3], value=r[4], state=r[5], lastlogsize=r[6],
-                              mtime=r[7], timestamp=r[8], source=r[9], severity=r[10], logeventid=r[11])
-                for r in cur]
+        return [HistoryRecord(*r) for r in cur]  # _COLUMNS are HistoryRecord's fields in order
+
+    def batch_range(self, lo: int, hi: int) -> list[HistoryRecord]:
+        """The unsent records with ids lo..hi (an in-flight batch of an earlier run), ids increasing."""
+        cur = self._db.execute(f"SELECT {_COLUMNS} FROM proxy_outbox WHERE sent = 0 AND id BETWEEN ? AND ? "
+                               "ORDER BY id", (lo, hi))
+        return [HistoryRecord(*r) for r in cur]  # _COLUMNS are HistoryRecord's fields in order
+
+    def sending(self, session: str, records: list[HistoryRecord]) -> None:
+        """Commit, before they are sent, that these records (ids increasing) go under `session`."""
+        if not records:
+            return
+        with self._transaction():
+            self._db.execute("DELETE FROM proxy_inflight")
+            self._db.execute("INSERT INTO proxy_inflight (session, lo, hi) VALUES (?, ?, ?)",
+                             (session, records[0].id, records[-1].id))
+
+    def inflight(self) -> tuple[str, int, int] | None:
+        """(session, lo, hi) of the batch sent and not yet acknowledged, if any."""
+        r = self._db.execute("SELECT session, lo, hi FROM proxy_inflight").fetchone()
+        return None if r is None else (str(r[0]), int(r[1]), int(r[2]))
+
+    def clear_inflight(self) -> None:
+        with self._transaction():
+            self._db.execute("DELETE FROM proxy_inflight")
 
     def ack(self, records: list[HistoryRecord], now: int | None = None) -> None:
         """The server acknowledged these records (a `batch()`'s, ids increasing)."""
@@ -149,6 +176,7 @@ class ProxyBuffer(Store):
             return
         lo, hi = records[0].id, records[-1].id
         with self._transaction():
+            self._db.execute("DELETE FROM proxy_inflight WHERE lo >= ? AND hi <= ?", (lo, hi))
             if self.local_hours:
                 self._db.execute("UPDATE proxy_outbox SET sent = ? WHERE id BETWEEN ? AND ? AND sent = 0",
                                  (int(time.time()) if now is None else now, lo, hi))
@@ -157,6 +185,11 @@ class ProxyBuffer(Store):
 
     def unsent(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM proxy_outbox WHERE sent = 0").fetchone()[0])
+
+    def last_id(self) -> int:
+        """The highest id ever given (AUTOINCREMENT's counter: ids are not reused)."""
+        r = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'proxy_outbox'").fetchone()
+        return 0 if r is None else int(r[0])
 
     def oldest_unsent_clock(self) -> int | None:
         r = self._db.execute("SELECT clock FROM proxy_outbox WHERE sent = 0 ORDER BY id LIMIT 1").fetchone()

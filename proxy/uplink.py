@@ -60,6 +60,7 @@ class Outbox:
         self.session = session
         self.host = host
         self._reported: dict[int, tuple[int, str]] = {}  # interfaceid -> availability the server acknowledged
+        self._counted = (-1e9, 0, 0)  # (when counted, unsent then, highest id then)
 
     def interfaces(self) -> list[InterfaceAvailability]:
         with self.engine.connect() as c:
@@ -69,16 +70,43 @@ class Outbox:
                 if self._reported.get(i, (0, "")) != (a, e or "")]
 
     def take(self, limit: int = MAX_RECORDS) -> tuple[ProxyData, int]:
-        """The next message (not yet marked sent) and how many values are unsent in all."""
-        records = self.buffer.batch(limit)
+        """The next message (not yet marked sent) and how many values are unsent in all.
+
+        A batch an earlier run sent without seeing the reply goes first, under its own session and
+        ids (the server drops what it stored of it); only records never sent go under this run's
+        session. The session and id range are committed before the message leaves."""
+        session, records, more = self.session, [], False
+        inflight = self.buffer.inflight()
+        if inflight is not None and inflight[0] != self.session:
+            records = self.buffer.batch_range(inflight[1], inflight[2])
+            if records:
+                session, more = inflight[0], True
+                log.info("resending %d records of session %s that the server may have stored (ids %d..%d)",
+                         len(records), session, records[0].id, records[-1].id)
+            else:
+                self.buffer.clear_inflight()
+        if not records:
+            records = self.buffer.batch(limit)
+            more = len(records) >= limit
+        self.buffer.sending(session, records)
         now = time.time_ns()
-        data = ProxyData(host=self.host, session=self.session, version=VERSION, clock=now // 1_000_000_000,
-                         ns=now % 1_000_000_000, history=records, interfaces=self.interfaces(),
-                         more=len(records) >= limit)
-        return data, self.buffer.unsent()
+        data = ProxyData(host=self.host, session=session, version=VERSION, clock=now // 1_000_000_000,
+                         ns=now % 1_000_000_000, history=records, interfaces=self.interfaces(), more=more)
+        return data, self.unsent()
+
+    def unsent(self) -> int:
+        """The unsent count for the "buffer" field: counted at most once a second (a count over a
+        large buffer costs more than reading a batch); in between, what was acknowledged is taken
+        off and what was buffered (ids beyond the highest then) is added."""
+        now, top = time.monotonic(), self.buffer.last_id()
+        if now - self._counted[0] >= 1.0:
+            self._counted = (now, self.buffer.unsent(), top)
+        return max(0, self._counted[1] + top - self._counted[2])
 
     def acknowledged(self, data: ProxyData) -> None:
         self.buffer.ack(data.history)
+        when, unsent, top = self._counted
+        self._counted = (when, unsent - len(data.history), top)
         for a in data.interfaces:
             self._reported[a.interfaceid] = (a.available, a.error)
 

@@ -117,6 +117,44 @@ def test_records_go_again_with_the_same_ids_until_acknowledged(db: Path, fault: 
     assert "interface availability" in second and "interface availability" not in empty  # sent once acknowledged
 
 
+def test_after_a_restart_an_unacknowledged_batch_goes_under_its_old_session_first(db: Path) -> None:
+    fill(db, 5)
+
+    async def go() -> tuple[Recorder, str, str]:
+        async with Recorder(["close"]) as rec:
+            old, outbox, buf = uplink(db, f"127.0.0.1:{rec.port}")
+            assert await old.send_data(outbox) is False  # the server may have stored it: no reply seen
+            buf.close()
+            fill(db, 3, start=5)  # collected after the restart
+            new, outbox, buf = uplink(db, f"127.0.0.1:{rec.port}")
+            assert new.session != old.session
+            assert await new.send_data(outbox) is True  # the old batch; the rest follows at once
+            assert await new.send_data(outbox) is False
+            assert buf.unsent() == 0 and buf.inflight() is None
+            buf.close()
+            return rec, old.session, new.session
+
+    rec, old, new = asyncio.run(go())
+    first, resent, rest = rec.requests
+    assert (first["session"], resent["session"], rest["session"]) == (old, old, new)
+    assert history(resent) == history(first) and len(history(first)) == 5
+    assert [v for _, v in history(rest)] == ["5", "6", "7"] and history(rest)[0][0] > history(first)[-1][0]
+
+
+def test_an_old_in_flight_batch_that_expired_meanwhile_is_forgotten(db: Path) -> None:
+    fill(db, 2)
+    buf = ProxyBuffer(db)
+    buf.sending("a" * 32, buf.batch())
+    assert buf.inflight() is not None
+    assert buf.expire(now=2_000_000_000) == 2  # past ProxyOfflineBuffer before the restart: nothing left of it
+    fill(db, 1, start=2)
+    local = LocalConfig(open_local(db))
+    outbox = Outbox(buf, local.engine, "b" * 32, "px")
+    data, _ = outbox.take()
+    assert data.session == "b" * 32 and [r.value for r in data.history] == ["2"]
+    buf.close()
+
+
 def test_a_full_batch_says_more_and_the_next_follows(db: Path) -> None:
     fill(db, 12_000)
 
