@@ -65,9 +65,19 @@ async def serve_with_alerts(settings: Settings, stop: asyncio.Event, *, in_proce
         await asyncio.to_thread(check_current, engine)
     finally:
         engine.dispose()
+    site = None
+    if settings.site:  # a site server: everything stored also goes to VIGIL_UPSTREAM (proxy/site.py)
+        from vigil.proxy.site import forwarder
+
+        site, serve_args["wrap_store"] = forwarder(settings)
     alerting = Alerting(settings, in_process=in_process)
     alerting.start()
+    uplink = asyncio.create_task(site.run(stop)) if site is not None else None
     try:
         await serve(settings, stop, notify=alerting.notify, **serve_args)  # type: ignore[arg-type]
     finally:
+        stop.set()
+        if uplink is not None:
+            await uplink
+            site.repo.engine.dispose()
         await asyncio.to_thread(alerting.stop)

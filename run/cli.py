@@ -24,6 +24,20 @@ def cmd_up(args: argparse.Namespace) -> int:
     return admin.run_async(up)
 
 
+def cmd_proxy(args: argparse.Namespace) -> int:
+    """`vigil proxy -c FILE`: a collector for a remote network (proxy/process.py)."""
+    from vigil.proxy import conf, process
+
+    try:
+        c = conf.load(args.config)
+    except conf.ConfError as e:
+        raise admin.CliError(str(e)) from None
+    if args.print_config:
+        print(c.render(), end="")
+        return 0
+    return process.main(c)
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     """A Celery worker for the alert queue: checks the database and the media time-outs, then runs."""
     import logging
@@ -197,6 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_up)
     s = sub.add_parser("server", help="run ingest (and housekeeping) against VIGIL_DATABASE_URL")
     s.set_defaults(func=cmd_server)
+    s = sub.add_parser("proxy", help="run a proxy: collect for a remote network, buffer, forward to a server")
+    s.add_argument("-c", "--config", default="/etc/zabbix/zabbix_proxy.conf",
+                   help="a zabbix_proxy.conf-style file (default /etc/zabbix/zabbix_proxy.conf)")
+    s.add_argument("--print-config", action="store_true", help="print the effective configuration and exit")
+    s.set_defaults(func=cmd_proxy)
     s = sub.add_parser("worker", help="run a Celery worker delivering alerts from VIGIL_BROKER_URL")
     s.add_argument("-c", "--concurrency", type=_positive, default=2, help="pool processes (threads) (default 2)")
     s.add_argument("-l", "--loglevel", help="debug, info, warning or error (default: VIGIL_LOG_LEVEL)")

@@ -125,6 +125,10 @@ SETTINGS: tuple[Spec, ...] = (
          1, 604800),
     Spec("VIGIL_PROXY_GROUP_INTERVAL", "5", "Seconds between two balancings of the proxy groups: hosts of a proxy "
          "silent for longer than its group's failover_delay move to the online ones.", 0.2, 3600),
+    Spec("VIGIL_UPSTREAM", "", "Site servers: HOST:PORT of a central Vigil server this server forwards everything it "
+         "stores to (through `proxy data`, buffered in VIGIL_DATA_DIR/site-outbox.db); empty: none. Needs VIGIL_SITE."),
+    Spec("VIGIL_SITE", "", "Site servers: this site's name, declared on the central server as an active proxy; its "
+         "hosts appear there in host group Site/NAME."),
     # Alert delivery (alerts/: `vigil worker`, and the in-process pool of `vigil up`)
     Spec("VIGIL_BROKER_URL", "redis://127.0.0.1:6379/0",
          "Celery broker of alert delivery: redis://HOST:PORT/DB or amqp://USER:PASSWORD@HOST:PORT/VHOST (RabbitMQ)."),
@@ -230,6 +234,8 @@ class Settings:
     proxy_poll_interval: float = 1.0
     proxy_config_frequency: float = 3600.0
     proxy_group_interval: float = 5.0
+    upstream: tuple[str, int] | None = None  # VIGIL_UPSTREAM: the central server of a site server
+    site: str = ""  # VIGIL_SITE
 
     @property
     def tls_enabled(self) -> bool:
@@ -347,9 +353,24 @@ class Settings:
             proxy_poll_interval=num("VIGIL_PROXY_POLL_INTERVAL"),
             proxy_config_frequency=num("VIGIL_PROXY_CONFIG_FREQUENCY"),
             proxy_group_interval=num("VIGIL_PROXY_GROUP_INTERVAL"),
+            upstream=parse_address(raw["VIGIL_UPSTREAM"].strip(), "VIGIL_UPSTREAM")
+            if raw["VIGIL_UPSTREAM"].strip() else None,
+            site=site_name(raw["VIGIL_SITE"], bool(raw["VIGIL_UPSTREAM"].strip())),
         )
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
+
+
+def site_name(text: str, upstream: bool) -> str:
+    """VIGIL_SITE: required with VIGIL_UPSTREAM, meaningless without it."""
+    name = text.strip()
+    if upstream and not name:
+        raise SettingsError("VIGIL_SITE: required when VIGIL_UPSTREAM is set (the site's proxy name on the central)")
+    if name and not upstream:
+        raise SettingsError(f"VIGIL_SITE={name!r}: set VIGIL_UPSTREAM too (HOST:PORT of the central server)")
+    if len(name) > 128 or "/" in name:
+        raise SettingsError(f"VIGIL_SITE={name[:140]!r}: at most 128 characters, without '/'")
+    return name
 
 
 def java_gateway(text: str) -> str:

@@ -29,6 +29,9 @@ PROXY_HEARTBEAT = "proxy heartbeat"
 PROXY_DATA = "proxy data"
 PROXY_TASKS = "proxy tasks"
 PROXY_REQUESTS = (PROXY_CONFIG, PROXY_HEARTBEAT, PROXY_DATA, PROXY_TASKS)
+# Vigil's extension for site servers (docs/proxies.md, "Site servers"): a site registers its hosts and
+# items on the central server, which answers the map from the site's item ids to its own.
+SITE_CONFIG = "vigil site config"
 
 HISTORY_DATA = "history data"
 DISCOVERY_DATA = "discovery data"
@@ -167,7 +170,7 @@ def parse_config_tables(obj: Any, known: dict[str, tuple[str, ...]] | None = Non
     return out
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs 5x, and 10,000 are built per batch
 class HistoryRecord:
     """One value in `history data`: what the proxy collected for one of the server's items."""
 
@@ -186,6 +189,11 @@ class HistoryRecord:
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"id": self.id, "itemid": self.itemid, "clock": self.clock, "ns": self.ns}
+        if not (self.state or self.timestamp or self.severity or self.logeventid or self.source
+                or self.lastlogsize is not None or self.mtime is not None):
+            if self.value is not None:  # the common record: no per-field checks
+                d["value"] = self.value
+            return d
         if self.value is not None:
             d["value"] = self.value
         if self.state:
@@ -202,7 +210,20 @@ class HistoryRecord:
         return d
 
 
+_PLAIN_RECORD = frozenset(("id", "itemid", "clock", "ns", "value"))
+
+
 def parse_history_record(d: Any, i: int) -> HistoryRecord:
+    if type(d) is dict and d.keys() <= _PLAIN_RECORD:  # the common record: checked inline, no per-field calls
+        rid, itemid, clock, ns, value = d.get("id"), d.get("itemid"), d.get("clock"), d.get("ns", 0), d.get("value")
+        if (type(rid) is int and type(itemid) is int and type(clock) is int and type(ns) is int
+                and 0 <= rid <= ID_MAX and 0 <= itemid <= UINT64 and 0 <= clock <= CLOCK_MAX and 0 <= ns <= NS_MAX
+                and (value is None or (type(value) is str and len(value) <= _TEXT_LIMIT))):
+            return HistoryRecord(rid, itemid, clock, ns, value)
+    return _parse_history_record(d, i)  # anything else, and every error with the field named
+
+
+def _parse_history_record(d: Any, i: int) -> HistoryRecord:
     w = _where(HISTORY_DATA, i)
     d = _obj(d, w)
     value = d.get("value")

@@ -18,8 +18,9 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from vigil.agent.protocol import zbxd
@@ -32,7 +33,7 @@ from vigil.agent.protocol.messages import (
     failure,
 )
 from vigil.agent.protocol.proxy import MAX_RECORDS as PROXY_MAX_RECORDS
-from vigil.agent.protocol.proxy import PROXY_REQUESTS
+from vigil.agent.protocol.proxy import PROXY_REQUESTS, SITE_CONFIG
 from vigil.server.config.repo import ConfigRepo
 from vigil.server.config.tables import ItemType
 from vigil.server.ingest.batcher import Batcher
@@ -73,6 +74,16 @@ ACCEPT_RETRY = 0.1  # seconds before accepting again after the process ran out o
 # the same bound by agent.protocol.messages.loads.
 
 
+@dataclass(frozen=True, slots=True)
+class FollowUp:
+    """A reply after which the listener reads one more frame on the same connection and hands its body
+    (None: none came in time, or it could not be read) to `then`: a passive proxy's `proxy data`, which
+    the server acknowledges on the connection it asked on (the `proxies` hook may return one)."""
+
+    reply: bytes
+    then: Callable[[bytes | None], Awaitable[None]]
+
+
 class Observer(Protocol):
     """What ingest tells the trigger engine besides committed values (must not block)."""
 
@@ -90,6 +101,8 @@ class IngestServer:
                  lld: Callable[[int, str, int], None] | None = None) -> None:
         self.observer = observer
         self.proxies: ProxyHandler | None = None  # proxy config/heartbeat/data (server/ingest/proxy.py)
+        # `vigil site config` from site servers (server/ingest/site.py): returns the reply
+        self.sites: Callable[[dict[str, Any], str], Awaitable[bytes]] | None = None
         # Values stored: the pollers' scheduler feeds the dependent items of trapper and active agent items
         # from them (Scheduler.received), set by `vigil server` once its pollers run.
         self.on_stored: Callable[[WriteBatch], None] | None = None
@@ -267,11 +280,23 @@ class IngestServer:
             await _drain(writer, self.timeout)
             return
         reply = await self._dispatch(body, peer)
-        if reply is not None:
+        if isinstance(reply, FollowUp):
+            answer: bytes | None = None
+            try:
+                writer.write(zbxd.encode_like(reply.reply, header.flags))
+                await _drain(writer, self.timeout)
+                async with asyncio.timeout(self.timeout * 4):  # the other side may be committing first
+                    h, p = await zbxd.read_raw_frame(reader, self.max_frame, self.max_body)
+                answer = zbxd.decode_body(h, p)
+            except (EOFError, TimeoutError, zbxd.FrameError) as e:
+                log.warning("%s sent no answer to the reply: %s", peer, e or type(e).__name__)
+            finally:  # whatever happened, the hook learns it (None: no answer)
+                await reply.then(answer)
+        elif reply is not None:
             writer.write(zbxd.encode_like(reply, header.flags))
             await _drain(writer, self.timeout)
 
-    async def _dispatch(self, body: bytes, peer: str) -> bytes | None:
+    async def _dispatch(self, body: bytes, peer: str) -> bytes | FollowUp | None:
         started = time.perf_counter()
         try:
             obj = _loads(body) if len(body) <= INLINE_BYTES else await self._off_loop(_loads, body)
@@ -334,6 +359,8 @@ class IngestServer:
             return await self._active_checks(obj, peer)
         if request in PROXY_REQUESTS and self.proxies is not None:
             return await self.proxies.handle(request, obj, peer)
+        if request == SITE_CONFIG and self.sites is not None:
+            return await self.sites(obj, peer)
         log.warning("unknown request %r from %s", request, peer)
         what = "missing field 'request'" if request is None else f"unknown request {str(request)[:64]!r}"
         return failure(what)

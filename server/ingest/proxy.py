@@ -266,10 +266,11 @@ class ProxyHandler:
             if r.value is None:
                 out.processed += 1  # a log item's position without a line
                 continue
-            vt = ValueType(item[2])
-            extra = {"timestamp": r.timestamp, "source": r.source, "severity": r.severity, "eventid": r.logeventid}
+            vt = item[2]  # an int; _add compares it with the IntEnum members
+            extra = ({"timestamp": r.timestamp, "source": r.source, "severity": r.severity, "eventid": r.logeventid}
+                     if vt == ValueType.LOG else None)
             try:
-                _add(batch, vt, r.itemid, r.clock, r.ns, r.value, extra)
+                _add(batch, ValueType(vt) if extra is not None else vt, r.itemid, r.clock, r.ns, r.value, extra)
             except (ConversionError, ValueError) as e:
                 out.skip(f"item {r.itemid}: {e}")
                 unsupported.append((r.itemid, r.clock, str(e)))

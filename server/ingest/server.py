@@ -17,7 +17,7 @@ from vigil.server.ingest.tls import context_from_settings
 from vigil.server.ingest.values import ClockWindow
 from vigil.server.settings import Settings
 from vigil.server.store import StoreError, open_store
-from vigil.server.store.base import Retention
+from vigil.server.store.base import Retention, Store
 from vigil.server.store.events import EventStore
 from vigil.server.triggers.evaluator import EngineSettings, TriggerEngine
 from vigil.server.triggers.events import Notice
@@ -27,9 +27,11 @@ log = logging.getLogger("vigil.server")
 
 async def serve(settings: Settings, stop: asyncio.Event,
                 on_ready: Callable[[], Awaitable[None]] | None = None,
-                notify: Callable[[Notice], None] | None = None) -> None:
+                notify: Callable[[Notice], None] | None = None,
+                wrap_store: Callable[[Store], Store] | None = None) -> None:
     """Run ingest and the trigger engine until `stop` is set; `notify` gets each committed event and
-    problem update (it must not block). Raises if the database is not migrated or the port is taken."""
+    problem update (it must not block). `wrap_store` wraps each history writer's store (a site server's
+    forwarding outbox, proxy/site.py). Raises if the database is not migrated or the port is taken."""
     if settings.snmptrap_listen is not None:  # a bad VIGIL_SNMPTRAP_USERS stops the server before it listens
         from vigil.server.pollers.trapserver import parse_users
 
@@ -64,7 +66,11 @@ async def serve(settings: Settings, stop: asyncio.Event,
                              EngineSettings(settings.trigger_timer, settings.ack_poll, settings.agent_unreachable,
                                             settings.value_cache_size))
     triggers.start()
-    batcher = Batcher(lambda: open_store(settings.database_url, pg), settings.batch_max_values,
+    def writer_store() -> Store:
+        store = open_store(settings.database_url, pg)
+        return store if wrap_store is None else wrap_store(store)
+
+    batcher = Batcher(writer_store, settings.batch_max_values,
                       settings.history_writers, timeout=settings.timeout, sessions=last_ids,
                       on_commit=triggers.on_commit)
     batcher.start()
@@ -91,6 +97,9 @@ async def serve(settings: Settings, stop: asyncio.Event,
     ingest.proxies = ProxyHandler(repo, batcher.submit, last_ids, ingest.sessions, lambda: cache.snapshot.version,
                                   clock_window=ingest.clock_window, max_history=lambda: cache.snapshot.max_history,
                                   unsupported=triggers.unsupported)
+    from vigil.server.ingest.site import SiteRegistrar
+
+    ingest.sites = SiteRegistrar(repo, ingest.proxies)  # site servers register their hosts (server/ingest/site.py)
     # --- end proxies ---------------------------------------------------------------------------------
     host, port = settings.listen
     try:

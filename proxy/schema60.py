@@ -1,0 +1,28 @@
+"""The table names of Zabbix 6.0's proxy database: what a `proxy config` may carry. A table not
+among them is refused, naming it, as the real zabbix_proxy 6.0 does (`invalid table name`)."""
+
+PROXY_TABLES_60 = frozenset("""
+acknowledges actions alerts auditlog autoreg_host conditions config config_autoreg_tls corr_condition
+corr_condition_group corr_condition_tag corr_condition_tagpair corr_condition_tagvalue corr_operation
+correlation dashboard dashboard_page dashboard_user dashboard_usrgrp dbversion dchecks dhosts drules dservices
+escalations event_recovery event_suppress event_tag events expressions functions globalmacro globalvars
+graph_discovery graph_theme graphs graphs_items group_discovery group_prototype ha_node history history_log
+history_str history_text history_uint host_discovery host_inventory host_tag hostmacro hosts hosts_groups
+hosts_templates housekeeper hstgrp httpstep httpstep_field httpstepitem httptest httptest_field httptest_tag
+httptestitem icon_map icon_mapping ids images interface interface_discovery interface_snmp item_condition
+item_discovery item_parameter item_preproc item_rtdata item_tag items lld_macro_path lld_override
+lld_override_condition lld_override_opdiscover lld_override_operation lld_override_ophistory
+lld_override_opinventory lld_override_opperiod lld_override_opseverity lld_override_opstatus
+lld_override_optag lld_override_optemplate lld_override_optrends maintenance_tag maintenances
+maintenances_groups maintenances_hosts maintenances_windows media media_type media_type_message
+media_type_param module opcommand opcommand_grp opcommand_hst opconditions operations opgroup opinventory
+opmessage opmessage_grp opmessage_usr optemplate problem problem_tag profiles proxy_autoreg_host
+proxy_dhistory proxy_history regexps report report_param report_user report_usrgrp rights role role_rule
+script_param scripts service_alarms service_problem service_problem_tag service_status_rule service_tag
+services services_links sessions sla sla_excluded_downtime sla_schedule sla_service_tag sqlite_sequence
+sysmap_element_trigger sysmap_element_url sysmap_shape sysmap_url sysmap_user sysmap_usrgrp sysmaps
+sysmaps_element_tag sysmaps_elements sysmaps_link_triggers sysmaps_links tag_filter task task_acknowledge
+task_check_now task_close_problem task_data task_remote_command task_remote_command_result task_result
+timeperiods token trends trends_uint trigger_depends trigger_discovery trigger_queue trigger_tag triggers
+users users_groups usrgrp valuemap valuemap_mapping widget widget_field
+""".split())

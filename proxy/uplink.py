@@ -1,0 +1,379 @@
+"""The proxy's side of Zabbix 6.0's server-proxy protocol (messages in agent/protocol/proxy.py).
+
+Active mode (ProxyMode=0), the proxy connects out: `proxy config` every ConfigFrequency,
+`proxy heartbeat` every HeartbeatFrequency (0: none), `proxy data` every DataSenderFrequency with
+the oldest unsent records of the buffer (at most 10,000; then `"more":1` and the next batch at once)
+and the interfaces whose availability changed. Records leave the buffer only after the server's
+`{"response":"success"}`; on `failed`, no reply or a broken connection the same records go again with
+the same ids. `Server=a:port;b:port` (a cluster's nodes) are tried in turn.
+
+Passive mode (ProxyMode=1), the server connects in (through the listener's `proxies` hook): it
+answers `proxy config` (tables under "data"), `proxy data` (records marked sent only once the
+server's `success` arrives on the same connection) and `proxy tasks`, from `Server=` addresses only.
+
+Every heartbeat and data message also carries `"buffer": N`, the number of unsent values (a Vigil
+server keeps it for `vigil[proxy,NAME,buffer]`; Zabbix ignores fields it does not know).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+from vigil.agent.protocol import zbxd
+from vigil.agent.protocol.messages import ProtocolError, dumps, failure, loads
+from vigil.agent.protocol.proxy import (
+    MAX_RECORDS,
+    PROXY_CONFIG,
+    PROXY_DATA,
+    PROXY_HEARTBEAT,
+    PROXY_TASKS,
+    ConfigRequest,
+    InterfaceAvailability,
+    ProxyData,
+)
+from vigil.proxy.buffer import ProxyBuffer
+from vigil.proxy.conf import ProxyConf
+from vigil.proxy.localconfig import LocalConfig, LocalConfigError
+from vigil.server.config import tables as t
+from vigil.server.ingest.listener import FollowUp
+from vigil.server.store.base import StoreError
+
+log = logging.getLogger("vigil.proxy.uplink")
+
+VERSION = "6.0.14"  # the protocol version a 6.0 server expects of its proxies
+MAX_FRAME = 1 << 30
+
+
+class Outbox:
+    """What one `proxy data` carries, read from the buffer, and what to do once the server took it."""
+
+    def __init__(self, buffer: ProxyBuffer, engine: sa.Engine, session: str, host: str) -> None:
+        self.buffer = buffer
+        self.engine = engine
+        self.session = session
+        self.host = host
+        self._reported: dict[int, tuple[int, str]] = {}  # interfaceid -> availability the server acknowledged
+        self._counted = (-1e9, 0, 0)  # (when counted, unsent then, highest id then)
+
+    def interfaces(self) -> list[InterfaceAvailability]:
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(t.interfaces.c.interfaceid, t.interfaces.c.available,
+                                       t.interfaces.c.error)).all()
+        return [InterfaceAvailability(i, a, e or "") for i, a, e in rows
+                if self._reported.get(i, (0, "")) != (a, e or "")]
+
+    def take(self, limit: int = MAX_RECORDS) -> tuple[ProxyData, int]:
+        """The next message (not yet marked sent) and how many values are unsent in all.
+
+        A batch an earlier run sent without seeing the reply goes first, under its own session and
+        ids (the server drops what it stored of it); only records never sent go under this run's
+        session. The session and id range are committed before the message leaves."""
+        session, records, more = self.session, [], False
+        inflight = self.buffer.inflight()
+        if inflight is not None and inflight[0] != self.session:
+            records = self.buffer.batch_range(inflight[1], inflight[2])
+            if records:
+                session, more = inflight[0], True
+                log.info("resending %d records of session %s that the server may have stored (ids %d..%d)",
+                         len(records), session, records[0].id, records[-1].id)
+            else:
+                self.buffer.clear_inflight()
+        if not records:
+            records = self.buffer.batch(limit)
+            more = len(records) >= limit
+        self.buffer.sending(session, records)
+        now = time.time_ns()
+        data = ProxyData(host=self.host, session=session, version=VERSION, clock=now // 1_000_000_000,
+                         ns=now % 1_000_000_000, history=records, interfaces=self.interfaces(), more=more)
+        return data, self.unsent()
+
+    def unsent(self) -> int:
+        """The unsent count for the "buffer" field: counted at most once a second (a count over a
+        large buffer costs more than reading a batch); in between, what was acknowledged is taken
+        off and what was buffered (ids beyond the highest then) is added."""
+        now, top = time.monotonic(), self.buffer.last_id()
+        if now - self._counted[0] >= 1.0:
+            self._counted = (now, self.buffer.unsent(), top)
+        return max(0, self._counted[1] + top - self._counted[2])
+
+    def acknowledged(self, data: ProxyData) -> None:
+        self.buffer.ack(data.history)
+        when, unsent, top = self._counted
+        self._counted = (when, unsent - len(data.history), top)
+        for a in data.interfaces:
+            self._reported[a.interfaceid] = (a.available, a.error)
+
+
+def body(data: ProxyData, unsent: int, *, request: bool = True) -> dict[str, Any]:
+    out = data.to_json(request=request)
+    out["buffer"] = unsent
+    return out
+
+
+class ActiveUplink:
+    def __init__(self, conf: ProxyConf, local: LocalConfig, open_buffer: Callable[[], ProxyBuffer],
+                 *, expire_every: float = 60.0) -> None:
+        self.conf = conf
+        self.local = local
+        self.open_buffer = open_buffer
+        self.session = secrets.token_hex(16)
+        self.servers = conf.servers()
+        self._current = 0
+        self.expire_every = expire_every
+        self.stats = {"sent": 0, "batches": 0, "failures": 0, "configs": 0}
+        self._failing = False
+
+    async def exchange(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        """Send one request to the first server that answers, in turn from the one that last did;
+        its reply (None: no server answered). The connection is closed after the reply."""
+        payload = zbxd.encode(dumps(obj), compress=True)
+        timeout = self.conf.Timeout
+        last: Exception | None = None
+        for k in range(len(self.servers)):
+            i = (self._current + k) % len(self.servers)
+            host, port = self.servers[i]
+            try:
+                async with asyncio.timeout(timeout):
+                    reader, writer = await asyncio.open_connection(host, port)
+            except (OSError, TimeoutError) as e:
+                last = e
+                continue
+            try:
+                async with asyncio.timeout(max(timeout * 4, 30)):  # the server commits before it answers
+                    writer.write(payload)
+                    await writer.drain()
+                    header, raw = await zbxd.read_raw_frame(reader, MAX_FRAME, MAX_FRAME)
+                reply = loads(zbxd.decode_body(header, raw))
+                if not isinstance(reply, dict):
+                    raise ProtocolError("the reply is not a JSON object")
+                self._current = i
+                return reply
+            except (OSError, EOFError, TimeoutError, zbxd.FrameError, ProtocolError) as e:
+                last = e
+                self._current = (i + 1) % len(self.servers)
+                return self._lost(host, port, obj, e)
+            finally:
+                writer.close()
+                try:
+                    await writer.wait_closed()
+                except (ConnectionError, OSError):
+                    pass
+        if not self._failing:
+            log.warning("cannot connect to the server (%s): %s", self.conf.Server, last or "no address")
+            self._failing = True
+        return None
+
+    def _lost(self, host: str, port: int, obj: dict[str, Any], e: BaseException) -> None:
+        log.warning("%s to %s:%d: no reply: %s", obj.get("request"), host, port, e or type(e).__name__)
+        return None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        log.info("active proxy [%s]: server %s, session %s", self.conf.Hostname, self.conf.Server, self.session)
+        loops = [self._config_loop(stop), self._data_loop(stop), self._expire_loop(stop)]
+        if self.conf.HeartbeatFrequency:
+            loops.append(self._heartbeat_loop(stop))
+        await asyncio.gather(*loops)
+
+    async def _sleep(self, stop: asyncio.Event, seconds: float) -> bool:
+        """False once stopping."""
+        try:
+            await asyncio.wait_for(stop.wait(), seconds)
+        except TimeoutError:
+            pass
+        return not stop.is_set()
+
+    async def _config_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            wait = self.conf.ConfigFrequency if await self.fetch_config() else min(self.conf.ConfigFrequency, 10)
+            if not await self._sleep(stop, wait):
+                return
+
+    async def fetch_config(self) -> bool:
+        reply = await self.exchange(ConfigRequest(self.conf.Hostname, VERSION).to_json())
+        if reply is None:
+            return False
+        if reply.get("response") == "failed":
+            log.warning("the server refused the configuration request: %s", reply.get("info", ""))
+            return False
+        try:
+            applied = await asyncio.to_thread(self.local.apply_json, reply)
+        except (LocalConfigError, sa.exc.SQLAlchemyError) as e:
+            log.error("configuration from the server not applied (keeping the previous one): %s", e)
+            return False
+        self.stats["configs"] += 1
+        log.info("configuration %d applied: %d hosts, %d items", applied.version, applied.hosts, applied.items)
+        return True
+
+    async def _heartbeat_loop(self, stop: asyncio.Event) -> None:
+        buffer = await asyncio.to_thread(self.open_buffer)
+        try:
+            while await self._sleep(stop, self.conf.HeartbeatFrequency):
+                unsent = await asyncio.to_thread(buffer.unsent)
+                reply = await self.exchange({"request": PROXY_HEARTBEAT, "host": self.conf.Hostname,
+                                             "version": VERSION, "buffer": unsent})
+                if reply is not None and reply.get("response") != "success":
+                    log.warning("heartbeat refused: %s", reply.get("info", reply))
+        finally:
+            buffer.close()
+
+    async def _data_loop(self, stop: asyncio.Event) -> None:
+        buffer = await asyncio.to_thread(self.open_buffer)
+        outbox = Outbox(buffer, self.local.engine, self.session, self.conf.Hostname)
+        try:
+            while True:
+                more = await self.send_data(outbox)
+                if stop.is_set():
+                    if not more:
+                        return
+                    continue  # one more pass when stopping: what the pollers handed in last
+                if not more and not await self._sleep(stop, self.conf.DataSenderFrequency):
+                    await self.send_data(outbox)
+                    return
+        finally:
+            buffer.close()
+
+    async def send_data(self, outbox: Outbox) -> bool:
+        """One `proxy data`; True when a full batch went and the next should follow at once."""
+        t0 = time.perf_counter()
+        try:
+            data, unsent = await asyncio.to_thread(outbox.take)
+        except (StoreError, sa.exc.SQLAlchemyError, OSError) as e:
+            log.error("cannot read the buffer: %s", e)
+            return False
+        t1 = time.perf_counter()
+        reply = await self.exchange(body(data, unsent))
+        t2 = time.perf_counter()
+        if reply is None:
+            self.stats["failures"] += 1
+            return False
+        if reply.get("response") != "success":
+            self.stats["failures"] += 1
+            log.warning("the server refused %d records (they go again): %s", len(data.history),
+                        reply.get("info", reply))
+            return False
+        await asyncio.to_thread(outbox.acknowledged, data)
+        if data.history:
+            log.debug("proxy data: %d records; read %.3f s, server %.3f s, marked sent %.3f s", len(data.history),
+                      t1 - t0, t2 - t1, time.perf_counter() - t2)
+        if self._failing:
+            log.info("the server answers again; %d values were waiting", unsent)
+            self._failing = False
+        self.stats["sent"] += len(data.history)
+        self.stats["batches"] += 1
+        return data.more
+
+    async def _expire_loop(self, stop: asyncio.Event) -> None:
+        buffer = await asyncio.to_thread(self.open_buffer)
+        try:
+            while True:
+                await asyncio.to_thread(buffer.expire, int(time.time()))
+                if not await self._sleep(stop, self.expire_every):
+                    return
+        finally:
+            buffer.close()
+
+
+def allowed(peer: str, allow: list[str]) -> bool:
+    """Whether a peer (`ip:port`) is one of Server='s addresses, CIDRs or names (names as written)."""
+    ip = peer.rsplit(":", 1)[0].strip("[]") if ":" in peer else peer
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip in allow
+    if addr.version == 6 and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    for a in allow:
+        try:
+            if addr in ipaddress.ip_network(a, strict=False):
+                return True
+        except ValueError:
+            if a == ip or (a == "localhost" and addr.is_loopback):
+                return True
+    return False
+
+
+class PassiveUplink:
+    """The listener's `proxies` hook in passive mode: answers the server's requests."""
+
+    def __init__(self, conf: ProxyConf, local: LocalConfig, open_buffer: Callable[[], ProxyBuffer]) -> None:
+        self.conf = conf
+        self.local = local
+        self.allow = conf.allowed()
+        self.session = secrets.token_hex(16)
+        self.open_buffer = open_buffer
+        self._buffer: ProxyBuffer | None = None
+        self._outbox: Outbox | None = None
+        self._turn = asyncio.Lock()  # one proxy data exchange at a time: records are marked in order
+        self.stats = {"sent": 0, "batches": 0, "failures": 0, "configs": 0}
+
+    def outbox(self) -> Outbox:
+        if self._outbox is None:
+            self._buffer = self.open_buffer()
+            self._outbox = Outbox(self._buffer, self.local.engine, self.session, "")
+        return self._outbox
+
+    def close(self) -> None:
+        if self._buffer is not None:
+            self._buffer.close()
+
+    async def handle(self, request: str, obj: dict[str, Any], peer: str) -> bytes | FollowUp | None:
+        if not allowed(peer, self.allow):
+            log.warning("%s from %s refused: not one of Server=%s", request, peer, self.conf.Server)
+            return failure(f"connection from {peer.rsplit(':', 1)[0]} is not allowed")
+        if request == PROXY_CONFIG:
+            tables = obj.get("data")
+            if not isinstance(tables, dict):
+                log.warning("proxy config from %s: no \"data\" object of tables", peer)
+                return failure("cannot find pair with name \"data\"")
+            try:
+                applied = await asyncio.to_thread(self.local.apply_json, tables)
+            except (LocalConfigError, sa.exc.SQLAlchemyError) as e:
+                log.error("configuration from %s not applied (keeping the previous one): %s", peer, e)
+                return failure(f"cannot apply the configuration: {e}")
+            self.stats["configs"] += 1
+            log.info("configuration %d applied: %d hosts, %d items", applied.version, applied.hosts, applied.items)
+            return dumps({"response": "success", "version": VERSION})
+        if request == PROXY_DATA:
+            return await self._data(peer)
+        if request == PROXY_TASKS:
+            now = time.time_ns()
+            return dumps({"version": VERSION, "clock": now // 1_000_000_000, "ns": now % 1_000_000_000})
+        log.warning("%s from %s: not answered by a passive proxy", request, peer)
+        return failure(f"{request!r} is not a request a passive proxy answers")
+
+    async def _data(self, peer: str) -> FollowUp | bytes:
+        await self._turn.acquire()
+        try:
+            outbox = self.outbox()
+            data, unsent = await asyncio.to_thread(outbox.take)
+        except BaseException as e:
+            self._turn.release()
+            if isinstance(e, StoreError | sa.exc.SQLAlchemyError):
+                log.error("cannot read the buffer: %s", e)
+                return failure(f"cannot read the buffer: {e}")
+            raise
+
+        async def then(answer: bytes | None) -> None:
+            try:
+                reply = loads(answer) if answer is not None else None
+                if isinstance(reply, dict) and reply.get("response") == "success":
+                    await asyncio.to_thread(outbox.acknowledged, data)
+                    self.stats["sent"] += len(data.history)
+                    self.stats["batches"] += 1
+                else:
+                    self.stats["failures"] += 1
+                    log.warning("the server at %s did not acknowledge %d records (they go again): %s", peer,
+                                len(data.history), reply if reply is not None else "no answer")
+            except ProtocolError as e:
+                log.warning("the server's answer from %s cannot be read: %s", peer, e)
+            finally:
+                self._turn.release()
+
+        return FollowUp(dumps(body(data, unsent, request=False)), then)
