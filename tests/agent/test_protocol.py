@@ -46,7 +46,7 @@ def test_frame_round_trip(path: Path) -> None:
     assert zbxd.encode_like(body, header.flags) == raw
 
 
-@pytest.mark.parametrize("path", FRAMED, ids=_id)
+@pytest.mark.parametrize("path", [p for p in FRAMED if p.parent.name != "proxy"], ids=_id)  # proxy/: tests/proxy
 def test_message_round_trip(path: Path) -> None:
     """Every JSON body decodes into our dataclasses and re-encodes to the same bytes."""
     header, body = zbxd.decode(path.read_bytes())
