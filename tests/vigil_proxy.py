@@ -116,7 +116,9 @@ class VigilProxy:
         total = 0
         for line in self.log_text().splitlines():
             if "dropped" in line.lower() and "proxyofflinebuffer" in line.lower():
-                found = re.search(r"dropped\D*(\d+)|(\d+)\D*dropped", line, re.IGNORECASE)
+                # "dropped N buffered values ..." (the line also starts with a time and a pid: not those)
+                found = re.search(r"\bdropped (\d+)\b", line, re.IGNORECASE) \
+                    or re.search(r"\b(\d+) (?:buffered )?(?:values|records) dropped", line, re.IGNORECASE)
                 if found:
-                    total += int(found.group(1) or found.group(2))
+                    total += int(found.group(1))
         return total
