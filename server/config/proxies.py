@@ -222,7 +222,7 @@ class ProxyConfig:
                 t.item_rtdata.c.itemid.in_(itemids)))} if itemids else {}
             preproc = c.execute(sa.select(t.item_preproc).where(t.item_preproc.c.itemid.in_(itemids))
                                 .order_by(t.item_preproc.c.item_preprocid)).all() if itemids else []
-            macros = self._effective_macros(c)  # type: ignore[attr-defined]
+            macros = self._effective_macros(c, with_global=False)  # type: ignore[attr-defined]
             globals_ = c.execute(sa.select(t.global_macros).order_by(t.global_macros.c.globalmacroid)).all()
         out: dict[str, tuple[list[str], list[list[Any]]]] = {}
         out["globalmacro"] = (["globalmacroid", "macro", "value", "type"],
@@ -271,6 +271,10 @@ class ProxyConfig:
         return out
 
 
+# Zabbix 6.0 numbers SNMP agent items 20 (its 4 was SNMPv2c, gone since 5.0: a 6.0 proxy polls no item of
+# type 4); Vigil keeps 4 (ItemType.SNMP), and the Vigil proxy maps 20 back (proxy/localconfig.py).
+_ZABBIX_ITEM_TYPES = {int(ItemType.SNMP): 20}
+
 _ITEM_FIELDS = ["itemid", "type", "snmp_oid", "hostid", "key_", "delay", "status", "value_type", "trapper_hosts",
                 "logtimefmt", "params", "ipmi_sensor", "authtype", "username", "password", "publickey", "privatekey",
                 "flags", "interfaceid", "jmx_endpoint", "master_itemid", "timeout", "url", "query_fields", "posts",
@@ -285,7 +289,8 @@ def _item_row(i: Any, main: dict[tuple[int, int], int]) -> list[Any]:
     interfaceid = i.interfaceid
     if interfaceid is None and ItemType(i.type) in ITEM_INTERFACE:
         interfaceid = main.get((i.hostid, int(ITEM_INTERFACE[ItemType(i.type)])))
-    return [i.itemid, i.type, i.snmp_oid, i.hostid, i.key_, i.delay, i.status, i.value_type, "", "", i.params, "",
+    return [i.itemid, _ZABBIX_ITEM_TYPES.get(i.type, i.type), i.snmp_oid, i.hostid, i.key_, i.delay, i.status,
+            i.value_type, "", "", i.params, "",
             i.authtype, i.username, i.password, "", "", 0, interfaceid, "", i.master_itemid, i.timeout, i.url,
             json.dumps(query) if query else "", i.posts, i.status_codes, i.follow_redirects, 0, "", headers,
             i.retrieve_mode, i.request_method, 0, i.ssl_cert_file, i.ssl_key_file, "", i.verify_peer, i.verify_host,

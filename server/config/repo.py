@@ -1118,8 +1118,11 @@ class ConfigRepo(PollerConfig, ProxyConfig, ProxyGroupConfig, DiscoveryConfig):
                     active.setdefault(r.hostid, []).append(ref)
             return Snapshot(version, hosts, items, active, max_history, lld)
 
-    def _effective_macros(self, c: Connection) -> dict[int, dict[str, str]]:
-        """Per host: its templates' macros overridden by its own."""
+    def _effective_macros(self, c: Connection, *, with_global: bool = True) -> dict[int, dict[str, str]]:
+        """Per host and template: its own macros over its templates' over the global ones, as Zabbix
+        resolves a user macro; every host has an entry (the global macros alone when it has no other).
+        Without `with_global`: only hosts with macros of their own or their templates', without the
+        global ones (what a proxy's hostmacro table holds beside its globalmacro table)."""
         own: dict[int, dict[str, str]] = {}
         for r in c.execute(sa.select(t.host_macros)):
             own.setdefault(r.hostid, {})[r.macro] = r.value
@@ -1128,6 +1131,14 @@ class ConfigRepo(PollerConfig, ProxyConfig, ProxyGroupConfig, DiscoveryConfig):
             merged = dict(own.get(tid, {}))
             merged.update(out.get(hid, {}))
             out[hid] = merged
+        if not with_global:
+            return out
+        glob = dict(c.execute(sa.select(t.global_macros.c.macro, t.global_macros.c.value)).all())
+        if not glob:
+            return out
+        for hid in c.execute(sa.select(t.hosts.c.hostid)).scalars():
+            m = out.get(hid)
+            out[hid] = glob | m if m else glob  # read-only: hosts without macros of their own share one dict
         return out
 
     def log_positions(self, itemids: list[int]) -> dict[int, tuple[int, int]]:
@@ -1634,10 +1645,7 @@ class ConfigRepo(PollerConfig, ProxyConfig, ProxyGroupConfig, DiscoveryConfig):
         templates' get the global ones under key 0)."""
         with self.engine.connect() as c:
             glob = dict(c.execute(sa.select(t.global_macros.c.macro, t.global_macros.c.value)).all())
-            out = {0: dict(glob)}
-            for hid, m in self._effective_macros(c).items():
-                out[hid] = glob | m
-            return out
+            return {0: glob} | self._effective_macros(c)
 
     # --- alerting: media types, users, actions, maintenance (issue 12) ---------------------------
 

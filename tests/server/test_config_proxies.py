@@ -132,6 +132,7 @@ def test_proxy_tables_cover_the_hosts_of_that_proxy_in_the_6_0_schema(repo: Conf
     itfs = {i["type"]: i["interfaceid"] for i in rows["interface"]}
     assert items["agent.ping"]["interfaceid"] == itfs[1] and items["sysName"]["interfaceid"] == itfs[2]
     assert items["trap.a"]["interfaceid"] is None
+    assert items["sysName"]["type"] == 20 and items["agent.ping"]["type"] == 0  # 6.0's SNMP agent type
     assert items["dep"]["master_itemid"] == items["page"]["itemid"]
     assert items["page"]["headers"] == "X-A: b\r\n" and items["page"]["query_fields"] == '[{"q": "1"}]'
     assert rows["interface_snmp"][0]["community"] == "public" and rows["interface_snmp"][0]["version"] == 2
