@@ -206,16 +206,18 @@ class SiteOutbox(Outbox):
         records = pending.records
         registered, ids = self.site.mapping()
         current = self.repo.version()
-        out: list[HistoryRecord] = []
         cut = len(records)
         self.held = False
-        for k, r in enumerate(records):
+        if registered != current:  # an item newer than the last registration holds back what follows it
+            cut = next((k for k, r in enumerate(records) if r.itemid not in ids), cut)
+            self.held = cut < len(records)
+            if self.held and pending.resend:
+                cut = 0  # an in-flight batch goes again whole, once registered, never split across sessions
+        out: list[HistoryRecord] = []
+        for r in records[:cut]:
             central = ids.get(r.itemid)
             if central is not None:
                 out.append(dataclasses.replace(r, itemid=central))
-            elif registered != current:  # an item newer than the last registration: register first
-                cut, self.held = k, True
-                break
             else:
                 self.dropped += 1
                 log.warning("forward outbox: item %d has no id on the central server (deleted on the site "
