@@ -16,7 +16,10 @@ value twice. If the site's store refuses a batch, its outbox rows are deleted ag
 at most with `"more":1`, the same records with the same ids until the central answers `success`),
 preceded by `vigil site config` (server/ingest/site.py) whenever the site's configuration version
 changed: the central registers the site's hosts in group Site/NAME and answers its item ids, which
-are kept in the outbox file and replace the site's ids in each record sent. A record whose item the
+are kept in the outbox file and replace the site's ids in each record sent. As the proxy does, the
+session and id range of each batch are committed before it leaves, and after a restart a batch the
+central may have stored without the site seeing its reply goes again under its old session and ids
+(proxy/inflight.py), so a site killed at that point forwards nothing twice. A record whose item the
 central does not know yet holds the batch back until the next registration; one whose item was
 deleted on the site since is dropped, counted and logged.
 """
@@ -36,6 +39,7 @@ from typing import Any, cast
 from vigil.agent.protocol.proxy import MAX_RECORDS, SITE_CONFIG, HistoryRecord, ProxyData
 from vigil.proxy.buffer import ProxyBuffer
 from vigil.proxy.conf import ProxyConf
+from vigil.proxy.inflight import next_records
 from vigil.proxy.localconfig import LocalConfig
 from vigil.proxy.uplink import VERSION, ActiveUplink, Outbox
 from vigil.server.config.repo import ConfigRepo
@@ -196,28 +200,34 @@ class SiteOutbox(Outbox):
         return []
 
     def take(self, limit: int = MAX_RECORDS) -> tuple[ProxyData, int]:
-        records = self.site.batch(limit)
+        """The next message: an earlier run's in-flight batch first, under its old session and ids
+        (proxy/inflight.py); the session and id range of what goes are committed before it leaves."""
+        pending = next_records(self.site, self.session, limit)
+        records = pending.records
         registered, ids = self.site.mapping()
         current = self.repo.version()
-        out: list[HistoryRecord] = []
         cut = len(records)
         self.held = False
-        for k, r in enumerate(records):
+        if registered != current:  # an item newer than the last registration holds back what follows it
+            cut = next((k for k, r in enumerate(records) if r.itemid not in ids), cut)
+            self.held = cut < len(records)
+            if self.held and pending.resend:
+                cut = 0  # an in-flight batch goes again whole, once registered, never split across sessions
+        out: list[HistoryRecord] = []
+        for r in records[:cut]:
             central = ids.get(r.itemid)
             if central is not None:
                 out.append(dataclasses.replace(r, itemid=central))
-            elif registered != current:  # an item newer than the last registration: register first
-                cut, self.held = k, True
-                break
             else:
                 self.dropped += 1
                 log.warning("forward outbox: item %d has no id on the central server (deleted on the site "
                             "since it was stored?): value dropped, %d in all", r.itemid, self.dropped)
         self._taken = records[:cut]
+        self.site.sending(pending.session, self._taken)
         now = time.time_ns()
-        data = ProxyData(host=self.host, session=self.session, version=VERSION, clock=now // 1_000_000_000,
-                         ns=now % 1_000_000_000, history=out, interfaces=[],
-                         more=len(records) >= limit and not self.held)
+        data = ProxyData(host=self.host, session=pending.session, version=VERSION,
+                         clock=now // 1_000_000_000, ns=now % 1_000_000_000, history=out, interfaces=[],
+                         more=pending.more and not self.held)
         return data, self.site.unsent()
 
     def acknowledged(self, data: ProxyData) -> None:

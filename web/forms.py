@@ -49,6 +49,7 @@ class HostForm:
     port: str = "10050"
     tags: list[tuple[str, str]] = field(default_factory=list)
     proxy: str | None = None  # the proxy monitoring the host; '': the server; None: left as it is
+    proxy_group: str | None = None  # the proxy group monitoring it ('': none); None: left as it is
 
     @property
     def macros_text(self) -> str:
@@ -181,6 +182,8 @@ def parse_host(data: Mapping[str, Any], *, lists: Mapping[str, list[str]] | None
     f.tags = parse_tags(data.get("tags"), errors)
     if data.get("proxy") is not None:
         f.proxy = _text(data.get("proxy"), "proxy", errors, 128)
+    if data.get("proxy_group") is not None:
+        f.proxy_group = _text(data.get("proxy_group"), "proxy_group", errors, 128)
     f.port = _text(data.get("port", "10050"), "port", errors, 64) or "10050"
     if "port" not in errors and not MACRO_RE.fullmatch(f.port):
         if not f.port.isdigit() or not 1 <= int(f.port) <= 65535:
@@ -210,8 +213,15 @@ def save_host(repo: ConfigRepo, browse: Browse, f: HostForm, hostid: int | None,
     doc = {"host": f.host, "name": f.name, "groups": f.groups, "templates": f.templates, "macros": f.macros,
            "description": f.description, "status": "enabled" if f.enabled else "disabled",
            "tags": [{"tag": k, "value": v} for k, v in f.tags]}
-    if f.proxy is not None:
-        doc["proxy"] = f.proxy
+    if f.proxy_group:  # the balancer picks its proxy: an empty proxy must not unassign it on every save
+        doc["proxy_group"] = f.proxy_group
+        if f.proxy:
+            doc["proxy"] = f.proxy  # refused: a proxy or a proxy group, not both
+    else:
+        if f.proxy is not None:
+            doc["proxy"] = f.proxy
+        if f.proxy_group == "" and not f.proxy:  # given a proxy, a host leaves its group anyway
+            doc["proxy_group"] = ""
     try:
         spec = doc_from_dict({"hosts": [doc]})
         if hostid is not None:

@@ -122,10 +122,11 @@ class ProxyConfig:
 
     def save_proxy(self, spec: ProxySpec, proxyid: int | None) -> int:
         """Create (proxyid None) or change a proxy, renaming it if need be; ConfigError 'name: ...' when the
-        name is taken or the proxy is gone. Its hosts stay with it."""
+        name is taken or the proxy is gone, 'group: ...' when its proxy group is unknown. Its hosts stay with it."""
         values = {"name": spec.name, "mode": spec.mode, "address": spec.address,
                   "allowed_addresses": ",".join(spec.allowed_addresses), "description": spec.description}
         with self.engine.begin() as c:
+            values["proxy_groupid"] = self.proxy_group_id(c, spec.group, "group")  # type: ignore[attr-defined]
             other = c.execute(sa.select(t.proxies.c.proxyid).where(t.proxies.c.name == spec.name)).scalar()
             if other is not None and other != proxyid:
                 raise ConfigError(f"name: a proxy named {spec.name!r} exists already")

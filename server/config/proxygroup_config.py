@@ -1,5 +1,6 @@
 """Proxy groups in the configuration: import/export of `proxy_groups:`, a proxy's `group:` and a
-host's `proxy_group:`, and what the balancer reads and writes (hosts.proxyid of the group's hosts).
+host's `proxy_group:`, what the balancer reads and writes (hosts.proxyid of the group's hosts), and
+what Administration -> Proxy groups and the host form read and change.
 
 A mixin of ConfigRepo (server/config/repo.py), kept apart so the proxy groups' SQL stays in one place.
 """
@@ -35,6 +36,24 @@ class GroupState:
     last_seen: dict[int, int]  # proxyid -> lastaccess, every proxy of the group
     hosts: dict[int, int | None]  # hostid -> proxyid, every host (not template) of the group
     proxy_names: dict[int, str]
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyGroupRow:
+    """A proxy group as Administration -> Proxy groups lists it."""
+
+    proxy_groupid: int
+    name: str
+    failover_delay: str
+    min_online: int
+    description: str
+    state: int  # ProxyGroupState as the balancer last wrote it
+    proxies: list[tuple[int, str, bool]]  # (proxyid, name, online: heard from within failover_delay), by name
+    hosts: int
+
+    @property
+    def online(self) -> int:
+        return sum(1 for _, _, up in self.proxies if up)
 
 
 def _chunks(ids: list[int], size: int = 500) -> list[list[int]]:
@@ -228,3 +247,83 @@ class ProxyGroupConfig:
                 c.execute(sa.update(t.config_version).where(t.config_version.c.id == 1)
                           .values(version=t.config_version.c.version + 1))
         return int(n or 0)
+
+    # --- what the web pages read and change (Administration -> Proxy groups, proxy and host forms) ---
+
+    def proxy_group_rows(self, now: int | None = None) -> list[ProxyGroupRow]:
+        """Every proxy group with its proxies (online or not, as the balancer counts them) and hosts, by name."""
+        now = int(time.time()) if now is None else now
+        h = t.hosts.c
+        with self.engine.connect() as c:
+            groups = c.execute(sa.select(t.proxy_groups).order_by(t.proxy_groups.c.name)).all()
+            proxies = c.execute(sa.select(t.proxies.c.proxyid, t.proxies.c.name, t.proxies.c.lastaccess,
+                                          t.proxies.c.proxy_groupid)
+                                .where(t.proxies.c.proxy_groupid.is_not(None)).order_by(t.proxies.c.name)).all()
+            hosts = dict(c.execute(sa.select(h.proxy_groupid, sa.func.count()).where(
+                h.proxy_groupid.is_not(None), h.status != HostStatus.TEMPLATE).group_by(h.proxy_groupid)).all())
+        out = []
+        for g in groups:
+            try:
+                delay = failover_seconds(g.failover_delay, "failover_delay")
+            except ConfigError:
+                delay = 60  # as the balancer reads it
+            members = [(p.proxyid, p.name, bool(p.lastaccess) and now - p.lastaccess <= delay)
+                       for p in proxies if p.proxy_groupid == g.proxy_groupid]
+            out.append(ProxyGroupRow(g.proxy_groupid, g.name, g.failover_delay, g.min_online, g.description,
+                                     g.state, members, int(hosts.get(g.proxy_groupid, 0))))
+        return out
+
+    def proxy_group_row(self, proxy_groupid: int) -> ProxyGroupRow | None:
+        return next((r for r in self.proxy_group_rows() if r.proxy_groupid == proxy_groupid), None)
+
+    def write_proxy_group(self, spec: ProxyGroupSpec, proxy_groupid: int | None) -> int:
+        """Create (proxy_groupid None) or change a group, renaming it if need be; ConfigError 'name: ...'
+        when the name is taken, 'proxy_groupid: ...' when the group is gone. Its proxies and hosts stay."""
+        values = {"name": spec.name, "failover_delay": spec.failover_delay, "min_online": spec.min_online,
+                  "description": spec.description}
+        g = t.proxy_groups.c
+        with self.engine.begin() as c:
+            other = c.execute(sa.select(g.proxy_groupid).where(g.name == spec.name)).scalar()
+            if other is not None and other != proxy_groupid:
+                raise ConfigError(f"name: a proxy group named {spec.name!r} exists already")
+            if proxy_groupid is None:
+                proxy_groupid = int(c.execute(sa.insert(t.proxy_groups).values(**values)).inserted_primary_key[0])
+            elif c.execute(sa.update(t.proxy_groups).where(g.proxy_groupid == proxy_groupid)
+                           .values(**values)).rowcount == 0:
+                raise ConfigError(f"proxy_groupid: no proxy group {proxy_groupid}")
+            self._bump_version(c)
+            return proxy_groupid
+
+    def delete_proxy_groups(self, ids: list[int]) -> list[str]:
+        """Delete the groups: their hosts go back to the server, their proxies stay, in no group. The names
+        of those deleted."""
+        g = t.proxy_groups.c
+        with self.engine.begin() as c:
+            names = list(c.execute(sa.select(g.name).where(g.proxy_groupid.in_(ids)).order_by(g.name)).scalars())
+            if names:
+                c.execute(sa.update(t.hosts).where(t.hosts.c.proxy_groupid.in_(ids))
+                          .values(proxyid=None, proxy_groupid=None))
+                c.execute(sa.update(t.proxies).where(t.proxies.c.proxy_groupid.in_(ids)).values(proxy_groupid=None))
+                c.execute(sa.delete(t.proxy_groups).where(g.proxy_groupid.in_(ids)))
+                self._bump_version(c)
+            return names
+
+    def proxy_groups_of_proxies(self) -> dict[int, str]:
+        """proxyid -> the name of its group (proxies in none are left out)."""
+        with self.engine.connect() as c:
+            return dict(c.execute(sa.select(t.proxies.c.proxyid, t.proxy_groups.c.name).join(
+                t.proxy_groups, t.proxy_groups.c.proxy_groupid == t.proxies.c.proxy_groupid)).all())
+
+    def host_proxy_group_names(self, hostids: list[int] | None = None) -> dict[int, str]:
+        """hostid -> the name of its proxy group (hosts in none are left out)."""
+        q = (sa.select(t.hosts.c.hostid, t.proxy_groups.c.name)
+             .join(t.proxy_groups, t.proxy_groups.c.proxy_groupid == t.hosts.c.proxy_groupid))
+        if hostids is not None:
+            q = q.where(t.hosts.c.hostid.in_(hostids))
+        with self.engine.connect() as c:
+            return {int(r.hostid): r.name for r in c.execute(q)}
+
+    @staticmethod
+    def _bump_version(c: Connection) -> None:
+        c.execute(sa.update(t.config_version).where(t.config_version.c.id == 1)
+                  .values(version=t.config_version.c.version + 1))

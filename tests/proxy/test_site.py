@@ -83,6 +83,41 @@ def test_records_go_under_the_central_ids_held_for_unknown_items(migrated_url: s
         engine.dispose()
 
 
+def test_the_batch_in_flight_goes_again_under_its_old_session_after_a_restart(migrated_url: str,
+                                                                             tmp_path: Path) -> None:
+    engine = engine_for(migrated_url)
+    repo = ConfigRepo(engine)
+    buf = SiteBuffer(tmp_path / "out.db")
+    try:
+        buf.write(batch(11, range(1000, 1002)))
+        buf.write(batch(12, range(1002, 1004)))
+        buf.save_mapping(repo.version(), [(11, 901), (12, 902)])
+        data, _ = SiteOutbox(buf, repo, SESSION, "paris").take()  # sent; the reply never came
+        assert data.session == SESSION and [r.id for r in data.history] == [1, 2, 3, 4]
+        assert buf.inflight() == (SESSION, 1, 4)
+        buf.write(batch(11, range(1004, 1006)))
+
+        restarted = SiteOutbox(buf, repo, "f" * 32, "paris")
+        # Item 12 was deleted on the site meanwhile and not registered yet: the whole batch waits
+        # (split, its rest would go under the new session and the central could store it twice).
+        buf.save_mapping(repo.version() - 1, [(11, 901)])
+        data, _ = restarted.take()
+        assert data.history == [] and restarted.held and buf.inflight() == (SESSION, 1, 4)
+        restarted.acknowledged(data)
+        buf.save_mapping(repo.version(), [(11, 901)])  # registered
+        data, _ = restarted.take()
+        assert data.session == SESSION and data.more and not restarted.held
+        assert [(r.id, r.itemid) for r in data.history] == [(1, 901), (2, 901)] and restarted.dropped == 2
+        restarted.acknowledged(data)
+        assert buf.inflight() is None
+        data, _ = restarted.take()
+        assert data.session == "f" * 32 and [r.id for r in data.history] == [5, 6]
+        assert buf.inflight() == ("f" * 32, 5, 6)
+    finally:
+        buf.close()
+        engine.dispose()
+
+
 @pytest.mark.parametrize(("env", "message"), [
     ({"VIGIL_UPSTREAM": "central:10051"}, "VIGIL_SITE: required when VIGIL_UPSTREAM is set"),
     ({"VIGIL_SITE": "paris"}, "VIGIL_SITE='paris': set VIGIL_UPSTREAM too"),

@@ -77,9 +77,11 @@ def hosts() -> Any:
         groupid=int_arg(request.args, "groupid", None, 1, 2**31 - 1),
         status=None if not status else int(HostStatus.MONITORED if status == "enabled" else HostStatus.DISABLED),
         limit=limit, offset=offset)
-    proxies = services().repo.host_proxy_names([h.hostid for h in page.rows]) if page.rows else {}
-    return _listing([{**host_json(h), "proxy": proxies.get(h.hostid, "")} for h in page.rows], page.total, limit,
-                    offset)
+    ids = [h.hostid for h in page.rows]
+    proxies = services().repo.host_proxy_names(ids) if ids else {}
+    groups = services().repo.host_proxy_group_names(ids) if ids else {}
+    return _listing([{**host_json(h), "proxy": proxies.get(h.hostid, ""), "proxy_group": groups.get(h.hostid, "")}
+                     for h in page.rows], page.total, limit, offset)
 
 
 @bp.get("/hosts/<int:hostid>")
@@ -93,6 +95,7 @@ def host(hostid: int) -> Any:
     out["tags"] = [{"tag": k, "value": v} for k, v in services().browse.host_tags(hostid)]
     out["interfaces"] = [{"type": t, "ip": ip, "dns": dns, "port": port} for t, ip, dns, port in d.interfaces]
     out["proxy"] = services().repo.host_proxy_names([hostid]).get(hostid, "")
+    out["proxy_group"] = services().repo.host_proxy_group_names([hostid]).get(hostid, "")
     return jsonify({"data": out})
 
 
@@ -127,7 +130,7 @@ def update_host(hostid: int) -> Any:
     assert d is not None
     body = _json_body()
     unknown = sorted(set(body) - {"host", "name", "groups", "templates", "macros", "description", "status",
-                                  "ip", "dns", "port", "tags", "proxy"})
+                                  "ip", "dns", "port", "tags", "proxy", "proxy_group"})
     if unknown:
         raise WebError(f"{unknown[0]}: not a host field", unknown[0])
     agent = next((i for i in d.interfaces if i[0] == 1), (1, "", "", "10050"))

@@ -89,6 +89,9 @@ def document() -> dict[str, Any]:
                     "dns": {"type": "string"}, "port": {"type": "string"},
                     "proxy": {"type": "string", "description": "the name of the proxy monitoring the host "
                               "(Administration → Proxies); empty: the server itself; left out: unchanged"},
+                    "proxy_group": {"type": "string", "description": "the proxy group monitoring the host "
+                                    "(Administration → Proxy groups; its proxy is then the balancer's choice, "
+                                    "read back as proxy); empty: none; left out: unchanged"},
                     "tags": {"type": "array", "items": {"type": "object", "properties": {
                         "tag": {"type": "string"}, "value": {"type": "string"}}}}}},
             },

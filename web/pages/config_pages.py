@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from vigil.web.pages import actions, items, maintenance, mediatypes, proxies, saved_filters, templates
+from vigil.web.pages import actions, items, maintenance, mediatypes, proxies, proxy_groups, saved_filters, templates
 
-CONFIG_PAGES = (actions, items, maintenance, mediatypes, templates, proxies, saved_filters)
+CONFIG_PAGES = (actions, items, maintenance, mediatypes, templates, proxies, saved_filters, proxy_groups)

@@ -88,6 +88,7 @@ def _form_page(f: HostForm, errors: dict[str, str], hostid: int | None) -> Any:
     return render_template("host_form.html", f=f, errors=errors, hostid=hostid,
                            groups=svc.browse.host_groups(), templates=svc.browse.templates(),
                            proxies=[r.ref.name for r in svc.repo.proxy_rows()],
+                           proxy_groups=[r.name for r in svc.repo.proxy_group_rows()],
                            may_create_groups=auth.current_user().is_super_admin), 400 if errors else 200
 
 
@@ -130,7 +131,10 @@ def edit(hostid: int) -> Any:
     agent = next((i for i in d.interfaces if i[0] == 1), (1, "", "", "10050"))
     f = HostForm(d.row.host, d.row.name if d.row.name != d.row.host else "", [n for _, n in d.row.groups],
                  list(d.row.templates), d.macros, d.row.description, d.row.enabled, agent[1], agent[2], agent[3],
-                 services().browse.host_tags(hostid), services().repo.host_proxy_names([hostid]).get(hostid, ""))
+                 services().browse.host_tags(hostid), services().repo.host_proxy_names([hostid]).get(hostid, ""),
+                 services().repo.host_proxy_group_names([hostid]).get(hostid, ""))
+    if f.proxy_group:  # its proxy is the balancer's choice, shown beside the group
+        f.proxy = ""
     return _form_page(f, {}, hostid)
 
 

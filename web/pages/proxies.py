@@ -1,5 +1,5 @@
-"""Administration → Proxies: the list (mode, address, last seen, version, hosts, delay) and the create /
-edit / delete forms. Admins see the list; only a super admin changes proxies (Zabbix's Administration).
+"""Administration → Proxies: the list (mode, address, last seen, version, hosts, delay, proxy group) and
+the create / edit / delete forms. Admins see the list; only a super admin changes proxies (Zabbix's Administration).
 Fields are ProxySpec's, checked by the configuration document's own rules (proxies_from_doc)."""
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from vigil.web.errors import Forbidden, NotFound, WebError
 from vigil.web.params import ids_arg, text_arg
 
 bp = Blueprint("proxies", __name__)
-FIELDS = ("name", "mode", "address", "allowed_addresses", "description")
+FIELDS = ("name", "mode", "address", "allowed_addresses", "description", "group")
 _WHERE = re.compile(r"^proxies\[0\]\.?(\w*)(?:\[\d+\])?:\s*")
-LIMITS = {"name": 128, "mode": 16, "address": 255, "allowed_addresses": 1024, "description": 65535}
+LIMITS = {"name": 128, "mode": 16, "address": 255, "allowed_addresses": 1024, "description": 65535, "group": 128}
 
 
 @dataclass
@@ -30,6 +30,7 @@ class ProxyForm:
     address: str = ""
     allowed_addresses: str = ""
     description: str = ""
+    group: str = ""  # its proxy group ('': none)
 
 
 def _require_view() -> None:
@@ -69,6 +70,8 @@ def parse_proxy(data: Any) -> tuple[ProxyForm, ProxySpec | None, dict[str, str]]
         doc["address"] = f.address
     if f.allowed_addresses:
         doc["allowed_addresses"] = f.allowed_addresses
+    if f.group:
+        doc["group"] = f.group
     try:
         spec = proxies_from_doc([doc])[0]
     except ConfigError as e:
@@ -81,7 +84,7 @@ def parse_proxy(data: Any) -> tuple[ProxyForm, ProxySpec | None, dict[str, str]]
 
 def form_of(spec: ProxySpec) -> ProxyForm:
     return ProxyForm(spec.name, "passive" if spec.mode == ProxyMode.PASSIVE else "active", spec.address,
-                     ", ".join(spec.allowed_addresses), spec.description)
+                     ", ".join(spec.allowed_addresses), spec.description, spec.group)
 
 
 @bp.get("/admin/proxies")
@@ -95,11 +98,13 @@ def index() -> Any:
             if search.lower() in r.ref.name.lower()
             and (not mode or r.ref.mode == (ProxyMode.PASSIVE if mode == "passive" else ProxyMode.ACTIVE))]
     return render_template("proxies.html", rows=rows, f={"search": search, "mode": mode}, now=int(time.time()),
-                           can_change=auth.current_user().is_super_admin)
+                           can_change=auth.current_user().is_super_admin,
+                           groups=services().repo.proxy_groups_of_proxies())
 
 
 def _form_page(f: ProxyForm, errors: dict[str, str], proxyid: int | None, hosts: int = 0) -> Any:
-    return render_template("proxy_form.html", v=f, errors=errors, proxyid=proxyid, hosts=hosts), \
+    groups = [r.name for r in services().repo.proxy_group_rows()]
+    return render_template("proxy_form.html", v=f, errors=errors, proxyid=proxyid, hosts=hosts, groups=groups), \
         400 if errors else 200
 
 
@@ -137,8 +142,9 @@ def edit(proxyid: int) -> Any:
         _require_super_admin()
         return _submit(proxyid)
     r = row.ref
-    return _form_page(form_of(ProxySpec(r.name, r.mode, r.address, list(r.allowed_addresses), row.description)),
-                      {}, proxyid, row.hosts)
+    group = services().repo.proxy_groups_of_proxies().get(proxyid, "")
+    return _form_page(form_of(ProxySpec(r.name, r.mode, r.address, list(r.allowed_addresses), row.description,
+                                        group)), {}, proxyid, row.hosts)
 
 
 @bp.post("/admin/proxies/delete")
