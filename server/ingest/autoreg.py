@@ -32,6 +32,7 @@ from vigil.server.config.autoreg import (
 from vigil.server.config.proxies import ProxyRef
 from vigil.server.config.repo import ConfigRepo
 from vigil.server.config.tables import EventObject, EventSource
+from vigil.server.ingest.tls import CONNECTION
 from vigil.server.triggers.events import Event, Notice
 
 log = logging.getLogger("vigil.autoreg")
@@ -58,7 +59,8 @@ class Autoregistrar:
         """An unknown host's `active checks`: None when taken (the reply stays "not found"), else the
         reason it was refused."""
         try:
-            r = registration_from_request(obj, peer, int(time.time()))
+            # tls_accepted: how the agent connected (1 unencrypted, 4 certificate), which the new host accepts
+            r = registration_from_request(obj, peer, int(time.time()), tls_accepted=CONNECTION.get().kind)
         except RegistrationError as e:
             self.stats["refused"] += 1
             log.warning("autoregistration from %s refused: %s", peer, e)

@@ -51,10 +51,11 @@ PROXY_CONDITION
 """
 
 
-def config(proxy: str = "", mode: str = "active") -> str:
+def config(proxy: str = "", mode: str = "active", port: int = 0) -> str:
     if not proxy:
         return CONFIG.replace("PROXY_CONDITION\n", "")
-    head = f"proxies:\n  - {{name: {proxy}, mode: {mode}}}\n"
+    address = f', address: "127.0.0.1:{port}"' if mode == "passive" else ""
+    head = f"proxies:\n  - {{name: {proxy}, mode: {mode}{address}}}\n"
     return head + CONFIG.replace("PROXY_CONDITION", f"      - {{type: proxy, value: {proxy}}}")
 
 
@@ -227,12 +228,15 @@ def test_agent_registers_through_a_real_zabbix_proxy(vigil_server: VigilServer, 
         proxy.stop()
 
 
-def test_agent_registers_through_vigil_proxy(vigil_server: VigilServer, db: Db, tmp_path: Path,
+@pytest.mark.parametrize("mode", ["active", "passive"])
+def test_agent_registers_through_vigil_proxy(vigil_server: VigilServer, db: Db, tmp_path: Path, mode: str,
                                              agents: Callable[[int, str, str], Agent]) -> None:
     if (why := missing()) is not None:
         pytest.fail(why)
-    vigil_server.import_yaml(config("vp-auto"))
-    proxy = VigilProxy(tmp_path, "vp-auto", server=f"127.0.0.1:{vigil_server.port}")
+    passive = mode == "passive"
+    proxy = VigilProxy(tmp_path, "vp-auto", server="127.0.0.1" if passive else f"127.0.0.1:{vigil_server.port}",
+                       passive=passive)
+    vigil_server.import_yaml(config("vp-auto", mode, proxy.port))
     try:
         proxy.start()
         web = agents(proxy.port, "vproxied-web-01", "linux web")
