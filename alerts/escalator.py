@@ -49,6 +49,7 @@ from vigil.alerts.actions import (
 )
 from vigil.alerts.maintenance import in_maintenance
 from vigil.server.config.alerting import ActionSpec, OperationSpec, UserSpec
+from vigil.server.config.autoreg import HOST_OPERATIONS
 from vigil.server.config.tables import AlertStatus, EventSource, MediaKind
 from vigil.server.store.alertlog import NewAlert
 from vigil.server.store.escalations import (
@@ -297,7 +298,7 @@ class Escalator:
             try:
                 if op.kind == REMOTE_COMMAND:
                     self._command(action, esc, row, op, kind, now, update)
-                elif op.kind != SEND_MESSAGE:
+                elif op.kind in HOST_OPERATIONS:
                     continue  # an autoregistration action's host operation: the server ran it
                 else:
                     self._message(action, esc, row, op, kind, now, update)
