@@ -29,7 +29,8 @@ def test_0019_keeps_actions_and_adds_the_autoregistration_tables(database_url: s
         with engine.begin() as c:
             assert c.execute(sa.text("SELECT actionid, name, eventsource FROM actions")).all() == [(3, "page", 0)]
             assert c.execute(sa.text("SELECT operationid, operationtype FROM operations")).all() == [(30, 0)]
-            assert c.execute(sa.text("SELECT hostid, proxyid FROM hosts ORDER BY hostid")).all() == [(70, 7), (71, None)]
+            hosts = c.execute(sa.text("SELECT hostid, proxyid FROM hosts ORDER BY hostid")).all()
+            assert hosts == [(70, 7), (71, None)]
             for table in ("autoreg_host", "proxy_autoreg_host", "opgroup", "optemplate", "optag"):
                 assert c.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar() == 0
             c.execute(sa.text("INSERT INTO actions (actionid, name, eventsource) VALUES (4, 'register', 2)"))
