@@ -45,6 +45,9 @@ def test_an_autoregistration_action_through_the_form(env: Env, setup: None) -> N
     assert '<option value="autoregistration" selected>' in text
     assert 'value="Linux servers, Web servers"' in text and 'value="role:web, autoreg"' in text
     assert '<option value="disable_host" selected>' in text
+    listing = c.get("/config/actions").get_data(as_text=True)
+    assert "host metadata contains web" in listing and "Link templates Web tpl" in listing
+    assert "Add host tags role:web, autoreg:" in listing and "Disable host" in listing
     # Saved again unchanged from what the form shows: the same action.
     r = post(c, f"/config/actions/{aid}", FORM)
     assert r.status_code == 302 and env.repo.export()["actions"] == [a]
