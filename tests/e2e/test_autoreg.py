@@ -297,3 +297,7 @@ def test_bad_registrations_are_refused_naming_the_field(vigil_server: VigilServe
     assert reply["response"] == "success", reply
     wait_until(lambda: db.host("ok-host") is not None, 10, "the good record's host")
     assert db.host("ok-host")[2] == "px-bad"
+    # A good request of an unknown host is answered as Zabbix answers it, and recorded.
+    reply = exchange(vigil_server.port, {"request": "active checks", "host": "fresh-01", "host_metadata": "linux"})
+    assert reply == {"response": "failed", "info": "host [fresh-01] not found"}
+    assert db.q("SELECT host_metadata FROM autoreg_host WHERE host = 'fresh-01'") == [("linux",)]
