@@ -223,7 +223,9 @@ class Escalator:
                 continue
             esc = self.store.create(actionid, ev.eventid, now)
             if esc is not None:
-                log.info("action %r escalates problem %d", action.name, ev.eventid)
+                log.info("action %r escalates %s %d", action.name,
+                         "autoregistration event" if ev.source == EventSource.AUTOREGISTRATION else "problem",
+                         ev.eventid)
                 self._advance(esc, cfg, now, row)
 
     def _on_update(self, u: ProblemUpdate, cfg: Any, now: int) -> None:
