@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 
 from vigil.server.config.alerting import ActionSpec, ConditionSpec, OperationSpec
+from vigil.server.config.autoreg import AUTOREG_CONDITIONS, AutoregConditionError, autoreg_condition_matches
 from vigil.server.config.durations import DurationError, seconds
 
 # Condition types (Zabbix's conditiontype).
@@ -72,6 +73,8 @@ class EventFacts:
     tags: tuple[tuple[str, str], ...] = ()
     suppressed: bool = False
     macros: Mapping[str, str] = field(default_factory=dict)  # user macros ({$NAME}) of the event's host
+    host_metadata: str = ""  # autoregistration: what the agent sent (the host name is hosts[0])
+    proxy: str = ""  # autoregistration: the proxy it came through ('' the server)
 
 
 _USER_MACRO = re.compile(r"\{\$[A-Z0-9_.]+(?::[^}]*)?\}")
@@ -168,6 +171,11 @@ def _any_of(op: int, candidates: Sequence[str], value: str, what: str) -> bool:
 def condition_matches(c: ConditionSpec, e: EventFacts, tz: tzinfo | None = None) -> bool:
     """Whether the event meets one condition (ConditionError for a condition that makes no sense)."""
     what = f"condition {CONDITION_NAMES.get(c.type, c.type)}"
+    if c.type in AUTOREG_CONDITIONS:
+        try:
+            return autoreg_condition_matches(c, e.hosts[0] if e.hosts else e.name, e.host_metadata, e.proxy)
+        except AutoregConditionError as err:
+            raise ConditionError(str(err)) from None
     if c.type == HOST_GROUP:
         return _any_of(c.operator, e.groups, c.value, what)
     if c.type == HOST:

@@ -49,7 +49,8 @@ from vigil.alerts.actions import (
 )
 from vigil.alerts.maintenance import in_maintenance
 from vigil.server.config.alerting import ActionSpec, OperationSpec, UserSpec
-from vigil.server.config.tables import AlertStatus, MediaKind
+from vigil.server.config.autoreg import HOST_OPERATIONS
+from vigil.server.config.tables import AlertStatus, EventSource, MediaKind
 from vigil.server.store.alertlog import NewAlert
 from vigil.server.store.escalations import (
     ACTIVE,
@@ -202,12 +203,16 @@ class Escalator:
         names = _host_names(cfg)
         hosts = tuple(names[h] for h in hostids if h in names)
         groups = tuple(dict.fromkeys(g for h in hostids for g in cfg.host_groups.get(h, ())))
+        details = dict(ev.details)
+        if ev.source == EventSource.AUTOREGISTRATION:  # the host may not exist: its name is the event's
+            hosts = (details.get("host", ev.name),)
         facts = EventFacts(source=ev.source, clock=ev.clock, severity=ev.severity, name=ev.name,
                            triggerid=ev.objectid if ev.object == 0 else None,
                            trigger_name=row.trigger_name if row else "", hostids=hostids, hosts=hosts,
                            groups=groups, tags=ev.tags or (row.tags if row else ()),
                            suppressed=self._suppressed(hostids, cfg, now),
-                           macros=self._user_macros(row) if row else {})
+                           macros=self._user_macros(row) if row else {},
+                           host_metadata=details.get("host_metadata", ""), proxy=details.get("proxy", ""))
         for actionid in sorted(cfg.actions):
             action = cfg.actions[actionid]
             try:
@@ -218,7 +223,9 @@ class Escalator:
                 continue
             esc = self.store.create(actionid, ev.eventid, now)
             if esc is not None:
-                log.info("action %r escalates problem %d", action.name, ev.eventid)
+                log.info("action %r escalates %s %d", action.name,
+                         "autoregistration event" if ev.source == EventSource.AUTOREGISTRATION else "problem",
+                         ev.eventid)
                 self._advance(esc, cfg, now, row)
 
     def _on_update(self, u: ProblemUpdate, cfg: Any, now: int) -> None:
@@ -293,6 +300,8 @@ class Escalator:
             try:
                 if op.kind == REMOTE_COMMAND:
                     self._command(action, esc, row, op, kind, now, update)
+                elif op.kind in HOST_OPERATIONS:
+                    continue  # an autoregistration action's host operation: the server ran it
                 else:
                     self._message(action, esc, row, op, kind, now, update)
             except Exception:

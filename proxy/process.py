@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from vigil.proxy.autoreg import ProxyAutoreg
 from vigil.proxy.buffer import ProxyBuffer
 from vigil.proxy.conf import ProxyConf, log_ignored
 from vigil.proxy.localconfig import LocalConfig, open_local
@@ -153,6 +154,7 @@ async def serve(conf: ProxyConf, stop: asyncio.Event, *, expire_every: float = 6
                           max_values=BATCH_VALUES, observer=observer)
     passive = PassiveUplink(conf, local, lambda: open_buffer(conf)) if conf.passive else None
     ingest.proxies = passive  # type: ignore[assignment]
+    ingest.autoreg = ProxyAutoreg(engine).agent  # unknown hosts' active checks (proxy/autoreg.py)
     try:
         listener = await ingest.start_server(conf.ListenIP, conf.ListenPort, backlog=1024)
     except OSError as e:

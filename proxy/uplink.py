@@ -38,6 +38,7 @@ from vigil.agent.protocol.proxy import (
     InterfaceAvailability,
     ProxyData,
 )
+from vigil.proxy import autoreg
 from vigil.proxy.buffer import ProxyBuffer
 from vigil.proxy.conf import ProxyConf
 from vigil.proxy.localconfig import LocalConfig, LocalConfigError
@@ -91,7 +92,8 @@ class Outbox:
         self.buffer.sending(session, records)
         now = time.time_ns()
         data = ProxyData(host=self.host, session=session, version=VERSION, clock=now // 1_000_000_000,
-                         ns=now % 1_000_000_000, history=records, interfaces=self.interfaces(), more=more)
+                         ns=now % 1_000_000_000, history=records, interfaces=self.interfaces(), more=more,
+                         autoregistration=autoreg.pending(self.engine))
         return data, self.unsent()
 
     def unsent(self) -> int:
@@ -109,6 +111,7 @@ class Outbox:
         self._counted = (when, unsent - len(data.history), top)
         for a in data.interfaces:
             self._reported[a.interfaceid] = (a.available, a.error)
+        autoreg.acknowledged(self.engine, data.autoregistration)
 
 
 def body(data: ProxyData, unsent: int, *, request: bool = True) -> dict[str, Any]:

@@ -173,12 +173,55 @@ def _operation(form: MultiDict, prefix: str, steps: bool) -> dict[str, Any] | No
     return op
 
 
+def _host_operations(form: MultiDict) -> list[dict[str, Any]]:
+    """An autoregistration action's host operations from the form's "Host operations" fields."""
+    ops: list[dict[str, Any]] = []
+    if form.get("host-add_host"):
+        ops.append({"add_host": True})
+    for name in ("add_to_groups", "link_templates"):
+        names = [x.strip() for x in _s(form, f"host-{name}", 65535).split(",") if x.strip()]
+        if names:
+            ops.append({name: names})
+    tags = []
+    for part in _s(form, "host-add_host_tags", 65535).split(","):
+        tag, _, value = part.partition(":")
+        if tag.strip() or value.strip():
+            tags.append({"tag": tag.strip(), "value": value.strip()})
+    if tags:
+        ops.append({"add_host_tags": tags})
+    status = _s(form, "host-status", 20)
+    if status in ("enable_host", "disable_host"):
+        ops.append({status: True})
+    elif status:
+        ops.append({status: True})  # refused by action_from_doc, naming the operation
+    return ops
+
+
 def action_doc(form: MultiDict) -> dict[str, Any]:
-    doc: dict[str, Any] = {"name": _s(form, "name", 1000).strip(),
+    source = _s(form, "event_source", 40) or "triggers"
+    if source == "autoregistration":
+        doc: dict[str, Any] = {"name": _s(form, "name", 1000).strip(), "event_source": source,
+                               "status": "enabled" if form.get("enabled") else "disabled",
+                               "evaltype": _s(form, "evaltype", 20) or "and/or",
+                               "conditions": _conditions(form)}
+        ops = [_operation(form, f"operations-{i}", False) for i in range(ROWS)]
+        doc["operations"] = [o for o in ops if o is not None] + _host_operations(form)
+        return doc
+    doc = {"name": _s(form, "name", 1000).strip(),
                            "status": "enabled" if form.get("enabled") else "disabled",
                            "step_duration": _s(form, "step_duration", 64).strip() or "1h",
                            "evaltype": _s(form, "evaltype", 20) or "and/or",
                            "pause_suppressed": bool(form.get("pause_suppressed"))}
+    if source != "triggers":
+        doc["event_source"] = source
+    doc["conditions"] = _conditions(form)
+    for section, steps in (("operations", True), ("recovery_operations", False), ("update_operations", False)):
+        ops = [_operation(form, f"{section}-{i}", steps) for i in range(ROWS)]
+        doc[section] = [o for o in ops if o is not None]
+    return doc
+
+
+def _conditions(form: MultiDict) -> list[dict[str, Any]]:
     conditions = []
     for i in range(ROWS):
         kind = _s(form, f"conditions-{i}-type", 40)
@@ -193,11 +236,7 @@ def action_doc(form: MultiDict) -> dict[str, Any]:
         if kind == "tag_value":
             c["value2"] = _s(form, f"conditions-{i}-value2", 255)
         conditions.append(c)
-    doc["conditions"] = conditions
-    for section, steps in (("operations", True), ("recovery_operations", False), ("update_operations", False)):
-        ops = [_operation(form, f"{section}-{i}", steps) for i in range(ROWS)]
-        doc[section] = [o for o in ops if o is not None]
-    return doc
+    return conditions
 
 
 # --- maintenance -----------------------------------------------------------------------------------

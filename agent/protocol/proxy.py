@@ -274,6 +274,7 @@ class AutoRegistration:
     host_metadata: str = ""
     tls_accepted: int = 1
     id: int = 0
+    flags: int = 0  # 0 default, 1 the agent's HostInterface was an IP, 2 a DNS name (6.0's proxy_autoreg_host)
 
 
 def parse_autoregistration(d: Any, i: int) -> AutoRegistration:
@@ -283,7 +284,7 @@ def parse_autoregistration(d: Any, i: int) -> AutoRegistration:
         clock=_uint(d, "clock", w, CLOCK_MAX), host=_str(d, "host", w, limit=_NAME_LIMIT), ip=_str(d, "ip", w, "", 64),
         dns=_str(d, "dns", w, "", 255), port=_str(d, "port", w, "", 64),
         host_metadata=_str(d, "host_metadata", w, "", 255), tls_accepted=_uint(d, "tls_accepted", w, 7, 1),
-        id=_uint(d, "id", w, ID_MAX, 0),
+        id=_uint(d, "id", w, ID_MAX, 0), flags=_uint(d, "flags", w, 2, 0),
     )
 
 

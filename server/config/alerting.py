@@ -78,7 +78,9 @@ class ConditionSpec:
 
 @dataclass
 class OperationSpec:
-    kind: int = 0  # 0 send a message, 1 run a remote command
+    # 0 send a message, 1 run a remote command; autoregistration actions also (Zabbix's numbers) 2 add
+    # host, 4 add to host groups, 6 link templates, 8 enable host, 9 disable host, 13 add host tags
+    kind: int = 0
     step_from: int = 1
     step_to: int = 1  # 0: every step from step_from on
     step_duration: str = "0"  # 0: the action's default
@@ -89,6 +91,9 @@ class OperationSpec:
     message: str = ""
     command: str = ""
     execute_on: int = 1  # 0 the problem host's agent (system.run), 1 the server
+    host_groups: list[str] = field(default_factory=list)  # kind 4, by name
+    templates: list[str] = field(default_factory=list)  # kind 6, by name
+    tags: list[tuple[str, str]] = field(default_factory=list)  # kind 13
 
 
 @dataclass
@@ -174,16 +179,20 @@ SEVERITY_LABELS = {v: k for k, v in SEVERITY_NAMES.items()}
 MEDIA_KIND_LABELS = {v: k for k, v in MEDIA_KIND_NAMES.items()}
 ROLE_NAMES = {"user": Role.USER, "admin": Role.ADMIN, "super admin": Role.SUPER_ADMIN, "guest": Role.GUEST}
 ROLE_LABELS = {v: k for k, v in ROLE_NAMES.items()}
-EVENT_SOURCE_NAMES = {"triggers": EventSource.TRIGGERS, "internal": EventSource.INTERNAL}
+EVENT_SOURCE_NAMES = {"triggers": EventSource.TRIGGERS, "internal": EventSource.INTERNAL,
+                      "autoregistration": EventSource.AUTOREGISTRATION}
 EVENT_SOURCE_LABELS = {v: k for k, v in EVENT_SOURCE_NAMES.items()}
 EVALTYPE_NAMES = {"and/or": 0, "and": 1, "or": 2}
 EVALTYPE_LABELS = {v: k for k, v in EVALTYPE_NAMES.items()}
 # Zabbix's condition types and operators (CONDITION_TYPE_*, CONDITION_OPERATOR_*).
 CONDITION_TYPES = {"host_group": 0, "host": 1, "trigger": 2, "trigger_name": 3, "severity": 4, "time_period": 6,
-                   "maintenance": 16, "tag": 25, "tag_value": 26}
+                   "maintenance": 16, "tag": 25, "tag_value": 26,
+                   # autoregistration actions only
+                   "proxy": 20, "host_name": 22, "host_metadata": 24}
+AUTOREG_CONDITION_TYPES = ("proxy", "host_name", "host_metadata")
 CONDITION_TYPE_LABELS = {v: k for k, v in CONDITION_TYPES.items()}
 OPERATORS = {"equals": 0, "not equals": 1, "contains": 2, "not contains": 3, "in": 4, ">=": 5, "<=": 6,
-             "not in": 7, "yes": 10, "no": 11}
+             "not in": 7, "yes": 10, "no": 11, "matches": 8, "does not match": 9}
 OPERATOR_LABELS = {v: k for k, v in OPERATORS.items()}
 # Which operators each condition type takes, the first being the default (as Zabbix 6.0's frontend).
 CONDITION_OPERATORS = {
@@ -192,6 +201,9 @@ CONDITION_OPERATORS = {
     "time_period": ("in", "not in"), "maintenance": ("yes", "no"),
     "tag": ("equals", "not equals", "contains", "not contains"),
     "tag_value": ("equals", "not equals", "contains", "not contains"),
+    "proxy": ("equals", "not equals"),
+    "host_name": ("contains", "not contains", "matches", "does not match"),
+    "host_metadata": ("contains", "not contains", "matches", "does not match"),
 }
 EXECUTE_ON = {"agent": 0, "server": 1}
 EXECUTE_ON_LABELS = {v: k for k, v in EXECUTE_ON.items()}
@@ -603,6 +615,11 @@ def condition_from_doc(d: Any, where: str) -> ConditionSpec:
         if kind == "time_period" and "{$" not in value and not all(
                 _PERIOD.fullmatch(p.strip()) for p in value.rstrip(";").split(";")):
             raise ConfigError(f"{where}.value: {value!r} is not a time period like 1-5,09:00-18:00")
+        if op in ("matches", "does not match"):
+            try:
+                re.compile(value)
+            except re.error as e:
+                raise ConfigError(f"{where}.value: {value!r} is not a regular expression: {e}") from None
         if kind == "tag_value" and not value2.strip():
             raise ConfigError(f"{where}.value2: the tag name is required for a tag_value condition "
                               "(value is the tag's value)")
@@ -628,10 +645,45 @@ def condition_to_doc(c: ConditionSpec) -> dict[str, Any]:
 
 OPERATION_FIELDS = {"send_to_users", "send_to_groups", "media_type", "subject", "message", "command", "execute_on"}
 STEP_FIELDS = {"step_from", "step_to", "step_duration"}
+# An autoregistration action's host operations (Zabbix's operation types), each one key of its own.
+HOST_OPERATION_KINDS = {"add_host": 2, "add_to_groups": 4, "link_templates": 6, "enable_host": 8,
+                        "disable_host": 9, "add_host_tags": 13}
+HOST_OPERATION_LABELS = {v: k for k, v in HOST_OPERATION_KINDS.items()}
 
 
-def operation_from_doc(d: Any, where: str, steps: bool) -> OperationSpec:
+def host_operation_from_doc(d: dict[str, Any], where: str) -> OperationSpec:
+    keys = [k for k in d if k in HOST_OPERATION_KINDS]
+    if len(keys) != 1 or len(d) != 1:
+        raise ConfigError(f"{where}: a host operation is one of {', '.join(HOST_OPERATION_KINDS)} alone, "
+                          f"got {', '.join(map(str, d))}")
+    name = keys[0]
+    op = OperationSpec(kind=HOST_OPERATION_KINDS[name])
+    if name in ("add_host", "enable_host", "disable_host"):
+        if d[name] is not True:
+            raise ConfigError(f"{where}.{name}: must be true")
+    elif name == "add_to_groups":
+        op.host_groups = _names(d, name, where)
+        if not op.host_groups:
+            raise ConfigError(f"{where}.{name}: at least one host group")
+    elif name == "link_templates":
+        op.templates = _names(d, name, where)
+        if not op.templates:
+            raise ConfigError(f"{where}.{name}: at least one template")
+    else:
+        op.tags = _tags(d[name], f"{where}.{name}")
+        if not op.tags:
+            raise ConfigError(f"{where}.{name}: at least one tag")
+        for i, (k, v) in enumerate(op.tags):
+            if not k.strip() or len(k) > 255 or len(v) > 255:
+                raise ConfigError(f"{where}.{name}[{i}]: a tag name of 1 to 255 characters and a value of at "
+                                  "most 255")
+    return op
+
+
+def operation_from_doc(d: Any, where: str, steps: bool, autoreg: bool = False) -> OperationSpec:
     d = _mapping(d, where, "send_to_users, send_to_groups or command")
+    if autoreg and any(k in HOST_OPERATION_KINDS for k in d):
+        return host_operation_from_doc(d, where)
     _check_keys(d, OPERATION_FIELDS | (STEP_FIELDS if steps else set()), where)
     users, groups = _names(d, "send_to_users", where), _names(d, "send_to_groups", where)
     command = _text(d, "command", where, "", 65535)
@@ -662,6 +714,15 @@ def operation_from_doc(d: Any, where: str, steps: bool) -> OperationSpec:
 
 
 def operation_to_doc(op: OperationSpec, steps: bool) -> dict[str, Any]:
+    if op.kind in HOST_OPERATION_LABELS:
+        name = HOST_OPERATION_LABELS[op.kind]
+        if op.kind == 4:
+            return {name: list(op.host_groups)}
+        if op.kind == 6:
+            return {name: list(op.templates)}
+        if op.kind == 13:
+            return {name: [{"tag": k, "value": v} for k, v in op.tags]}
+        return {name: True}
     d: dict[str, Any] = {}
     if steps:
         d["step_from"] = op.step_from
@@ -698,15 +759,28 @@ def action_from_doc(d: Any, where: str) -> ActionSpec:
     step = _duration(d, "step_duration", where, "1h", hi=7 * 86400, macros=True)
     if not _MACRO.fullmatch(step) and seconds(step) < 60:
         raise ConfigError(f"{where}.step_duration: {step!r} is outside 60s..7d")
+    source = int(EVENT_SOURCE_NAMES[_choice(d, "event_source", where, EVENT_SOURCE_NAMES, "triggers")])
+    autoreg = source == EventSource.AUTOREGISTRATION
+    if autoreg:
+        for key in ("recovery_operations", "update_operations"):
+            if key in d:
+                raise ConfigError(f"{where}.{key}: an autoregistration action has operations only")
+    for i, c in enumerate(_list(d, "conditions", where)):
+        kind = c.get("type") if isinstance(c, dict) else None
+        if isinstance(kind, str) and kind in CONDITION_TYPES and (kind in AUTOREG_CONDITION_TYPES) != autoreg:
+            allowed = AUTOREG_CONDITION_TYPES if autoreg else tuple(
+                k for k in CONDITION_TYPES if k not in AUTOREG_CONDITION_TYPES)
+            raise ConfigError(f"{where}.conditions[{i}].type: {kind!r} is not a condition of "
+                              f"{'an autoregistration' if autoreg else 'a ' + EVENT_SOURCE_LABELS[EventSource(source)]}"
+                              f" action (one of {', '.join(allowed)})")
     a = ActionSpec(
-        name=name, event_source=int(EVENT_SOURCE_NAMES[_choice(d, "event_source", where, EVENT_SOURCE_NAMES,
-                                                                "triggers")]),
+        name=name, event_source=source,
         enabled=_status(d, where), step_duration=step,
         evaltype=EVALTYPE_NAMES[_choice(d, "evaltype", where, EVALTYPE_NAMES, "and/or")],
         pause_suppressed=_bool(d, "pause_suppressed", where, True),
         conditions=[condition_from_doc(c, f"{where}.conditions[{i}]")
                     for i, c in enumerate(_list(d, "conditions", where))],
-        operations=[operation_from_doc(o, f"{where}.operations[{i}]", True)
+        operations=[operation_from_doc(o, f"{where}.operations[{i}]", not autoreg, autoreg)
                     for i, o in enumerate(_list(d, "operations", where))],
         recovery_operations=[operation_from_doc(o, f"{where}.recovery_operations[{i}]", False)
                              for i, o in enumerate(_list(d, "recovery_operations", where))],
@@ -732,7 +806,8 @@ def action_to_doc(a: ActionSpec) -> dict[str, Any]:
         d["pause_suppressed"] = False
     if a.conditions:
         d["conditions"] = [condition_to_doc(c) for c in a.conditions]
-    for name, steps in (("operations", True), ("recovery_operations", False), ("update_operations", False)):
+    autoreg = a.event_source == EventSource.AUTOREGISTRATION
+    for name, steps in (("operations", not autoreg), ("recovery_operations", False), ("update_operations", False)):
         ops = getattr(a, name)
         if ops:
             d[name] = [operation_to_doc(o, steps) for o in ops]

@@ -29,6 +29,7 @@ from vigil.server.config.alerting import (
     UserSpec,
     parse_expression,
 )
+from vigil.server.config.autoreg import AutoregConfig
 from vigil.server.config.discovery import DiscoveryConfig
 from vigil.server.config.durations import seconds
 from vigil.server.config.model import (
@@ -563,7 +564,7 @@ def _resolve_poll(p: PollSpec, ctx: dict[str, str]) -> PollSpec:
     return dataclasses.replace(p, **changes)
 
 
-class ConfigRepo(PollerConfig, ProxyConfig, ProxyGroupConfig, DiscoveryConfig):
+class ConfigRepo(PollerConfig, ProxyConfig, ProxyGroupConfig, DiscoveryConfig, AutoregConfig):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
@@ -1744,6 +1745,8 @@ class ConfigRepo(PollerConfig, ProxyConfig, ProxyGroupConfig, DiscoveryConfig):
                                                         t.triggers.c.description == name.strip())
             if c.execute(q).first() is None:
                 raise ConfigError(f"{w}: host {host.strip()!r} has no trigger {name.strip()!r}")
+        elif kind == "proxy":
+            self._id_of(c, t.proxies.c.proxyid, t.proxies.c.name, cond.value, w, "proxy", "add it under proxies:")
 
     def _write_operations(self, c: Connection, actionid: int, ops: list[OperationSpec], recovery: int,
                           where: str) -> None:
@@ -1761,6 +1764,14 @@ class ConfigRepo(PollerConfig, ProxyConfig, ProxyGroupConfig, DiscoveryConfig):
                 c.execute(sa.insert(t.op_users).values(operationid=opid, userid=uid))
             for gid in dict.fromkeys(groups):
                 c.execute(sa.insert(t.op_groups).values(operationid=opid, usrgrpid=gid))
+            # An autoregistration action's host groups (made when missing), templates and tags.
+            for gid in dict.fromkeys(self._group(c, g) for g in op.host_groups):
+                c.execute(sa.insert(t.opgroup).values(operationid=opid, groupid=gid))
+            for tid in dict.fromkeys(self._template_id(c, n, f"{w}.link_templates[{j}]")
+                                     for j, n in enumerate(op.templates)):
+                c.execute(sa.insert(t.optemplate).values(operationid=opid, templateid=tid))
+            if op.tags:
+                c.execute(sa.insert(t.optag), [{"operationid": opid, "tag": k, "value": v} for k, v in op.tags])
 
     def _upsert_action(self, c: Connection, a: ActionSpec, where: str) -> int:
         for i, cond in enumerate(a.conditions):
@@ -1885,6 +1896,17 @@ class ConfigRepo(PollerConfig, ProxyConfig, ProxyGroupConfig, DiscoveryConfig):
         op_groups: dict[int, list[str]] = {}
         for opid, gid in c.execute(sa.select(t.op_groups.c.operationid, t.op_groups.c.usrgrpid)):
             op_groups.setdefault(opid, []).append(groups[gid])
+        op_hgroups: dict[int, list[str]] = {}
+        hgroup_names = dict(c.execute(sa.select(t.host_groups.c.groupid, t.host_groups.c.name)).all())
+        for opid, gid in c.execute(sa.select(t.opgroup.c.operationid, t.opgroup.c.groupid)):
+            op_hgroups.setdefault(opid, []).append(hgroup_names[gid])
+        op_templates: dict[int, list[str]] = {}
+        for opid, name in c.execute(sa.select(t.optemplate.c.operationid, t.hosts.c.host)
+                                    .join(t.hosts, t.hosts.c.hostid == t.optemplate.c.templateid)):
+            op_templates.setdefault(opid, []).append(name)
+        op_tags: dict[int, list[tuple[str, str]]] = {}
+        for r in c.execute(sa.select(t.optag).order_by(t.optag.c.optagid)):
+            op_tags.setdefault(r.operationid, []).append((r.tag, r.value))
         conds: dict[int, list[ConditionSpec]] = {}
         for r in c.execute(sa.select(t.action_conditions).order_by(t.action_conditions.c.conditionid)):
             conds.setdefault(r.actionid, []).append(ConditionSpec(r.conditiontype, r.operator, r.value, r.value2))
@@ -1894,7 +1916,9 @@ class ConfigRepo(PollerConfig, ProxyConfig, ProxyGroupConfig, DiscoveryConfig):
                 kind=r.operationtype, step_from=r.esc_step_from, step_to=r.esc_step_to, step_duration=r.esc_period,
                 users=sorted(op_users.get(r.operationid, [])), groups=sorted(op_groups.get(r.operationid, [])),
                 media_type=mt_names.get(r.mediatypeid) if r.mediatypeid is not None else None,
-                subject=r.subject, message=r.message, command=r.command, execute_on=r.execute_on))
+                subject=r.subject, message=r.message, command=r.command, execute_on=r.execute_on,
+                host_groups=sorted(op_hgroups.get(r.operationid, [])),
+                templates=sorted(op_templates.get(r.operationid, [])), tags=op_tags.get(r.operationid, [])))
         for r in c.execute(sa.select(t.actions).order_by(t.actions.c.name)):
             cfg.actions[r.actionid] = ActionSpec(
                 name=r.name, event_source=r.eventsource, enabled=r.status == 0, step_duration=r.esc_period,

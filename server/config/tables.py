@@ -311,6 +311,7 @@ SEVERITY_NAMES = {"not classified": Severity.NOT_CLASSIFIED, "information": Seve
 
 class EventSource(IntEnum):
     TRIGGERS = 0
+    AUTOREGISTRATION = 2  # an active agent of an unknown host asked for its checks (migration 0019)
     INTERNAL = 3
 
 
@@ -318,6 +319,7 @@ class EventObject(IntEnum):
     TRIGGER = 0
     HOST = 1  # internal: the host's agent stopped (value 1) or started again (value 0) answering
     ITEM = 4  # internal: the item became not supported (value 1) or normal again (value 0)
+    AUTOREG_HOST = 3  # autoregistration: objectid is autoreg_host.autoreg_hostid (Zabbix's "active agent")
 
 
 class MediaKind(IntEnum):
@@ -1035,4 +1037,63 @@ saved_filters = Table(
     Column("show_counter", Integer, nullable=False, server_default="0"),
     Column("sortorder", Integer, nullable=False, server_default="0"),
     UniqueConstraint("userid", "page", "name", name="saved_filters_userid_page_name"),
+)
+
+# --- Active agent autoregistration (migration 0019), Zabbix 6.0's way. autoreg_host: what the last
+# autoregistration of a host name said (flags: 0 default, 1 the agent gave an IP, 2 a DNS name as its
+# interface), so an unchanged request makes no new event; proxyid: the proxy it came through (NULL: the
+# server). proxy_autoreg_host: a Vigil proxy's records not yet delivered to its server. opgroup,
+# optemplate and optag: the host groups, templates and tags of an autoregistration action's operations.
+
+autoreg_host = Table(
+    "autoreg_host",
+    metadata,
+    Column("autoreg_hostid", Integer, primary_key=True),
+    Column("proxyid", Integer, ForeignKey("proxies.proxyid", ondelete="SET NULL"), nullable=True),
+    Column("host", String(128), nullable=False, unique=True),
+    Column("listen_ip", String(64), nullable=False, server_default=""),
+    Column("listen_port", Integer, nullable=False, server_default="0"),
+    Column("listen_dns", String(255), nullable=False, server_default=""),
+    Column("host_metadata", String(255), nullable=False, server_default=""),
+    Column("flags", Integer, nullable=False, server_default="0"),
+    Column("tls_accepted", Integer, nullable=False, server_default="1"),
+    Column("clock", Integer, nullable=False, server_default="0"),  # when it last made an event
+)
+
+proxy_autoreg_host = Table(
+    "proxy_autoreg_host",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("clock", Integer, nullable=False),
+    Column("host", String(128), nullable=False),
+    Column("listen_ip", String(64), nullable=False, server_default=""),
+    Column("listen_dns", String(255), nullable=False, server_default=""),
+    Column("listen_port", Integer, nullable=False, server_default="0"),
+    Column("host_metadata", String(255), nullable=False, server_default=""),
+    Column("flags", Integer, nullable=False, server_default="0"),
+    Column("tls_accepted", Integer, nullable=False, server_default="1"),
+)
+
+opgroup = Table(
+    "opgroup",
+    metadata,
+    Column("operationid", Integer, ForeignKey("operations.operationid", ondelete="CASCADE"), primary_key=True),
+    Column("groupid", Integer, ForeignKey("host_groups.groupid", ondelete="CASCADE"), primary_key=True),
+)
+
+optemplate = Table(
+    "optemplate",
+    metadata,
+    Column("operationid", Integer, ForeignKey("operations.operationid", ondelete="CASCADE"), primary_key=True),
+    Column("templateid", Integer, ForeignKey("hosts.hostid", ondelete="CASCADE"), primary_key=True),
+)
+
+optag = Table(
+    "optag",
+    metadata,
+    Column("optagid", Integer, primary_key=True),
+    Column("operationid", Integer, ForeignKey("operations.operationid", ondelete="CASCADE"), nullable=False,
+           index=True),
+    Column("tag", String(255), nullable=False),
+    Column("value", String(255), nullable=False, server_default=""),
 )

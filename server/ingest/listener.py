@@ -107,6 +107,9 @@ class IngestServer:
         # from them (Scheduler.received), set by `vigil server` once its pollers run.
         self.on_stored: Callable[[WriteBatch], None] | None = None
         self.lld = lld  # where discovery rules' values go (vigil.server.lld.LldProcessor.submit)
+        # Active checks of an unknown host: autoregistration (server/ingest/autoreg.py; a Vigil proxy's own
+        # in proxy/autoreg.py); returns why the request was refused, or None.
+        self.autoreg: Callable[[dict[str, Any], str], Awaitable[str | None]] | None = None
         self.read_sessions = read_sessions
         self.sessions = AgentSessions(last_ids)
         self.clock_window = clock_window
@@ -402,6 +405,8 @@ class IngestServer:
         ref = snap.hosts.get(host)
         if ref is None:
             log.warning("active checks from %s: host [%s] not found", peer, host)
+            if self.autoreg is not None and (refused := await self.autoreg(obj, peer)):
+                return failure(refused)
             return failure(f"host [{host}] not found")
         if not ref.enabled:
             return failure(f"host [{host}] not monitored")

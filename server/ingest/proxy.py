@@ -92,6 +92,7 @@ class ProxyHandler:
         self._proxies: tuple[int, dict[str, ProxyRef]] = (-1, {})
         self.stats = {"records": 0, "duplicates": 0, "failed": 0}
         self._draining: tuple[int, set[int]] = (-1, set())  # proxies keeping moved hosts (proxy groups)
+        self.autoreg: Any = None  # server/ingest/autoreg.py's Autoregistrar: "auto registration" records
 
     # --- configuration ----------------------------------------------------------------------------
 
@@ -207,6 +208,9 @@ class ProxyHandler:
                     self.sessions.committed(batch.sessions)
         if not data.more:
             await self._end_drains(proxy, now)
+        if data.autoregistration and self.autoreg is not None:
+            if error := await self.autoreg.proxy(proxy, data.autoregistration, peer):
+                return Outcome(error=error)  # sent again; its values are dropped as already stored
         if availability:
             try:
                 await asyncio.to_thread(self.repo.save_proxy_availability, availability)

@@ -100,6 +100,11 @@ async def serve(settings: Settings, stop: asyncio.Event,
     from vigil.server.ingest.site import SiteRegistrar
 
     ingest.sites = SiteRegistrar(repo, ingest.proxies)  # site servers register their hosts (server/ingest/site.py)
+    from vigil.server.ingest.autoreg import Autoregistrar
+
+    autoreg = Autoregistrar(repo, lambda: cache.snapshot.version, notify)  # active agent autoregistration
+    ingest.autoreg = autoreg.agent
+    ingest.proxies.autoreg = autoreg
     # --- end proxies ---------------------------------------------------------------------------------
     host, port = settings.listen
     try:

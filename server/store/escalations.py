@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from vigil.server.config import tables as t
-from vigil.server.config.tables import EventObject, ValueType
+from vigil.server.config.tables import EventObject, EventSource, ValueType
 from vigil.server.store.base import from_signed64
 
 ACTIVE = 0
@@ -199,6 +199,9 @@ class EscalationStore:
                 itemids = [int(r.objectid)]
             elif r.object == EventObject.HOST:
                 hostids = [int(r.objectid)]
+            elif r.source == EventSource.AUTOREGISTRATION and r.object == EventObject.AUTOREG_HOST:
+                # the host it made, found by the registered name (none if no action added it)
+                hostids = [int(x) for x, in c.execute(sa.select(t.hosts.c.hostid).where(t.hosts.c.host == r.name))]
             items = self._items(c, itemids, int(r.clock))
             for it in items:
                 if it.hostid not in hostids:

@@ -28,6 +28,8 @@ class Event:
     # For an OK event: the problem events it resolves (a multiple-problem trigger may have several open).
     resolves: tuple[int, ...] = ()
     suppressed: bool = False  # a host is in maintenance (reserved for the alerts room to decide)
+    # Autoregistration (source 2): what the agent said (host, host_metadata, proxy, ip, dns, port).
+    details: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

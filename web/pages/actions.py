@@ -82,6 +82,24 @@ def _display(doc: dict[str, Any]) -> dict[str, Any]:
         if c.get("type") in al.CONDITION_OPERATORS:
             c.setdefault("operator", al.CONDITION_OPERATORS[c["type"]][0])
     v["conditions"] = list(v["conditions"]) + [{} for _ in range(3)]
+    # An autoregistration action's host operations have fields of their own, after the messages.
+    host = [op for op in v.get("operations") or [] if any(k in al.HOST_OPERATION_KINDS for k in op)]
+    v["operations"] = [op for op in v.get("operations") or [] if op not in host]
+    h: dict[str, Any] = {"add_host": False, "add_to_groups": "", "link_templates": "", "add_host_tags": "",
+                         "status": ""}
+    for op in host:
+        for k, val in op.items():
+            if k in ("add_to_groups", "link_templates") and isinstance(val, list):
+                h[k] = ", ".join(map(str, val))
+            elif k == "add_host_tags" and isinstance(val, list):
+                h[k] = ", ".join(f"{t.get('tag', '')}:{t.get('value', '')}" if t.get("value") else str(t.get("tag", ""))
+                                 for t in val if isinstance(t, dict))
+            elif k in ("enable_host", "disable_host"):
+                h["status"] = k
+            elif k == "add_host":
+                h["add_host"] = True
+    v["host_ops"] = h
+    v["host_op_start"] = len(v["operations"])
     for s in SECTIONS:
         v[s] = list(v.get(s) or []) + [{}]
     return v
@@ -93,6 +111,7 @@ def _form(doc: dict[str, Any], errors: dict[str, str], actionid: int | None) -> 
     return render_template(
         "action_form.html", v=_display(doc), errors=errors, actionid=actionid,
         condition_types=al.CONDITION_TYPES, operators=al.CONDITION_OPERATORS, evaltypes=al.EVALTYPE_NAMES,
+        event_sources=list(al.EVENT_SOURCE_NAMES),
         severity_names=list(al.SEVERITY_NAMES), users=[u.username for u in svc.users.users()],
         user_groups=[n for _, n in b.user_group_names()], media_types=[n for _, n in b.media_type_names()],
         host_groups=[n for _, n in svc.browse.host_groups()], hosts=[h for h, _ in b.host_picks()],
