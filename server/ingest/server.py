@@ -100,6 +100,9 @@ async def serve(settings: Settings, stop: asyncio.Event,
     from vigil.server.ingest.site import SiteRegistrar
 
     ingest.sites = SiteRegistrar(repo, ingest.proxies)  # site servers register their hosts (server/ingest/site.py)
+    from vigil.server.ingest.proxytasks import ProxyTasks
+
+    ingest.proxies.tasks = ProxyTasks(repo.engine)  # remote commands through proxies
     # --- end proxies ---------------------------------------------------------------------------------
     host, port = settings.listen
     try:
@@ -123,6 +126,7 @@ async def serve(settings: Settings, stop: asyncio.Event,
     from vigil.server.ingest.proxybalancer import ProxyBalancer
 
     balancer = asyncio.create_task(ProxyBalancer(repo, settings.proxy_group_interval).run(stop))
+    task_expiry = asyncio.create_task(ingest.proxies.tasks.expire_loop(stop))
     # --- pollers (server/pollers/): passive agents, simple checks, HTTP agent items -------------------
     from vigil.server.pollers.scheduler import start as start_pollers
     from vigil.server.pollers.trapserver import start as start_traps
@@ -157,6 +161,7 @@ async def serve(settings: Settings, stop: asyncio.Event,
         await refresher
         await passive
         await balancer
+        await task_expiry
         housekeeper_stop.set()
         batcher.stop()
         lld.stop()
