@@ -189,3 +189,25 @@ def test_a_proxy_that_never_returns_the_result_fails_the_alert_after_the_ttl(tmp
         assert not marker.exists()
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("kind", ["zabbix_proxy", "vigil proxy"])
+def test_a_passive_proxy_gets_the_command_when_the_server_polls_it(kind: str, tmp_path: Path, database_url: str,
+                                                                   run_agentd: int, proxy_db: Path) -> None:
+    marker = tmp_path / "ran-by-passive-proxy"
+    proxy: ZabbixProxy | VigilProxy
+    if kind == "zabbix_proxy":
+        proxy = ZabbixProxy(tmp_path, "pp-cmd", server="127.0.0.1", passive=True, database=proxy_db,
+                            EnableRemoteCommands="1")
+    else:
+        proxy = VigilProxy(tmp_path, "pp-cmd", server="127.0.0.1", passive=True)
+    server = VigilServer(tmp_path, database_url, VIGIL_PROXY_POLL_INTERVAL="0.5")
+    try:
+        server.start()
+        server.import_yaml(config("pp-cmd", run_agentd, marker, mode="passive", proxy_port=proxy.port))
+        proxy.start()
+        fire_through(proxy.port)
+        assert_ran_and_recorded(server, marker)
+    finally:
+        proxy.stop()
+        server.stop()
