@@ -51,6 +51,7 @@ from vigil.alerts.maintenance import in_maintenance
 from vigil.server.config.alerting import ActionSpec, OperationSpec, UserSpec
 from vigil.server.config.autoreg import HOST_OPERATIONS
 from vigil.server.config.tables import AlertStatus, EventSource, MediaKind
+from vigil.server.store import tasks
 from vigil.server.store.alertlog import NewAlert
 from vigil.server.store.escalations import (
     ACTIVE,
@@ -81,7 +82,8 @@ class AlertCreator(Protocol):
 class Escalator:
     def __init__(self, engine: Engine, repo: Any, alertlog: AlertCreator, dispatcher: Dispatcher, *,
                  interval: float = 1.0, maintenance_recheck: int = 60, command_timeout: float = 30.0,
-                 queue_size: int = 100_000, command_workers: int = 2, tz: tzinfo | None = None) -> None:
+                 queue_size: int = 100_000, command_workers: int = 2, tz: tzinfo | None = None,
+                 proxy_command_ttl: int = 600) -> None:
         self.store = EscalationStore(engine)
         self.repo = repo
         self.alertlog = alertlog
@@ -89,6 +91,7 @@ class Escalator:
         self.interval = interval
         self.maintenance_recheck = maintenance_recheck
         self.command_timeout = command_timeout
+        self.proxy_command_ttl = proxy_command_ttl
         self.tz = tz
         self._queue: deque[Notice] = deque()
         self._queue_size = queue_size
@@ -108,7 +111,7 @@ class Escalator:
         """The escalator `vigil up` / `vigil server` run, with the VIGIL_ESCALATOR_* settings."""
         return cls(engine, repo, alertlog, dispatcher, interval=settings.escalator_interval,
                    maintenance_recheck=settings.maintenance_recheck,
-                   command_timeout=settings.remote_command_timeout)
+                   command_timeout=settings.remote_command_timeout, proxy_command_ttl=settings.proxy_command_ttl)
 
     # --- the engine's hook and the loop --------------------------------------------------------
 
@@ -462,11 +465,14 @@ class Escalator:
         ctx = self._context(row, esc, kind, now, update, self._cfg)
         command = macros.expand(op.command, ctx)
         targets: list[tuple[str, tuple[str, int] | None]] = []
+        proxied: dict[str, tuple[int, int]] = {}  # target -> (proxyid, hostid): the host's proxy runs it
         if op.execute_on == 1:
             targets.append(("server", None))
         else:
             for hostid, host, _ in row.hosts:
                 targets.append((f"agent of {host}", self.store.agent_interface(hostid)))
+                if (proxyid := tasks.host_proxy(self.store.engine, hostid)) is not None:
+                    proxied[f"agent of {host}"] = (proxyid, hostid)
             if not targets:
                 targets.append(("agent", None))
         eventid = esc.r_eventid if kind == "recovery" and esc.r_eventid is not None else row.eventid
@@ -477,6 +483,10 @@ class Escalator:
                 userid=None, mediatypeid=None, sendto=sendto, subject=command[:255], message="",
                 esc_step=esc.esc_step, clock=now, alerttype=1))
             self.alerts_created += 1
+            if where in proxied:  # a task for the proxy; its result settles the alert (server/store/tasks.py)
+                tasks.queue_command(self.store.engine, *proxied[where], alertid, command, now,
+                                    ttl=self.proxy_command_ttl)
+                continue
             if where != "server" and address is None:
                 self.store.finish_alert(alertid, AlertStatus.FAILED, "the host has no agent interface to run the "
                                         "command on: add one, or run the command on the server", now)

@@ -27,9 +27,9 @@ class ConfError(ValueError):
 # Keys of Zabbix 6.0's zabbix_proxy.conf that Vigil accepts without acting on them.
 NOT_IMPLEMENTED = frozenset("""
 AllowRoot AllowUnsupportedDBVersions CacheSize DBHost DBPassword DBPort DBSchema DBSocket DBTLSCAFile
-DBTLSCertFile DBTLSCipher DBTLSCipher13 DBTLSConnect DBTLSKeyFile DBUser EnableRemoteCommands ExternalScripts
+DBTLSCertFile DBTLSCipher DBTLSCipher13 DBTLSConnect DBTLSKeyFile DBUser ExternalScripts
 Fping6Location FpingLocation HistoryIndexCacheSize HostnameItem HousekeepingFrequency JavaGateway
-JavaGatewayPort ListenBacklog LoadModule LoadModulePath LogFileSize LogRemoteCommands LogSlowQueries
+JavaGatewayPort ListenBacklog LoadModule LoadModulePath LogFileSize LogSlowQueries
 SNMPTrapperFile SSHKeyLocation SSLCALocation SSLCertLocation SSLKeyLocation SocketDir SourceIP
 StartDBSyncers StartDiscoverers StartHTTPPollers StartIPMIPollers StartJavaPollers StartODBCPollers
 StartPingers StartPollersUnreachable StartPreprocessors StartSNMPTrapper StartTrappers StartVMwareCollectors
@@ -65,6 +65,8 @@ _INTS: dict[str, _Int] = {
     "Timeout": _Int(3, 1, 30),
     "StartPollers": _Int(5, 0, 1000),
     "DebugLevel": _Int(3, 0, 5),
+    "EnableRemoteCommands": _Int(0, 0, 1),  # remote command tasks with execute_on proxy (proxy/tasks.py)
+    "LogRemoteCommands": _Int(0, 0, 1),
 }
 _STRS = {"Server": "", "Hostname": "", "ListenIP": "0.0.0.0", "DBName": "", "LogType": "file",
          "LogFile": "", "PidFile": "/run/zabbix/zabbix_proxy.pid"}
@@ -93,6 +95,8 @@ class ProxyConf:
     LogFile: str = ""
     DebugLevel: int = 3
     PidFile: str = "/run/zabbix/zabbix_proxy.pid"
+    EnableRemoteCommands: int = 0
+    LogRemoteCommands: int = 0
     ignored: tuple[str, ...] = field(default=(), compare=False)  # accepted keys Vigil does not act on
 
     @property

@@ -173,6 +173,13 @@ async def serve(conf: ProxyConf, stop: asyncio.Event, *, expire_every: float = 6
     uplink_stop = asyncio.Event()
     active = ActiveUplink(conf, local, lambda: open_buffer(conf), expire_every=expire_every) \
         if not conf.passive else None
+    from vigil.proxy.tasks import TaskRunner
+
+    runner = TaskRunner(local.engine, enable_remote_commands=conf.EnableRemoteCommands == 1,
+                        log_remote_commands=conf.LogRemoteCommands == 1)
+    for uplink in (active, passive):
+        if uplink is not None:
+            uplink.tasks = runner  # remote commands of the server's actions (proxy/tasks.py)
     up = asyncio.create_task(active.run(uplink_stop)) if active is not None else \
         asyncio.create_task(_expire_only(conf, uplink_stop, expire_every))
     try:

@@ -22,7 +22,7 @@ import ipaddress
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -42,6 +42,7 @@ from vigil.proxy import autoreg
 from vigil.proxy.buffer import ProxyBuffer
 from vigil.proxy.conf import ProxyConf
 from vigil.proxy.localconfig import LocalConfig, LocalConfigError
+from vigil.proxy.tasks import TaskRunner
 from vigil.server.config import tables as t
 from vigil.server.ingest.listener import FollowUp
 from vigil.server.store.base import StoreError
@@ -121,6 +122,8 @@ def body(data: ProxyData, unsent: int, *, request: bool = True) -> dict[str, Any
 
 
 class ActiveUplink:
+    tasks: TaskRunner | None = None  # remote commands from the server, results back (proxy/tasks.py)
+
     def __init__(self, conf: ProxyConf, local: LocalConfig, open_buffer: Callable[[], ProxyBuffer],
                  *, expire_every: float = 60.0) -> None:
         self.conf = conf
@@ -251,7 +254,9 @@ class ActiveUplink:
             log.error("cannot read the buffer: %s", e)
             return False
         t1 = time.perf_counter()
-        reply = await self.exchange(body(data, unsent))
+        obj = body(data, unsent)
+        carried = self.tasks.attach(obj) if self.tasks is not None else []
+        reply = await self.exchange(obj)
         t2 = time.perf_counter()
         if reply is None:
             self.stats["failures"] += 1
@@ -262,6 +267,9 @@ class ActiveUplink:
                         reply.get("info", reply))
             return False
         await asyncio.to_thread(outbox.acknowledged, data)
+        if self.tasks is not None:
+            self.tasks.delivered(carried)
+            self.tasks.received(reply)
         if data.history:
             log.debug("proxy data: %d records; read %.3f s, server %.3f s, marked sent %.3f s", len(data.history),
                       t1 - t0, t2 - t1, time.perf_counter() - t2)
@@ -305,6 +313,8 @@ def allowed(peer: str, allow: list[str]) -> bool:
 class PassiveUplink:
     """The listener's `proxies` hook in passive mode: answers the server's requests."""
 
+    tasks: TaskRunner | None = None  # remote commands from the server, results back (proxy/tasks.py)
+
     def __init__(self, conf: ProxyConf, local: LocalConfig, open_buffer: Callable[[], ProxyBuffer]) -> None:
         self.conf = conf
         self.local = local
@@ -347,7 +357,10 @@ class PassiveUplink:
             return await self._data(peer)
         if request == PROXY_TASKS:
             now = time.time_ns()
-            return dumps({"version": VERSION, "clock": now // 1_000_000_000, "ns": now % 1_000_000_000})
+            obj = {"version": VERSION, "clock": now // 1_000_000_000, "ns": now % 1_000_000_000}
+            if self.tasks is None:
+                return dumps(obj)
+            return FollowUp(dumps(obj), self._tasks_then(self.tasks.attach(obj)))
         log.warning("%s from %s: not answered by a passive proxy", request, peer)
         return failure(f"{request!r} is not a request a passive proxy answers")
 
@@ -368,6 +381,7 @@ class PassiveUplink:
                 reply = loads(answer) if answer is not None else None
                 if isinstance(reply, dict) and reply.get("response") == "success":
                     await asyncio.to_thread(outbox.acknowledged, data)
+                    await self._tasks_then(carried)(answer)
                     self.stats["sent"] += len(data.history)
                     self.stats["batches"] += 1
                 else:
@@ -379,4 +393,19 @@ class PassiveUplink:
             finally:
                 self._turn.release()
 
-        return FollowUp(dumps(body(data, unsent, request=False)), then)
+        obj = body(data, unsent, request=False)
+        carried = self.tasks.attach(obj) if self.tasks is not None else []
+        return FollowUp(dumps(obj), then)
+
+    def _tasks_then(self, carried: list[int]) -> Callable[[bytes | None], Awaitable[None]]:
+        """What the server's answer to a message that carried these results does: on `success`,
+        they are delivered, and the remote commands it holds start."""
+        async def then(answer: bytes | None) -> None:
+            try:
+                reply = loads(answer) if answer is not None else None
+            except ProtocolError:
+                return
+            if self.tasks is not None and isinstance(reply, dict) and reply.get("response") == "success":
+                self.tasks.delivered(carried)
+                self.tasks.received(reply)
+        return then

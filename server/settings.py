@@ -147,6 +147,8 @@ SETTINGS: tuple[Spec, ...] = (
          "maintenance is over.", 1, 3600),
     Spec("VIGIL_REMOTE_COMMAND_TIMEOUT", "30", "Seconds a remote command of an action may run on the server, or its "
          "agent may take to answer, before it is killed and logged as failed.", 1, 3600),
+    Spec("VIGIL_PROXY_COMMAND_TTL", "600", "Seconds a remote command for a host monitored by a proxy may wait for "
+         "the proxy's result before its alert fails (Zabbix's task ttl, 10 minutes).", 1, 86400),
     # --- web UI and JSON API ---
     Spec("VIGIL_WEB_LISTEN", "127.0.0.1:8080",
          "Address and port of the web UI and JSON API (`vigil web`, `vigil up`)."),
@@ -226,6 +228,7 @@ class Settings:
     escalator_interval: float = 1.0
     maintenance_recheck: int = 60
     remote_command_timeout: float = 30.0
+    proxy_command_ttl: int = 600
     secret_key: str = ""
     login_attempts: int = 5
     login_block: int = 30
@@ -325,6 +328,7 @@ class Settings:
             escalator_interval=num("VIGIL_ESCALATOR_INTERVAL"),
             maintenance_recheck=int(num("VIGIL_MAINTENANCE_RECHECK", int)),
             remote_command_timeout=num("VIGIL_REMOTE_COMMAND_TIMEOUT"),
+            proxy_command_ttl=int(num("VIGIL_PROXY_COMMAND_TTL", int)),
             trigger_timer=num("VIGIL_TRIGGER_TIMER"),
             ack_poll=num("VIGIL_ACK_POLL"),
             value_cache_size=int(num("VIGIL_VALUE_CACHE_SIZE", int)),

@@ -1097,3 +1097,62 @@ optag = Table(
     Column("tag", String(255), nullable=False),
     Column("value", String(255), nullable=False, server_default=""),
 )
+
+
+# --- Tasks for proxies (migration 0020): Zabbix 6.0's task tables. A remote command of an action for
+# a host monitored by a proxy is a `task` of type 2 with its `task_remote_command` row; the result the
+# proxy returns is a task of type 3 with its `task_remote_command_result` (docs/proxies.md, "Tasks"). -
+
+
+class TaskType(IntEnum):  # ZBX_TM_TASK_*
+    REMOTE_COMMAND = 2
+    REMOTE_COMMAND_RESULT = 3
+
+
+class TaskStatus(IntEnum):  # ZBX_TM_STATUS_*
+    NEW = 1
+    INPROGRESS = 2  # sent to the proxy
+    DONE = 3
+    EXPIRED = 4
+
+
+task = Table(
+    "task",
+    metadata,
+    Column("taskid", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("type", Integer, nullable=False),  # TaskType
+    Column("status", Integer, nullable=False, server_default="0"),  # TaskStatus
+    Column("clock", Integer, nullable=False, server_default="0"),
+    Column("ttl", Integer, nullable=False, server_default="0"),
+    Column("proxyid", Integer, ForeignKey("proxies.proxyid", ondelete="CASCADE"), nullable=True),
+    Index("task_status_proxyid", "status", "proxyid"),
+)
+
+task_remote_command = Table(
+    "task_remote_command",
+    metadata,
+    Column("taskid", BigInteger().with_variant(Integer, "sqlite"),
+           ForeignKey("task.taskid", ondelete="CASCADE"), primary_key=True),
+    Column("command_type", Integer, nullable=False, server_default="0"),
+    Column("execute_on", Integer, nullable=False, server_default="0"),
+    Column("port", Integer, nullable=False, server_default="0"),
+    Column("authtype", Integer, nullable=False, server_default="0"),
+    Column("username", String(64), nullable=False, server_default=""),
+    Column("password", String(64), nullable=False, server_default=""),
+    Column("publickey", String(64), nullable=False, server_default=""),
+    Column("privatekey", String(64), nullable=False, server_default=""),
+    Column("command", Text, nullable=False, server_default=""),
+    Column("alertid", BigInteger, nullable=True),
+    Column("parent_taskid", BigInteger, nullable=False),
+    Column("hostid", Integer, nullable=False),
+)
+
+task_remote_command_result = Table(
+    "task_remote_command_result",
+    metadata,
+    Column("taskid", BigInteger().with_variant(Integer, "sqlite"),
+           ForeignKey("task.taskid", ondelete="CASCADE"), primary_key=True),
+    Column("status", Integer, nullable=False, server_default="0"),
+    Column("parent_taskid", BigInteger, nullable=False),
+    Column("info", Text, nullable=False, server_default=""),
+)

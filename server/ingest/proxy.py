@@ -37,6 +37,7 @@ from vigil.server.config.proxies import ProxyRef
 from vigil.server.config.repo import ConfigRepo
 from vigil.server.config.tables import ProxyMode, ValueType
 from vigil.server.ingest.convert import ConversionError
+from vigil.server.ingest.proxytasks import ProxyTasks
 from vigil.server.ingest.sessions import AgentSessions
 from vigil.server.ingest.values import DEFAULT_WINDOW, ClockWindow, _add
 from vigil.server.store.base import WriteBatch
@@ -75,6 +76,8 @@ class Outcome:
 
 class ProxyHandler:
     """Answers proxy requests; one per server, shared by the listener and the passive poller."""
+
+    tasks: ProxyTasks | None = None  # remote commands to proxies and their results (server/ingest/proxytasks.py)
 
     def __init__(self, repo: ConfigRepo, submit: Submit, last_ids: dict[str, int], sessions: AgentSessions,
                  version: Callable[[], int], *, clock_window: ClockWindow = DEFAULT_WINDOW,
@@ -165,8 +168,9 @@ class ProxyHandler:
             if out.error:
                 return failure(out.error)
             total = out.processed + out.failed + out.duplicates
-            return success(ProcessedInfo(out.processed, out.failed + out.duplicates, total,
-                                         time.perf_counter() - started))
+            reply = success(ProcessedInfo(out.processed, out.failed + out.duplicates, total,
+                                          time.perf_counter() - started))
+            return reply if self.tasks is None else await self.tasks.reply(proxy, obj, reply)
         if request == PROXY_TASKS:
             return dumps({"response": "success"})
         return failure(f"unknown request {request!r}")
@@ -431,7 +435,8 @@ class PassivePoller:
             result = await self.handler.take(proxy, data, f"{host}:{port}", reported_buffer(obj, proxy.name, host))
             if result.error:
                 return failure(result.error)
-            return dumps({"response": "success"})
+            ack = dumps({"response": "success"})
+            return ack if self.handler.tasks is None else await self.handler.tasks.reply(proxy, obj, ack)
 
         await self._exchange(host, port, dumps({"request": PROXY_DATA}), store)
         return result

@@ -105,6 +105,9 @@ async def serve(settings: Settings, stop: asyncio.Event,
     autoreg = Autoregistrar(repo, lambda: cache.snapshot.version, notify)  # active agent autoregistration
     ingest.autoreg = autoreg.agent
     ingest.proxies.autoreg = autoreg
+    from vigil.server.ingest.proxytasks import ProxyTasks
+
+    ingest.proxies.tasks = ProxyTasks(repo.engine)  # remote commands through proxies
     # --- end proxies ---------------------------------------------------------------------------------
     host, port = settings.listen
     try:
@@ -128,6 +131,7 @@ async def serve(settings: Settings, stop: asyncio.Event,
     from vigil.server.ingest.proxybalancer import ProxyBalancer
 
     balancer = asyncio.create_task(ProxyBalancer(repo, settings.proxy_group_interval).run(stop))
+    task_expiry = asyncio.create_task(ingest.proxies.tasks.expire_loop(stop))
     # --- pollers (server/pollers/): passive agents, simple checks, HTTP agent items -------------------
     from vigil.server.pollers.scheduler import start as start_pollers
     from vigil.server.pollers.trapserver import start as start_traps
@@ -162,6 +166,7 @@ async def serve(settings: Settings, stop: asyncio.Event,
         await refresher
         await passive
         await balancer
+        await task_expiry
         housekeeper_stop.set()
         batcher.stop()
         lld.stop()
