@@ -47,7 +47,7 @@ SETTINGS: tuple[Spec, ...] = (
          "Open ingest connections at most; while this many are open no more are accepted, so new ones wait "
          "in the kernel's listen backlog.", 1, 65536),
     Spec("VIGIL_BATCH_MAX_VALUES", "50000", "Most values written in one transaction.", 1, 10_000_000),
-    Spec("VIGIL_HISTORY_WRITERS", "0", "History writer threads; 0: 1 on SQLite, 2 on PostgreSQL.", 0, 16),
+    Spec("VIGIL_HISTORY_WRITERS", "0", "History writer threads; 0: 1 on SQLite, 4 on PostgreSQL.", 0, 16),
     Spec("VIGIL_MAX_CLOCK_AHEAD", "600",
          "Seconds a value's clock may be ahead of the server's; later ones are refused.", 0, 2**31 - 1),
     Spec("VIGIL_MAX_CLOCK_AGE", "0",
@@ -314,7 +314,7 @@ class Settings:
             max_body_bytes=int(num("VIGIL_MAX_BODY_BYTES", int)),
             max_request_values=int(num("VIGIL_MAX_REQUEST_VALUES", int)),
             batch_max_values=int(num("VIGIL_BATCH_MAX_VALUES", int)),
-            history_writers=int(num("VIGIL_HISTORY_WRITERS", int)) or (1 if url.startswith("sqlite") else 2),
+            history_writers=int(num("VIGIL_HISTORY_WRITERS", int)) or (1 if url.startswith("sqlite") else 4),
             max_clock_ahead=int(num("VIGIL_MAX_CLOCK_AHEAD", int)),
             max_clock_age=int(num("VIGIL_MAX_CLOCK_AGE", int)),
             config_refresh=num("VIGIL_CONFIG_REFRESH"),

@@ -21,11 +21,13 @@ import operator
 import re
 import struct
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Generator, Iterable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
-from psycopg import errors, sql
+from psycopg import errors, generators, sql
+from psycopg.waiting import Wait
 from vigil.server.config.tables import HISTORY_TABLES, TREND_TABLES, ValueType
 from vigil.server.store import rollup
 from vigil.server.store.base import (
@@ -72,6 +74,10 @@ _BINARY_TRAILER = b"\xff\xff"
 _FLOAT_ROW = struct.Struct(">hiiiiiiid")  # 4 fields: int4 itemid, int4 clock, int4 ns, float8 value
 _UINT_ROW = struct.Struct(">hiiiiiiiq")  # … int8 value
 _ITEM_CLOCK = operator.itemgetter(0, 1)
+_COPY_CHUNK = 1 << 20  # bytes handed to libpq at a time (psycopg splits big COPY data alike)
+_COPY_IN, _COMMAND_OK, _FATAL_ERROR = (psycopg.pq.ExecStatus.COPY_IN, psycopg.pq.ExecStatus.COMMAND_OK,
+                                       psycopg.pq.ExecStatus.FATAL_ERROR)
+WAIT_W = Wait.W
 _UINT_DECODE = "CASE WHEN value < 0 THEN value + 18446744073709551616 ELSE value END"
 
 
@@ -102,6 +108,34 @@ def _copy_binary(table: str, rows: list) -> bytes:
             except (struct.error, TypeError, ValueError) as e:
                 raise StoreError(f"{table}: row {r!r} cannot be stored ({e}); nothing was stored") from None
         raise
+
+
+def _copy_end(pgconn: psycopg.pq.abc.PGconn) -> Generator[Any, Any, None]:
+    """psycopg's copy_end without its fetch: the results of a multi-statement query are fetched by the caller."""
+    while pgconn.put_copy_end(None) == 0:
+        while not (yield WAIT_W):
+            continue
+    while True:
+        while not (yield WAIT_W):
+            continue
+        if pgconn.flush() == 0:
+            break
+
+
+def _check_results(results: list, pgconn: psycopg.pq.abc.PGconn, copy_in: bool) -> None:
+    """Every result of the statements so far succeeded; the last is a COPY waiting for rows (copy_in)
+    or the COMMIT."""
+    for r in results:
+        if r.status == _FATAL_ERROR:
+            raise errors.error_from_result(r, encoding=pgconn._encoding)
+    last = results[-1] if results else None
+    if copy_in:
+        if last is None or last.status != _COPY_IN:
+            raise psycopg.OperationalError("PostgreSQL did not start the COPY")
+    elif last is None or last.status != _COMMAND_OK or last.command_status != b"COMMIT":
+        # a COMMIT of a transaction that failed answers ROLLBACK, not an error
+        raise psycopg.OperationalError("PostgreSQL did not commit the transaction "
+                                       f"({last.command_status if last is not None else 'no result'!r})")
 
 
 def _by_item(rows: list) -> list:
@@ -314,6 +348,9 @@ class PostgresStore(Store):
             head += (f"; SELECT pg_advisory_xact_lock_shared({ROLLUP_LOCK}); "
                      f"INSERT INTO trend_dirty (hour) VALUES {marks} ON CONFLICT DO NOTHING")
         conn = self._conn
+        if copies and not batch.logpos and not batch.sessions:
+            self._write_one_query(conn, batch, copies, head)
+            return
         committing = False
         with conn.cursor() as cur:
             cur.execute(head)
@@ -334,6 +371,50 @@ class PostgresStore(Store):
                     except psycopg.Error:
                         pass  # the connection is broken: the server rolls back on its own
                 raise
+
+    def _write_one_query(self, conn: psycopg.Connection, batch: WriteBatch, copies: list[tuple[str, bytes]],
+                         head: str) -> None:
+        """The whole transaction as one simple query, `head; COPY ...; COMMIT`, its rows sent as each
+        COPY asks for them: two round trips instead of one per statement (each a wake-up of this thread
+        and of the backend, which on a busy machine is most of a small transaction's time). psycopg's
+        cursors refuse COPY mixed with other statements, so this drives libpq through psycopg's
+        generators. Until the last COPY's end is sent, nothing can be committed: a connection that breaks
+        before that is a failed write like any other; after it, the outcome is unknown."""
+        query = "; ".join([head, *(f"COPY {t} ({_COLUMNS[t]}) FROM STDIN"
+                                   f"{' (FORMAT BINARY)' if d.startswith(_BINARY_HEADER) else ''}" for t, d in copies),
+                           "COMMIT"])
+        pgconn = conn.pgconn
+        committing = False
+        try:
+            with conn.lock:
+                pgconn.send_query(query.encode())
+                results = conn.wait(generators.execute(pgconn))
+                for k, (_, data) in enumerate(copies):
+                    _check_results(results, pgconn, copy_in=True)
+                    view = memoryview(data)
+                    for at in range(0, len(view), _COPY_CHUNK):
+                        conn.wait(generators.copy_to(pgconn, view[at:at + _COPY_CHUNK], flush=False))
+                    committing = k == len(copies) - 1
+                    conn.wait(_copy_end(pgconn))
+                    results = conn.wait(generators.fetch_many(pgconn))
+                _check_results(results, pgconn, copy_in=False)
+        except BaseException as e:
+            if conn.closed or pgconn.status != psycopg.pq.ConnStatus.OK:
+                if committing:
+                    raise StoreError(
+                        f"the connection to PostgreSQL broke while committing {len(batch)} values: they may "
+                        f"or may not be stored ({_describe(e) if isinstance(e, psycopg.Error) else e})") from None
+                if not conn.closed:
+                    conn.close()
+                if isinstance(e, psycopg.Error):
+                    raise
+                raise psycopg.OperationalError(str(e)) from e
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                try:
+                    conn.execute("ROLLBACK")
+                except psycopg.Error:
+                    pass  # the connection is broken: the server rolls back on its own
+            raise
 
     @staticmethod
     def _write_rows(cur: psycopg.Cursor, batch: WriteBatch, copies: list[tuple[str, bytes]]) -> None:

@@ -70,6 +70,16 @@ def test_every_value_type_round_trips(store: Store) -> None:
     assert store.history(1, U, 0, END) == []
 
 
+def test_a_batch_of_several_megabytes_is_stored_whole(store: Store) -> None:
+    # PostgreSQL hands COPY data to libpq 1 MiB at a time: ~4.6 MB of floats, ~1.3 MB of text
+    floats = [(1 + k % 50, T0 + k // 50, k % 50, k + 0.5) for k in range(120_000)]
+    texts = [(4, T0 + k, 0, f"{k}:" + "t\tx" * 16_000) for k in range(20)]
+    store.write(WriteBatch(floats=floats, texts=texts))
+    assert sum(len(store.history(i, F, 0, END)) for i in range(1, 51)) == 120_000
+    assert store.history(7, F, 0, END)[-1] == floats[-44][1:]
+    assert store.history(4, T, 0, END) == [r[1:] for r in texts]
+
+
 def test_order_is_clock_then_ns_and_bounds_are_inclusive(store: Store) -> None:
     rows = [(7, T0 + c, ns, float(c * 10 + ns % 7)) for c in range(5) for ns in (999_999_999, 0, 500)]
     random.Random(1).shuffle(rows)
@@ -111,9 +121,10 @@ def test_latest_for_many_items_at_once(store: Store) -> None:
 # -- failures store nothing -----------------------------------------------------------------------
 
 
-def _good_part() -> WriteBatch:
+def _good_part(sessions: dict[str, int] | None = None) -> WriteBatch:
     return WriteBatch(floats=[(1, T0, 0, 1.0)], uints=[(2, T0, 0, 5)], strs=[(3, T0, 0, "ok")],
-                      texts=[(4, T0, 0, "ok")], logs=[(5, T0, 0, 0, "", 0, "ok", 0)], sessions={"sess": 10})
+                      texts=[(4, T0, 0, "ok")], logs=[(5, T0, 0, 0, "", 0, "ok", 0)],
+                      sessions={"sess": 10} if sessions is None else sessions)
 
 
 @pytest.mark.parametrize("bad, match", [
@@ -128,17 +139,22 @@ def _good_part() -> WriteBatch:
     (WriteBatch(texts=[(4, 2**31, 0, "late")]), "clock 2147483648"),
     (WriteBatch(logs=[(5, T0, 1, 0, "s" * 65, 0, "line", 0)]), "history_log"),
 ])
-def test_a_bad_row_fails_the_whole_batch(store: Store, migrated_url: str, bad: WriteBatch, match: str) -> None:
-    batch = _good_part()
+# Without sessions or log positions PostgreSQL writes the batch as one query (COPYs and COMMIT in it).
+@pytest.mark.parametrize("sessions", [None, {}], ids=["with-sessions", "values-only"])
+def test_a_bad_row_fails_the_whole_batch(store: Store, migrated_url: str, bad: WriteBatch, match: str,
+                                         sessions: dict[str, int] | None) -> None:
+    batch = _good_part(sessions)
     batch.extend(bad)
     with pytest.raises(StoreError, match=match):
         store.write(batch)
     for table in ("history", "history_uint", "history_str", "history_text", "history_log", "agent_sessions",
                   "trend_dirty"):
         assert _count(migrated_url, table) == 0, table
-    store.write(_good_part())  # the store is usable afterwards
+    store.write(_good_part(sessions))  # the store is usable afterwards
     assert store.history(3, S, 0, END) == [(T0, 0, "ok")]
-    assert store.sessions() == {"sess": 10}
+    assert store.history(1, F, 0, END) == [(T0, 0, 1.0)]
+    assert store.log_history(5, 0, END) == [LogEntry(T0, 0, 0, "", 0, "ok", 0)]
+    assert store.sessions() == ({"sess": 10} if sessions is None else {})
 
 
 def test_open_store_rejects_bad_urls_and_unmigrated_databases(tmp_path: Path) -> None:
