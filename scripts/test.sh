@@ -71,7 +71,10 @@ say "ruff"
 say "pytest"
 # The suite waits on real processes far more than it computes: three workers on two cores (pytest-xdist;
 # each test module stays on one worker, so its module-scoped peers start once). VIGIL_TEST_WORKERS=0: serial.
+# The modules start longest first, in the order tests/conftest.py gives them from tests/scope_seconds.txt
+# (--no-loadscope-reorder: not by their number of tests), so no long module starts last. Refresh that
+# file with scripts/scope_seconds.py from a --durations=0 run when modules are added or change much.
 workers=${VIGIL_TEST_WORKERS:-3}
 parallel=()
-[ "$workers" != 0 ] && parallel=(-n "$workers" --dist loadscope)
+[ "$workers" != 0 ] && parallel=(-n "$workers" --dist loadscope --no-loadscope-reorder)
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "${parallel[@]}" "$@"

@@ -18,6 +18,46 @@ PG_ADMIN_URL = os.environ.get("VIGIL_TEST_PG", "postgresql://postgres@127.0.0.1:
 VECTORS = Path(__file__).parent / "vectors"
 
 
+SCOPE_SECONDS = Path(__file__).parent / "scope_seconds.txt"
+
+
+def _scope(nodeid: str) -> str:
+    """pytest-xdist's loadscope unit: the module, or the class of a test method."""
+    return nodeid.rsplit("::", 1)[0]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist, the scopes that took longest (tests/scope_seconds.txt, made by
+    scripts/scope_seconds.py from a `--durations=0` run) are collected first. scripts/test.sh runs
+    `--dist loadscope --no-loadscope-reorder`, so the workers take scopes in this order as they free
+    up: the long real-process modules start at once and the short ones fill in after, instead of one
+    long module starting last and running on after the others ended. A scope not in the file is
+    estimated at its directory's mean seconds a test. Every worker sorts alike (collections must match)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER") or not SCOPE_SECONDS.exists():
+        return
+    known: dict[str, float] = {}
+    per_dir: dict[str, list[float]] = {}
+    for line in SCOPE_SECONDS.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            seconds, tests, scope = line.split(maxsplit=2)
+            known[scope] = float(seconds)
+            d = per_dir.setdefault(scope.split("::")[0].rsplit("/", 1)[0], [0.0, 0.0])
+            d[0] += float(seconds)
+            d[1] += int(tests)
+    groups: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        groups.setdefault(_scope(item.nodeid), []).append(item)
+
+    def estimate(scope: str) -> float:
+        if scope in known:
+            return known[scope]
+        total, tests = per_dir.get(scope.split("::")[0].rsplit("/", 1)[0], (0.0, 0.0))
+        return len(groups[scope]) * (total / tests if tests else 1.0)
+    order = sorted(groups, key=lambda scope: -estimate(scope))  # stable: ties keep collection order
+    items[:] = [item for scope in order for item in groups[scope]]
+
+
 def free_port() -> int:
     """A free TCP port on 127.0.0.1 below 32768 (zabbix_agentd accepts ListenPort 1024-32767 only)."""
     for _ in range(500):
@@ -75,12 +115,13 @@ def port() -> int:
     return free_port()
 
 
-def new_pg_database() -> tuple[str, str]:
+def new_pg_database(template: str | None = None) -> tuple[str, str]:
+    """A new empty PostgreSQL database (or a copy of `template`): (name, Vigil store URL)."""
     import psycopg
 
     name = "vigil_test_" + uuid.uuid4().hex[:12]
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as c:
-        c.execute(f"CREATE DATABASE {name}")
+        c.execute(f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else ""))
     return name, PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
 
 
@@ -91,27 +132,125 @@ def drop_pg_database(name: str) -> None:
         c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+class MigratedTemplates:
+    """One database of each backend migrated to head, made the first time a test of this session (one
+    xdist worker) asks for it; `migrated_url` gets a copy. Migrating PostgreSQL takes seconds a test,
+    a copy (CREATE DATABASE ... TEMPLATE) a tenth of one. tests/server/test_migrations.py and the
+    migration tests still migrate from empty."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self._sqlite: Path | None = None
+        self._pg: str | None = None
+
+    @staticmethod
+    def _migrate(url: str) -> None:
+        from vigil.server.config.migrate import current_revision, engine_for, head_revision, upgrade
+
+        engine = engine_for(url)
+        try:
+            upgrade(engine)
+            assert current_revision(engine) == head_revision()
+        finally:
+            engine.dispose()
+
+    def copy_sqlite(self, dest: Path) -> None:
+        import sqlite3
+
+        if self._sqlite is None:
+            path = self.tmp / "migrated.db"
+            self._migrate(f"sqlite:///{path}")
+            self._sqlite = path
+        src, dst = sqlite3.connect(self._sqlite), sqlite3.connect(dest)
+        try:
+            src.backup(dst)  # the whole database, WAL included, whatever is checkpointed
+        finally:
+            src.close()
+            dst.close()
+
+    def pg(self) -> str:
+        if self._pg is None:
+            name, url = new_pg_database()
+            self._migrate(url)
+            self._pg = name
+        return self._pg
+
+    def close(self) -> None:
+        if self._pg is not None:
+            drop_pg_database(self._pg)
+
+
+class Dropper:
+    """Drops test databases on a thread of its own: DROP DATABASE takes about a second (more on a busy
+    machine) that no test needs to wait for. `close()` waits until all are dropped."""
+
+    def __init__(self) -> None:
+        import queue
+        import threading
+
+        self.queue: queue.Queue[str | None] = queue.Queue()
+        self.errors: list[str] = []
+        self.thread = threading.Thread(target=self._run, name="drop-test-databases", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (name := self.queue.get()) is not None:
+            try:
+                drop_pg_database(name)
+            except Exception as e:  # reported at the end of the session, not lost
+                self.errors.append(f"{name}: {e}")
+
+    def drop(self, name: str) -> None:
+        self.queue.put(name)
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join(300)
+        assert not self.errors, f"test databases not dropped: {self.errors}"
+
+
+@pytest.fixture(scope="session")
+def pg_dropper() -> Iterator[Dropper]:
+    d = Dropper()
+    try:
+        yield d
+    finally:
+        d.close()
+
+
+@pytest.fixture(scope="session")
+def migrated_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MigratedTemplates]:
+    t = MigratedTemplates(tmp_path_factory.mktemp("migrated"))
+    try:
+        yield t
+    finally:
+        t.close()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty database of each backend, as a Vigil store URL."""
+    """An empty database of each backend, as a Vigil store URL (migrated to head when the test also
+    asks for `migrated_url`)."""
+    templates: MigratedTemplates | None = None
+    if "migrated_url" in request.fixturenames:
+        templates = request.getfixturevalue("migrated_templates")
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'vigil.db'}"
+        path = tmp_path / "vigil.db"
+        if templates is not None:
+            templates.copy_sqlite(path)
+        yield f"sqlite:///{path}"
         return
-    name, url = new_pg_database()
+    dropper: Dropper = request.getfixturevalue("pg_dropper")
+    name, url = new_pg_database(templates.pg() if templates is not None else None)
     try:
         yield url
     finally:
-        drop_pg_database(name)
+        dropper.drop(name)
 
 
 @pytest.fixture
 def migrated_url(database_url: str) -> str:
-    """A database of each backend migrated to head."""
-    from vigil.server.config.migrate import engine_for, upgrade
-
-    engine = engine_for(database_url)
-    upgrade(engine)
-    engine.dispose()
+    """A database of each backend migrated to head (a copy of one migrated once: `MigratedTemplates`)."""
     return database_url
 
 

@@ -17,7 +17,9 @@ kept: they are neither required nor forbidden in the store, only forbidden twice
 The drills run once per proxy: the real zabbix_proxy 6.0 and `vigil proxy`, each in a class of its
 own so that pytest-xdist's loadscope spreads them over two workers. The Vigil proxy is skipped only
 when `vigil proxy --help` fails (tests/vigil_proxy.py: missing()). VIGIL_DRILL_OUTAGE sets the
-outage length (seconds, default 45).
+outage length (seconds, default 15; longer runs, e.g. 45 or 600, for a soak). Each outage must
+demonstrably fill the proxy's buffer (at least BUFFERED_PER_S values a second of outage waiting
+unsent, read from the proxy's own database): what the drill proves then holds for a longer one.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from tests.proxyfaults import FaultFront, Mode, is_history_batch
 from tests.vigil_proxy import VigilProxy, missing
 from tests.zabbix_proxy import ZabbixProxy, empty_proxy_database
 
-OUTAGE = float(os.environ.get("VIGIL_DRILL_OUTAGE", "45"))
+OUTAGE = float(os.environ.get("VIGIL_DRILL_OUTAGE", "15"))
 HOST = "drill-host"
 PROXY = "drill-proxy"
 AGENT_KEYS = [f"vfs.file.exists[/nonexistent/vigil-drill-{i}]" for i in range(50)]
@@ -52,6 +54,9 @@ OLD_KEY = "trap.old"
 GAP = 10  # seconds an agent item's 1 s series may pause (a loaded machine) before it counts as a loss
 UNWRITTEN = 5  # seconds before a SIGKILL in which zabbix_proxy may have acknowledged values not yet written
 RECOVERY = 180  # seconds the proxy gets to deliver its buffer after the fault is repaired
+# Values a second of outage must leave unsent in the proxy's buffer: the 50 agent items alone yield 50 a
+# second and the senders more, so 10 holds on a loaded machine and still shows the buffer filling.
+BUFFERED_PER_S = 10
 pytestmark = pytest.mark.timeout(int(300 + 2 * OUTAGE + RECOVERY))  # a long VIGIL_DRILL_OUTAGE needs longer
 
 Value = tuple[int, int, str]  # clock, ns, value
@@ -205,6 +210,20 @@ class Drill:
                    "the first values to reach the server", interval=0.5)
         self.started = time.time()
 
+    def buffered(self) -> int:
+        """Values in the proxy's own buffer not yet acknowledged by the server."""
+        if isinstance(self.proxy, ZabbixProxy):
+            return int(self.proxy.query("SELECT count(*) FROM proxy_history WHERE id > ?",
+                                        self.proxy.sent_up_to())[0][0])
+        assert isinstance(self.proxy, VigilProxy)
+        return sum(1 for *_, sent in self.proxy.outbox() if sent == 0)
+
+    def assert_buffer_filled(self, seconds: float) -> None:
+        """The outage so far (`seconds` long) left values waiting in the proxy's buffer: it did fill."""
+        n = self.buffered()
+        assert n >= BUFFERED_PER_S * seconds, \
+            f"{self.kind}: only {n} values buffered after {seconds:.0f} s of outage (want {BUFFERED_PER_S}/s)"
+
     def restart_server(self) -> None:
         self.server.start()
         self.front.upstream = self.server.port  # start() may have had to pick another port
@@ -333,6 +352,7 @@ class Drills:
         before = drill.senders.count()
         time.sleep(OUTAGE)
         assert drill.senders.count() > before, "the senders' values were not accepted during the outage"
+        drill.assert_buffer_filled(OUTAGE - 2)  # the proxy notices the server gone within its 1 s intervals
         drill.restart_server()
         time.sleep(3)
         drill.finish()
@@ -344,6 +364,7 @@ class Drills:
         time.sleep(OUTAGE / 2)
         drill.front.set(Mode.CLOSE)
         time.sleep(OUTAGE / 2)
+        drill.assert_buffer_filled(OUTAGE - 2)
         drill.front.set(Mode.PASS)
         assert drill.front.applied[Mode.FAIL] >= 3 and drill.front.applied[Mode.CLOSE] >= 3, drill.front.applied
         drill.finish()
@@ -366,6 +387,7 @@ class Drills:
         time.sleep(2)
         drill.server.stop()
         time.sleep(OUTAGE / 3)
+        drill.assert_buffer_filled(OUTAGE / 3 - 2)
         killed = time.time()
         drill.proxy.kill()
         time.sleep(1)
@@ -374,6 +396,7 @@ class Drills:
         if drill.kind == "zabbix_proxy":
             drill.unwritten = (killed - UNWRITTEN, killed)
         time.sleep(OUTAGE / 3)
+        drill.assert_buffer_filled(2 * OUTAGE / 3 - 2 - UNWRITTEN)  # what the restarted proxy kept, and more
         drill.restart_server()
         time.sleep(3)
         drill.finish()

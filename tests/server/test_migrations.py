@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import shutil
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,8 @@ from vigil.server.config import migrate
 from vigil.server.config.migrate import MigrationError, current_revision, engine_for, head_revision, upgrade
 from vigil.server.config.tables import metadata
 from vigil.server.store.postgres import partition_name
+
+from tests.conftest import Dropper, new_pg_database
 
 Snapshot = dict[str, tuple[frozenset[str], Counter]]  # table -> (columns, rows)
 PARTITION = re.compile(r"_p\d{8}$")
@@ -228,11 +230,94 @@ def fk_violations(engine: sa.Engine) -> list[tuple]:
 STEPS = [(rev, down) for rev, down in revisions() if down is not None]
 
 
-@pytest.mark.parametrize(("revision", "previous"), STEPS, ids=[f"{d}-{r}" for r, d in STEPS])
-def test_upgrade_keeps_every_row(database_url: str, revision: str, previous: str) -> None:
-    engine = engine_for(database_url)
+class RevisionCopies:
+    """Databases migrated from empty one step at a time, one kept at each revision (a PostgreSQL
+    template database, an SQLite file), made once for this module: a test that starts at a revision
+    gets a copy instead of migrating from empty again, a cost that grew with every migration (the
+    walk from empty is test_empty_database_upgrades_one_step_at_a_time_to_the_declared_schema's)."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.order = [r for r, _ in revisions()]
+        self.sqlite: dict[str, Path] = {}
+        self.pg: dict[str, str] = {}
+
+    def _before(self, revision: str) -> str | None:
+        i = self.order.index(revision)
+        return self.order[i - 1] if i else None
+
+    def sqlite_at(self, revision: str) -> Path:
+        if revision not in self.sqlite:
+            path = self.tmp / f"at-{revision}.db"
+            before = self._before(revision)
+            if before is not None:
+                _copy_sqlite(self.sqlite_at(before), path)
+            _upgrade_to(f"sqlite:///{path}", revision)
+            self.sqlite[revision] = path
+        return self.sqlite[revision]
+
+    def pg_at(self, revision: str) -> str:
+        if revision not in self.pg:
+            before = self._before(revision)
+            name, url = new_pg_database(self.pg_at(before) if before is not None else None)
+            self.pg[revision] = name
+            _upgrade_to(url, revision)
+        return self.pg[revision]
+
+    def close(self, drop: Callable[[str], None]) -> None:
+        for name in self.pg.values():
+            drop(name)
+
+
+def _copy_sqlite(src: Path, dest: Path) -> None:
+    import sqlite3
+
+    a, b = sqlite3.connect(src), sqlite3.connect(dest)
     try:
-        upgrade(engine, previous)
+        a.backup(b)
+    finally:
+        a.close()
+        b.close()
+
+
+def _upgrade_to(url: str, revision: str) -> None:
+    engine = engine_for(url)
+    try:
+        upgrade(engine, revision)
+        assert current_revision(engine) == revision
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def revision_copies(tmp_path_factory: pytest.TempPathFactory, pg_dropper: Dropper) -> Iterator[RevisionCopies]:
+    copies = RevisionCopies(tmp_path_factory.mktemp("revisions"))
+    try:
+        yield copies
+    finally:
+        copies.close(pg_dropper.drop)
+
+
+@pytest.fixture
+def at_revision(request: pytest.FixtureRequest, database_url: str,
+                revision_copies: RevisionCopies) -> Callable[[str], str]:
+    """A database on database_url's backend at a revision, as a URL: a copy of `RevisionCopies`'."""
+    dropper = request.getfixturevalue("pg_dropper")
+
+    def at(revision: str) -> str:
+        if database_url.startswith("sqlite:///"):
+            _copy_sqlite(revision_copies.sqlite_at(revision), Path(database_url.removeprefix("sqlite:///")))
+            return database_url
+        name, url = new_pg_database(revision_copies.pg_at(revision))
+        request.addfinalizer(lambda: dropper.drop(name))
+        return url
+    return at
+
+
+@pytest.mark.parametrize(("revision", "previous"), STEPS, ids=[f"{d}-{r}" for r, d in STEPS])
+def test_upgrade_keeps_every_row(at_revision: Callable[[str], str], revision: str, previous: str) -> None:
+    engine = engine_for(at_revision(previous))
+    try:
         seed(engine)
         before = snapshot(engine)
         assert [t for t, (_, rows) in before.items() if not rows] == [], "tables the seed left empty"
@@ -341,10 +426,9 @@ def test_seed_fills_a_table_a_new_migration_adds_and_moves_the_ids_on(database_u
         engine.dispose()
 
 
-def test_0011_gives_existing_items_an_empty_ipmi_sensor(database_url: str) -> None:
-    engine = engine_for(database_url)
+def test_0011_gives_existing_items_an_empty_ipmi_sensor(at_revision: Callable[[str], str]) -> None:
+    engine = engine_for(at_revision("0010"))
     try:
-        upgrade(engine, "0010")
         seed(engine)
         upgrade(engine, "0011")
         with engine.connect() as conn:
@@ -354,10 +438,9 @@ def test_0011_gives_existing_items_an_empty_ipmi_sensor(database_url: str) -> No
         engine.dispose()
 
 
-def test_0015_leaves_existing_proxies_without_a_reported_buffer(database_url: str) -> None:
-    engine = engine_for(database_url)
+def test_0015_leaves_existing_proxies_without_a_reported_buffer(at_revision: Callable[[str], str]) -> None:
+    engine = engine_for(at_revision("0014"))
     try:
-        upgrade(engine, "0014")
         seed(engine)
         with engine.connect() as conn:
             before = conn.execute(sa.text("SELECT proxyid, name, lastaccess, delay FROM proxies")).all()

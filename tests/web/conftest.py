@@ -15,7 +15,7 @@ from vigil.server.config.migrate import engine_for
 from vigil.server.config.model import doc_from_dict
 from vigil.server.config.repo import ConfigRepo
 from vigil.server.config.tables import Permission, Role
-from vigil.server.config.users import UserRepo
+from vigil.server.config.users import UserRepo, hash_password
 from vigil.server.settings import Settings
 from vigil.server.store import open_store
 from vigil.server.store.base import WriteBatch
@@ -78,8 +78,21 @@ def form_token(c: FlaskClient, path: str = "/profile") -> str:
     return csrf(c.get(path).get_data(as_text=True))
 
 
+_HASHES: dict[str, str] = {}
+
+
+def _hash_once(password: str) -> str:
+    """users.hash_password, each password hashed once a session: the fixture's five users share one
+    password, and a scrypt hash costs a tenth of a second or more a user (on a busy machine seconds).
+    The hash is a real one; signing in checks it with scrypt as always."""
+    if password not in _HASHES:
+        _HASHES[password] = hash_password(password)  # the module's own, imported before any patch
+    return _HASHES[password]
+
+
 @pytest.fixture
-def env(migrated_url: str, tmp_path: Path) -> Iterator[Env]:
+def env(migrated_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
+    from vigil.server.config import users as users_module
     from vigil.web.app import create_app
 
     settings = Settings.from_env({"VIGIL_DATA_DIR": str(tmp_path / "data"), "VIGIL_DATABASE_URL": migrated_url,
@@ -88,11 +101,13 @@ def env(migrated_url: str, tmp_path: Path) -> Iterator[Env]:
     repo = ConfigRepo(engine)
     repo.apply(doc_from_dict(CONFIG))
     users = UserRepo(engine)
-    users.create_user("admin", PASSWORD, Role.SUPER_ADMIN)
-    users.create_user("ops", PASSWORD, Role.ADMIN, groups=["Operators"])
-    users.create_user("viewer", PASSWORD, Role.USER, groups=["Viewers"])
-    users.create_user("guest", PASSWORD, Role.GUEST, groups=["Guests"])
-    users.create_user("nobody", PASSWORD, Role.USER)
+    with monkeypatch.context() as m:  # only for these five: users a test makes are hashed as always
+        m.setattr(users_module, "hash_password", _hash_once)
+        users.create_user("admin", PASSWORD, Role.SUPER_ADMIN)
+        users.create_user("ops", PASSWORD, Role.ADMIN, groups=["Operators"])
+        users.create_user("viewer", PASSWORD, Role.USER, groups=["Viewers"])
+        users.create_user("guest", PASSWORD, Role.GUEST, groups=["Guests"])
+        users.create_user("nobody", PASSWORD, Role.USER)
     users.set_rights("Operators", {"Linux servers": Permission.READ_WRITE, "Secret": Permission.DENY})
     users.set_rights("Viewers", {"Linux servers": Permission.READ})
     users.set_rights("Guests", {"Linux servers": Permission.READ_WRITE})  # a guest still only reads
