@@ -14,9 +14,14 @@ update: interface availability, log positions of active agents (item_rtdata), it
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import re
+import subprocess
+import sys
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +30,7 @@ from sqlalchemy.engine import Connection, Engine
 from vigil.agent.protocol.proxy import ConfigReply, parse_config_tables
 from vigil.proxy.schema60 import PROXY_TABLES_60
 from vigil.server.config import tables as t
-from vigil.server.config.migrate import engine_for, upgrade
+from vigil.server.config.migrate import MIGRATIONS, engine_for
 from vigil.server.config.tables import InterfaceType, ItemType
 
 log = logging.getLogger("vigil.proxy.config")
@@ -52,10 +57,74 @@ class Applied:
 
 
 def open_local(dbname: str | Path) -> Engine:
-    """The proxy's configuration database, created or upgraded with the server's migrations."""
-    engine = engine_for(f"sqlite:///{Path(dbname).resolve()}")
-    upgrade(engine)
+    """The proxy's configuration database, created or upgraded with the server's migrations.
+
+    A file already at the head revision (every start but the first after an install or an upgrade)
+    is checked by reading `alembic_version`; otherwise the migrations run in a child process, so that
+    Alembic and Mako (about 11 MB) never load into the long-running proxy."""
+    url = f"sqlite:///{Path(dbname).resolve()}"
+    engine = engine_for(url)
+    head = head_revision()
+    if head is None or stored_revision(engine) != head:
+        engine.dispose()
+        _upgrade_in_child(url)
+        if head is not None and stored_revision(engine) != head:
+            raise RuntimeError(f"DBName {dbname}: migrated, but at revision {stored_revision(engine) or 'none'} "
+                               f"instead of {head}")
     return engine
+
+
+_REVISION = re.compile(r"^revision(?:\s*:\s*[\w\[\] |]+)?\s*=\s*['\"]([^'\"]+)['\"]", re.MULTILINE)
+_DOWN = re.compile(r"^down_revision(?:\s*:\s*[\w\[\], |]+)?\s*=\s*(.+)$", re.MULTILINE)
+
+
+@cache
+def head_revision() -> str | None:
+    """The single head of the server's migrations, read from their files' `revision` and
+    `down_revision` lines without Alembic; None when that is not one clear head (then Alembic decides)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        text = path.read_text()
+        rev, down = _REVISION.search(text), _DOWN.search(text)
+        if rev is None or down is None:
+            continue
+        revisions.add(rev.group(1))
+        parents.update(re.findall(r"['\"]([^'\"]+)['\"]", down.group(1)))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def stored_revision(engine: Engine) -> str | None:
+    """The revision recorded in the file's `alembic_version`, None for a new (or not a Vigil) file."""
+    with engine.connect() as c:
+        try:
+            rows = c.exec_driver_sql("SELECT version_num FROM alembic_version").all()
+        except sa.exc.OperationalError:  # no such table
+            return None
+    return str(rows[0][0]) if len(rows) == 1 else None
+
+
+_UPGRADE = """
+import sys
+from vigil.server.config.migrate import MigrationError, engine_for, upgrade
+engine = engine_for(sys.argv[1])
+try:
+    upgrade(engine)
+except MigrationError as e:
+    sys.exit(str(e))
+finally:
+    engine.dispose()
+"""
+
+
+def _upgrade_in_child(url: str) -> None:
+    log.info("migrating the configuration database %s to the current schema", url.removeprefix("sqlite:///"))
+    r = subprocess.run([sys.executable, "-c", _UPGRADE, url], capture_output=True, text=True)
+    if r.returncode != 0:
+        lines = [x for x in r.stderr.strip().splitlines() if x.strip()]
+        raise RuntimeError(f"DBName {url.removeprefix('sqlite:///')}: migrating it failed: "
+                           f"{lines[-1] if lines else f'exit status {r.returncode}'}")
 
 
 def _rows(reply: ConfigReply, name: str) -> list[dict[str, Any]] | None:
@@ -142,9 +211,21 @@ def _flatten_macros(hostmacros: list[dict[str, Any]], links: list[dict[str, Any]
     return {hid: merged(hid, 0) for hid in hostids}
 
 
+def _digest(reply: ConfigReply) -> bytes:
+    h = hashlib.blake2b(digest_size=20)
+    for name in sorted(reply.tables):
+        table = reply.tables[name]
+        h.update(json.dumps([name, list(table.fields), table.data], default=str).encode())
+    return h.digest()
+
+
 class LocalConfig:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # The last reply applied and what it gave: Zabbix 6.0 sends the whole configuration every
+        # ConfigFrequency, and rewriting 10,000 unchanged items takes seconds of the buffer's write
+        # lock and a new snapshot in every cache of the proxy for nothing.
+        self._last: tuple[bytes, Applied] | None = None
 
     def version(self) -> int:
         with self.engine.connect() as c:
@@ -167,6 +248,14 @@ class LocalConfig:
         for name in reply.tables:
             if name not in PROXY_TABLES_60:
                 raise LocalConfigError(f"invalid table name {name!r}: not a table of Zabbix 6.0's proxy schema")
+        digest = _digest(reply)
+        if self._last is not None and self._last[0] == digest and self.version() == self._last[1].version:
+            return self._last[1]
+        applied = self._apply(reply)
+        self._last = (digest, applied)
+        return applied
+
+    def _apply(self, reply: ConfigReply) -> Applied:
         skipped = 0
         with self.engine.begin() as c:
             hosts = _rows(reply, "hosts")
