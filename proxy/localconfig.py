@@ -65,7 +65,12 @@ def open_local(dbname: str | Path) -> Engine:
     url = f"sqlite:///{Path(dbname).resolve()}"
     engine = engine_for(url)
     head = head_revision()
-    if head is None or stored_revision(engine) != head:
+    try:
+        have = stored_revision(engine)
+    except sa.exc.DatabaseError as e:
+        engine.dispose()
+        raise RuntimeError(f"DBName {dbname}: {e.orig if e.orig is not None else e}") from None
+    if head is None or have != head:
         engine.dispose()
         _upgrade_in_child(url)
         if head is not None and stored_revision(engine) != head:
@@ -100,8 +105,10 @@ def stored_revision(engine: Engine) -> str | None:
     with engine.connect() as c:
         try:
             rows = c.exec_driver_sql("SELECT version_num FROM alembic_version").all()
-        except sa.exc.OperationalError:  # no such table
-            return None
+        except sa.exc.OperationalError as e:
+            if "no such table" in str(e.orig):
+                return None
+            raise
     return str(rows[0][0]) if len(rows) == 1 else None
 
 
