@@ -20,8 +20,10 @@ import logging
 import re
 import subprocess
 import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -134,11 +136,19 @@ def _upgrade_in_child(url: str) -> None:
                            f"{lines[-1] if lines else f'exit status {r.returncode}'}")
 
 
-def _rows(reply: ConfigReply, name: str) -> list[dict[str, Any]] | None:
+def _chunks(rows: Iterable[dict[str, Any]], size: int = 1000) -> Iterator[list[dict[str, Any]]]:
+    it = iter(rows)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+def _rows(reply: ConfigReply, name: str) -> Iterator[dict[str, Any]] | None:
+    """A table's rows as dicts, one at a time (10,000 items' at once took 20 MB), or None if absent."""
     table = reply.tables.get(name)
     if table is None:
         return None
-    return [dict(zip(table.fields, row, strict=True)) for row in table.data]
+    fields = table.fields
+    return (dict(zip(fields, row, strict=True)) for row in table.data)
 
 
 def _int(row: dict[str, Any], name: str, where: str, default: int | None = 0) -> int | None:
@@ -194,7 +204,7 @@ def _headers(text: str) -> str:
     return json.dumps(out)
 
 
-def _flatten_macros(hostmacros: list[dict[str, Any]], links: list[dict[str, Any]], hostids: set[int],
+def _flatten_macros(hostmacros: Iterable[dict[str, Any]], links: Iterable[dict[str, Any]], hostids: set[int],
                     where: str) -> dict[int, dict[str, str]]:
     """Each host's macros with its templates' (and theirs') merged under its own."""
     own: dict[int, dict[str, str]] = {}
@@ -284,6 +294,7 @@ class LocalConfig:
             items = _rows(reply, "items")
             if items is not None:
                 skipped += self._items(c, items, hostids)
+            del items  # 10,000 dicts of 40 columns: not kept through the tables that follow
             itemids = set(c.execute(sa.select(t.items.c.itemid)).scalars())
             rtdata = _rows(reply, "item_rtdata")
             if rtdata is not None:
@@ -303,7 +314,7 @@ class LocalConfig:
 
     # --- one table each -------------------------------------------------------------------------
 
-    def _hosts(self, c: Connection, rows: list[dict[str, Any]]) -> None:
+    def _hosts(self, c: Connection, rows: Iterable[dict[str, Any]]) -> None:
         wanted: dict[int, dict[str, Any]] = {}
         for i, r in enumerate(rows):
             w = f"hosts[{i}]"
@@ -328,7 +339,7 @@ class LocalConfig:
             else:
                 c.execute(sa.insert(t.hosts).values(**values))
 
-    def _interfaces(self, c: Connection, rows: list[dict[str, Any]], snmp_rows: list[dict[str, Any]],
+    def _interfaces(self, c: Connection, rows: Iterable[dict[str, Any]], snmp_rows: Iterable[dict[str, Any]],
                     hostids: set[int]) -> int:
         snmp: dict[int, dict[str, str]] = {}
         for i, s in enumerate(snmp_rows):
@@ -365,7 +376,7 @@ class LocalConfig:
                 c.execute(sa.insert(t.interfaces).values(**values))
         return skipped
 
-    def _macros(self, c: Connection, rows: list[dict[str, Any]], links: list[dict[str, Any]],
+    def _macros(self, c: Connection, rows: Iterable[dict[str, Any]], links: Iterable[dict[str, Any]],
                 hostids: set[int]) -> None:
         """Each host gets its effective macros: its own over its templates' over the global ones (the
         pollers resolve host macros only, so the global ones are folded in here)."""
@@ -377,7 +388,7 @@ class LocalConfig:
         if out:
             c.execute(sa.insert(t.host_macros), out)
 
-    def _items(self, c: Connection, rows: list[dict[str, Any]], hostids: set[int]) -> int:
+    def _items(self, c: Connection, rows: Iterable[dict[str, Any]], hostids: set[int]) -> int:
         interfaces = set(c.execute(sa.select(t.interfaces.c.interfaceid)).scalars())
         wanted: dict[int, dict[str, Any]] = {}
         masters: dict[int, int] = {}
@@ -421,20 +432,22 @@ class LocalConfig:
             skipped += 1
         c.execute(sa.delete(t.items).where(t.items.c.itemid.not_in(list(wanted))))
         have = set(c.execute(sa.select(t.items.c.itemid)).scalars())
-        for itemid in have:  # keys move between items: park the kept ones first
-            c.execute(sa.update(t.items).where(t.items.c.itemid == itemid).values(key_=f"\x00{itemid}",
-                                                                                 master_itemid=None))
-        for itemid, values in wanted.items():
-            if itemid in have:
-                c.execute(sa.update(t.items).where(t.items.c.itemid == itemid).values(**values))
-            else:
-                c.execute(sa.insert(t.items).values(**values))
-        for itemid, master in masters.items():
-            if itemid in wanted:
-                c.execute(sa.update(t.items).where(t.items.c.itemid == itemid).values(master_itemid=master))
+        # executemany in chunks: 10,000 items one statement each held the file's write lock (the
+        # buffer's too) for tens of seconds on a busy machine; one list of all of them doubles the
+        # memory the reply already takes.
+        by_id = t.items.c.itemid == sa.bindparam("b_itemid")
+        park = sa.update(t.items).where(by_id)
+        for chunk in _chunks({"b_itemid": i, "key_": f"\x00{i}", "master_itemid": None} for i in have):
+            c.execute(park, chunk)  # keys move between items: park the kept ones first
+        for chunk in _chunks({"b_itemid": i, **v} for i, v in wanted.items() if i in have):
+            c.execute(sa.update(t.items).where(by_id), chunk)
+        for chunk in _chunks(v for i, v in wanted.items() if i not in have):
+            c.execute(sa.insert(t.items), chunk)
+        for chunk in _chunks({"b_itemid": i, "master_itemid": m} for i, m in masters.items() if i in wanted):
+            c.execute(sa.update(t.items).where(by_id), chunk)
         return skipped
 
-    def _rtdata(self, c: Connection, rows: list[dict[str, Any]], itemids: set[int]) -> None:
+    def _rtdata(self, c: Connection, rows: Iterable[dict[str, Any]], itemids: set[int]) -> None:
         """A new item starts from the server's log position; a known one keeps the proxy's own."""
         have = set(c.execute(sa.select(t.item_rtdata.c.itemid)).scalars())
         out = []
@@ -447,7 +460,7 @@ class LocalConfig:
         if out:
             c.execute(sa.insert(t.item_rtdata), out)
 
-    def _preproc(self, c: Connection, rows: list[dict[str, Any]], itemids: set[int]) -> int:
+    def _preproc(self, c: Connection, rows: Iterable[dict[str, Any]], itemids: set[int]) -> int:
         c.execute(sa.delete(t.item_preproc))
         out, skipped = [], 0
         for i, r in enumerate(rows):
