@@ -30,6 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from vigil.agent.protocol.proxy import ConfigReply, parse_config_tables
+from vigil.proxy.memory import trim
 from vigil.proxy.schema60 import PROXY_TABLES_60
 from vigil.server.config import tables as t
 from vigil.server.config.migrate import MIGRATIONS, engine_for
@@ -270,6 +271,7 @@ class LocalConfig:
             return self._last[1]
         applied = self._apply(reply)
         self._last = (digest, applied)
+        trim()  # the rows just written are tens of MB that malloc would otherwise keep (proxy/memory.py)
         return applied
 
     def _apply(self, reply: ConfigReply) -> Applied:
