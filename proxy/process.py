@@ -20,7 +20,7 @@ from pathlib import Path
 from vigil.proxy.buffer import ProxyBuffer
 from vigil.proxy.conf import ProxyConf, log_ignored
 from vigil.proxy.localconfig import LocalConfig, open_local
-from vigil.proxy.memory import limit_arenas, trim_every
+from vigil.proxy.memory import trim_every
 from vigil.proxy.uplink import ActiveUplink, PassiveUplink
 from vigil.server.config.repo import ConfigRepo
 from vigil.server.ingest.batcher import Batcher
@@ -231,7 +231,6 @@ def main(conf: ProxyConf) -> int:
     """Run until SIGTERM/SIGINT; the exit status."""
     import signal
 
-    limit_arenas()  # before any thread starts (proxy/memory.py)
     try:
         setup_logging(conf)
     except OSError as e:

@@ -40,6 +40,3 @@ def test_trim_returns_freed_pages_to_the_system() -> None:
     assert trimmed == "True"
     assert int(before) - int(after) >= 40, out.stdout  # most of the 80 MB
 
-
-def test_limit_arenas_takes_effect_on_glibc() -> None:
-    assert memory.limit_arenas(memory.ARENAS) is glibc()
