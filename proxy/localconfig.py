@@ -20,6 +20,7 @@ import logging
 import re
 import subprocess
 import sys
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -244,6 +245,7 @@ class LocalConfig:
         # ConfigFrequency, and rewriting 10,000 unchanged items takes seconds of the buffer's write
         # lock and a new snapshot in every cache of the proxy for nothing.
         self._last: tuple[bytes, Applied] | None = None
+        self._lock = threading.Lock()
 
     def version(self) -> int:
         with self.engine.connect() as c:
@@ -267,10 +269,11 @@ class LocalConfig:
             if name not in PROXY_TABLES_60:
                 raise LocalConfigError(f"invalid table name {name!r}: not a table of Zabbix 6.0's proxy schema")
         digest = _digest(reply)
-        if self._last is not None and self._last[0] == digest and self.version() == self._last[1].version:
-            return self._last[1]
-        applied = self._apply(reply)
-        self._last = (digest, applied)
+        with self._lock:  # two passive pushes at once: the digest kept is that of what was committed last
+            if self._last is not None and self._last[0] == digest and self.version() == self._last[1].version:
+                return self._last[1]
+            applied = self._apply(reply)
+            self._last = (digest, applied)
         trim()  # the rows just written are tens of MB that malloc would otherwise keep (proxy/memory.py)
         return applied
 
