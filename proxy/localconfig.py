@@ -14,18 +14,27 @@ update: interface availability, log positions of active agents (item_rtdata), it
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import cache
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from vigil.agent.protocol.proxy import ConfigReply, parse_config_tables
+from vigil.proxy.memory import trim
 from vigil.proxy.schema60 import PROXY_TABLES_60
 from vigil.server.config import tables as t
-from vigil.server.config.migrate import engine_for, upgrade
+from vigil.server.config.migrate import MIGRATIONS, engine_for
 from vigil.server.config.tables import InterfaceType, ItemType
 
 log = logging.getLogger("vigil.proxy.config")
@@ -52,17 +61,96 @@ class Applied:
 
 
 def open_local(dbname: str | Path) -> Engine:
-    """The proxy's configuration database, created or upgraded with the server's migrations."""
-    engine = engine_for(f"sqlite:///{Path(dbname).resolve()}")
-    upgrade(engine)
+    """The proxy's configuration database, created or upgraded with the server's migrations.
+
+    A file already at the head revision (every start but the first after an install or an upgrade)
+    is checked by reading `alembic_version`; otherwise the migrations run in a child process, so that
+    Alembic and Mako (about 11 MB) never load into the long-running proxy."""
+    url = f"sqlite:///{Path(dbname).resolve()}"
+    engine = engine_for(url)
+    head = head_revision()
+    try:
+        have = stored_revision(engine)
+    except sa.exc.DatabaseError as e:
+        engine.dispose()
+        raise RuntimeError(f"DBName {dbname}: {e.orig if e.orig is not None else e}") from None
+    if head is None or have != head:
+        engine.dispose()
+        _upgrade_in_child(url)
+        if head is not None and stored_revision(engine) != head:
+            raise RuntimeError(f"DBName {dbname}: migrated, but at revision {stored_revision(engine) or 'none'} "
+                               f"instead of {head}")
     return engine
 
 
-def _rows(reply: ConfigReply, name: str) -> list[dict[str, Any]] | None:
+_REVISION = re.compile(r"^revision(?:\s*:\s*[\w\[\] |]+)?\s*=\s*['\"]([^'\"]+)['\"]", re.MULTILINE)
+_DOWN = re.compile(r"^down_revision(?:\s*:\s*[\w\[\], |]+)?\s*=\s*(.+)$", re.MULTILINE)
+
+
+@cache
+def head_revision() -> str | None:
+    """The single head of the server's migrations, read from their files' `revision` and
+    `down_revision` lines without Alembic; None when that is not one clear head (then Alembic decides)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        text = path.read_text()
+        rev, down = _REVISION.search(text), _DOWN.search(text)
+        if rev is None or down is None:
+            continue
+        revisions.add(rev.group(1))
+        parents.update(re.findall(r"['\"]([^'\"]+)['\"]", down.group(1)))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def stored_revision(engine: Engine) -> str | None:
+    """The revision recorded in the file's `alembic_version`, None for a new (or not a Vigil) file."""
+    with engine.connect() as c:
+        try:
+            rows = c.exec_driver_sql("SELECT version_num FROM alembic_version").all()
+        except sa.exc.OperationalError as e:
+            if "no such table" in str(e.orig):
+                return None
+            raise
+    return str(rows[0][0]) if len(rows) == 1 else None
+
+
+_UPGRADE = """
+import sys
+from vigil.server.config.migrate import MigrationError, engine_for, upgrade
+engine = engine_for(sys.argv[1])
+try:
+    upgrade(engine)
+except MigrationError as e:
+    sys.exit(str(e))
+finally:
+    engine.dispose()
+"""
+
+
+def _upgrade_in_child(url: str) -> None:
+    log.info("migrating the configuration database %s to the current schema", url.removeprefix("sqlite:///"))
+    r = subprocess.run([sys.executable, "-c", _UPGRADE, url], capture_output=True, text=True)
+    if r.returncode != 0:
+        lines = [x for x in r.stderr.strip().splitlines() if x.strip()]
+        raise RuntimeError(f"DBName {url.removeprefix('sqlite:///')}: migrating it failed: "
+                           f"{lines[-1] if lines else f'exit status {r.returncode}'}")
+
+
+def _chunks(rows: Iterable[dict[str, Any]], size: int = 1000) -> Iterator[list[dict[str, Any]]]:
+    it = iter(rows)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+def _rows(reply: ConfigReply, name: str) -> Iterator[dict[str, Any]] | None:
+    """A table's rows as dicts, one at a time (10,000 items' at once took 20 MB), or None if absent."""
     table = reply.tables.get(name)
     if table is None:
         return None
-    return [dict(zip(table.fields, row, strict=True)) for row in table.data]
+    fields = table.fields
+    return (dict(zip(fields, row, strict=True)) for row in table.data)
 
 
 def _int(row: dict[str, Any], name: str, where: str, default: int | None = 0) -> int | None:
@@ -118,7 +206,7 @@ def _headers(text: str) -> str:
     return json.dumps(out)
 
 
-def _flatten_macros(hostmacros: list[dict[str, Any]], links: list[dict[str, Any]], hostids: set[int],
+def _flatten_macros(hostmacros: Iterable[dict[str, Any]], links: Iterable[dict[str, Any]], hostids: set[int],
                     where: str) -> dict[int, dict[str, str]]:
     """Each host's macros with its templates' (and theirs') merged under its own."""
     own: dict[int, dict[str, str]] = {}
@@ -142,9 +230,22 @@ def _flatten_macros(hostmacros: list[dict[str, Any]], links: list[dict[str, Any]
     return {hid: merged(hid, 0) for hid in hostids}
 
 
+def _digest(reply: ConfigReply) -> bytes:
+    h = hashlib.blake2b(digest_size=20)
+    for name in sorted(reply.tables):
+        table = reply.tables[name]
+        h.update(json.dumps([name, list(table.fields), table.data], default=str).encode())
+    return h.digest()
+
+
 class LocalConfig:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # The last reply applied and what it gave: Zabbix 6.0 sends the whole configuration every
+        # ConfigFrequency, and rewriting 10,000 unchanged items takes seconds of the buffer's write
+        # lock and a new snapshot in every cache of the proxy for nothing.
+        self._last: tuple[bytes, Applied] | None = None
+        self._lock = threading.Lock()
 
     def version(self) -> int:
         with self.engine.connect() as c:
@@ -167,6 +268,16 @@ class LocalConfig:
         for name in reply.tables:
             if name not in PROXY_TABLES_60:
                 raise LocalConfigError(f"invalid table name {name!r}: not a table of Zabbix 6.0's proxy schema")
+        digest = _digest(reply)
+        with self._lock:  # two passive pushes at once: the digest kept is that of what was committed last
+            if self._last is not None and self._last[0] == digest and self.version() == self._last[1].version:
+                return self._last[1]
+            applied = self._apply(reply)
+            self._last = (digest, applied)
+        trim()  # the rows just written are tens of MB that malloc would otherwise keep (proxy/memory.py)
+        return applied
+
+    def _apply(self, reply: ConfigReply) -> Applied:
         skipped = 0
         with self.engine.begin() as c:
             hosts = _rows(reply, "hosts")
@@ -188,6 +299,7 @@ class LocalConfig:
             items = _rows(reply, "items")
             if items is not None:
                 skipped += self._items(c, items, hostids)
+            del items  # 10,000 dicts of 40 columns: not kept through the tables that follow
             itemids = set(c.execute(sa.select(t.items.c.itemid)).scalars())
             rtdata = _rows(reply, "item_rtdata")
             if rtdata is not None:
@@ -207,7 +319,7 @@ class LocalConfig:
 
     # --- one table each -------------------------------------------------------------------------
 
-    def _hosts(self, c: Connection, rows: list[dict[str, Any]]) -> None:
+    def _hosts(self, c: Connection, rows: Iterable[dict[str, Any]]) -> None:
         wanted: dict[int, dict[str, Any]] = {}
         for i, r in enumerate(rows):
             w = f"hosts[{i}]"
@@ -232,7 +344,7 @@ class LocalConfig:
             else:
                 c.execute(sa.insert(t.hosts).values(**values))
 
-    def _interfaces(self, c: Connection, rows: list[dict[str, Any]], snmp_rows: list[dict[str, Any]],
+    def _interfaces(self, c: Connection, rows: Iterable[dict[str, Any]], snmp_rows: Iterable[dict[str, Any]],
                     hostids: set[int]) -> int:
         snmp: dict[int, dict[str, str]] = {}
         for i, s in enumerate(snmp_rows):
@@ -269,7 +381,7 @@ class LocalConfig:
                 c.execute(sa.insert(t.interfaces).values(**values))
         return skipped
 
-    def _macros(self, c: Connection, rows: list[dict[str, Any]], links: list[dict[str, Any]],
+    def _macros(self, c: Connection, rows: Iterable[dict[str, Any]], links: Iterable[dict[str, Any]],
                 hostids: set[int]) -> None:
         """Each host gets its effective macros: its own over its templates' over the global ones (the
         pollers resolve host macros only, so the global ones are folded in here)."""
@@ -281,7 +393,7 @@ class LocalConfig:
         if out:
             c.execute(sa.insert(t.host_macros), out)
 
-    def _items(self, c: Connection, rows: list[dict[str, Any]], hostids: set[int]) -> int:
+    def _items(self, c: Connection, rows: Iterable[dict[str, Any]], hostids: set[int]) -> int:
         interfaces = set(c.execute(sa.select(t.interfaces.c.interfaceid)).scalars())
         wanted: dict[int, dict[str, Any]] = {}
         masters: dict[int, int] = {}
@@ -325,20 +437,22 @@ class LocalConfig:
             skipped += 1
         c.execute(sa.delete(t.items).where(t.items.c.itemid.not_in(list(wanted))))
         have = set(c.execute(sa.select(t.items.c.itemid)).scalars())
-        for itemid in have:  # keys move between items: park the kept ones first
-            c.execute(sa.update(t.items).where(t.items.c.itemid == itemid).values(key_=f"\x00{itemid}",
-                                                                                 master_itemid=None))
-        for itemid, values in wanted.items():
-            if itemid in have:
-                c.execute(sa.update(t.items).where(t.items.c.itemid == itemid).values(**values))
-            else:
-                c.execute(sa.insert(t.items).values(**values))
-        for itemid, master in masters.items():
-            if itemid in wanted:
-                c.execute(sa.update(t.items).where(t.items.c.itemid == itemid).values(master_itemid=master))
+        # executemany in chunks: 10,000 items one statement each held the file's write lock (the
+        # buffer's too) for tens of seconds on a busy machine; one list of all of them doubles the
+        # memory the reply already takes.
+        by_id = t.items.c.itemid == sa.bindparam("b_itemid")
+        park = sa.update(t.items).where(by_id)
+        for chunk in _chunks({"b_itemid": i, "key_": f"\x00{i}", "master_itemid": None} for i in have):
+            c.execute(park, chunk)  # keys move between items: park the kept ones first
+        for chunk in _chunks({"b_itemid": i, **v} for i, v in wanted.items() if i in have):
+            c.execute(sa.update(t.items).where(by_id), chunk)
+        for chunk in _chunks(v for i, v in wanted.items() if i not in have):
+            c.execute(sa.insert(t.items), chunk)
+        for chunk in _chunks({"b_itemid": i, "master_itemid": m} for i, m in masters.items() if i in wanted):
+            c.execute(sa.update(t.items).where(by_id), chunk)
         return skipped
 
-    def _rtdata(self, c: Connection, rows: list[dict[str, Any]], itemids: set[int]) -> None:
+    def _rtdata(self, c: Connection, rows: Iterable[dict[str, Any]], itemids: set[int]) -> None:
         """A new item starts from the server's log position; a known one keeps the proxy's own."""
         have = set(c.execute(sa.select(t.item_rtdata.c.itemid)).scalars())
         out = []
@@ -351,7 +465,7 @@ class LocalConfig:
         if out:
             c.execute(sa.insert(t.item_rtdata), out)
 
-    def _preproc(self, c: Connection, rows: list[dict[str, Any]], itemids: set[int]) -> int:
+    def _preproc(self, c: Connection, rows: Iterable[dict[str, Any]], itemids: set[int]) -> int:
         c.execute(sa.delete(t.item_preproc))
         out, skipped = [], 0
         for i, r in enumerate(rows):

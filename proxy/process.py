@@ -21,6 +21,7 @@ from vigil.proxy.autoreg import ProxyAutoreg
 from vigil.proxy.buffer import ProxyBuffer
 from vigil.proxy.conf import ProxyConf, log_ignored
 from vigil.proxy.localconfig import LocalConfig, open_local
+from vigil.proxy.memory import trim_every
 from vigil.proxy.uplink import ActiveUplink, PassiveUplink
 from vigil.server.config.repo import ConfigRepo
 from vigil.server.ingest.batcher import Batcher
@@ -38,6 +39,7 @@ BATCH_VALUES = 10_000
 MAX_FRAME = 128 << 20
 MAX_CONNECTIONS = 1000
 CONFIG_REFRESH = 1.0  # seconds between checks of the local configuration version
+TRIM_EVERY = 5.0  # seconds between returns of freed memory to the system (proxy/memory.py)
 
 
 def setup_logging(conf: ProxyConf) -> None:
@@ -165,6 +167,7 @@ async def serve(conf: ProxyConf, stop: asyncio.Event, *, expire_every: float = 6
     log.info("listening on %s:%d for senders and agents%s", conf.ListenIP, conf.ListenPort,
              " and the server" if conf.passive else "")
     refresher = asyncio.create_task(cache.run(CONFIG_REFRESH, stop))
+    trimmer = asyncio.create_task(trim_every(TRIM_EVERY, stop))
     pollers = None
     if conf.StartPollers:
         sched, halt, task = _start_pollers(conf, repo, batcher, observer)
@@ -194,6 +197,7 @@ async def serve(conf: ProxyConf, stop: asyncio.Event, *, expire_every: float = 6
             except Exception:
                 log.exception("the pollers failed")
         await refresher
+        await trimmer
         await observer.settle()
         await asyncio.to_thread(batcher.stop)
         uplink_stop.set()  # active: one last proxy data with what was just committed

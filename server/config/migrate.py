@@ -1,4 +1,9 @@
-"""Engines for the store URL and `vigil db upgrade`: Alembic migrations run from the package."""
+"""Engines for the store URL and `vigil db upgrade`: Alembic migrations run from the package.
+
+Alembic (and Mako, which it loads) is imported by the functions that migrate, not by this module:
+`engine_for` is used by processes that never migrate (the proxy, the web UI), and Alembic costs a
+process about 11 MB.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
 if TYPE_CHECKING:
+    from alembic.config import Config
     from vigil.server.store.base import PgTimeouts
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -62,6 +64,8 @@ def engine_for(url: str, pg: PgTimeouts | None = None) -> Engine:
 
 
 def _config(connection: sa.Connection) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = connection
@@ -73,6 +77,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     if engine.dialect.name == "sqlite":
         _upgrade_sqlite(engine, revision)
         return
+    from alembic import command
+
     with engine.begin() as conn:
         command.upgrade(_config(conn), revision)
 
@@ -86,6 +92,8 @@ def _upgrade_sqlite(engine: Engine, revision: str) -> None:
     the tables that reference it through ON DELETE CASCADE: migration 0002 emptied item_tags and
     item_rtdata that way.
     """
+    from alembic import command
+
     with engine.connect() as conn:
         raw = conn.connection.driver_connection
         conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
@@ -111,11 +119,16 @@ def _upgrade_sqlite(engine: Engine, revision: str) -> None:
 
 
 def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
 def head_revision() -> str | None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     return ScriptDirectory.from_config(cfg).get_current_head()

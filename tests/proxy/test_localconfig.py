@@ -221,3 +221,93 @@ def test_what_a_real_zabbix_server_6_0_sends_is_applied(tmp_path: Path) -> None:
     assert used.master_itemid == 900007 and [s.type for s in used.poll.preprocessing] == [12, 1]
     snap = ConfigRepo(local).snapshot()
     assert snap.items[("vector-db", "trap.text")].itemid == 900010
+
+
+def test_the_head_revision_is_alembics() -> None:
+    from vigil.proxy.localconfig import head_revision
+    from vigil.server.config.migrate import head_revision as alembic_head
+
+    assert head_revision() == alembic_head() is not None
+
+
+def test_open_local_migrates_an_older_file_and_keeps_its_rows(tmp_path: Path) -> None:
+    """DBName written by an older Vigil (here: migration 0015, the proxy's buffer) is upgraded by
+    open_local, in a child process, keeping the configuration and the buffered values."""
+    from vigil.proxy.localconfig import head_revision, stored_revision
+
+    path = tmp_path / "p.db"
+    engine = engine_for(f"sqlite:///{path}")
+    upgrade(engine, "0015")
+    with engine.begin() as c:
+        c.execute(sa.insert(t.hosts).values(hostid=7, host="kept", name="kept", status=0))
+    engine.dispose()
+    from vigil.proxy.buffer import ProxyBuffer
+
+    ProxyBuffer(path).close()  # the buffer's own tables, as a proxy of that version made them
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO proxy_outbox (itemid, clock, ns, value) VALUES (1, 1700000000, 5, '42')")
+    local = open_local(path)
+    try:
+        assert stored_revision(local) == head_revision()
+        with local.connect() as c:
+            assert c.execute(sa.select(t.hosts.c.host).where(t.hosts.c.hostid == 7)).scalar() == "kept"
+            assert c.exec_driver_sql("SELECT itemid, clock, ns, value, sent FROM proxy_outbox").all() == \
+                [(1, 1700000000, 5, "42", 0)]
+    finally:
+        local.dispose()
+
+
+OPEN_WITHOUT_ALEMBIC = """
+import sys
+from vigil.proxy.localconfig import LocalConfig, open_local
+engine = open_local(sys.argv[1])
+print(LocalConfig(engine).version(), "alembic" in sys.modules, "mako" in sys.modules)
+"""
+
+
+def test_the_proxy_never_loads_alembic(tmp_path: Path) -> None:
+    """Neither when it creates its file (the migrations run in a child) nor when the file is current."""
+    import subprocess
+    import sys
+
+    for _ in ("new file", "current file"):
+        r = subprocess.run([sys.executable, "-c", OPEN_WITHOUT_ALEMBIC, str(tmp_path / "p.db")],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split() == ["1", "False", "False"], r.stdout
+
+
+def test_a_file_that_cannot_be_migrated_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "not-a-db"
+    path.write_bytes(b"this is not an SQLite file" * 100)
+    with pytest.raises(RuntimeError, match=r"DBName .*not-a-db: file is not a database"):
+        open_local(path)
+
+
+def test_an_unchanged_reply_is_not_rewritten(server_repo: ConfigRepo, tmp_path: Path) -> None:
+    """Zabbix sends the whole configuration every ConfigFrequency: the same reply again changes
+    nothing (no new version for the caches to reload); a changed one is applied."""
+    lc = LocalConfig(open_local(tmp_path / "proxy.db"))
+    first = lc.apply_json(json.loads(json.dumps(reply_of(server_repo).active_json())))
+    again = lc.apply_json(json.loads(json.dumps(reply_of(server_repo).active_json())))
+    assert again == first and lc.version() == first.version
+    changed = reply_of(server_repo).active_json()
+    changed["hosts"]["data"][0][changed["hosts"]["fields"].index("name")] = "renamed"
+    applied = lc.apply_json(changed)
+    assert applied.version == first.version + 1
+    with lc.engine.connect() as c:
+        assert c.execute(sa.select(t.hosts.c.name)).scalars().all() == ["renamed"]
+
+
+def test_a_failed_migration_is_reported_naming_the_file(tmp_path: Path) -> None:
+    """A file from a newer Vigil (a revision this one does not know): the child's error comes back."""
+    path = tmp_path / "newer.db"
+    engine = engine_for(f"sqlite:///{path}")
+    upgrade(engine)
+    with engine.begin() as c:
+        c.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
+    engine.dispose()
+    with pytest.raises(RuntimeError, match=r"DBName .*newer\.db: migrating it failed: .*'9999'"):
+        open_local(path)
