@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 try:  # the server has it; the agent needs only the standard library (and psutil)
@@ -62,14 +64,34 @@ def _depth_ok(body: bytes, limit: int) -> bool:
     return True
 
 
+_CONTAINERS = (dict, list)
+
+
+def _children(level: list[Any]) -> Iterable[Any]:
+    """The values held by a level's dicts and lists (C-level iteration when they are all dicts or all lists)."""
+    kinds = set(map(type, level))
+    if kinds == {dict}:
+        return chain.from_iterable(map(dict.values, level))
+    if kinds == {list}:
+        return chain.from_iterable(level)
+    return (v for c in level for v in (c.values() if type(c) is dict else c))
+
+
 def _depth(obj: dict[str, Any], limit: int) -> bool:
-    """False when a parsed object nests deeper than `limit` (as `_depth_ok` counts; walked level by level)."""
+    """False when a parsed object nests deeper than `limit` (as `_depth_ok` counts; walked level by level).
+
+    Without a Python loop over a level that holds no containers or only containers: a 10,000-record
+    batch (a list of flat dicts) is checked by map/chain/set alone."""
     level: list[Any] = [obj]
     depth = 1
     while level:
         if depth > limit:
             return False
-        level = [v for c in level for v in (c.values() if type(c) is dict else c) if type(v) in (dict, list)]
+        found = set(map(type, _children(level)))
+        if dict not in found and list not in found:
+            return True
+        level = (list(_children(level)) if found <= set(_CONTAINERS)
+                 else [v for v in _children(level) if type(v) in _CONTAINERS])
         depth += 1
     return True
 

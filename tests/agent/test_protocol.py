@@ -179,6 +179,27 @@ def test_json_depth_is_bounded() -> None:
     assert loads(b'{"a":"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}')
 
 
+def nested(depth: int) -> str:
+    """A JSON value `depth` containers deep, alternating objects and lists."""
+    out = '"x"'
+    for k in range(depth):
+        out = f'{{"k":{out}}}' if k % 2 else f"[{out},1]"
+    return out
+
+
+@pytest.mark.parametrize("depth, ok", [(60, True), (61, True), (62, False)])  # 3 levels around it
+def test_json_depth_is_counted_through_mixed_levels(depth: int, ok: bool) -> None:
+    """The depth walk's C-level paths (levels of only dicts, of only lists, or holding no containers)
+    count as the plain walk does: a deep value among 10,000 flat records in a list in an object."""
+    records = ",".join('{"id":%d,"itemid":1,"clock":2,"ns":3,"value":"v"}' % i for i in range(10_000))
+    body = f'{{"request":"proxy data","history data":[{records},{{"deep":{nested(depth)}}}],"more":1}}'.encode()
+    if ok:
+        assert len(loads(body)["history data"]) == 10_001
+    else:
+        with pytest.raises(ProtocolError, match="nesting deeper than 64"):
+            loads(body)
+
+
 @pytest.mark.parametrize(
     "key, name, params",
     [
