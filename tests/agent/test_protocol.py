@@ -234,3 +234,16 @@ def test_item_keys(key: str, name: str, params: tuple) -> None:
 def test_bad_item_keys(key: str, message: str) -> None:
     with pytest.raises(ItemKeyError, match=message):
         parse(key)
+
+
+@pytest.mark.parametrize("body, value", [
+    (b'{"a":[1,{"b":18446744073709551616}]}', [1, {"b": 2**64}]),  # orjson would read it as a float
+    (b'{"a":[1.5,-99999999999999999999]}', [1.5, -99999999999999999999]),
+    (b'{"a":[1.5,"12345678901234567890123"]}', [1.5, "12345678901234567890123"]),
+    (b'{"a":[2.5,18446744073709551615]}', [2.5, 2**64 - 1]),
+])
+def test_integers_beyond_64_bits_stay_exact(body: bytes, value: list) -> None:
+    got = loads(body)["a"]
+    assert got == value and [type(v) for v in got] == [type(v) for v in value]
+    if isinstance(value[1], dict):
+        assert type(got[1]["b"]) is int
