@@ -36,12 +36,13 @@ from vigil.agent.protocol.proxy import (
 from vigil.server.config.proxies import ProxyRef
 from vigil.server.config.repo import ConfigRepo
 from vigil.server.config.tables import ProxyMode, ValueType
-from vigil.server.ingest.convert import ConversionError
+from vigil.server.ingest.convert import UINT_MAX, ConversionError
 from vigil.server.ingest.sessions import AgentSessions
 from vigil.server.ingest.values import DEFAULT_WINDOW, ClockWindow, _add
 from vigil.server.store.base import WriteBatch
 
 log = logging.getLogger("vigil.ingest.proxy")
+UNSIGNED = int(ValueType.UNSIGNED)
 
 Submit = Callable[[WriteBatch], Awaitable[None]]
 
@@ -245,11 +246,18 @@ class ProxyHandler:
         lo, hi = (max(0, now - age) if age else 0), now + self.clock_window.ahead
         batch = WriteBatch()
         unsupported: list[tuple[int, int, str]] = []
+        items, uints = view.items, batch.uints
         for r in records:
             if r.id <= seen:
                 out.duplicates += 1
                 continue
-            item = view.items.get(r.itemid)
+            item = items.get(r.itemid)
+            if (item is not None and item[2] == UNSIGNED and lo <= r.clock <= hi and r.state == 0
+                    and r.lastlogsize is None and (v := r.value) is not None and len(v) <= 20 and v.isascii()
+                    and v.isdigit() and int(v) <= UINT_MAX):
+                uints.append((r.itemid, r.clock, r.ns, int(v)))  # the common record, as to_uint() reads it
+                out.processed += 1
+                continue
             if item is None:
                 out.skip(f"item {r.itemid} is not an enabled item of a host monitored by this proxy")
                 continue
