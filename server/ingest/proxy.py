@@ -43,6 +43,7 @@ from vigil.server.store.base import WriteBatch
 
 log = logging.getLogger("vigil.ingest.proxy")
 UNSIGNED = int(ValueType.UNSIGNED)
+TOUCH_EVERY = 1.0  # seconds between records of a draining proxy's last contact, delay and buffer
 
 Submit = Callable[[WriteBatch], Awaitable[None]]
 
@@ -93,6 +94,7 @@ class ProxyHandler:
         self._proxies: tuple[int, dict[str, ProxyRef]] = (-1, {})
         self.stats = {"records": 0, "duplicates": 0, "failed": 0}
         self._draining: tuple[int, set[int]] = (-1, set())  # proxies keeping moved hosts (proxy groups)
+        self._touched: dict[int, float] = {}  # proxyid -> when its last contact was recorded (monotonic)
 
     # --- configuration ----------------------------------------------------------------------------
 
@@ -216,8 +218,14 @@ class ProxyHandler:
         if unsupported and self.unsupported is not None:
             self.unsupported(unsupported)
         # Delay: how old the oldest value of this batch is, i.e. how far behind the proxy's buffer is.
-        delay = max(0, now - min(r.clock for r in data.history)) if data.history else 0
-        await self._touch(proxy, data.version, delay, buffer)
+        # While a proxy drains its buffer (full batches, "more") this is recorded once a second, not
+        # after every batch (each is a commit of its own that the next batch's values wait behind);
+        # the batch that ends a drain is always recorded.
+        last = self._touched.get(proxy.proxyid, -1e9)
+        if not data.more or time.monotonic() - last >= TOUCH_EVERY:
+            self._touched[proxy.proxyid] = time.monotonic()
+            delay = max(0, now - min(r.clock for r in data.history)) if data.history else 0
+            await self._touch(proxy, data.version, delay, buffer)
         self.stats["records"] += out.processed
         self.stats["duplicates"] += out.duplicates
         self.stats["failed"] += out.failed
