@@ -19,7 +19,9 @@ then
     python bench/proxy.py [--quick] [-N VALUES] [-K CLIENTS] [--only zabbix|vigil] [--keep DIR]
 
 --quick: N=30,000 and 6 s of lag samples; the full run buffers 1,000,000. Both proxies run with
-DataSenderFrequency=1 and keep no sent values (ProxyLocalBuffer=0, zabbix_proxy's default).
+DataSenderFrequency=1, ConfigFrequency=3600 (the default: they take the configuration once at start;
+the tests' 1 s would have the server build the 10,000 items' configuration every second) and keep no
+sent values (ProxyLocalBuffer=0, zabbix_proxy's default).
 `--keep DIR` leaves the servers' and proxies' files and logs there (for profiling: py-spy on the
 pids printed). The machine may be shared with other work: figures are approximate, compare the two
 proxies of one run. Ends with `name: value unit` lines, for KIND zabbix and vigil:
@@ -178,10 +180,10 @@ def run(kind: str, tmp: Path, n: int, clients: int, lag_seconds: float, proxy_db
     proxy: ZabbixProxy | VigilProxy
     if kind == "zabbix":
         proxy = ZabbixProxy(tmp, PROXY, server=f"127.0.0.1:{front.port}", database=proxy_db,
-                            **{"StartPollers": "1", "StartTrappers": "4", **options})
+                            **{"StartPollers": "1", "StartTrappers": "4", "ConfigFrequency": "3600", **options})
     else:
         proxy = VigilProxy(tmp, PROXY, server=f"127.0.0.1:{front.port}",
-                           **{"StartPollers": "1", "ProxyLocalBuffer": "0", **options})
+                           **{"StartPollers": "1", "ProxyLocalBuffer": "0", "ConfigFrequency": "3600", **options})
     figures: dict[str, float] = {}
     began = time.monotonic()
     try:
