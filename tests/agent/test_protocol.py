@@ -191,7 +191,7 @@ def nested(depth: int) -> str:
 def test_json_depth_is_counted_through_mixed_levels(depth: int, ok: bool) -> None:
     """The depth walk's C-level paths (levels of only dicts, of only lists, or holding no containers)
     count as the plain walk does: a deep value among 10,000 flat records in a list in an object."""
-    records = ",".join('{"id":%d,"itemid":1,"clock":2,"ns":3,"value":"v"}' % i for i in range(10_000))
+    records = ",".join(f'{{"id":{i},"itemid":1,"clock":2,"ns":3,"value":"v"}}' for i in range(10_000))
     body = f'{{"request":"proxy data","history data":[{records},{{"deep":{nested(depth)}}}],"more":1}}'.encode()
     if ok:
         assert len(loads(body)["history data"]) == 10_001
