@@ -1,7 +1,9 @@
-"""Proxy figures (issue 16): the real zabbix_proxy 6.0 as the anchor, `vigil proxy` beside it when it exists.
+"""Proxy figures (issue 16): the real zabbix_proxy 6.0 as the anchor and `vigil proxy`, measured in one run.
 
 For each proxy, in one run, on loopback: a `vigil server` on SQLite with one active proxy and a host
-of 10,000 trapper items, a fault front (tests/proxyfaults.py) between the proxy and the server, then
+of 10,000 trapper items, a relay between the proxy and the server that forwards or, for the outage,
+closes every connection (tests/proxyfaults.py's fault front, here without decoding what it forwards),
+then
 
 1. accept: with the front closing every connection (an outage), K concurrent sender-protocol clients
    send N values in 1000-value batches to the proxy's trapper port. "durable" is N over the time until
@@ -9,24 +11,32 @@ of 10,000 trapper items, a fault front (tests/proxyfaults.py) between the proxy 
    senders from its history cache, before writing); for the Vigil proxy the acknowledged values (it
    commits before it answers, issue 16);
 2. drain: the front passes again; the N buffered values over the time until the server stores them all;
-3. lag: one value every 0.1 s with its clock, sender -> visible in the server's store, p50/p99;
+3. lag: one value every 0.1 s with its clock, sender -> visible in the server's store (its history or,
+   not yet moved there, its staging table: the store reads both), p50/p99;
 4. RSS: the proxy's memory with the 10,000 items loaded, as the sum of the proportional set size
    (Pss, /proc/PID/smaps_rollup) of its processes (zabbix_proxy forks ~30 sharing memory: summing
    their RSS would count the shared pages many times).
 
-    python bench/proxy.py [--quick] [-N VALUES] [-K CLIENTS]
+    python bench/proxy.py [--quick] [-N VALUES] [-K CLIENTS] [--only zabbix|vigil] [--keep DIR]
 
---quick: N=30,000 and 6 s of lag samples, within 60 s for both proxies; the full run buffers 1,000,000.
-The machine may be shared with other work: figures are approximate, compare the two proxies of one run.
-Ends with `name: value unit` lines: proxy_accept_{zabbix,vigil} (values/s), proxy_drain_* (values/s),
-proxy_lag_p50_*, proxy_lag_p99_* (s), proxy_rss_* (MB).
+--quick: N=30,000 and 6 s of lag samples; the full run buffers 1,000,000. Both proxies run with
+DataSenderFrequency=1, ConfigFrequency=3600 (the default: they take the configuration once at start;
+the tests' 1 s would have the server build the 10,000 items' configuration every second) and keep no
+sent values (ProxyLocalBuffer=0, zabbix_proxy's default).
+`--keep DIR` leaves the servers' and proxies' files and logs there (for profiling: py-spy on the
+pids printed). The machine may be shared with other work: figures are approximate, compare the two
+proxies of one run. Ends with `name: value unit` lines, for KIND zabbix and vigil:
+KIND_proxy_accept (values/s), KIND_proxy_drain (values/s), KIND_proxy_lag_p50 and KIND_proxy_lag_p99 (s),
+KIND_proxy_rss (MB).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
+import shutil
 import socket
 import sqlite3
 import statistics
@@ -44,11 +54,33 @@ from vigil.server.config.migrate import engine_for  # noqa: E402
 from vigil.server.config.repo import ConfigRepo  # noqa: E402
 
 from tests.conftest import VigilServer  # noqa: E402
-from tests.proxyfaults import FaultFront, Mode  # noqa: E402
+from tests.proxyfaults import FaultFront, Mode, _read_frame  # noqa: E402
 from tests.vigil_proxy import VigilProxy, missing  # noqa: E402
 from tests.zabbix_proxy import ZabbixProxy, empty_proxy_database  # noqa: E402
 
 HOST, PROXY, ITEMS, BATCH = "bench-host", "bench-proxy", 10_000, 1000
+
+
+class Relay(FaultFront):
+    """The fault front in PASS or CLOSE only, relaying frames without decompressing and parsing them
+    (which would cost the bench's own CPU, shared with the proxy and the server, per batch)."""
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            _, frame = await _read_frame(reader)
+            if self.mode is Mode.PASS:
+                reply = await self._forward(frame)
+                if reply is not None:
+                    writer.write(reply)
+                    await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, zbxd.FrameError):
+            pass
+        finally:
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except ConnectionError:
+                pass
 
 
 CONFIG = f"""
@@ -79,18 +111,23 @@ def provision(server: VigilServer) -> None:
                 for i in range(1, ITEMS)]
         db.executemany(f"INSERT INTO items ({', '.join(cols)}) SELECT {copied} FROM items WHERE itemid = ?", rows)
         db.commit()
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the file alone is then copied for each run
     finally:
         db.close()
 
 
 def send(port: int, values: list[dict]) -> int:
-    """One `sender data` request; how many values the proxy said it processed."""
+    """One `sender data` request; how many values the proxy said it processed (the reply is printed
+    when it is not all of them)."""
     body = json.dumps({"request": "sender data", "data": values}).encode()
     with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
         s.sendall(zbxd.encode(body))
         _, reply = zbxd.recv_frame(s)
     info = json.loads(reply).get("info", "")
-    return int(info.split("processed: ")[1].split(";")[0]) if "processed: " in info else 0
+    done = int(info.split("processed: ")[1].split(";")[0]) if "processed: " in info else 0
+    if done != len(values) and len(values) > 1:
+        print(f"  {done} of {len(values)} values processed: {reply[:300]!r}", file=sys.stderr)
+    return done
 
 
 def batches(n: int, start: int) -> list[list[dict]]:
@@ -102,10 +139,18 @@ def batches(n: int, start: int) -> list[list[dict]]:
     return out
 
 
+# The server's SQLite store commits numeric values into a staging table and moves them into history
+# within a second or so; every read looks at both (server/store/sqlite.py), so both count as stored.
+# One statement: one snapshot, in which a value being moved is in exactly one of the two.
+VISIBLE_COUNT = "SELECT (SELECT count(*) FROM history_uint) + (SELECT count(*) FROM history_uint_stage)"
+VISIBLE_VALUES = ("SELECT value FROM history_uint WHERE itemid = ? "
+                  "UNION ALL SELECT value FROM history_uint_stage WHERE itemid = ?")
+
+
 def server_count(server: VigilServer) -> int:
     db = sqlite3.connect(f"file:{server.database_url.removeprefix('sqlite:///')}?mode=ro", uri=True, timeout=30)
     try:
-        return int(db.execute("SELECT count(*) FROM history_uint").fetchone()[0])
+        return int(db.execute(VISIBLE_COUNT).fetchone()[0])
     finally:
         db.close()
 
@@ -136,24 +181,26 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.05) -> fl
     return time.monotonic()
 
 
-def run(kind: str, tmp: Path, n: int, clients: int, lag_seconds: float, proxy_db: Path | None) -> dict[str, float]:
+def run(kind: str, tmp: Path, n: int, clients: int, lag_seconds: float, proxy_db: Path | None,
+        options: dict[str, str], server_db: Path) -> dict[str, float]:
+    shutil.copyfile(server_db, tmp / "vigil.db")  # provisioned once for both proxies
     server = VigilServer(tmp, f"sqlite:///{tmp / 'vigil.db'}")
-    front = FaultFront(0).start()
+    front = Relay(0).start()
     proxy: ZabbixProxy | VigilProxy
     if kind == "zabbix":
         proxy = ZabbixProxy(tmp, PROXY, server=f"127.0.0.1:{front.port}", database=proxy_db,
-                            StartPollers="1", StartTrappers="4")
+                            **{"StartPollers": "1", "StartTrappers": "4", "ConfigFrequency": "3600", **options})
     else:
-        proxy = VigilProxy(tmp, PROXY, server=f"127.0.0.1:{front.port}")
+        proxy = VigilProxy(tmp, PROXY, server=f"127.0.0.1:{front.port}",
+                           **{"StartPollers": "1", "ProxyLocalBuffer": "0", "ConfigFrequency": "3600", **options})
     figures: dict[str, float] = {}
     began = time.monotonic()
     try:
-        provision(server)
-        print(f"  {kind}: configuration written after {time.monotonic() - began:.1f} s", file=sys.stderr)
         server.start()
         front.upstream = server.port
         proxy.start()
-        print(f"  {kind}: server and proxy started after {time.monotonic() - began:.1f} s", file=sys.stderr)
+        print(f"  {kind}: server and proxy started after {time.monotonic() - began:.1f} s (server pid "
+              f"{server.proc.pid}, proxy pid {proxy.proc.pid})", file=sys.stderr)  # type: ignore[union-attr]
         wait_for(lambda: send(proxy.port, [{"host": HOST, "key": "trap.0", "value": "0", "clock": int(time.time()),
                                             "ns": 0}]) == 1, 120, f"{kind} proxy to load its configuration", 0.5)
         wait_for(lambda: server_count(server) >= 1, 60, "the first value to reach the server")
@@ -209,7 +256,7 @@ def run(kind: str, tmp: Path, n: int, clients: int, lag_seconds: float, proxy_db
                                  timeout=30)
             while not stop.is_set() or len(seen) < len(sent):
                 now = time.monotonic()
-                for (v,) in db.execute("SELECT value FROM history_uint WHERE itemid = ?", (itemid,)):
+                for (v,) in db.execute(VISIBLE_VALUES, (itemid, itemid)):
                     seen.setdefault(int(v), now)
                 if stop.is_set() and time.monotonic() > stop_at + 30:
                     break
@@ -245,29 +292,43 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="a short run, within 60 s")
     ap.add_argument("-N", type=int, help="values buffered through the outage (default 1,000,000; --quick 30,000)")
     ap.add_argument("-K", type=int, default=4, help="concurrent sender clients (default 4)")
+    ap.add_argument("--only", choices=("zabbix", "vigil"), help="measure one proxy only")
+    ap.add_argument("--keep", type=Path, help="a directory to leave the processes' files and logs in")
+    ap.add_argument("-o", dest="options", action="append", default=[], metavar="KEY=VALUE",
+                    help="a proxy configuration option (e.g. DebugLevel=4), for the proxies measured")
     args = ap.parse_args()
     n = args.N or (30_000 if args.quick else 1_000_000)
     lag_seconds = 6 if args.quick else 30
-    kinds = ["zabbix"] + (["vigil"] if missing() is None else [])
-    if missing() is not None:
-        print(f"  vigil proxy skipped: {missing()}", file=sys.stderr)
+    kinds = [args.only] if args.only else ["zabbix", "vigil"]
+    options = dict(o.split("=", 1) for o in args.options)
+    if "vigil" in kinds and missing() is not None:
+        raise SystemExit(f"vigil proxy cannot run: {missing()}")
     results: dict[str, dict[str, float]] = {}
-    with tempfile.TemporaryDirectory(prefix="bench-proxy-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-proxy-") as scratch:
+        tmp = Path(scratch) if args.keep is None else args.keep
+        tmp.mkdir(parents=True, exist_ok=True)
+        proxy_db = None
+        if "zabbix" in kinds:
+            t = time.monotonic()
+            proxy_db = empty_proxy_database(tmp / "schema")
+            print(f"  zabbix_proxy's empty database made in {time.monotonic() - t:.1f} s", file=sys.stderr)
         t = time.monotonic()
-        proxy_db = empty_proxy_database(Path(tmp) / "schema")
-        print(f"  zabbix_proxy's empty database made in {time.monotonic() - t:.1f} s", file=sys.stderr)
+        (tmp / "provision").mkdir()
+        template = VigilServer(tmp / "provision", f"sqlite:///{tmp / 'provision' / 'vigil.db'}")
+        provision(template)
+        print(f"  the server's configuration written in {time.monotonic() - t:.1f} s", file=sys.stderr)
         for kind in kinds:
-            d = Path(tmp) / kind
+            d = tmp / kind
             d.mkdir()
-            results[kind] = run(kind, d, n, args.K, lag_seconds, proxy_db)
+            results[kind] = run(kind, d, n, args.K, lag_seconds, proxy_db, options, tmp / 'provision' / 'vigil.db')
     print("  figures are approximate: the machine is shared with other work", file=sys.stderr)
     for kind in kinds:
         r = results[kind]
-        print(f"proxy_accept_{kind}: {r['accept']:.0f} values/s")
-        print(f"proxy_drain_{kind}: {r['drain']:.0f} values/s")
-        print(f"proxy_lag_p50_{kind}: {r['lag_p50']:.3f} s")
-        print(f"proxy_lag_p99_{kind}: {r['lag_p99']:.3f} s")
-        print(f"proxy_rss_{kind}: {r['rss']:.1f} MB")
+        print(f"{kind}_proxy_accept: {r['accept']:.0f} values/s")
+        print(f"{kind}_proxy_drain: {r['drain']:.0f} values/s")
+        print(f"{kind}_proxy_lag_p50: {r['lag_p50']:.3f} s")
+        print(f"{kind}_proxy_lag_p99: {r['lag_p99']:.3f} s")
+        print(f"{kind}_proxy_rss: {r['rss']:.1f} MB")
 
 
 if __name__ == "__main__":

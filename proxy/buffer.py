@@ -146,6 +146,12 @@ class ProxyBuffer(Store):
         cur = self._db.execute(f"SELECT {_COLUMNS} FROM proxy_outbox WHERE sent = 0 ORDER BY id LIMIT ?", (limit,))
         return [HistoryRecord(*r) for r in cur]  # _COLUMNS are HistoryRecord's fields in order
 
+    def batch_after(self, after: int, limit: int = 10_000) -> list[HistoryRecord]:
+        """The oldest unsent records with ids above `after` (the batch that follows one in flight)."""
+        cur = self._db.execute(f"SELECT {_COLUMNS} FROM proxy_outbox WHERE sent = 0 AND id > ? ORDER BY id LIMIT ?",
+                               (after, limit))
+        return [HistoryRecord(*r) for r in cur]
+
     def batch_range(self, lo: int, hi: int) -> list[HistoryRecord]:
         """The unsent records with ids lo..hi (an in-flight batch of an earlier run), ids increasing."""
         cur = self._db.execute(f"SELECT {_COLUMNS} FROM proxy_outbox WHERE sent = 0 AND id BETWEEN ? AND ? "
@@ -170,18 +176,40 @@ class ProxyBuffer(Store):
         with self._transaction():
             self._db.execute("DELETE FROM proxy_inflight")
 
-    def ack(self, records: list[HistoryRecord], now: int | None = None) -> None:
-        """The server acknowledged these records (a `batch()`'s, ids increasing)."""
+    def ack(self, records: list[HistoryRecord], now: int | None = None,
+            then: tuple[str, list[HistoryRecord]] | None = None) -> bool:
+        """The server acknowledged these records (a `batch()`'s, ids increasing). `then`: the
+        (session, records) of the next batch, read before this acknowledgement, committed as in
+        flight in the same transaction (as `sending` would). False when `then` is no longer what the
+        buffer holds (`expire` dropped some of it meanwhile): it must be read again, not sent."""
+        kept = then is not None
         if not records:
-            return
+            if then is not None and then[1]:
+                kept = self._unchanged(then[1])
+                if kept:
+                    self.sending(*then)
+            return kept
         lo, hi = records[0].id, records[-1].id
         with self._transaction():
             self._db.execute("DELETE FROM proxy_inflight WHERE lo >= ? AND hi <= ?", (lo, hi))
+            if then is not None and then[1]:
+                kept = self._unchanged(then[1])
+                if kept:
+                    self._db.execute("DELETE FROM proxy_inflight")
+                    self._db.execute("INSERT INTO proxy_inflight (session, lo, hi) VALUES (?, ?, ?)",
+                                     (then[0], then[1][0].id, then[1][-1].id))
             if self.local_hours:
                 self._db.execute("UPDATE proxy_outbox SET sent = ? WHERE id BETWEEN ? AND ? AND sent = 0",
                                  (int(time.time()) if now is None else now, lo, hi))
             else:
                 self._db.execute("DELETE FROM proxy_outbox WHERE id BETWEEN ? AND ? AND sent = 0", (lo, hi))
+        return kept
+
+    def _unchanged(self, records: list[HistoryRecord]) -> bool:
+        """Whether every one of these records (ids increasing) is still unsent in the buffer."""
+        (n,) = self._db.execute("SELECT count(*) FROM proxy_outbox WHERE sent = 0 AND id BETWEEN ? AND ?",
+                                (records[0].id, records[-1].id)).fetchone()
+        return int(n) == len(records)
 
     def unsent(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM proxy_outbox WHERE sent = 0").fetchone()[0])

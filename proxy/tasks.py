@@ -52,6 +52,11 @@ class TaskRunner:
 
     # --- the uplink's hooks --------------------------------------------------------------------
 
+    def pending(self) -> bool:
+        """Whether results wait for a `proxy data` to carry them."""
+        with self._lock:
+            return bool(self._results)
+
     def attach(self, body: dict[str, Any]) -> list[int]:
         """Add the undelivered results to a `proxy data` body; their parent taskids."""
         with self._lock:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 try:  # the server has it; the agent needs only the standard library (and psutil)
@@ -62,28 +64,54 @@ def _depth_ok(body: bytes, limit: int) -> bool:
     return True
 
 
-def _depth(obj: dict[str, Any], limit: int) -> bool:
-    """False when a parsed object nests deeper than `limit` (as `_depth_ok` counts; walked level by level)."""
+_CONTAINERS = (dict, list)
+
+
+def _children(level: list[Any]) -> Iterable[Any]:
+    """The values held by a level's dicts and lists (C-level iteration when they are all dicts or all lists)."""
+    kinds = set(map(type, level))
+    if kinds == {dict}:
+        return chain.from_iterable(map(dict.values, level))
+    if kinds == {list}:
+        return chain.from_iterable(level)
+    return (v for c in level for v in (c.values() if type(c) is dict else c))
+
+
+def _depth(obj: dict[str, Any], limit: int) -> tuple[bool, bool]:
+    """(False when a parsed object nests deeper than `limit`, as `_depth_ok` counts; whether it
+    holds a float), walked level by level.
+
+    Without a Python loop over a level that holds no containers or only containers: a 10,000-record
+    batch (a list of flat dicts) is checked by map/chain/set alone."""
     level: list[Any] = [obj]
     depth = 1
+    floats = False
     while level:
         if depth > limit:
-            return False
-        level = [v for c in level for v in (c.values() if type(c) is dict else c) if type(v) in (dict, list)]
+            return False, floats
+        found = set(map(type, _children(level)))
+        floats = floats or float in found
+        if dict not in found and list not in found:
+            return True, floats
+        level = (list(_children(level)) if found <= set(_CONTAINERS)
+                 else [v for v in _children(level) if type(v) in _CONTAINERS])
         depth += 1
-    return True
+    return True, floats
 
 
 def loads(body: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """Parse a JSON body; ProtocolError with Zabbix's wording when it is not a JSON object."""
-    if orjson is not None and _LONG_NUMBER.search(body) is None:
+    if orjson is not None:
         try:
             obj = orjson.loads(body)  # fast; what it refuses and json accepts (NaN) goes the slow way
         except orjson.JSONDecodeError:
             pass
         else:
-            if type(obj) is dict and _depth(obj, max_depth):
-                return obj
+            if type(obj) is dict:
+                ok, floats = _depth(obj, max_depth)
+                # A number orjson read as a float may have been a 20-digit integer: the slow way then.
+                if ok and (not floats or _LONG_NUMBER.search(body) is None):
+                    return obj
     if not _depth_ok(body, max_depth):
         raise ProtocolError(f"cannot parse as a valid JSON object: nesting deeper than {max_depth} levels")
     try:

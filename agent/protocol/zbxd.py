@@ -92,12 +92,12 @@ def parse_header(data: bytes, max_size: int = DEFAULT_MAX_FRAME, max_body: int |
     return header
 
 
-def encode(body: bytes, *, compress: bool = False, large: bool = False) -> bytes:
-    """Frame `body`; compress with zlib (level 6, as Zabbix does) when asked."""
+def encode(body: bytes, *, compress: bool = False, large: bool = False, level: int = 6) -> bytes:
+    """Frame `body`; compress with zlib (by default at level 6, as Zabbix does) when asked."""
     flags = FLAG_PROTOCOL
     if compress:
         flags |= FLAG_COMPRESSED
-        payload, reserved = zlib.compress(body, 6), len(body)
+        payload, reserved = zlib.compress(body, level), len(body)
     else:
         payload, reserved = body, 0
     if large or len(payload) > 0xFFFFFFFF:

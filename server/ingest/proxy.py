@@ -36,13 +36,15 @@ from vigil.agent.protocol.proxy import (
 from vigil.server.config.proxies import ProxyRef
 from vigil.server.config.repo import ConfigRepo
 from vigil.server.config.tables import ProxyMode, ValueType
-from vigil.server.ingest.convert import ConversionError
+from vigil.server.ingest.convert import UINT_MAX, ConversionError
 from vigil.server.ingest.proxytasks import ProxyTasks
 from vigil.server.ingest.sessions import AgentSessions
 from vigil.server.ingest.values import DEFAULT_WINDOW, ClockWindow, _add
 from vigil.server.store.base import WriteBatch
 
 log = logging.getLogger("vigil.ingest.proxy")
+UNSIGNED = int(ValueType.UNSIGNED)
+TOUCH_EVERY = 1.0  # seconds between records of a draining proxy's last contact, delay and buffer
 
 Submit = Callable[[WriteBatch], Awaitable[None]]
 
@@ -96,6 +98,7 @@ class ProxyHandler:
         self.stats = {"records": 0, "duplicates": 0, "failed": 0}
         self._draining: tuple[int, set[int]] = (-1, set())  # proxies keeping moved hosts (proxy groups)
         self.autoreg: Any = None  # server/ingest/autoreg.py's Autoregistrar: "auto registration" records
+        self._touched: dict[int, float] = {}  # proxyid -> when its last contact was recorded (monotonic)
 
     # --- configuration ----------------------------------------------------------------------------
 
@@ -223,8 +226,14 @@ class ProxyHandler:
         if unsupported and self.unsupported is not None:
             self.unsupported(unsupported)
         # Delay: how old the oldest value of this batch is, i.e. how far behind the proxy's buffer is.
-        delay = max(0, now - min(r.clock for r in data.history)) if data.history else 0
-        await self._touch(proxy, data.version, delay, buffer)
+        # While a proxy drains its buffer (full batches, "more") this is recorded once a second, not
+        # after every batch (each is a commit of its own that the next batch's values wait behind);
+        # the batch that ends a drain is always recorded.
+        last = self._touched.get(proxy.proxyid, -1e9)
+        if not data.more or time.monotonic() - last >= TOUCH_EVERY:
+            self._touched[proxy.proxyid] = time.monotonic()
+            delay = max(0, now - min(r.clock for r in data.history)) if data.history else 0
+            await self._touch(proxy, data.version, delay, buffer)
         self.stats["records"] += out.processed
         self.stats["duplicates"] += out.duplicates
         self.stats["failed"] += out.failed
@@ -253,11 +262,18 @@ class ProxyHandler:
         lo, hi = (max(0, now - age) if age else 0), now + self.clock_window.ahead
         batch = WriteBatch()
         unsupported: list[tuple[int, int, str]] = []
+        items, uints = view.items, batch.uints
         for r in records:
             if r.id <= seen:
                 out.duplicates += 1
                 continue
-            item = view.items.get(r.itemid)
+            item = items.get(r.itemid)
+            if (item is not None and item[2] == UNSIGNED and lo <= r.clock <= hi and r.state == 0
+                    and r.lastlogsize is None and (v := r.value) is not None and len(v) <= 20 and v.isascii()
+                    and v.isdigit() and int(v) <= UINT_MAX):
+                uints.append((r.itemid, r.clock, r.ns, int(v)))  # the common record, as to_uint() reads it
+                out.processed += 1
+                continue
             if item is None:
                 out.skip(f"item {r.itemid} is not an enabled item of a host monitored by this proxy")
                 continue

@@ -179,6 +179,27 @@ def test_json_depth_is_bounded() -> None:
     assert loads(b'{"a":"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}')
 
 
+def nested(depth: int) -> str:
+    """A JSON value `depth` containers deep, alternating objects and lists."""
+    out = '"x"'
+    for k in range(depth):
+        out = f'{{"k":{out}}}' if k % 2 else f"[{out},1]"
+    return out
+
+
+@pytest.mark.parametrize("depth, ok", [(60, True), (61, True), (62, False)])  # 3 levels around it
+def test_json_depth_is_counted_through_mixed_levels(depth: int, ok: bool) -> None:
+    """The depth walk's C-level paths (levels of only dicts, of only lists, or holding no containers)
+    count as the plain walk does: a deep value among 10,000 flat records in a list in an object."""
+    records = ",".join(f'{{"id":{i},"itemid":1,"clock":2,"ns":3,"value":"v"}}' for i in range(10_000))
+    body = f'{{"request":"proxy data","history data":[{records},{{"deep":{nested(depth)}}}],"more":1}}'.encode()
+    if ok:
+        assert len(loads(body)["history data"]) == 10_001
+    else:
+        with pytest.raises(ProtocolError, match="nesting deeper than 64"):
+            loads(body)
+
+
 @pytest.mark.parametrize(
     "key, name, params",
     [
@@ -213,3 +234,16 @@ def test_item_keys(key: str, name: str, params: tuple) -> None:
 def test_bad_item_keys(key: str, message: str) -> None:
     with pytest.raises(ItemKeyError, match=message):
         parse(key)
+
+
+@pytest.mark.parametrize("body, value", [
+    (b'{"a":[1,{"b":18446744073709551616}]}', [1, {"b": 2**64}]),  # orjson would read it as a float
+    (b'{"a":[1.5,-99999999999999999999]}', [1.5, -99999999999999999999]),
+    (b'{"a":[1.5,"12345678901234567890123"]}', [1.5, "12345678901234567890123"]),
+    (b'{"a":[2.5,18446744073709551615]}', [2.5, 2**64 - 1]),
+])
+def test_integers_beyond_64_bits_stay_exact(body: bytes, value: list) -> None:
+    got = loads(body)["a"]
+    assert got == value and [type(v) for v in got] == [type(v) for v in value]
+    if isinstance(value[1], dict):
+        assert type(got[1]["b"]) is int

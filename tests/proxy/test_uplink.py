@@ -172,6 +172,72 @@ def test_a_full_batch_says_more_and_the_next_follows(db: Path) -> None:
     assert a["history data"][-1]["id"] < b["history data"][0]["id"]
 
 
+def test_pipelined_batches_keep_their_ids_and_order_through_a_lost_reply(db: Path) -> None:
+    """The data loop reads the next full batch while the server stores one; it is marked in flight
+    with the acknowledgement, and after a lost reply the same records go again with the same ids."""
+    fill(db, 25_000)
+
+    async def go() -> tuple[Recorder, list[Any]]:
+        async with Recorder(["success", "close"]) as rec:
+            up, outbox, buf = uplink(db, f"127.0.0.1:{rec.port}")
+            inflight = []
+            assert await up.send_data(outbox, pipeline=True) is True
+            inflight.append(buf.inflight())  # the second batch: read meanwhile, in flight before it leaves
+            assert await up.send_data(outbox, pipeline=True) is False  # no reply: nothing read ahead is kept
+            assert up._next is None and buf.unsent() == 15_000
+            assert await up.send_data(outbox, pipeline=True) is True
+            assert await up.send_data(outbox, pipeline=True) is False
+            inflight.append(buf.inflight())
+            assert buf.unsent() == 0
+            buf.close()
+            return rec, inflight
+
+    rec, inflight = asyncio.run(go())
+    first, lost, resent, last = (history(r) for r in rec.requests)
+    assert len(first) == len(lost) == 10_000 and resent == lost and len(last) == 5_000
+    ids = [i for i, _ in first + resent + last]
+    assert ids == sorted(set(ids)) and len(ids) == 25_000
+    assert inflight[0] == (rec.requests[0]["session"], lost[0][0], lost[-1][0]) and inflight[1] is None
+
+
+def test_a_batch_marked_in_flight_with_the_acknowledgement_survives_a_restart(db: Path) -> None:
+    fill(db, 12_000)
+
+    async def go() -> tuple[Recorder, str]:
+        async with Recorder([]) as rec:
+            old, outbox, buf = uplink(db, f"127.0.0.1:{rec.port}")
+            assert await old.send_data(outbox, pipeline=True) is True
+            buf.close()  # killed before the batch read ahead went: it may be half-sent, for all a new run knows
+            new, outbox, buf = uplink(db, f"127.0.0.1:{rec.port}")
+            assert await new.send_data(outbox, pipeline=True) is True  # under the old session and ids
+            assert await new.send_data(outbox, pipeline=True) is False
+            assert buf.unsent() == 0 and buf.inflight() is None
+            buf.close()
+            return rec, old.session
+
+    rec, old = asyncio.run(go())
+    first, second, empty = rec.requests
+    assert second["session"] == old and len(second["history data"]) == 2_000
+    assert second["history data"][0]["id"] == first["history data"][-1]["id"] + 1
+    assert "history data" not in empty
+
+
+def test_a_batch_read_ahead_is_not_sent_when_expiry_dropped_part_of_it(db: Path) -> None:
+    fill(db, 12_000)
+    buf = ProxyBuffer(db)
+    local = LocalConfig(open_local(db))
+    outbox = Outbox(buf, local.engine, "b" * 32, "px")
+    data, _ = outbox.take()
+    nxt, _ = outbox.take_after(data)
+    assert len(nxt.history) == 2_000 and nxt.history[0].id == data.history[-1].id + 1
+    assert buf.expire(now=1_800_000_000 + 10_500 + 3600) == 10_500  # the oldest values outlived the buffer
+    assert outbox.acknowledged(data, nxt) is False  # read again instead: only what is left goes
+    assert buf.inflight() is None
+    data, _ = outbox.take()
+    assert [r.value for r in data.history] == [str(i) for i in range(10_500, 12_000)]
+    buf.close()
+
+
 def test_the_next_server_of_a_cluster_is_tried(db: Path) -> None:
     fill(db, 3)
     down = free_port()
