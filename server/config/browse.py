@@ -58,6 +58,13 @@ class HostRow:
 
 
 @dataclass(frozen=True, slots=True)
+class HostName:
+    hostid: int
+    host: str
+    name: str  # the visible name, else the technical one
+
+
+@dataclass(frozen=True, slots=True)
 class HostDetail:
     row: HostRow
     macros: dict[str, str]
@@ -158,10 +165,12 @@ class Browse:
             t.hosts.outerjoin(t.host_availability, t.host_availability.c.hostid == h.hostid)).where(*where)
         col = SORTS.get(sort, h.name)
         with reads.connect(self.engine) as c:
-            total = int(c.execute(sa.select(sa.func.count()).select_from(base.subquery())).scalar() or 0)
-            ids = [int(x) for x in c.execute(base.order_by(col.desc() if desc else col, h.hostid)
-                                             .limit(limit).offset(offset)).scalars()]
-            return Page(total, self._host_rows(c, ids))
+            # the total rides along with the page's rows; counted apart only for a page past the end
+            found = c.execute(base.add_columns(sa.func.count().over().label("total"))
+                              .order_by(col.desc() if desc else col, h.hostid).limit(limit).offset(offset)).all()
+            total = int(found[0].total) if found else int(
+                c.execute(sa.select(sa.func.count()).select_from(base.subquery())).scalar() or 0)
+            return Page(total, self._host_rows(c, [int(r.hostid) for r in found]))
 
     def _host_rows(self, c: Connection, ids: list[int]) -> list[HostRow]:
         if not ids:
@@ -215,6 +224,23 @@ class Browse:
         with reads.connect(self.engine) as c:
             return [(int(a), int(b), ValueType(v)) for a, b, v in
                     c.execute(sa.select(i.itemid, i.hostid, i.value_type).select_from(frm).where(*where))]
+
+    def first_host(self, scope: Scope = Scope(), *, host: str | None = None,
+                   template: str | None = None) -> HostName | None:
+        """The host named `host` if in scope; else the first host in scope by name linked to `template`,
+        else the first at all (the dashboard's watched host). One query."""
+        h = t.hosts.c
+        q = sa.select(h.hostid, h.host, h.name).where(h.status != HostStatus.TEMPLATE, scope.hosts_clause(h.hostid))
+        if host is not None:
+            q = q.where(h.host == host)
+        elif template is not None:
+            tpl = sa.alias(t.hosts, "tpl")
+            linked = (sa.select(t.hosts_templates.c.hostid).join(tpl, tpl.c.hostid == t.hosts_templates.c.templateid)
+                      .where(tpl.c.host == template))
+            q = q.order_by(sa.case((h.hostid.in_(linked), 0), else_=1))
+        with reads.connect(self.engine) as c:
+            r = c.execute(q.order_by(h.name, h.host, h.hostid).limit(1)).first()
+        return None if r is None else HostName(int(r.hostid), r.host, r.name or r.host)
 
     def host_names(self, scope: Scope = Scope(), limit: int = 500) -> list[tuple[int, str]]:
         """(hostid, visible name) of hosts in scope, for pickers: one light query."""
@@ -292,7 +318,7 @@ class Browse:
     def items(self, scope: Scope = Scope(), *, hostids: Sequence[int] | None = None, groupid: int | None = None,
               search: str = "", tag: tuple[str, str | None] | None = None, itemids: Sequence[int] | None = None,
               keys: Sequence[str] | None = None, numeric: bool = False, limit: int | None = 100,
-              offset: int = 0) -> Page:
+              offset: int = 0, with_tags: bool = True) -> Page:
         i, h = t.items.c, t.hosts.c
         # plain and discovered items: not discovery rules (their values are not history) or prototypes
         where = [h.status != HostStatus.TEMPLATE, scope.hosts_clause(h.hostid), i.flags.in_([0, 4])]
@@ -331,11 +357,12 @@ class Browse:
                 rows = c.execute(q).all() if q is not None else []
             ids = [r.itemid for r in rows]
             tags: dict[int, list[tuple[str, str]]] = {}
-            if ids:
+            if ids and with_tags:
                 for r in c.execute(sa.select(t.item_tags).where(t.item_tags.c.itemid.in_(ids))
                                    .order_by(t.item_tags.c.tag, t.item_tags.c.value)):
                     tags.setdefault(r.itemid, []).append((r.tag, r.value))
-            macros = self._macros(c, {r.hostid for r in rows})
+            # only hosts whose items name a user macro need theirs (three queries saved on most pages)
+            macros = self._macros(c, {r.hostid for r in rows if "{$" in r.key_ or "{$" in (r.name or "")})
             out = []
             for r in rows:
                 m = macros.get(r.hostid, {})
