@@ -15,7 +15,7 @@ import threading
 from typing import Any
 from urllib.parse import quote_plus
 
-from flask import request, url_for
+from flask import has_request_context, request, url_for
 
 SENTINEL = 7_919_100_003  # no route or query text holds this number by itself
 QUERY_SAFE = "!$'()*,/:;?@"  # werkzeug's (urls._urlencode)
@@ -57,7 +57,8 @@ def _fits(v: Any, in_query: bool) -> bool:
 
 
 def fast_url_for(endpoint: str, **values: Any) -> str:
-    if not values or endpoint.startswith((".", "_")) or any(k.startswith("_") for k in values):
+    if (not values or endpoint.startswith((".", "_")) or any(k.startswith("_") for k in values)
+            or not has_request_context()):
         return url_for(endpoint, **values)
     names = tuple(values)
     key = (request.script_root, endpoint, names)
