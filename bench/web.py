@@ -38,6 +38,7 @@ import time
 import uuid
 from pathlib import Path
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -108,17 +109,35 @@ def main() -> int:
                 "problems": "/problems",
                 "problems_api": "/api/v1/problems?limit=100",
             }
+            # what a request costs apart from waiting: its own thread's CPU time (the test client answers
+            # in the calling thread) and its round trips to the configuration database (statements and
+            # pool check-outs, each of which pings); history store reads are not counted
+            me = threading.get_ident()
+            trips = [0]
+
+            def count(*_: object) -> None:
+                if threading.get_ident() == me:
+                    trips[0] += 1
+
+            sa.event.listen(engine, "before_cursor_execute", count)
+            sa.event.listen(engine, "checkout", count)
             for label, path in targets.items():
                 c.get(path)  # warm
-                times = []
+                times, cpu = [], []
+                trips[0] = 0
                 for _ in range(repeat):
-                    t = time.perf_counter()
+                    t, tc = time.perf_counter(), time.thread_time()
                     r = c.get(path)
                     times.append((time.perf_counter() - t) * 1000)
+                    cpu.append((time.thread_time() - tc) * 1000)
                     assert r.status_code == 200, (path, r.status_code)
                 times.sort()
                 print(f"web_{label}_p50: {statistics.median(times):.1f} ms")
                 print(f"web_{label}_p95: {times[max(0, -(-len(times) * 95 // 100) - 1)]:.1f} ms")
+                print(f"web_{label}_cpu_p50: {statistics.median(cpu):.1f} ms")
+                print(f"web_{label}_db_round_trips: {trips[0] / repeat:.1f} trips")
+            sa.event.remove(engine, "before_cursor_execute", count)
+            sa.event.remove(engine, "checkout", count)
             load.stop()
             if clients or rate:
                 print(f"web_load_client_requests: {load.requests} requests")
