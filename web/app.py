@@ -118,6 +118,18 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     svc = Services(settings, engine, Browse(engine), UserRepo(engine), ConfigRepo(engine))
     app.extensions["vigil"] = svc
 
+    from vigil.server.config import reads
+
+    @app.before_request
+    def share_reads() -> None:
+        # registered before auth's hook (below): the user's lookup is the first read on the shared connection
+        reads.begin(engine)
+
+    @app.teardown_request
+    def end_reads(_exc: BaseException | None) -> None:
+        reads.end()
+
+
     from vigil.web import auth, filters
     from vigil.web.api import bp as api_bp
     from vigil.web.pages import dashboard, graphs, hosts, latest, problems, triggers, users

@@ -53,17 +53,19 @@ def active_available(store: Store, browse: Browse, hostids: Sequence[int], now: 
     agent's heartbeat likewise; passive availability is written by the pollers)."""
     if not hostids:
         return set()
-    pings = browse.items(hostids=list(hostids), keys=["agent.ping"], limit=None).rows
-    found = store.latest({i.itemid: i.value_type for i in pings}, since=now - ACTIVE_AGENT_AGE) if pings else {}
-    return {i.hostid for i in pings if i.itemid in found}
+    return _pinging(store, browse.ping_items(hostids=list(hostids)), now)
+
+
+def _pinging(store: Store, pings: Sequence[tuple[int, int, ValueType]], now: int) -> set[int]:
+    found = store.latest({i: vt for i, _, vt in pings}, since=now - ACTIVE_AGENT_AGE) if pings else {}
+    return {h for i, h, _ in pings if i in found}
 
 
 def availability(store: Store, browse: Browse, scope: Scope, now: int) -> dict[int, int]:
     """Counts per availability (0 unknown, 1 available, 2 not available) of monitored hosts in scope."""
     counts = browse.availability_counts(scope)
     if counts.get(0):
-        unknown = browse.unknown_host_ids(scope)
-        alive = len(active_available(store, browse, unknown, now))
+        alive = len(_pinging(store, browse.ping_items(scope, unknown=True), now))
         counts[0] -= alive
         counts[1] = counts.get(1, 0) + alive
     return counts

@@ -38,3 +38,6 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["value"] = fmt.value
     app.jinja_env.filters["ago"] = ago
     app.jinja_env.globals.update(url_with=url_with, severities=SEVERITY_LABELS, availability=AVAILABILITY)
+    from vigil.web.urls import fast_url_for
+
+    app.jinja_env.globals["url_for"] = fast_url_for  # templates only; views keep Flask's

@@ -119,12 +119,9 @@ def sort_args(args: Any) -> tuple[str, bool]:
 
 def trigger_permission(triggerids: Sequence[int]) -> dict[int, int]:
     """triggerid -> the caller's permission on it: the lowest over its hosts."""
-    pr = problems_repo()
-    hosts = pr.trigger_hosts(triggerids)
-    groups = services().browse.host_groups_of({h for hs in hosts.values() for h in hs})
     a = auth.access()
-    return {tr: min((a.host(groups.get(h, set())) for h in hs), default=Permission.DENY)
-            for tr, hs in hosts.items()}
+    return {tr: min((a.host(groups) for groups in hosts.values()), default=Permission.DENY)
+            for tr, hosts in problems_repo().trigger_host_groups(triggerids).items()}
 
 
 def require_event(eventid: int, *, write: bool = False) -> int:

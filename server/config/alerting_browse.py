@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from vigil.server.config import reads
 from vigil.server.config import tables as t
 from vigil.server.config.alerting import ActionSpec, MaintenanceSpec, MediaTypeSpec, UserSpec
 from vigil.server.config.browse import Page, Scope, _search
@@ -79,13 +80,13 @@ class AlertingBrowse:
             q = q.where(t.media_types.c.type == kind)
         if enabled is not None:
             q = q.where(t.media_types.c.status == (0 if enabled else 1))
-        with self.engine.connect() as c:
+        with reads.connect(self.engine) as c:
             total, rows = _page(c, q, limit, offset)
         return Page(total, [MediaTypeRow(int(r.mediatypeid), r.name, MediaKind(r.type), r.status == 0, r.description,
                                          int(r.used or 0)) for r in rows])
 
     def media_type_names(self) -> list[tuple[int, str]]:
-        with self.engine.connect() as c:
+        with reads.connect(self.engine) as c:
             return [(int(a), b) for a, b in c.execute(sa.select(t.media_types.c.mediatypeid, t.media_types.c.name)
                                                       .order_by(t.media_types.c.name))]
 
@@ -102,7 +103,7 @@ class AlertingBrowse:
             q = q.where(_search(t.actions.c.name, search))
         if enabled is not None:
             q = q.where(t.actions.c.status == (0 if enabled else 1))
-        with self.engine.connect() as c:
+        with reads.connect(self.engine) as c:
             total, rows = _page(c, q, limit, offset)
         return Page(total, [ActionRow(int(r.actionid), r.name, r.status == 0, r.eventsource, int(r.nconds),
                                       int(r.nops)) for r in rows])
@@ -118,7 +119,7 @@ class AlertingBrowse:
                       groups.scalar_subquery().label("ng")).order_by(t.maintenances.c.name)
         if search:
             q = q.where(_search(t.maintenances.c.name, search))
-        with self.engine.connect() as c:
+        with reads.connect(self.engine) as c:
             total, rows = _page(c, q, limit, offset)
         return Page(total, [MaintenanceRow(int(r.maintenanceid), r.name, r.maintenance_type == 0, r.active_since,
                                            r.active_till, r.description, int(r.nh), int(r.ng)) for r in rows])
@@ -130,13 +131,13 @@ class AlertingBrowse:
         return ConfigRepo(self.engine).alerting().users.get(userid)
 
     def user_states(self) -> dict[int, UserState]:
-        with self.engine.connect() as c:
+        with reads.connect(self.engine) as c:
             return {int(r.userid): UserState(int(r.userid), r.username, r.attempt_failed, r.attempt_clock)
                     for r in c.execute(sa.select(t.users.c.userid, t.users.c.username, t.users.c.attempt_failed,
                                                  t.users.c.attempt_clock))}
 
     def user_group_names(self) -> list[tuple[int, str]]:
-        with self.engine.connect() as c:
+        with reads.connect(self.engine) as c:
             return [(int(a), b) for a, b in c.execute(sa.select(t.usrgrp.c.usrgrpid, t.usrgrp.c.name)
                                                       .order_by(t.usrgrp.c.name))]
 
@@ -146,5 +147,5 @@ class AlertingBrowse:
         scope = scope or Scope()
         q = (sa.select(h.host, h.name).where(h.status != HostStatus.TEMPLATE, scope.hosts_clause(h.hostid))
              .order_by(h.host).limit(limit))
-        with self.engine.connect() as c:
+        with reads.connect(self.engine) as c:
             return [(a, b or a) for a, b in c.execute(q)]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+from vigil.server.config import reads
 from vigil.server.config import tables as t
 from vigil.server.config.countcache import VersionedCache
 from vigil.server.config.model import ConfigError, resolve_macros
@@ -54,6 +55,13 @@ class HostRow:
     @property
     def enabled(self) -> bool:
         return self.status == HostStatus.MONITORED
+
+
+@dataclass(frozen=True, slots=True)
+class HostName:
+    hostid: int
+    host: str
+    name: str  # the visible name, else the technical one
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,18 +123,18 @@ class Browse:
             q = q.where(t.host_groups.c.groupid.in_(sorted(scope.readable)))
         if scope.denied:
             q = q.where(t.host_groups.c.groupid.not_in(sorted(scope.denied)))
-        with self.engine.connect() as c:
+        with reads.connect(self.engine) as c:
             return [(int(a), b) for a, b in c.execute(q)]
 
     def templates(self) -> list[tuple[int, str]]:
-        with self.engine.connect() as c:
+        with reads.connect(self.engine) as c:
             return [(int(a), b) for a, b in c.execute(
                 sa.select(t.hosts.c.hostid, t.hosts.c.host).where(t.hosts.c.status == HostStatus.TEMPLATE)
                 .order_by(t.hosts.c.host))]
 
     def template_rows(self) -> list[tuple[int, str, str, int, int]]:
         """(templateid, name, description, items, linked hosts) of every template."""
-        with self.engine.connect() as c:
+        with reads.connect(self.engine) as c:
             items = dict(c.execute(sa.select(t.items.c.hostid, sa.func.count()).group_by(t.items.c.hostid)).all())
             linked = dict(c.execute(sa.select(t.hosts_templates.c.templateid, sa.func.count())
                                     .group_by(t.hosts_templates.c.templateid)).all())
@@ -156,11 +164,13 @@ class Browse:
         base = sa.select(h.hostid).select_from(
             t.hosts.outerjoin(t.host_availability, t.host_availability.c.hostid == h.hostid)).where(*where)
         col = SORTS.get(sort, h.name)
-        with self.engine.connect() as c:
-            total = int(c.execute(sa.select(sa.func.count()).select_from(base.subquery())).scalar() or 0)
-            ids = [int(x) for x in c.execute(base.order_by(col.desc() if desc else col, h.hostid)
-                                             .limit(limit).offset(offset)).scalars()]
-            return Page(total, self._host_rows(c, ids))
+        with reads.connect(self.engine) as c:
+            # the total rides along with the page's rows; counted apart only for a page past the end
+            found = c.execute(base.add_columns(sa.func.count().over().label("total"))
+                              .order_by(col.desc() if desc else col, h.hostid).limit(limit).offset(offset)).all()
+            total = int(found[0].total) if found else int(
+                c.execute(sa.select(sa.func.count()).select_from(base.subquery())).scalar() or 0)
+            return Page(total, self._host_rows(c, [int(r.hostid) for r in found]))
 
     def _host_rows(self, c: Connection, ids: list[int]) -> list[HostRow]:
         if not ids:
@@ -195,8 +205,42 @@ class Browse:
                                                                t.host_availability.c.hostid == h.hostid))
              .where(h.status == HostStatus.MONITORED, scope.hosts_clause(h.hostid),
                     sa.func.coalesce(t.host_availability.c.available, 0) == 0).limit(limit))
-        with self.engine.connect() as c:
+        with reads.connect(self.engine) as c:
             return [int(x) for x in c.execute(q).scalars()]
+
+    def ping_items(self, scope: Scope = Scope(), *, hostids: Sequence[int] | None = None,
+                   unknown: bool = False, key: str = "agent.ping") -> list[tuple[int, int, ValueType]]:
+        """(itemid, hostid, value type) of the hosts' `key` items (plain or discovered): of `hostids`, or
+        with `unknown` of every monitored host in scope whose availability no poller has written. One
+        lean query, for the active-agent heartbeat that makes such hosts available."""
+        i, h = t.items.c, t.hosts.c
+        where = [h.status != HostStatus.TEMPLATE, scope.hosts_clause(h.hostid), i.flags.in_([0, 4]), i.key_ == key]
+        frm = t.items.join(t.hosts, h.hostid == i.hostid)
+        if hostids is not None:
+            where.append(i.hostid.in_(list(hostids)))
+        if unknown:
+            frm = frm.outerjoin(t.host_availability, t.host_availability.c.hostid == h.hostid)
+            where += [h.status == HostStatus.MONITORED, sa.func.coalesce(t.host_availability.c.available, 0) == 0]
+        with reads.connect(self.engine) as c:
+            return [(int(a), int(b), ValueType(v)) for a, b, v in
+                    c.execute(sa.select(i.itemid, i.hostid, i.value_type).select_from(frm).where(*where))]
+
+    def first_host(self, scope: Scope = Scope(), *, host: str | None = None,
+                   template: str | None = None) -> HostName | None:
+        """The host named `host` if in scope; else the first host in scope by name linked to `template`,
+        else the first at all (the dashboard's watched host). One query."""
+        h = t.hosts.c
+        q = sa.select(h.hostid, h.host, h.name).where(h.status != HostStatus.TEMPLATE, scope.hosts_clause(h.hostid))
+        if host is not None:
+            q = q.where(h.host == host)
+        elif template is not None:
+            tpl = sa.alias(t.hosts, "tpl")
+            linked = (sa.select(t.hosts_templates.c.hostid).join(tpl, tpl.c.hostid == t.hosts_templates.c.templateid)
+                      .where(tpl.c.host == template))
+            q = q.order_by(sa.case((h.hostid.in_(linked), 0), else_=1))
+        with reads.connect(self.engine) as c:
+            r = c.execute(q.order_by(h.name, h.host, h.hostid).limit(1)).first()
+        return None if r is None else HostName(int(r.hostid), r.host, r.name or r.host)
 
     def host_names(self, scope: Scope = Scope(), limit: int = 500) -> list[tuple[int, str]]:
         """(hostid, visible name) of hosts in scope, for pickers: one light query."""
@@ -204,11 +248,11 @@ class Browse:
         q = (sa.select(h.hostid, sa.func.coalesce(sa.func.nullif(h.name, ""), h.host))
              .where(h.status != HostStatus.TEMPLATE, scope.hosts_clause(h.hostid))
              .order_by(h.name, h.host).limit(limit))
-        with self.engine.connect() as c:
+        with reads.connect(self.engine) as c:
             return [(int(a), b) for a, b in c.execute(q)]
 
     def host(self, hostid: int) -> HostDetail | None:
-        with self.engine.connect() as c:
+        with reads.connect(self.engine) as c:
             rows = self._host_rows(c, [hostid])
             r = c.execute(sa.select(t.hosts.c.status).where(t.hosts.c.hostid == hostid)).scalar()
             if not rows or r == HostStatus.TEMPLATE:
@@ -220,7 +264,7 @@ class Browse:
             return HostDetail(rows[0], macros, ifs)
 
     def host_id(self, host: str) -> int | None:
-        with self.engine.connect() as c:
+        with reads.connect(self.engine) as c:
             v = c.execute(sa.select(t.hosts.c.hostid).where(t.hosts.c.host == host,
                                                             t.hosts.c.status != HostStatus.TEMPLATE)).scalar()
             return None if v is None else int(v)
@@ -229,7 +273,7 @@ class Browse:
         ids = list(hostids)
         out: dict[int, set[int]] = {i: set() for i in ids}
         if ids:
-            with self.engine.connect() as c:
+            with reads.connect(self.engine) as c:
                 for hid, gid in c.execute(sa.select(t.hosts_groups.c.hostid, t.hosts_groups.c.groupid)
                                           .where(t.hosts_groups.c.hostid.in_(ids))):
                     out[int(hid)].add(int(gid))
@@ -266,7 +310,7 @@ class Browse:
         q = (sa.select(avail, sa.func.count()).select_from(
             t.hosts.outerjoin(t.host_availability, t.host_availability.c.hostid == h.hostid))
             .where(h.status == HostStatus.MONITORED, scope.hosts_clause(h.hostid)).group_by(avail))
-        with self.engine.connect() as c:
+        with reads.connect(self.engine) as c:
             return {int(a): int(n) for a, n in c.execute(q)}
 
     # --- items ---------------------------------------------------------------------------------------------
@@ -274,7 +318,7 @@ class Browse:
     def items(self, scope: Scope = Scope(), *, hostids: Sequence[int] | None = None, groupid: int | None = None,
               search: str = "", tag: tuple[str, str | None] | None = None, itemids: Sequence[int] | None = None,
               keys: Sequence[str] | None = None, numeric: bool = False, limit: int | None = 100,
-              offset: int = 0) -> Page:
+              offset: int = 0, with_tags: bool = True) -> Page:
         i, h = t.items.c, t.hosts.c
         # plain and discovered items: not discovery rules (their values are not history) or prototypes
         where = [h.status != HostStatus.TEMPLATE, scope.hosts_clause(h.hostid), i.flags.in_([0, 4])]
@@ -297,7 +341,7 @@ class Browse:
             where.append(i.value_type.in_([int(ValueType.FLOAT), int(ValueType.UNSIGNED)]))
         q = (sa.select(t.items, h.host, h.name.label("host_name"))
              .join(t.hosts, h.hostid == i.hostid).where(*where).order_by(h.name, h.host, i.name, i.key_, i.itemid))
-        with self.engine.connect() as c:
+        with reads.connect(self.engine) as c:
             if limit is None and not offset:
                 rows = c.execute(q).all()
                 total = len(rows)
@@ -313,11 +357,12 @@ class Browse:
                 rows = c.execute(q).all() if q is not None else []
             ids = [r.itemid for r in rows]
             tags: dict[int, list[tuple[str, str]]] = {}
-            if ids:
+            if ids and with_tags:
                 for r in c.execute(sa.select(t.item_tags).where(t.item_tags.c.itemid.in_(ids))
                                    .order_by(t.item_tags.c.tag, t.item_tags.c.value)):
                     tags.setdefault(r.itemid, []).append((r.tag, r.value))
-            macros = self._macros(c, {r.hostid for r in rows})
+            # only hosts whose items name a user macro need theirs (three queries saved on most pages)
+            macros = self._macros(c, {r.hostid for r in rows if "{$" in r.key_ or "{$" in (r.name or "")})
             out = []
             for r in rows:
                 m = macros.get(r.hostid, {})
@@ -370,7 +415,7 @@ class Browse:
              .join(t.triggers, t.triggers.c.triggerid == t.trigger_items.c.triggerid)
              .where(t.trigger_items.c.itemid.in_(list(itemids)), t.triggers.c.status == 0)
              .order_by(t.triggers.c.priority.desc()))
-        with self.engine.connect() as c:
+        with reads.connect(self.engine) as c:
             for r in c.execute(q):
                 out.setdefault(int(r.itemid), []).append((r.description, r.expression, int(r.priority)))
         return out
@@ -381,7 +426,7 @@ class Browse:
              .join(t.hosts, t.hosts.c.hostid == t.items.c.hostid)
              .where(t.hosts.c.status != HostStatus.TEMPLATE, scope.hosts_clause(t.hosts.c.hostid))
              .order_by(t.item_tags.c.tag, t.item_tags.c.value))
-        with self.engine.connect() as c:
+        with reads.connect(self.engine) as c:
             return [(a, b) for a, b in c.execute(q)]
 
     def _macros(self, c: Connection, hostids: set[int]) -> dict[int, dict[str, str]]:
@@ -407,7 +452,7 @@ class Browse:
         return out
 
     def host_tags(self, hostid: int) -> list[tuple[str, str]]:
-        with self.engine.connect() as c:
+        with reads.connect(self.engine) as c:
             return [(a, b) for a, b in c.execute(sa.select(t.host_tags.c.tag, t.host_tags.c.value)
                                                  .where(t.host_tags.c.hostid == hostid)
                                                  .order_by(t.host_tags.c.hosttagid))]

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from vigil.server.config import reads
 from vigil.server.config import tables as t
 from vigil.server.config.browse import Page, Scope, _search
 from vigil.server.config.browse_problems import visible_triggers
@@ -83,7 +84,7 @@ class TriggerBrowse:
              .select_from(frm).where(*where)
              .order_by(col.desc() if desc else col.asc(), h.name, tr.description, tr.triggerid)
              .limit(limit).offset(offset))
-        with self.engine.connect() as c:
+        with reads.connect(self.engine) as c:
             total = int(c.execute(sa.select(sa.func.count()).select_from(frm).where(*where)).scalar() or 0)
             rows = c.execute(q).all()
             tags: dict[int, list[tuple[str, str]]] = {}
@@ -102,7 +103,7 @@ class TriggerBrowse:
              .select_from(t.triggers.join(t.hosts, h.hostid == tr.hostid)
                           .outerjoin(t.trigger_rtdata, rt.triggerid == tr.triggerid))
              .where(tr.triggerid == triggerid, h.status != HostStatus.TEMPLATE))
-        with self.engine.connect() as c:
+        with reads.connect(self.engine) as c:
             r = c.execute(q).first()
             if r is None:
                 return None
@@ -122,7 +123,7 @@ class TriggerBrowse:
         q = (sa.select(i.itemid, i.value_type, i.hostid, i.key_, h.host, s.state, s.error)
              .join(t.hosts, h.hostid == i.hostid).outerjoin(t.item_state, s.itemid == i.itemid)
              .where(h.host.in_(hosts), i.key_.in_(sorted({k for _, k in wanted}))))
-        with self.engine.connect() as c:
+        with reads.connect(self.engine) as c:
             for r in c.execute(q):
                 if (r.host, r.key_) in wanted:
                     out[(r.host, r.key_)] = (int(r.itemid), int(r.value_type), int(r.hostid),
@@ -130,14 +131,14 @@ class TriggerBrowse:
         return out
 
     def trigger_names(self, hostid: int) -> list[str]:
-        with self.engine.connect() as c:
+        with reads.connect(self.engine) as c:
             return list(c.execute(sa.select(t.triggers.c.description).where(t.triggers.c.hostid == hostid)
                                   .order_by(t.triggers.c.description)).scalars())
 
     def count_by_host(self, hostids: Sequence[int]) -> dict[int, int]:
         if not hostids:
             return {}
-        with self.engine.connect() as c:
+        with reads.connect(self.engine) as c:
             return {int(a): int(b) for a, b in c.execute(
                 sa.select(t.triggers.c.hostid, sa.func.count()).where(t.triggers.c.hostid.in_(list(hostids)))
                 .group_by(t.triggers.c.hostid))}

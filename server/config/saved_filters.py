@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from vigil.server.config import reads
 from vigil.server.config import tables as t
 
 NAME_LIMIT = 64
@@ -67,7 +68,7 @@ class SavedFilters:
 
     def list(self, userid: int, page: str) -> list[SavedFilter]:
         c_ = t.saved_filters.c
-        with self.engine.connect() as c:
+        with reads.connect(self.engine) as c:
             return [_row(r) for r in c.execute(sa.select(t.saved_filters)
                                                .where(c_.userid == userid, c_.page == page)
                                                .order_by(c_.sortorder, c_.filterid))]

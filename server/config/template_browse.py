@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from vigil.server.config import reads
 from vigil.server.config import tables as t
 from vigil.server.config.browse import Page, _search
 from vigil.server.config.tables import HostStatus, ItemType, Severity
@@ -47,7 +48,7 @@ class TemplateBrowse:
             q = q.where(sa.or_(_search(h.host, search), _search(h.name, search)))
         if templateid is not None:
             q = q.where(h.hostid == templateid)
-        with self.engine.connect() as c:
+        with reads.connect(self.engine) as c:
             total = int(c.execute(sa.select(sa.func.count()).select_from(q.order_by(None).subquery())).scalar() or 0)
             if limit is not None:
                 q = q.limit(limit).offset(offset)
@@ -61,13 +62,13 @@ class TemplateBrowse:
 
     def triggers(self, hostid: int) -> list[TriggerRow]:
         tr = t.triggers.c
-        with self.engine.connect() as c:
+        with reads.connect(self.engine) as c:
             return [TriggerRow(int(r.triggerid), r.description, r.expression, Severity(r.priority), r.status == 0)
                     for r in c.execute(sa.select(tr.triggerid, tr.description, tr.expression, tr.priority, tr.status)
                                        .where(tr.hostid == hostid).order_by(tr.description))]
 
     def linked_hosts(self, templateid: int) -> list[tuple[int, str]]:
-        with self.engine.connect() as c:
+        with reads.connect(self.engine) as c:
             return [(int(a), b) for a, b in c.execute(
                 sa.select(t.hosts.c.hostid, t.hosts.c.host)
                 .join(t.hosts_templates, t.hosts_templates.c.hostid == t.hosts.c.hostid)
@@ -76,7 +77,7 @@ class TemplateBrowse:
     def items(self, templateid: int, limit: int = 500) -> tuple[int, list[tuple[str, str, str, str, str]]]:
         """(count, [(name, key, type, delay, units)]) of a template's items."""
         i = t.items.c
-        with self.engine.connect() as c:
+        with reads.connect(self.engine) as c:
             total = int(c.execute(sa.select(sa.func.count()).where(i.hostid == templateid)).scalar() or 0)
             rows = [(r.name or r.key_, r.key_, ItemType(r.type).name.lower(), r.delay, r.units) for r in c.execute(
                 sa.select(i.name, i.key_, i.type, i.delay, i.units).where(i.hostid == templateid)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+from vigil.server.config import reads
 from vigil.server.config import tables as t
 from vigil.server.config.model import ConfigError
 from vigil.server.config.tables import Permission, Role
@@ -191,7 +192,7 @@ class UserRepo:
             return c.execute(sa.delete(t.users).where(t.users.c.userid == userid)).rowcount > 0
 
     def user(self, userid: int) -> User | None:
-        with self.engine.connect() as c:
+        with reads.connect(self.engine) as c:
             r = c.execute(sa.select(t.users).where(t.users.c.userid == userid)).first()
             return _user(r) if r else None
 
@@ -293,7 +294,7 @@ class UserRepo:
     def access(self, user: User) -> Access:
         if user.is_super_admin:
             return Access(True, {})
-        with self.engine.connect() as c:
+        with reads.connect(self.engine) as c:
             rows = c.execute(
                 sa.select(t.rights.c.id, t.rights.c.permission)
                 .join(t.users_groups, t.users_groups.c.usrgrpid == t.rights.c.groupid)

@@ -25,13 +25,11 @@ PANELS = [
 
 
 def watched_host(scope: Any) -> Any:
-    """This machine's host when it is monitored and visible, else the first host with data panels."""
+    """This machine's host when it is monitored and visible, else the first host linked to the built-in
+    Linux template, else the first host."""
     browse = services().browse
-    hid = browse.host_id(socket.gethostname())
-    if hid is not None and browse.hosts(scope, hostids=[hid], limit=1).rows:
-        return browse.hosts(scope, hostids=[hid], limit=1).rows[0]
-    rows = browse.hosts(scope, limit=20).rows
-    return next((h for h in rows if "Linux by Vigil agent" in h.templates), rows[0] if rows else None)
+    return (browse.first_host(scope, host=socket.gethostname())
+            or browse.first_host(scope, template="Linux by Vigil agent"))
 
 
 @bp.get("/")
@@ -46,7 +44,7 @@ def index() -> Any:
     host = watched_host(scope)
     panels = []
     if host is not None:
-        items = svc.browse.items(scope, hostids=[host.hostid], numeric=True, limit=None).rows
+        items = svc.browse.items(scope, hostids=[host.hostid], numeric=True, limit=None, with_tags=False).rows
         by_key = {i.key: i for i in items}
         for title, keys in PANELS:
             chosen = [by_key[k] for k in keys if k in by_key]
