@@ -88,7 +88,9 @@ def parse_tags(v: Any, errors: dict[str, str], name: str = "tags") -> list[tuple
     return out
 
 
-def _text(v: Any, name: str, errors: dict[str, str], limit: int, required: bool = False) -> str:
+def text_field(v: Any, name: str, errors: dict[str, str], limit: int, required: bool = False) -> str:
+    """A form's text field, stripped; a non-text value, one over `limit` (cut to it) or a missing required
+    one is an error under `name`."""
     if v is None:
         v = ""
     if not isinstance(v, str):
@@ -128,10 +130,10 @@ def parse_host(data: Mapping[str, Any], *, lists: Mapping[str, list[str]] | None
     """A HostForm and its errors from form fields or a JSON object. `lists`: multi-valued form fields."""
     errors: dict[str, str] = {}
     f = HostForm()
-    f.host = _text(data.get("host"), "host", errors, 128, required=True)
+    f.host = text_field(data.get("host"), "host", errors, 128, required=True)
     if f.host and "host" not in errors and not HOST_RE.fullmatch(f.host):
         errors["host"] = "only letters, digits, spaces, '.', '_' and '-'"
-    f.name = _text(data.get("name"), "name", errors, 128)
+    f.name = text_field(data.get("name"), "name", errors, 128)
     groups = lists["groups"] if lists is not None and "groups" in lists else data.get("groups")
     f.groups = _names(groups, "groups", errors)
     if lists is not None and data.get("new_group"):
@@ -140,7 +142,7 @@ def parse_host(data: Mapping[str, Any], *, lists: Mapping[str, list[str]] | None
         errors["groups"] = "choose at least one host group"
     templates = lists["templates"] if lists is not None and "templates" in lists else data.get("templates")
     f.templates = _names(templates, "templates", errors)
-    f.description = _text(data.get("description"), "description", errors, 10000)
+    f.description = text_field(data.get("description"), "description", errors, 10000)
     status = data.get("status", "enabled")
     if lists is not None:
         status = "enabled" if data.get("enabled") else "disabled"
@@ -170,21 +172,21 @@ def parse_host(data: Mapping[str, Any], *, lists: Mapping[str, list[str]] | None
         errors["macros"] = "expected {$NAME}=value lines or an object"
     if len(f.macros_text) > 65535:
         errors["macros"] = "longer than 65535 characters"
-    f.ip = _text(data.get("ip"), "ip", errors, 64)
+    f.ip = text_field(data.get("ip"), "ip", errors, 64)
     if f.ip and "ip" not in errors:
         try:
             ipaddress.ip_address(f.ip)
         except ValueError:
             errors["ip"] = f"{f.ip[:40]!r} is not an IPv4 or IPv6 address"
-    f.dns = _text(data.get("dns"), "dns", errors, 255)
+    f.dns = text_field(data.get("dns"), "dns", errors, 255)
     if f.dns and "dns" not in errors and not DNS_RE.fullmatch(f.dns):
         errors["dns"] = "not a DNS name"
     f.tags = parse_tags(data.get("tags"), errors)
     if data.get("proxy") is not None:
-        f.proxy = _text(data.get("proxy"), "proxy", errors, 128)
+        f.proxy = text_field(data.get("proxy"), "proxy", errors, 128)
     if data.get("proxy_group") is not None:
-        f.proxy_group = _text(data.get("proxy_group"), "proxy_group", errors, 128)
-    f.port = _text(data.get("port", "10050"), "port", errors, 64) or "10050"
+        f.proxy_group = text_field(data.get("proxy_group"), "proxy_group", errors, 128)
+    f.port = text_field(data.get("port", "10050"), "port", errors, 64) or "10050"
     if "port" not in errors and not MACRO_RE.fullmatch(f.port):
         if not f.port.isdigit() or not 1 <= int(f.port) <= 65535:
             errors["port"] = "a port from 1 to 65535 or a {$MACRO}"
@@ -247,7 +249,7 @@ def save_item(repo: ConfigRepo, browse: Browse, host: str, hostid: int, data: Ma
     doc: dict[str, Any] = {}
     limits = {"key": 2048, "name": 255, "units": 255, "description": 10000}
     for name in ITEM_FORM_FIELDS:
-        v = _text(data.get(name), name, errors, limits.get(name, 64), required=name == "key")
+        v = text_field(data.get(name), name, errors, limits.get(name, 64), required=name == "key")
         if v:
             doc[name] = v
     tags_text = data.get("tags") or ""

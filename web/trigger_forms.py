@@ -15,6 +15,7 @@ from vigil.server.triggers.expression import ExpressionError, parse
 from vigil.server.triggers.preview import Preview, preview
 from vigil.web import auth
 from vigil.web.app import services
+from vigil.web.forms import text_field
 from vigil.web.triage import severity_arg, triggers_repo
 
 _FIELD = re.compile(r"^trigger\.(\w+)(?:\[\d+\])?(?:\.\w+)?:\s*")
@@ -59,19 +60,6 @@ def form_of(row: Any) -> TriggerForm:
                        row.comments, row.opdata, list(row.tags))
 
 
-def _text(v: Any, name: str, errors: dict[str, str], limit: int) -> str:
-    if v is None:
-        return ""
-    if not isinstance(v, str):
-        errors[name] = "expected text"
-        return ""
-    v = v.strip()
-    if len(v) > limit:
-        errors[name] = f"longer than {limit} characters"
-        return v[:limit]
-    return v
-
-
 def _flag(data: Mapping[str, Any], name: str, default: bool, errors: dict[str, str], form: bool) -> bool:
     v = data.get(name)
     if form:
@@ -94,12 +82,12 @@ def parse_trigger(data: Mapping[str, Any], *, form: bool, base: TriggerForm | No
         return data.get(name, default) if not form else data.get(name, "")
 
     f = TriggerForm()
-    f.name = _text(get("name", b.name), "name", errors, 255)
-    f.expression = _text(get("expression", b.expression), "expression", errors, 65535)
-    f.recovery = _text(get("recovery", b.recovery), "recovery", errors, 32) or "expression"
+    f.name = text_field(get("name", b.name), "name", errors, 255)
+    f.expression = text_field(get("expression", b.expression), "expression", errors, 65535)
+    f.recovery = text_field(get("recovery", b.recovery), "recovery", errors, 32) or "expression"
     if f.recovery not in ("expression", "recovery_expression", "none"):
         errors["recovery"] = "expression, recovery_expression or none"
-    f.recovery_expression = _text(get("recovery_expression", b.recovery_expression), "recovery_expression",
+    f.recovery_expression = text_field(get("recovery_expression", b.recovery_expression), "recovery_expression",
                                   errors, 65535)
     sev = get("severity", b.severity)
     try:
@@ -118,8 +106,8 @@ def parse_trigger(data: Mapping[str, Any], *, form: bool, base: TriggerForm | No
         if st not in ("enabled", "disabled"):
             errors["status"] = "enabled or disabled"
         f.enabled = st == "enabled"
-    f.description = _text(get("description", b.description), "description", errors, 65535)
-    f.opdata = _text(get("opdata", b.opdata), "opdata", errors, 255)
+    f.description = text_field(get("description", b.description), "description", errors, 65535)
+    f.opdata = text_field(get("opdata", b.opdata), "opdata", errors, 255)
     tags = get("tags", [{"tag": k, "value": v} for k, v in b.tags])
     if isinstance(tags, str):
         parsed = []

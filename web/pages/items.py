@@ -11,7 +11,7 @@ from vigil.server.config.model import ConfigError, item_from_doc, item_to_doc
 from vigil.web import auth
 from vigil.web.app import services
 from vigil.web.errors import NotFound, WebError
-from vigil.web.forms import ITEM_FORM_FIELDS, FormErrors, _text, field_of
+from vigil.web.forms import ITEM_FORM_FIELDS, FormErrors, field_of, text_field
 
 bp = Blueprint("items", __name__)
 LIMITS = {"key": 2048, "name": 255, "units": 255, "description": 10000}
@@ -36,7 +36,7 @@ def update_item(host: str, old: Any, data: Any) -> None:
     doc = item_to_doc(old)
     for name in ITEM_FORM_FIELDS:
         if name in data:
-            v = _text(data.get(name), name, errors, LIMITS.get(name, 64), required=name == "key")
+            v = text_field(data.get(name), name, errors, LIMITS.get(name, 64), required=name == "key")
             if v or name in ("name", "units", "description"):
                 doc[name] = v
             else:

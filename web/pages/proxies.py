@@ -15,6 +15,7 @@ from vigil.server.config.tables import ProxyMode
 from vigil.web import auth
 from vigil.web.app import services
 from vigil.web.errors import Forbidden, NotFound, WebError
+from vigil.web.forms import text_field
 from vigil.web.params import ids_arg, text_arg
 
 bp = Blueprint("proxies", __name__)
@@ -47,15 +48,7 @@ def parse_proxy(data: Any) -> tuple[ProxyForm, ProxySpec | None, dict[str, str]]
     errors: dict[str, str] = {}
     values: dict[str, str] = {}
     for name in FIELDS:
-        v = data.get(name, "")
-        if not isinstance(v, str):
-            errors[name] = "expected text"
-            v = ""
-        v = v.strip()
-        if len(v) > LIMITS[name]:
-            errors[name] = f"longer than {LIMITS[name]} characters"
-            v = v[:LIMITS[name]]
-        values[name] = v
+        values[name] = text_field(data.get(name, ""), name, errors, LIMITS[name])
     values["allowed_addresses"] = ", ".join(x.strip() for x in re.split(r"[,\s]+", values["allowed_addresses"])
                                             if x.strip())
     f = ProxyForm(**values)

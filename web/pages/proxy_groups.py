@@ -16,6 +16,7 @@ from vigil.server.config.tables import ProxyGroupState
 from vigil.web import auth
 from vigil.web.app import services
 from vigil.web.errors import Forbidden, NotFound, WebError
+from vigil.web.forms import text_field
 from vigil.web.params import ids_arg, text_arg
 
 bp = Blueprint("proxy_groups", __name__)
@@ -44,15 +45,7 @@ def parse_proxy_group(data: Any) -> tuple[ProxyGroupForm, ProxyGroupSpec | None,
     errors: dict[str, str] = {}
     values: dict[str, str] = {}
     for name in FIELDS:
-        v = data.get(name, "")
-        if not isinstance(v, str):
-            errors[name] = "expected text"
-            v = ""
-        v = v.strip()
-        if len(v) > LIMITS[name]:
-            errors[name] = f"longer than {LIMITS[name]} characters"
-            v = v[:LIMITS[name]]
-        values[name] = v
+        values[name] = text_field(data.get(name, ""), name, errors, LIMITS[name])
     f = ProxyGroupForm(**values)
     for name in ("name", "failover_delay", "min_online"):
         if not values[name] and name not in errors:
