@@ -100,20 +100,28 @@ def provision(server: VigilServer) -> None:
     10,000 items takes minutes on a loaded machine, so trap.1... are copies of trap.0's row made by SQL."""
     server.cli("db", "upgrade")
     server.import_yaml(CONFIG)
-    db = sqlite3.connect(server.database_url.removeprefix("sqlite:///"))
+    db = copy_trap_items(server.database_url, ITEMS)
     try:
-        cols = [r[1] for r in db.execute("PRAGMA table_info(items)")]
-        (first,) = db.execute("SELECT itemid FROM items WHERE key_ = 'trap.0'").fetchone()
-        (top,) = db.execute("SELECT max(itemid) FROM items").fetchone()
-        changed = ("itemid", "key_", "name")
-        copied = ", ".join("?" if c in changed else c for c in cols)
-        rows = [(*(top + i if c == "itemid" else f"trap.{i}" for c in cols if c in changed), first)
-                for i in range(1, ITEMS)]
-        db.executemany(f"INSERT INTO items ({', '.join(cols)}) SELECT {copied} FROM items WHERE itemid = ?", rows)
-        db.commit()
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the file alone is then copied for each run
     finally:
         db.close()
+
+
+def copy_trap_items(database_url: str, items: int) -> sqlite3.Connection:
+    """trap.1 … trap.{items-1}: copies of trap.0's row, made by SQL in the server's SQLite file and
+    committed; the open connection is returned."""
+    db = sqlite3.connect(database_url.removeprefix("sqlite:///"))
+    cols = [r[1] for r in db.execute("PRAGMA table_info(items)")]
+    (first,) = db.execute("SELECT itemid FROM items WHERE key_ = 'trap.0'").fetchone()
+    (top,) = db.execute("SELECT max(itemid) FROM items").fetchone()
+    changed = ("itemid", "key_", "name")
+    copied = ", ".join("?" if c in changed else c for c in cols)
+    rows = [(*(top + i if c == "itemid" else f"trap.{i}" for c in cols if c in changed), first)
+            for i in range(1, items)]
+    db.executemany(f"INSERT INTO items ({', '.join(cols)}) SELECT {copied} FROM items WHERE itemid = ?", rows)
+    db.execute("UPDATE config_version SET version = version + 1")
+    db.commit()
+    return db
 
 
 def send(port: int, values: list[dict]) -> int:

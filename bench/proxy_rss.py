@@ -36,6 +36,9 @@ from vigil.agent.protocol import zbxd  # noqa: E402
 from tests.conftest import VigilServer, free_port, require, stop_process, wait_port  # noqa: E402
 from tests.vigil_proxy import VigilProxy  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "bench"))
+from proxy import copy_trap_items  # noqa: E402
+
 HOST, PROXY, ITEMS, BATCH = "rss-host", "rss-proxy", 10_000, 1000
 AGENT_KEYS = ["agent.ping", "system.uptime", "system.cpu.num", "vfs.fs.size[/,free]", "proc.num[]"]
 
@@ -58,20 +61,7 @@ def provision(server: VigilServer, agent_port: int) -> None:
     server.cli("db", "upgrade")
     agent_items = "\n".join(f"      - {{key: '{k}', type: agent, value_type: float, delay: 5s}}" for k in AGENT_KEYS)
     server.import_yaml(CONFIG % {"proxy": PROXY, "host": HOST, "agent_port": agent_port, "agent_items": agent_items})
-    db = sqlite3.connect(server.database_url.removeprefix("sqlite:///"))
-    try:
-        cols = [r[1] for r in db.execute("PRAGMA table_info(items)")]
-        (first,) = db.execute("SELECT itemid FROM items WHERE key_ = 'trap.0'").fetchone()
-        (top,) = db.execute("SELECT max(itemid) FROM items").fetchone()
-        changed = ("itemid", "key_", "name")
-        copied = ", ".join("?" if c in changed else c for c in cols)
-        rows = [(*(top + i if c == "itemid" else f"trap.{i}" for c in cols if c in changed), first)
-                for i in range(1, ITEMS)]
-        db.executemany(f"INSERT INTO items ({', '.join(cols)}) SELECT {copied} FROM items WHERE itemid = ?", rows)
-        db.execute("UPDATE config_version SET version = version + 1")
-        db.commit()
-    finally:
-        db.close()
+    copy_trap_items(server.database_url, ITEMS).close()
 
 
 def send(port: int, values: list[dict]) -> int:
