@@ -37,7 +37,7 @@ from tests.conftest import VigilServer, free_port, require, stop_process, wait_p
 from tests.vigil_proxy import VigilProxy  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
-from proxy import copy_trap_items  # noqa: E402
+from proxy_estate import copy_trap_items  # noqa: E402
 
 HOST, PROXY, ITEMS, BATCH = "rss-host", "rss-proxy", 10_000, 1000
 AGENT_KEYS = ["agent.ping", "system.uptime", "system.cpu.num", "vfs.fs.size[/,free]", "proc.num[]"]

@@ -56,6 +56,7 @@ hosts:
 def server(tmp_path: Path, database_url: str) -> VigilServer:
     s = VigilServer(tmp_path, database_url).start()
     s.import_yaml(CONFIG)
+    s.wait_for_config("db1")  # the cache is replaced whole: the other hosts are in it too
     yield s  # type: ignore[misc]
     s.stop()
 
