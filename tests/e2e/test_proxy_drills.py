@@ -206,8 +206,14 @@ class Drill:
                    "the proxy to accept a sender value for the server's configuration", interval=0.5)
         self.senders.produced[SENDER_KEYS[0]][(clock, 0, "0")] += 1
         self.senders.__enter__()
-        wait_until(lambda: all(stored(self.server, AGENT_KEYS[:1] + SENDER_KEYS[:1]).values()), 60,
-                   "the first values to reach the server", interval=0.5)
+        try:
+            wait_until(lambda: all(stored(self.server, AGENT_KEYS[:1] + SENDER_KEYS[:1]).values()), 90,
+                       "the first values to reach the server", interval=0.5)
+        except AssertionError as e:  # say what each side saw: this wait failed once on a loaded CI machine
+            seen = {k: sum(v.values()) for k, v in stored(self.server, AGENT_KEYS[:1] + SENDER_KEYS[:1]).items()}
+            raise AssertionError(f"{e}; stored {seen}; requests through the front {dict(self.front.requests)}\n"
+                                 f"server log:\n{self.server.log_text()[-4000:]}\n"
+                                 f"proxy log:\n{self.proxy.log_text()[-4000:]}") from None
         self.started = time.time()
 
     def buffered(self) -> int:
