@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from vigil.server.config.browse import Browse
 from vigil.server.config.model import ConfigError, doc_from_dict, item_from_doc
 from vigil.server.config.repo import ConfigRepo
+from vigil.web.errors import NotFound
 
 HOST_RE = re.compile(r"[0-9A-Za-z_. \-]+")
 MACRO_RE = re.compile(r"\{\$[A-Z0-9_.]+\}")
@@ -33,6 +34,20 @@ def field_of(message: str, default: str) -> tuple[str, str]:
     if m:
         return m.group(1), message[m.end():].lstrip(":[]0123456789. ").strip() or message
     return default, message
+
+
+def saved_or_errors(save: Callable[[], int], id_field: str) -> tuple[int | None, dict[str, str]]:
+    """(the saved row's id, {}) or (None, {field: message}) from the ConfigError that `save` raised.
+
+    An error on `id_field` (the row was deleted meanwhile) is a 404, not a field error.
+    """
+    try:
+        return save(), {}
+    except ConfigError as e:
+        name, _, msg = str(e).partition(": ")
+        if name == id_field:
+            raise NotFound(str(e), id_field) from None
+        return None, {name: msg}
 
 
 @dataclass

@@ -15,7 +15,7 @@ from vigil.server.config.tables import ProxyMode
 from vigil.web import auth
 from vigil.web.app import services
 from vigil.web.errors import Forbidden, NotFound, WebError
-from vigil.web.forms import text_field
+from vigil.web.forms import saved_or_errors, text_field
 from vigil.web.params import ids_arg, text_arg
 
 bp = Blueprint("proxies", __name__)
@@ -104,14 +104,8 @@ def _form_page(f: ProxyForm, errors: dict[str, str], proxyid: int | None, hosts:
 def _submit(proxyid: int | None) -> Any:
     f, spec, errors = parse_proxy(request.form)
     if spec is not None:
-        try:
-            new_id = services().repo.save_proxy(spec, proxyid)
-        except ConfigError as e:
-            field, _, msg = str(e).partition(": ")
-            if field == "proxyid":
-                raise NotFound(str(e), "proxyid") from None
-            errors = {field: msg}
-        else:
+        new_id, errors = saved_or_errors(lambda: services().repo.save_proxy(spec, proxyid), "proxyid")
+        if new_id is not None:
             flash(f"Proxy {spec.name} {'updated' if proxyid else 'added'}.")
             return redirect(url_for("proxies.edit", proxyid=new_id))
     return _form_page(f, errors, proxyid)

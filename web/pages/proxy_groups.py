@@ -16,7 +16,7 @@ from vigil.server.config.tables import ProxyGroupState
 from vigil.web import auth
 from vigil.web.app import services
 from vigil.web.errors import Forbidden, NotFound, WebError
-from vigil.web.forms import text_field
+from vigil.web.forms import saved_or_errors, text_field
 from vigil.web.params import ids_arg, text_arg
 
 bp = Blueprint("proxy_groups", __name__)
@@ -86,14 +86,9 @@ def _form_page(f: ProxyGroupForm, errors: dict[str, str], proxy_groupid: int | N
 def _submit(proxy_groupid: int | None, row: Any = None) -> Any:
     f, spec, errors = parse_proxy_group(request.form)
     if spec is not None:
-        try:
-            new_id = services().repo.write_proxy_group(spec, proxy_groupid)
-        except ConfigError as e:
-            field, _, msg = str(e).partition(": ")
-            if field == "proxy_groupid":
-                raise NotFound(str(e), "proxy_groupid") from None
-            errors = {field: msg}
-        else:
+        new_id, errors = saved_or_errors(lambda: services().repo.write_proxy_group(spec, proxy_groupid),
+                                         "proxy_groupid")
+        if new_id is not None:
             flash(f"Proxy group {spec.name} {'updated' if proxy_groupid else 'added'}.")
             return redirect(url_for("proxy_groups.edit", proxy_groupid=new_id))
     return _form_page(f, errors, proxy_groupid, row)
