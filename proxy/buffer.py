@@ -56,6 +56,14 @@ _INSERT = ("INSERT INTO proxy_outbox (itemid, clock, ns, value, state, lastlogsi
            "severity, logeventid) VALUES (?,?,?,?,?,?,?,?,?,?,?)")
 _COLUMNS = "id, itemid, clock, ns, value, state, lastlogsize, mtime, timestamp, source, severity, logeventid"
 HOUR = 3600
+# The next unsent records after an id, rendered as `history data` by SQLite (one statement, no row
+# objects): for records that are plain values, as HistoryRecord.to_json() renders them; `other`
+# counts the records that are not (a log line's fields, a state, a log position), which need it.
+_PLAIN = ("state = 0 AND lastlogsize IS NULL AND mtime IS NULL AND timestamp = 0 AND source = '' AND severity = 0 "
+          "AND logeventid = 0 AND value IS NOT NULL")
+_PLAIN_JSON = (f"SELECT count(*), min(id), max(id), sum(NOT ({_PLAIN})), json_group_array(json_object('id', id, "
+               "'itemid', itemid, 'clock', clock, 'ns', ns, 'value', value)) FROM (SELECT * FROM proxy_outbox "
+               "WHERE sent = 0 AND id > ? ORDER BY id LIMIT ?)")
 
 
 class ProxyBuffer(Store):
@@ -152,6 +160,19 @@ class ProxyBuffer(Store):
                                (after, limit))
         return [HistoryRecord(*r) for r in cur]
 
+    def batch_after_json(self, after: int, limit: int = 10_000) -> tuple[int, int, int, str] | None:
+        """What `batch_after` returns, as (count, lowest id, highest id, the `history data` JSON array
+        of their `HistoryRecord.to_json()`), rendered by SQLite in one statement, when every one is a
+        plain record (a value and nothing but id, itemid, clock and ns); None when one is not (or none
+        is unsent): then `batch_after` is read instead."""
+        try:
+            n, lo, hi, other, text = self._db.execute(_PLAIN_JSON, (after, limit)).fetchone()
+        except sqlite3.Error:  # a value SQLite's JSON cannot hold: the records are read one by one
+            return None
+        if not n or other:
+            return None
+        return int(n), int(lo), int(hi), str(text)
+
     def batch_range(self, lo: int, hi: int) -> list[HistoryRecord]:
         """The unsent records with ids lo..hi (an in-flight batch of an earlier run), ids increasing."""
         cur = self._db.execute(f"SELECT {_COLUMNS} FROM proxy_outbox WHERE sent = 0 AND id BETWEEN ? AND ? "
@@ -182,22 +203,32 @@ class ProxyBuffer(Store):
         (session, records) of the next batch, read before this acknowledgement, committed as in
         flight in the same transaction (as `sending` would). False when `then` is no longer what the
         buffer holds (`expire` dropped some of it meanwhile): it must be read again, not sent."""
+        span = (records[0].id, records[-1].id, len(records)) if records else None
+        nxt = None if then is None else (then[0], *((then[1][0].id, then[1][-1].id, len(then[1])) if then[1]
+                                                    else (0, 0, 0)))
+        return self.ack_span(span, now, nxt)
+
+    def ack_span(self, span: tuple[int, int, int] | None, now: int | None = None,
+                 then: tuple[str, int, int, int] | None = None) -> bool:
+        """`ack` by id ranges: `span` (lo, hi, count) acknowledged, `then` (session, lo, hi, count)
+        the next batch (count 0: none) committed as in flight if it is still whole."""
         kept = then is not None
-        if not records:
-            if then is not None and then[1]:
-                kept = self._unchanged(then[1])
+        if span is None:
+            if then is not None and then[3]:
+                kept = self._unchanged(then[1], then[2], then[3])
                 if kept:
-                    self.sending(*then)
+                    with self._transaction():
+                        self._db.execute("DELETE FROM proxy_inflight")
+                        self._db.execute("INSERT INTO proxy_inflight (session, lo, hi) VALUES (?, ?, ?)", then[:3])
             return kept
-        lo, hi = records[0].id, records[-1].id
+        lo, hi, _ = span
         with self._transaction():
             self._db.execute("DELETE FROM proxy_inflight WHERE lo >= ? AND hi <= ?", (lo, hi))
-            if then is not None and then[1]:
-                kept = self._unchanged(then[1])
+            if then is not None and then[3]:
+                kept = self._unchanged(then[1], then[2], then[3])
                 if kept:
                     self._db.execute("DELETE FROM proxy_inflight")
-                    self._db.execute("INSERT INTO proxy_inflight (session, lo, hi) VALUES (?, ?, ?)",
-                                     (then[0], then[1][0].id, then[1][-1].id))
+                    self._db.execute("INSERT INTO proxy_inflight (session, lo, hi) VALUES (?, ?, ?)", then[:3])
             if self.local_hours:
                 self._db.execute("UPDATE proxy_outbox SET sent = ? WHERE id BETWEEN ? AND ? AND sent = 0",
                                  (int(time.time()) if now is None else now, lo, hi))
@@ -205,11 +236,11 @@ class ProxyBuffer(Store):
                 self._db.execute("DELETE FROM proxy_outbox WHERE id BETWEEN ? AND ? AND sent = 0", (lo, hi))
         return kept
 
-    def _unchanged(self, records: list[HistoryRecord]) -> bool:
-        """Whether every one of these records (ids increasing) is still unsent in the buffer."""
+    def _unchanged(self, lo: int, hi: int, count: int) -> bool:
+        """Whether every one of `count` records with ids lo..hi is still unsent in the buffer."""
         (n,) = self._db.execute("SELECT count(*) FROM proxy_outbox WHERE sent = 0 AND id BETWEEN ? AND ?",
-                                (records[0].id, records[-1].id)).fetchone()
-        return int(n) == len(records)
+                                (lo, hi)).fetchone()
+        return int(n) == count
 
     def unsent(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM proxy_outbox WHERE sent = 0").fetchone()[0])

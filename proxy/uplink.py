@@ -32,6 +32,7 @@ import sqlalchemy as sa
 from vigil.agent.protocol import zbxd
 from vigil.agent.protocol.messages import ProtocolError, dumps, failure, loads
 from vigil.agent.protocol.proxy import (
+    HISTORY_DATA,
     MAX_RECORDS,
     PROXY_CONFIG,
     PROXY_DATA,
@@ -105,12 +106,33 @@ class Outbox:
         """The message after `data` (a full batch of this run's session, still in flight): read while
         the server stores `data`, marked in flight only with `data`'s acknowledgement (`acknowledged(data,
         then=...)`), so a restart before that resends `data`, never this one under its ids."""
-        records = self.buffer.batch_after(data.history[-1].id, limit)
+        return self._after(data.history[-1].id, len(data.history), limit)
+
+    def _after(self, after: int, count: int, limit: int) -> tuple[ProxyData, int]:
+        """The message of the records after id `after`, while the `count` up to it are in flight."""
+        records = self.buffer.batch_after(after, limit)
         now = time.time_ns()
         nxt = ProxyData(host=self.host, session=self.session, version=VERSION, clock=now // 1_000_000_000,
                         ns=now % 1_000_000_000, history=records, interfaces=self.interfaces(),
                         more=len(records) >= limit)
-        return nxt, max(0, self.unsent() - len(data.history))
+        return nxt, max(0, self.unsent() - count)
+
+    def prepare_after(self, ready: Prepared, limit: int = MAX_RECORDS) -> Prepared:
+        """`take_after` framed: the message after `ready`'s. When the records are all plain values
+        their `history data` is rendered by SQLite (`ProxyBuffer.batch_after_json`) and put into the
+        frame as it is, with no record objects; the message's `history` is then empty and `span` says
+        which records it carries."""
+        lo, hi, count = ready.ids()
+        rendered = self.buffer.batch_after_json(hi, limit)
+        if rendered is None:
+            return prepare(self._after(hi, count, limit))
+        n, first, last, text = rendered
+        now = time.time_ns()
+        nxt = ProxyData(host=self.host, session=self.session, version=VERSION, clock=now // 1_000_000_000,
+                        ns=now % 1_000_000_000, history=[], interfaces=self.interfaces(), more=n >= limit)
+        unsent = max(0, self.unsent() - count)
+        history = text.encode()
+        return Prepared(nxt, unsent, frame_with(body(nxt, unsent), history), (first, last, n), history)
 
     def unsent(self) -> int:
         """The unsent count for the "buffer" field: counted at most once a second, and at most 10%
@@ -124,12 +146,19 @@ class Outbox:
             self._counted = (now, n, top)
         return max(0, self._counted[1] + top - self._counted[2])
 
-    def acknowledged(self, data: ProxyData, then: ProxyData | None = None) -> bool:
+    def acknowledged(self, data: ProxyData, then: ProxyData | None = None, *,
+                     span: tuple[int, int, int] | None = None, then_span: tuple[int, int, int] | None = None) -> bool:
         """The server took `data`; `then` (from `take_after`) is the next message, now in flight
-        unless False is returned (the buffer changed under it: it is not to be sent)."""
-        kept = self.buffer.ack(data.history, then=None if then is None else (then.session, then.history))
+        unless False is returned (the buffer changed under it: it is not to be sent). `span` and
+        `then_span`: the (lowest id, highest id, count) of messages built without records
+        (`prepare_after`)."""
+        span = span or _span(data.history)
+        nxt = None
+        if then is not None:
+            nxt = (then.session, *(then_span or _span(then.history) or (0, 0, 0)))
+        kept = self.buffer.ack_span(span, then=nxt)
         when, unsent, top = self._counted
-        self._counted = (when, unsent - len(data.history), top)
+        self._counted = (when, unsent - (span[2] if span else 0), top)
         for a in data.interfaces:
             self._reported[a.interfaceid] = (a.available, a.error)
         autoreg.acknowledged(self.engine, data.autoregistration)
@@ -147,18 +176,37 @@ def body(data: ProxyData, unsent: int, *, request: bool = True) -> dict[str, Any
 COMPRESS_LEVEL = 1
 
 
+def _span(records: list[Any]) -> tuple[int, int, int] | None:
+    return (records[0].id, records[-1].id, len(records)) if records else None
+
+
 @dataclass
 class Prepared:
-    """A `proxy data` ready to go: the message and its frame."""
+    """A `proxy data` ready to go: the message and its frame. `span` and `history` (the rendered
+    `history data` array): a message whose records are only in the frame (`Outbox.prepare_after`)."""
 
     data: ProxyData
     unsent: int
     frame: bytes
+    span: tuple[int, int, int] | None = None  # (lowest id, highest id, count)
+    history: bytes | None = None
+
+    def ids(self) -> tuple[int, int, int]:
+        """(lowest id, highest id, count) of the records it carries; (0, 0, 0): none."""
+        return self.span or _span(self.data.history) or (0, 0, 0)
 
 
 def prepare(taken: tuple[ProxyData, int]) -> Prepared:
     data, unsent = taken
     return Prepared(data, unsent, zbxd.encode(dumps(body(data, unsent)), compress=True, level=COMPRESS_LEVEL))
+
+
+def frame_with(obj: dict[str, Any], history: bytes | None) -> bytes:
+    """The frame of `obj` with `history` (a rendered JSON array) as its `history data`."""
+    text = dumps(obj)
+    if history is not None:
+        text = b"%s,\"%s\":%s}" % (text[:-1], HISTORY_DATA.encode(), history)
+    return zbxd.encode(text, compress=True, level=COMPRESS_LEVEL)
 
 
 class ActiveUplink:
@@ -318,15 +366,16 @@ class ActiveUplink:
                 log.error("cannot read the buffer: %s", e)
                 return False
         data, unsent = ready.data, ready.unsent
+        lo, hi, count = ready.ids()
         t1 = time.perf_counter()
         ahead: asyncio.Future[Prepared] | None = None
-        if pipeline and data.more and data.session == self.session and data.history:
-            ahead = asyncio.ensure_future(asyncio.to_thread(lambda: prepare(outbox.take_after(data))))
+        if pipeline and data.more and data.session == self.session and count:
+            ahead = asyncio.ensure_future(asyncio.to_thread(outbox.prepare_after, ready))
         frame, carried = ready.frame, []
         if self.tasks is not None and self.tasks.pending():  # remote command results go along: framed again
             obj = body(data, unsent)
             carried = self.tasks.attach(obj)
-            frame = zbxd.encode(dumps(obj), compress=True, level=COMPRESS_LEVEL)
+            frame = frame_with(obj, ready.history)
         reply = await self.exchange({"request": PROXY_DATA}, frame)
         t2 = time.perf_counter()
         nxt: Prepared | None = None
@@ -340,25 +389,30 @@ class ActiveUplink:
             return False
         if reply.get("response") != "success":
             self.stats["failures"] += 1
-            log.warning("the server refused %d records (they go again): %s", len(data.history),
-                        reply.get("info", reply))
+            log.warning("the server refused %d records (they go again): %s", count, reply.get("info", reply))
             return False
-        self._unsent_at = (time.monotonic(), max(0, unsent - len(data.history)))
+        self._unsent_at = (time.monotonic(), max(0, unsent - count))
         if nxt is None:
-            await asyncio.to_thread(outbox.acknowledged, data)
-        elif not await asyncio.to_thread(outbox.acknowledged, data, nxt.data):
-            nxt = None
+            if ready.span is None:  # (a site's outbox takes the message alone)
+                await asyncio.to_thread(outbox.acknowledged, data)
+            else:
+                await asyncio.to_thread(lambda: outbox.acknowledged(data, span=ready.span))
+        else:
+            following = nxt
+            if not await asyncio.to_thread(lambda: outbox.acknowledged(data, following.data, span=ready.span,
+                                                                       then_span=following.span)):
+                nxt = None
         self._next = nxt
         if self.tasks is not None:
             self.tasks.delivered(carried)
             self.tasks.received(reply)
-        if data.history:
-            log.debug("proxy data: %d records; read %.3f s, server %.3f s, marked sent %.3f s%s", len(data.history),
+        if count:
+            log.debug("proxy data: %d records; read %.3f s, server %.3f s, marked sent %.3f s%s", count,
                       t1 - t0, t2 - t1, time.perf_counter() - t2, " (next batch read meanwhile)" if nxt else "")
         if self._failing:
             log.info("the server answers again; %d values were waiting", unsent)
             self._failing = False
-        self.stats["sent"] += len(data.history)
+        self.stats["sent"] += count
         self.stats["batches"] += 1
         return data.more
 

@@ -20,8 +20,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from vigil.agent.protocol import zbxd
-from vigil.agent.protocol.messages import ProcessedInfo, ProtocolError, dumps, failure, loads, success
+from vigil.agent.protocol.messages import (
+    CLOCK_MAX,
+    ID_MAX,
+    NS_MAX,
+    ProcessedInfo,
+    ProtocolError,
+    dumps,
+    failure,
+    loads,
+    success,
+)
 from vigil.agent.protocol.proxy import (
+    HISTORY_DATA,
+    MAX_RECORDS,
     PROXY_CONFIG,
     PROXY_DATA,
     PROXY_HEARTBEAT,
@@ -30,6 +42,7 @@ from vigil.agent.protocol.proxy import (
     HistoryRecord,
     ProxyData,
     Table,
+    parse_history_record,
     parse_proxy_data,
     proxy_name,
 )
@@ -163,11 +176,11 @@ class ProxyHandler:
         if request == PROXY_DATA:
             started = time.perf_counter()
             try:
-                data = parse_proxy_data(obj)
+                data, raw = parse_data(obj)
             except ProtocolError as e:
                 log.warning("proxy data from [%s] at %s refused: %s", name, peer, e)
                 return failure(f"invalid proxy data: {e}")
-            out = await self.take(proxy, data, peer, buffer)
+            out = await self.take(proxy, data, peer, buffer, raw)
             if out.error:
                 return failure(out.error)
             total = out.processed + out.failed + out.duplicates
@@ -187,9 +200,12 @@ class ProxyHandler:
 
     # --- proxy data, from either mode -----------------------------------------------------------
 
-    async def take(self, proxy: ProxyRef, data: ProxyData, peer: str, buffer: int | None = None) -> Outcome:
+    async def take(self, proxy: ProxyRef, data: ProxyData, peer: str, buffer: int | None = None,
+                   raw: list[Any] | None = None) -> Outcome:
         """Store a parsed `proxy data`; returns once it is committed (or refused). `buffer`: the
-        unsent values the proxy reported with it (a Vigil proxy does), recorded with its last contact."""
+        unsent values the proxy reported with it (a Vigil proxy does), recorded with its last contact.
+        `raw`: its `history data` as received, not parsed yet (`parse_data`); then `data.history`
+        is not looked at, and a malformed record refuses the whole message as the parser would."""
         try:
             view = await self.view(proxy)
         except Exception as e:
@@ -200,9 +216,14 @@ class ProxyHandler:
         out = Outcome()
         async with self.sessions.turn(key):
             seen = self.last_ids.get(key, 0) if key else 0
-            batch, unsupported = self._batch(proxy, view, data.history, seen, now, out)
-            if key and data.history and data.history[-1].id > seen:
-                batch.sessions[key] = data.history[-1].id
+            try:
+                batch, unsupported, span = self._batch(proxy, view, data.history if raw is None else raw, seen,
+                                                       now, out, raw is not None)
+            except ProtocolError as e:
+                log.warning("proxy data from [%s] at %s refused: %s", proxy.name, peer, e)
+                return Outcome(error=f"invalid proxy data: {e}")
+            if key and span.count and span.last > seen:
+                batch.sessions[key] = span.last
             availability = [(a.interfaceid, a.available, a.error) for a in data.interfaces
                             if a.interfaceid in view.interfaces]
             if len(batch) or batch.logpos or batch.sessions:
@@ -232,7 +253,7 @@ class ProxyHandler:
         last = self._touched.get(proxy.proxyid, -1e9)
         if not data.more or time.monotonic() - last >= TOUCH_EVERY:
             self._touched[proxy.proxyid] = time.monotonic()
-            delay = max(0, now - min(r.clock for r in data.history)) if data.history else 0
+            delay = max(0, now - span.oldest) if span.count else 0
             await self._touch(proxy, data.version, delay, buffer)
         self.stats["records"] += out.processed
         self.stats["duplicates"] += out.duplicates
@@ -256,51 +277,123 @@ class ProxyHandler:
         except Exception as e:  # tried again at its next data
             log.info("proxy [%s]: cannot update its moved hosts: %s", proxy.name, e)
 
-    def _batch(self, proxy: ProxyRef, view: _ProxyView, records: list[HistoryRecord], seen: int, now: int,
-               out: Outcome) -> tuple[WriteBatch, list[tuple[int, int, str]]]:
+    def _batch(self, proxy: ProxyRef, view: _ProxyView, records: list[Any], seen: int, now: int,
+               out: Outcome, raw: bool = False) -> tuple[WriteBatch, list[tuple[int, int, str]], _Span]:
+        """The values of these records, in one pass: HistoryRecords (`raw` False) or the `history data`
+        dicts as received (`raw`: each is parsed here, and a malformed one or ids that do not increase
+        raise ProtocolError naming it, as parse_proxy_data would; the batch is then refused whole).
+
+        The common record (an unsigned value for an item of this proxy, the five plain fields, inside
+        the clock window, not resent) is checked and converted inline, without a HistoryRecord; every
+        other one goes through parse_history_record and `_record`, the general rules."""
         age = self.clock_window.age or self.max_history()
         lo, hi = (max(0, now - age) if age else 0), now + self.clock_window.ahead
+        top = min(hi, CLOCK_MAX)
         batch = WriteBatch()
         unsupported: list[tuple[int, int, str]] = []
         items, uints = view.items, batch.uints
-        for r in records:
-            if r.id <= seen:
-                out.duplicates += 1
-                continue
-            item = items.get(r.itemid)
-            if (item is not None and item[2] == UNSIGNED and lo <= r.clock <= hi and r.state == 0
-                    and r.lastlogsize is None and (v := r.value) is not None and len(v) <= 20 and v.isascii()
-                    and v.isdigit() and int(v) <= UINT_MAX):
-                uints.append((r.itemid, r.clock, r.ns, int(v)))  # the common record, as to_uint() reads it
-                out.processed += 1
-                continue
-            if item is None:
-                out.skip(f"item {r.itemid} is not an enabled item of a host monitored by this proxy")
-                continue
-            if not lo <= r.clock <= hi:
-                out.skip(f"item {r.itemid}: clock {r.clock} is outside the accepted window {lo}..{hi} "
-                         "(VIGIL_MAX_CLOCK_AGE, VIGIL_MAX_CLOCK_AHEAD)")
-                continue
-            if r.lastlogsize is not None:
-                batch.logpos[r.itemid] = (r.lastlogsize, r.mtime or 0)
-            if r.state == 1:
-                unsupported.append((r.itemid, r.clock, r.value or "not supported"))
-                out.processed += 1
-                continue
-            if r.value is None:
-                out.processed += 1  # a log item's position without a line
-                continue
-            vt = item[2]  # an int; _add compares it with the IntEnum members
-            extra = ({"timestamp": r.timestamp, "source": r.source, "severity": r.severity, "eventid": r.logeventid}
-                     if vt == ValueType.LOG else None)
-            try:
-                _add(batch, ValueType(vt) if extra is not None else vt, r.itemid, r.clock, r.ns, r.value, extra)
-            except (ConversionError, ValueError) as e:
-                out.skip(f"item {r.itemid}: {e}")
-                unsupported.append((r.itemid, r.clock, str(e)))
-                continue
+        span = _Span()
+        last = 0  # the id before, within this message
+        oldest = CLOCK_MAX + 1
+        for i, d in enumerate(records):
+            if raw:
+                if type(d) is dict and len(d) == 5:
+                    # the plain record: exactly id, itemid, clock, ns and value (a KeyError: some other five)
+                    try:
+                        rid, itemid, clock, ns, v = d["id"], d["itemid"], d["clock"], d["ns"], d["value"]
+                    except KeyError:
+                        rid = None
+                    if (type(rid) is int and type(itemid) is int and type(clock) is int and type(ns) is int
+                            and type(v) is str and seen < rid <= ID_MAX and rid > last and lo <= clock <= top
+                            and 0 <= ns <= NS_MAX and (item := items.get(itemid)) is not None
+                            and item[2] == UNSIGNED and len(v) <= 20 and v.isascii() and v.isdigit()
+                            and (n := int(v)) <= UINT_MAX):
+                        uints.append((itemid, clock, ns, n))  # as to_uint() reads it
+                        out.processed += 1
+                        last = rid
+                        if clock < oldest:
+                            oldest = clock
+                        continue
+                r = parse_history_record(d, i)
+                if r.id <= last:
+                    raise ProtocolError(f"{HISTORY_DATA}[{i}].id: {r.id} does not follow {last}: ids must "
+                                        "increase within a session")
+                last = r.id
+            else:
+                r = d
+                last = r.id
+            if r.clock < oldest:
+                oldest = r.clock
+            self._record(r, items, seen, lo, hi, batch, unsupported, out)
+        span.count, span.last, span.oldest = len(records), last, oldest
+        return batch, unsupported, span
+
+    @staticmethod
+    def _record(r: HistoryRecord, items: dict[int, tuple[int, int, int]], seen: int, lo: int, hi: int,
+                batch: WriteBatch, unsupported: list[tuple[int, int, str]], out: Outcome) -> None:
+        """One record into the batch by the general rules (the inline case of `_batch` is one of them)."""
+        if r.id <= seen:
+            out.duplicates += 1
+            return
+        item = items.get(r.itemid)
+        if (item is not None and item[2] == UNSIGNED and lo <= r.clock <= hi and r.state == 0
+                and r.lastlogsize is None and (v := r.value) is not None and len(v) <= 20 and v.isascii()
+                and v.isdigit() and int(v) <= UINT_MAX):
+            batch.uints.append((r.itemid, r.clock, r.ns, int(v)))  # the common record, as to_uint() reads it
             out.processed += 1
-        return batch, unsupported
+            return
+        if item is None:
+            out.skip(f"item {r.itemid} is not an enabled item of a host monitored by this proxy")
+            return
+        if not lo <= r.clock <= hi:
+            out.skip(f"item {r.itemid}: clock {r.clock} is outside the accepted window {lo}..{hi} "
+                     "(VIGIL_MAX_CLOCK_AGE, VIGIL_MAX_CLOCK_AHEAD)")
+            return
+        if r.lastlogsize is not None:
+            batch.logpos[r.itemid] = (r.lastlogsize, r.mtime or 0)
+        if r.state == 1:
+            unsupported.append((r.itemid, r.clock, r.value or "not supported"))
+            out.processed += 1
+            return
+        if r.value is None:
+            out.processed += 1  # a log item's position without a line
+            return
+        vt = item[2]  # an int; _add compares it with the IntEnum members
+        extra = ({"timestamp": r.timestamp, "source": r.source, "severity": r.severity, "eventid": r.logeventid}
+                 if vt == ValueType.LOG else None)
+        try:
+            _add(batch, ValueType(vt) if extra is not None else vt, r.itemid, r.clock, r.ns, r.value, extra)
+        except (ConversionError, ValueError) as e:
+            out.skip(f"item {r.itemid}: {e}")
+            unsupported.append((r.itemid, r.clock, str(e)))
+            return
+        out.processed += 1
+
+
+@dataclass
+class _Span:
+    """What `_batch` saw of a message's records: how many, the last id, the oldest clock."""
+
+    count: int = 0
+    last: int = 0
+    oldest: int = 0
+
+
+def parse_data(obj: dict[str, Any], *, passive: bool = False) -> tuple[ProxyData, list[Any] | None]:
+    """A `proxy data` body parsed but for its `history data` records, which come back as received
+    (None: none, or parsed already) for `ProxyHandler.take` to check and convert in one pass.
+
+    Everything parse_proxy_data checks before the records and beside them is checked here the same
+    way and in the same order (the section's type and size, the session, clock and ns, then the first
+    record, then the other sections); the remaining records are checked by `take`."""
+    raw = obj.get(HISTORY_DATA)
+    if type(raw) is not list or not 1 < len(raw) <= MAX_RECORDS:
+        return parse_proxy_data(obj, passive=passive), None
+    head = dict(obj)
+    head[HISTORY_DATA] = raw[:1]  # the first record parsed (and its errors named) where the parser would
+    data = parse_proxy_data(head, passive=passive)
+    data.history = []
+    return data, raw
 
 
 BUFFER_MAX = 2**63 - 1
@@ -443,12 +536,13 @@ class PassivePoller:
         async def store(obj: dict[str, Any]) -> bytes | None:
             nonlocal result
             try:
-                data = parse_proxy_data(obj, passive=True)
+                data, raw = parse_data(obj, passive=True)
             except ProtocolError as e:
                 log.warning("proxy data from passive proxy [%s] refused: %s", proxy.name, e)
                 result = Outcome(error=str(e))
                 return failure(f"invalid proxy data: {e}")
-            result = await self.handler.take(proxy, data, f"{host}:{port}", reported_buffer(obj, proxy.name, host))
+            result = await self.handler.take(proxy, data, f"{host}:{port}", reported_buffer(obj, proxy.name, host),
+                                             raw)
             if result.error:
                 return failure(result.error)
             ack = dumps({"response": "success"})
