@@ -193,9 +193,10 @@ def check_now_items(engine: Engine, itemids: Iterable[int]) -> list[CheckNowItem
         except ValueError:
             kind = f"type {r.type}"
         if r.type not in CHECK_NOW_TYPES:
-            raise CheckNowError(f"itemid: Cannot send request: wrong item type: {named} is a {kind} item, which "
-                                "is not polled (trapper, active agent, SNMP trap and dependent items wait for "
-                                "their values)", code="wrong_type")
+            article = "an" if kind[0] in "aeiou" else "a"
+            raise CheckNowError(f"itemid: Cannot send request: wrong item type: {named} is {article} {kind} "
+                                "item, which is not polled (trapper, active agent, SNMP trap and dependent "
+                                "items wait for their values)", code="wrong_type")
         if r.status != 0 or r.host_status != HostStatus.MONITORED:
             raise CheckNowError(f"itemid: Cannot send request: {named} is not monitored (the "
                                 f"{'host' if r.host_status != HostStatus.MONITORED else what} is disabled)",
@@ -268,3 +269,19 @@ def expire_check_now(engine: Engine, now: int) -> int:
         log.warning("check now task %d of item %d expired: nobody polled the item within the ttl of %d s (is its "
                     "proxy connected, are the server's pollers on?)", x.taskid, x.itemid, x.ttl)
     return len(rows)
+
+
+def discovered_items(engine: Engine, ruleid: int) -> list[int]:
+    """The enabled, polled items discovered by a discovery rule (through its prototypes): what "check
+    all items of a rule now" checks. CheckNowError when `ruleid` is not a discovery rule."""
+    i, d, p = t.items, t.item_discovery, t.item_discovery.alias("proto")
+    with engine.connect() as c:
+        flags = c.execute(sa.select(i.c.flags).where(i.c.itemid == ruleid)).scalar()
+        if flags is None:
+            raise CheckNowError(f"discovered_by: no discovery rule {ruleid}", "discovered_by", 404, "not_found")
+        if flags != Flags.RULE:
+            raise CheckNowError(f"discovered_by: item {ruleid} is not a discovery rule", "discovered_by")
+        q = (sa.select(i.c.itemid).join(d, d.c.itemid == i.c.itemid).join(p, p.c.itemid == d.c.parent_itemid)
+             .where(p.c.parent_itemid == ruleid, i.c.status == 0, i.c.type.in_([int(x) for x in CHECK_NOW_TYPES]))
+             .order_by(i.c.itemid))
+        return [int(x) for x in c.execute(q).scalars()]
