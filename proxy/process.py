@@ -169,17 +169,20 @@ async def serve(conf: ProxyConf, stop: asyncio.Event, *, expire_every: float = 6
     refresher = asyncio.create_task(cache.run(CONFIG_REFRESH, stop))
     trimmer = asyncio.create_task(trim_every(TRIM_EVERY, stop))
     pollers = None
+    reschedule = None  # check now tasks (proxy/tasks.py): the pollers' Scheduler.check_now
     if conf.StartPollers:
         sched, halt, task = _start_pollers(conf, repo, batcher, observer)
         ingest.on_stored = sched.received
         pollers = (halt, task)
+        reschedule = sched.check_now
     uplink_stop = asyncio.Event()
     active = ActiveUplink(conf, local, lambda: open_buffer(conf), expire_every=expire_every) \
         if not conf.passive else None
     from vigil.proxy.tasks import TaskRunner
 
     runner = TaskRunner(local.engine, enable_remote_commands=conf.EnableRemoteCommands == 1,
-                        log_remote_commands=conf.LogRemoteCommands == 1)
+                        log_remote_commands=conf.LogRemoteCommands == 1,
+                        reschedule=reschedule)
     for uplink in (active, passive):
         if uplink is not None:
             uplink.tasks = runner  # remote commands of the server's actions (proxy/tasks.py)

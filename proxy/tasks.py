@@ -1,4 +1,7 @@
-"""Remote command tasks on the proxy (docs/proxies.md, "Tasks"), as zabbix_proxy's task manager runs
+"""Remote command and check now tasks on the proxy (docs/proxies.md, "Tasks"), as zabbix_proxy's task
+manager runs them. A check now (type 6) reschedules its item in the proxy's pollers at once (past its
+ttl, or for an item the proxy does not poll, it is dropped, as Zabbix drops it); nothing goes back.
+A remote command runs as zabbix_proxy runs
 them: a command that came in the server's reply runs on the host's agent (`system.run[…,nowait]`
 for an action's command, as the server would run it: server/commands.py) or, with execute_on proxy
 and EnableRemoteCommands=1, on the proxy itself (`sh -c`); its result goes in the `tasks` of the next
@@ -16,6 +19,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,6 +32,7 @@ from vigil.agent.protocol.tasks import (
     SCRIPT_CUSTOM,
     SUCCEED,
     TASKS,
+    CheckNow,
     RemoteCommand,
     RemoteCommandResult,
     parse_tasks,
@@ -40,8 +45,9 @@ log = logging.getLogger("vigil.proxy.tasks")
 
 class TaskRunner:
     def __init__(self, engine: Engine, *, enable_remote_commands: bool = False, log_remote_commands: bool = False,
-                 timeout: float = 30.0) -> None:
+                 timeout: float = 30.0, reschedule: Callable[[list[int]], int] | None = None) -> None:
         self.engine = engine  # the proxy's local configuration
+        self.reschedule = reschedule  # the pollers' Scheduler.check_now (None: the proxy polls nothing)
         self.enable_remote_commands = enable_remote_commands
         self.log_remote_commands = log_remote_commands
         self.timeout = timeout
@@ -80,6 +86,7 @@ class TaskRunner:
         except ProtocolError as e:
             log.warning("tasks of the server's reply skipped: %s", e)
             return
+        self._check_now([x for x in tasks if isinstance(x, CheckNow)], int(time.time()))
         for task in tasks:
             if not isinstance(task, RemoteCommand) or task.taskid in self._seen:
                 continue
@@ -87,6 +94,20 @@ class TaskRunner:
             job = asyncio.get_running_loop().create_task(self._run(task))
             self._running.add(job)
             job.add_done_callback(self._running.discard)
+
+    def _check_now(self, checks: list[CheckNow], now: int) -> None:
+        if not checks:
+            return
+        live = [c.itemid for c in checks if not c.expired(now)]
+        if len(live) < len(checks):
+            log.warning("%d check now tasks dropped: past their ttl", len(checks) - len(live))
+        if not live:
+            return
+        if self.reschedule is None:
+            log.warning("check now of %d items dropped: the proxy's pollers are off (StartPollers=0)", len(live))
+            return
+        n = self.reschedule(live)
+        log.info("check now: %d of %d items rescheduled", n, len(live))
 
     async def wait(self, timeout: float = 60.0) -> None:
         """Wait for the commands started so far (tests, shutdown)."""

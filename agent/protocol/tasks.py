@@ -6,8 +6,10 @@ results come back in the `tasks` of the proxy's next `proxy data`.
 Every task has `type`, `clock` and `ttl`; a remote command (type 2) adds `commandtype`, `command`,
 `execute_on`, `port`, `authtype`, `username`, `password`, `publickey`, `privatekey`, `alertid`,
 `parent_taskid` and `hostid`; its result (type 3) adds `status` (0 done, -1 failed), `info` and
-`parent_taskid` (the server's taskid of the command). Tasks of other types (check now, data) are
-skipped by whoever does not handle them, as Zabbix skips them.
+`parent_taskid` (the server's taskid of the command). A check now (type 6) goes from the server to
+the proxy monitoring the item and adds only `itemid`: the proxy polls that item at once and answers
+nothing (its next value is the answer). Tasks of other types (data) are skipped by whoever does not
+handle them, as Zabbix skips them.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ SUCCEED = 0
 FAIL = -1
 
 REMOTE_COMMAND_TTL = 600  # ZBX_REMOTE_COMMAND_TTL: 10 minutes
+CHECK_NOW_TTL = 3600  # the API's ttl of a check now task (SEC_PER_HOUR)
 MAX_TASKS = 10_000
 _COMMAND_LIMIT = 64 * 1024
 _INFO_LIMIT = 64 * 1024
@@ -88,7 +91,23 @@ class RemoteCommandResult:
                 "info": self.info, "parent_taskid": self.parent_taskid}
 
 
-Task = RemoteCommand | RemoteCommandResult
+@dataclass(frozen=True, slots=True)
+class CheckNow:
+    """Poll an item at once (ZBX_TM_TASK_CHECK_NOW), as Zabbix's "Execute now"; no result comes back."""
+
+    itemid: int
+    clock: int
+    ttl: int = CHECK_NOW_TTL
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": TASK_CHECK_NOW, "clock": self.clock, "ttl": self.ttl, "itemid": self.itemid}
+
+    def expired(self, now: int) -> bool:
+        """As the proxy's task manager judges it: a ttl of 0 never expires."""
+        return self.ttl != 0 and self.clock + self.ttl < now
+
+
+Task = RemoteCommand | RemoteCommandResult | CheckNow
 
 
 def _int(d: dict[str, Any], name: str, where: str) -> int:
@@ -102,7 +121,7 @@ def _int(d: dict[str, Any], name: str, where: str) -> int:
 
 
 def parse_task(d: Any, i: int) -> Task | None:
-    """One element of `tasks`; None for a type this side does not handle (check now, data)."""
+    """One element of `tasks`; None for a type this side does not handle (data)."""
     where = f"{TASKS}[{i}]"
     d = _obj(d, where)
     kind = _uint(d, "type", where, 255)
@@ -121,6 +140,11 @@ def parse_task(d: Any, i: int) -> Task | None:
         return RemoteCommandResult(parent_taskid=_uint(d, "parent_taskid", where, UINT64),
                                    status=_int(d, "status", where), info=_str(d, "info", where, "", _INFO_LIMIT),
                                    clock=clock, ttl=ttl)
+    if kind == TASK_CHECK_NOW:
+        itemid = _uint(d, "itemid", where, UINT64)
+        if itemid == 0:
+            raise ProtocolError(f"{where}.itemid: must be a positive item id")
+        return CheckNow(itemid=itemid, clock=clock, ttl=ttl)
     return None
 
 

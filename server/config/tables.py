@@ -1107,6 +1107,7 @@ optag = Table(
 class TaskType(IntEnum):  # ZBX_TM_TASK_*
     REMOTE_COMMAND = 2
     REMOTE_COMMAND_RESULT = 3
+    CHECK_NOW = 6  # "Execute now" of an item (migration 0023: task_check_now)
 
 
 class TaskStatus(IntEnum):  # ZBX_TM_STATUS_*
@@ -1155,4 +1156,14 @@ task_remote_command_result = Table(
     Column("status", Integer, nullable=False, server_default="0"),
     Column("parent_taskid", BigInteger, nullable=False),
     Column("info", Text, nullable=False, server_default=""),
+)
+
+# "Execute now" (migration 0023): a task of type 6 with the item in `task_check_now`; the server's
+# pollers take those of their own items, the reply to a proxy's `proxy data` those of its items.
+task_check_now = Table(
+    "task_check_now",
+    metadata,
+    Column("taskid", BigInteger().with_variant(Integer, "sqlite"),
+           ForeignKey("task.taskid", ondelete="CASCADE"), primary_key=True),
+    Column("itemid", BigInteger, nullable=False),
 )

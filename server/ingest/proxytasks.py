@@ -3,8 +3,11 @@ does them in zbx_send_proxy_data_response(): the `success` reply to a proxy's `p
 proxy's request, or a passive proxy's reply to `proxy data` / `proxy tasks`) carries the proxy's new
 remote commands in `tasks`; the `tasks` of its `proxy data` carry their results back.
 
+The same replies carry the check now tasks (type 6) of the items the proxy monitors
+(server/store/tasks.py, "check now").
+
 ProxyHandler calls `reply(proxy, obj)` once per such reply; `expire_loop` fails the alerts of
-commands past their ttl.
+commands past their ttl and expires check now tasks nobody took.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 from vigil.agent.protocol.messages import ProtocolError
-from vigil.agent.protocol.tasks import TASKS, RemoteCommandResult, parse_tasks
+from vigil.agent.protocol.tasks import TASKS, CheckNow, RemoteCommandResult, parse_tasks
 from vigil.server.config.proxies import ProxyRef
 from vigil.server.store import tasks as store
 
@@ -56,13 +59,18 @@ class ProxyTasks:
             return reply
         d = json.loads(reply)
         d[TASKS] = [c.to_json() for c in commands]
-        log.info("sending %d remote commands to proxy [%s]", len(commands), proxy.name)
+        checks = sum(1 for c in commands if isinstance(c, CheckNow))
+        if checks < len(commands):
+            log.info("sending %d remote commands to proxy [%s]", len(commands) - checks, proxy.name)
+        if checks:
+            log.info("sending check now of %d items to proxy [%s]", checks, proxy.name)
         return json.dumps(d, separators=(",", ":")).encode()
 
     async def expire_loop(self, stop: asyncio.Event, interval: float = 1.0) -> None:
         while not stop.is_set():
             try:
                 await asyncio.to_thread(store.expire, self.engine, int(time.time()))
+                await asyncio.to_thread(store.expire_check_now, self.engine, int(time.time()))
             except Exception as e:
                 log.warning("cannot expire remote command tasks: %s", e)
             try:

@@ -289,6 +289,22 @@ class Scheduler:
         """itemid -> when it is next due (for tests and the bench)."""
         return {itemid: due for due, itemid, gen in self._heap if self._gen.get(itemid) == gen}
 
+    def check_now(self, itemids: list[int]) -> int:
+        """Poll these items at once ("Execute now", as zbx_dc_reschedule_items()): each due now, then
+        back to its own slots; how many were rescheduled (items this scheduler does not poll, or
+        dependent and trap items, are left alone). A poll still running is not started twice."""
+        now = self.clock()
+        n = 0
+        for itemid in itemids:
+            item = self.items.get(itemid)
+            if item is None or item.type in NOT_POLLED:
+                continue
+            self._schedule(itemid, now)
+            n += 1
+        if n:
+            self._wake.set()
+        return n
+
     def _schedule(self, itemid: int, due: float) -> None:
         self._seq += 1
         self._gen[itemid] = self._seq
@@ -650,6 +666,7 @@ def start(settings: Settings, repo: ConfigRepo, submit: Callable[[WriteBatch], A
         config_refresh=settings.config_refresh), pollers=pollers, unsupported=unsupported, lld=lld)
     halt = asyncio.Event()
     task = asyncio.create_task(sched.run(halt), name="pollers")
+    checks = asyncio.create_task(check_now_loop(repo, sched, halt), name="check now")
 
     async def stop() -> None:
         halt.set()
@@ -658,6 +675,36 @@ def start(settings: Settings, repo: ConfigRepo, submit: Callable[[WriteBatch], A
         except Exception:
             log.exception("the pollers failed")
         finally:
+            await checks
             http.shutdown()
 
     return Pollers(sched, stop)
+
+
+CHECK_NOW_EVERY = 1.0  # seconds between looks at the task table (zabbix_server's task manager: 5 s)
+
+
+async def check_now_loop(repo: ConfigRepo, sched: Scheduler, stop: asyncio.Event,
+                         interval: float = CHECK_NOW_EVERY) -> None:
+    """Take the check now tasks of the server's own items (queued by the web UI or the API, in any
+    process: server/store/tasks.py) and poll those items at once. Items of hosts monitored by a proxy
+    are left to the reply to that proxy's `proxy data`."""
+    from vigil.server.store import tasks
+
+    failing = False
+    while not stop.is_set():
+        try:
+            itemids = await asyncio.to_thread(tasks.take_local_check_now, repo.engine)
+        except Exception as e:  # the database is away: the tasks wait
+            if not failing:
+                log.warning("cannot read the check now tasks: %s", e)
+            failing = True
+        else:
+            failing = False
+            if itemids:
+                n = sched.check_now(itemids)
+                log.info("check now: %d of %d items rescheduled", n, len(itemids))
+        try:
+            await asyncio.wait_for(stop.wait(), interval)
+        except TimeoutError:
+            pass

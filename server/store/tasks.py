@@ -1,21 +1,30 @@
-"""The task queue for proxies (Zabbix's task tables, migration 0020): remote commands of actions for
-hosts monitored by a proxy, and the results the proxy returns.
+"""The task queue (Zabbix's task tables, migrations 0020 and 0023): remote commands of actions for
+hosts monitored by a proxy, the results the proxy returns, and check now ("Execute now") of items.
 
 A command is queued NEW; the reply that carries it to its proxy marks it INPROGRESS; the proxy's
 result marks it DONE and settles its alert (sent, or failed with the proxy's reason); a command still
 NEW or INPROGRESS past its ttl is EXPIRED and its alert failed, naming the proxy and the ttl.
+
+A check now is queued NEW (`queue_check_now`, from the web UI and the API, after the checks Zabbix's
+task.create makes: the item exists, is polled, is enabled on a monitored host). Whoever polls the item
+takes it: the server's pollers (`take_local_check_now`) for the hosts they monitor, or the reply to
+the `proxy data` of the host's proxy (`take_new`), which carries `{"type":6,…,"itemid":N}`; either way
+it is DONE once taken (no result comes back: the item's next value is the answer). One nobody took
+within its ttl (an hour) is EXPIRED.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from vigil.agent.protocol.tasks import REMOTE_COMMAND_TTL, RemoteCommand, RemoteCommandResult
+from vigil.agent.protocol.tasks import CHECK_NOW_TTL, REMOTE_COMMAND_TTL, CheckNow, RemoteCommand, RemoteCommandResult
 from vigil.server.config import tables as t
-from vigil.server.config.tables import AlertStatus, TaskStatus, TaskType
+from vigil.server.config.tables import AlertStatus, Flags, HostStatus, ItemType, TaskStatus, TaskType
 
 log = logging.getLogger("vigil.tasks")
 
@@ -42,9 +51,17 @@ def queue_command(engine: Engine, proxyid: int, hostid: int, alertid: int, comma
     return taskid
 
 
-def take_new(engine: Engine, proxyid: int) -> list[RemoteCommand]:
-    """The proxy's NEW commands, marked INPROGRESS in the same transaction (the reply carries them).
-    A reply that then does not reach the proxy leaves them to expire, as Zabbix does."""
+def take_new(engine: Engine, proxyid: int) -> list[RemoteCommand | CheckNow]:
+    """The proxy's NEW commands, marked INPROGRESS in the same transaction (the reply carries them),
+    then the check now tasks of the items it monitors, marked DONE. A reply that then does not reach
+    the proxy leaves the commands to expire, as Zabbix does (and the items to their next slot)."""
+    out: list[RemoteCommand | CheckNow] = []
+    out.extend(_take_commands(engine, proxyid))
+    out.extend(take_proxy_check_now(engine, proxyid))
+    return out
+
+
+def _take_commands(engine: Engine, proxyid: int) -> list[RemoteCommand]:
     k, r = t.task, t.task_remote_command
     q = (sa.select(k.c.taskid, k.c.clock, k.c.ttl, r.c.command_type, r.c.execute_on, r.c.port, r.c.authtype,
                    r.c.username, r.c.password, r.c.publickey, r.c.privatekey, r.c.command, r.c.alertid, r.c.hostid)
@@ -117,3 +134,154 @@ def expire(engine: Engine, now: int) -> int:
                           .values(status=AlertStatus.FAILED, error=why[:2048]))
             log.warning("remote command task %d expired: %s", x.taskid, why)
     return len(rows)
+
+
+# --- check now ---------------------------------------------------------------------------------------
+
+# The item types Zabbix 6.0's task.create accepts for a check now (and Vigil's own Nagios checks):
+# everything polled. Trapper, active agent, SNMP trap and dependent items wait for their values.
+CHECK_NOW_TYPES = frozenset({ItemType.AGENT, ItemType.SIMPLE, ItemType.SNMP, ItemType.INTERNAL, ItemType.EXTERNAL,
+                             ItemType.IPMI, ItemType.SSH, ItemType.TELNET, ItemType.CALCULATED, ItemType.JMX,
+                             ItemType.HTTP_AGENT, ItemType.NAGIOS})
+MAX_CHECK_NOW = 1000  # items in one request
+
+
+class CheckNowError(Exception):
+    """A check now refused; `field` names what was wrong, `status` is the HTTP status it maps to."""
+
+    def __init__(self, message: str, field: str = "itemid", status: int = 400, code: str = "invalid") -> None:
+        super().__init__(message)
+        self.field, self.status, self.code = field, status, code
+
+
+@dataclass(frozen=True, slots=True)
+class CheckNowItem:
+    itemid: int
+    hostid: int
+    host: str
+    key: str
+    proxyid: int | None  # None: the server's own pollers
+
+
+def check_now_items(engine: Engine, itemids: Iterable[int]) -> list[CheckNowItem]:
+    """The items to check now, in the order asked (each once), after Zabbix's checks; CheckNowError
+    names the first item refused and why (nothing is queued then)."""
+    ids = list(dict.fromkeys(int(i) for i in itemids))
+    if not ids:
+        raise CheckNowError("itemids: name at least one item")
+    if len(ids) > MAX_CHECK_NOW:
+        raise CheckNowError(f"itemids: {len(ids)} items, over the maximum of {MAX_CHECK_NOW} in one request",
+                            "itemids")
+    i, h = t.items, t.hosts
+    q = (sa.select(i.c.itemid, i.c.hostid, i.c.key_, i.c.name, i.c.type, i.c.status, i.c.flags, h.c.host,
+                   h.c.status.label("host_status"), h.c.proxyid)
+         .join(h, h.c.hostid == i.c.hostid).where(i.c.itemid.in_(ids)))
+    with engine.connect() as c:
+        rows = {int(r.itemid): r for r in c.execute(q)}
+    out = []
+    for itemid in ids:
+        r = rows.get(itemid)
+        if r is None or r.host_status == HostStatus.TEMPLATE:
+            raise CheckNowError(f"itemid: no item {itemid}", status=404, code="not_found")
+        what = "discovery rule" if r.flags == Flags.RULE else "item"
+        named = f"{what} \"{r.name or r.key_}\" ({r.key_}, itemid {itemid}) on host \"{r.host}\""
+        if r.flags == Flags.PROTOTYPE:
+            raise CheckNowError(f"itemid: Cannot send request: {named} is an item prototype; check the items "
+                                "discovered from it, or its discovery rule", code="wrong_type")
+        try:
+            kind = ItemType(int(r.type)).name.lower()
+        except ValueError:
+            kind = f"type {r.type}"
+        if r.type not in CHECK_NOW_TYPES:
+            article = "an" if kind[0] in "aeiou" else "a"
+            raise CheckNowError(f"itemid: Cannot send request: wrong item type: {named} is {article} {kind} "
+                                "item, which is not polled (trapper, active agent, SNMP trap and dependent "
+                                "items wait for their values)", code="wrong_type")
+        if r.status != 0 or r.host_status != HostStatus.MONITORED:
+            raise CheckNowError(f"itemid: Cannot send request: {named} is not monitored (the "
+                                f"{'host' if r.host_status != HostStatus.MONITORED else what} is disabled)",
+                                code="not_monitored")
+        out.append(CheckNowItem(itemid, int(r.hostid), r.host, r.key_, None if r.proxyid is None else int(r.proxyid)))
+    return out
+
+
+def queue_check_now(engine: Engine, itemids: Iterable[int], now: int, *, ttl: int = CHECK_NOW_TTL) -> list[int]:
+    """Queue a check now for each item (after `check_now_items`' checks); their taskids, in order."""
+    items = check_now_items(engine, itemids)
+    taskids = []
+    with engine.begin() as c:
+        for it in items:
+            taskid = int(c.execute(t.task.insert().values(type=TaskType.CHECK_NOW, status=TaskStatus.NEW, clock=now,
+                                                          ttl=ttl, proxyid=None)).inserted_primary_key[0])
+            c.execute(t.task_check_now.insert().values(taskid=taskid, itemid=it.itemid))
+            taskids.append(taskid)
+    log.info("check now queued for %d items: %s", len(items),
+             ", ".join(f"{it.host}:{it.key}" for it in items[:5]) + (" …" if len(items) > 5 else ""))
+    return taskids
+
+
+def _new_check_now() -> sa.Select:
+    k, n = t.task, t.task_check_now
+    return (sa.select(k.c.taskid, k.c.clock, k.c.ttl, n.c.itemid).join(n, n.c.taskid == k.c.taskid)
+            .where(k.c.type == TaskType.CHECK_NOW, k.c.status == TaskStatus.NEW))
+
+
+def take_proxy_check_now(engine: Engine, proxyid: int) -> list[CheckNow]:
+    """The NEW check now tasks of the items of hosts this proxy monitors (now: hosts.proxyid, which a
+    proxy group's balancer keeps), marked DONE and given the proxy in the same transaction."""
+    k, n, i, h = t.task, t.task_check_now, t.items, t.hosts
+    q = (_new_check_now().join(i, i.c.itemid == n.c.itemid).join(h, h.c.hostid == i.c.hostid)
+         .where(h.c.proxyid == proxyid).order_by(k.c.taskid))
+    with engine.begin() as c:
+        rows = c.execute(q).all()
+        if not rows:
+            return []
+        c.execute(k.update().where(k.c.taskid.in_([x.taskid for x in rows]), k.c.status == TaskStatus.NEW)
+                  .values(status=TaskStatus.DONE, proxyid=proxyid))
+    return [CheckNow(itemid=int(x.itemid), clock=int(x.clock), ttl=int(x.ttl)) for x in rows]
+
+
+def take_local_check_now(engine: Engine) -> list[int]:
+    """The items of the NEW check now tasks the server polls itself (hosts without a proxy; an item
+    deleted meanwhile is taken too, for nothing), marked DONE; their itemids."""
+    k, n, i, h = t.task, t.task_check_now, t.items, t.hosts
+    q = (_new_check_now().outerjoin(i, i.c.itemid == n.c.itemid).outerjoin(h, h.c.hostid == i.c.hostid)
+         .where(h.c.proxyid.is_(None)).order_by(k.c.taskid))
+    with engine.begin() as c:
+        rows = c.execute(q).all()
+        if not rows:
+            return []
+        c.execute(k.update().where(k.c.taskid.in_([x.taskid for x in rows]), k.c.status == TaskStatus.NEW)
+                  .values(status=TaskStatus.DONE))
+    return list(dict.fromkeys(int(x.itemid) for x in rows))
+
+
+def expire_check_now(engine: Engine, now: int) -> int:
+    """Check now tasks nobody took within their ttl (the proxy did not connect, the pollers are off):
+    EXPIRED, logged with the reason."""
+    k = t.task
+    q = _new_check_now().where(k.c.ttl > 0, k.c.clock + k.c.ttl < now)
+    with engine.begin() as c:
+        rows = c.execute(q).all()
+        if rows:
+            c.execute(k.update().where(k.c.taskid.in_([x.taskid for x in rows])).values(status=TaskStatus.EXPIRED))
+    for x in rows:
+        log.warning("check now task %d of item %d expired: nobody polled the item within the ttl of %d s (is its "
+                    "proxy connected, are the server's pollers on?)", x.taskid, x.itemid, x.ttl)
+    return len(rows)
+
+
+def discovered_items(engine: Engine, ruleid: int) -> list[int]:
+    """The enabled, polled items discovered by a discovery rule (through its prototypes): what "check
+    all items of a rule now" checks. CheckNowError when `ruleid` is not a discovery rule."""
+    i, d, p = t.items, t.item_discovery, t.item_discovery.alias("proto")
+    with engine.connect() as c:
+        flags = c.execute(sa.select(i.c.flags).where(i.c.itemid == ruleid)).scalar()
+        if flags is None:
+            raise CheckNowError(f"discovered_by: no discovery rule {ruleid}", "discovered_by", 404, "not_found")
+        if flags != Flags.RULE:
+            raise CheckNowError(f"discovered_by: item {ruleid} is not a discovery rule", "discovered_by")
+        q = (sa.select(i.c.itemid).join(d, d.c.itemid == i.c.itemid).join(p, p.c.itemid == d.c.parent_itemid)
+             .where(p.c.parent_itemid == ruleid, i.c.status == 0, i.c.type.in_([int(x) for x in CHECK_NOW_TYPES]))
+             .order_by(i.c.itemid))
+        return [int(x) for x in c.execute(q).scalars()]

@@ -45,7 +45,7 @@ def test_result_as_zabbix_proxy_sends_it() -> None:
 
 
 def test_other_task_types_are_skipped_and_bad_ones_named() -> None:
-    assert parse_tasks({"tasks": [{"type": 6, "clock": 1, "ttl": 0, "itemid": 5}]}) == []  # check now
+    assert parse_tasks({"tasks": [{"type": 7, "clock": 1, "ttl": 0, "data": "{}"}]}) == []  # data (diaginfo)
     assert parse_tasks({}) == []
     for body, named in [({"tasks": {}}, "tasks: must be a list"),
                         ({"tasks": [{"type": 3, "status": 0}]}, "tasks[0].parent_taskid: missing"),

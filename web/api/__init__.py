@@ -248,5 +248,6 @@ def openapi() -> Any:
     return jsonify(document())
 
 
+from vigil.web.api import checknow_api as _checknow  # noqa: E402,F401  (POST /items/…/check-now)
 from vigil.web.api import config_api  # noqa: E402,F401  (its routes are on bp)
 from vigil.web.api import problems as _problems  # noqa: E402,F401  (triggers, problems, events routes)

@@ -59,6 +59,19 @@ def document() -> dict[str, Any]:
     paths["/hosts/{hostid}"]["delete"] = {
         "summary": "delete a host with its items", "parameters": [host_id],
         "responses": {"200": {"description": "deleted"}, "401": ERROR, "403": ERROR, "404": ERROR}}
+    accepted = {"202": {"description": "queued: the item is polled at once (its next value is the answer); "
+                                      "data.taskids and data.items (itemid, host, key, by: server or proxy)"},
+                "400": ERROR, "401": ERROR, "403": ERROR, "404": ERROR}
+    paths["/items/{itemid}/check-now"] = {"post": {
+        "summary": "execute now (Zabbix's check now): poll the item at once, by the server or the host's proxy; "
+                   "a discovery rule runs its discovery. Only polled items (not trapper, active agent, SNMP "
+                   "trap or dependent); needs read-write rights on the host",
+        "parameters": [item_id], "responses": accepted}}
+    paths["/items/check-now"] = {"post": {
+        "summary": "execute now for several items, or every polled item a discovery rule discovered; the first "
+                   "item refused is named and nothing is queued",
+        "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/CheckNowIn"}}}},
+        "responses": accepted}}
     from vigil.web.api.openapi_config import config_paths
 
     paths.update(config_paths())
@@ -80,6 +93,10 @@ def document() -> dict[str, Any]:
                     "type": "object", "required": ["code", "message"],
                     "properties": {"code": {"type": "string"}, "message": {"type": "string"},
                                    "field": {"type": "string"}}}}},
+                "CheckNowIn": {"type": "object", "properties": {
+                    "itemids": {"type": "array", "items": {"type": "integer"}, "maxItems": 1000},
+                    "discovered_by": {"type": "integer", "description": "a discovery rule's id: its items"}},
+                    "description": "either itemids or discovered_by"},
                 "HostIn": {"type": "object", "required": ["host", "groups"], "properties": {
                     "host": {"type": "string"}, "name": {"type": "string"},
                     "groups": {"type": "array", "items": {"type": "string"}},

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from vigil.server.config.model import ConfigError, item_from_doc, item_to_doc
-from vigil.web import auth
+from vigil.web import auth, checknow
 from vigil.web.app import services
 from vigil.web.errors import NotFound, WebError
 from vigil.web.forms import ITEM_FORM_FIELDS, FormErrors, field_of, text_field
@@ -95,3 +95,14 @@ def delete(hostid: int, itemid: int) -> Any:
     services().repo.delete_item(itemid)
     flash(f"Item {spec.key} deleted with the triggers reading it.")
     return redirect(url_for("hosts.host", hostid=hostid))
+
+
+@bp.post("/config/hosts/<int:hostid>/items/<int:itemid>/check-now")
+def check_now(hostid: int, itemid: int) -> Any:
+    """The item form's "Execute now": poll the item at once (web/checknow.py), then back to the form."""
+    auth.require_host(hostid, write=True)
+    row = services().browse.item(itemid)
+    if row is None or row.hostid != hostid:
+        raise NotFound(f"itemid: host {hostid} has no item {itemid}", "itemid")
+    flash(checknow.summary(checknow.check_now([itemid])))
+    return redirect(url_for("items.edit", hostid=hostid, itemid=itemid), 303)
