@@ -92,15 +92,20 @@ def frames(worker: int, n: int, batch: int, base_clock: int) -> list[bytes]:
 
 
 def sender(port: int, payloads: list[bytes], start: mp.Event, result: mp.Queue) -> None:  # type: ignore[type-arg]
-    start.wait()
     acked = failed = 0
-    for p in payloads:
-        with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
-            s.sendall(p)
-            _, body = zbxd.recv_frame(s)
-        info = ProcessedInfo.parse(parse_response(body).info or "")
-        acked += info.processed
-        failed += info.failed
+    try:
+        if not start.wait(300):
+            raise TimeoutError("the bench never gave the start signal")
+        for p in payloads:
+            with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+                s.sendall(p)
+                _, body = zbxd.recv_frame(s)
+            info = ProcessedInfo.parse(parse_response(body).info or "")
+            acked += info.processed
+            failed += info.failed
+    except Exception as e:  # the parent must hear of it, not wait for a result that never comes
+        result.put(e)
+        return
     result.put((acked, failed, time.perf_counter()))
 
 
@@ -241,7 +246,13 @@ def run(backend: str, k: int, n: int, batch: int, profile: Path | None = None) -
         acked = failed = 0
         t_end = t0
         for _ in procs:
-            a, f, t = results.get(timeout=600)
+            got = results.get(timeout=600)
+            if isinstance(got, Exception):
+                for p in procs:
+                    p.kill()
+                stop_profiler(spy)
+                raise SystemExit(f"a sender failed: {got!r}")
+            a, f, t = got
             acked, failed, t_end = acked + a, failed + f, max(t_end, t)
         for p in procs:
             p.join()
