@@ -68,12 +68,7 @@ def _take_commands(engine: Engine, proxyid: int) -> list[RemoteCommand]:
          .join(r, r.c.taskid == k.c.taskid)
          .where(k.c.proxyid == proxyid, k.c.status == TaskStatus.NEW, k.c.type == TaskType.REMOTE_COMMAND)
          .order_by(k.c.taskid))
-    with engine.begin() as c:
-        rows = c.execute(q).all()
-        if not rows:
-            return []
-        c.execute(k.update().where(k.c.taskid.in_([x.taskid for x in rows]), k.c.status == TaskStatus.NEW)
-                  .values(status=TaskStatus.INPROGRESS))
+    rows = _claim(engine, q, status=TaskStatus.INPROGRESS)
     return [RemoteCommand(taskid=int(x.taskid), hostid=int(x.hostid), command=x.command, clock=int(x.clock),
                           ttl=int(x.ttl), execute_on=int(x.execute_on), alertid=int(x.alertid or 0),
                           commandtype=int(x.command_type), port=int(x.port), authtype=int(x.authtype),
@@ -232,12 +227,7 @@ def take_proxy_check_now(engine: Engine, proxyid: int) -> list[CheckNow]:
     k, n, i, h = t.task, t.task_check_now, t.items, t.hosts
     q = (_new_check_now().join(i, i.c.itemid == n.c.itemid).join(h, h.c.hostid == i.c.hostid)
          .where(h.c.proxyid == proxyid).order_by(k.c.taskid))
-    with engine.begin() as c:
-        rows = c.execute(q).all()
-        if not rows:
-            return []
-        c.execute(k.update().where(k.c.taskid.in_([x.taskid for x in rows]), k.c.status == TaskStatus.NEW)
-                  .values(status=TaskStatus.DONE, proxyid=proxyid))
+    rows = _claim(engine, q, status=TaskStatus.DONE, proxyid=proxyid)
     return [CheckNow(itemid=int(x.itemid), clock=int(x.clock), ttl=int(x.ttl)) for x in rows]
 
 
@@ -247,12 +237,7 @@ def take_local_check_now(engine: Engine) -> list[int]:
     k, n, i, h = t.task, t.task_check_now, t.items, t.hosts
     q = (_new_check_now().outerjoin(i, i.c.itemid == n.c.itemid).outerjoin(h, h.c.hostid == i.c.hostid)
          .where(h.c.proxyid.is_(None)).order_by(k.c.taskid))
-    with engine.begin() as c:
-        rows = c.execute(q).all()
-        if not rows:
-            return []
-        c.execute(k.update().where(k.c.taskid.in_([x.taskid for x in rows]), k.c.status == TaskStatus.NEW)
-                  .values(status=TaskStatus.DONE))
+    rows = _claim(engine, q, status=TaskStatus.DONE)
     return list(dict.fromkeys(int(x.itemid) for x in rows))
 
 
@@ -285,3 +270,14 @@ def discovered_items(engine: Engine, ruleid: int) -> list[int]:
              .where(p.c.parent_itemid == ruleid, i.c.status == 0, i.c.type.in_([int(x) for x in CHECK_NOW_TYPES]))
              .order_by(i.c.itemid))
         return [int(x) for x in c.execute(q).scalars()]
+
+
+def _claim(engine: Engine, q: sa.Select[Any], **values: Any) -> list[Any]:
+    """The rows of `q` (NEW tasks), their tasks given `values` in the same transaction."""
+    k = t.task
+    with engine.begin() as c:
+        rows = c.execute(q).all()
+        if rows:
+            c.execute(k.update().where(k.c.taskid.in_([x.taskid for x in rows]), k.c.status == TaskStatus.NEW)
+                      .values(**values))
+    return list(rows)
