@@ -269,6 +269,9 @@ def exchange(port: int, obj: object) -> dict:
 
 def test_bad_registrations_are_refused_naming_the_field(vigil_server: VigilServer, db: Db) -> None:
     vigil_server.import_yaml(config("px-bad"))
+    empty = {"request": "proxy data", "host": "px-bad", "version": "6.0.14"}
+    wait_until(lambda: exchange(vigil_server.port, empty)["response"] == "success", 30,
+               "the server to load proxy px-bad")
     record = {"clock": 1_700_000_000, "host": "ok-host", "ip": "127.0.0.1", "dns": "", "port": "10050",
               "host_metadata": "linux web", "tls_accepted": 1}
     no_host = {k: v for k, v in record.items() if k != "host"}
