@@ -28,7 +28,15 @@ PostgreSQL backends serving it. The median ratio is printed to stderr too. Print
 
     ingest_postgres_durable, ingest_zabbix_durable (values/s), ingest_ratio_vs_zabbix,
     ingest_cpu_per_100k_values (vigil server), ingest_zabbix_cpu_per_100k_values,
-    ingest_{postgres,zabbix}_db_cpu_per_100k_values, ingest_{postgres,zabbix}_acknowledged
+    ingest_{postgres,zabbix}_db_cpu_per_100k_values, ingest_{postgres,zabbix}_acknowledged,
+    ingest_senders_cpu_per_100k_values (the zabbix_sender processes, median of vigil's rounds),
+    ingest_server_cpu_budget_for_2x_per_100k_values
+
+The budget is the most CPU per 100k values `vigil server` could take and still reach twice zabbix_server's
+best round on this machine: all its cores busy for 100k values at that rate, less the senders' CPU and
+that of vigil's PostgreSQL backends for them (as measured). Compare it with ingest_cpu_per_100k_values:
+a budget below it means 2x needs a server that costs less per value, whatever its latency; and no run
+keeps every core busy (the senders wait for each reply), so the real margin is smaller still.
 
 With --profile, py-spy records `vigil server` over all rounds into DIR/ingest-vs-zabbix-vigil.txt
 (sampling slows it down: take the ratio from a run without it). zabbix_server's history syncers
@@ -382,7 +390,8 @@ class Target:
         busy, total = machine_busy()
         machine = 100 * (busy - busy0) / (total - total0)
         r = {"acked": processed / (t_acked - t0), "durable": min(rows, processed) / (t_durable - t0),
-             "cpu_100k": 1e5 * cpu / max(rows, 1), "db_cpu_100k": 1e5 * db_cpu / max(rows, 1)}
+             "cpu_100k": 1e5 * cpu / max(rows, 1), "db_cpu_100k": 1e5 * db_cpu / max(rows, 1),
+             "senders_100k": 1e5 * senders / max(rows, 1)}
         print(f"  {self.name}: {processed} processed, {failed} failed, {rows} rows; acknowledged in "
               f"{t_acked - t0:.2f} s, durable in {t_durable - t0:.2f} s ({r['durable']:.0f} values/s); CPU: server "
               f"{cpu:.2f} s, its PostgreSQL backends {db_cpu:.2f} s, senders {senders:.2f} s; "
@@ -457,6 +466,13 @@ def versus_zabbix(binary: Path, k: int, n: int, rounds: int, profile: Path | Non
     print(f"ingest_zabbix_cpu_per_100k_values: {statistics.median(r['cpu_100k'] for r in z.rounds):.2f} s")
     print(f"ingest_postgres_db_cpu_per_100k_values: {statistics.median(r['db_cpu_100k'] for r in v.rounds):.2f} s")
     print(f"ingest_zabbix_db_cpu_per_100k_values: {statistics.median(r['db_cpu_100k'] for r in z.rounds):.2f} s")
+    senders = statistics.median(r["senders_100k"] for r in v.rounds)
+    print(f"ingest_senders_cpu_per_100k_values: {senders:.2f} s")
+    # What 2x would leave the server: every core busy for 100k values at twice zabbix_server's best rate,
+    # less what the senders and vigil's PostgreSQL backends took for them.
+    db = statistics.median(r["db_cpu_100k"] for r in v.rounds)
+    budget = 1e5 * (os.cpu_count() or 1) / (2 * best_z) - senders - db
+    print(f"ingest_server_cpu_budget_for_2x_per_100k_values: {budget:.2f} s")
 
 
 def main() -> None:
