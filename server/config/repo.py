@@ -132,6 +132,15 @@ class Snapshot:
     max_history: int = 0  # longest history retention of the enabled items, in seconds (0: none known)
     # Discovery rules by (host, key): their values go to the LLD processor, not to history.
     lld: dict[tuple[str, str], ItemRef] = dataclasses.field(default_factory=dict)
+    # The trapper items of `items`, by host and then key: sender data's lookup, without a tuple per value.
+    trappers: dict[str, dict[str, ItemRef]] = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        trappers: dict[str, dict[str, ItemRef]] = {}
+        for (host, key), ref in self.items.items():
+            if ref.type == ItemType.TRAPPER:
+                trappers.setdefault(host, {})[key] = ref
+        object.__setattr__(self, "trappers", trappers)
 
 
 HostItems = tuple[dict[str, int], dict[int, "int | None"]]  # a host's item ids by key, and their masters

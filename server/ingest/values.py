@@ -144,15 +144,14 @@ def sender_values(snap: Snapshot, data: list[Any], now_s: int, now_ns: int, peer
     item becomes not supported, as in Zabbix.
     """
     batch = WriteBatch()
-    items = snap.items
+    trappers = snap.trappers
     failed = 0
-    trapper = ItemType.TRAPPER
     times = _Times(snap, len(data), now_s, now_ns, window)
     lo, hi = times.lo, times.hi
     floats = batch.floats
     float_max, ns_max, nan, number_limit = FLOAT_MAX, NS_MAX, NAN, NUMBER_TEXT_LIMIT
     now_c, now_n = divmod(times.next_stamp, _NS)  # the receive stamps this request reserved
-    # The hot loop (well under 1 µs a value) handles inline what most senders send: int clock and ns
+    # The hot loop (about 1.2 µs a value here) handles inline what most senders send: int clock and ns
     # (or none) inside the window, or no clock; float items with plain numbers in strings. float() takes more
     # than Zabbix does, but not once the text is ASCII without "_" or white space at its ends and the
     # number is within ±1e308: that is Zabbix's syntax (str.strip returns the string itself when there
@@ -161,8 +160,10 @@ def sender_values(snap: Snapshot, data: list[Any], now_s: int, now_ns: int, peer
         try:
             if type(d) is not dict:
                 raise ValueError("must be an object")
-            ref = items.get((d["host"], d["key"]))
-            if ref is None or ref.type != trapper:
+            host, key = d["host"], d["key"]
+            keys = trappers.get(host)
+            ref = keys.get(key) if keys is not None else None
+            if ref is None:
                 failed += 1
                 continue
             clock = d.get("clock")

@@ -261,6 +261,17 @@ def test_elements_that_are_not_objects_fail_alone(snap: Snapshot) -> None:
     assert failed == 4 and [r[3] for r in batch.uints] == [3]
 
 
+def test_sender_data_reaches_trapper_items_only(snap: Snapshot) -> None:
+    # The lookup goes by host, then key (Snapshot.trappers): an active item's key, an unknown host or
+    # key, and elements without a host or key fail alone; the rest are stored.
+    assert set(snap.trappers) == {"h"} and set(snap.trappers["h"]) == {"f", "u", "c", "t", "l"}
+    data: list[Any] = [v("f", "1.5"), v("a.f", "2.5"), {**v("f", "3.5"), "host": "nobody"}, v("nokey", "4"),
+                       {"key": "f", "value": "5.5"}, {"host": "h", "value": "6.5"}, {**v("f", "7.5"), "host": ["h"]},
+                       v("f", "8.5")]
+    batch, failed = sv(snap, data)
+    assert failed == 6 and [r[3] for r in batch.floats] == [1.5, 8.5]
+
+
 def test_agent_values_leave_the_committed_ids_alone(snap: Snapshot) -> None:
     """Ids move forward only once their batch is committed (AgentSessions.committed)."""
     last: dict[str, int] = {"s": 2}
