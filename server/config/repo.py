@@ -134,6 +134,8 @@ class Snapshot:
     lld: dict[tuple[str, str], ItemRef] = dataclasses.field(default_factory=dict)
     # The trapper items of `items`, by host and then key: sender data's lookup, without a tuple per value.
     trappers: dict[str, dict[str, ItemRef]] = dataclasses.field(init=False, repr=False, compare=False)
+    # Whether some discovery rule takes sender data (then sender data's values are looked at for it).
+    trapper_rules: bool = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         trappers: dict[str, dict[str, ItemRef]] = {}
@@ -141,6 +143,7 @@ class Snapshot:
             if ref.type == ItemType.TRAPPER:
                 trappers.setdefault(host, {})[key] = ref
         object.__setattr__(self, "trappers", trappers)
+        object.__setattr__(self, "trapper_rules", any(r.type == ItemType.TRAPPER for r in self.lld.values()))
 
 
 HostItems = tuple[dict[str, int], dict[int, "int | None"]]  # a host's item ids by key, and their masters

@@ -41,7 +41,13 @@ from vigil.server.ingest.cache import ConfigCache
 from vigil.server.ingest.proxy import ProxyHandler
 from vigil.server.ingest.sessions import AgentSessions
 from vigil.server.ingest.tls import CONNECTION, Admission, note_connection, open_tls, refusal
-from vigil.server.ingest.values import DEFAULT_WINDOW, ClockWindow, agent_values, sender_values
+from vigil.server.ingest.values import (
+    DEFAULT_WINDOW,
+    ClockWindow,
+    agent_values,
+    fast_sender_values,
+    sender_values,
+)
 from vigil.server.store.base import WriteBatch
 
 try:
@@ -301,6 +307,15 @@ class IngestServer:
 
     async def _dispatch(self, body: bytes, peer: str) -> bytes | FollowUp | None:
         started = time.perf_counter()
+        if len(body) <= INLINE_BYTES:
+            snap = self.cache.snapshot
+            if not snap.trapper_rules and self.admission.unchecked(snap):
+                now_s, now_ns = divmod(time.time_ns(), 1_000_000_000)
+                fast = fast_sender_values(snap, body, now_s, now_ns, self.clock_window, self.max_values)
+                if fast is not None:
+                    batch, failed, count = fast
+                    error = await self._store(batch, SENDER_DATA, peer)
+                    return self._values_reply(error, count, failed, started)
         try:
             obj = _loads(body) if len(body) <= INLINE_BYTES else await self._off_loop(_loads, body)
         except _JSON_ERRORS as e:
@@ -351,13 +366,7 @@ class IngestServer:
                             observer.agent_seen(ref.hostid)
             if unsupported and error is None:
                 observer.unsupported(unsupported)  # type: ignore[union-attr]
-            if error is not None:
-                return failure(f"values were not stored: {error}")
-            self.stats["values"] += len(data) - failed + discovered
-            self.stats["failed"] += failed
-            info = ProcessedInfo(len(data) - failed + discovered, failed, len(data) + discovered,
-                                 time.perf_counter() - started)
-            return success_reply(info)
+            return self._values_reply(error, len(data) + discovered, failed, started)
         if request == ACTIVE_CHECKS:
             return await self._active_checks(obj, peer)
         if request in PROXY_REQUESTS and self.proxies is not None:
@@ -367,6 +376,13 @@ class IngestServer:
         log.warning("unknown request %r from %s", request, peer)
         what = "missing field 'request'" if request is None else f"unknown request {str(request)[:64]!r}"
         return failure(what)
+
+    def _values_reply(self, error: Exception | None, total: int, failed: int, started: float) -> bytes:
+        if error is not None:
+            return failure(f"values were not stored: {error}")
+        self.stats["values"] += total - failed
+        self.stats["failed"] += failed
+        return success_reply(ProcessedInfo(total - failed, failed, total, time.perf_counter() - started))
 
     def _discovery_values(self, snap: Any, data: list[Any], sender: bool, now: int) -> tuple[list[Any], int]:
         """Values of discovery rules (trapper rules from a sender, active ones from an agent) go to the

@@ -70,14 +70,19 @@ class Admission:
         self._snap: Snapshot | None = None
         self._strict = False  # some host does not accept plain text, or has issuer/subject rules
 
+    def unchecked(self, snap: Snapshot) -> bool:
+        """Whether this connection may send values for every host of `snap` (filter has nothing to do)."""
+        if CONNECTION.get() is not PLAIN:
+            return False
+        if self._snap is not snap:
+            self._snap = snap
+            self._strict = any(h.tls_accept != TLS_UNENCRYPTED for h in snap.hosts.values())
+        return not self._strict
+
     def filter(self, snap: Snapshot, data: list[Any], peer: str) -> list[Any]:
+        if self.unchecked(snap):
+            return data  # the plain hot path: nothing to check
         conn = CONNECTION.get()
-        if conn is PLAIN:
-            if self._snap is not snap:
-                self._snap = snap
-                self._strict = any(h.tls_accept != TLS_UNENCRYPTED for h in snap.hosts.values())
-            if not self._strict:
-                return data  # the plain hot path: nothing to check
         hosts = snap.hosts
         verdicts: dict[str, str | None] = {}
         out = data
