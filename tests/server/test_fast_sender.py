@@ -21,6 +21,7 @@ from vigil.server.config.migrate import engine_for, upgrade
 from vigil.server.config.model import doc_from_dict
 from vigil.server.config.repo import ConfigRepo, Snapshot
 from vigil.server.ingest import values
+from vigil.server.ingest.convert import FLOAT_SYNTAX
 from vigil.server.ingest.values import DEFAULT_WINDOW, ClockWindow, Stamps, fast_sender_values, sender_values
 from vigil.server.store.base import WriteBatch
 
@@ -247,3 +248,22 @@ def test_mutated_bodies_are_declined_or_agree(snap: Snapshot, monkeypatch: pytes
         elif both(snap, raw, monkeypatch) is not None:
             agreed += 1
     assert agreed > 100
+
+
+def test_decimal_numbers_are_read_exactly(snap: Snapshot, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fast path computes short decimals itself (one exact multiply or divide): each must be the double
+    float() gives, to the last bit, as must the longer ones it hands to Python's own parser."""
+    rng = random.Random(17)
+    texts = []
+    for _ in range(12_000):
+        digits = "".join(rng.choice("0123456789") for _ in range(rng.randint(1, 19)))
+        at = rng.randint(0, len(digits))
+        text = rng.choice(["", "-", "+"]) + digits[:at] + rng.choice([".", ".", ""]) + digits[at:]
+        if rng.random() < 0.1:
+            text += f"e{rng.randint(-30, 30)}"
+        if FLOAT_SYNTAX.fullmatch(text):
+            texts.append(text)
+    for at in range(0, len(texts), 250):
+        got = both(snap, body_of([v("f", t, clock=NOW) for t in texts[at:at + 250]]), monkeypatch)
+        assert got is not None and got[1] == 0
+        assert [repr(r[3]) for r in got[0].floats] == [repr(float(t)) for t in texts[at:at + 250]]
