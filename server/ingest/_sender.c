@@ -1,6 +1,6 @@
 /* The common case of `sender data`, compiled: the body's bytes straight to the rows of a WriteBatch.
 
-   values(body, trappers, lo, hi, take, max_values) reads what zabbix_sender and most other senders send
+   values(body, index, lo, hi, take, max_values) reads what zabbix_sender and most other senders send
    — {"request":"sender data","data":[{"host":..,"key":..,"value":"..","clock":N,"ns":N}, ...], "clock":N,
    "ns":N} — and returns (floats, uints, strs, texts, failed, count) as vigil.server.ingest.values.
    sender_values would for the same request, or None for anything else. None is not an error: the caller
@@ -23,6 +23,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <float.h>
+#include <stdint.h>
 #include <string.h>
 
 #define NS_MAX 999999999LL
@@ -94,13 +95,18 @@ static int read_string(cursor *c, span *out) {
     return 0;
 }
 
-/* The string a span holds, its escapes undone; NULL with an exception when it is not UTF-8. */
-static PyObject *string_of(span v) {
-    if (!v.esc)
-        return PyUnicode_DecodeUTF8(v.p, v.n, NULL);
-    char *buf = PyMem_Malloc(v.n ? v.n : 1), *o = buf;
-    if (buf == NULL)
-        return PyErr_NoMemory();
+/* The bytes a span's string holds, its escapes undone into *buf (to be freed) when it has any. */
+static int unescaped(span v, span *out, char **buf) {
+    *buf = NULL;
+    if (!v.esc) {
+        *out = v;
+        return 0;
+    }
+    char *o = *buf = PyMem_Malloc(v.n ? v.n : 1);
+    if (o == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
     for (const char *p = v.p, *end = v.p + v.n; p < end; p++) {
         if (*p != '\\') {
             *o++ = *p;
@@ -112,10 +118,22 @@ static PyObject *string_of(span v) {
         case 'n': *o++ = '\n'; break;
         case 'r': *o++ = '\r'; break;
         case 't': *o++ = '\t'; break;
-        default: *o++ = *p; /* " \ / */
+        default: *o++ = *p; /* " \\ / */
         }
     }
-    PyObject *s = PyUnicode_DecodeUTF8(buf, o - buf, NULL);
+    out->p = *buf;
+    out->n = o - *buf;
+    out->esc = 0;
+    return 0;
+}
+
+/* The string a span holds; NULL with an exception when it is not UTF-8. */
+static PyObject *string_of(span v) {
+    char *buf;
+    span u;
+    if (unescaped(v, &u, &buf) < 0)
+        return NULL;
+    PyObject *s = PyUnicode_DecodeUTF8(u.p, u.n, NULL);
     PyMem_Free(buf);
     return s;
 }
@@ -317,6 +335,11 @@ static PyObject *text_value(span v, Py_ssize_t limit) {
    where this path never decodes a string (the key of an unknown host, say). */
 static int utf8(const unsigned char *p, const unsigned char *end) {
     while (p < end) {
+        uint64_t word;
+        if (end - p >= 8 && (memcpy(&word, p, 8), (word & 0x8080808080808080ULL) == 0)) {
+            p += 8; /* eight ASCII bytes */
+            continue;
+        }
         unsigned char b = *p;
         if (b < 0x80) {
             p++;
@@ -413,49 +436,183 @@ other:
     return -1;
 }
 
+/* -- the index: trapper items by the UTF-8 bytes of host and key --------------------------------------
+
+   Built once per configuration snapshot from Snapshot.trappers (Index(trappers)), so that a value's item
+   is found from the bytes of the body without making a str of its host and key, hashing them and
+   looking them up in two dicts. The strings are copied in: later changes to `trappers` do not reach it. */
+
+typedef struct {
+    Py_ssize_t host, key, host_n, key_n; /* offsets into the index's text */
+    uint64_t hash;
+    PyObject *itemid; /* a new reference; NULL: an empty slot */
+    int value_type;
+} slot;
+
+typedef struct {
+    PyObject_HEAD
+    slot *slots;
+    size_t mask;
+    char *text;
+    Py_ssize_t items;
+} Index;
+
+static uint64_t hash_of(const char *host, Py_ssize_t host_n, const char *key, Py_ssize_t key_n) {
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a, with a byte no UTF-8 text holds between host and key */
+    for (Py_ssize_t i = 0; i < host_n; i++)
+        h = (h ^ (unsigned char)host[i]) * 1099511628211ULL;
+    h = (h ^ 0xFF) * 1099511628211ULL;
+    for (Py_ssize_t i = 0; i < key_n; i++)
+        h = (h ^ (unsigned char)key[i]) * 1099511628211ULL;
+    return h ^ (h >> 29);
+}
+
+static void index_dealloc(Index *self) {
+    if (self->slots != NULL) {
+        for (size_t i = 0; i <= self->mask; i++)
+            Py_XDECREF(self->slots[i].itemid);
+    }
+    PyMem_Free(self->slots);
+    PyMem_Free(self->text);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* An item of the index, or NULL when host and key name none. */
+static const slot *index_find(const Index *ix, const char *host, Py_ssize_t host_n, const char *key,
+                              Py_ssize_t key_n) {
+    uint64_t h = hash_of(host, host_n, key, key_n);
+    for (size_t i = h & ix->mask;; i = (i + 1) & ix->mask) {
+        const slot *sl = &ix->slots[i];
+        if (sl->itemid == NULL)
+            return NULL;
+        if (sl->hash == h && sl->host_n == host_n && sl->key_n == key_n &&
+            memcmp(ix->text + sl->host, host, host_n) == 0 && memcmp(ix->text + sl->key, key, key_n) == 0)
+            return sl;
+    }
+}
+
+static int index_add(Index *ix, PyObject *host, PyObject *key, PyObject *ref, Py_ssize_t *used) {
+    Py_ssize_t host_n, key_n;
+    const char *h = PyUnicode_AsUTF8AndSize(host, &host_n);
+    const char *k = h ? PyUnicode_AsUTF8AndSize(key, &key_n) : NULL;
+    if (k == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError))
+            return -1;
+        PyErr_Clear(); /* a lone surrogate: no UTF-8 body can name it */
+        return 0;
+    }
+    PyObject *vt_obj = PyObject_GetAttr(ref, s_value_type);
+    if (vt_obj == NULL)
+        return -1;
+    long vt = PyLong_AsLong(vt_obj);
+    Py_DECREF(vt_obj);
+    if (vt == -1 && PyErr_Occurred())
+        return -1;
+    PyObject *itemid = PyObject_GetAttr(ref, s_itemid);
+    if (itemid == NULL)
+        return -1;
+    uint64_t hash = hash_of(h, host_n, k, key_n);
+    size_t i = hash & ix->mask;
+    while (ix->slots[i].itemid != NULL)
+        i = (i + 1) & ix->mask;
+    slot *sl = &ix->slots[i];
+    memcpy(ix->text + *used, h, host_n);
+    memcpy(ix->text + *used + host_n, k, key_n);
+    *sl = (slot){*used, *used + host_n, host_n, key_n, hash, itemid, (int)vt};
+    *used += host_n + key_n;
+    ix->items++;
+    return 0;
+}
+
+static PyObject *index_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    PyObject *trappers, *host, *keys, *key, *ref;
+    static char *names[] = {"trappers", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!", names, &PyDict_Type, &trappers))
+        return NULL;
+    Py_ssize_t n = 0, bytes = 0, pos = 0, kpos;
+    while (PyDict_Next(trappers, &pos, &host, &keys)) {
+        if (!PyUnicode_Check(host) || !PyDict_Check(keys)) {
+            PyErr_SetString(PyExc_TypeError, "Index(trappers): trappers must map host names to dicts of keys");
+            return NULL;
+        }
+        kpos = 0;
+        while (PyDict_Next(keys, &kpos, &key, &ref)) {
+            if (!PyUnicode_Check(key)) {
+                PyErr_SetString(PyExc_TypeError, "Index(trappers): keys must be strings");
+                return NULL;
+            }
+            n++;
+            /* at most 4 UTF-8 bytes a character */
+            bytes += 4 * (PyUnicode_GET_LENGTH(host) + PyUnicode_GET_LENGTH(key));
+        }
+    }
+    Index *ix = (Index *)type->tp_alloc(type, 0);
+    if (ix == NULL)
+        return NULL;
+    size_t cap = 8;
+    while (cap < (size_t)n * 2)
+        cap *= 2;
+    ix->mask = cap - 1;
+    ix->slots = PyMem_Calloc(cap, sizeof(slot));
+    ix->text = PyMem_Malloc(bytes ? bytes : 1);
+    if (ix->slots == NULL || ix->text == NULL) {
+        Py_DECREF(ix);
+        return PyErr_NoMemory();
+    }
+    Py_ssize_t used = 0;
+    pos = 0;
+    while (PyDict_Next(trappers, &pos, &host, &keys)) {
+        kpos = 0;
+        while (PyDict_Next(keys, &kpos, &key, &ref)) {
+            if (index_add(ix, host, key, ref, &used) < 0) {
+                Py_DECREF(ix);
+                return NULL;
+            }
+        }
+    }
+    return (PyObject *)ix;
+}
+
+static Py_ssize_t index_len(Index *self) { return self->items; }
+
+static PySequenceMethods index_as_sequence = {.sq_length = (lenfunc)index_len};
+
+static PyTypeObject IndexType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "vigil.server.ingest._sender.Index",
+    .tp_doc = "Index(trappers): Snapshot.trappers by the UTF-8 bytes of host and key, for values()",
+    .tp_basicsize = sizeof(Index),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = index_new,
+    .tp_dealloc = (destructor)index_dealloc,
+    .tp_as_sequence = &index_as_sequence,
+};
+
 typedef struct {
     PyObject *itemid, *value; /* new references */
     int list;                 /* 0 floats, 1 uints, 2 strs, 3 texts; -1 failed (unknown host or key) */
 } row_parts;
 
 /* Each element's item and value, or -1 (with an exception only on an error) when one is not simple. */
-static int resolve(entry *es, Py_ssize_t n, PyObject *trappers, row_parts *rows) {
-    PyObject *host = NULL, *keys = NULL;
-    span last_host = {NULL, -1, 0};
-    int status = -1;
+static int resolve(entry *es, Py_ssize_t n, const Index *ix, row_parts *rows) {
     for (Py_ssize_t i = 0; i < n; i++) {
         entry *e = &es[i];
         row_parts *r = &rows[i];
-        if (e->host.n != last_host.n || memcmp(e->host.p, last_host.p, e->host.n) != 0) {
-            Py_XDECREF(host);
-            host = string_of(e->host);
-            if (host == NULL)
-                goto other;
-            keys = PyDict_GetItemWithError(trappers, host); /* borrowed: trappers holds it */
-            if ((keys == NULL && PyErr_Occurred()) || (keys != NULL && !PyDict_Check(keys)))
-                goto other;
-            last_host = e->host;
+        span host, key;
+        char *host_buf, *key_buf;
+        if (unescaped(e->host, &host, &host_buf) < 0)
+            return -1;
+        if (unescaped(e->key, &key, &key_buf) < 0) {
+            PyMem_Free(host_buf);
+            return -1;
         }
-        if (keys == NULL)
-            continue; /* r->list stays -1 */
-        PyObject *key = string_of(e->key);
-        if (key == NULL)
-            goto other;
-        PyObject *ref = PyDict_GetItemWithError(keys, key);
-        Py_DECREF(key);
-        if (ref == NULL) {
-            if (PyErr_Occurred())
-                goto other;
-            continue;
-        }
-        PyObject *vt_obj = PyObject_GetAttr(ref, s_value_type);
-        if (vt_obj == NULL)
-            goto other;
-        long vt = PyLong_AsLong(vt_obj);
-        Py_DECREF(vt_obj);
+        const slot *sl = index_find(ix, host.p, host.n, key.p, key.n);
+        PyMem_Free(host_buf);
+        PyMem_Free(key_buf);
+        if (sl == NULL)
+            continue; /* an unknown host or key: r->list stays -1 */
         PyObject *v = NULL;
         int list = -1;
-        switch (vt) {
+        switch (sl->value_type) {
         case VT_FLOAT:
             v = float_value(e->value);
             list = 0;
@@ -474,25 +631,21 @@ static int resolve(entry *es, Py_ssize_t n, PyObject *trappers, row_parts *rows)
             break;
         }
         if (v == NULL)
-            goto other; /* a log item, or a value sender_values trims or refuses */
+            return -1; /* a log item, or a value sender_values trims or refuses */
         r->value = v;
-        r->itemid = PyObject_GetAttr(ref, s_itemid);
-        if (r->itemid == NULL)
-            goto other;
+        Py_INCREF(sl->itemid);
+        r->itemid = sl->itemid;
         r->list = list;
     }
-    status = 0;
-other:
-    Py_XDECREF(host);
-    return status;
+    return 0;
 }
 
 static PyObject *values(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_buffer body;
-    PyObject *trappers, *take;
+    PyObject *index, *take;
     long long lo, hi;
     Py_ssize_t max_values;
-    if (!PyArg_ParseTuple(args, "y*O!LLOn", &body, &PyDict_Type, &trappers, &lo, &hi, &take, &max_values))
+    if (!PyArg_ParseTuple(args, "y*O!LLOn", &body, &IndexType, &index, &lo, &hi, &take, &max_values))
         return NULL;
     cursor c = {(const unsigned char *)body.buf, (const unsigned char *)body.buf + body.len};
     entry *es = NULL;
@@ -513,7 +666,7 @@ static PyObject *values(PyObject *Py_UNUSED(self), PyObject *args) {
     }
     for (Py_ssize_t i = 0; i < n; i++)
         rows[i].list = -1;
-    if (resolve(es, n, trappers, rows) < 0) {
+    if (resolve(es, n, (const Index *)index, rows) < 0) {
         if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
             goto done;
         PyErr_Clear();
@@ -592,7 +745,7 @@ done:
 
 static PyMethodDef methods[] = {
     {"values", values, METH_VARARGS,
-     "values(body, trappers, lo, hi, take, max_values) -> (floats, uints, strs, texts, failed, count) | None"},
+     "values(body, index, lo, hi, take, max_values) -> (floats, uints, strs, texts, failed, count) | None"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -601,7 +754,16 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_sender", NULL, -1, 
 PyMODINIT_FUNC PyInit__sender(void) {
     s_itemid = PyUnicode_InternFromString("itemid");
     s_value_type = PyUnicode_InternFromString("value_type");
-    if (s_itemid == NULL || s_value_type == NULL)
+    if (s_itemid == NULL || s_value_type == NULL || PyType_Ready(&IndexType) < 0)
         return NULL;
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    Py_INCREF(&IndexType);
+    if (PyModule_AddObject(m, "Index", (PyObject *)&IndexType) < 0) {
+        Py_DECREF(&IndexType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

@@ -207,6 +207,11 @@ def sender_values(snap: Snapshot, data: list[Any], now_s: int, now_ns: int, peer
     return batch, failed
 
 
+# The compiled lookup of the last snapshot seen: by the bytes of host and key, no str made per value. It
+# holds the snapshot too, which is immutable, so `is` tells a new one.
+_index: tuple[Snapshot, Any] | None = None
+
+
 def fast_sender_values(snap: Snapshot, body: bytes, now_s: int, now_ns: int,
                        window: ClockWindow = DEFAULT_WINDOW,
                        max_values: int = 10_000) -> tuple[WriteBatch, int, int] | None:
@@ -216,9 +221,13 @@ def fast_sender_values(snap: Snapshot, body: bytes, now_s: int, now_ns: int,
     parses it and calls sender_values, which defines the rules either way."""
     if _sender is None:
         return None
+    global _index
+    index = _index
+    if index is None or index[0] is not snap:
+        index = _index = (snap, _sender.Index(snap.trappers))  # once per configuration snapshot
     lo, hi = window.bounds(now_s, snap)
     now = now_s * _NS + now_ns
-    got = _sender.values(body, snap.trappers, lo, hi, lambda n: STAMPS.take(now, n), max_values)
+    got = _sender.values(body, index[1], lo, hi, lambda n: STAMPS.take(now, n), max_values)
     if got is None:
         return None
     floats, uints, strs, texts, failed, count = got

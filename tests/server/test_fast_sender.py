@@ -267,3 +267,40 @@ def test_decimal_numbers_are_read_exactly(snap: Snapshot, monkeypatch: pytest.Mo
         got = both(snap, body_of([v("f", t, clock=NOW) for t in texts[at:at + 250]]), monkeypatch)
         assert got is not None and got[1] == 0
         assert [repr(r[3]) for r in got[0].floats] == [repr(float(t)) for t in texts[at:at + 250]]
+
+
+@pytest.mark.parametrize("raw", [
+    b"\xc3\xa9", b"\xe2\x82\xac", b"\xf0\x9f\x98\x80", b"\xf4\x8f\xbf\xbf", b"\xed\x9f\xbf",  # valid
+    b"\xc0\xaf", b"\xe0\x80\xaf", b"\xf0\x80\x80\xaf",  # overlong
+    b"\xed\xa0\x80", b"\xed\xbf\xbf",  # surrogates
+    b"\xf4\x90\x80\x80", b"\xf5\x80\x80\x80", b"\xff", b"\x80", b"\xc3", b"\xe2\x82", b"\xc3\x28",
+])
+def test_utf8_is_judged_as_orjson_judges_it(snap: Snapshot, monkeypatch: pytest.MonkeyPatch, raw: bytes) -> None:
+    """Every position of the body counts, even the key of a host nobody knows (never decoded here)."""
+    for pad in (b"", b"abcdefg", b"abcdefghijklmnopq"):  # around the 8-byte steps of the ASCII check
+        for body in (b'{"request":"sender data","data":[{"host":"h","key":"c","value":"%s%s"}]}' % (pad, raw),
+                     b'{"request":"sender data","data":[{"host":"nobody","key":"%s%s","value":"1"}]}' % (pad, raw)):
+            try:
+                orjson.loads(body)
+                valid = True
+            except orjson.JSONDecodeError:
+                valid = False
+            got = both(snap, body, monkeypatch)
+            assert (got is not None) == valid, body
+
+
+def test_the_index_follows_each_snapshot(snap: Snapshot, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compiled lookup is rebuilt for a new snapshot (a configuration reload) and holds copies."""
+    assert values._sender is not None
+    index = values._sender.Index(snap.trappers)
+    assert len(index) == sum(len(keys) for keys in snap.trappers.values())
+    with pytest.raises(TypeError, match="trappers"):
+        values._sender.Index({"h": ["f"]})
+    body = body_of([v("f", "1.5"), v("new", "2.5")])
+    got = both(snap, body, monkeypatch)
+    assert got is not None and got[1] == 1
+    ref = snap.trappers["h"]["f"]
+    other = Snapshot(snap.version + 1, snap.hosts, {**snap.items, ("h", "new"): ref}, snap.active)
+    got = fast(other, body, 5, DEFAULT_WINDOW, 10_000, monkeypatch)
+    assert got is not None and got[1] == 0 and [r[0] for r in got[0].floats] == [ref.itemid, ref.itemid]
+    assert fast(snap, body, 5, DEFAULT_WINDOW, 10_000, monkeypatch)[1] == 1  # type: ignore[index]
