@@ -129,7 +129,7 @@ class IngestServer:
         self.timeout = timeout
         self.max_connections = max_connections
         self.open_connections = 0  # sockets accepted and not yet closed
-        self._room = asyncio.Event()
+        self._acceptors: set[_Acceptor] = set()
         self._connections: set[asyncio.Task[None]] = set()
         self._decoder = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="ingest-decode")
         self._logged: dict[str, float] = {}
@@ -157,39 +157,24 @@ class IngestServer:
                 sock.close()
             raise
         _check_file_limit(self.max_connections)
-        return Listener(self, socks, [loop.create_task(self._accept(s)) for s in socks])
-
-    async def _accept(self, sock: socket.socket) -> None:
         # Not asyncio.start_server: it accepts whatever the kernel has queued, so a limit could only
         # queue sockets inside the process (each an open fd and buffers). Here nothing is accepted
-        # while the limit is reached; the kernel's listen backlog holds the rest.
-        loop = asyncio.get_running_loop()
-        while True:
-            if self.open_connections >= self.max_connections:
-                self.stats["paused"] += 1
-                self._rate_log("full", "%d connections open (VIGIL_MAX_CONNECTIONS): accepting no more until one "
-                               "closes; new ones wait in the kernel's listen backlog", self.open_connections)
-                self._room.clear()
-                await self._room.wait()
-                continue
-            try:
-                conn, _ = await loop.sock_accept(sock)
-            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-                continue
-            except OSError as e:
-                if sock.fileno() == -1:
-                    return  # the listener was closed
-                # Out of file descriptors (EMFILE) or memory: the connection stays in the backlog.
-                self._rate_log("accept", "cannot accept a connection: %s (%d open); retrying", e,
-                               self.open_connections)
-                await asyncio.sleep(ACCEPT_RETRY)
-                continue
-            self.open_connections += 1
-            if self.open_connections > self.stats["peak_connections"]:
-                self.stats["peak_connections"] = self.open_connections
-            task = loop.create_task(self._connection(conn))
-            self._connections.add(task)
-            task.add_done_callback(self._connections.discard)
+        # while the limit is reached; the kernel's listen backlog holds the rest. Nor loop.sock_accept:
+        # it registers the socket with the selector and removes it again for every connection; an
+        # _Acceptor keeps it registered while there is room.
+        acceptors = [_Acceptor(self, s, loop) for s in socks]
+        for a in acceptors:
+            self._acceptors.add(a)
+            a.resume()
+        return Listener(self, socks, acceptors)
+
+    def _accepted(self, conn: socket.socket) -> None:
+        self.open_connections += 1
+        if self.open_connections > self.stats["peak_connections"]:
+            self.stats["peak_connections"] = self.open_connections
+        task = asyncio.get_running_loop().create_task(self._connection(conn))
+        self._connections.add(task)
+        task.add_done_callback(self._connections.discard)
 
     async def _connection(self, conn: socket.socket) -> None:
         try:
@@ -208,7 +193,9 @@ class IngestServer:
             await self.handle(reader, writer)
         finally:
             self.open_connections -= 1
-            self._room.set()
+            for acceptor in self._acceptors:
+                if acceptor.full:
+                    acceptor.resume()
 
     async def finish(self) -> None:
         """Once nothing is accepted any more: wait up to the timeout for open connections, cancel the rest."""
@@ -466,24 +453,95 @@ def _check_file_limit(max_connections: int) -> None:
                     "connections wait in the backlog as if the limit were lower", max_connections, soft)
 
 
-class Listener:
-    """The listening sockets of an IngestServer and their accept loops, used like an asyncio.Server."""
+class _Acceptor:
+    """Accepts connections on one listening socket from a reader callback, while there is room.
 
-    def __init__(self, ingest: IngestServer, sockets: list[socket.socket], accepting: list[asyncio.Task[None]]) -> None:
+    Past max_connections it stops reading the socket (`full`) until a connection closes; when accept
+    fails for want of file descriptors or memory it stops for ACCEPT_RETRY seconds."""
+
+    BATCH = 16  # connections accepted per wake-up at most, so that a flood does not starve the others
+
+    def __init__(self, ingest: IngestServer, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
+        self.ingest = ingest
+        self.sock = sock
+        self.loop = loop
+        self.stopped = False
+        self.reading = False
+        self.full = False
+        self._retry: asyncio.TimerHandle | None = None
+
+    def resume(self) -> None:
+        self.full = False
+        if not self.stopped and not self.reading and self._retry is None and self.sock.fileno() != -1:
+            self.loop.add_reader(self.sock, self._ready)
+            self.reading = True
+
+    def pause(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        if self.reading:
+            self.reading = False
+            if self.sock.fileno() != -1:
+                self.loop.remove_reader(self.sock)
+
+    def stop(self) -> None:
+        """For good, before the socket is closed (the selector must not keep a closed descriptor)."""
+        self.stopped = True
+        self.pause()
+        self.ingest._acceptors.discard(self)
+
+    def _ready(self) -> None:
+        ingest = self.ingest
+        for _ in range(self.BATCH):
+            if ingest.open_connections >= ingest.max_connections:
+                ingest.stats["paused"] += 1
+                ingest._rate_log("full", "%d connections open (VIGIL_MAX_CONNECTIONS): accepting no more until one "
+                                 "closes; new ones wait in the kernel's listen backlog", ingest.open_connections)
+                self.pause()
+                self.full = True
+                return
+            try:
+                conn, _ = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue
+            except OSError as e:
+                if self.sock.fileno() == -1:
+                    self.pause()
+                    return  # the listener was closed
+                # Out of file descriptors (EMFILE) or memory: the connection stays in the backlog.
+                ingest._rate_log("accept", "cannot accept a connection: %s (%d open); retrying", e,
+                                 ingest.open_connections)
+                self.pause()
+                self._retry = self.loop.call_later(ACCEPT_RETRY, self._retried)
+                return
+            conn.setblocking(False)
+            ingest._accepted(conn)
+
+    def _retried(self) -> None:
+        self._retry = None
+        self.resume()
+
+
+class Listener:
+    """The listening sockets of an IngestServer and their acceptors, used like an asyncio.Server."""
+
+    def __init__(self, ingest: IngestServer, sockets: list[socket.socket], acceptors: list[_Acceptor]) -> None:
         self.ingest = ingest
         self.sockets = sockets
-        self._accepting = accepting
+        self._acceptors = acceptors
 
     def close(self) -> None:
         """Stop accepting; connections already open are served to the end."""
-        for task in self._accepting:
-            task.cancel()
+        for a in self._acceptors:
+            a.stop()
         for sock in self.sockets:
             sock.close()
 
     async def wait_closed(self) -> None:
-        """Wait for the accept loops to end and, up to the timeout, for open connections to finish."""
-        await asyncio.gather(*self._accepting, return_exceptions=True)
+        """Wait, up to the timeout, for open connections to finish."""
         await self.ingest.finish()
 
     async def __aenter__(self) -> Listener:

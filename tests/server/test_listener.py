@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import resource
 import socket
 import struct
@@ -450,6 +451,30 @@ def test_accepting_keeps_up_with_many_short_connections(live: LiveIngest) -> Non
     assert live.ingest is not None
     wait_until(lambda: live.ingest.open_connections == 0, DEADLINE, "every connection closed")  # type: ignore[union-attr]
     assert live.ingest.stats["requests"] == 400
+
+
+def test_out_of_file_descriptors_the_listener_retries(live: LiveIngest, caplog: pytest.LogCaptureFixture) -> None:
+    """Accept failing with EMFILE leaves the connections in the backlog: logged once, accepted later, none lost."""
+    body = zbxd.encode(sender_body([{"host": "web01", "key": "app.requests", "value": "4"}]))
+    clients = [socket.socket() for _ in range(20)]  # their descriptors first: the limit is for the server
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        with caplog.at_level(logging.WARNING, logger="vigil.ingest"):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 1, hard))
+            for c in clients:
+                c.settimeout(30)
+                c.connect(("127.0.0.1", live.port))  # completed by the kernel: the backlog holds them
+                c.sendall(body)
+            wait_until(lambda: logged(caplog, "cannot accept a connection"), DEADLINE, "EMFILE logged")
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+            for c in clients:
+                _, reply = zbxd.recv_frame(c)
+                assert "processed: 1; failed: 0" in json.loads(reply)["info"]
+        assert sum("cannot accept a connection" in r.getMessage() for r in caplog.records) == 1  # rate-limited
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        for c in clients:
+            c.close()
 
 
 def test_zabbix_senders_fullest_batch_fits_the_body_limit(live: LiveIngest, tmp_path: Path) -> None:
