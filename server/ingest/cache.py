@@ -7,6 +7,7 @@ import logging
 import time
 
 from vigil.server.config.repo import ConfigRepo, Snapshot
+from vigil.server.ingest.values import sender_index
 
 log = logging.getLogger("vigil.ingest.config")
 
@@ -15,13 +16,16 @@ class ConfigCache:
     def __init__(self, repo: ConfigRepo) -> None:
         self.repo = repo
         self.snapshot: Snapshot = repo.snapshot()
+        sender_index(self.snapshot)
         log.info("configuration loaded: %d hosts, %d items", len(self.snapshot.hosts), len(self.snapshot.items))
 
     def reload_if_changed(self) -> bool:
         if self.repo.version() == self.snapshot.version:
             return False
         t0 = time.monotonic()
-        self.snapshot = self.repo.snapshot()
+        snap = self.repo.snapshot()
+        sender_index(snap)  # here, on the reload's thread, rather than at the next request on the event loop
+        self.snapshot = snap
         log.info("configuration reloaded: %d hosts, %d items in %.3f s",
                  len(self.snapshot.hosts), len(self.snapshot.items), time.monotonic() - t0)
         return True

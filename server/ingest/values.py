@@ -212,6 +212,18 @@ def sender_values(snap: Snapshot, data: list[Any], now_s: int, now_ns: int, peer
 _index: tuple[Snapshot, Any] | None = None
 
 
+def sender_index(snap: Snapshot) -> Any:
+    """The compiled lookup of the snapshot's trapper items (None without the C extension), made once per
+    snapshot: ConfigCache makes it as it loads one, off the event loop (35 ms for 100,000 items)."""
+    global _index
+    if _sender is None:
+        return None
+    index = _index
+    if index is None or index[0] is not snap:
+        index = _index = (snap, _sender.Index(snap.trappers))
+    return index[1]
+
+
 def fast_sender_values(snap: Snapshot, body: bytes, now_s: int, now_ns: int,
                        window: ClockWindow = DEFAULT_WINDOW,
                        max_values: int = 10_000) -> tuple[WriteBatch, int, int] | None:
@@ -219,15 +231,12 @@ def fast_sender_values(snap: Snapshot, body: bytes, now_s: int, now_ns: int,
     (server/ingest/_sender.c): the batch, how many values failed and how many there were. None when the
     body is of any other kind, or holds a value sender_values would trim, refuse or log: then the caller
     parses it and calls sender_values, which defines the rules either way."""
-    if _sender is None:
+    index = sender_index(snap)
+    if index is None:
         return None
-    global _index
-    index = _index
-    if index is None or index[0] is not snap:
-        index = _index = (snap, _sender.Index(snap.trappers))  # once per configuration snapshot
     lo, hi = window.bounds(now_s, snap)
     now = now_s * _NS + now_ns
-    got = _sender.values(body, index[1], lo, hi, lambda n: STAMPS.take(now, n), max_values)
+    got = _sender.values(body, index, lo, hi, lambda n: STAMPS.take(now, n), max_values)
     if got is None:
         return None
     floats, uints, strs, texts, failed, count = got

@@ -73,7 +73,7 @@ _BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
 _BINARY_TRAILER = b"\xff\xff"
 _FLOAT_ROW = struct.Struct(">hiiiiiiid")  # 4 fields: int4 itemid, int4 clock, int4 ns, float8 value
 _UINT_ROW = struct.Struct(">hiiiiiiiq")  # … int8 value
-_ITEM_CLOCK = operator.itemgetter(0, 1)
+_ITEM = operator.itemgetter(0)
 _COPY_CHUNK = 1 << 20  # bytes handed to libpq at a time (psycopg splits big COPY data alike)
 _COPY_IN, _COMMAND_OK, _FATAL_ERROR = (psycopg.pq.ExecStatus.COPY_IN, psycopg.pq.ExecStatus.COMMAND_OK,
                                        psycopg.pq.ExecStatus.FATAL_ERROR)
@@ -139,8 +139,10 @@ def _check_results(results: list, pgconn: psycopg.pq.abc.PGconn, copy_in: bool) 
 
 
 def _by_item(rows: list) -> list:
+    # By itemid alone, a key of ints (a third of the time of (itemid, clock) tuples): the sort is stable,
+    # so an item's rows keep the order they came in, which is what puts them on one index leaf anyway.
     try:
-        return sorted(rows, key=_ITEM_CLOCK)
+        return sorted(rows, key=_ITEM)
     except TypeError:  # a bad row: left in place for _copy_binary to name it
         return rows
 
@@ -309,7 +311,7 @@ class PostgresStore(Store):
             if table == "history_uint":
                 rows = encode_uints(rows)
             if table in ("history", "history_uint"):
-                # In (itemid, clock) order, consecutive rows land on the same index leaf: about a third
+                # Grouped by item, consecutive rows land on the same index leaf: about a third
                 # less server time per COPY than in arrival order, where each row is on another item.
                 copies.append((table, _copy_binary(table, _by_item(rows))))
             else:

@@ -21,6 +21,7 @@ from vigil.server.config.migrate import engine_for, upgrade
 from vigil.server.config.model import doc_from_dict
 from vigil.server.config.repo import ConfigRepo, Snapshot
 from vigil.server.ingest import values
+from vigil.server.ingest.cache import ConfigCache
 from vigil.server.ingest.convert import FLOAT_SYNTAX
 from vigil.server.ingest.values import DEFAULT_WINDOW, ClockWindow, Stamps, fast_sender_values, sender_values
 from vigil.server.store.base import WriteBatch
@@ -304,3 +305,19 @@ def test_the_index_follows_each_snapshot(snap: Snapshot, monkeypatch: pytest.Mon
     got = fast(other, body, 5, DEFAULT_WINDOW, 10_000, monkeypatch)
     assert got is not None and got[1] == 0 and [r[0] for r in got[0].floats] == [ref.itemid, ref.itemid]
     assert fast(snap, body, 5, DEFAULT_WINDOW, 10_000, monkeypatch)[1] == 1  # type: ignore[index]
+
+
+def test_the_config_cache_makes_the_index_as_it_loads(tmp_path: Path) -> None:
+    """Off the event loop: on the reload's thread, not at the first request after it."""
+    engine = engine_for(f"sqlite:///{tmp_path / 'vigil.db'}")
+    upgrade(engine)
+    try:
+        repo = ConfigRepo(engine)
+        repo.apply(doc_from_dict(yaml.safe_load(CONFIG)))
+        cache = ConfigCache(repo)
+        assert values._index is not None and values._index[0] is cache.snapshot
+        repo.apply(doc_from_dict(yaml.safe_load(CONFIG + EXTRA_HOST)))
+        assert cache.reload_if_changed()
+        assert values._index[0] is cache.snapshot and len(values._index[1]) == 6
+    finally:
+        engine.dispose()
