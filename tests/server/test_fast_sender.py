@@ -321,3 +321,10 @@ def test_the_config_cache_makes_the_index_as_it_loads(tmp_path: Path) -> None:
         assert values._index[0] is cache.snapshot and len(values._index[1]) == 6
     finally:
         engine.dispose()
+
+
+def test_without_the_extension_every_body_takes_the_python_path(snap: Snapshot,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(values, "_sender", None)
+    assert values.sender_index(snap) is None
+    assert fast_sender_values(snap, body_of([v("f", "1.5")]), NOW, 0) is None
