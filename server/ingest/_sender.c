@@ -175,29 +175,19 @@ static int read_entry(cursor *c, entry *e) {
         span name;
         if (!read_string(c, &name) || !eat(c, ':'))
             return 0;
-        if (is(name, "host") && !seen_host) {
-            seen_host = read_string(c, &e->host);
-            if (!seen_host)
-                return 0;
-        } else if (is(name, "key") && !seen_key) {
-            seen_key = read_string(c, &e->key);
-            if (!seen_key)
-                return 0;
-        } else if (is(name, "value") && !seen_value) {
-            seen_value = read_string(c, &e->value);
-            if (!seen_value)
-                return 0;
-        } else if (is(name, "clock") && !seen_clock) {
-            seen_clock = read_uint(c, &e->clock);
-            if (!seen_clock)
-                return 0;
-        } else if (is(name, "ns") && !seen_ns) {
-            seen_ns = read_uint(c, &e->ns);
-            if (!seen_ns)
-                return 0;
-        } else {
+        int ok = 0; /* a member read; a second one of a name, or another name, is not of the simple kind */
+        if (is(name, "host") && !seen_host)
+            ok = seen_host = read_string(c, &e->host);
+        else if (is(name, "key") && !seen_key)
+            ok = seen_key = read_string(c, &e->key);
+        else if (is(name, "value") && !seen_value)
+            ok = seen_value = read_string(c, &e->value);
+        else if (is(name, "clock") && !seen_clock)
+            ok = seen_clock = read_uint(c, &e->clock);
+        else if (is(name, "ns") && !seen_ns)
+            ok = seen_ns = read_uint(c, &e->ns);
+        if (!ok)
             return 0;
-        }
     } while (eat(c, ','));
     return eat(c, '}') && seen_host && seen_key && seen_value;
 }
