@@ -50,6 +50,11 @@ from vigil.server.store.base import (
     trend_table,
 )
 
+try:  # the compiled COPY encoder is optional (setup.py): without it, the same bytes from Python
+    from vigil.server.store import _copy
+except ImportError:
+    _copy = None  # type: ignore[assignment]
+
 log = logging.getLogger("vigil.store.postgres")
 
 PARTITIONS_AHEAD_DAYS = 3  # the housekeeper keeps partitions for today and this many days ahead
@@ -108,6 +113,13 @@ def _copy_binary(table: str, rows: list) -> bytes:
             except (struct.error, TypeError, ValueError) as e:
                 raise StoreError(f"{table}: row {r!r} cannot be stored ({e}); nothing was stored") from None
         raise
+
+
+def _compiled_copy(rows: list, uint: bool) -> tuple[bytes, int, int] | None:
+    """What _copy_binary(_by_item(rows)) and check_clocks give, from the compiled encoder (server/store/
+    _copy.c, a tenth of the time); None where it is not built or declines the rows (then the Python path
+    names what is wrong with them)."""
+    return _copy.numeric(rows, uint) if _copy is not None else None
 
 
 def _copy_end(pgconn: psycopg.pq.abc.PGconn) -> Generator[Any, Any, None]:
@@ -303,17 +315,23 @@ class PostgresStore(Store):
                             ("history_text", batch.texts), ("history_log", batch.logs)):
             if not rows:
                 continue
-            lo, hi = check_clocks(table, rows)
+            numeric = table in ("history", "history_uint")
+            compiled = _compiled_copy(rows, table == "history_uint") if numeric else None
+            if compiled is not None:
+                data, lo, hi = compiled
+            else:
+                lo, hi = check_clocks(table, rows)
             clocks = [r[1] for r in rows] if hi - lo > rollup.HOUR else ()
             days |= {(table, d) for d in rollup.span_buckets(lo, hi, clocks, rollup.DAY)}
-            if table in ("history", "history_uint"):
+            if numeric:
                 hours |= rollup.span_buckets(lo, hi, clocks, rollup.HOUR)
-            if table == "history_uint":
-                rows = encode_uints(rows)
-            if table in ("history", "history_uint"):
-                # Grouped by item, consecutive rows land on the same index leaf: about a third
-                # less server time per COPY than in arrival order, where each row is on another item.
-                copies.append((table, _copy_binary(table, _by_item(rows))))
+                if compiled is None:
+                    if table == "history_uint":
+                        rows = encode_uints(rows)
+                    # Grouped by item, consecutive rows land on the same index leaf: about a third
+                    # less server time per COPY than in arrival order, where each row is on another item.
+                    data = _copy_binary(table, _by_item(rows))
+                copies.append((table, data))
             else:
                 copies.append((table, _copy_text(table, rows)))
         self._ensure_partitions(days)
