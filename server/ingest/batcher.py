@@ -12,6 +12,13 @@ where a store does deferred work (SQLite moves staged values into history) off t
 
 Writers are supervised (server/supervise.py): one whose store cannot open, or that fails with
 anything but a StoreError, settles what it holds with that error, is logged and starts again.
+
+On PostgreSQL the event loop also writes itself (`on_loop` stores, Store.write_on_loop): a batch of
+values alone that finds one of these stores idle is written from the handler, without the hand-over
+to a writer thread and back — on a busy machine those wake-ups are much of a small transaction's
+time. Anything else, or a batch such a store hands back unsent (a partition it does not know, a
+broken connection: nothing stored), goes to the writer threads as above; the store is then
+refreshed (reconnected, its partitions reloaded) on a thread of its own before it writes again.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from vigil.server.store.base import Store, StoreError, WriteBatch
+from vigil.server.store.base import Store, StoreError, WriteBatch, WriteUnsent
 from vigil.server.supervise import supervise
 
 log = logging.getLogger("vigil.ingest.batcher")
@@ -37,7 +44,7 @@ class Batcher:
 
     def __init__(self, open_store: Callable[[], Store], max_values: int, writers: int = 1,
                  timeout: float = 3.0, sessions: dict[str, int] | None = None,
-                 on_commit: Callable[[WriteBatch], None] | None = None) -> None:
+                 on_commit: Callable[[WriteBatch], None] | None = None, on_loop: int = 0) -> None:
         self._open_store = open_store
         # Called on the writer thread with each committed batch (the trigger engine queues it: it
         # must return at once); its failure is logged, never the writer's.
@@ -60,6 +67,17 @@ class Batcher:
         self.written_values = 0
         self.transactions = 0
         self._committed_sessions = dict(sessions or {})
+        # Stores whose writes the event loop drives itself (Store.write_on_loop, PostgreSQL's): a batch
+        # that finds one idle is written at once, with no hand-over to a writer thread and back.
+        self._on_loop = on_loop
+        self._loop_stores: list[Store] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.written_on_loop = 0
+
+    @property
+    def idle_loop_stores(self) -> int:
+        """Stores ready for the event loop's writes now (read on the loop)."""
+        return len(self._loop_stores)
 
     def committed_sessions(self) -> dict[str, int]:
         """Agent sessions' highest ids as committed: those given at start, then every write's that returned."""
@@ -69,8 +87,84 @@ class Batcher:
     def start(self) -> None:
         self._room = asyncio.Event()
         self._room.set()
+        self._loop = asyncio.get_running_loop()
         for t in self._threads:
             t.start()
+        for _ in range(self._on_loop):
+            self._to_thread(None)
+
+    def _to_thread(self, store: Store | None) -> None:
+        if self._stop.is_set():
+            if store is not None:
+                store.close()
+            return
+        threading.Thread(target=self._open_loop_store, args=(store,), name="history-loop-store", daemon=True).start()
+
+    def _open_loop_store(self, store: Store | None) -> None:
+        """On a thread of its own: (re)open a store for the event loop's writes, hand it to the loop.
+        Until then, or while its database is away, the writer threads take every batch."""
+        pause = self.RESTART_FIRST
+        while not self._stop.is_set():
+            try:
+                if store is None:
+                    store = self._open_store()
+                if not getattr(store, "writes_on_loop", False):
+                    store.close()
+                    return  # a store that only writes on a thread (SQLite, a site's forwarding store)
+                if store.refresh():
+                    break
+            except Exception as e:
+                log.debug("a store for the event loop's writes cannot open (%s): again in %.1f s", e, pause)
+            self._stop.wait(pause)
+            pause = min(self.RESTART_MAX, 2 * pause)
+        else:
+            if store is not None:
+                store.close()
+            return
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(self._adopt, store)
+        except RuntimeError:  # the loop is closed: the server stopped
+            store.close()
+
+    def _adopt(self, store: Store) -> None:
+        if self._stop.is_set():
+            store.close()
+        else:
+            self._loop_stores.append(store)
+
+    async def _write_on_loop(self, batch: WriteBatch) -> tuple[bool, Store | None]:
+        """Write the batch with an idle store of the loop's: (True, None) once committed; (False, store)
+        when the store handed it back unsent (nothing stored: the writer threads take it, and the store
+        is refreshed once they did, so it sees a partition they made)."""
+        store = self._loop_stores.pop()
+        try:
+            done = await store.write_on_loop(batch)
+        except WriteUnsent as e:
+            log.info("a write on the event loop was handed to the writer threads: %s", e)
+            return False, store
+        except StoreError:  # the commit's outcome is unknown, or the batch is bad: its client hears it
+            if store.is_open:
+                self._adopt(store)
+            else:
+                self._to_thread(store)
+            raise
+        except BaseException:  # cancelled: the store closed its connection
+            self._to_thread(store)
+            raise
+        if not done:
+            return False, store
+        self._adopt(store)
+        with self._stats_lock:
+            self.written_values += len(batch)
+            self.written_on_loop += len(batch)
+            self.transactions += 1
+        if self._on_commit is not None:
+            try:
+                self._on_commit(batch)
+            except Exception:
+                log.exception("the on-commit hook failed for %d values", len(batch))
+        return True, None
 
     async def submit(self, batch: WriteBatch) -> None:
         """Returns once the batch is committed; raises the store's error if it could not be.
@@ -79,6 +173,19 @@ class Batcher:
         client hears `failed` rather than waiting on a writer that cannot reach the store. Once a
         writer has taken it, the store's own time-outs bound the wait.
         """
+        assert self._room is not None
+        unsent: Store | None = None
+        if self._loop_stores and not self._pending and not batch.logpos and not batch.sessions and len(batch):
+            done, unsent = await self._write_on_loop(batch)
+            if done:
+                return
+        try:
+            await self._submit(batch)
+        finally:
+            if unsent is not None:
+                self._to_thread(unsent)
+
+    async def _submit(self, batch: WriteBatch) -> None:
         assert self._room is not None
         if self._pending_values >= self._max_pending:
             try:
@@ -110,6 +217,12 @@ class Batcher:
             self._cond.notify_all()
         for t in self._threads:
             t.join(timeout)
+        for store in self._loop_stores:
+            try:
+                store.close()
+            except Exception as e:
+                log.warning("closing the history store failed: %s", e)
+        self._loop_stores.clear()
         with self._cond:  # left by writers that could not run: their clients must not wait forever
             left, self._pending, self._pending_values = self._pending, [], 0
         _settle_all(left, RuntimeError("the server is shutting down: values not stored"))

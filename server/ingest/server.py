@@ -72,7 +72,8 @@ async def serve(settings: Settings, stop: asyncio.Event,
 
     batcher = Batcher(writer_store, settings.batch_max_values,
                       settings.history_writers, timeout=settings.timeout, sessions=last_ids,
-                      on_commit=triggers.on_commit)
+                      on_commit=triggers.on_commit,
+                      on_loop=settings.history_writers if settings.database_url.startswith("postgres") else 0)
     batcher.start()
     from vigil.server.lld import LldProcessor
 

@@ -123,6 +123,11 @@ class PgTimeouts:
                 "tcp_user_timeout": round(self.connect * 1000)}
 
 
+class WriteUnsent(Exception):
+    """A store's write_on_loop failed before its commit was sent: nothing was stored, and its write()
+    on a thread may take the batch (reconnecting, reloading what it knows of the database)."""
+
+
 @dataclass(slots=True)
 class WriteBatch:
     """Rows to write in one transaction, split by value type as the tables are."""
@@ -208,9 +213,29 @@ class HousekeepReport:
 
 class Store(ABC):
     SESSION_EXPIRY = 86400  # an agent session silent this many seconds is forgotten, as Zabbix's server does
+    # A store that can write from an event loop (PostgreSQL's) says so; the history writers then let
+    # the loop drive its common writes itself (server/ingest/batcher.py).
+    writes_on_loop = False
+
     @abstractmethod
     def write(self, batch: WriteBatch) -> None:
         """Store the batch in one durable transaction (see the module's contract)."""
+
+    async def write_on_loop(self, batch: WriteBatch) -> bool:
+        """write() driven from the caller's event loop, for a store whose writes_on_loop is true: True
+        once committed; False, with nothing sent, for a batch it leaves to write(); WriteUnsent when it
+        failed with nothing stored and must be refresh()ed on a thread before it writes again."""
+        return False
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the store can write now (no attempt to reconnect: safe on an event loop)."""
+        return True
+
+    def refresh(self) -> bool:
+        """Blocking: make the store usable again after WriteUnsent (reconnect, reload what it knows
+        of the database); whether it is."""
+        return True
 
     @abstractmethod
     def history(

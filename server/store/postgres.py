@@ -22,11 +22,12 @@ import re
 import struct
 import time
 from collections.abc import Generator, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from psycopg import errors, generators, sql
+from psycopg import errors, generators, sql, waiting
 from psycopg.waiting import Wait
 from vigil.server.config.tables import HISTORY_TABLES, TREND_TABLES, ValueType
 from vigil.server.store import rollup
@@ -41,6 +42,7 @@ from vigil.server.store.base import (
     StoreError,
     Trend,
     WriteBatch,
+    WriteUnsent,
     check_clocks,
     check_limit,
     encode_uints,
@@ -83,6 +85,7 @@ _COPY_CHUNK = 1 << 20  # bytes handed to libpq at a time (psycopg splits big COP
 _COPY_IN, _COMMAND_OK, _FATAL_ERROR = (psycopg.pq.ExecStatus.COPY_IN, psycopg.pq.ExecStatus.COMMAND_OK,
                                        psycopg.pq.ExecStatus.FATAL_ERROR)
 WAIT_W = Wait.W
+_LOOP_WAIT = 1.0  # wait_async's interval: its timer's period while a reply is awaited (0 would spin)
 _UINT_DECODE = "CASE WHEN value < 0 THEN value + 18446744073709551616 ELSE value END"
 
 
@@ -148,6 +151,33 @@ def _check_results(results: list, pgconn: psycopg.pq.abc.PGconn, copy_in: bool) 
         # a COMMIT of a transaction that failed answers ROLLBACK, not an error
         raise psycopg.OperationalError("PostgreSQL did not commit the transaction "
                                        f"({last.command_status if last is not None else 'no result'!r})")
+
+
+@dataclass(slots=True)
+class _Step:
+    committing: bool = False  # the last COPY's end is sent: from here on the outcome is unknown if the line breaks
+
+
+def _transaction(pgconn: psycopg.pq.abc.PGconn, query: bytes, copies: list[tuple[str, bytes]],
+                 step: _Step) -> Generator[Any, Any, None]:
+    """The whole transaction as one simple query, `head; COPY ...; COMMIT`, its rows sent as each COPY
+    asks for them: two round trips instead of one per statement (each a wake-up of the writer and of
+    the backend, which on a busy machine is most of a small transaction's time). psycopg's cursors
+    refuse COPY mixed with other statements, so this drives libpq through psycopg's generators, which
+    a thread (Connection.wait) or an event loop (waiting.wait_async) can run alike. Until the last
+    COPY's end is sent, nothing can be committed: a connection that breaks before that is a failed
+    write like any other; after it, the outcome is unknown."""
+    pgconn.send_query(query)
+    results = yield from generators.execute(pgconn)
+    for k, (_, data) in enumerate(copies):
+        _check_results(results, pgconn, copy_in=True)
+        view = memoryview(data)
+        for at in range(0, len(view), _COPY_CHUNK):
+            yield from generators.copy_to(pgconn, view[at:at + _COPY_CHUNK], flush=False)
+        step.committing = k == len(copies) - 1
+        yield from _copy_end(pgconn)
+        results = yield from generators.fetch_many(pgconn)
+    _check_results(results, pgconn, copy_in=False)
 
 
 def _by_item(rows: list) -> list:
@@ -255,7 +285,10 @@ class PostgresStore(Store):
         (make_partitions_ahead), so this creates one only for a clock outside that window."""
         wanted = sorted(wanted)
         if any(partition_name(t, d) not in self._partitions for t, d in wanted):
-            self._load_partitions()  # made ahead by the housekeeper since we last looked
+            try:
+                self._load_partitions()  # made ahead by the housekeeper since we last looked
+            except psycopg.Error as e:  # the connection broke: the next write opens a new one
+                raise StoreError(f"cannot read the history partitions: {_describe(e)}") from None
         for table, day in wanted:
             name = partition_name(table, day)
             if name in self._partitions:
@@ -305,9 +338,78 @@ class PostgresStore(Store):
 
     # -- writing ----------------------------------------------------------------------------------
 
+    writes_on_loop = True
+
+    @property
+    def is_open(self) -> bool:
+        return not self._pg.closed
+
+    def refresh(self) -> bool:
+        """Open the connection again if it broke (when a retry is due), reload the partitions it knows."""
+        try:
+            self._load_partitions()  # through self._conn, which reconnects
+            return True
+        except (StoreError, psycopg.Error):
+            return False
+
     def write(self, batch: WriteBatch) -> None:
         if not len(batch) and not batch.logpos and not batch.sessions:
             return
+        copies, hours, days = self._prepare(batch)
+        self._ensure_partitions(days)
+        try:
+            self._write(batch, copies, hours)
+        except psycopg.Error as first:
+            if not self._pg.closed:
+                # A partition we believed in may have been dropped by a housekeeper in another process.
+                try:
+                    self._load_partitions()
+                except psycopg.Error:
+                    # The server is going away (a shutdown's error came before the connection closed):
+                    # the write failed as a whole; the next one finds the connection closed.
+                    raise StoreError(f"writing {len(batch)} values failed, nothing was stored: "
+                                     f"{_describe(first)}") from None
+                if all(partition_name(t, d) in self._partitions for t, d in days):
+                    raise StoreError(
+                        f"writing {len(batch)} values failed, nothing was stored: {_describe(first)}") from None
+            # else the connection broke before COMMIT: nothing was stored, and a fresh connection (the
+            # database restarted and is back) may take the batch at once.
+            self._ensure_partitions(days)
+            try:
+                self._write(batch, copies, hours)
+            except psycopg.Error as e:
+                raise StoreError(f"writing {len(batch)} values failed, nothing was stored: {_describe(e)}") from None
+
+    async def write_on_loop(self, batch: WriteBatch) -> bool:
+        """The common write — values only, into partitions it knows, on an open connection — driven
+        from the caller's event loop: the same transaction as write(), without the wake-ups between
+        threads that are much of a small transaction's time on a busy machine.
+
+        False, with nothing sent, for anything else. WriteUnsent, with nothing stored, when it needs a
+        partition it does not know or the statement or connection failed before the commit was sent:
+        write() then takes the batch and names any error. StoreError when the connection broke while
+        committing. Not for use beside write() on a thread.
+        """
+        if self._pg.closed or batch.logpos or batch.sessions or not len(batch):
+            return False
+        copies, hours, days = self._prepare(batch)
+        unknown = sorted(partition_name(t, d) for t, d in days if partition_name(t, d) not in self._partitions)
+        if unknown:
+            raise WriteUnsent(f"partition {unknown[0]} is not known yet")
+        conn, step = self._pg, _Step()
+        try:
+            await waiting.wait_async(_transaction(conn.pgconn, self._transaction_sql(hours, copies), copies, step),
+                                     conn.pgconn.socket, interval=_LOOP_WAIT)
+        except psycopg.Error as e:
+            self._after_failed_query(conn, batch, e, step.committing)  # StoreError if the outcome is unknown
+            raise WriteUnsent(_describe(e)) from None  # rolled back, or broken before the commit
+        except BaseException:
+            conn.close()  # cancelled mid-exchange: the server rolls back what it did not commit
+            raise
+        return True
+
+    def _prepare(self, batch: WriteBatch) -> tuple[list[tuple[str, bytes]], set[int], set[tuple[str, int]]]:
+        """The batch's COPY data per table, the hours it marks for the roll-up and the partitions it needs."""
         hours: set[int] = set()
         days: set[tuple[str, int]] = set()
         copies: list[tuple[str, bytes]] = []
@@ -334,31 +436,10 @@ class PostgresStore(Store):
                 copies.append((table, data))
             else:
                 copies.append((table, _copy_text(table, rows)))
-        self._ensure_partitions(days)
-        try:
-            self._write(batch, copies, hours)
-        except psycopg.Error as first:
-            if not self._pg.closed:
-                # A partition we believed in may have been dropped by a housekeeper in another process.
-                try:
-                    self._load_partitions()
-                except psycopg.Error:
-                    # The server is going away (a shutdown's error came before the connection closed):
-                    # the write failed as a whole; the next one finds the connection closed.
-                    raise StoreError(f"writing {len(batch)} values failed, nothing was stored: "
-                                     f"{_describe(first)}") from None
-                if all(partition_name(t, d) in self._partitions for t, d in days):
-                    raise StoreError(
-                        f"writing {len(batch)} values failed, nothing was stored: {_describe(first)}") from None
-            # else the connection broke before COMMIT: nothing was stored, and a fresh connection (the
-            # database restarted and is back) may take the batch at once.
-            self._ensure_partitions(days)
-            try:
-                self._write(batch, copies, hours)
-            except psycopg.Error as e:
-                raise StoreError(f"writing {len(batch)} values failed, nothing was stored: {_describe(e)}") from None
+        return copies, hours, days
 
-    def _write(self, batch: WriteBatch, copies: list[tuple[str, bytes]], hours: set[int]) -> None:
+    @staticmethod
+    def _head(hours: set[int]) -> str:
         # Round trips are most of a small transaction's time: the first one opens it, takes the
         # roll-up lock and marks the hours (several statements in one simple query: no parameters,
         # the hours are integers computed here), then one per COPY and one to commit.
@@ -367,10 +448,20 @@ class PostgresStore(Store):
             marks = ",".join(f"({int(h)})" for h in sorted(hours))
             head += (f"; SELECT pg_advisory_xact_lock_shared({ROLLUP_LOCK}); "
                      f"INSERT INTO trend_dirty (hour) VALUES {marks} ON CONFLICT DO NOTHING")
+        return head
+
+    @classmethod
+    def _transaction_sql(cls, hours: set[int], copies: list[tuple[str, bytes]]) -> bytes:
+        return "; ".join([cls._head(hours), *(f"COPY {t} ({_COLUMNS[t]}) FROM STDIN"
+                                              f"{' (FORMAT BINARY)' if d.startswith(_BINARY_HEADER) else ''}"
+                                              for t, d in copies), "COMMIT"]).encode()
+
+    def _write(self, batch: WriteBatch, copies: list[tuple[str, bytes]], hours: set[int]) -> None:
         conn = self._conn
         if copies and not batch.logpos and not batch.sessions:
-            self._write_one_query(conn, batch, copies, head)
+            self._write_one_query(conn, batch, copies, hours)
             return
+        head = self._head(hours)
         committing = False
         with conn.cursor() as cur:
             cur.execute(head)
@@ -393,48 +484,36 @@ class PostgresStore(Store):
                 raise
 
     def _write_one_query(self, conn: psycopg.Connection, batch: WriteBatch, copies: list[tuple[str, bytes]],
-                         head: str) -> None:
-        """The whole transaction as one simple query, `head; COPY ...; COMMIT`, its rows sent as each
-        COPY asks for them: two round trips instead of one per statement (each a wake-up of this thread
-        and of the backend, which on a busy machine is most of a small transaction's time). psycopg's
-        cursors refuse COPY mixed with other statements, so this drives libpq through psycopg's
-        generators. Until the last COPY's end is sent, nothing can be committed: a connection that breaks
-        before that is a failed write like any other; after it, the outcome is unknown."""
-        query = "; ".join([head, *(f"COPY {t} ({_COLUMNS[t]}) FROM STDIN"
-                                   f"{' (FORMAT BINARY)' if d.startswith(_BINARY_HEADER) else ''}" for t, d in copies),
-                           "COMMIT"])
-        pgconn = conn.pgconn
-        committing = False
+                         hours: set[int]) -> None:
+        """The whole transaction as one simple query (_transaction), driven on this thread."""
+        step = _Step()
         try:
             with conn.lock:
-                pgconn.send_query(query.encode())
-                results = conn.wait(generators.execute(pgconn))
-                for k, (_, data) in enumerate(copies):
-                    _check_results(results, pgconn, copy_in=True)
-                    view = memoryview(data)
-                    for at in range(0, len(view), _COPY_CHUNK):
-                        conn.wait(generators.copy_to(pgconn, view[at:at + _COPY_CHUNK], flush=False))
-                    committing = k == len(copies) - 1
-                    conn.wait(_copy_end(pgconn))
-                    results = conn.wait(generators.fetch_many(pgconn))
-                _check_results(results, pgconn, copy_in=False)
+                conn.wait(_transaction(conn.pgconn, self._transaction_sql(hours, copies), copies, step))
         except BaseException as e:
-            if conn.closed or pgconn.status != psycopg.pq.ConnStatus.OK:
-                if committing:
-                    raise StoreError(
-                        f"the connection to PostgreSQL broke while committing {len(batch)} values: they may "
-                        f"or may not be stored ({_describe(e) if isinstance(e, psycopg.Error) else e})") from None
-                if not conn.closed:
-                    conn.close()
-                if isinstance(e, psycopg.Error):
-                    raise
-                raise psycopg.OperationalError(str(e)) from e
-            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                try:
-                    conn.execute("ROLLBACK")
-                except psycopg.Error:
-                    pass  # the connection is broken: the server rolls back on its own
+            self._after_failed_query(conn, batch, e, step.committing)
             raise
+
+    @staticmethod
+    def _after_failed_query(conn: psycopg.Connection, batch: WriteBatch, e: BaseException, committing: bool) -> None:
+        """After _transaction failed: a broken connection is closed (StoreError if the commit may have
+        reached the server), a live one rolled back; the caller raises what failed."""
+        pgconn = conn.pgconn
+        if conn.closed or pgconn.status != psycopg.pq.ConnStatus.OK:
+            if committing:
+                raise StoreError(
+                    f"the connection to PostgreSQL broke while committing {len(batch)} values: they may "
+                    f"or may not be stored ({_describe(e) if isinstance(e, psycopg.Error) else e})") from None
+            if not conn.closed:
+                conn.close()
+            if not isinstance(e, psycopg.Error):
+                raise psycopg.OperationalError(str(e)) from e
+            return
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            try:
+                conn.execute("ROLLBACK")
+            except psycopg.Error:
+                pass  # the connection is broken: the server rolls back on its own
 
     @staticmethod
     def _write_rows(cur: psycopg.Cursor, batch: WriteBatch, copies: list[tuple[str, bytes]]) -> None:

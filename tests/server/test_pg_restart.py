@@ -265,7 +265,8 @@ def test_ingest_survives_a_restarted_and_a_stopped_postgresql(cluster: PgCluster
         wait_for(lambda: "housekeeper deleted" in server.log_text()[log_mark:], "a housekeeping run afterwards")
         text = server.log_text()
         assert "reconnected to PostgreSQL" in text and "configuration checks work again" in text
-        assert "Exception in thread" not in text and "failed unexpectedly" not in text, text[-5000:]
+        i = max(text.find("Exception in thread"), text.find("failed unexpectedly"))
+        assert "Exception in thread" not in text and "failed unexpectedly" not in text, text[i - 500:i + 3000]
     finally:
         writer.stop.set()
         if agent is not None:
