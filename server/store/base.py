@@ -223,7 +223,8 @@ class Store(ABC):
 
     async def write_on_loop(self, batch: WriteBatch) -> bool:
         """write() driven from the caller's event loop, for a store whose writes_on_loop is true: True
-        once committed; False, with nothing sent, for a batch it leaves to write(); WriteUnsent when it
+        once committed; False, with nothing sent, for a batch it leaves to write() (kinds or sizes that
+        would hold the loop up, a closed connection); WriteUnsent when it
         failed with nothing stored and must be refresh()ed on a thread before it writes again."""
         return False
 

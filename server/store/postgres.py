@@ -85,6 +85,7 @@ _COPY_CHUNK = 1 << 20  # bytes handed to libpq at a time (psycopg splits big COP
 _COPY_IN, _COMMAND_OK, _FATAL_ERROR = (psycopg.pq.ExecStatus.COPY_IN, psycopg.pq.ExecStatus.COMMAND_OK,
                                        psycopg.pq.ExecStatus.FATAL_ERROR)
 WAIT_W = Wait.W
+LOOP_MAX_VALUES = 2000  # most values a write on the event loop takes (its COPY data is built there)
 _LOOP_WAIT = 1.0  # wait_async's interval: its timer's period while a reply is awaited (0 would spin)
 _UINT_DECODE = "CASE WHEN value < 0 THEN value + 18446744073709551616 ELSE value END"
 
@@ -390,8 +391,9 @@ class PostgresStore(Store):
         write() then takes the batch and names any error. StoreError when the connection broke while
         committing. Not for use beside write() on a thread.
         """
-        if self._pg.closed or batch.logpos or batch.sessions or not len(batch):
-            return False
+        if (self._pg.closed or batch.logpos or batch.sessions or batch.texts or batch.logs
+                or not 0 < len(batch) <= LOOP_MAX_VALUES):
+            return False  # texts and big batches: their COPY data would hold the loop up
         copies, hours, days = self._prepare(batch)
         unknown = sorted(partition_name(t, d) for t, d in days if partition_name(t, d) not in self._partitions)
         if unknown:

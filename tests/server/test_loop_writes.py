@@ -17,6 +17,7 @@ from vigil.server.config.tables import ValueType
 from vigil.server.ingest.batcher import Batcher
 from vigil.server.store import open_store
 from vigil.server.store.base import StoreError, WriteBatch
+from vigil.server.store.postgres import LOOP_MAX_VALUES
 
 from tests.conftest import Dropper, MigratedTemplates, new_pg_database
 
@@ -163,8 +164,8 @@ def test_a_bad_row_fails_its_batch_with_the_stores_message_and_the_loop_goes_on(
     run(b, body)
 
 
-def test_sessions_and_log_positions_go_to_the_writer_threads(pg_url: str) -> None:
-    b = Batcher(lambda: open_store(pg_url), 10_000, writers=1, on_loop=1)
+def test_sessions_texts_logs_and_big_batches_go_to_the_writer_threads(pg_url: str) -> None:
+    b = Batcher(lambda: open_store(pg_url), 100_000, writers=1, on_loop=1)
 
     async def body() -> None:
         await ready(b, pg_url, 1)
@@ -172,9 +173,15 @@ def test_sessions_and_log_positions_go_to_the_writer_threads(pg_url: str) -> Non
         with_session = batch(4, 1.0)
         with_session.sessions = {"s1": 12}
         await b.submit(with_session)
-        assert b.written_on_loop == before
         assert b.committed_sessions() == {"s1": 12}
+        await b.submit(WriteBatch(texts=[(8, T0, 0, "x" * 1000)]))
+        await b.submit(WriteBatch(logs=[(9, T0, 0, 0, "", 0, "line", 0)]))
+        await b.submit(batch(10, *range(LOOP_MAX_VALUES + 1)))
+        assert b.written_on_loop == before
         assert await asyncio.to_thread(stored, pg_url, 4) == [1.0]
+        assert len(await asyncio.to_thread(stored, pg_url, 10)) == LOOP_MAX_VALUES + 1
+        await b.submit(batch(11, *range(LOOP_MAX_VALUES)))  # at the limit: the loop's
+        assert b.written_on_loop == before + LOOP_MAX_VALUES
 
     run(b, body)
 
@@ -184,14 +191,14 @@ def test_a_write_cancelled_on_the_loop_leaves_a_store_that_comes_back(pg_url: st
 
     async def body() -> None:
         await ready(b, pg_url, 1)
-        task = asyncio.create_task(b.submit(batch(5, *range(5000))))
+        task = asyncio.create_task(b.submit(batch(5, *range(LOOP_MAX_VALUES))))
         await asyncio.sleep(0)  # inside the exchange with PostgreSQL
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
         await until(lambda: b.idle_loop_stores == 1, "the loop's store, reconnected")
         n = len(await asyncio.to_thread(stored, pg_url, 5))
-        assert n in (0, 5000)  # whole or not at all
+        assert n in (0, LOOP_MAX_VALUES)  # whole or not at all
         before = b.written_on_loop
         await b.submit(batch(6, 1.0))
         assert b.written_on_loop == before + 1
