@@ -8,6 +8,8 @@ import pytest
 from vigil.server.store import open_store
 from vigil.server.store.base import Store
 
+from tests.conftest import Dropper, MigratedTemplates, new_pg_database
+
 
 @pytest.fixture
 def store(migrated_url: str) -> Iterator[Store]:
@@ -16,3 +18,13 @@ def store(migrated_url: str) -> Iterator[Store]:
         yield s
     finally:
         s.close()
+
+
+@pytest.fixture
+def migrated_pg_url(migrated_templates: MigratedTemplates, pg_dropper: Dropper) -> Iterator[str]:
+    """A PostgreSQL database migrated to head, for tests of PostgreSQL's own paths."""
+    name, url = new_pg_database(migrated_templates.pg())
+    try:
+        yield url
+    finally:
+        pg_dropper.drop(name)

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import random
 import struct
-from collections.abc import Iterator
 
 import pytest
 from vigil.server.config.tables import ValueType
 from vigil.server.store import open_store, postgres
 from vigil.server.store.base import StoreError, WriteBatch, check_clocks, encode_uints
-
-from tests.conftest import Dropper, MigratedTemplates, new_pg_database
 
 _copy = pytest.importorskip("vigil.server.store._copy", reason="the compiled COPY encoder is not built here")
 
@@ -121,22 +118,13 @@ def test_not_a_list_is_a_type_error() -> None:
         _copy.numeric(((1, T0, 0, 1.0),), False)
 
 
-@pytest.fixture
-def pg_url(migrated_templates: MigratedTemplates, pg_dropper: Dropper) -> Iterator[str]:
-    name, url = new_pg_database(migrated_templates.pg())
-    try:
-        yield url
-    finally:
-        pg_dropper.drop(name)
-
-
-def test_both_paths_store_the_same_history_in_postgresql(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_both_paths_store_the_same_history_in_postgresql(migrated_pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     rng = random.Random(7)
     floats = [(1 + rng.randrange(20), T0 + rng.randrange(-7200, 7200), rng.randrange(10**9),
                rng.choice([1e308, -1e308, 5e-324, -0.0, rng.uniform(-1e9, 1e9)])) for _ in range(600)]
     uints = [(21 + rng.randrange(5), T0 + rng.randrange(-7200, 7200), rng.randrange(10**9),
               rng.choice([0, 2**63, 2**64 - 1, rng.randrange(2**64)])) for _ in range(300)]
-    store = open_store(pg_url)
+    store = open_store(migrated_pg_url)
     try:
         store.write(WriteBatch(floats=floats[:300], uints=uints[:150]))  # compiled
         monkeypatch.setattr(postgres, "_copy", None)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import psycopg
@@ -19,20 +19,9 @@ from vigil.server.store import open_store
 from vigil.server.store.base import StoreError, WriteBatch
 from vigil.server.store.postgres import LOOP_MAX_VALUES
 
-from tests.conftest import Dropper, MigratedTemplates, new_pg_database
-
 T0 = 1_700_000_000 - 1_700_000_000 % 3600
 END = 2**31 - 1
 GUARD = 20.0  # seconds for any condition below
-
-
-@pytest.fixture
-def pg_url(migrated_templates: MigratedTemplates, pg_dropper: Dropper) -> Iterator[str]:
-    name, url = new_pg_database(migrated_templates.pg())
-    try:
-        yield url
-    finally:
-        pg_dropper.drop(name)
 
 
 def batch(itemid: int, *values: float, at: int = T0) -> WriteBatch:
@@ -82,17 +71,17 @@ async def ready(b: Batcher, url: str, n: int = 2) -> None:
                 return
 
 
-def test_value_batches_are_written_from_the_loop_and_committed_before_submit_returns(pg_url: str) -> None:
-    b = Batcher(lambda: open_store(pg_url), 10_000, writers=1, on_loop=2)
+def test_value_batches_are_written_from_the_loop_and_committed_before_submit_returns(migrated_pg_url: str) -> None:
+    b = Batcher(lambda: open_store(migrated_pg_url), 10_000, writers=1, on_loop=2)
 
     async def body() -> None:
-        await ready(b, pg_url)
+        await ready(b, migrated_pg_url)
         start = b.written_values
 
         async def one(itemid: int) -> None:
             await b.submit(batch(itemid, *(itemid + k / 10 for k in range(50))))
             # acknowledged means committed: another connection sees every value at once
-            assert await asyncio.to_thread(stored, pg_url, itemid) == [itemid + k / 10 for k in range(50)]
+            assert await asyncio.to_thread(stored, migrated_pg_url, itemid) == [itemid + k / 10 for k in range(50)]
 
         on_loop = b.written_on_loop
         for i in range(1, 11):  # one at a time: an idle store of the loop's takes each
@@ -106,19 +95,20 @@ def test_value_batches_are_written_from_the_loop_and_committed_before_submit_ret
     run(b, body)
 
 
-def test_a_partition_the_loop_does_not_know_is_made_on_a_thread_then_the_loop_writes_into_it(pg_url: str) -> None:
-    b = Batcher(lambda: open_store(pg_url), 10_000, writers=1, on_loop=1)
+def test_a_partition_the_loop_does_not_know_is_made_on_a_thread_then_the_loop_writes_into_it(
+        migrated_pg_url: str) -> None:
+    b = Batcher(lambda: open_store(migrated_pg_url), 10_000, writers=1, on_loop=1)
     later = T0 + 40 * 86400  # a day no partition exists for
 
     async def body() -> None:
-        await ready(b, pg_url, 1)
+        await ready(b, migrated_pg_url, 1)
         before = b.written_on_loop
         await b.submit(batch(1, 1.5, at=later))
         assert b.written_on_loop == before  # handed to the writer thread, which made the partition
         await until(lambda: b.idle_loop_stores == 1, "the loop's store, refreshed")
         await b.submit(batch(1, 2.5, at=later + 10))  # the refresh came after the thread's write
         assert b.written_on_loop == before + 1
-        assert await asyncio.to_thread(stored, pg_url, 1) == [1.5, 2.5]
+        assert await asyncio.to_thread(stored, migrated_pg_url, 1) == [1.5, 2.5]
 
     run(b, body)
 
@@ -129,46 +119,46 @@ def _terminate_others(url: str) -> int:
                              "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchall())
 
 
-def test_a_broken_connection_hands_the_batch_to_the_writers_once_and_the_loop_reconnects(pg_url: str) -> None:
-    b = Batcher(lambda: open_store(pg_url), 10_000, writers=1, on_loop=2)
+def test_a_broken_connection_hands_the_batch_to_the_writers_once_and_the_loop_reconnects(migrated_pg_url: str) -> None:
+    b = Batcher(lambda: open_store(migrated_pg_url), 10_000, writers=1, on_loop=2)
 
     async def body() -> None:
-        await ready(b, pg_url)
-        assert await asyncio.to_thread(_terminate_others, pg_url) >= 3  # both loop stores and the writer's
+        await ready(b, migrated_pg_url)
+        assert await asyncio.to_thread(_terminate_others, migrated_pg_url) >= 3  # both loop stores and the writer's
         before = b.written_on_loop
         await b.submit(batch(7, 1.0, 2.0, 3.0))
         assert b.written_on_loop == before  # the loop's store found its connection gone: nothing sent twice
-        assert await asyncio.to_thread(stored, pg_url, 7) == [1.0, 2.0, 3.0]
+        assert await asyncio.to_thread(stored, migrated_pg_url, 7) == [1.0, 2.0, 3.0]
         await until(lambda: b.idle_loop_stores == 2, "the loop's stores, reconnected")
         await b.submit(batch(7, 4.0, at=T0 + 10))
         assert b.written_on_loop == before + 1
-        assert await asyncio.to_thread(stored, pg_url, 7) == [1.0, 2.0, 3.0, 4.0]
+        assert await asyncio.to_thread(stored, migrated_pg_url, 7) == [1.0, 2.0, 3.0, 4.0]
 
     run(b, body)
 
 
-def test_a_bad_row_fails_its_batch_with_the_stores_message_and_the_loop_goes_on(pg_url: str) -> None:
-    b = Batcher(lambda: open_store(pg_url), 10_000, writers=1, on_loop=1)
+def test_a_bad_row_fails_its_batch_with_the_stores_message_and_the_loop_goes_on(migrated_pg_url: str) -> None:
+    b = Batcher(lambda: open_store(migrated_pg_url), 10_000, writers=1, on_loop=1)
 
     async def body() -> None:
-        await ready(b, pg_url, 1)
+        await ready(b, migrated_pg_url, 1)
         with pytest.raises(StoreError, match="history"):
             await b.submit(batch(3, 1.0, math.nan))
-        assert await asyncio.to_thread(stored, pg_url, 3) == []  # all or nothing
+        assert await asyncio.to_thread(stored, migrated_pg_url, 3) == []  # all or nothing
         await until(lambda: b.idle_loop_stores == 1, "the loop's store, back")
         before = b.written_on_loop
         await b.submit(batch(3, 5.0))
         assert b.written_on_loop == before + 1
-        assert await asyncio.to_thread(stored, pg_url, 3) == [5.0]
+        assert await asyncio.to_thread(stored, migrated_pg_url, 3) == [5.0]
 
     run(b, body)
 
 
-def test_sessions_texts_logs_and_big_batches_go_to_the_writer_threads(pg_url: str) -> None:
-    b = Batcher(lambda: open_store(pg_url), 100_000, writers=1, on_loop=1)
+def test_sessions_texts_logs_and_big_batches_go_to_the_writer_threads(migrated_pg_url: str) -> None:
+    b = Batcher(lambda: open_store(migrated_pg_url), 100_000, writers=1, on_loop=1)
 
     async def body() -> None:
-        await ready(b, pg_url, 1)
+        await ready(b, migrated_pg_url, 1)
         before = b.written_on_loop
         with_session = batch(4, 1.0)
         with_session.sessions = {"s1": 12}
@@ -178,26 +168,26 @@ def test_sessions_texts_logs_and_big_batches_go_to_the_writer_threads(pg_url: st
         await b.submit(WriteBatch(logs=[(9, T0, 0, 0, "", 0, "line", 0)]))
         await b.submit(batch(10, *range(LOOP_MAX_VALUES + 1)))
         assert b.written_on_loop == before
-        assert await asyncio.to_thread(stored, pg_url, 4) == [1.0]
-        assert len(await asyncio.to_thread(stored, pg_url, 10)) == LOOP_MAX_VALUES + 1
+        assert await asyncio.to_thread(stored, migrated_pg_url, 4) == [1.0]
+        assert len(await asyncio.to_thread(stored, migrated_pg_url, 10)) == LOOP_MAX_VALUES + 1
         await b.submit(batch(11, *range(LOOP_MAX_VALUES)))  # at the limit: the loop's
         assert b.written_on_loop == before + LOOP_MAX_VALUES
 
     run(b, body)
 
 
-def test_a_write_cancelled_on_the_loop_leaves_a_store_that_comes_back(pg_url: str) -> None:
-    b = Batcher(lambda: open_store(pg_url), 10_000, writers=1, on_loop=1)
+def test_a_write_cancelled_on_the_loop_leaves_a_store_that_comes_back(migrated_pg_url: str) -> None:
+    b = Batcher(lambda: open_store(migrated_pg_url), 10_000, writers=1, on_loop=1)
 
     async def body() -> None:
-        await ready(b, pg_url, 1)
+        await ready(b, migrated_pg_url, 1)
         task = asyncio.create_task(b.submit(batch(5, *range(LOOP_MAX_VALUES))))
         await asyncio.sleep(0)  # inside the exchange with PostgreSQL
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
         await until(lambda: b.idle_loop_stores == 1, "the loop's store, reconnected")
-        n = len(await asyncio.to_thread(stored, pg_url, 5))
+        n = len(await asyncio.to_thread(stored, migrated_pg_url, 5))
         assert n in (0, LOOP_MAX_VALUES)  # whole or not at all
         before = b.written_on_loop
         await b.submit(batch(6, 1.0))
