@@ -134,9 +134,10 @@ class Batcher:
             self._loop_stores.append(store)
 
     async def _write_on_loop(self, batch: WriteBatch) -> tuple[bool, Store | None]:
-        """Write the batch with an idle store of the loop's: (True, None) once committed; (False, store)
-        when the store handed it back unsent (nothing stored: the writer threads take it, and the store
-        is refreshed once they did, so it sees a partition they made)."""
+        """Write the batch with an idle store of the loop's: (True, None) once committed; (False, None)
+        when the store declined it; (False, store) when the store handed it back unsent (nothing stored:
+        the writer threads take it, and the store is refreshed once they did, so it sees a partition
+        they made)."""
         store = self._loop_stores.pop()
         try:
             done = await store.write_on_loop(batch)
@@ -152,7 +153,10 @@ class Batcher:
         except BaseException:  # cancelled: the store closed its connection
             self._to_thread(store)
             raise
-        if not done:
+        if not done:  # declined with nothing sent: a store still open is ready for the next batch
+            if store.is_open:
+                self._adopt(store)
+                return False, None
             return False, store
         self._adopt(store)
         with self._stats_lock:

@@ -168,6 +168,7 @@ def test_sessions_texts_logs_and_big_batches_go_to_the_writer_threads(migrated_p
         await b.submit(WriteBatch(logs=[(9, T0, 0, 0, "", 0, "line", 0)]))
         await b.submit(batch(10, *range(LOOP_MAX_VALUES + 1)))
         assert b.written_on_loop == before
+        assert b.idle_loop_stores == 1  # declining sent nothing: the store stays ready
         assert await asyncio.to_thread(stored, migrated_pg_url, 4) == [1.0]
         assert len(await asyncio.to_thread(stored, migrated_pg_url, 10)) == LOOP_MAX_VALUES + 1
         await b.submit(batch(11, *range(LOOP_MAX_VALUES)))  # at the limit: the loop's
