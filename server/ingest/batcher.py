@@ -91,9 +91,9 @@ class Batcher:
         for t in self._threads:
             t.start()
         for _ in range(self._on_loop):
-            self._to_thread(None)
+            self._open_for_loop(None)
 
-    def _to_thread(self, store: Store | None) -> None:
+    def _open_for_loop(self, store: Store | None) -> None:
         if self._stop.is_set():
             if store is not None:
                 store.close()
@@ -148,10 +148,10 @@ class Batcher:
             if store.is_open:
                 self._adopt(store)
             else:
-                self._to_thread(store)
+                self._open_for_loop(store)
             raise
         except BaseException:  # cancelled: the store closed its connection
-            self._to_thread(store)
+            self._open_for_loop(store)
             raise
         if not done:  # declined with nothing sent: a store still open is ready for the next batch
             if store.is_open:
@@ -179,7 +179,7 @@ class Batcher:
         """
         assert self._room is not None
         unsent: Store | None = None
-        if self._loop_stores and not self._pending and not batch.logpos and not batch.sessions and len(batch):
+        if self._loop_stores and not self._pending:  # the store declines what it does not write
             done, unsent = await self._write_on_loop(batch)
             if done:
                 return
@@ -187,7 +187,7 @@ class Batcher:
             await self._submit(batch)
         finally:
             if unsent is not None:
-                self._to_thread(unsent)
+                self._open_for_loop(unsent)
 
     async def _submit(self, batch: WriteBatch) -> None:
         assert self._room is not None

@@ -395,7 +395,7 @@ class PostgresStore(Store):
                 or not 0 < len(batch) <= LOOP_MAX_VALUES):
             return False  # texts and big batches: their COPY data would hold the loop up
         copies, hours, days = self._prepare(batch)
-        unknown = sorted(partition_name(t, d) for t, d in days if partition_name(t, d) not in self._partitions)
+        unknown = sorted(n for n in (partition_name(t, d) for t, d in days) if n not in self._partitions)
         if unknown:
             raise WriteUnsent(f"partition {unknown[0]} is not known yet")
         conn, step = self._pg, _Step()
@@ -403,7 +403,8 @@ class PostgresStore(Store):
             await waiting.wait_async(_transaction(conn.pgconn, self._transaction_sql(hours, copies), copies, step),
                                      conn.pgconn.socket, interval=_LOOP_WAIT)
         except psycopg.Error as e:
-            self._after_failed_query(conn, batch, e, step.committing)  # StoreError if the outcome is unknown
+            # StoreError if the outcome is unknown; a live connection is rolled back here (one short round trip)
+            self._after_failed_query(conn, batch, e, step.committing)
             raise WriteUnsent(_describe(e)) from None  # rolled back, or broken before the commit
         except BaseException:
             conn.close()  # cancelled mid-exchange: the server rolls back what it did not commit
