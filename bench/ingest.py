@@ -29,6 +29,7 @@ PostgreSQL backends serving it. The median ratio is printed to stderr too. Print
     ingest_postgres_durable, ingest_zabbix_durable (values/s), ingest_ratio_vs_zabbix,
     ingest_cpu_per_100k_values (vigil server), ingest_zabbix_cpu_per_100k_values,
     ingest_{postgres,zabbix}_db_cpu_per_100k_values, ingest_{postgres,zabbix}_acknowledged,
+    ingest_{postgres,zabbix}_values_per_transaction (rows over the database's commits, median round),
     ingest_senders_cpu_per_100k_values (the zabbix_sender processes, median of vigil's rounds),
     ingest_server_cpu_budget_for_2x_per_100k_values
 
@@ -348,6 +349,13 @@ class Target:
     def rows(self) -> int:
         return self.conn.execute("SELECT count(*) FROM history").fetchone()[0]
 
+    def commits(self) -> int:
+        """Transactions committed in this server's database so far (PostgreSQL's statistics, which
+        lag up to a second: read after the rows are in, they count the round's; the bench's own
+        counts add a few)."""
+        return self.conn.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+                                 ).fetchone()[0]
+
     def db_pids(self) -> list[int]:
         """The PostgreSQL backends serving this server (not the bench's own connection)."""
         return [r[0] for r in self.conn.execute(
@@ -379,6 +387,7 @@ class Target:
         self.conn.execute("TRUNCATE history")
         pids, db = self.server_pids(), self.db_pids()
         cpu0, db0 = cpu_of(pids), cpu_of(db)
+        commits0 = self.commits()
         busy0, total0 = machine_busy()
         senders0 = _children_cpu()
         t0 = time.perf_counter()
@@ -387,15 +396,17 @@ class Target:
         senders = _children_cpu() - senders0
         rows, t_durable = self.wait_rows(processed, 120)
         cpu, db_cpu = cpu_of(pids) - cpu0, cpu_of(db) - db0
+        time.sleep(1.1)  # the statistics' flush
+        commits = self.commits() - commits0
         busy, total = machine_busy()
         machine = 100 * (busy - busy0) / (total - total0)
         r = {"acked": processed / (t_acked - t0), "durable": min(rows, processed) / (t_durable - t0),
              "cpu_100k": 1e5 * cpu / max(rows, 1), "db_cpu_100k": 1e5 * db_cpu / max(rows, 1),
-             "senders_100k": 1e5 * senders / max(rows, 1)}
+             "senders_100k": 1e5 * senders / max(rows, 1), "per_tx": rows / max(commits, 1)}
         print(f"  {self.name}: {processed} processed, {failed} failed, {rows} rows; acknowledged in "
               f"{t_acked - t0:.2f} s, durable in {t_durable - t0:.2f} s ({r['durable']:.0f} values/s); CPU: server "
               f"{cpu:.2f} s, its PostgreSQL backends {db_cpu:.2f} s, senders {senders:.2f} s; "
-              f"machine {machine:.0f}% busy",
+              f"machine {machine:.0f}% busy; {commits} transactions ({r['per_tx']:.0f} values each)",
               file=sys.stderr)
         if failed or rows < processed:
             print(f"  {self.name}: WARNING: {failed} values failed, {processed - rows} processed values not in the "
@@ -466,6 +477,8 @@ def versus_zabbix(binary: Path, k: int, n: int, rounds: int, profile: Path | Non
     print(f"ingest_zabbix_cpu_per_100k_values: {statistics.median(r['cpu_100k'] for r in z.rounds):.2f} s")
     print(f"ingest_postgres_db_cpu_per_100k_values: {statistics.median(r['db_cpu_100k'] for r in v.rounds):.2f} s")
     print(f"ingest_zabbix_db_cpu_per_100k_values: {statistics.median(r['db_cpu_100k'] for r in z.rounds):.2f} s")
+    print(f"ingest_postgres_values_per_transaction: {statistics.median(r['per_tx'] for r in v.rounds):.0f} values")
+    print(f"ingest_zabbix_values_per_transaction: {statistics.median(r['per_tx'] for r in z.rounds):.0f} values")
     senders = statistics.median(r["senders_100k"] for r in v.rounds)
     print(f"ingest_senders_cpu_per_100k_values: {senders:.2f} s")
     # What 2x would leave the server: every core busy for 100k values at twice zabbix_server's best rate,

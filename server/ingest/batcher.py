@@ -19,6 +19,10 @@ to a writer thread and back — on a busy machine those wake-ups are much of a s
 time. Anything else, or a batch such a store hands back unsent (a partition it does not know, a
 broken connection: nothing stored), goes to the writer threads as above; the store is then
 refreshed (reconnected, its partitions reloaded) on a thread of its own before it writes again.
+A batch that finds every loop store out writing waits on the loop for the first to come back and
+goes in one transaction with the others that waited (the same group commit, without threads): the
+busier the machine, the more values per transaction, and PostgreSQL's cost per value falls with it.
+If the last store out writing goes away (to reconnect), the waiting batches go to the threads.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 
 from vigil.server.store.base import Store, StoreError, WriteBatch, WriteUnsent
 from vigil.server.supervise import supervise
@@ -73,6 +77,13 @@ class Batcher:
         self._loop_stores: list[Store] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.written_on_loop = 0
+        # Group commit on the loop: batches that find every loop store busy wait here and go in one
+        # transaction with the next store that comes back (see _join_group).
+        self._group: list[_Waiter] = []
+        self._group_values = 0
+        self._writing_on_loop = 0  # loop stores out writing now
+        self._loop_kind: Store | None = None  # a loop store, asked what it takes (takes_on_loop)
+        self._group_tasks: set[asyncio.Task[None]] = set()
 
     @property
     def idle_loop_stores(self) -> int:
@@ -128,10 +139,31 @@ class Batcher:
             store.close()
 
     def _adopt(self, store: Store) -> None:
+        """A loop store is ready: it writes the batches that waited for it (one group), or waits idle."""
         if self._stop.is_set():
             store.close()
-        else:
+            return
+        self._loop_kind = store
+        group = [(b, fut) for b, fut in self._group if not fut.done()]  # a cancelled waiter's values stay out
+        self._group, self._group_values = [], 0
+        if not group:
             self._loop_stores.append(store)
+            return
+        self._writing_on_loop += 1  # the store is out writing from now: later batches join the next group
+        self._spawn(self._write_group(group, store))
+
+    def _spawn(self, work: Coroutine[None, None, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._group_tasks.add(task)
+        task.add_done_callback(self._group_tasks.discard)
+
+    def _done_writing(self) -> None:
+        """A loop store's write ended. If no other is out writing, none will come back soon to take the
+        group that waits (its store went to reconnect): the writer threads take those batches."""
+        self._writing_on_loop -= 1
+        if self._writing_on_loop == 0 and self._group:
+            group, self._group, self._group_values = self._group, [], 0
+            self._spawn(self._to_threads(group))
 
     async def _write_on_loop(self, batch: WriteBatch) -> tuple[bool, Store | None]:
         """Write the batch with an idle store of the loop's: (True, None) once committed; (False, None)
@@ -139,6 +171,13 @@ class Batcher:
         the writer threads take it, and the store is refreshed once they did, so it sees a partition
         they made)."""
         store = self._loop_stores.pop()
+        self._writing_on_loop += 1
+        try:
+            return await self._write_with(store, batch)
+        finally:
+            self._done_writing()
+
+    async def _write_with(self, store: Store, batch: WriteBatch) -> tuple[bool, Store | None]:
         try:
             done = await store.write_on_loop(batch)
         except WriteUnsent as e:
@@ -179,15 +218,64 @@ class Batcher:
         """
         assert self._room is not None
         unsent: Store | None = None
-        if self._loop_stores and not self._pending:  # the store declines what it does not write
+        if self._loop_stores and not self._pending and not self._group:  # the store declines what it does not write
             done, unsent = await self._write_on_loop(batch)
             if done:
                 return
+        elif self._joins_group(batch):
+            await self._join_group(batch)
+            return
         try:
             await self._submit(batch)
         finally:
             if unsent is not None:
                 self._open_for_loop(unsent)
+
+    def _joins_group(self, batch: WriteBatch) -> bool:
+        kind = self._loop_kind
+        return (kind is not None and self._writing_on_loop > 0 and not self._pending
+                and self._group_values + len(batch) <= kind.loop_max_values and kind.takes_on_loop(batch))
+
+    async def _join_group(self, batch: WriteBatch) -> None:
+        """Wait for the next loop store to come back and be written with it, in one transaction with
+        the other batches that waited (a group commit: while the machine is busy, transactions grow
+        and PostgreSQL's cost per value falls, and no one waits longer than for one commit more)."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._group.append((batch, fut))
+        self._group_values += len(batch)
+        await fut
+
+    async def _write_group(self, group: list[_Waiter], store: Store) -> None:
+        """Write the batches that waited for a loop store as one transaction; what the store hands back
+        unsent goes to the writer threads, each batch on its own (its own outcome for its own client)."""
+        merged = WriteBatch()
+        for b, _ in group:
+            merged.extend(b)
+        try:
+            try:
+                done, unsent = await self._write_with(store, merged)
+            finally:
+                self._done_writing()
+        except Exception as e:  # the commit's outcome is unknown, or a row is bad: every client hears it
+            _settle_waiters(group, e)  # (as the writer threads do with the batches they merge)
+            return
+        except BaseException:
+            _settle_waiters(group, RuntimeError("the server is shutting down: values not stored"))
+            raise
+        if done:
+            _settle_waiters(group, None)
+            return
+        try:
+            await self._to_threads(group)
+        finally:
+            if unsent is not None:  # refreshed after the threads wrote: it sees a partition they made
+                self._open_for_loop(unsent)
+
+    async def _to_threads(self, group: list[_Waiter]) -> None:
+        group = [(b, fut) for b, fut in group if not fut.done()]
+        outcomes = await asyncio.gather(*(self._submit(b) for b, _ in group), return_exceptions=True)
+        for (_, fut), outcome in zip(group, outcomes, strict=True):
+            _settle(fut, outcome if isinstance(outcome, BaseException) else None)
 
     async def _submit(self, batch: WriteBatch) -> None:
         assert self._room is not None
@@ -352,6 +440,12 @@ class Batcher:
 
 
 _Entry = tuple[WriteBatch, "asyncio.Future[None]", asyncio.AbstractEventLoop]
+_Waiter = tuple[WriteBatch, "asyncio.Future[None]"]  # a batch waiting on the loop for a loop store
+
+
+def _settle_waiters(group: list[_Waiter], error: BaseException | None) -> None:
+    for _, fut in group:
+        _settle(fut, error)
 
 
 def _settle_all(entries: list[_Entry], error: BaseException | None,

@@ -216,6 +216,7 @@ class Store(ABC):
     # A store that can write from an event loop (PostgreSQL's) says so; the history writers then let
     # the loop drive its common writes itself (server/ingest/batcher.py).
     writes_on_loop = False
+    loop_max_values = 0  # most values one write_on_loop() takes
 
     @abstractmethod
     def write(self, batch: WriteBatch) -> None:
@@ -226,6 +227,10 @@ class Store(ABC):
         once committed; False, with nothing sent, for a batch it leaves to write() (kinds or sizes that
         would hold the loop up, a closed connection); WriteUnsent when it
         failed with nothing stored and must be refresh()ed on a thread before it writes again."""
+        return False
+
+    def takes_on_loop(self, batch: WriteBatch) -> bool:
+        """Whether write_on_loop() would take a batch of this kind (its size aside): no I/O."""
         return False
 
     @property

@@ -340,6 +340,10 @@ class PostgresStore(Store):
     # -- writing ----------------------------------------------------------------------------------
 
     writes_on_loop = True
+    loop_max_values = LOOP_MAX_VALUES
+
+    def takes_on_loop(self, batch: WriteBatch) -> bool:
+        return not (batch.logpos or batch.sessions or batch.texts or batch.logs)
 
     @property
     def is_open(self) -> bool:
@@ -391,8 +395,7 @@ class PostgresStore(Store):
         write() then takes the batch and names any error. StoreError when the connection broke while
         committing. Not for use beside write() on a thread.
         """
-        if (self._pg.closed or batch.logpos or batch.sessions or batch.texts or batch.logs
-                or not 0 < len(batch) <= LOOP_MAX_VALUES):
+        if self._pg.closed or not self.takes_on_loop(batch) or not 0 < len(batch) <= LOOP_MAX_VALUES:
             return False  # texts and big batches: their COPY data would hold the loop up
         copies, hours, days = self._prepare(batch)
         unknown = sorted(n for n in (partition_name(t, d) for t, d in days) if n not in self._partitions)
