@@ -167,7 +167,13 @@ def _transaction(pgconn: psycopg.pq.abc.PGconn, query: bytes, copies: list[tuple
     refuse COPY mixed with other statements, so this drives libpq through psycopg's generators, which
     a thread (Connection.wait) or an event loop (waiting.wait_async) can run alike. Until the last
     COPY's end is sent, nothing can be committed: a connection that breaks before that is a failed
-    write like any other; after it, the outcome is unknown."""
+    write like any other; after it, the outcome is unknown.
+
+    Not libpq's pipeline mode with INSERT ... SELECT FROM unnest(binary arrays), which saves the round
+    trip to COPY's start: measured (bench/ingest.py --vs-zabbix, 2026-12-04) PostgreSQL's CPU per value
+    rose by a fifth (per-row inserts, not COPY's multi-row ones) and values/s fell 8%; and a connection
+    the server closed unseen takes the whole transaction, COMMIT included, so its outcome is unknown
+    where COPY's first round trip shows that nothing was stored."""
     pgconn.send_query(query)
     results = yield from generators.execute(pgconn)
     for k, (_, data) in enumerate(copies):
