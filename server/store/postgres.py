@@ -170,7 +170,7 @@ def _transaction(pgconn: psycopg.pq.abc.PGconn, query: bytes, copies: list[tuple
     write like any other; after it, the outcome is unknown.
 
     Not libpq's pipeline mode with INSERT ... SELECT FROM unnest(binary arrays), which saves the round
-    trip to COPY's start: measured (bench/ingest.py --vs-zabbix, 2026-12-04) PostgreSQL's CPU per value
+    trip to COPY's start: in one run of bench/ingest.py --vs-zabbix (2026-12-04) PostgreSQL's CPU per value
     rose by a fifth (per-row inserts, not COPY's multi-row ones) and values/s fell 8%; and a connection
     the server closed unseen takes the whole transaction, COMMIT included, so its outcome is unknown
     where COPY's first round trip shows that nothing was stored."""
