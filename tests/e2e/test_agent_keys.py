@@ -179,7 +179,7 @@ def test_current_frequencies(agents: tuple[int, int], key: str) -> None:
     ours, theirs = zabbix_get(agents[0], key), zabbix_get(agents[1], key)
     assert _CUR_MHZ.sub(r"\1MHz", ours) == _CUR_MHZ.sub(r"\1MHz", theirs)
     a, b = ([int(m[2]) for m in _CUR_MHZ.finditer(x)] for x in (ours, theirs))
-    assert a and len(a) == len(b), (ours, theirs)
+    assert len(a) == len(b), (ours, theirs)  # none on a machine that shows no frequency: the text decides
     assert all(abs(x - y) <= 0.02 * max(x, y) for x, y in zip(a, b, strict=True)), (ours, theirs)
 
 
