@@ -11,10 +11,17 @@ import struct
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:  # asyncio costs the agent ~9 MB of RSS; only the server reads frames from streams
     import asyncio
+
+
+class ByteReader(Protocol):
+    """What frames are read from: an asyncio.StreamReader, or the server's SocketStream."""
+
+    async def readexactly(self, n: int, /) -> bytes: ...
+
 
 MAGIC = b"ZBXD"
 FLAG_PROTOCOL = 0x01
@@ -148,7 +155,7 @@ async def read_frame(
 
 
 async def read_raw_frame(
-    reader: asyncio.StreamReader, max_size: int = DEFAULT_MAX_FRAME, max_body: int | None = None
+    reader: ByteReader, max_size: int = DEFAULT_MAX_FRAME, max_body: int | None = None
 ) -> tuple[Header, bytes]:
     """Read one frame's header and payload, still compressed if it was (decode_body inflates it).
 

@@ -40,6 +40,7 @@ from vigil.server.ingest.batcher import Batcher
 from vigil.server.ingest.cache import ConfigCache
 from vigil.server.ingest.proxy import ProxyHandler
 from vigil.server.ingest.sessions import AgentSessions
+from vigil.server.ingest.sockstream import SocketStream
 from vigil.server.ingest.tls import CONNECTION, Admission, note_connection, open_tls, refusal
 from vigil.server.ingest.values import (
     DEFAULT_WINDOW,
@@ -66,6 +67,9 @@ except ImportError:  # pragma: no cover - orjson comes with the server extra
 log = logging.getLogger("vigil.ingest")
 
 T = TypeVar("T")
+# Plain connections are served on their socket (SocketStream), TLS ones on asyncio's streams.
+Reader = asyncio.StreamReader | SocketStream
+Writer = asyncio.StreamWriter | SocketStream
 
 # Bodies up to this size are inflated and parsed inline: a hop to a thread costs more than that work.
 INLINE_BYTES = 64 * 1024
@@ -168,24 +172,25 @@ class IngestServer:
             a.resume()
         return Listener(self, socks, acceptors)
 
-    def _accepted(self, conn: socket.socket) -> None:
+    def _accepted(self, conn: socket.socket, address: Any) -> None:
         self.open_connections += 1
         if self.open_connections > self.stats["peak_connections"]:
             self.stats["peak_connections"] = self.open_connections
-        task = asyncio.get_running_loop().create_task(self._connection(conn))
+        task = asyncio.get_running_loop().create_task(self._connection(conn, address))
         self._connections.add(task)
         task.add_done_callback(self._connections.discard)
 
-    async def _connection(self, conn: socket.socket) -> None:
+    async def _connection(self, conn: socket.socket, address: Any) -> None:
         try:
+            if self.tls is None:
+                stream = SocketStream(conn, asyncio.get_running_loop(), _address(address))
+                await self.handle(stream, stream)
+                return
             try:
-                if self.tls is None:
-                    reader, writer = await asyncio.open_connection(sock=conn)
-                else:
-                    opened = await open_tls(conn, self.tls, self.timeout)
-                    if opened is None:
-                        return
-                    reader, writer = opened
+                opened = await open_tls(conn, self.tls, self.timeout)
+                if opened is None:
+                    return
+                reader, writer = opened
             except OSError as e:
                 conn.close()
                 log.info("cannot set up an accepted connection: %s", e)
@@ -214,7 +219,7 @@ class IngestServer:
     async def _off_loop(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._decoder, fn, *args)
 
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def handle(self, reader: Reader, writer: Writer) -> None:
         peer = _peer(writer)
         note_connection(writer)
         try:
@@ -228,7 +233,7 @@ class IngestServer:
             except (ConnectionError, OSError):
                 pass
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str) -> None:
+    async def _serve(self, reader: Reader, writer: Writer, peer: str) -> None:
         try:
             # asyncio.timeout, not wait_for: wait_for wraps the read in a task of its own, which cost
             # ~10% of the event loop's time per connection.
@@ -502,7 +507,7 @@ class _Acceptor:
                 self.full = True
                 return
             try:
-                conn, _ = self.sock.accept()
+                conn, address = self.sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except ConnectionAbortedError:
@@ -518,7 +523,7 @@ class _Acceptor:
                 self._retry = self.loop.call_later(ACCEPT_RETRY, self._retried)
                 return
             conn.setblocking(False)
-            ingest._accepted(conn)
+            ingest._accepted(conn, address)
 
     def _retried(self) -> None:
         self._retry = None
@@ -584,7 +589,7 @@ def _more_objects_than(body: bytes, limit: int) -> bool:
     return _STRING.sub(b"", body).count(b"{") > limit
 
 
-async def _discard(reader: asyncio.StreamReader, n: int) -> None:
+async def _discard(reader: Reader, n: int) -> None:
     while n > 0:
         chunk = await reader.read(min(n, DISCARD_CHUNK))
         if not chunk:
@@ -592,8 +597,8 @@ async def _discard(reader: asyncio.StreamReader, n: int) -> None:
         n -= len(chunk)
 
 
-async def _drain(writer: asyncio.StreamWriter, timeout: float) -> None:
-    if not writer.transport.get_write_buffer_size():
+async def _drain(writer: Writer, timeout: float) -> None:
+    if not (writer.pending() if isinstance(writer, SocketStream) else writer.transport.get_write_buffer_size()):
         return  # a reply that fit in the socket's buffer went out in write() already
     try:
         async with asyncio.timeout(timeout):
@@ -602,8 +607,13 @@ async def _drain(writer: asyncio.StreamWriter, timeout: float) -> None:
         pass
 
 
-def _peer(writer: asyncio.StreamWriter) -> str:
-    p = writer.get_extra_info("peername")
+def _peer(writer: Writer) -> str:
+    if isinstance(writer, SocketStream):
+        return writer.peer
+    return _address(writer.get_extra_info("peername"))
+
+
+def _address(p: Any) -> str:
     if isinstance(p, tuple) and len(p) >= 2:
         return f"{p[0]}:{p[1]}"
     return str(p)
