@@ -77,7 +77,8 @@ class Replies:
             while len(buf) - at >= 5:
                 size = _LEN.unpack_from(buf, at + 1)[0]
                 if not 4 <= size <= _MAX_MESSAGE:
-                    raise WireError(f"PostgreSQL sent a message of length {size}: the stream is broken", broken=True)
+                    raise WireError(f"PostgreSQL sent a message of length {size}: the stream is broken",
+                                    broken=True, unsent=False)
                 end = at + 1 + size
                 if end > len(buf):
                     break
@@ -145,8 +146,9 @@ class Exchange:
         try:
             await self._receive(loop, replies)
         except WireError as e:
+            # A reset (e.unsent from _receive) or an error counts only while the last COPY had not finished.
             copied = sum(1 for t in replies.tags if t.startswith(b"COPY "))
-            e.unsent = e.unsent or (replies.error is not None and copied < self.copies)
+            e.unsent = copied < self.copies and (e.unsent or replies.error is not None)
             raise
         if replies.status != b"I":  # the transaction failed inside (E) or was left open (T): end it
             try:
@@ -173,7 +175,7 @@ class Exchange:
             except (BlockingIOError, InterruptedError):
                 await self._wait(loop, writable=False)
                 continue
-            except ConnectionResetError as e:  # closed with our bytes unread: not as far as the commit
+            except ConnectionResetError as e:  # closed with bytes of ours unread
                 raise WireError(f"cannot read from PostgreSQL: {e}", broken=True) from None
             except OSError as e:
                 raise WireError(f"cannot read from PostgreSQL: {e}", broken=True, unsent=False) from None

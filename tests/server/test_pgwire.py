@@ -157,6 +157,21 @@ def test_the_end_of_the_stream_after_the_copy_finished_leaves_the_outcome_unknow
     assert "closed the connection" in str(e)
 
 
+def reset(conn: socket.socket) -> None:
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close sends a reset
+
+
+def test_a_reset_after_the_copy_finished_leaves_the_outcome_unknown() -> None:
+    # The server had read everything: a reset now is not one of unread bytes (a middlebox's, say).
+    replies, e = FakeServer(tag("BEGIN") + COPY_IN + tag("COPY 1"), then=reset).run()
+    assert e is not None and e.broken and not e.unsent
+
+
+def test_a_garbled_stream_after_the_copy_started_leaves_the_outcome_unknown() -> None:
+    replies, e = FakeServer(tag("BEGIN") + COPY_IN + b"C\xff\xff\xff\xff").run()
+    assert e is not None and e.broken and not e.unsent and "the stream is broken" in str(e)
+
+
 def test_the_end_of_the_stream_before_any_reply_leaves_the_outcome_unknown() -> None:
     # All of it was read, so the commit may have been made before the server went.
     replies, e = FakeServer(b"").run()
