@@ -9,8 +9,7 @@ writes them on the loop: COPY in binary, 250 values a transaction (one clock, 25
 
 Variants: `current` is the schema of migration 0001/0003 (b-tree (itemid, clock), BRIN (clock), the
 finite-value CHECK); each other one leaves out or changes one part, and `lean` all three at once.
-It tells what a schema change is worth before it is tried in bench/ingest.py --vs-zabbix; on a
-machine where that bench's figures move by 10% between runs, this one moves by about 3%.
+It tells what a schema change is worth to PostgreSQL before it is tried in bench/ingest.py --vs-zabbix.
 Prints `pg_cpu_per_100k_<variant>: S s` for each variant.
 """
 
