@@ -137,7 +137,7 @@ async def serve(settings: Settings, stop: asyncio.Event,
     from vigil.server.pollers.scheduler import start as start_pollers
     from vigil.server.pollers.trapserver import start as start_traps
 
-    pollers = start_pollers(settings, repo, batcher.submit, triggers.unsupported, lld.submit)
+    pollers = start_pollers(settings, repo, batcher.submit, triggers.unsupported, lld.submit, follow=cache.follow)
     traps = None
     if pollers is not None:
         ingest.on_stored = pollers.scheduler.received  # dependent items of trapper and active agent items

@@ -232,6 +232,7 @@ class Scheduler:
         self.unsupported = unsupported
         self.lld = lld
         self.version = -1
+        self.reloads_itself = True  # False: the ingest ConfigCache loads it in step with its snapshot
         self.items: dict[int, PollItem] = {}
         self.dependents: dict[int, list[int]] = {}
         self._traps: dict[str, list[tuple[int, str]]] = {}  # SNMP interface address -> its snmptrap items
@@ -322,8 +323,9 @@ class Scheduler:
         log.info("pollers: %d items to poll, %d at once at most", sum(1 for i in self.items.values()
                                                                        if i.type not in NOT_POLLED),
                  self.s.pollers)
-        helpers = [asyncio.create_task(self._flusher(stop)), asyncio.create_task(self._state_writer(stop)),
-                   asyncio.create_task(self._reloader(stop))]
+        helpers = [asyncio.create_task(self._flusher(stop)), asyncio.create_task(self._state_writer(stop))]
+        if self.reloads_itself:
+            helpers.append(asyncio.create_task(self._reloader(stop)))
         try:
             while not stop.is_set():
                 now = self.clock()
@@ -642,10 +644,14 @@ class Pollers:
 
 def start(settings: Settings, repo: ConfigRepo, submit: Callable[[WriteBatch], Awaitable[None]],
           unsupported: Callable[[list[tuple[int, int, str]]], None] | None = None,
-          lld: Callable[[int, str, int], None] | None = None) -> Pollers | None:
+          lld: Callable[[int, str, int], None] | None = None,
+          follow: Callable[[Callable[[], PollConfig], Callable[[PollConfig], None]], None] | None = None,
+          ) -> Pollers | None:
     """Start the pollers of `vigil server` on the running loop; None when VIGIL_POLLERS is 0. Their
     `stop()` hands their last values to `submit`. `unsupported`: the trigger engine's, which then keeps
-    item_state (see Scheduler)."""
+    item_state (see Scheduler). `follow`: the ingest ConfigCache's (ConfigCache.follow): the pollers'
+    configuration is then loaded here, before they start, and reloaded with ingest's snapshot, so a
+    trapper value ingest accepts under a configuration reaches the dependent items it has there."""
     from vigil.server.pollers import external, http, jmx, nagios, simple, ssh
 
     if settings.pollers == 0:
@@ -664,6 +670,11 @@ def start(settings: Settings, repo: ConfigRepo, submit: Callable[[WriteBatch], A
         pollers=settings.pollers, timeout=settings.timeout, unreachable_period=settings.unreachable_period,
         unavailable_delay=settings.unavailable_delay, unreachable_delay=settings.unreachable_delay,
         config_refresh=settings.config_refresh), pollers=pollers, unsupported=unsupported, lld=lld)
+    if follow is not None:
+        sched.reloads_itself = False
+        sched._states = repo.item_states()
+        sched.load(repo.poll_config())
+        follow(repo.poll_config, sched.load)
     halt = asyncio.Event()
     task = asyncio.create_task(sched.run(halt), name="pollers")
     checks = asyncio.create_task(check_now_loop(repo, sched, halt), name="check now")

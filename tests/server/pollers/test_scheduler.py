@@ -360,3 +360,52 @@ hosts:
     asyncio.run(_run_until(sched, lambda: bool(told), 10, "the engine to be told"))
     assert [(i, e) for i, _, e in told] == [(ids["agent.ping"], told[0][2])] and "no agent interface" in told[0][2]
     assert _state(repo, ids["agent.ping"]) is None  # the engine writes item_state, not the scheduler
+
+
+APP = """
+hosts:
+  - host: app1
+    items:
+      - {key: app.stats, type: trapper, value_type: text}
+"""
+APP_DEPENDENT = APP + """      - key: app.requests
+        type: dependent
+        master_item: app.stats
+        value_type: unsigned
+        preprocessing: [{type: jsonpath, params: ['$.requests']}]
+"""
+
+
+def test_the_pollers_take_a_new_configuration_in_the_same_step_as_ingest(repo: ConfigRepo) -> None:
+    """A trapper value ingest accepts under a configuration reaches the dependent items that
+    configuration has: the pollers load theirs before they start and then with ingest's snapshot,
+    not on a timer of their own (an hour here) that may lag behind it."""
+    from vigil.server.ingest.cache import ConfigCache
+    from vigil.server.pollers.scheduler import start
+    from vigil.server.settings import Settings
+
+    _import(repo, APP)
+    batches: list[WriteBatch] = []
+
+    async def go() -> None:
+        cache = ConfigCache(repo)
+        pollers = start(Settings.from_env({"VIGIL_CONFIG_REFRESH": "3600"}), repo, _collect(batches),
+                        follow=cache.follow)
+        assert pollers is not None
+        sched = pollers.scheduler
+        try:
+            assert sched.version == cache.snapshot.version and sched.dependents == {}
+            ids = _import(repo, APP_DEPENDENT)
+            assert sched.dependents == {}  # ingest has not seen it either
+            assert await cache.reload()
+            assert sched.version == cache.snapshot.version
+            assert sched.dependents == {ids["app.stats"]: [ids["app.requests"]]}
+            b = WriteBatch()
+            b.texts.append((ids["app.stats"], 1_700_000_000, 5, '{"requests": 42}'))
+            sched.received(b)
+            assert not await cache.reload()  # nothing changed: nothing reloaded
+        finally:
+            await pollers.stop()  # hands the dependent value to submit
+        assert _values(batches, ids["app.requests"]) == [42]
+
+    asyncio.run(go())
