@@ -44,6 +44,9 @@ def celery_config(broker_url: str, queue: str, redelivery: float) -> dict[str, A
             # (kombu's default sweeps only every 100 s).
             "unacked_restore_interval": max(1, int(redelivery // 4)),
             "unacked_restore_throttle": 1,
+            # A worker killed inside its sweep leaves the sweep's lock behind: kombu's default (300 s)
+            # would stop every worker's sweep, so all redelivery, for five minutes.
+            "unacked_mutex_expire": max(1, int(redelivery // 4)),
             "socket_timeout": 10,
             "socket_connect_timeout": 5,
         }

@@ -3,6 +3,7 @@ workers SIGKILLed before they send and while the receiver holds the request open
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -216,6 +217,39 @@ def test_a_worker_killed_before_it_sends_causes_no_repeat(workers: Workers, disp
     time.sleep(REDELIVERY + 3)  # a repeat, if there were one, would arrive by now
     assert receiver.ids() == [str(a)]
     assert f"alert {a} sent" in workers.log("b")
+
+
+@pytest.mark.parametrize("broker", ["redis"], indirect=True)
+def test_a_worker_killed_inside_its_sweep_does_not_stop_redelivery(workers: Workers, dispatcher: CeleryDispatcher,
+                                                                    sqlite_engine: Engine, receiver: Receiver,
+                                                                    broker: Broker) -> None:
+    """Redis: every worker looks for the messages of dead workers under one lock; a worker SIGKILLed
+    while it holds that lock (here: the lock taken as its sweep takes it, never released) must not
+    keep the others from giving a dead worker's message back for longer than a sweep's interval."""
+    import redis
+    from kombu.transport.redis import Channel
+    from vigil.alerts.tasks import celery_config
+
+    options = celery_config(broker.url, broker.queue, REDELIVERY)["broker_transport_options"]
+    client = redis.Redis.from_url(broker.url)
+    lock = client.lock(Channel.unacked_mutex_key, timeout=options.get("unacked_mutex_expire",
+                                                                       Channel.unacked_mutex_expire))
+    log = AlertLog(sqlite_engine)
+    mt = hook(sqlite_engine, receiver)
+    workers.start("a")
+    a = new_alert(log, mt)
+    dispatcher.app.send_task("vigil.alerts.deliver", args=[a, 0, 0.0], queue=broker.queue, countdown=3)
+    wait_until(lambda: broker.ready_count() == 0, 20, "worker a to take the message")
+    try:
+        wait_until(lambda: lock.acquire(blocking=False), 10, "the sweep's lock (other workers hold it a moment)")
+        workers.kill("a")
+        workers.start("b")
+        wait_until(lambda: status(log, a) == AlertStatus.SENT, 30, "worker b to send the alert")
+    finally:
+        with contextlib.suppress(redis.exceptions.LockError):  # expired, as it should have
+            lock.release()
+        client.close()
+    assert receiver.ids() == [str(a)]
 
 
 def test_a_worker_killed_while_the_receiver_holds_the_request(workers: Workers, dispatcher: CeleryDispatcher,
