@@ -38,15 +38,16 @@ def celery_config(broker_url: str, queue: str, redelivery: float) -> dict[str, A
     redis = broker_url.startswith(REDIS_SCHEMES)
     transport: dict[str, Any] = {}
     if redis:
+        sweep = max(1, int(redelivery // 4))
         transport = {
             "visibility_timeout": redelivery,
             # Look for messages of dead workers often enough to give them back within `redelivery`
             # (kombu's default sweeps only every 100 s).
-            "unacked_restore_interval": max(1, int(redelivery // 4)),
+            "unacked_restore_interval": sweep,
             "unacked_restore_throttle": 1,
             # A worker killed inside its sweep leaves the sweep's lock behind: kombu's default (300 s)
             # would stop every worker's sweep, so all redelivery, for five minutes.
-            "unacked_mutex_expire": max(1, int(redelivery // 4)),
+            "unacked_mutex_expire": sweep,
             "socket_timeout": 10,
             "socket_connect_timeout": 5,
         }

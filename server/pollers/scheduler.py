@@ -306,6 +306,14 @@ class Scheduler:
             self._wake.set()
         return n
 
+    def follow(self, follow: Callable[[Callable[[], PollConfig], Callable[[PollConfig], None]], None]) -> None:
+        """Load the configuration now, before running, and then whenever `follow`'s owner (ingest's
+        ConfigCache.follow) reloads its own, instead of on a timer of the scheduler's."""
+        self._states = self.repo.item_states()
+        self.load(self.repo.poll_config())
+        follow(self.repo.poll_config, self.load)
+        self.reloads_itself = False
+
     def _schedule(self, itemid: int, due: float) -> None:
         self._seq += 1
         self._gen[itemid] = self._seq
@@ -671,10 +679,7 @@ def start(settings: Settings, repo: ConfigRepo, submit: Callable[[WriteBatch], A
         unavailable_delay=settings.unavailable_delay, unreachable_delay=settings.unreachable_delay,
         config_refresh=settings.config_refresh), pollers=pollers, unsupported=unsupported, lld=lld)
     if follow is not None:
-        sched.reloads_itself = False
-        sched._states = repo.item_states()
-        sched.load(repo.poll_config())
-        follow(repo.poll_config, sched.load)
+        sched.follow(follow)
     halt = asyncio.Event()
     task = asyncio.create_task(sched.run(halt), name="pollers")
     checks = asyncio.create_task(check_now_loop(repo, sched, halt), name="check now")

@@ -143,6 +143,17 @@ def hook(engine: Engine, receiver: Receiver, **kw: object) -> int:
                           {"url": receiver.url, "timeout": 3}, **kw)  # type: ignore[arg-type]
 
 
+def held_by_a(workers: Workers, dispatcher: CeleryDispatcher, log: AlertLog, mediatypeid: int,
+              broker: Broker) -> int:
+    """A new alert whose try is not due yet (as a retry waiting out its backoff), taken by a new
+    worker a, which holds it unacknowledged."""
+    workers.start("a")
+    a = new_alert(log, mediatypeid)
+    dispatcher.app.send_task("vigil.alerts.deliver", args=[a, 0, 0.0], queue=broker.queue, countdown=3)
+    wait_until(lambda: broker.ready_count() == 0, 20, "worker a to take the message")
+    return a
+
+
 def test_a_worker_delivers_a_webhook(workers: Workers, dispatcher: CeleryDispatcher, sqlite_engine: Engine,
                                      receiver: Receiver) -> None:
     log = AlertLog(sqlite_engine)
@@ -204,12 +215,7 @@ def test_a_worker_killed_before_it_sends_causes_no_repeat(workers: Workers, disp
                                                           sqlite_engine: Engine, receiver: Receiver,
                                                           broker: Broker) -> None:
     log = AlertLog(sqlite_engine)
-    mt = hook(sqlite_engine, receiver)
-    workers.start("a")
-    a = new_alert(log, mt)
-    # A try that is not due yet (as a retry waiting out its backoff): worker a holds it unacknowledged.
-    dispatcher.app.send_task("vigil.alerts.deliver", args=[a, 0, 0.0], queue=broker.queue, countdown=3)
-    wait_until(lambda: broker.ready_count() == 0, 20, "worker a to take the message")
+    a = held_by_a(workers, dispatcher, log, hook(sqlite_engine, receiver), broker)
     workers.kill("a")
     assert receiver.ids() == [] and status(log, a) == AlertStatus.QUEUED
     workers.start("b")
@@ -235,11 +241,7 @@ def test_a_worker_killed_inside_its_sweep_does_not_stop_redelivery(workers: Work
     lock = client.lock(Channel.unacked_mutex_key, timeout=options.get("unacked_mutex_expire",
                                                                        Channel.unacked_mutex_expire))
     log = AlertLog(sqlite_engine)
-    mt = hook(sqlite_engine, receiver)
-    workers.start("a")
-    a = new_alert(log, mt)
-    dispatcher.app.send_task("vigil.alerts.deliver", args=[a, 0, 0.0], queue=broker.queue, countdown=3)
-    wait_until(lambda: broker.ready_count() == 0, 20, "worker a to take the message")
+    a = held_by_a(workers, dispatcher, log, hook(sqlite_engine, receiver), broker)
     try:
         wait_until(lambda: lock.acquire(blocking=False), 10, "the sweep's lock (other workers hold it a moment)")
         workers.kill("a")
