@@ -409,3 +409,27 @@ def test_the_pollers_take_a_new_configuration_in_the_same_step_as_ingest(repo: C
         assert _values(batches, ids["app.requests"]) == [42]
 
     asyncio.run(go())
+
+
+def test_a_follower_that_cannot_read_its_part_leaves_both_on_the_old_configuration(repo: ConfigRepo) -> None:
+    from vigil.server.ingest.cache import ConfigCache
+
+    _import(repo, APP)
+    cache = ConfigCache(repo)
+    before = cache.snapshot
+    applied: list[str] = []
+    away = [True]
+
+    def fetch() -> str:
+        if away[0]:
+            raise OSError("database away")
+        return "part"
+
+    cache.follow(fetch, applied.append)
+    _import(repo, APP_DEPENDENT)
+    with pytest.raises(OSError, match="database away"):
+        asyncio.run(cache.reload())
+    assert cache.snapshot is before and applied == []  # ingest does not move ahead of its follower
+    away[0] = False
+    assert asyncio.run(cache.reload())
+    assert cache.snapshot.version > before.version and applied == ["part"]
