@@ -35,6 +35,7 @@ import uuid
 from dataclasses import dataclass
 
 import psycopg
+from vigil.server.store.postgres import ROLLUP_LOCK
 
 ADMIN = os.environ.get("VIGIL_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 ITEMS = 1000
@@ -43,7 +44,6 @@ FINITE = "CONSTRAINT v CHECK (value BETWEEN -1.7976931348623157e308 AND 1.797693
 BTREE = "CREATE INDEX ON t (itemid, clock)"
 BRIN = "CREATE INDEX ON t USING brin (clock)"
 
-ROLLUP_LOCK = 0x76_69_67_69_6C_74  # as server/store/postgres.py
 HEAD = f"SELECT pg_advisory_xact_lock_shared({ROLLUP_LOCK}); INSERT INTO d (hour) VALUES (%d) ON CONFLICT DO NOTHING"
 
 
