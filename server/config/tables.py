@@ -213,6 +213,8 @@ def _history(name: str, value_col: Column) -> Table:
     )
 
 
+# On PostgreSQL history's and history_uint's index is not the parent's: each hour partition gets its
+# own once the hour has closed (migration 0024, PostgresStore.index_closed_hours).
 history = _history("history", Column("value", Float, nullable=False))
 history_uint = _history("history_uint", Column("value", BigInteger, nullable=False))
 history_str = _history("history_str", Column("value", String(255), nullable=False))

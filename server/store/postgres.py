@@ -6,6 +6,13 @@ PARTITIONS_AHEAD_DAYS days ahead, each waiting at most PARTITION_LOCK_TIMEOUT fo
 so writers find them at midnight; a batch with a clock outside that window creates its partition
 itself, in its own short transaction before the batch's, so the batch never holds the catalog lock.
 
+Numeric history's days are partitioned again, by hour (`history_p20240131_h13`), and an hour's
+(itemid, clock) index is built only once the hour has closed (index_closed_hours, run with the
+roll-up; migration 0024): keeping that b-tree up row by row was most of PostgreSQL's cost per value.
+So the recent hours are unindexed heaps, which reads of many items (latest, histories) scan once
+rather than item by item; a read of one item scans them too, at most an hour or two of values.
+Days made before migration 0024 stay whole, with their index.
+
 Trend roll-up and concurrent writers: a writer holds a shared advisory lock for the length of its
 transaction; the roll-up takes it exclusively only for the instant it clears an hour's dirty mark,
 in a transaction of its own (the hour is claimed in trend_rollup meanwhile), and recomputes the hour
@@ -65,6 +72,10 @@ PARTITION_LOCK_TIMEOUT = "1s"  # most a partition's creation or drop waits for i
 ROLLUP_LOCK = 0x76_69_67_69_6C_74  # advisory lock key shared by writers and the trend roll-up ("vigilt")
 _INT32_MAX = 2**31 - 1
 _PARTITION = re.compile(r"(history(?:_uint|_str|_text|_log)?)_p(\d{8})")
+_HOUR_PARTITION = re.compile(r"(history(?:_uint)?)_p(\d{8})_h(\d{2})")
+_BY_HOUR = ("history", "history_uint")  # their days are partitioned by hour (migration 0024)
+INDEX_AFTER = 60  # seconds after an hour closed that its partition's index is built (late values come cheap till then)
+_HOT_TTL = 5.0  # seconds a reader trusts what it found out about the unindexed hours
 _ITEMS_PER_DELETE = 1000
 _TRENDS_OF = {"history": "trends", "history_uint": "trends_uint"}
 _PENDING = "SELECT hour FROM trend_dirty UNION ALL SELECT hour FROM trend_rollup"  # hours not rolled up yet
@@ -105,6 +116,10 @@ def _esc(s: str) -> str:
 @functools.lru_cache(maxsize=1024)  # asked on every write on the loop, where formatting the date was 2% of its time
 def partition_name(table: str, day: int) -> str:
     return f"{table}_p{datetime.fromtimestamp(day, UTC):%Y%m%d}"
+
+
+def hour_partition_name(table: str, hour: int) -> str:
+    return f"{partition_name(table, hour - hour % rollup.DAY)}_h{hour % rollup.DAY // rollup.HOUR:02d}"
 
 
 def _copy_binary(table: str, rows: list) -> bytes:
@@ -225,6 +240,9 @@ class PostgresStore(Store):
         self._attempts = 0
         self._pg = self._connect()
         self._partitions: set[str] = set()
+        self._by_hour: set[str] = set()
+        self._hot: dict[str, int] = {}
+        self._hot_checked = -_HOT_TTL
         self._load_partitions()
 
     def _connect(self) -> psycopg.Connection:
@@ -277,11 +295,12 @@ class PostgresStore(Store):
 
     def _load_partitions(self) -> None:
         rows = self._conn.execute(
-            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "SELECT c.relname, c.relkind = 'p' FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
             "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = ANY(%s) "
             "AND p.relnamespace = current_schema()::regnamespace",
             (list(HISTORY_TABLES.values()),)).fetchall()
         self._partitions = {r[0] for r in rows}
+        self._by_hour = {r[0] for r in rows if r[1]}  # days partitioned by hour
 
     def partitions(self) -> list[str]:
         """Names of the history partitions that exist, oldest day first."""
@@ -289,10 +308,77 @@ class PostgresStore(Store):
         return sorted(self._partitions, key=lambda n: (n.rsplit("_p", 1)[1], n))
 
     @staticmethod
-    def _create_partition_sql(table: str, day: int) -> sql.Composed:
-        upper = sql.SQL("MAXVALUE") if day + rollup.DAY > _INT32_MAX else sql.Literal(day + rollup.DAY)
-        return sql.SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})").format(
-            sql.Identifier(partition_name(table, day)), sql.Identifier(table), sql.Literal(day), upper)
+    def _create_partition_sql(table: str, day: int, now: int) -> sql.Composed:
+        """A day's partition; numeric history's with its 24 hours, the hours already closed indexed.
+        Several statements in one query: one implicit transaction, so a day never lacks an hour."""
+        def bounds(lo: int, hi: int) -> sql.Composed:
+            upper = sql.SQL("MAXVALUE") if hi > _INT32_MAX else sql.Literal(hi)
+            return sql.SQL("FOR VALUES FROM ({}) TO ({})").format(sql.Literal(lo), upper)
+
+        create = sql.SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF {} {}")
+        name = sql.Identifier(partition_name(table, day))
+        if table not in _BY_HOUR:
+            return create.format(name, sql.Identifier(table), bounds(day, day + rollup.DAY))
+        stmts = [create.format(name, sql.Identifier(table), bounds(day, day + rollup.DAY)) + sql.SQL(
+            " PARTITION BY RANGE (clock)")]
+        for hour in range(day, min(day + rollup.DAY, _INT32_MAX + 1), rollup.HOUR):
+            leaf = sql.Identifier(hour_partition_name(table, hour))
+            stmts.append(create.format(leaf, name, bounds(hour, hour + rollup.HOUR)))
+            if hour + rollup.HOUR + INDEX_AFTER <= now:
+                stmts.append(PostgresStore._index_sql(table, hour))
+        return sql.SQL("; ").join(stmts)
+
+    @staticmethod
+    def _index_sql(table: str, hour: int) -> sql.Composed:
+        name = hour_partition_name(table, hour)
+        return sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (itemid, clock)").format(
+            sql.Identifier(f"{name}_1"), sql.Identifier(name))
+
+    def _unindexed_hours(self) -> list[tuple[str, int]]:
+        """(table, hour) of numeric history's hour partitions that have no index yet, oldest first."""
+        rows = self._conn.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "JOIN pg_inherits d ON d.inhrelid = i.inhparent JOIN pg_class p ON p.oid = d.inhparent "
+            "WHERE p.relname = ANY(%s) AND p.relnamespace = current_schema()::regnamespace "
+            "AND NOT EXISTS (SELECT 1 FROM pg_index x WHERE x.indrelid = c.oid)", (list(_BY_HOUR),)).fetchall()
+        out = []
+        for (name,) in rows:
+            if (m := _HOUR_PARTITION.fullmatch(name)) is not None:
+                day = int(datetime.strptime(m[2], "%Y%m%d").replace(tzinfo=UTC).timestamp())
+                out.append((m[1], day + int(m[3]) * rollup.HOUR))
+        return sorted(out, key=lambda r: (r[1], r[0]))
+
+    def index_closed_hours(self, now: int) -> list[str]:
+        """Build the (itemid, clock) index of every hour partition whose hour closed INDEX_AFTER ago
+        or more; returns their names. A build waits at most PARTITION_LOCK_TIMEOUT for writers of
+        that hour (late values) and is tried again at the next run if it cannot get the lock."""
+        done: list[str] = []
+        for table, hour in self._unindexed_hours():
+            if hour + rollup.HOUR + INDEX_AFTER > now:
+                break
+            name = hour_partition_name(table, hour)
+            try:
+                with self._conn.transaction():
+                    self._conn.execute(f"SET LOCAL lock_timeout = '{PARTITION_LOCK_TIMEOUT}'")
+                    self._conn.execute(self._index_sql(table, hour))
+            except errors.LockNotAvailable as e:
+                log.warning("partition %s not indexed yet (tried again at the next run): %s", name, _describe(e))
+                continue
+            done.append(name)
+        if done:
+            log.info("indexed the closed hours %s", ", ".join(done))
+        return done
+
+    def _hot_from(self, table: str) -> int | None:
+        """The first hour of `table` whose partition has no index (later ones may have none either),
+        or None when every hour is indexed; looked up at most every _HOT_TTL seconds."""
+        now = time.monotonic()
+        if now >= self._hot_checked + _HOT_TTL:
+            hot: dict[str, int] = {}
+            for t, hour in self._unindexed_hours():
+                hot.setdefault(t, hour)
+            self._hot, self._hot_checked = hot, now
+        return self._hot.get(table)
 
     def _ensure_partitions(self, wanted: Iterable[tuple[str, int]]) -> None:
         """The write path's fallback: the housekeeper makes the partitions of the next days ahead
@@ -307,7 +393,7 @@ class PostgresStore(Store):
             name = partition_name(table, day)
             if name in self._partitions:
                 continue
-            stmt = self._create_partition_sql(table, day)
+            stmt = self._create_partition_sql(table, day, int(time.time()))
             for attempt in range(3):
                 try:
                     self._conn.execute(stmt)
@@ -319,6 +405,8 @@ class PostgresStore(Store):
                 except psycopg.Error as e:
                     raise StoreError(f"cannot create partition {name} of {table}: {e}") from None
             self._partitions.add(name)
+            if table in _BY_HOUR:
+                self._by_hour.add(name)
 
     def make_partitions_ahead(self, now: int, days: int = PARTITIONS_AHEAD_DAYS) -> list[str]:
         """Create the partitions of today and the next `days` days that are missing; returns their names.
@@ -339,12 +427,14 @@ class PostgresStore(Store):
                 try:
                     with self._conn.transaction():
                         self._conn.execute(f"SET LOCAL lock_timeout = '{PARTITION_LOCK_TIMEOUT}'")
-                        self._conn.execute(self._create_partition_sql(table, day))
+                        self._conn.execute(self._create_partition_sql(table, day, now))
                 except psycopg.Error as e:
                     # The next days of this table wait for the next run: one wait per table at most.
                     log.warning("partition %s not made ahead (tried again at the next run): %s", name, _describe(e))
                     break
                 self._partitions.add(name)
+                if table in _BY_HOUR:
+                    self._by_hour.add(name)
                 created.append(name)
         if created:
             log.info("made partitions ahead: %s", ", ".join(created))
@@ -624,16 +714,31 @@ class PostgresStore(Store):
             by_type.setdefault(ValueType(vt), []).append((itemid, int(lo), int(hi)))
         lim = None if limit is None else check_limit(limit)
         for vt, rows in by_type.items():
-            # one query per value type; the constant lower bound lets PostgreSQL skip older partitions
+            # one query per value type; the constant bounds let PostgreSQL skip the other partitions
+            table = HISTORY_TABLES[vt]
             ids, los, his = [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
-            q = (f"SELECT w.itemid, h.clock, h.ns, h.value FROM unnest(%s::int[], %s::int[], %s::int[]) "
-                 f"AS w(itemid, lo, hi) CROSS JOIN LATERAL (SELECT clock, ns, value FROM {HISTORY_TABLES[vt]} "
-                 "WHERE itemid = w.itemid AND clock >= w.lo AND clock <= w.hi AND clock >= %s "
-                 "ORDER BY clock, ns LIMIT %s) h ORDER BY w.itemid, h.clock, h.ns")
+            lo, hi = min(los), max(his)
+            hot = self._hot_from(table)
+            split = hi + 1 if hot is None else max(lo, min(hot, hi + 1))
+            binary = vt in (ValueType.FLOAT, ValueType.UNSIGNED)
+            found: list[tuple] = []
+            if split > lo:  # indexed hours: item by item through the index
+                found += self._query(
+                    f"SELECT w.itemid, h.clock, h.ns, h.value FROM unnest(%s::int[], %s::int[], %s::int[]) "
+                    f"AS w(itemid, lo, hi) CROSS JOIN LATERAL (SELECT clock, ns, value FROM {table} "
+                    "WHERE itemid = w.itemid AND clock >= w.lo AND clock <= w.hi AND clock >= %s AND clock < %s "
+                    "ORDER BY clock, ns LIMIT %s) h", (ids, los, his, lo, split, lim), binary=binary)
+            if split <= hi:  # the unindexed hours (and any after them): read once for all the items
+                found += self._query(
+                    f"SELECT itemid, clock, ns, value FROM (SELECT h.itemid, h.clock, h.ns, h.value, row_number() "
+                    f"OVER (PARTITION BY h.itemid ORDER BY h.clock, h.ns) AS n FROM {table} h "
+                    "JOIN unnest(%s::int[], %s::int[], %s::int[]) AS w(itemid, lo, hi) ON h.itemid = w.itemid "
+                    "AND h.clock >= w.lo AND h.clock <= w.hi WHERE h.clock >= %s AND h.clock <= %s) r "
+                    "WHERE %s::int IS NULL OR n <= %s", (ids, los, his, split, hi, lim, lim), binary=binary)
             uint = vt == ValueType.UNSIGNED
-            for itemid, clock, ns, value in self._query(q, (ids, los, his, min(los), lim),
-                                                        binary=vt in (ValueType.FLOAT, ValueType.UNSIGNED)):
-                out[itemid].append((clock, ns, from_signed64(value) if uint else value))
+            for itemid, clock, ns, value in sorted(found, key=lambda r: (r[0], r[1], r[2])):
+                if lim is None or len(out[itemid]) < lim:
+                    out[itemid].append((clock, ns, from_signed64(value) if uint else value))
         return out
 
     def log_history(self, itemid: int, start: int, end: int, limit: int | None = None) -> list[LogEntry]:
@@ -661,16 +766,33 @@ class PostgresStore(Store):
         if not by_type:
             return {}
         lo = 0 if since is None else int(since)
-        parts, params = [], []
+        ctes, parts, cte_params, params = [], [], [], []
         for vt, ids in by_type.items():
-            # `clock >= since` lets PostgreSQL skip the partitions of older days altogether.
-            parts.append(
-                f"SELECT {int(vt)} AS vt, i.itemid, h.clock, h.ns, h.value::text FROM unnest(%s::int[]) AS i(itemid) "
-                f"CROSS JOIN LATERAL (SELECT clock, ns, value FROM {HISTORY_TABLES[vt]} "
-                "WHERE itemid = i.itemid AND clock >= %s ORDER BY clock DESC, ns DESC LIMIT 1) h")
-            params += [ids, lo]
+            table = HISTORY_TABLES[vt]
+            hot = self._hot_from(table) if table in _BY_HOUR else None
+            newest = (f"SELECT {int(vt)} AS vt, i.itemid, h.clock, h.ns, h.value::text "
+                      "FROM unnest(%s::int[]) AS i(itemid) ")
+            older = (f"CROSS JOIN LATERAL (SELECT clock, ns, value FROM {table} WHERE itemid = i.itemid "
+                     "AND clock >= %s AND clock < %s ORDER BY clock DESC, ns DESC LIMIT 1) h")
+            if hot is None:
+                # `clock >= since` lets PostgreSQL skip the partitions of older days altogether.
+                parts.append(newest + older)
+                params += [ids, lo, _INT32_MAX + 1]
+                continue
+            # The unindexed hours are read once for all the items; only the items without a value
+            # there are looked for one by one in the indexed hours before them.
+            ctes.append(f"hot{int(vt)} AS (SELECT DISTINCT ON (itemid) itemid, clock, ns, value FROM {table} "
+                        "WHERE itemid = ANY(%s) AND clock >= %s ORDER BY itemid, clock DESC, ns DESC)")
+            cte_params += [ids, max(lo, hot)]
+            parts.append(f"SELECT {int(vt)}, itemid, clock, ns, value::text FROM hot{int(vt)}")
+            if lo < hot:
+                parts.append(newest + older + f" WHERE NOT EXISTS (SELECT 1 FROM hot{int(vt)} n "
+                                              "WHERE n.itemid = i.itemid)")
+                params += [ids, lo, hot]
+        with_ = f"WITH {', '.join(ctes)} " if ctes else ""
+        rows = self._query(with_ + " UNION ALL ".join(parts), cte_params + params)
         out: dict[int, HistoryRow] = {}
-        for vt, itemid, clock, ns, text in self._query(" UNION ALL ".join(parts), params):
+        for vt, itemid, clock, ns, text in rows:
             if vt == ValueType.FLOAT:
                 value: object = float(text)
             elif vt == ValueType.UNSIGNED:
@@ -697,6 +819,10 @@ class PostgresStore(Store):
     # -- trends -----------------------------------------------------------------------------------
 
     def rollup_trends(self, now: int) -> int:
+        try:
+            self.index_closed_hours(now)
+        except psycopg.Error as e:
+            raise StoreError(f"indexing the closed hours' history failed: {_describe(e)}") from None
         hours = [h for (h,) in self._query(
             "SELECT hour FROM trend_dirty UNION SELECT hour FROM trend_rollup ORDER BY 1", ())]
         for hour in hours:
@@ -724,14 +850,13 @@ class PostgresStore(Store):
                 row = cur.execute("SELECT token FROM trend_rollup WHERE hour = %s FOR UPDATE", (hour,)).fetchone()
                 if row is None or row[0] != token:
                     return  # another roll-up took the hour over after us: its results are newer
-            day = hour - hour % rollup.DAY
             for table, trends in (("history", "trends"), ("history_uint", "trends_uint")):
-                if (part := self._hour_partition(table, day)) is not None:
-                    self._rollup_table(cur, hour, part, trends)
+                if (found := self._hour_partition(table, hour)) is not None:
+                    self._rollup_table(cur, hour, *found, trends)
             if token is not None:
                 cur.execute("DELETE FROM trend_rollup WHERE hour = %s", (hour,))
 
-    def _rollup_table(self, cur: psycopg.Cursor, hour: int, part: str, trends: str) -> None:
+    def _rollup_table(self, cur: psycopg.Cursor, hour: int, part: str, ids: str, trends: str) -> None:
         """Trends of one hour of one history partition: recomputed from history for the items whose
         history of the hour is whole; for those whose history of it is gone (the hour is before their
         horizon) the late values are merged into the trend row and leave history."""
@@ -742,7 +867,7 @@ class PostgresStore(Store):
             "sum(CASE WHEN abs(h.value) > %(t)s THEN h.value * %(s)s ELSE 0 END), "
             "sum(CASE WHEN abs(h.value) > %(t)s THEN 0 ELSE h.value END)")
         rows = cur.execute(
-            f"{_skip_scan(part)} SELECT ids.itemid, EXISTS (SELECT 1 FROM history_horizon z "
+            f"{ids} SELECT ids.itemid, EXISTS (SELECT 1 FROM history_horizon z "
             f"WHERE z.itemid = ids.itemid AND z.clock > %(h)s), count(*), min({value}), max({value}), {sums} "
             f"FROM ids JOIN {part} h ON h.itemid = ids.itemid AND h.clock >= %(h)s AND h.clock < %(e)s "
             "GROUP BY ids.itemid", p).fetchall()
@@ -796,15 +921,21 @@ class PostgresStore(Store):
             "value_min = EXCLUDED.value_min, value_avg = EXCLUDED.value_avg, value_max = EXCLUDED.value_max",
             (hour, *map(list, zip(*out, strict=True))))
 
-    def _hour_partition(self, table: str, day: int) -> str | None:
-        """The quoted partition of `table` for the UTC day, or None if there is none (no values)."""
-        name = partition_name(table, day)
+    def _hour_partition(self, table: str, hour: int) -> tuple[str, str] | None:
+        """The quoted partition of `table` that holds the hour, with a CTE `ids` of the items in it;
+        None if there is none (no values). An hour's own partition is read whole, a day's (made
+        before migration 0024) item by item through its index."""
+        name = partition_name(table, hour - hour % rollup.DAY)
         if name not in self._partitions:
             # Values marked dirty were committed after their partition was: a fresh look finds it.
             self._load_partitions()
             if name not in self._partitions:
                 return None
-        return sql.Identifier(name).as_string(self._conn)
+        if name in self._by_hour:
+            leaf = sql.Identifier(hour_partition_name(table, hour)).as_string(self._conn)
+            return leaf, f"WITH ids(itemid) AS (SELECT DISTINCT itemid FROM {leaf})"
+        part = sql.Identifier(name).as_string(self._conn)
+        return part, _skip_scan(part)
 
     # -- housekeeping -----------------------------------------------------------------------------
 
