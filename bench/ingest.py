@@ -88,14 +88,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def frames(worker: int, n: int, batch: int, base_clock: int) -> list[bytes]:
+RECENT_PER_SECOND = 10  # --clocks recent: values per item and second (ns apart)
+
+
+def recent_base(n: int) -> int:
+    """The first clock of a load of n values with recent clocks: they end now, all in the current hour
+    (if the hour began less than their span ago they start with it, up to a minute or two ahead)."""
+    span = n // (HOSTS * ITEMS) // RECENT_PER_SECOND + 1
+    now = int(time.time())
+    return max(now - span, now // 3600 * 3600)
+
+
+def clock_ns(base_clock: int, j: int, per_second: int) -> tuple[int, int]:
+    """Clock and ns of the j-th value: the 1000 items in turn, per_second values of each a second."""
+    tick = j // (HOSTS * ITEMS)
+    return base_clock + tick // per_second, (tick % per_second) * (1_000_000_000 // per_second) + j % 1000
+
+
+def frames(worker: int, n: int, batch: int, base_clock: int, per_second: int) -> list[bytes]:
     out = []
     for start in range(0, n, batch):
         values = []
         for i in range(start, min(n, start + batch)):
             j = worker * n + i
             values.append(SenderValue(f"bench-{j % HOSTS}", f"bench.k[{(j // HOSTS) % ITEMS}]", f"{j}.5",
-                                      base_clock + j // 1000, j % 1000))
+                                      *clock_ns(base_clock, j, per_second)))
         out.append(zbxd.encode(SenderData(values, base_clock, 0).to_json()))
     return out
 
@@ -232,13 +249,14 @@ def stop_profiler(spy: subprocess.Popen[bytes] | None) -> None:
         spy.wait(30)
 
 
-def run(backend: str, k: int, n: int, batch: int, profile: Path | None = None) -> dict[str, float]:
+def run(backend: str, k: int, n: int, batch: int, profile: Path | None = None,
+        recent: bool = True) -> dict[str, float]:
     with VigilServer(backend) as server:
         assert server.proc is not None
         pid, port, url = server.proc.pid, server.port, server.url
         per = n // k
-        base_clock = int(time.time()) - 3 * 86400
-        payloads = [frames(w, per, batch, base_clock) for w in range(k)]
+        base_clock = recent_base(n) if recent else int(time.time()) - 3 * 86400
+        payloads = [frames(w, per, batch, base_clock, RECENT_PER_SECOND if recent else 1) for w in range(k)]
         start, results = mp.Event(), mp.Queue()
         procs = [mp.Process(target=sender, args=(port, payloads[w], start, results)) for w in range(k)]
         for p in procs:
@@ -283,13 +301,15 @@ RESPONSE = re.compile(rb"processed: (\d+); failed: (\d+)")
 ZABBIX_BATCH = 250  # values per connection, fixed in zabbix_sender
 
 
-def sender_files(tmp: Path, k: int, n: int, base_clock: int, tag: str) -> list[Path]:
-    """zabbix_sender -T input, one file per sender: host, key, clock, value; one value per item and second."""
+def sender_files(tmp: Path, k: int, n: int, base_clock: int, tag: str, per_second: int = 1) -> list[Path]:
+    """zabbix_sender -T -N input, one file per sender: host, key, clock, ns, value; per_second values of
+    each item a second."""
     per = n // k
     files = []
     for w in range(k):
         path = tmp / f"{tag}-{w}.txt"
-        path.write_text("".join(f"bench-{j % HOSTS} bench.k[{(j // HOSTS) % ITEMS}] {base_clock + j // 1000} {j}.5\n"
+        path.write_text("".join(f"bench-{j % HOSTS} bench.k[{(j // HOSTS) % ITEMS}] "
+                                "{} {} ".format(*clock_ns(base_clock, j, per_second)) + f"{j}.5\n"
                                 for j in range(w * per, (w + 1) * per)))
         files.append(path)
     return files
@@ -303,7 +323,7 @@ def send_all(port: int, files: list[Path]) -> tuple[int, int]:
     try:
         for f, out in zip(files, outs, strict=True):
             with out.open("wb") as o:  # a file, not a pipe: a full pipe would stall a sender
-                procs.append(subprocess.Popen([sender_bin, "-z", "127.0.0.1", "-p", str(port), "-T", "-v",
+                procs.append(subprocess.Popen([sender_bin, "-z", "127.0.0.1", "-p", str(port), "-T", "-N", "-v",
                                                "-i", str(f)], stdout=o, stderr=subprocess.STDOUT))
         for p in procs:
             p.wait(600)
@@ -428,7 +448,7 @@ class Target:
         self.conn.close()
 
 
-def versus_zabbix(binary: Path, k: int, n: int, rounds: int, profile: Path | None) -> None:
+def versus_zabbix(binary: Path, k: int, n: int, rounds: int, profile: Path | None, recent: bool = True) -> None:
     hosts = [f"bench-{h}" for h in range(HOSTS)]
     keys = [f"bench.k[{i}]" for i in range(ITEMS)]
     tmp = Path(tempfile.mkdtemp(prefix="vigil-bench-load-"))
@@ -439,9 +459,10 @@ def versus_zabbix(binary: Path, k: int, n: int, rounds: int, profile: Path | Non
             assert vs.proc is not None
             vpid = vs.proc.pid
             targets = [Target("vigil", vs.port, vs.url, lambda: [vpid]), Target("zabbix", zs.port, zs.url, zs.pids)]
-            # Each round in hours of its own (a round spans N/1000 s): when rounds shared an hour,
-            # zabbix_server merged into the trends the previous round left (an UPDATE per item) and its
-            # PostgreSQL backends took 2-3x their usual CPU in that round.
+            # --clocks late: each round in past hours of its own (a round spans N/1000 s): when rounds
+            # shared a past hour, zabbix_server merged into the trends the previous round left (an UPDATE
+            # per item) and its PostgreSQL backends took 2-3x their usual CPU in that round. Recent values
+            # share the current hour, whose trends zabbix_server keeps in its cache until the hour ends.
             hour = 3600
             base_clock = (int(time.time()) - 3 * 86400) // hour * hour
             span = -(-(n // 1000 + 1) // hour) * hour
@@ -451,7 +472,8 @@ def versus_zabbix(binary: Path, k: int, n: int, rounds: int, profile: Path | Non
                 spy = start_profiler(vpid, profile / "ingest-vs-zabbix-vigil.txt")
                 time.sleep(1)
             for r in range(rounds):
-                files = sender_files(tmp, k, n, base_clock + r * span, f"round-{r}")
+                files = (sender_files(tmp, k, n, recent_base(n), f"round-{r}", RECENT_PER_SECOND) if recent
+                         else sender_files(tmp, k, n, base_clock + r * span, f"round-{r}"))
                 for t in targets:
                     t.measure(files)
                 for f in files:
@@ -501,6 +523,9 @@ def main() -> None:
     ap.add_argument("--vs-zabbix", type=Path, metavar="PATH",
                     help="also run the zabbix_server binary at PATH on PostgreSQL, rounds interleaved")
     ap.add_argument("--rounds", type=int, help="rounds per server with --vs-zabbix (default 3)")
+    ap.add_argument("--clocks", choices=["recent", "late"], default="recent",
+                    help="recent (default): values of the last seconds, as agents send them; late: values "
+                         "of three days ago, as a backlog brings them")
     args = ap.parse_args()
     # SIGTERM unwinds like Ctrl-C, so the servers started here are stopped and their databases dropped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -514,15 +539,16 @@ def main() -> None:
         n = args.N or (200_000 if args.quick else 1_000_000)
         rounds = args.rounds or 3
         print(f"ingest vs zabbix_server: {args.K} zabbix_sender x {ZABBIX_BATCH}-value batches, {n} values a round, "
-              f"{rounds} rounds each, {HOSTS * ITEMS} items", file=sys.stderr)
-        versus_zabbix(args.vs_zabbix, args.K, n, rounds, args.profile)
+              f"{rounds} rounds each, {HOSTS * ITEMS} items, {args.clocks} clocks", file=sys.stderr)
+        versus_zabbix(args.vs_zabbix, args.K, n, rounds, args.profile, args.clocks == "recent")
         return
     n = args.N or (200_000 if args.quick else 1_000_000)
     backends = ["sqlite", "postgresql"] if args.backend in (None, "both") else [args.backend]
-    print(f"ingest: {args.K} senders x {args.B}-value batches, {n} values, {HOSTS * ITEMS} items", file=sys.stderr)
+    print(f"ingest: {args.K} senders x {args.B}-value batches, {n} values, {HOSTS * ITEMS} items, {args.clocks} clocks",
+          file=sys.stderr)
     figures = {}
     for b in backends:
-        figures[b] = run(b, args.K, n, args.B, args.profile)
+        figures[b] = run(b, args.K, n, args.B, args.profile, args.clocks == "recent")
     for b in backends:
         name = "postgres" if b == "postgresql" else b
         print(f"ingest_{name}_acknowledged: {figures[b]['acked']:.0f} values/s")
