@@ -62,6 +62,10 @@ SETTINGS: tuple[Spec, ...] = (
          "Seconds a PostgreSQL statement may run before it is cancelled; 0: no limit.", 0, 86400),
     Spec("VIGIL_PG_LOCK_TIMEOUT", "10",
          "Seconds a PostgreSQL statement may wait for a lock before it fails; 0: no limit.", 0, 3600),
+    Spec("VIGIL_PG_DEFER_INDEX", "1",
+         "1: the hour partitions of numeric history are indexed once the hour has closed, which halves "
+         "PostgreSQL's CPU per value written, while a read of one item scans the values of the open hour "
+         "(about 100 ms for 3.6 million values); 0: they are indexed when made, as before.", 0, 1),
     Spec("VIGIL_LOCAL_AGENT", "1", "1: `vigil up` starts a vigil-agent watching this machine; 0: it does not.", 0, 1),
     Spec("VIGIL_LOG_LEVEL", "info", "debug, info, warning or error."),
     Spec("VIGIL_TLS_CA_FILE", "", "CA certificate(s) that agents' and senders' certificates must be signed by "
@@ -192,6 +196,7 @@ class Settings:
     pg_connect_timeout: float
     pg_statement_timeout: float
     pg_lock_timeout: float
+    pg_defer_index: bool
     local_agent: bool
     log_level: str
     tls_ca_file: str = ""
@@ -323,6 +328,7 @@ class Settings:
             pg_connect_timeout=num("VIGIL_PG_CONNECT_TIMEOUT"),
             pg_statement_timeout=num("VIGIL_PG_STATEMENT_TIMEOUT"),
             pg_lock_timeout=num("VIGIL_PG_LOCK_TIMEOUT"),
+            pg_defer_index=bool(num("VIGIL_PG_DEFER_INDEX", int)),
             local_agent=bool(num("VIGIL_LOCAL_AGENT", int)),
             log_level=level,
             escalator_interval=num("VIGIL_ESCALATOR_INTERVAL"),

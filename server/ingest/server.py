@@ -67,7 +67,7 @@ async def serve(settings: Settings, stop: asyncio.Event,
                                             settings.value_cache_size))
     triggers.start()
     def writer_store() -> Store:
-        store = open_store(settings.database_url, pg)
+        store = open_store(settings.database_url, pg, settings.pg_defer_index)
         return store if wrap_store is None else wrap_store(store)
 
     batcher = Batcher(writer_store, settings.batch_max_values,
@@ -187,4 +187,5 @@ def _housekeeper(settings: Settings, repo: ConfigRepo, stop: threading.Event) ->
         except sa.exc.OperationalError as e:  # the database is away: the next run tries again
             raise StoreError(f"cannot read the items' retention periods: {e.orig or e}") from None
 
-    supervised(lambda: open_store(settings.database_url, settings.pg_timeouts), settings, retention, stop)
+    supervised(lambda: open_store(settings.database_url, settings.pg_timeouts, settings.pg_defer_index),
+               settings, retention, stop)

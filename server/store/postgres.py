@@ -232,8 +232,9 @@ class PostgresStore(Store):
     RECONNECT_FIRST = 0.25
     RECONNECT_MAX = 5.0
 
-    def __init__(self, url: str, timeouts: PgTimeouts | None = None) -> None:
+    def __init__(self, url: str, timeouts: PgTimeouts | None = None, defer_index: bool = True) -> None:
         self.url = url
+        self.defer_index = defer_index  # VIGIL_PG_DEFER_INDEX: hour partitions indexed once closed, or at once
         self._connect_args = (timeouts or PgTimeouts()).connect_args()
         self._pause = 0.0
         self._retry_at = 0.0
@@ -308,9 +309,10 @@ class PostgresStore(Store):
         return sorted(self._partitions, key=lambda n: (n.rsplit("_p", 1)[1], n))
 
     @staticmethod
-    def _create_partition_sql(table: str, day: int, now: int) -> sql.Composed:
-        """A day's partition; numeric history's with its 24 hours, the hours already closed indexed.
-        Several statements in one query: one implicit transaction, so a day never lacks an hour."""
+    def _create_partition_sql(table: str, day: int, index_by: int) -> sql.Composed:
+        """A day's partition; numeric history's with its 24 hours, those closed INDEX_AFTER before
+        `index_by` indexed. Several statements in one query: one implicit transaction, so a day never
+        lacks an hour."""
         def bounds(lo: int, hi: int) -> sql.Composed:
             upper = sql.SQL("MAXVALUE") if hi > _INT32_MAX else sql.Literal(hi)
             return sql.SQL("FOR VALUES FROM ({}) TO ({})").format(sql.Literal(lo), upper)
@@ -324,7 +326,7 @@ class PostgresStore(Store):
         for hour in range(day, min(day + rollup.DAY, _INT32_MAX + 1), rollup.HOUR):
             leaf = sql.Identifier(hour_partition_name(table, hour))
             stmts.append(create.format(leaf, name, bounds(hour, hour + rollup.HOUR)))
-            if hour + rollup.HOUR + INDEX_AFTER <= now:
+            if hour + rollup.HOUR + INDEX_AFTER <= index_by:
                 stmts.append(PostgresStore._index_sql(table, hour))
         return sql.SQL("; ").join(stmts)
 
@@ -348,13 +350,19 @@ class PostgresStore(Store):
                 out.append((m[1], day + int(m[3]) * rollup.HOUR))
         return sorted(out, key=lambda r: (r[1], r[0]))
 
+    def _index_by(self, now: int) -> int:
+        """The time up to which hour partitions are indexed: now, or every hour without defer_index."""
+        return now if self.defer_index else 2 * _INT32_MAX
+
     def index_closed_hours(self, now: int) -> list[str]:
         """Build the (itemid, clock) index of every hour partition whose hour closed INDEX_AFTER ago
-        or more; returns their names. A build waits at most PARTITION_LOCK_TIMEOUT for writers of
-        that hour (late values) and is tried again at the next run if it cannot get the lock."""
+        or more (every one without defer_index); returns their names. A build waits at most
+        PARTITION_LOCK_TIMEOUT for writers of that hour and is tried again at the next run if it
+        cannot get the lock."""
         done: list[str] = []
+        index_by = self._index_by(now)
         for table, hour in self._unindexed_hours():
-            if hour + rollup.HOUR + INDEX_AFTER > now:
+            if hour + rollup.HOUR + INDEX_AFTER > index_by:
                 break
             name = hour_partition_name(table, hour)
             try:
@@ -393,7 +401,7 @@ class PostgresStore(Store):
             name = partition_name(table, day)
             if name in self._partitions:
                 continue
-            stmt = self._create_partition_sql(table, day, int(time.time()))
+            stmt = self._create_partition_sql(table, day, self._index_by(int(time.time())))
             for attempt in range(3):
                 try:
                     self._conn.execute(stmt)
@@ -427,7 +435,7 @@ class PostgresStore(Store):
                 try:
                     with self._conn.transaction():
                         self._conn.execute(f"SET LOCAL lock_timeout = '{PARTITION_LOCK_TIMEOUT}'")
-                        self._conn.execute(self._create_partition_sql(table, day, now))
+                        self._conn.execute(self._create_partition_sql(table, day, self._index_by(now)))
                 except psycopg.Error as e:
                     # The next days of this table wait for the next run: one wait per table at most.
                     log.warning("partition %s not made ahead (tried again at the next run): %s", name, _describe(e))

@@ -9,6 +9,7 @@ import time
 import psycopg
 import pytest
 from vigil.server.config.tables import ValueType
+from vigil.server.settings import Settings
 from vigil.server.store import open_store
 from vigil.server.store.base import WriteBatch
 from vigil.server.store.postgres import INDEX_AFTER, PostgresStore, hour_partition_name
@@ -100,3 +101,25 @@ def test_trends_of_an_hour_partition(pg: PostgresStore) -> None:
     assert (t.num, t.min, t.avg, t.max) == (2, 1.0, 2.0, 3.0)
     (u,) = pg.trends(2, U, hour, hour)
     assert (u.num, u.min, u.avg, u.max) == (2, 2**64 - 3, 2**64 - 2, 2**64 - 1)
+
+
+def test_without_defer_index_every_hour_is_indexed(pg: PostgresStore, migrated_url: str) -> None:
+    pg.make_partitions_ahead(NOW)  # deferred: the open hour has no index
+    pg.write(WriteBatch(floats=[(1, NOW, 0, 1.5)]))
+    assert not _indexed(pg.url, "history", THIS_HOUR)
+    s = Settings.from_env({"VIGIL_DATABASE_URL": migrated_url, "VIGIL_PG_DEFER_INDEX": "0"})
+    eager = open_store(s.database_url, s.pg_timeouts, s.pg_defer_index)
+    assert isinstance(eager, PostgresStore) and not eager.defer_index
+    try:
+        eager.rollup_trends(NOW)  # the open hours made before are indexed at its first roll-up
+        assert _indexed(pg.url, "history", THIS_HOUR) and _indexed(pg.url, "history_uint", THIS_HOUR + HOUR)
+        assert eager._hot_from("history") is None
+        later = NOW + 20 * 86400  # a day it makes itself comes with every hour indexed, the open ones too
+        eager.write(WriteBatch(floats=[(1, later, 0, 2.5)]))
+        assert _indexed(pg.url, "history", later - later % HOUR)
+        assert eager.latest({1: F}) == {1: (later, 0, 2.5)}
+        assert eager.history(1, F, NOW, later) == [(NOW, 0, 1.5), (later, 0, 2.5)]
+    finally:
+        eager.close()
+    with pytest.raises(ValueError, match="VIGIL_PG_DEFER_INDEX"):
+        Settings.from_env({"VIGIL_PG_DEFER_INDEX": "2"})
