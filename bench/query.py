@@ -10,6 +10,13 @@ the median:
     query_latest_100_postgres: 4.2 ms       (newest value of every item, one call)
     write_batch1000_postgres: 210000 values/s   (durable commits, batches of 1,000)
 
+On PostgreSQL it then fills the hour now open (1,000 items x 3,600 values, 600 with --quick) and
+times the reads that hour's missing index makes dearer (VIGIL_PG_DEFER_INDEX=1), then the same reads
+once the hour is indexed (what VIGIL_PG_DEFER_INDEX=0 gives):
+
+    query_open_hour_history_1_item_deferred_postgres: 38.2 ms   (10 minutes of one item)
+    query_open_hour_history_1_item_indexed_postgres: 1.0 ms
+
 Usage: python bench/query.py [--quick] [--backend sqlite|postgresql|both]
 """
 
@@ -32,6 +39,7 @@ from vigil.server.config.migrate import engine_for, upgrade  # noqa: E402
 from vigil.server.config.tables import ValueType  # noqa: E402
 from vigil.server.store import open_store  # noqa: E402
 from vigil.server.store.base import Store, WriteBatch  # noqa: E402
+from vigil.server.store.postgres import PostgresStore  # noqa: E402
 
 PG_ADMIN = os.environ.get("VIGIL_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 DAY, HOUR, YEAR_HOURS = 86400, 3600, 8760
@@ -105,6 +113,36 @@ def fill_trends(url: str, items: int) -> None:
         cur.execute("ANALYZE")
 
 
+OPEN_ITEMS = 1000
+
+
+def open_hour_reads(store: Store, name: str, per_item: int, repeat: int) -> None:
+    """Reads of the hour being written, with its partition unindexed and then indexed."""
+    assert isinstance(store, PostgresStore)
+    now = int(time.time())
+    hour = now - now % HOUR
+    for k in range(0, per_item, 50):  # batches of 50 seconds x 1,000 items
+        store.write(WriteBatch(floats=[(10_000 + i, hour + t % HOUR, t // HOUR, float(t))
+                                       for t in range(k, min(per_item, k + 50)) for i in range(OPEN_ITEMS)]))
+    print(f"open hour: {OPEN_ITEMS} items x {per_item} values", file=sys.stderr, flush=True)
+    one = 10_000 + OPEN_ITEMS // 2
+    hundred = {10_000 + i: (ValueType.FLOAT, hour + per_item - 600, hour + per_item) for i in range(100)}
+    every = {10_000 + i: ValueType.FLOAT for i in range(OPEN_ITEMS)}
+    reads: dict[str, Callable[[], object]] = {
+        "history_1_item": lambda: store.history(one, ValueType.FLOAT, hour + per_item - 600, hour + per_item),
+        "latest_1_item": lambda: store.latest({one: ValueType.FLOAT}),
+        f"latest_{OPEN_ITEMS}_items": lambda: store.latest(every),
+        "histories_100_items": lambda: store.histories(hundred),
+    }
+    for state in ("deferred", "indexed"):
+        if state == "indexed":
+            store.defer_index = False
+            store.index_closed_hours(now)
+            store._hot_checked = -1e9  # the reader's look at the catalog is due now, not in 5 s
+        for read, fn in reads.items():
+            print(f"query_open_hour_{read}_{state}_{name}: {median_ms(fn, repeat):.2f} ms", flush=True)
+
+
 def run_backend(kind: str, quick: bool) -> None:
     items = 20 if quick else 100
     repeat = 15 if quick else 40
@@ -153,6 +191,8 @@ def run_backend(kind: str, quick: bool) -> None:
             wanted = {i: ValueType.FLOAT for i in range(1, items + 1)}
             ms = median_ms(lambda: store.latest(wanted), repeat)
             print(f"query_latest_{items}_{name}: {ms:.1f} ms", flush=True)
+            if kind == "postgresql":
+                open_hour_reads(store, name, 600 if quick else 3600, 5 if quick else 15)
         finally:
             store.close()
     finally:
